@@ -1,0 +1,134 @@
+/**
+ * One backend: where it is, its weight, its health state and its in-flight count.
+ *
+ * Health state has one owner: the active health checker (and later the passive outlier
+ * detector) change it through {@linkcode Backend.setHealth}; everything else only reads it.
+ *
+ * @module
+ */
+
+/** Whether a backend takes traffic. */
+export type HealthState = "healthy" | "unhealthy";
+
+/** Options for {@linkcode Backend}. */
+export interface BackendOptions {
+  /** Relative share of traffic for weighted policies. Default: 1. */
+  readonly weight?: number;
+  /** The state before the first probe. Default: `"healthy"` (traffic flows at start-up). */
+  readonly initialHealth?: HealthState;
+}
+
+/** A server the balancer forwards to. */
+export class Backend {
+  /** Base URL: origin plus an optional path prefix, always ending in `/`. */
+  readonly url: URL;
+  /** Short name for logs and metrics: `host:port` plus the path prefix, if any. */
+  readonly name: string;
+  /** Relative share of traffic for weighted policies. */
+  readonly weight: number;
+  #health: HealthState;
+  #inFlight = 0;
+  #requests = 0;
+  #failures = 0;
+
+  /**
+   * @param url The backend's base URL, already validated by {@linkcode parseBackendUrl}.
+   * @param options Weight and initial health.
+   */
+  constructor(url: URL, options: BackendOptions = {}) {
+    this.url = url;
+    this.name = url.pathname === "/" ? url.host : `${url.host}${url.pathname.slice(0, -1)}`;
+    this.weight = options.weight ?? 1;
+    this.#health = options.initialHealth ?? "healthy";
+  }
+
+  /** The current health state. */
+  get health(): HealthState {
+    return this.#health;
+  }
+
+  /** Whether the backend takes traffic. */
+  get isHealthy(): boolean {
+    return this.#health === "healthy";
+  }
+
+  /** Requests forwarded to this backend whose response has not finished. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Requests forwarded to this backend since start. */
+  get requests(): number {
+    return this.#requests;
+  }
+
+  /** Forwarded requests that failed (no response, or timed out) since start. */
+  get failures(): number {
+    return this.#failures;
+  }
+
+  /**
+   * Sets the health state. Called only by health checking.
+   *
+   * @param next The new state.
+   * @returns Whether the state changed.
+   */
+  setHealth(next: HealthState): boolean {
+    if (next === this.#health) return false;
+    this.#health = next;
+    return true;
+  }
+
+  /** Marks a forwarded request as started. Pair every call with {@linkcode end}. */
+  begin(): void {
+    this.#inFlight++;
+    this.#requests++;
+  }
+
+  /**
+   * Marks a forwarded request as finished.
+   *
+   * @param isFailure Whether the backend failed it (no response or a timeout).
+   */
+  end(isFailure: boolean): void {
+    this.#inFlight--;
+    if (isFailure) this.#failures++;
+  }
+}
+
+/**
+ * Parses and validates a backend address. A bare `host:port` means `http://host:port`.
+ *
+ * @param text The address, such as `http://127.0.0.1:8080` or `127.0.0.1:8081`.
+ * @returns The base URL, with a path ending in `/`.
+ * @throws {SyntaxError} When the text is not a URL.
+ * @throws {TypeError} When the protocol is not http or https, or it has a query, fragment or
+ *   credentials.
+ *
+ * @example
+ * ```ts
+ * import { parseBackendUrl } from "./backend.ts";
+ * if (parseBackendUrl("127.0.0.1:8080").href !== "http://127.0.0.1:8080/") throw new Error();
+ * ```
+ */
+export function parseBackendUrl(text: string): URL {
+  const trimmed = text.trim();
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? trimmed : `http://${trimmed}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch (cause) {
+    throw new SyntaxError(`Cannot parse backend "${text}": not a URL`, { cause });
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new TypeError(`Cannot parse backend "${text}": protocol must be http or https`);
+  }
+  if (url.search !== "" || url.hash !== "") {
+    throw new TypeError(`Cannot parse backend "${text}": a backend has no query or fragment`);
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw new TypeError(`Cannot parse backend "${text}": credentials in the URL are not supported`);
+  }
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  return url;
+}

@@ -1,0 +1,32 @@
+/**
+ * Round-robin: each healthy backend in turn, as the seed balancer did.
+ *
+ * @module
+ */
+import type { Backend } from "../backend.ts";
+import type { Policy } from "../policy.ts";
+
+/**
+ * Creates a round-robin policy. The cursor advances past the backend it picked, so a backend
+ * that turns unhealthy is skipped without shifting the order of the others.
+ *
+ * @returns A round-robin policy with its own cursor.
+ */
+export function createRoundRobin(): Policy {
+  let cursor = 0;
+  return {
+    name: "round-robin",
+    pick(backends: readonly Backend[]): Backend | undefined {
+      const count = backends.length;
+      for (let step = 0; step < count; step++) {
+        const index = (cursor + step) % count;
+        const backend = backends[index];
+        if (backend?.isHealthy) {
+          cursor = (index + 1) % count;
+          return backend;
+        }
+      }
+      return undefined;
+    },
+  };
+}
