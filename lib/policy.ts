@@ -16,11 +16,20 @@ export interface Policy {
   /**
    * Picks a healthy backend.
    *
-   * @param backends The candidates, in configuration order (unhealthy ones are skipped).
+   * Retries pass the whole pool again with the backends already tried in `exclude`, rather
+   * than a filtered list, so a policy's position in the pool (round-robin's cursor) stays
+   * meaningful and a failed backend does not starve the one after it.
+   *
+   * @param backends The whole pool, in configuration order (unhealthy ones are skipped).
    * @param request The client's request (for hashing policies).
-   * @returns The chosen backend, or `undefined` when none is healthy.
+   * @param exclude Backends not to pick (already tried for this request). Default: none.
+   * @returns The chosen backend, or `undefined` when no healthy backend is left.
    */
-  pick(backends: readonly Backend[], request: Request): Backend | undefined;
+  pick(
+    backends: readonly Backend[],
+    request: Request,
+    exclude?: ReadonlySet<Backend>,
+  ): Backend | undefined;
 }
 
 /** The names of the available policies. */

@@ -16,12 +16,16 @@ export function createRoundRobin(): Policy {
   let cursor = 0;
   return {
     name: "round-robin",
-    pick(backends: readonly Backend[]): Backend | undefined {
+    pick(
+      backends: readonly Backend[],
+      _request: Request,
+      exclude?: ReadonlySet<Backend>,
+    ): Backend | undefined {
       const count = backends.length;
       for (let step = 0; step < count; step++) {
         const index = (cursor + step) % count;
         const backend = backends[index];
-        if (backend?.isHealthy) {
+        if (backend?.isHealthy && exclude?.has(backend) !== true) {
           cursor = (index + 1) % count;
           return backend;
         }

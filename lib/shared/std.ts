@@ -11,6 +11,7 @@
 import { parseArgs as stdParseArgs } from "@std/cli/parse-args";
 import { STATUS_TEXT as stdStatusText } from "@std/http/status";
 import { contentType as stdContentType } from "@std/media-types/content-type";
+import { levenshteinDistance as stdLevenshteinDistance } from "@std/text/levenshtein-distance";
 
 /** Options understood by {@linkcode parseArgs} (a subset of `@std/cli`'s `ParseOptions`). */
 export interface ParseArgsOptions {
@@ -97,4 +98,22 @@ export function statusText(status: number): string {
 export function contentType(extensionOrType: string): string | undefined {
   const value: unknown = stdContentType(extensionOrType);
   return typeof value === "string" ? value : undefined;
+}
+
+/**
+ * The Levenshtein edit distance between two strings (for "did you mean" suggestions).
+ *
+ * @param a One string.
+ * @param b The other string.
+ * @returns How many single-character insertions, deletions or substitutions turn `a` into `b`.
+ *
+ * @example
+ * ```ts
+ * import { levenshteinDistance } from "./std.ts";
+ * if (levenshteinDistance("prot", "port") !== 2) throw new Error("unexpected distance");
+ * ```
+ */
+export function levenshteinDistance(a: string, b: string): number {
+  const distance: unknown = stdLevenshteinDistance(a, b);
+  return typeof distance === "number" ? distance : Number.POSITIVE_INFINITY;
 }

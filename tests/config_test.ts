@@ -1,0 +1,454 @@
+import {
+  type BalancerConfig,
+  DEFAULT_BALANCER_CONFIG,
+  isHelpRequested,
+  LB_FLAG_NAMES,
+  LB_HELP,
+  parseBalancerArgs,
+  type ParseBalancerArgsOptions,
+  parseConfigFile,
+} from "../lib/config.ts";
+import { POLICY_NAMES } from "../lib/policy.ts";
+import { UsageError } from "../lib/shared/command.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "./support/assert.ts";
+
+const noEnv = (_name: string): string | undefined => undefined;
+const envWith = (vars: Record<string, string>) => (name: string): string | undefined => vars[name];
+
+/** Parses with an in-memory config file system. */
+function parse(
+  args: readonly string[],
+  options: { env?: Record<string, string>; files?: Record<string, string> } = {},
+): Promise<BalancerConfig> {
+  const files = options.files ?? {};
+  const parseOptions: ParseBalancerArgsOptions = {
+    readTextFile: (path: string) => {
+      const text = files[path];
+      return text === undefined
+        ? Promise.reject(new Deno.errors.NotFound(`No such file or directory: ${path}`))
+        : Promise.resolve(text);
+    },
+  };
+  return parseBalancerArgs(args, envWith(options.env ?? {}), parseOptions);
+}
+
+/** Asserts that parsing rejects with a UsageError whose message is exactly `message`. */
+async function assertUsageError(
+  args: readonly string[],
+  message: string,
+  options: { env?: Record<string, string>; files?: Record<string, string> } = {},
+): Promise<void> {
+  const error = await assertRejects(() => parse(args, options), UsageError);
+  assertEquals(error.message, message, `for ${JSON.stringify(args)}`);
+}
+
+const hrefs = (config: BalancerConfig): string[] => config.backends.map((b) => b.url.href);
+
+// ---------------------------------------------------------------------------------------------
+// Defaults and the seed's positional period.
+
+Deno.test("parseBalancerArgs() with no arguments gives the seed's defaults", async () => {
+  const config = await parseBalancerArgs([], noEnv);
+  assertEquals(config, DEFAULT_BALANCER_CONFIG);
+  assertEquals(config.host, "127.0.0.1");
+  assertEquals(config.port, 9090);
+  assertEquals(hrefs(config), [
+    "http://127.0.0.1:8080/",
+    "http://127.0.0.1:8081/",
+    "http://127.0.0.1:8082/",
+  ]);
+  assertEquals(config.backends.map((b) => b.weight), [1, 1, 1]);
+  assertEquals(config.policy, "round-robin");
+  assertEquals(config.health, {
+    path: "/health",
+    intervalMs: 10_000,
+    timeoutMs: 2_000,
+    rise: 2,
+    fall: 3,
+  });
+  assertEquals(config.proxy, { timeoutMs: 30_000, retries: 1, maxIdlePerHost: 64 });
+  assertEquals(config.log, { level: "info", format: "text" });
+  assertEquals(config.drainTimeoutMs, 10_000);
+});
+
+Deno.test("parseBalancerArgs() reads the seed's positional health period in seconds", async () => {
+  assertEquals((await parse(["5"])).health.intervalMs, 5_000);
+  assertEquals((await parse(["2.5"])).health.intervalMs, 2_500);
+  assertEquals((await parse(["30"])).health.timeoutMs, 2_000);
+});
+
+Deno.test("parseBalancerArgs() floors the positional period at 1 second", async () => {
+  assertEquals((await parse(["0.2"])).health.intervalMs, 1_000);
+  assertEquals((await parse(["0"])).health.intervalMs, 1_000);
+  assertEquals((await parse(["1"])).health.intervalMs, 1_000);
+});
+
+Deno.test("parseBalancerArgs() caps the default probe timeout at a shorter interval", async () => {
+  assertEquals((await parse(["1"])).health, {
+    ...DEFAULT_BALANCER_CONFIG.health,
+    intervalMs: 1_000,
+    timeoutMs: 1_000,
+  });
+  assertEquals((await parse(["--health-interval", "500ms"])).health.timeoutMs, 500);
+});
+
+Deno.test("parseBalancerArgs() lets --health-interval override the positional period", async () => {
+  assertEquals((await parse(["5", "--health-interval", "2s"])).health.intervalMs, 2_000);
+  assertEquals((await parse(["--health-interval", "2s", "5"])).health.intervalMs, 2_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Flags.
+
+Deno.test("parseBalancerArgs() reads every flag", async () => {
+  const config = await parse([
+    "--host",
+    "0.0.0.0",
+    "--port",
+    "0",
+    "--backend",
+    "http://10.0.0.1:80",
+    "--backend=10.0.0.2:8080,https://b.example/app",
+    "--policy",
+    "round-robin",
+    "--health-path",
+    "/ready",
+    "--health-interval",
+    "1m30s",
+    "--health-timeout",
+    "750ms",
+    "--rise",
+    "4",
+    "--fall",
+    "5",
+    "--timeout",
+    "45s",
+    "--retries",
+    "0",
+    "--drain-timeout",
+    "0",
+    "--max-idle-per-host",
+    "8",
+    "--log-level",
+    "debug",
+    "--log-format",
+    "json",
+    "--log-file",
+    "lb.log",
+  ]);
+  assertEquals(config, {
+    host: "0.0.0.0",
+    port: 0,
+    backends: [
+      { url: new URL("http://10.0.0.1/"), weight: 1 },
+      { url: new URL("http://10.0.0.2:8080/"), weight: 1 },
+      { url: new URL("https://b.example/app/"), weight: 1 },
+    ],
+    policy: "round-robin",
+    health: { path: "/ready", intervalMs: 90_000, timeoutMs: 750, rise: 4, fall: 5 },
+    proxy: { timeoutMs: 45_000, retries: 0, maxIdlePerHost: 8 },
+    log: { level: "debug", format: "json", file: "lb.log" },
+    drainTimeoutMs: 0,
+  });
+});
+
+Deno.test("parseBalancerArgs() reads a bare number as seconds in duration flags", async () => {
+  const config = await parse(["--health-interval", "4", "--timeout", "0.5"]);
+  assertEquals(config.health.intervalMs, 4_000);
+  assertEquals(config.proxy.timeoutMs, 500);
+});
+
+Deno.test("parseBalancerArgs() lets the last of a repeated flag win", async () => {
+  assertEquals((await parse(["--port", "1", "--port", "2"])).port, 2);
+});
+
+Deno.test("parseBalancerArgs() collects --backend from repeats and comma lists in order", async () => {
+  const config = await parse(["--backend", "a:1, b:2", "--backend", "c:3"]);
+  assertEquals(hrefs(config), ["http://a:1/", "http://b:2/", "http://c:3/"]);
+});
+
+Deno.test("parseBalancerArgs() accepts every policy name", async () => {
+  for (const name of POLICY_NAMES) {
+    assertEquals((await parse(["--policy", name])).policy, name);
+  }
+});
+
+Deno.test("parseBalancerArgs() accepts log levels in any case and Python's names", async () => {
+  const levelOf = async (text: string) => (await parse(["--log-level", text])).log.level;
+  assertEquals(await levelOf("TRACE"), "trace");
+  assertEquals(await levelOf("Info"), "info");
+  assertEquals(await levelOf("WARNING"), "warning");
+  assertEquals(await levelOf("warn"), "warning");
+  assertEquals(await levelOf("ERROR"), "error");
+  assertEquals(await levelOf("CRITICAL"), "fatal");
+  assertEquals(await levelOf("fatal"), "fatal");
+});
+
+Deno.test("parseBalancerArgs() takes the log level from LOGLEVEL, and the flag over it", async () => {
+  assertEquals((await parse([], { env: { LOGLEVEL: "DEBUG" } })).log.level, "debug");
+  assertEquals((await parse([], { env: { LOGLEVEL: "" } })).log.level, "info");
+  const both = await parse(["--log-level", "error"], { env: { LOGLEVEL: "DEBUG" } });
+  assertEquals(both.log.level, "error");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Rejections: each names the flag and the value and states the rule.
+
+const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
+  [["--prot", "9090"], 'Unknown flag "--prot" for lb (did you mean --port?)'],
+  [["--backends", "a:1"], 'Unknown flag "--backends" for lb (did you mean --backend?)'],
+  [["--healthpath=/x"], 'Unknown flag "--healthpath" for lb (did you mean --health-path?)'],
+  [["--verbose"], 'Unknown flag "--verbose" for lb; see lb --help'],
+  [["-p", "1"], 'Unknown flag "-p" for lb; see lb --help'],
+  [["--help"], 'Flag "--help" prints the help: check isHelpRequested() before parsing'],
+  [["abc"], 'Invalid health check period "abc": must be a number of seconds, such as 5 or 0.5'],
+  [["-5"], 'Invalid health check period "-5": must be a number of seconds, such as 5 or 0.5'],
+  [["1e3"], 'Invalid health check period "1e3": must be a number of seconds, such as 5 or 0.5'],
+  [
+    ["5", "6"],
+    'Unexpected argument "6": lb takes at most one argument, the health check period in seconds',
+  ],
+  [["--port"], "Flag --port needs a value"],
+  [["--backend"], "Flag --backend needs a value"],
+  [["--port", "http"], 'Invalid --port "http": must be an integer from 0 to 65535'],
+  [["--port", "65536"], 'Invalid --port "65536": must be an integer from 0 to 65535'],
+  [["--port", "-1"], 'Invalid --port "-1": must be an integer from 0 to 65535'],
+  [["--port", "80.5"], 'Invalid --port "80.5": must be an integer from 0 to 65535'],
+  [
+    ["--host", "local host"],
+    'Invalid --host "local host": must be a host name or IP address, without spaces or slashes',
+  ],
+  [
+    ["--host", "http://x"],
+    'Invalid --host "http://x": must be a host name or IP address, without spaces or slashes',
+  ],
+  [["--backend", "htp://a:1"], 'Invalid --backend "htp://a:1": protocol must be http or https'],
+  [
+    ["--backend", "http://a:1?x=1"],
+    'Invalid --backend "http://a:1?x=1": a backend has no query or fragment',
+  ],
+  [["--backend", "http://[::1"], 'Invalid --backend "http://[::1": not a URL'],
+  [["--backend", "a:1,,b:2"], 'Invalid --backend "a:1,,b:2": the list has an empty entry'],
+  [["--backend", "a:1", "--backend", "http://a:1/"], 'Backend "http://a:1/" is listed twice'],
+  [["--policy", "random"], 'Invalid --policy "random": must be one of round-robin'],
+  [
+    ["--health-path", "health"],
+    'Invalid --health-path "health": must start with "/" and contain no spaces',
+  ],
+  [
+    ["--health-interval", "5 parsecs"],
+    'Invalid --health-interval "5 parsecs": use a number with a unit such as 250ms, 5s, 1m or 1m30s',
+  ],
+  [
+    ["--health-interval", "0s"],
+    'Invalid --health-interval "0s": must be more than 0, such as 500ms or 5s',
+  ],
+  [
+    ["--health-timeout", "0"],
+    'Invalid --health-timeout "0": must be more than 0, such as 500ms or 5s',
+  ],
+  [
+    ["--health-timeout", "5s", "--health-interval", "2s"],
+    'Invalid --health-timeout "5s": must not exceed the health interval (2.0s)',
+  ],
+  [
+    ["--health-timeout", "3s", "2"],
+    'Invalid --health-timeout "3s": must not exceed the health interval (2.0s)',
+  ],
+  [["--rise", "0"], 'Invalid --rise "0": must be a whole number, 1 or more'],
+  [["--fall", "1.5"], 'Invalid --fall "1.5": must be a whole number, 1 or more'],
+  [
+    ["--timeout", "-2s"],
+    'Invalid --timeout "-2s": use a number with a unit such as 250ms, 5s, 1m or 1m30s',
+  ],
+  [["--timeout", "0ms"], 'Invalid --timeout "0ms": must be more than 0, such as 500ms or 5s'],
+  [["--retries", "-1"], 'Invalid --retries "-1": must be a whole number, 0 or more'],
+  [["--retries", "once"], 'Invalid --retries "once": must be a whole number, 0 or more'],
+  [
+    ["--drain-timeout", "soon"],
+    'Invalid --drain-timeout "soon": use a number with a unit such as 250ms, 5s, 1m or 1m30s',
+  ],
+  [
+    ["--max-idle-per-host", "-3"],
+    'Invalid --max-idle-per-host "-3": must be a whole number, 0 or more',
+  ],
+  [
+    ["--log-level", "verbose"],
+    'Invalid --log-level "verbose": must be one of trace, debug, info, warning, error, fatal',
+  ],
+  [["--log-format", "xml"], 'Invalid --log-format "xml": must be one of text, json'],
+  [["--log-file"], "Flag --log-file needs a value"],
+  [["--config", "missing.json"], 'Cannot read config "missing.json": no such file'],
+];
+
+Deno.test("parseBalancerArgs() rejects each bad flag or value with a UsageError naming it", async () => {
+  for (const [args, message] of REJECTIONS) await assertUsageError(args, message);
+});
+
+Deno.test("parseBalancerArgs() rejects a bad LOGLEVEL naming the variable", async () => {
+  await assertUsageError(
+    [],
+    'Invalid LOGLEVEL "loud": must be one of trace, debug, info, warning, error, fatal',
+    { env: { LOGLEVEL: "loud" } },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// The JSON config file.
+
+const FULL_FILE = JSON.stringify({
+  host: "::1",
+  port: 8000,
+  backends: ["10.0.0.1:80", { url: "http://10.0.0.2:80", weight: 3 }],
+  policy: "round-robin",
+  health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
+  proxy: { timeoutMs: 10_000, retries: 2, maxIdlePerHost: 16 },
+  log: { level: "WARNING", format: "json", file: "/var/log/lb.log" },
+  drainTimeoutMs: 3000,
+});
+
+Deno.test("parseBalancerArgs() reads every setting from a --config file", async () => {
+  const config = await parse(["--config", "lb.json"], { files: { "lb.json": FULL_FILE } });
+  assertEquals(config, {
+    host: "::1",
+    port: 8000,
+    backends: [
+      { url: new URL("http://10.0.0.1/"), weight: 1 },
+      { url: new URL("http://10.0.0.2/"), weight: 3 },
+    ],
+    policy: "round-robin",
+    health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
+    proxy: { timeoutMs: 10_000, retries: 2, maxIdlePerHost: 16 },
+    log: { level: "warning", format: "json", file: "/var/log/lb.log" },
+    drainTimeoutMs: 3000,
+  });
+});
+
+Deno.test("parseBalancerArgs() keeps defaults for settings a config file leaves out", async () => {
+  const config = await parse(["--config", "lb.json"], { files: { "lb.json": '{"port": 0}' } });
+  assertEquals(config, { ...DEFAULT_BALANCER_CONFIG, port: 0 });
+});
+
+Deno.test("parseBalancerArgs() lets flags, the positional and LOGLEVEL override the file", async () => {
+  const files = { "lb.json": FULL_FILE };
+  const config = await parse(
+    ["--config", "lb.json", "--port", "0", "--backend", "c:3", "--log-format", "text", "9"],
+    { files, env: { LOGLEVEL: "debug" } },
+  );
+  assertEquals(config.port, 0);
+  assertEquals(hrefs(config), ["http://c:3/"]);
+  assertEquals(config.log, { level: "debug", format: "text", file: "/var/log/lb.log" });
+  assertEquals(config.health.intervalMs, 9_000);
+  assertEquals(config.health.timeoutMs, 1_000, "the file's timeout still applies");
+  assertEquals(config.host, "::1");
+  const flagLevel = await parse(["--config", "lb.json", "--log-level", "trace"], {
+    files,
+    env: { LOGLEVEL: "debug" },
+  });
+  assertEquals(flagLevel.log.level, "trace");
+});
+
+Deno.test("parseBalancerArgs() rejects an invalid config file naming the file and the field", async () => {
+  const cases: ReadonlyArray<readonly [string, string]> = [
+    ['{"health": {"intervalMs": -5}}', "health.intervalMs must be a positive number"],
+    ['{"health": {"intervalMs": "5s"}}', "health.intervalMs must be a positive number"],
+    ['{"port": 99999}', "port must be an integer from 0 to 65535"],
+    ['{"port": 80.5}', "port must be an integer from 0 to 65535"],
+    ['{"prot": 80}', 'unknown field "prot"'],
+    ['{"health": {"interval": 5}}', 'unknown field "health.interval"'],
+    ['{"backends": []}', "backends must list at least one backend"],
+    ['{"backends": "a:1"}', "backends must be a list of backend URLs"],
+    [
+      '{"backends": ["a:1", 7]}',
+      'backends[1] must be a URL string or an object {"url": ..., "weight": ...}',
+    ],
+    ['{"backends": ["ftp://a"]}', 'backends[0] "ftp://a" protocol must be http or https'],
+    ['{"backends": [{"url": "a:1", "weight": 0}]}', "backends[0].weight must be a positive number"],
+    ['{"policy": "random"}', "policy must be one of round-robin"],
+    ['{"health": {"path": "x"}}', 'health.path must start with "/" and contain no spaces'],
+    ['{"health": {"rise": 0}}', "health.rise must be a whole number, 1 or more"],
+    ['{"proxy": {"retries": -1}}', "proxy.retries must be a whole number, 0 or more"],
+    [
+      '{"log": {"level": "loud"}}',
+      "log.level must be one of trace, debug, info, warning, error, fatal",
+    ],
+    ['{"log": {"format": "xml"}}', "log.format must be one of text, json"],
+    ['{"drainTimeoutMs": -1}', "drainTimeoutMs must be a number, 0 or more"],
+    ["[1, 2]", "the file must be a JSON object"],
+    [
+      '{"port": -1, "rise": 2}',
+      'port must be an integer from 0 to 65535; unknown field "rise"',
+    ],
+  ];
+  for (const [text, problem] of cases) {
+    await assertUsageError(["--config", "lb.json"], `Invalid config "lb.json": ${problem}`, {
+      files: { "lb.json": text },
+    });
+  }
+});
+
+Deno.test("parseBalancerArgs() rejects a config file that is not JSON", async () => {
+  const error = await assertRejects(
+    () => parse(["--config", "lb.json"], { files: { "lb.json": "port = 80" } }),
+    UsageError,
+  );
+  assert(error.message.startsWith('Invalid config "lb.json": not valid JSON ('), error.message);
+});
+
+Deno.test("parseBalancerArgs() checks a file's health timeout against the interval", async () => {
+  await assertUsageError(
+    ["--config", "lb.json"],
+    'Invalid config "lb.json": health.timeoutMs must not exceed the health interval (1.0s)',
+    { files: { "lb.json": '{"health": {"intervalMs": 1000, "timeoutMs": 3000}}' } },
+  );
+});
+
+Deno.test("parseBalancerArgs() names the file's timeout when a flag shortens the interval", async () => {
+  await assertUsageError(
+    ["--config", "lb.json", "--health-interval", "500ms"],
+    'Invalid config "lb.json": health.timeoutMs must not exceed the health interval (500ms)',
+    { files: { "lb.json": '{"health": {"timeoutMs": 1000}}' } },
+  );
+});
+
+Deno.test("parseBalancerArgs() reads a real config file from disk", async () => {
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    await Deno.writeTextFile(path, '{"port": 0, "health": {"rise": 5}}');
+    const config = await parseBalancerArgs(["--config", path], noEnv);
+    assertEquals([config.port, config.health.rise], [0, 5]);
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("parseConfigFile() returns only the settings the file gives", () => {
+  assertEquals(parseConfigFile('{"port": 1}', "x.json"), { port: 1 });
+  assertThrows(() => parseConfigFile("{", "x.json"), UsageError, 'Invalid config "x.json"');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Help.
+
+Deno.test("LB_HELP documents every flag, the positional period and an example", () => {
+  for (const name of LB_FLAG_NAMES) assertStringIncludes(LB_HELP, `--${name} `);
+  assertStringIncludes(LB_HELP, "--help");
+  assertStringIncludes(LB_HELP, "health_check_period_seconds");
+  assertStringIncludes(LB_HELP, "LOGLEVEL");
+  assertStringIncludes(LB_HELP, "Examples:");
+  assertStringIncludes(LB_HELP, "Default: 127.0.0.1");
+  assertStringIncludes(LB_HELP, "Default: 9090");
+});
+
+Deno.test("isHelpRequested() finds -h and --help before --", () => {
+  assertEquals(isHelpRequested(["--help"]), true);
+  assertEquals(isHelpRequested(["5", "-h"]), true);
+  assertEquals(isHelpRequested(["--port", "1"]), false);
+  assertEquals(isHelpRequested(["--", "--help"]), false);
+});
