@@ -1,0 +1,334 @@
+/**
+ * The `loadtest` command: flags to plan, plan to runs (in-process or over workers), runs to
+ * reports, thresholds to the exit code. Also `loadtest merge`.
+ *
+ * Exit codes: 0 done; 1 a threshold was breached, the test was interrupted, or
+ * `--find-capacity` found no level that held. Usage errors (bad flags, unreadable or mismatched
+ * merge inputs) are thrown as {@linkcode UsageError} for `main.ts` to print and map to 2; other
+ * failures (a worker that cannot start, an output file that cannot be written) are thrown as is
+ * and map to 1.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "../lib/shared/clock.ts";
+import { type CommandContext, EXIT, UsageError } from "../lib/shared/command.ts";
+import { formatDuration } from "../lib/shared/duration.ts";
+import { findCapacity, formatCapacityResult } from "./capacity.ts";
+import { renderChart } from "./chart.ts";
+import { mergeReports, parseLoadReport } from "./merge.ts";
+import { type LoadPlan, type OutputOptions, parseLoadArgs, type Thresholds } from "./options.ts";
+import { type Progress, startProgress } from "./progress.ts";
+import {
+  formatCsv,
+  formatJson,
+  formatMarkdown,
+  formatRunBlock,
+  formatSummary,
+  formatSummaryTable,
+  type LoadReport,
+  REPORT_VERSION,
+  runLabel,
+} from "./report.ts";
+import { createInProcessExecutor, type Executor, type ProgressCounter } from "./run.ts";
+import { type RunRecord, runSweep, type SweepHooks } from "./sweep.ts";
+import { emptyRunStats } from "./stats.ts";
+import { checkThresholds } from "./thresholds.ts";
+import { selectTransportFactory, type TransportFactories } from "./transports.ts";
+import { WorkerPool } from "./worker_pool.ts";
+
+/** The full help of `loadtest`. */
+export const LOADTEST_HELP = `Usage: loadtest [flags]
+       loadtest merge FILE.json... [output and threshold flags]
+
+Sends load to one URL and reports throughput, latency percentiles (HdrHistogram, from each
+request's intended start), errors by class and status, and a capacity estimate.
+
+Target and request:
+  --url URL               Target (http or https). Default: http://127.0.0.1:9090/
+  --method METHOD         HTTP method. Default: GET
+  -H, --header "N: V"     Request header; repeatable
+  --body TEXT             Request body
+  --body-file PATH        Request body read from a file
+  --timeout DURATION      Per-request timeout, to the end of the body; a bare number is
+                          seconds (as the seed's --timeout 4). Default: 5s
+  --no-keepalive          A new connection per request (as the seed's requests.get).
+                          Default: keep-alive
+  --success STATUSES      Statuses that count as success: codes, classes, ranges.
+                          Default: 2xx,3xx (a 5xx is an error)
+
+Load (closed model, as the seed):
+  -c, --concurrency N...  Concurrency levels, space- or comma-separated: 25 50 100 or
+                          25,50,100. Each level runs --rounds times. Default: 50
+  --total N               Requests per run. Default: 200
+  --duration DURATION     Run for a time instead of --total; requests still in flight at
+                          the end are counted as cut off
+  --rounds N              Runs per level. Default: 1
+  --warmup DURATION       Unrecorded warm-up at the first level before measuring
+
+Load (open model):
+  --rate R...             Constant arrival rates in requests/s, space- or comma-separated.
+                          Latency is timed from each request's planned start (no
+                          coordinated omission); late and never-sent requests are reported.
+                          Use with --duration (or --total)
+  --max-in-flight N       Cap on requests in flight. Default: rate x timeout, at most 10000
+
+Scale:
+  --workers N             Web Workers to spread the load over. Default: one per core, or 1
+                          for small runs
+  --transport MODE        auto (lean HTTP/1.1 client for http, fetch for https), fetch or
+                          http1. Default: auto
+
+Output:
+  --json FILE             Full results, including encoded histograms (input of merge)
+  --csv FILE              One row per run
+  --markdown              Print the report as Markdown
+  --chart FILE.svg        Throughput and p50/p95/p99 against concurrency or rate (against
+                          time for a single rate run)
+  A progress bar is drawn on stderr when it is a terminal.
+
+Thresholds (exit 1 when breached, with a line saying which and by how much):
+  --max-error-rate X      Highest share of failed requests: 0.01 or 1%
+  --max-p99 DURATION      Highest p99 latency; a bare number is milliseconds
+  --find-capacity         Ramp from the first level (x2 each step) until errors (over
+                          --max-error-rate, default any), unsent requests or --max-p99,
+                          bisect, and report the highest level that held; the thresholds
+                          then judge levels instead of failing the command
+
+Merge:
+  loadtest merge a.json b.json ...   Combine runs made at the same time on several
+                          machines (each with --json) into one report: counts and levels
+                          add up, histograms merge exactly
+
+  -h, --help              Show this help
+
+Exit codes: 0 ok, 1 threshold breached, interrupted or no capacity found, 2 bad flags.
+
+Examples:
+  loadtest --url http://127.0.0.1:9090/ --total 800 --concurrency 25 50 100 150 200 250 \\
+    --rounds 2 --timeout 4
+  loadtest --url http://127.0.0.1:9090/ --rate 500 --duration 30s --warmup 5s --chart rate.svg
+  loadtest --duration 20s -c 100 --max-error-rate 0.01 --max-p99 200ms --json ci.json
+  loadtest --find-capacity -c 16 --duration 10s --max-p99 250ms
+  loadtest merge host-a.json host-b.json --markdown
+`;
+
+/** Runs below this many requests stay in one isolate by default: workers would cost more. */
+export const SMALL_RUN_REQUESTS = 5000;
+
+/** Dependencies of {@linkcode loadtestCommand} (tests override them). */
+export interface LoadtestDeps {
+  /** Source of time. Default: {@linkcode systemClock}. */
+  readonly clock?: Clock;
+  /** Transport overrides. Default: the built-in transports. */
+  readonly factories?: TransportFactories;
+  /** CPU count for the default worker count. Default: `navigator.hardwareConcurrency`. */
+  readonly cores?: number;
+  /** Writes an output file. Default: `Deno.writeTextFile`. */
+  readonly writeTextFile?: (path: string, text: string) => Promise<void>;
+  /** Reads a merge input. Default: `Deno.readTextFile`. */
+  readonly readTextFile?: (path: string) => Promise<string>;
+}
+
+/**
+ * Runs `loadtest` (or `loadtest merge`).
+ *
+ * @param args Arguments after the subcommand name.
+ * @param ctx Output, terminal flag, cancellation and the worker module.
+ * @param deps Overrides for tests.
+ * @returns The exit code: {@linkcode EXIT.ok}, or {@linkcode EXIT.failure} on a threshold
+ * breach, an interruption or no capacity found.
+ * @throws {UsageError} For bad flags or unusable merge inputs.
+ */
+export async function loadtestCommand(
+  args: readonly string[],
+  ctx: CommandContext,
+  deps: LoadtestDeps = {},
+): Promise<number> {
+  const command = parseLoadArgs(args);
+  if (command.kind === "help") {
+    ctx.stdout(LOADTEST_HELP);
+    return EXIT.ok;
+  }
+  if (command.kind === "merge") {
+    return await mergeCommand(command.files, command.outputs, command.thresholds, ctx, deps);
+  }
+  return await runCommand(command.plan, ctx, deps);
+}
+
+/**
+ * How many workers a plan gets: `--workers`, else one per core, but one for small runs (and
+ * never more than the smallest closed-model concurrency can feed).
+ *
+ * @param plan The plan.
+ * @param cores CPU count.
+ * @returns The worker count (1 means in-process).
+ */
+export function resolveWorkers(plan: LoadPlan, cores: number): number {
+  if (plan.workers !== undefined) return plan.workers;
+  const highest = Math.max(...plan.levels);
+  const requests = plan.stop.kind === "count"
+    ? plan.stop.total
+    : plan.model === "open"
+    ? (highest * plan.stop.durationMs) / 1000
+    : Number.POSITIVE_INFINITY;
+  if (requests < SMALL_RUN_REQUESTS) return 1;
+  const limit = plan.model === "closed" ? Math.min(...plan.levels) : Number.POSITIVE_INFINITY;
+  return Math.max(1, Math.min(cores, limit));
+}
+
+async function runCommand(
+  plan: LoadPlan,
+  ctx: CommandContext,
+  deps: LoadtestDeps,
+): Promise<number> {
+  const clock = deps.clock ?? systemClock;
+  const workers = resolveWorkers(plan, deps.cores ?? navigator.hardwareConcurrency ?? 1);
+  const createTransport = selectTransportFactory(plan.request.url, plan.transport, deps.factories);
+  const executor: Executor & { close?: () => Promise<void> } = workers > 1
+    ? await WorkerPool.start(ctx.workerUrl, workers, plan.transport)
+    : createInProcessExecutor(clock, createTransport);
+  const counter: ProgressCounter = { completed: 0 };
+  let progress: Progress | undefined;
+  const hooks: SweepHooks = {
+    onRunStart: ({ round, level, job }) => {
+      const label = runLabel({
+        round,
+        rounds: plan.findCapacity ? 1 : plan.rounds,
+        model: plan.model,
+        level,
+        stats: emptyRunStats(),
+      });
+      progress = startProgress(label, job.stop, counter, {
+        write: ctx.stderr,
+        isTerminal: ctx.isTerminal,
+        clock,
+      });
+    },
+    onRunEnd: (record) => {
+      progress?.stop();
+      if (!plan.outputs.markdown) {
+        ctx.stdout(formatRunBlock(record, { url: plan.request.url.href, stop: plan.stop }) + "\n");
+      }
+    },
+  };
+  const sweepOptions = { signal: ctx.signal, progress: counter, hooks };
+  ctx.stderr(
+    `Load test: ${plan.request.method} ${plan.request.url.href}, ${plan.model} model, ` +
+      `${workers === 1 ? "in-process" : `${workers} workers`}` +
+      (plan.warmupMs > 0 ? `, warm-up ${formatDuration(plan.warmupMs)}` : "") + "\n",
+  );
+  let records: RunRecord[];
+  let capacityLine = "";
+  let isCapacityFound = true;
+  try {
+    if (plan.findCapacity) {
+      const found = await findCapacity(plan, executor, sweepOptions);
+      records = found.runs;
+      capacityLine = formatCapacityResult(found.result, plan.model);
+      isCapacityFound = found.result.held !== undefined;
+    } else {
+      records = await runSweep(plan, executor, sweepOptions);
+    }
+  } finally {
+    progress?.stop();
+    await executor.close?.();
+  }
+  const expectedRuns = plan.levels.length * plan.rounds;
+  const report: LoadReport = {
+    version: REPORT_VERSION,
+    url: plan.request.url.href,
+    method: plan.request.method,
+    model: plan.model,
+    stop: plan.stop,
+    sources: 1,
+    isInterrupted: ctx.signal.aborted || (!plan.findCapacity && records.length < expectedRuns),
+    runs: records,
+  };
+  if (plan.outputs.markdown) {
+    ctx.stdout(formatMarkdown(report) + (capacityLine === "" ? "" : `\n${capacityLine}`));
+  } else if (plan.findCapacity) {
+    ctx.stdout(`Summary\n${formatSummaryTable(records)}\n${capacityLine}`);
+  } else ctx.stdout(formatSummary(report));
+  await writeOutputs(report, plan.outputs, ctx, deps);
+  // With --find-capacity the thresholds judge each level; they are not an SLO for every run.
+  const isBreached = !plan.findCapacity && reportThresholds(report, plan.thresholds, ctx);
+  return isBreached || report.isInterrupted || !isCapacityFound ? EXIT.failure : EXIT.ok;
+}
+
+async function mergeCommand(
+  files: readonly string[],
+  outputs: OutputOptions,
+  thresholds: Thresholds,
+  ctx: CommandContext,
+  deps: LoadtestDeps,
+): Promise<number> {
+  const read = deps.readTextFile ?? Deno.readTextFile;
+  const inputs = [];
+  for (const name of files) {
+    let text: string;
+    try {
+      text = await read(name);
+    } catch (error) {
+      throw new UsageError(
+        `Cannot read "${name}": ${error instanceof Error ? error.message : String(error)}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    try {
+      inputs.push({ name, report: parseLoadReport(text, name) });
+    } catch (error) {
+      throw new UsageError(error instanceof Error ? error.message : String(error), {
+        cause: error,
+      });
+    }
+  }
+  let report: LoadReport;
+  try {
+    report = mergeReports(inputs);
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error), { cause: error });
+  }
+  ctx.stdout(
+    outputs.markdown
+      ? formatMarkdown(report)
+      : report.runs.map((run) => formatRunBlock(run, report) + "\n").join("") +
+        formatSummary(report),
+  );
+  await writeOutputs(report, outputs, ctx, deps);
+  return reportThresholds(report, thresholds, ctx) ? EXIT.failure : EXIT.ok;
+}
+
+async function writeOutputs(
+  report: LoadReport,
+  outputs: OutputOptions,
+  ctx: CommandContext,
+  deps: LoadtestDeps,
+): Promise<void> {
+  const write = deps.writeTextFile ??
+    ((path: string, text: string) => Deno.writeTextFile(path, text));
+  const files: Array<[string | undefined, () => string, string]> = [
+    [outputs.jsonFile, () => formatJson(report), "JSON"],
+    [outputs.csvFile, () => formatCsv(report), "CSV"],
+    [outputs.chartFile, () => renderChart(report), "chart"],
+  ];
+  for (const [path, render, what] of files) {
+    if (path === undefined) continue;
+    await write(path, render());
+    ctx.stderr(`Wrote ${what} to ${path}\n`);
+  }
+}
+
+/** Prints one line per breach on stderr; returns whether any threshold was breached. */
+function reportThresholds(
+  report: LoadReport,
+  thresholds: Thresholds,
+  ctx: CommandContext,
+): boolean {
+  if (thresholds.maxErrorRate === undefined && thresholds.maxP99Ms === undefined) return false;
+  const breaches = checkThresholds(report.runs, thresholds);
+  for (const breach of breaches) ctx.stderr(breach.message + "\n");
+  if (breaches.length === 0) ctx.stderr("Thresholds met\n");
+  return breaches.length > 0;
+}

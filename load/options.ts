@@ -1,0 +1,505 @@
+/**
+ * Flags of `loadtest` into a validated {@linkcode LoadPlan} (or a `merge` command), checked once
+ * before any request is sent. Seed-compatible: `--url --total --concurrency --rounds --timeout`
+ * with the seed's defaults, and `--concurrency 25 50 100` as a space-separated list.
+ *
+ * @module
+ */
+import { UsageError } from "../lib/shared/command.ts";
+import { parseDuration } from "../lib/shared/duration.ts";
+import { parseArgs } from "../lib/shared/std.ts";
+import type { Stop } from "./scheduler.ts";
+import { DEFAULT_SUCCESS_STATUSES, parseStatusRanges, type StatusRanges } from "./stats.ts";
+import type { RequestSpec } from "./transport.ts";
+import { TRANSPORT_MODES, type TransportMode } from "./transports.ts";
+
+/** The seed's defaults. */
+export const DEFAULTS = {
+  url: "http://127.0.0.1:9090/",
+  total: 200,
+  concurrency: 50,
+  timeoutMs: 5000,
+  rounds: 1,
+} as const;
+
+/** Upper bound on `--workers`. */
+export const MAX_WORKERS = 256;
+
+/** Upper bound on the default open-model in-flight cap. */
+export const MAX_DEFAULT_IN_FLIGHT = 10_000;
+
+/** SLO thresholds: breaching one makes the command exit 1. */
+export interface Thresholds {
+  /** Highest acceptable share of failed requests (0..1). Default: none. */
+  readonly maxErrorRate?: number;
+  /** Highest acceptable p99 latency in milliseconds. Default: none. */
+  readonly maxP99Ms?: number;
+}
+
+/** Where results go besides the text report on stdout. */
+export interface OutputOptions {
+  /** `--json FILE`: full results with encoded histograms. Default: none. */
+  readonly jsonFile?: string;
+  /** `--csv FILE`: one row per run. Default: none. */
+  readonly csvFile?: string;
+  /** `--chart FILE.svg`: throughput and latency chart. Default: none. */
+  readonly chartFile?: string;
+  /** `--markdown`: print Markdown instead of plain text. Default: false. */
+  readonly markdown: boolean;
+}
+
+/** A validated load test. */
+export interface LoadPlan {
+  /** What every request sends. */
+  readonly request: RequestSpec;
+  /** `closed` (concurrency levels) or `open` (arrival rates). */
+  readonly model: "closed" | "open";
+  /** Concurrency levels (closed) or rates in requests per second (open), in order. */
+  readonly levels: readonly number[];
+  /** When each run stops. */
+  readonly stop: Stop;
+  /** Runs per level. */
+  readonly rounds: number;
+  /** Unrecorded warm-up before the first run, in ms (0: none). */
+  readonly warmupMs: number;
+  /** Open model: cap on requests in flight; `undefined` derives it from rate and timeout. */
+  readonly maxInFlight?: number;
+  /** Statuses that count as success. */
+  readonly successStatuses: StatusRanges;
+  /** Worker count; `undefined` picks one from the cores and the size of the work. */
+  readonly workers?: number;
+  /** Transport choice. */
+  readonly transport: TransportMode;
+  /** Extra outputs. */
+  readonly outputs: OutputOptions;
+  /** SLO thresholds. */
+  readonly thresholds: Thresholds;
+  /** Ramp the load until it breaks instead of running the given levels. */
+  readonly findCapacity: boolean;
+}
+
+/** What the arguments ask for. */
+export type LoadCommand =
+  | { readonly kind: "help" }
+  | { readonly kind: "run"; readonly plan: LoadPlan }
+  | {
+    readonly kind: "merge";
+    readonly files: readonly string[];
+    readonly outputs: OutputOptions;
+    readonly thresholds: Thresholds;
+  };
+
+/** Dependencies of {@linkcode parseLoadArgs}. */
+export interface ParseLoadDeps {
+  /** Reads `--body-file`. Default: `Deno.readFileSync`. */
+  readonly readFile?: (path: string) => Uint8Array;
+}
+
+const LIST_FLAGS = /^(--concurrency|-c|--rate)(=.*)?$/;
+const STRING_FLAGS = [
+  "url",
+  "total",
+  "duration",
+  "concurrency",
+  "rate",
+  "rounds",
+  "timeout",
+  "warmup",
+  "method",
+  "body",
+  "body-file",
+  "success",
+  "workers",
+  "transport",
+  "max-in-flight",
+  "json",
+  "csv",
+  "chart",
+  "max-error-rate",
+  "max-p99",
+];
+const BOOLEAN_FLAGS = ["help", "markdown", "find-capacity", "keepalive"];
+const MERGE_FLAGS = new Set(["json", "csv", "chart", "markdown", "max-error-rate", "max-p99"]);
+
+/**
+ * Parses the arguments of `loadtest` (without the subcommand name).
+ *
+ * @param args Raw arguments, such as `["--concurrency", "25", "50", "--rounds", "2"]`.
+ * @param deps File reading for `--body-file`.
+ * @returns Help, a validated plan, or a merge command.
+ * @throws {UsageError} For an unknown flag, a bad value or a conflicting combination; the
+ * message names the flag, the value and the rule.
+ *
+ * @example
+ * ```ts
+ * import { parseLoadArgs } from "./options.ts";
+ * const command = parseLoadArgs(["--concurrency", "25", "50", "--rounds", "2"]);
+ * if (command.kind !== "run" || command.plan.levels.join() !== "25,50") throw new Error("bad");
+ * ```
+ */
+export function parseLoadArgs(args: readonly string[], deps: ParseLoadDeps = {}): LoadCommand {
+  const isMerge = args[0] === "merge";
+  const unknown: string[] = [];
+  const parsed = parseArgs(joinListValues(isMerge ? args.slice(1) : args), {
+    string: STRING_FLAGS,
+    boolean: BOOLEAN_FLAGS,
+    collect: ["header"],
+    negatable: ["keepalive"],
+    alias: { c: "concurrency", H: "header", h: "help" },
+    default: { keepalive: true },
+    unknown: (arg: string) => {
+      if (arg.startsWith("-")) unknown.push(arg);
+      return !arg.startsWith("-");
+    },
+  });
+  if (unknown.length > 0) {
+    throw new UsageError(`Unknown flag "${unknown[0]}": run "loadtest --help" for the flags`);
+  }
+  if (parsed.help === true) return { kind: "help" };
+  const flags = new Flags(parsed);
+  const outputs = parseOutputs(flags);
+  const thresholds = parseThresholds(flags);
+
+  if (isMerge) {
+    const extra = [...flags.given()].find((name) => !MERGE_FLAGS.has(name));
+    if (extra !== undefined) {
+      throw new UsageError(
+        `Unexpected flag "--${extra}" for merge: merge takes JSON files, outputs and thresholds`,
+      );
+    }
+    const files = parsed._.map(String);
+    if (files.length === 0) {
+      throw new UsageError(`Missing files for merge: give one or more JSON results of --json`);
+    }
+    return { kind: "merge", files, outputs, thresholds };
+  }
+  const positional = parsed._[0];
+  if (positional !== undefined) {
+    throw new UsageError(
+      `Unexpected argument "${positional}": loadtest takes flags only (or "merge FILE...")`,
+    );
+  }
+  return { kind: "run", plan: parsePlan(flags, outputs, thresholds, deps) };
+}
+
+/**
+ * Folds the values after `--concurrency`/`--rate` into one `--flag=a,b,c` argument, so the
+ * seed's space-separated list parses, and joins a negative value to its flag, so `-5` is read as
+ * a (bad) value rather than as a flag.
+ */
+function joinListValues(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? "";
+    const match = LIST_FLAGS.exec(arg);
+    if (match === null) {
+      // `--total -1` is a bad value, not a flag named "-1".
+      const next = args[i + 1];
+      if (STRING_FLAGS.includes(arg.slice(2)) && next !== undefined && /^-[\d.]/.test(next)) {
+        out.push(`${arg}=${next}`);
+        i++;
+      } else out.push(arg);
+      continue;
+    }
+    const name = match[1] === "-c" ? "--concurrency" : match[1];
+    const values: string[] = [];
+    if (match[2] !== undefined) values.push(match[2].slice(1));
+    else if (i + 1 < args.length) values.push(args[++i] ?? "");
+    else {
+      out.push(arg);
+      continue;
+    }
+    while (i + 1 < args.length && /^\d/.test(args[i + 1] ?? "")) values.push(args[++i] ?? "");
+    out.push(`${name}=${values.join(",")}`);
+  }
+  return out;
+}
+
+/** Typed access to parsed flags, remembering which were given. */
+class Flags {
+  readonly #parsed: Readonly<Record<string, unknown>>;
+
+  constructor(parsed: Readonly<Record<string, unknown>>) {
+    this.#parsed = parsed;
+  }
+
+  /** Names of value flags given on the command line (plus true booleans). */
+  given(): Set<string> {
+    const names = new Set<string>();
+    for (const name of STRING_FLAGS) if (this.#parsed[name] !== undefined) names.add(name);
+    for (const name of BOOLEAN_FLAGS) {
+      if (name !== "keepalive" && this.#parsed[name] === true) names.add(name);
+    }
+    if (this.#parsed.keepalive === false) names.add("no-keepalive");
+    if (this.strings("header").length > 0) names.add("header");
+    return names;
+  }
+
+  string(name: string): string | undefined {
+    const value = this.#parsed[name];
+    if (Array.isArray(value)) return value.length > 0 ? String(value[value.length - 1]) : undefined;
+    return value === undefined ? undefined : String(value);
+  }
+
+  strings(name: string): string[] {
+    const value = this.#parsed[name];
+    if (value === undefined) return [];
+    return Array.isArray(value) ? value.map(String) : [String(value)];
+  }
+
+  boolean(name: string): boolean {
+    return this.#parsed[name] === true;
+  }
+}
+
+function parsePlan(
+  flags: Flags,
+  outputs: OutputOptions,
+  thresholds: Thresholds,
+  deps: ParseLoadDeps,
+): LoadPlan {
+  const request = parseRequest(flags, deps);
+  const concurrencyText = flags.string("concurrency");
+  const rateText = flags.string("rate");
+  if (concurrencyText !== undefined && rateText !== undefined) {
+    throw new UsageError(
+      `Cannot combine --concurrency and --rate: --concurrency sets closed-model users, --rate an open-model arrival rate`,
+    );
+  }
+  const model = rateText === undefined ? "closed" : "open";
+  const levels = rateText === undefined
+    ? parseList("--concurrency", concurrencyText ?? String(DEFAULTS.concurrency), positiveInteger)
+    : parseList("--rate", rateText, positiveNumber);
+
+  const totalText = flags.string("total");
+  const durationText = flags.string("duration");
+  if (totalText !== undefined && durationText !== undefined) {
+    throw new UsageError(
+      `Cannot combine --total and --duration: a run stops after a number of requests or after a time, not both`,
+    );
+  }
+  const stop: Stop = durationText === undefined
+    ? {
+      kind: "count",
+      total: parseValue("--total", totalText ?? String(DEFAULTS.total), positiveInteger),
+    }
+    : { kind: "time", durationMs: parseDurationFlag("--duration", durationText, "s", false) };
+
+  const rounds = parseValue(
+    "--rounds",
+    flags.string("rounds") ?? String(DEFAULTS.rounds),
+    positiveInteger,
+  );
+  const warmupText = flags.string("warmup");
+  const warmupMs = warmupText === undefined
+    ? 0
+    : parseDurationFlag("--warmup", warmupText, "s", true);
+  const successText = flags.string("success");
+  let successStatuses = DEFAULT_SUCCESS_STATUSES;
+  if (successText !== undefined) {
+    try {
+      successStatuses = parseStatusRanges(successText);
+    } catch (error) {
+      throw new UsageError(
+        `Invalid --success "${successText}": use codes (200), classes (2xx) or ranges (200-204) between 100 and 599`,
+        { cause: error },
+      );
+    }
+  }
+  const transportText = flags.string("transport") ?? "auto";
+  const transport = TRANSPORT_MODES.find((mode) => mode === transportText);
+  if (transport === undefined) {
+    throw new UsageError(
+      `Invalid --transport "${transportText}": must be one of ${TRANSPORT_MODES.join(", ")}`,
+    );
+  }
+  if (transport === "http1" && request.url.protocol !== "http:") {
+    throw new UsageError(
+      `Invalid --transport "http1" for "${request.url.href}": the HTTP/1.1 client speaks plain http only`,
+    );
+  }
+  const workersText = flags.string("workers");
+  const workers = workersText === undefined
+    ? undefined
+    : parseValue("--workers", workersText, positiveInteger);
+  if (workers !== undefined && workers > MAX_WORKERS) {
+    throw new UsageError(`Invalid --workers "${workersText}": must be at most ${MAX_WORKERS}`);
+  }
+  const inFlightText = flags.string("max-in-flight");
+  const maxInFlight = inFlightText === undefined
+    ? undefined
+    : parseValue("--max-in-flight", inFlightText, positiveInteger);
+  if (maxInFlight !== undefined && model === "closed") {
+    throw new UsageError(
+      `Invalid --max-in-flight "${inFlightText}": it caps the open model, so it needs --rate`,
+    );
+  }
+  return {
+    request,
+    model,
+    levels,
+    stop,
+    rounds,
+    warmupMs,
+    ...(maxInFlight === undefined ? {} : { maxInFlight }),
+    successStatuses,
+    ...(workers === undefined ? {} : { workers }),
+    transport,
+    outputs,
+    thresholds,
+    findCapacity: flags.boolean("find-capacity"),
+  };
+}
+
+function parseRequest(flags: Flags, deps: ParseLoadDeps): RequestSpec {
+  const urlText = flags.string("url") ?? DEFAULTS.url;
+  let url: URL;
+  try {
+    url = new URL(urlText);
+  } catch (error) {
+    throw new UsageError(`Invalid --url "${urlText}": not an absolute URL`, { cause: error });
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UsageError(`Invalid --url "${urlText}": protocol must be http or https`);
+  }
+  const methodText = flags.string("method") ?? "GET";
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(methodText)) {
+    throw new UsageError(
+      `Invalid --method "${methodText}": must be an HTTP method token such as GET`,
+    );
+  }
+  const headers = flags.strings("header").map((text): readonly [string, string] => {
+    const colon = text.indexOf(":");
+    const name = colon < 0 ? "" : text.slice(0, colon).trim();
+    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
+      throw new UsageError(`Invalid --header "${text}": use "Name: value" with a token name`);
+    }
+    return [name, text.slice(colon + 1).trim()];
+  });
+  const bodyText = flags.string("body");
+  const bodyFile = flags.string("body-file");
+  if (bodyText !== undefined && bodyFile !== undefined) {
+    throw new UsageError(`Cannot combine --body and --body-file: give the body one way`);
+  }
+  let body: Uint8Array | undefined;
+  if (bodyText !== undefined) body = new TextEncoder().encode(bodyText);
+  if (bodyFile !== undefined) {
+    try {
+      body = (deps.readFile ?? Deno.readFileSync)(bodyFile);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new UsageError(`Cannot read --body-file "${bodyFile}": ${reason}`, { cause: error });
+    }
+  }
+  const timeoutMs = parseDurationFlag(
+    "--timeout",
+    flags.string("timeout") ?? `${DEFAULTS.timeoutMs}ms`,
+    "s",
+    false,
+  );
+  return {
+    url,
+    method: methodText.toUpperCase(),
+    headers,
+    ...(body === undefined ? {} : { body }),
+    keepAlive: !flags.given().has("no-keepalive"),
+    timeoutMs,
+  };
+}
+
+function parseOutputs(flags: Flags): OutputOptions {
+  const json = flags.string("json");
+  const csv = flags.string("csv");
+  const chart = flags.string("chart");
+  for (const [flag, value] of [["--json", json], ["--csv", csv], ["--chart", chart]] as const) {
+    if (value === "") throw new UsageError(`Invalid ${flag} "": give a file path`);
+  }
+  return {
+    ...(json === undefined ? {} : { jsonFile: json }),
+    ...(csv === undefined ? {} : { csvFile: csv }),
+    ...(chart === undefined ? {} : { chartFile: chart }),
+    markdown: flags.boolean("markdown"),
+  };
+}
+
+function parseThresholds(flags: Flags): Thresholds {
+  const rateText = flags.string("max-error-rate");
+  const p99Text = flags.string("max-p99");
+  let maxErrorRate: number | undefined;
+  if (rateText !== undefined) {
+    const isPercent = rateText.trim().endsWith("%");
+    const value = Number(isPercent ? rateText.trim().slice(0, -1) : rateText);
+    maxErrorRate = isPercent ? value / 100 : value;
+    if (
+      rateText.trim() === "" || !Number.isFinite(maxErrorRate) || maxErrorRate < 0 ||
+      maxErrorRate > 1
+    ) {
+      throw new UsageError(
+        `Invalid --max-error-rate "${rateText}": must be a fraction between 0 and 1 (0.01) or a percentage (1%)`,
+      );
+    }
+  }
+  const maxP99Ms = p99Text === undefined
+    ? undefined
+    : parseDurationFlag("--max-p99", p99Text, "ms", false);
+  return {
+    ...(maxErrorRate === undefined ? {} : { maxErrorRate }),
+    ...(maxP99Ms === undefined ? {} : { maxP99Ms }),
+  };
+}
+
+type Check = { readonly test: (value: number) => boolean; readonly rule: string };
+
+const positiveInteger: Check = {
+  test: (value) => Number.isSafeInteger(value) && value > 0,
+  rule: "must be a positive integer",
+};
+const positiveNumber: Check = {
+  test: (value) => Number.isFinite(value) && value > 0,
+  rule: "must be a positive number",
+};
+
+function parseValue(flag: string, text: string, check: Check): number {
+  const value = text.trim() === "" ? Number.NaN : Number(text);
+  if (!check.test(value)) throw new UsageError(`Invalid ${flag} "${text}": ${check.rule}`);
+  return value;
+}
+
+function parseList(flag: string, text: string, check: Check): number[] {
+  const parts = text.split(",").map((part) => part.trim()).filter((part) => part !== "");
+  if (parts.length === 0) {
+    throw new UsageError(`Invalid ${flag} "${text}": give at least one value`);
+  }
+  return parts.map((part) => {
+    const value = Number(part);
+    if (!check.test(value)) {
+      throw new UsageError(`Invalid ${flag} "${text}": each value ${check.rule}, not "${part}"`);
+    }
+    return value;
+  });
+}
+
+function parseDurationFlag(
+  flag: string,
+  text: string,
+  defaultUnit: "ms" | "s",
+  allowZero: boolean,
+): number {
+  let ms: number;
+  try {
+    ms = parseDuration(text, defaultUnit);
+  } catch (error) {
+    throw new UsageError(
+      `Invalid ${flag} "${text}": use a duration such as 250ms, 5s or 1m (a bare number is in ${
+        defaultUnit === "s" ? "seconds" : "milliseconds"
+      })`,
+      { cause: error },
+    );
+  }
+  if (ms < 0 || (!allowZero && ms === 0)) {
+    throw new UsageError(
+      `Invalid ${flag} "${text}": must be ${allowZero ? "zero or more" : "more than zero"}`,
+    );
+  }
+  return ms;
+}

@@ -1,0 +1,408 @@
+/**
+ * Reports of a load test, as strings: the seed-style block per run, the summary table, the
+ * capacity estimate, and the JSON, CSV and Markdown writers. Nothing here prints.
+ *
+ * @module
+ */
+import { formatDuration } from "../lib/shared/duration.ts";
+import type { Stop } from "./scheduler.ts";
+import {
+  errorRate,
+  type LatencySummary,
+  latencySummary,
+  type RunStats,
+  throughput,
+} from "./stats.ts";
+import type { RunRecord } from "./sweep.ts";
+
+/** Version of the JSON report layout. */
+export const REPORT_VERSION = 1;
+
+/** The full result of a load test: what `--json` writes and `merge` reads. */
+export interface LoadReport {
+  /** Layout version, {@linkcode REPORT_VERSION}. */
+  readonly version: typeof REPORT_VERSION;
+  /** Target URL. */
+  readonly url: string;
+  /** HTTP method. */
+  readonly method: string;
+  /** `closed` (concurrency) or `open` (rate). */
+  readonly model: "closed" | "open";
+  /** Stop condition of each run. */
+  readonly stop: Stop;
+  /** How many reports were merged into this one (1 for a single machine). */
+  readonly sources: number;
+  /** Whether the test was interrupted before its last run. */
+  readonly isInterrupted: boolean;
+  /** The runs, in order. */
+  readonly runs: readonly RunRecord[];
+}
+
+/** A run with its derived numbers, computed once for formatting. */
+interface RunView {
+  readonly record: RunRecord;
+  readonly stats: RunStats;
+  readonly latency: LatencySummary;
+  readonly rps: number;
+}
+
+function view(record: RunRecord): RunView {
+  return {
+    record,
+    stats: record.stats,
+    latency: latencySummary(record.stats),
+    rps: throughput(record.stats),
+  };
+}
+
+const ms = (microseconds: number): string => (microseconds / 1000).toFixed(2);
+const levelName = (
+  model: "closed" | "open",
+): string => (model === "closed" ? "concurrency" : "rate");
+const levelText = (model: "closed" | "open", level: number): string =>
+  model === "closed" ? String(level) : `${formatNumber(level)}/s`;
+
+function formatNumber(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
+
+/**
+ * The run's label, as the seed printed it.
+ *
+ * @param record The run.
+ * @returns For example `Run 1/2 @ concurrency=25` or `Run 1/1 @ rate=500/s`.
+ *
+ * @example
+ * ```ts
+ * import { runLabel } from "./report.ts";
+ * import { emptyRunStats } from "./stats.ts";
+ * const label = runLabel({ round: 1, rounds: 2, model: "closed", level: 25, stats: emptyRunStats() });
+ * if (label !== "Run 1/2 @ concurrency=25") throw new Error(label);
+ * ```
+ */
+export function runLabel(record: RunRecord): string {
+  return `Run ${record.round}/${record.rounds} @ ${levelName(record.model)}=${
+    levelText(record.model, record.level)
+  }`;
+}
+
+/**
+ * The per-run block: label, target, load, elapsed time, successes and errors, latency
+ * percentiles, status and error breakdown, and sample errors.
+ *
+ * @param record The run.
+ * @param report The report it belongs to (URL, stop condition).
+ * @returns Lines ending in a newline.
+ */
+export function formatRunBlock(
+  record: RunRecord,
+  report: Pick<LoadReport, "url" | "stop">,
+): string {
+  const { stats, latency, rps } = view(record);
+  const lines = [runLabel(record)];
+  const row = (name: string, value: string) =>
+    lines.push(`  ${(name === "" ? "" : name + ":").padEnd(14)}${value}`);
+  row("URL", report.url);
+  const total = report.stop.kind === "count"
+    ? `${report.stop.total} requests`
+    : `${formatDuration(report.stop.durationMs)} run`;
+  row("Total", `${total} (${stats.requests} completed)`);
+  if (record.model === "closed") row("Concurrency", String(record.level));
+  else row("Rate", `${formatNumber(record.level)} req/s`);
+  row("Elapsed", `${(stats.elapsedMs / 1000).toFixed(2)}s (${rps.toFixed(1)} req/s)`);
+  row("Successes", String(stats.ok));
+  row("Errors", `${stats.errors} (${(errorRate(stats) * 100).toFixed(2)}%)`);
+  row(
+    "Latency ms",
+    `avg ${ms(latency.mean)}  p50 ${ms(latency.p50)}  p95 ${ms(latency.p95)}  max ${
+      ms(latency.max)
+    }`,
+  );
+  row("", `p90 ${ms(latency.p90)}  p99 ${ms(latency.p99)}  p99.9 ${ms(latency.p999)}`);
+  const statuses = Object.entries(stats.statuses).map(([status, count]) => `${status}=${count}`);
+  if (statuses.length > 0) row("Statuses", statuses.join(" "));
+  const network = Object.entries(stats.networkErrors).filter(([, count]) => count > 0);
+  if (network.length > 0) {
+    row(
+      "Net errors",
+      network.map(([kind, count]) => `${kind}=${count}`).join(" "),
+    );
+  }
+  if (stats.cutOff > 0 || report.stop.kind === "time") {
+    row("Cut off", `${stats.cutOff} (in flight at the end)`);
+  }
+  if (record.model === "open") {
+    row("Late", `${stats.late} (started after their planned time)`);
+    row("Unsent", `${stats.unsent} (planned but never sent)`);
+  }
+  if (stats.errorSamples.length > 0) {
+    lines.push("  Sample errors:");
+    for (const sample of stats.errorSamples) lines.push(`    ${sample.message} (x${sample.count})`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+const SUMMARY_HEADERS = [
+  "Run",
+  "Conc",
+  "Total",
+  "OK",
+  "Err",
+  "Req/s",
+  "Avg ms",
+  "p50",
+  "p95",
+  "p99",
+  "max",
+];
+
+function summaryRows(runs: readonly RunRecord[]): string[][] {
+  return runs.map((record) => {
+    const { stats, latency, rps } = view(record);
+    return [
+      `${record.round}/${record.rounds}`,
+      levelText(record.model, record.level),
+      String(stats.requests),
+      String(stats.ok),
+      String(stats.errors),
+      rps.toFixed(1),
+      ms(latency.mean),
+      ms(latency.p50),
+      ms(latency.p95),
+      ms(latency.p99),
+      ms(latency.max),
+    ];
+  });
+}
+
+function headers(runs: readonly RunRecord[]): string[] {
+  const isOpen = runs[0]?.model === "open";
+  return SUMMARY_HEADERS.map((name) => (name === "Conc" && isOpen ? "Rate" : name));
+}
+
+/**
+ * The summary table: one row per run with Run, Conc (or Rate), Total, OK, Err, Req/s, Avg ms,
+ * p50, p95, p99 and max (latencies in ms).
+ *
+ * @param runs The runs.
+ * @returns The aligned table, ending in a newline.
+ */
+export function formatSummaryTable(runs: readonly RunRecord[]): string {
+  const table = [headers(runs), ...summaryRows(runs)];
+  const widths =
+    table[0]?.map((_, column) => Math.max(...table.map((row) => (row[column] ?? "").length))) ?? [];
+  return table
+    .map((row) =>
+      row.map((
+        cell,
+        column,
+      ) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0)))
+        .join("  ")
+    )
+    .join("\n") + "\n";
+}
+
+/** Where errors started, by level. */
+export interface CapacityEstimate {
+  /** The first level (in plan order) where any run had errors or unsent requests. */
+  readonly firstFailingLevel?: number;
+  /** The last level before it with no such run. */
+  readonly lastCleanLevel?: number;
+  /** The highest level tried. */
+  readonly highestLevel?: number;
+}
+
+/**
+ * The seed's capacity estimate: the first level that produced errors.
+ *
+ * @param runs The runs, in plan order.
+ * @returns The first failing and last clean levels.
+ */
+export function estimateCapacity(runs: readonly RunRecord[]): CapacityEstimate {
+  const levels = [...new Set(runs.map((run) => run.level))];
+  let lastCleanLevel: number | undefined;
+  for (const level of levels) {
+    const isFailing = runs.some((run) =>
+      run.level === level && (run.stats.errors > 0 || run.stats.unsent > 0)
+    );
+    if (isFailing) {
+      return {
+        firstFailingLevel: level,
+        ...(lastCleanLevel === undefined ? {} : { lastCleanLevel }),
+      };
+    }
+    lastCleanLevel = level;
+  }
+  const highestLevel = levels[levels.length - 1];
+  return highestLevel === undefined ? {} : { highestLevel };
+}
+
+/**
+ * The capacity estimate as one line.
+ *
+ * @param runs The runs, in plan order.
+ * @returns For example `Capacity estimate: errors first appeared at concurrency=150 (last level without errors: 100)`.
+ */
+export function formatCapacityLine(runs: readonly RunRecord[]): string {
+  const model = runs[0]?.model ?? "closed";
+  const name = levelName(model);
+  const estimate = estimateCapacity(runs);
+  if (estimate.firstFailingLevel !== undefined) {
+    const clean = estimate.lastCleanLevel === undefined
+      ? "every level tried had errors"
+      : `last level without errors: ${levelText(model, estimate.lastCleanLevel)}`;
+    return `Capacity estimate: errors first appeared at ${name}=${
+      levelText(model, estimate.firstFailingLevel)
+    } (${clean})\n`;
+  }
+  if (estimate.highestLevel === undefined) return "Capacity estimate: no runs finished\n";
+  return `Capacity estimate: no errors up to ${name}=${
+    levelText(model, estimate.highestLevel)
+  } (the highest level tried)\n`;
+}
+
+/**
+ * The whole plain-text report: every run block, the summary table and the capacity line.
+ *
+ * @param report The results.
+ * @returns The text.
+ */
+export function formatTextReport(report: LoadReport): string {
+  const parts = report.runs.map((run) => formatRunBlock(run, report) + "\n");
+  parts.push(formatSummary(report));
+  return parts.join("");
+}
+
+/**
+ * The part printed after the runs: the summary table and the capacity line.
+ *
+ * @param report The results.
+ * @returns The text.
+ */
+export function formatSummary(report: LoadReport): string {
+  const merged = report.sources > 1 ? ` (merged from ${report.sources} reports)` : "";
+  const interrupted = report.isInterrupted ? "Interrupted: the remaining runs were skipped\n" : "";
+  return `${interrupted}Summary${merged}\n${formatSummaryTable(report.runs)}\n${
+    formatCapacityLine(report.runs)
+  }`;
+}
+
+/**
+ * The JSON report, including every run's encoded histogram.
+ *
+ * @param report The results.
+ * @returns Pretty-printed JSON with a trailing newline.
+ */
+export function formatJson(report: LoadReport): string {
+  return JSON.stringify(report, null, 2) + "\n";
+}
+
+const CSV_HEADERS = [
+  "run",
+  "round",
+  "rounds",
+  "model",
+  "level",
+  "requests",
+  "ok",
+  "errors",
+  "cut_off",
+  "late",
+  "unsent",
+  "elapsed_ms",
+  "req_per_s",
+  "mean_ms",
+  "p50_ms",
+  "p90_ms",
+  "p95_ms",
+  "p99_ms",
+  "p999_ms",
+  "max_ms",
+  "timeout",
+  "refused",
+  "reset",
+  "network",
+  "statuses",
+];
+
+/**
+ * One CSV row per run (RFC 4180 quoting), latencies in ms.
+ *
+ * @param report The results.
+ * @returns CSV text with a header row.
+ */
+export function formatCsv(report: LoadReport): string {
+  const quote = (cell: string) => (/[",\n]/.test(cell) ? `"${cell.replaceAll('"', '""')}"` : cell);
+  const rows = report.runs.map((record, index) => {
+    const { stats, latency, rps } = view(record);
+    return [
+      index + 1,
+      record.round,
+      record.rounds,
+      record.model,
+      record.level,
+      stats.requests,
+      stats.ok,
+      stats.errors,
+      stats.cutOff,
+      stats.late,
+      stats.unsent,
+      stats.elapsedMs.toFixed(1),
+      rps.toFixed(1),
+      ms(latency.mean),
+      ms(latency.p50),
+      ms(latency.p90),
+      ms(latency.p95),
+      ms(latency.p99),
+      ms(latency.p999),
+      ms(latency.max),
+      stats.networkErrors.timeout,
+      stats.networkErrors.refused,
+      stats.networkErrors.reset,
+      stats.networkErrors.network,
+      Object.entries(stats.statuses).map(([status, count]) => `${status}=${count}`).join(" "),
+    ].map((cell) => quote(String(cell))).join(",");
+  });
+  return [CSV_HEADERS.join(","), ...rows].join("\n") + "\n";
+}
+
+/**
+ * The report in Markdown: target, summary table, capacity line and status breakdown.
+ *
+ * @param report The results.
+ * @returns Markdown text.
+ */
+export function formatMarkdown(report: LoadReport): string {
+  const lines = [`## Load test: ${report.method} ${report.url}`, ""];
+  const stop = report.stop.kind === "count"
+    ? `${report.stop.total} requests per run`
+    : `${formatDuration(report.stop.durationMs)} per run`;
+  lines.push(
+    `${report.model === "closed" ? "Closed model" : "Open model"}, ${stop}` +
+      (report.sources > 1 ? `, merged from ${report.sources} reports.` : "."),
+    "",
+  );
+  const head = headers(report.runs);
+  lines.push(
+    `| ${head.join(" | ")} |`,
+    `| ${head.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
+  );
+  for (const row of summaryRows(report.runs)) lines.push(`| ${row.join(" | ")} |`);
+  lines.push("", formatCapacityLine(report.runs).trimEnd(), "");
+  const details = report.runs.filter((run) => run.stats.errors > 0 || run.stats.cutOff > 0);
+  if (details.length > 0) {
+    lines.push("### Errors", "");
+    for (const run of details) {
+      const samples = run.stats.errorSamples.map((s) => `${s.message} (x${s.count})`).join("; ");
+      const statuses = Object.entries(run.stats.statuses).map(([s, n]) => `${s}=${n}`).join(" ");
+      lines.push(
+        `- ${runLabel(run)}: ${run.stats.errors} errors, ${run.stats.cutOff} cut off; statuses ${
+          statuses || "none"
+        }; ${samples || "no samples"}`,
+      );
+    }
+    lines.push("");
+  }
+  if (report.isInterrupted) lines.push("_Interrupted: the remaining runs were skipped._", "");
+  return lines.join("\n");
+}

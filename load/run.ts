@@ -1,0 +1,219 @@
+/**
+ * The runner: one set of virtual users, each with its own transport, asking a scheduler for
+ * slots and folding every outcome into a {@linkcode RunRecorder}. The same loop serves the
+ * closed and the open model; only the scheduler differs. {@linkcode runPlan} walks a plan's
+ * levels and rounds through an {@linkcode Executor} (in-process, or a pool of workers).
+ *
+ * @module
+ */
+import type { Clock } from "../lib/shared/clock.ts";
+import { createClosedScheduler, createRateScheduler, type Stop } from "./scheduler.ts";
+import { RunRecorder, type RunStats, type StatusRanges } from "./stats.ts";
+import type { Outcome, RequestSpec, Transport, TransportFactory } from "./transport.ts";
+
+/** The load of one run: N closed-model users, or a fixed arrival rate. */
+export type LoadShape =
+  | { readonly model: "closed"; readonly concurrency: number }
+  | { readonly model: "open"; readonly ratePerSecond: number; readonly maxInFlight: number };
+
+/** One run (or one worker's slice of it). */
+export interface RunJob {
+  /** What every request sends. */
+  readonly request: RequestSpec;
+  /** Closed users or open rate. */
+  readonly load: LoadShape;
+  /** When the run stops. */
+  readonly stop: Stop;
+  /** Statuses that count as success. */
+  readonly successStatuses: StatusRanges;
+  /** Keep per-second buckets (rate runs, for the chart against time). */
+  readonly timeline: boolean;
+}
+
+/** A counter the runner bumps per finished request, read by the progress bar. */
+export interface ProgressCounter {
+  /** Requests finished so far. */
+  completed: number;
+}
+
+/** What {@linkcode runOnce} needs from outside. */
+export interface RunDeps {
+  /** Source of time. */
+  readonly clock: Clock;
+  /** Creates each user's transport. */
+  readonly createTransport: TransportFactory;
+  /** Ends the run early: in-flight requests count as cut off. Default: none. */
+  readonly signal?: AbortSignal;
+  /** Bumped per finished request. Default: none. */
+  readonly progress?: ProgressCounter;
+}
+
+const BROKEN: Outcome = { ok: false, error: "network", message: "transport failed" };
+
+/**
+ * Executes one run in this isolate.
+ *
+ * @param job The load, stop condition and request.
+ * @param deps Clock, transport factory, cancellation and progress.
+ * @returns The run's statistics.
+ */
+export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
+  const { clock, progress } = deps;
+  const run = new AbortController();
+  const stopRun = () => run.abort();
+  deps.signal?.addEventListener("abort", stopRun, { once: true });
+  if (deps.signal?.aborted) run.abort();
+  const signal = run.signal;
+
+  const startMs = clock.now();
+  const recorder = new RunRecorder({
+    successStatuses: job.successStatuses,
+    timeline: job.timeline,
+    startMs,
+  });
+  const scheduler = job.load.model === "closed"
+    ? createClosedScheduler({ clock, stop: job.stop, startMs })
+    : createRateScheduler({
+      clock,
+      stop: job.stop,
+      startMs,
+      ratePerSecond: job.load.ratePerSecond,
+    });
+  const lateAfterMs = scheduler.lateAfterMs;
+  const users = job.load.model === "closed" ? job.load.concurrency : job.load.maxInFlight;
+
+  // A timed run ends at its deadline even when requests are still in flight.
+  const deadline = new AbortController();
+  const deadlineDone = job.stop.kind === "time"
+    ? clock.sleep(job.stop.durationMs, deadline.signal).then(stopRun, () => {})
+    : Promise.resolve();
+
+  let started = 0;
+  const transports: Transport[] = [];
+  const user = async (): Promise<void> => {
+    let transport: Transport | undefined;
+    for (;;) {
+      let intended = scheduler.acquire(signal);
+      if (intended instanceof Promise) intended = await intended;
+      if (intended === undefined || signal.aborted) return;
+      if (transport === undefined) {
+        transport = deps.createTransport(job.request);
+        transports.push(transport);
+      }
+      const begin = clock.now();
+      started++;
+      if (begin - intended > lateAfterMs) recorder.late++;
+      let outcome: Outcome;
+      try {
+        outcome = await transport.send(signal);
+      } catch {
+        outcome = BROKEN;
+      }
+      if (!outcome.ok && signal.aborted) {
+        recorder.cutOff++;
+        return;
+      }
+      recorder.record(intended, clock.now(), outcome);
+      if (progress !== undefined) progress.completed++;
+    }
+  };
+
+  try {
+    const loops: Promise<void>[] = [];
+    for (let i = 0; i < users; i++) loops.push(user());
+    await Promise.all(loops);
+  } finally {
+    deadline.abort();
+    await deadlineDone;
+    deps.signal?.removeEventListener("abort", stopRun);
+    await Promise.all(transports.map((transport) => transport.close()));
+  }
+  const endMs = clock.now();
+  const elapsedMs = job.stop.kind === "time"
+    ? Math.min(endMs - startMs, job.stop.durationMs)
+    : endMs - startMs;
+  // Slots due within the lateness grace of the end were not missed yet: only timer jitter
+  // stood between them and the deadline.
+  const dueMs =
+    Math.min(endMs, startMs + (job.stop.kind === "time" ? job.stop.durationMs : Infinity)) -
+    (Number.isFinite(lateAfterMs) ? lateAfterMs : 0);
+  recorder.unsent = Math.max(0, scheduler.dueBy(dueMs) - started);
+  return recorder.finish(elapsedMs);
+}
+
+/**
+ * Splits a run into `parts` concurrent slices whose loads add up to the whole: concurrency,
+ * rate, in-flight cap and request total are shared out as evenly as integers allow. Slices that
+ * would get no load are dropped.
+ *
+ * @param job The whole run.
+ * @param parts How many slices (workers).
+ * @returns Between 1 and `parts` slices.
+ *
+ * @example
+ * ```ts
+ * import { splitJob } from "./run.ts";
+ * const job = {
+ *   request: { url: new URL("http://127.0.0.1/"), method: "GET", headers: [], keepAlive: true, timeoutMs: 1000 },
+ *   load: { model: "closed", concurrency: 5 }, stop: { kind: "count", total: 11 },
+ *   successStatuses: [[200, 399]], timeline: false,
+ * } as const;
+ * const slices = splitJob(job, 2);
+ * if (slices.length !== 2) throw new Error("bad");
+ * ```
+ */
+export function splitJob(job: RunJob, parts: number): RunJob[] {
+  const load = job.load;
+  const count = Math.max(1, Math.min(parts, load.model === "closed" ? load.concurrency : parts));
+  const share = (whole: number, index: number) =>
+    Math.floor((whole * (index + 1)) / count) - Math.floor((whole * index) / count);
+  const slices: RunJob[] = [];
+  for (let i = 0; i < count; i++) {
+    const sliceLoad: LoadShape = load.model === "closed"
+      ? { model: "closed", concurrency: share(load.concurrency, i) }
+      : {
+        model: "open",
+        ratePerSecond: load.ratePerSecond / count,
+        maxInFlight: Math.max(1, share(load.maxInFlight, i)),
+      };
+    const stop: Stop = job.stop.kind === "count"
+      ? { kind: "count", total: share(job.stop.total, i) }
+      : job.stop;
+    if (stop.kind === "count" && stop.total === 0) continue;
+    slices.push({ ...job, load: sliceLoad, stop });
+  }
+  return slices;
+}
+
+/** Runs jobs somewhere: in this isolate, or spread over workers. */
+export interface Executor {
+  /**
+   * Executes one run.
+   *
+   * @param job The run.
+   * @param options Cancellation and progress.
+   * @returns The run's statistics (merged over workers).
+   */
+  execute(
+    job: RunJob,
+    options: { readonly signal?: AbortSignal; readonly progress?: ProgressCounter },
+  ): Promise<RunStats>;
+}
+
+/**
+ * An executor that runs every job in this isolate.
+ *
+ * @param clock Source of time.
+ * @param createTransport Transport factory.
+ * @returns The executor.
+ */
+export function createInProcessExecutor(
+  clock: Clock,
+  createTransport: TransportFactory,
+): Executor {
+  return {
+    execute(job, options): Promise<RunStats> {
+      return runOnce(job, { clock, createTransport, ...options });
+    },
+  };
+}

@@ -1,0 +1,464 @@
+/**
+ * Statistics of a load run: an HdrHistogram of latencies in microseconds (the one place that
+ * touches `hdr-histogram-js`), the success rule for statuses, the per-run recorder the runner
+ * feeds, and the serialisable {@linkcode RunStats} that workers, the JSON report and `merge`
+ * exchange. Histograms travel encoded, so merged percentiles are exact rather than averaged.
+ *
+ * @module
+ */
+import * as hdr from "hdr-histogram-js";
+import { statusText } from "../lib/shared/std.ts";
+import type { NetworkErrorKind, Outcome } from "./transport.ts";
+
+/** Significant decimal digits kept by every latency histogram. */
+export const LATENCY_SIGNIFICANT_DIGITS = 3;
+
+/** How many distinct error messages a run keeps as samples. */
+export const MAX_ERROR_SAMPLES = 5;
+
+/** Percentiles of a latency distribution, in microseconds. */
+export interface LatencySummary {
+  /** Number of recorded latencies. */
+  readonly count: number;
+  /** Mean. */
+  readonly mean: number;
+  /** Smallest value (0 when empty). */
+  readonly min: number;
+  /** Median. */
+  readonly p50: number;
+  /** 90th percentile. */
+  readonly p90: number;
+  /** 95th percentile. */
+  readonly p95: number;
+  /** 99th percentile. */
+  readonly p99: number;
+  /** 99.9th percentile. */
+  readonly p999: number;
+  /** Largest value. */
+  readonly max: number;
+}
+
+/** A histogram of latencies in microseconds with {@linkcode LATENCY_SIGNIFICANT_DIGITS} digits. */
+export class LatencyHistogram {
+  #histogram: hdr.Histogram;
+
+  /** Creates an empty histogram. */
+  constructor() {
+    this.#histogram = hdr.build({ numberOfSignificantValueDigits: LATENCY_SIGNIFICANT_DIGITS });
+  }
+
+  /**
+   * Decodes a histogram produced by {@linkcode LatencyHistogram.encode}.
+   *
+   * @param encoded Compressed base64 HdrHistogram encoding.
+   * @returns The decoded histogram.
+   * @throws {SyntaxError} When the text is not an encoded histogram.
+   */
+  static decode(encoded: string): LatencyHistogram {
+    const result = new LatencyHistogram();
+    if (encoded === "") return result;
+    try {
+      result.#histogram = hdr.decodeFromCompressedBase64(encoded);
+    } catch (error) {
+      throw new SyntaxError(
+        `Cannot decode histogram "${encoded.slice(0, 24)}": not a compressed base64 HdrHistogram`,
+        { cause: error },
+      );
+    }
+    return result;
+  }
+
+  /** Records one latency. Values are rounded to whole microseconds; negatives count as 0. */
+  record(microseconds: number): void {
+    this.#histogram.recordValue(microseconds > 0 ? Math.round(microseconds) : 0);
+  }
+
+  /** Adds every count of `other` to this histogram. */
+  add(other: LatencyHistogram): void {
+    this.#histogram.add(other.#histogram);
+  }
+
+  /** Number of recorded values. */
+  get count(): number {
+    return this.#histogram.totalCount;
+  }
+
+  /**
+   * The value at a percentile.
+   *
+   * @param percentile Between 0 and 100.
+   * @returns The highest value equivalent to that percentile, or 0 when empty.
+   */
+  percentile(percentile: number): number {
+    return this.count === 0 ? 0 : this.#histogram.getValueAtPercentile(percentile);
+  }
+
+  /** The usual percentiles, mean, min and max. */
+  summary(): LatencySummary {
+    const h = this.#histogram;
+    if (h.totalCount === 0) {
+      return { count: 0, mean: 0, min: 0, p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0 };
+    }
+    return {
+      count: h.totalCount,
+      mean: h.mean,
+      min: h.minNonZeroValue === Number.MAX_SAFE_INTEGER ? 0 : h.minNonZeroValue,
+      p50: h.getValueAtPercentile(50),
+      p90: h.getValueAtPercentile(90),
+      p95: h.getValueAtPercentile(95),
+      p99: h.getValueAtPercentile(99),
+      p999: h.getValueAtPercentile(99.9),
+      max: h.maxValue,
+    };
+  }
+
+  /** Compressed base64 encoding (the HdrHistogram V2 format), `""` when empty. */
+  encode(): string {
+    return this.count === 0 ? "" : hdr.encodeIntoCompressedBase64(this.#histogram);
+  }
+}
+
+/** Inclusive status ranges that count as success, such as `[[200, 399]]`. */
+export type StatusRanges = ReadonlyArray<readonly [number, number]>;
+
+/** The default success rule: 2xx and 3xx. */
+export const DEFAULT_SUCCESS_STATUSES: StatusRanges = [[200, 399]];
+
+/**
+ * Parses a success-status rule: comma-separated codes (`200`), classes (`2xx`) and ranges
+ * (`200-204`).
+ *
+ * @param text The rule, such as `"2xx,3xx"` or `"200,204,301-308"`.
+ * @returns The inclusive ranges.
+ * @throws {SyntaxError} When a part is not a status code, class or range between 100 and 599.
+ *
+ * @example
+ * ```ts
+ * import { parseStatusRanges } from "./stats.ts";
+ * const ranges = parseStatusRanges("2xx,304");
+ * if (ranges.length !== 2 || ranges[0]?.[1] !== 299) throw new Error("bad");
+ * ```
+ */
+export function parseStatusRanges(text: string): StatusRanges {
+  const ranges: Array<readonly [number, number]> = [];
+  for (const raw of text.split(",")) {
+    const part = raw.trim().toLowerCase();
+    let range: readonly [number, number] | undefined;
+    const klass = /^([1-5])xx$/.exec(part);
+    const span = /^(\d{3})-(\d{3})$/.exec(part);
+    if (klass !== null) range = [Number(klass[1]) * 100, Number(klass[1]) * 100 + 99];
+    else if (span !== null) range = [Number(span[1]), Number(span[2])];
+    else if (/^\d{3}$/.test(part)) range = [Number(part), Number(part)];
+    if (range === undefined || range[0] < 100 || range[1] > 599 || range[0] > range[1]) {
+      throw new SyntaxError(
+        `Cannot parse status "${raw.trim()}": use codes (200), classes (2xx) or ranges (200-204) between 100 and 599`,
+      );
+    }
+    ranges.push(range);
+  }
+  return ranges;
+}
+
+/** Counts of requests that ended without an HTTP response, by kind. */
+export type NetworkErrorCounts = Readonly<Record<NetworkErrorKind, number>>;
+
+/** One distinct error message and how often it occurred. */
+export interface ErrorSample {
+  /** The message, such as `HTTP 500 Internal Server Error` or a network error. */
+  readonly message: string;
+  /** Occurrences in the run. */
+  readonly count: number;
+}
+
+/** One second of a timed run: completions in it and their latency histogram. */
+export interface TimelineBucket {
+  /** Seconds since the run started (bucket start). */
+  readonly second: number;
+  /** Successful responses completed in this second. */
+  readonly ok: number;
+  /** Failed requests completed in this second. */
+  readonly errors: number;
+  /** Encoded latency histogram of the responses completed in this second. */
+  readonly histogram: string;
+}
+
+/** Everything measured in one run (or one worker's slice of it); plain data, JSON-safe. */
+export interface RunStats {
+  /** Completed requests: responses of any status plus network errors. */
+  readonly requests: number;
+  /** Responses whose status counts as success. */
+  readonly ok: number;
+  /** Requests that failed: unsuccessful statuses plus network errors. */
+  readonly errors: number;
+  /** Responses by status code. */
+  readonly statuses: Readonly<Record<string, number>>;
+  /** Network errors by kind. */
+  readonly networkErrors: NetworkErrorCounts;
+  /** Requests in flight when a timed run ended (or was interrupted); not in any other count. */
+  readonly cutOff: number;
+  /** Open model: requests that started later than planned. */
+  readonly late: number;
+  /** Open model: requests planned before the end that never started. */
+  readonly unsent: number;
+  /** Response body bytes read. */
+  readonly bodyBytes: number;
+  /** Wall time of the run in milliseconds. */
+  readonly elapsedMs: number;
+  /** Up to {@linkcode MAX_ERROR_SAMPLES} distinct error messages with counts. */
+  readonly errorSamples: readonly ErrorSample[];
+  /** Encoded latency histogram (µs) of every response, timed from its intended start. */
+  readonly histogram: string;
+  /** Per-second buckets, kept for rate runs (charted against time). */
+  readonly timeline?: readonly TimelineBucket[];
+}
+
+const NETWORK_KINDS: readonly NetworkErrorKind[] = ["timeout", "refused", "reset", "network"];
+
+/** Options of a {@linkcode RunRecorder}. */
+export interface RunRecorderOptions {
+  /** Statuses that count as success. Default: {@linkcode DEFAULT_SUCCESS_STATUSES}. */
+  readonly successStatuses?: StatusRanges;
+  /** Keep per-second buckets. Default: false. */
+  readonly timeline?: boolean;
+  /** Clock time the run started, the origin of timeline buckets. Default: 0. */
+  readonly startMs?: number;
+}
+
+interface MutableBucket {
+  ok: number;
+  errors: number;
+  readonly histogram: LatencyHistogram;
+}
+
+/** Folds each request's samples into counters and histograms as they arrive. */
+export class RunRecorder {
+  readonly #latency = new LatencyHistogram();
+  readonly #statusCounts = new Uint32Array(600);
+  readonly #isSuccess = new Uint8Array(600);
+  readonly #networkCounts = new Uint32Array(NETWORK_KINDS.length);
+  readonly #samples = new Map<string, number>();
+  readonly #timeline: MutableBucket[] | undefined;
+  readonly #startMs: number;
+  #ok = 0;
+  #errors = 0;
+  #bodyBytes = 0;
+  /** Requests in flight when the run ended. */
+  cutOff = 0;
+  /** Requests that started later than planned. */
+  late = 0;
+  /** Requests planned that never started. */
+  unsent = 0;
+
+  /** @param options Success rule and timeline. */
+  constructor(options: RunRecorderOptions = {}) {
+    for (const [low, high] of options.successStatuses ?? DEFAULT_SUCCESS_STATUSES) {
+      this.#isSuccess.fill(1, low, high + 1);
+    }
+    this.#timeline = options.timeline === true ? [] : undefined;
+    this.#startMs = options.startMs ?? 0;
+  }
+
+  /**
+   * Records one finished request.
+   *
+   * @param intendedMs When it should have started (equals `startMs` in the closed model).
+   * @param endMs When the response body was read or the error happened.
+   * @param outcome The transport's outcome.
+   */
+  record(intendedMs: number, endMs: number, outcome: Outcome): void {
+    let isOk = false;
+    let latencyUs = -1;
+    if (outcome.ok) {
+      const status = outcome.status;
+      latencyUs = (endMs - intendedMs) * 1000;
+      this.#latency.record(latencyUs);
+      this.#bodyBytes += outcome.bodyBytes;
+      if (status >= 100 && status < 600) {
+        this.#statusCounts[status] = (this.#statusCounts[status] ?? 0) + 1;
+        isOk = this.#isSuccess[status] === 1;
+      }
+      if (isOk) this.#ok++;
+      else {
+        this.#errors++;
+        this.#sample(`HTTP ${status} ${statusText(status)}`.trimEnd());
+      }
+    } else {
+      const index = NETWORK_KINDS.indexOf(outcome.error);
+      this.#networkCounts[index] = (this.#networkCounts[index] ?? 0) + 1;
+      this.#errors++;
+      this.#sample(`${outcome.error}: ${outcome.message}`);
+    }
+    if (this.#timeline !== undefined) this.#bucket(endMs, isOk, latencyUs);
+  }
+
+  #sample(message: string): void {
+    const count = this.#samples.get(message);
+    if (count !== undefined) this.#samples.set(message, count + 1);
+    else if (this.#samples.size < MAX_ERROR_SAMPLES) this.#samples.set(message, 1);
+  }
+
+  #bucket(endMs: number, isOk: boolean, latencyUs: number): void {
+    const timeline = this.#timeline ?? [];
+    const second = Math.max(0, Math.floor((endMs - this.#startMs) / 1000));
+    while (timeline.length <= second) {
+      timeline.push({ ok: 0, errors: 0, histogram: new LatencyHistogram() });
+    }
+    const bucket = timeline[second];
+    if (bucket === undefined) return;
+    if (isOk) bucket.ok++;
+    else bucket.errors++;
+    if (latencyUs >= 0) bucket.histogram.record(latencyUs);
+  }
+
+  /** Completed requests so far. */
+  get requests(): number {
+    return this.#ok + this.#errors;
+  }
+
+  /**
+   * The plain-data result.
+   *
+   * @param elapsedMs Wall time of the run.
+   * @returns Counters, samples and encoded histograms.
+   */
+  finish(elapsedMs: number): RunStats {
+    const statuses: Record<string, number> = {};
+    this.#statusCounts.forEach((count, status) => {
+      if (count > 0) statuses[String(status)] = count;
+    });
+    const stats: RunStats = {
+      requests: this.#ok + this.#errors,
+      ok: this.#ok,
+      errors: this.#errors,
+      statuses,
+      networkErrors: networkCounts((kind) => this.#networkCounts[NETWORK_KINDS.indexOf(kind)] ?? 0),
+      cutOff: this.cutOff,
+      late: this.late,
+      unsent: this.unsent,
+      bodyBytes: this.#bodyBytes,
+      elapsedMs,
+      errorSamples: [...this.#samples].map(([message, count]) => ({ message, count })),
+      histogram: this.#latency.encode(),
+    };
+    if (this.#timeline === undefined) return stats;
+    const timeline = this.#timeline.map((bucket, second) => ({
+      second,
+      ok: bucket.ok,
+      errors: bucket.errors,
+      histogram: bucket.histogram.encode(),
+    }));
+    return { ...stats, timeline };
+  }
+}
+
+function networkCounts(count: (kind: NetworkErrorKind) => number): NetworkErrorCounts {
+  return {
+    timeout: count("timeout"),
+    refused: count("refused"),
+    reset: count("reset"),
+    network: count("network"),
+  };
+}
+
+/** Stats of a run that recorded nothing. */
+export function emptyRunStats(): RunStats {
+  return new RunRecorder().finish(0);
+}
+
+/**
+ * Combines the stats of slices that ran at the same time (workers, or machines in `merge`):
+ * counts add up, histograms merge exactly, the elapsed time is the longest slice's.
+ *
+ * @param parts Stats of concurrent slices of one run.
+ * @returns The combined stats.
+ * @throws {SyntaxError} When a histogram cannot be decoded.
+ */
+export function mergeRunStats(parts: readonly RunStats[]): RunStats {
+  const latency = new LatencyHistogram();
+  const statuses: Record<string, number> = {};
+  const samples = new Map<string, number>();
+  const buckets: Array<{ ok: number; errors: number; histogram: LatencyHistogram }> = [];
+  let hasTimeline = false;
+  for (const part of parts) {
+    latency.add(LatencyHistogram.decode(part.histogram));
+    for (const [status, count] of Object.entries(part.statuses)) {
+      statuses[status] = (statuses[status] ?? 0) + count;
+    }
+    for (const { message, count } of part.errorSamples) {
+      const seen = samples.get(message);
+      if (seen !== undefined) samples.set(message, seen + count);
+      else if (samples.size < MAX_ERROR_SAMPLES) samples.set(message, count);
+    }
+    if (part.timeline === undefined) continue;
+    hasTimeline = true;
+    for (const bucket of part.timeline) {
+      while (buckets.length <= bucket.second) {
+        buckets.push({ ok: 0, errors: 0, histogram: new LatencyHistogram() });
+      }
+      const target = buckets[bucket.second];
+      if (target === undefined) continue;
+      target.ok += bucket.ok;
+      target.errors += bucket.errors;
+      target.histogram.add(LatencyHistogram.decode(bucket.histogram));
+    }
+  }
+  const sum = (pick: (stats: RunStats) => number) => parts.reduce((n, p) => n + pick(p), 0);
+  const stats: RunStats = {
+    requests: sum((p) => p.requests),
+    ok: sum((p) => p.ok),
+    errors: sum((p) => p.errors),
+    statuses,
+    networkErrors: networkCounts((kind) => sum((p) => p.networkErrors[kind])),
+    cutOff: sum((p) => p.cutOff),
+    late: sum((p) => p.late),
+    unsent: sum((p) => p.unsent),
+    bodyBytes: sum((p) => p.bodyBytes),
+    elapsedMs: parts.reduce((max, p) => Math.max(max, p.elapsedMs), 0),
+    errorSamples: [...samples].map(([message, count]) => ({ message, count })),
+    histogram: latency.encode(),
+  };
+  if (!hasTimeline) return stats;
+  const timeline = buckets.map((bucket, second) => ({
+    second,
+    ok: bucket.ok,
+    errors: bucket.errors,
+    histogram: bucket.histogram.encode(),
+  }));
+  return { ...stats, timeline };
+}
+
+/**
+ * The latency percentiles of a run.
+ *
+ * @param stats The run.
+ * @returns Its latency summary in microseconds.
+ */
+export function latencySummary(stats: RunStats): LatencySummary {
+  return LatencyHistogram.decode(stats.histogram).summary();
+}
+
+/**
+ * Completed requests per second.
+ *
+ * @param stats The run.
+ * @returns Throughput, or 0 when no time elapsed.
+ *
+ * @example
+ * ```ts
+ * import { emptyRunStats, throughput } from "./stats.ts";
+ * if (throughput({ ...emptyRunStats(), requests: 50, elapsedMs: 500 }) !== 100) throw new Error();
+ * ```
+ */
+export function throughput(stats: RunStats): number {
+  return stats.elapsedMs > 0 ? stats.requests / (stats.elapsedMs / 1000) : 0;
+}
+
+/**
+ * The share of completed requests that failed.
+ *
+ * @param stats The run.
+ * @returns Between 0 and 1; 0 when nothing completed.
+ */
+export function errorRate(stats: RunStats): number {
+  return stats.requests > 0 ? stats.errors / stats.requests : 0;
+}

@@ -1,0 +1,140 @@
+/**
+ * The seed's sweep: every level of a plan (concurrency or rate) for the given rounds, after an
+ * unrecorded warm-up, one {@linkcode RunRecord} per run.
+ *
+ * @module
+ */
+import type { LoadPlan } from "./options.ts";
+import { MAX_DEFAULT_IN_FLIGHT } from "./options.ts";
+import type { Executor, ProgressCounter, RunJob } from "./run.ts";
+import type { Stop } from "./scheduler.ts";
+import type { RunStats } from "./stats.ts";
+
+/** The result of one run of a plan. */
+export interface RunRecord {
+  /** Round of this level, from 1. */
+  readonly round: number;
+  /** Rounds per level. */
+  readonly rounds: number;
+  /** `closed` or `open`. */
+  readonly model: "closed" | "open";
+  /** Concurrency (closed) or rate in requests per second (open). */
+  readonly level: number;
+  /** What was measured. */
+  readonly stats: RunStats;
+}
+
+/** Called around each run, for streaming output and the progress bar. */
+export interface SweepHooks {
+  /** Before a run starts. Default: nothing. */
+  readonly onRunStart?: (
+    info: { readonly round: number; readonly level: number; readonly job: RunJob },
+  ) => void;
+  /** After a run ends. Default: nothing. */
+  readonly onRunEnd?: (record: RunRecord) => void;
+}
+
+/** Options of {@linkcode runSweep}. */
+export interface SweepOptions {
+  /** Stops the sweep: the current run ends with its in-flight requests cut off. Default: none. */
+  readonly signal?: AbortSignal;
+  /** Bumped per finished request. Default: none. */
+  readonly progress?: ProgressCounter;
+  /** Streaming callbacks. Default: none. */
+  readonly hooks?: SweepHooks;
+}
+
+/**
+ * The default in-flight cap of an open-model run: enough users to keep the rate even if every
+ * request takes the full timeout, at most {@linkcode MAX_DEFAULT_IN_FLIGHT}.
+ *
+ * @param ratePerSecond Arrival rate.
+ * @param timeoutMs Per-request timeout.
+ * @returns The cap.
+ *
+ * @example
+ * ```ts
+ * import { defaultMaxInFlight } from "./sweep.ts";
+ * if (defaultMaxInFlight(100, 5000) !== 500) throw new Error("bad");
+ * ```
+ */
+export function defaultMaxInFlight(ratePerSecond: number, timeoutMs: number): number {
+  return Math.max(
+    1,
+    Math.min(MAX_DEFAULT_IN_FLIGHT, Math.ceil((ratePerSecond * timeoutMs) / 1000)),
+  );
+}
+
+/**
+ * The job of one level of a plan.
+ *
+ * @param plan The plan.
+ * @param level Concurrency or rate.
+ * @param stop Stop condition. Default: the plan's.
+ * @returns The job.
+ */
+export function jobForLevel(plan: LoadPlan, level: number, stop: Stop = plan.stop): RunJob {
+  return {
+    request: plan.request,
+    load: plan.model === "closed" ? { model: "closed", concurrency: level } : {
+      model: "open",
+      ratePerSecond: level,
+      maxInFlight: plan.maxInFlight ?? defaultMaxInFlight(level, plan.request.timeoutMs),
+    },
+    stop,
+    successStatuses: plan.successStatuses,
+    timeline: plan.model === "open",
+  };
+}
+
+/**
+ * Runs the plan's unrecorded warm-up (at its first level), if it has one.
+ *
+ * @param plan The plan.
+ * @param executor Where to run.
+ * @param signal Cancellation.
+ */
+export async function warmUp(
+  plan: LoadPlan,
+  executor: Executor,
+  signal?: AbortSignal,
+): Promise<void> {
+  const first = plan.levels[0];
+  if (plan.warmupMs <= 0 || first === undefined) return;
+  const job = jobForLevel(plan, first, { kind: "time", durationMs: plan.warmupMs });
+  await executor.execute(job, signal === undefined ? {} : { signal });
+}
+
+/**
+ * Runs each level of the plan for its rounds (levels outer, rounds inner, as the seed did).
+ * Stops early, keeping the finished runs, when `signal` aborts.
+ *
+ * @param plan The plan.
+ * @param executor Where to run.
+ * @param options Cancellation, progress and hooks.
+ * @returns One record per finished run.
+ */
+export async function runSweep(
+  plan: LoadPlan,
+  executor: Executor,
+  options: SweepOptions = {},
+): Promise<RunRecord[]> {
+  const { signal, progress, hooks } = options;
+  const records: RunRecord[] = [];
+  await warmUp(plan, executor, signal);
+  for (const level of plan.levels) {
+    for (let round = 1; round <= plan.rounds; round++) {
+      if (signal?.aborted) return records;
+      const job = jobForLevel(plan, level);
+      hooks?.onRunStart?.({ round, level, job });
+      const stats = await executor.execute(job, {
+        ...(signal === undefined ? {} : { signal }),
+        ...(progress === undefined ? {} : { progress }),
+      });
+      const record: RunRecord = { round, rounds: plan.rounds, model: plan.model, level, stats };
+      records.push(record);
+      hooks?.onRunEnd?.(record);
+    }
+  }
+  return records;
+}
