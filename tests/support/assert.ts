@@ -32,8 +32,7 @@ export const assertGreater: (actual: number, expected: number, msg?: string) => 
 export const assertGreaterOrEqual: (actual: number, expected: number, msg?: string) => void =
   std.assertGreaterOrEqual;
 /** Asserts `actual < expected`. */
-export const assertLess: (actual: number, expected: number, msg?: string) => void =
-  std.assertLess;
+export const assertLess: (actual: number, expected: number, msg?: string) => void = std.assertLess;
 /** Asserts `actual <= expected`. */
 export const assertLessOrEqual: (actual: number, expected: number, msg?: string) => void =
   std.assertLessOrEqual;

@@ -1,0 +1,376 @@
+/**
+ * The per-request handler `Deno.serve` calls: admin paths under `/_lb/`, everything else
+ * proxied to a backend the policy picks, with retries, status mapping, metrics and one access
+ * log record per request.
+ *
+ * Status mapping: no healthy backend 503 (with `Retry-After`); backend unreachable or broken
+ * 502; no response headers in time 504; a client that went away 499 (nobody reads it). Error
+ * bodies are one short line of plain text: never a stack trace or a backend's error message.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Backend } from "./backend.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Policy } from "./policy.ts";
+import type { Pool } from "./pool.ts";
+import { forward, type ForwardFailureReason, isRetryable, pathStart } from "./proxy.ts";
+import { type Clock, systemClock } from "./shared/clock.ts";
+
+/** Everything the handler needs, built once by the server. */
+export interface HandlerDeps {
+  /** The backends. */
+  readonly pool: Pool;
+  /** Picks a backend per request. */
+  readonly policy: Policy;
+  /** The upstream client, from `createUpstreamClient`. */
+  readonly client: Deno.HttpClient;
+  /** Receives the access log and errors (`["denolb", "proxy"]`). */
+  readonly logger: Logger;
+  /** Counters and histograms; also served at `/_lb/metrics`. */
+  readonly metrics: Metrics;
+  /** How long to wait for a backend's response headers, in milliseconds. */
+  readonly timeoutMs: number;
+  /**
+   * How many other backends a safe request (GET, HEAD, OPTIONS without a body) is retried on
+   * after a connection failure or a broken response.
+   */
+  readonly retries: number;
+  /** Seconds in the 503's `Retry-After` when no backend is healthy. Default: 1. */
+  readonly retryAfterSeconds?: number;
+  /** Whether the balancer is draining: `/_lb/health` then answers 503. Default: never. */
+  readonly isDraining?: () => boolean;
+  /** Measures durations. Default: {@linkcode systemClock}. */
+  readonly clock?: Clock;
+  /** Appended to `Via` on forwarded requests, such as `"1.1 denolb"`. Default: no `Via`. */
+  readonly via?: string;
+  /** Makes a request ID when the client sent none. Default: a per-isolate prefix and counter. */
+  readonly createRequestId?: () => string;
+}
+
+/** A `Deno.serve` handler that never throws. */
+export type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
+
+/** The path prefix reserved for the balancer's own endpoints. */
+export const ADMIN_PREFIX = "/_lb/";
+
+/** The longest client `X-Request-Id` kept; a longer one is replaced. */
+const MAX_REQUEST_ID_LENGTH = 128;
+
+const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
+
+/** Status codes the balancer answers with itself, and their bodies. */
+const FAILURE_STATUS: Readonly<Record<ForwardFailureReason, number>> = {
+  connect: 502,
+  protocol: 502,
+  timeout: 504,
+  "client-abort": 499,
+};
+
+const FAILURE_BODY: Readonly<Record<number, string>> = {
+  499: "Client closed request\n",
+  502: "Bad gateway: the backend could not be reached or failed\n",
+  503: "Service unavailable: no backend is healthy\n",
+  504: "Gateway timeout: the backend did not answer in time\n",
+};
+
+/**
+ * Creates the request handler.
+ *
+ * Each proxied request: pick a healthy backend, `begin()` it, forward, and `end()` it when the
+ * response body has been delivered (or at once on failure); count it in the metrics; log one
+ * access record (`Request forwarded` at INFO, or `Request failed` / `No healthy backend` at
+ * WARN, `Client aborted request` at INFO) with `method`, `path`, `backend`, `status`,
+ * `durationMs`, `backendMs` and `requestId`.
+ *
+ * @param deps The pool, policy, client, logger, metrics and limits.
+ * @returns The handler to pass to `Deno.serve`.
+ */
+export function createHandler(deps: HandlerDeps): Handler {
+  const clock = deps.clock ?? systemClock;
+  const createRequestId = deps.createRequestId ?? createRequestIdSource();
+  const retryAfter = String(deps.retryAfterSeconds ?? 1);
+  const isDraining = deps.isDraining ?? (() => false);
+  const { pool, policy, logger, metrics } = deps;
+
+  /** Logs the access record: the properties object is built only when the level is on. */
+  function logAccess(
+    level: "info" | "warning",
+    message: string,
+    request: Request,
+    backend: Backend | undefined,
+    status: number,
+    durationMs: number,
+    backendMs: number | undefined,
+    requestId: string,
+  ): void {
+    if (!logger.isEnabledFor(level)) return;
+    const url = request.url;
+    const start = pathStart(url);
+    const query = url.indexOf("?", start);
+    logger[level](message, {
+      method: request.method,
+      path: start < 0 ? "/" : url.slice(start, query < 0 ? undefined : query),
+      backend: backend?.name ?? null,
+      status,
+      durationMs: round(durationMs),
+      backendMs: backendMs === undefined ? null : round(backendMs),
+      requestId,
+    });
+  }
+
+  async function proxy(
+    request: Request,
+    info: Deno.ServeHandlerInfo,
+    started: number,
+  ): Promise<Response> {
+    const clientId = request.headers.get("x-request-id");
+    const requestId = clientId !== null && clientId.length <= MAX_REQUEST_ID_LENGTH
+      ? clientId
+      : createRequestId();
+    const clientIp = "hostname" in info.remoteAddr ? info.remoteAddr.hostname : "unknown";
+    const canRetry = deps.retries > 0 && isRetryable(request);
+    let tried: Backend[] | undefined;
+    const first = policy.pick(pool.backends, request);
+    if (first === undefined) {
+      metrics.recordNoBackend();
+      const durationMs = clock.now() - started;
+      metrics.recordRequest(undefined, 503, durationMs);
+      logAccess(
+        "warning",
+        "No healthy backend",
+        request,
+        undefined,
+        503,
+        durationMs,
+        undefined,
+        requestId,
+      );
+      return textResponse(503, requestId, retryAfter);
+    }
+    let backend: Backend = first;
+    for (let attempt = 0;; attempt++) {
+      backend.begin();
+      const outcome = await forward(request, backend, {
+        client: deps.client,
+        timeoutMs: deps.timeoutMs,
+        clientIp,
+        requestId,
+        via: deps.via,
+        clock,
+      });
+      if (outcome.ok) {
+        endWhenDelivered(backend, info);
+        const status = outcome.response.status;
+        const durationMs = clock.now() - started;
+        metrics.recordRequest(backend, status, durationMs);
+        logAccess(
+          "info",
+          "Request forwarded",
+          request,
+          backend,
+          status,
+          durationMs,
+          outcome.headersMs,
+          requestId,
+        );
+        return outcome.response;
+      }
+      const reason = outcome.reason;
+      backend.end(reason !== "client-abort");
+      if (reason === "client-abort") {
+        const durationMs = clock.now() - started;
+        metrics.recordRequest(backend, 499, durationMs);
+        logAccess(
+          "info",
+          "Client aborted request",
+          request,
+          backend,
+          499,
+          durationMs,
+          undefined,
+          requestId,
+        );
+        return textResponse(499, requestId);
+      }
+      const failed = backend;
+      logger.warn("Backend request failed", () => ({
+        backend: failed.name,
+        reason,
+        message: outcome.message,
+        attempt: attempt + 1,
+        requestId,
+      }));
+      const retryable = canRetry && attempt < deps.retries &&
+        (reason === "connect" || reason === "protocol");
+      const next: Backend | undefined = retryable
+        ? pickAnother(request, tried ??= [], backend)
+        : undefined;
+      if (next === undefined) {
+        const status = FAILURE_STATUS[reason];
+        const durationMs = clock.now() - started;
+        metrics.recordRequest(backend, status, durationMs);
+        logAccess(
+          "warning",
+          "Request failed",
+          request,
+          backend,
+          status,
+          durationMs,
+          undefined,
+          requestId,
+        );
+        return textResponse(status, requestId);
+      }
+      metrics.recordRetry();
+      backend = next;
+    }
+  }
+
+  /**
+   * Picks a healthy backend not tried yet for this request. The policy first picks from the
+   * whole pool, as for any request, so its own state (the round-robin cursor) moves on as
+   * usual; only a policy that keeps choosing tried backends (a hash) gets the untried ones.
+   */
+  function pickAnother(request: Request, tried: Backend[], failed: Backend): Backend | undefined {
+    tried.push(failed);
+    const backends = pool.backends;
+    for (let i = 0; i < backends.length; i++) {
+      const backend = policy.pick(backends, request);
+      if (backend === undefined) return undefined;
+      if (!tried.includes(backend)) return backend;
+    }
+    const untried = backends.filter((backend) => !tried.includes(backend));
+    return untried.length === 0 ? undefined : policy.pick(untried, request);
+  }
+
+  function admin(request: Request, path: string): Response {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("Method not allowed\n", {
+        status: 405,
+        headers: { ...TEXT_HEADERS, allow: "GET, HEAD" },
+      });
+    }
+    switch (path) {
+      case "metrics":
+        return new Response(metrics.render(), {
+          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+        });
+      case "status":
+        return Response.json(statusReport(pool, isDraining()));
+      case "health":
+        return isDraining()
+          ? new Response("draining\n", { status: 503, headers: TEXT_HEADERS })
+          : new Response("ok\n", { headers: TEXT_HEADERS });
+      default:
+        return new Response("Not found\n", { status: 404, headers: TEXT_HEADERS });
+    }
+  }
+
+  return async function handle(request: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+    const started = clock.now();
+    try {
+      const url = request.url;
+      const start = pathStart(url);
+      if (start >= 0 && url.startsWith(ADMIN_PREFIX, start)) {
+        const end = url.indexOf("?", start);
+        return admin(request, url.slice(start + ADMIN_PREFIX.length, end < 0 ? undefined : end));
+      }
+      return await proxy(request, info, started);
+    } catch (error) {
+      // Nothing above should throw; if it does the client gets a plain 502, never the error.
+      logger.error("Request handling failed", { error, method: request.method });
+      return textResponse(502, undefined);
+    }
+  };
+}
+
+/** A backend's entry in `/_lb/status`. */
+export interface BackendStatus {
+  /** Short name: `host:port`. */
+  readonly name: string;
+  /** Base URL. */
+  readonly url: string;
+  /** `"healthy"` or `"unhealthy"`. */
+  readonly health: string;
+  /** Requests forwarded and not finished. */
+  readonly inFlight: number;
+  /** Requests forwarded since start. */
+  readonly requests: number;
+  /** Forwarded requests that failed since start. */
+  readonly failures: number;
+}
+
+/** The body of `/_lb/status`. */
+export interface StatusReport {
+  /** Whether the balancer is draining. */
+  readonly draining: boolean;
+  /** How many backends take traffic. */
+  readonly healthy: number;
+  /** Every backend, in configuration order. */
+  readonly backends: readonly BackendStatus[];
+}
+
+/**
+ * The `/_lb/status` report.
+ *
+ * @param pool The backends.
+ * @param draining Whether the balancer is draining.
+ * @returns A JSON-ready report.
+ */
+export function statusReport(pool: Pool, draining: boolean): StatusReport {
+  return {
+    draining,
+    healthy: pool.healthyCount,
+    backends: pool.backends.map((backend) => ({
+      name: backend.name,
+      url: backend.url.href,
+      health: backend.health,
+      inFlight: backend.inFlight,
+      requests: backend.requests,
+      failures: backend.failures,
+    })),
+  };
+}
+
+/**
+ * Ends the backend's in-flight count when the response body has been delivered (or the client
+ * went away mid-body), using `info.completed` rather than wrapping the body in a stream.
+ */
+function endWhenDelivered(backend: Backend, info: Deno.ServeHandlerInfo): void {
+  const completed = info.completed as Promise<void> | undefined;
+  if (completed === undefined) {
+    backend.end(false);
+    return;
+  }
+  const end = () => backend.end(false);
+  completed.then(end, end);
+}
+
+function textResponse(
+  status: number,
+  requestId: string | undefined,
+  retryAfter?: string,
+): Response {
+  const headers: Record<string, string> = { ...TEXT_HEADERS };
+  if (requestId !== undefined) headers["x-request-id"] = requestId;
+  if (retryAfter !== undefined) headers["retry-after"] = retryAfter;
+  return new Response(FAILURE_BODY[status] ?? "Error\n", { status, headers });
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+/**
+ * The default request ID source: a random per-isolate prefix and a counter, so IDs are unique
+ * across isolates and cost one string concatenation each.
+ *
+ * @returns A function making the next ID, such as `"3f9a1c2e-1b"`.
+ */
+export function createRequestIdSource(): () => string {
+  const bytes = crypto.getRandomValues(new Uint8Array(4));
+  const prefix = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  let counter = 0;
+  return () => `${prefix}-${(++counter).toString(36)}`;
+}

@@ -1,0 +1,229 @@
+/**
+ * The balancer's counters and histograms, and their Prometheus text exposition.
+ *
+ * Recording is cheap on the hot path: each backend's series are created once (on first use)
+ * and held in typed arrays indexed by status code and bucket; label strings are escaped once.
+ * Text is built only when `/_lb/metrics` is scraped. Gauges (`denolb_backend_up`,
+ * `denolb_backend_in_flight`) are read from the backends at scrape time.
+ *
+ * @module
+ */
+import type { Backend, HealthState } from "./backend.ts";
+
+/** Upper bounds of the request duration histogram's buckets, in seconds. */
+export const DURATION_BUCKETS_SECONDS: readonly number[] = [
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+
+/** The `backend` label of requests that reached no backend (none was healthy). */
+export const NO_BACKEND_LABEL = "none";
+
+const BUCKET_BOUNDS_MS = DURATION_BUCKETS_SECONDS.map((seconds) => seconds * 1000);
+const STATUS_SLOTS = 600;
+
+/** The series of one backend label. */
+class Series {
+  /** `backend="..."`, escaped once. */
+  readonly label: string;
+  /** Requests by status code (index = code; out-of-range codes land in slot 0). */
+  readonly codes = new Float64Array(STATUS_SLOTS);
+  /** Non-cumulative bucket counts; the last slot is `+Inf`. */
+  readonly buckets = new Float64Array(BUCKET_BOUNDS_MS.length + 1);
+  sumSeconds = 0;
+  count = 0;
+  healthyFlips = 0;
+  unhealthyFlips = 0;
+
+  constructor(name: string) {
+    this.label = `backend="${escapeLabelValue(name)}"`;
+  }
+}
+
+/** Counters and histograms of one balancer (one isolate). */
+export class Metrics {
+  readonly #series = new Map<string, Series>();
+  readonly #none = new Series(NO_BACKEND_LABEL);
+  readonly #backends: readonly Backend[];
+  #noBackend = 0;
+  #retries = 0;
+
+  /**
+   * @param backends The backends whose gauges are exposed, in configuration order. Their
+   *   series exist from the start, so a scrape lists every backend even before traffic.
+   */
+  constructor(backends: readonly Backend[]) {
+    this.#backends = backends;
+    for (const backend of backends) this.#seriesOf(backend.name);
+  }
+
+  /**
+   * Records one answered client request.
+   *
+   * @param backend The backend that served it (the last one tried), or `undefined` when none
+   *   was picked (`backend="none"`).
+   * @param status The status code sent to the client.
+   * @param durationMs Time from the request's arrival to its response headers.
+   */
+  recordRequest(backend: Backend | undefined, status: number, durationMs: number): void {
+    const series = backend === undefined ? this.#none : this.#seriesOf(backend.name);
+    const slot = status > 0 && status < STATUS_SLOTS ? status : 0;
+    series.codes[slot] = (series.codes[slot] ?? 0) + 1;
+    let bucket = 0;
+    while (bucket < BUCKET_BOUNDS_MS.length && durationMs > (BUCKET_BOUNDS_MS[bucket] ?? 0)) {
+      bucket++;
+    }
+    series.buckets[bucket] = (series.buckets[bucket] ?? 0) + 1;
+    series.sumSeconds += durationMs / 1000;
+    series.count++;
+  }
+
+  /** Records a request answered 503 because no backend was healthy. */
+  recordNoBackend(): void {
+    this.#noBackend++;
+  }
+
+  /** Records one retry of a request on another backend. */
+  recordRetry(): void {
+    this.#retries++;
+  }
+
+  /**
+   * Records a health flip (called by the health checker when a backend changes state).
+   *
+   * @param backend The backend that flipped.
+   * @param to Its new state.
+   */
+  recordHealthFlip(backend: Backend, to: HealthState): void {
+    const series = this.#seriesOf(backend.name);
+    if (to === "healthy") series.healthyFlips++;
+    else series.unhealthyFlips++;
+  }
+
+  /** Requests answered 503 for want of a healthy backend. */
+  get noBackendCount(): number {
+    return this.#noBackend;
+  }
+
+  /** Retries on another backend. */
+  get retryCount(): number {
+    return this.#retries;
+  }
+
+  /**
+   * Renders every metric in the Prometheus text exposition format (version 0.0.4).
+   *
+   * @returns The exposition text, ending in a newline.
+   */
+  render(): string {
+    const all = [...this.#series.values(), this.#none];
+    const lines: string[] = [];
+
+    lines.push(
+      "# HELP denolb_requests_total Client requests answered, by backend and status code.",
+      "# TYPE denolb_requests_total counter",
+    );
+    for (const series of all) {
+      series.codes.forEach((count, code) => {
+        if (count > 0) {
+          lines.push(`denolb_requests_total{${series.label},code="${code}"} ${count}`);
+        }
+      });
+    }
+
+    lines.push(
+      "# HELP denolb_request_duration_seconds Time from a request's arrival to its response headers.",
+      "# TYPE denolb_request_duration_seconds histogram",
+    );
+    for (const series of all) {
+      if (series.count === 0 && series === this.#none) continue;
+      let cumulative = 0;
+      DURATION_BUCKETS_SECONDS.forEach((bound, index) => {
+        cumulative += series.buckets[index] ?? 0;
+        lines.push(
+          `denolb_request_duration_seconds_bucket{${series.label},le="${bound}"} ${cumulative}`,
+        );
+      });
+      lines.push(
+        `denolb_request_duration_seconds_bucket{${series.label},le="+Inf"} ${series.count}`,
+        `denolb_request_duration_seconds_sum{${series.label}} ${series.sumSeconds}`,
+        `denolb_request_duration_seconds_count{${series.label}} ${series.count}`,
+      );
+    }
+
+    lines.push(
+      "# HELP denolb_backend_up Whether the backend takes traffic (1) or not (0).",
+      "# TYPE denolb_backend_up gauge",
+    );
+    for (const backend of this.#backends) {
+      lines.push(
+        `denolb_backend_up{${this.#seriesOf(backend.name).label}} ${backend.isHealthy ? 1 : 0}`,
+      );
+    }
+
+    lines.push(
+      "# HELP denolb_backend_in_flight Requests forwarded to the backend and not finished.",
+      "# TYPE denolb_backend_in_flight gauge",
+    );
+    for (const backend of this.#backends) {
+      lines.push(
+        `denolb_backend_in_flight{${this.#seriesOf(backend.name).label}} ${backend.inFlight}`,
+      );
+    }
+
+    lines.push(
+      "# HELP denolb_no_backend_total Requests answered 503 because no backend was healthy.",
+      "# TYPE denolb_no_backend_total counter",
+      `denolb_no_backend_total ${this.#noBackend}`,
+      "# HELP denolb_retries_total Requests retried on another backend after a failure.",
+      "# TYPE denolb_retries_total counter",
+      `denolb_retries_total ${this.#retries}`,
+      "# HELP denolb_health_flips_total Health state changes, by backend and new state.",
+      "# TYPE denolb_health_flips_total counter",
+    );
+    for (const series of this.#series.values()) {
+      lines.push(
+        `denolb_health_flips_total{${series.label},to="healthy"} ${series.healthyFlips}`,
+        `denolb_health_flips_total{${series.label},to="unhealthy"} ${series.unhealthyFlips}`,
+      );
+    }
+    lines.push("");
+    return lines.join("\n");
+  }
+
+  #seriesOf(name: string): Series {
+    let series = this.#series.get(name);
+    if (series === undefined) {
+      series = new Series(name);
+      this.#series.set(name, series);
+    }
+    return series;
+  }
+}
+
+/**
+ * Escapes a Prometheus label value: backslash, double quote and newline.
+ *
+ * @param value The raw label value.
+ * @returns The value, safe between double quotes.
+ *
+ * @example
+ * ```ts
+ * import { escapeLabelValue } from "./metrics.ts";
+ * if (escapeLabelValue('a"b\\c') !== 'a\\"b\\\\c') throw new Error("bad escape");
+ * ```
+ */
+export function escapeLabelValue(value: string): string {
+  return value.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
+}

@@ -1,0 +1,231 @@
+import { getLogger } from "@logtape/logtape";
+import { Backend, parseBackendUrl } from "../lib/backend.ts";
+import { createHandler } from "../lib/handler.ts";
+import { Metrics } from "../lib/metrics.ts";
+import type { Policy } from "../lib/policy.ts";
+import { Pool } from "../lib/pool.ts";
+import { createUpstreamClient } from "../lib/proxy.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
+import { captureLogs } from "./support/capture_logs.ts";
+import { startBalancer, startServer, type TestServer } from "./support/servers.ts";
+
+/** Three backends that answer with their own index. */
+function startThree(): TestServer[] {
+  return [0, 1, 2].map((index) => startServer(() => new Response(String(index))));
+}
+
+async function closeAll(servers: readonly TestServer[]): Promise<void> {
+  await Promise.all(servers.map((server) => server.close()));
+}
+
+Deno.test("handler spreads 30 requests over 3 backends 10/10/10", async () => {
+  const backends = startThree();
+  try {
+    await using lb = startBalancer(backends.map((backend) => backend.url));
+    const counts = [0, 0, 0];
+    for (let i = 0; i < 30; i++) {
+      const response = await fetch(lb.url);
+      const index = Number(await response.text());
+      counts[index] = (counts[index] ?? 0) + 1;
+    }
+    assertEquals(counts, [10, 10, 10]);
+    assertEquals(lb.pool.backends.map((backend) => backend.requests), [10, 10, 10]);
+  } finally {
+    await closeAll(backends);
+  }
+});
+
+Deno.test("handler skips unhealthy backends", async () => {
+  const backends = startThree();
+  try {
+    await using lb = startBalancer(backends.map((backend) => backend.url), { unhealthy: [1] });
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) seen.push(await (await fetch(lb.url)).text());
+    assertEquals(seen, ["0", "2", "0", "2"]);
+  } finally {
+    await closeAll(backends);
+  }
+});
+
+Deno.test("handler answers 503 with Retry-After when no backend is healthy", async () => {
+  const backends = startThree();
+  try {
+    await using lb = startBalancer(backends.map((backend) => backend.url), {
+      unhealthy: [0, 1, 2],
+      retryAfterSeconds: 5,
+    });
+    const response = await fetch(lb.url);
+    const body = await response.text();
+    assertEquals(response.status, 503);
+    assertEquals(response.headers.get("retry-after"), "5");
+    assertEquals(response.headers.get("content-type"), "text/plain; charset=utf-8");
+    assert(body.length < 100, `body is not short: ${body}`);
+    assertEquals(lb.metrics.noBackendCount, 1);
+  } finally {
+    await closeAll(backends);
+  }
+});
+
+Deno.test("handler keeps the client's X-Request-Id and makes one when absent", async () => {
+  const ids: (string | null)[] = [];
+  await using backend = startServer((request) => {
+    ids.push(request.headers.get("x-request-id"));
+    return new Response("ok");
+  });
+  await using lb = startBalancer([backend.url]);
+  await (await fetch(lb.url, { headers: { "x-request-id": "client-42" } })).body?.cancel();
+  await (await fetch(lb.url)).body?.cancel();
+  await (await fetch(lb.url)).body?.cancel();
+  assertEquals(ids[0], "client-42");
+  assertMatch(ids[1] ?? "", /^[0-9a-f]{8}-[0-9a-z]+$/);
+  assert(ids[1] !== ids[2], "generated IDs repeat");
+});
+
+Deno.test("handler logs one access record per request", async () => {
+  await using logs = await captureLogs({ level: "info" });
+  await using backend = startServer(() => new Response("ok", { status: 201 }));
+  await using lb = startBalancer([backend.url]);
+  const response = await fetch(new URL("/orders?secret=1", lb.url), {
+    method: "POST",
+    body: "x",
+    headers: { "x-request-id": "req-1" },
+  });
+  await response.body?.cancel();
+  const records = logs.find("Request forwarded", "info");
+  assertEquals(records.length, 1);
+  const properties = records[0]?.properties ?? {};
+  assertEquals(properties.method, "POST");
+  assertEquals(properties.path, "/orders");
+  assertEquals(properties.backend, lb.pool.backends[0]?.name);
+  assertEquals(properties.status, 201);
+  assertEquals(properties.requestId, "req-1");
+  assert(typeof properties.durationMs === "number");
+  assert(typeof properties.backendMs === "number");
+});
+
+Deno.test("handler logs a failed request at WARN", async () => {
+  await using logs = await captureLogs({ level: "info" });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadUrl = `http://127.0.0.1:${listener.addr.port}`;
+  listener.close();
+  await using lb = startBalancer([deadUrl]);
+  await (await fetch(lb.url)).body?.cancel();
+  const records = logs.find("Request failed", "warning");
+  assertEquals(records.length, 1);
+  assertEquals(records[0]?.properties.status, 502);
+  assertEquals(logs.find("Backend request failed", "warning")[0]?.properties.reason, "connect");
+});
+
+Deno.test("handler answers 502 and logs an error when something throws", async () => {
+  await using logs = await captureLogs({ level: "info" });
+  const pool = new Pool([new Backend(parseBackendUrl("127.0.0.1:1"))]);
+  const broken: Policy = {
+    name: "round-robin",
+    pick: () => {
+      throw new Error("policy bug with internal detail");
+    },
+  };
+  using client = createUpstreamClient();
+  await using lb = startServer(createHandler({
+    pool,
+    policy: broken,
+    client,
+    logger: getLogger(["denolb", "proxy"]),
+    metrics: new Metrics(pool.backends),
+    timeoutMs: 1000,
+    retries: 0,
+  }));
+  const response = await fetch(lb.url);
+  const body = await response.text();
+  assertEquals(response.status, 502);
+  assert(!body.includes("internal detail"), `body leaks the error: ${body}`);
+  assertEquals(logs.find("Request handling failed", "error").length, 1);
+});
+
+Deno.test("handler serves /_lb/health, 503 while draining", async () => {
+  let draining = false;
+  await using lb = startBalancer(["127.0.0.1:1"], { isDraining: () => draining });
+  const healthy = await fetch(new URL("/_lb/health", lb.url));
+  assertEquals([healthy.status, await healthy.text()], [200, "ok\n"]);
+  draining = true;
+  const drained = await fetch(new URL("/_lb/health", lb.url));
+  assertEquals([drained.status, await drained.text()], [503, "draining\n"]);
+});
+
+Deno.test("handler serves /_lb/status with every backend's state", async () => {
+  const backends = startThree();
+  try {
+    await using lb = startBalancer(backends.map((backend) => backend.url), { unhealthy: [2] });
+    await (await fetch(lb.url)).body?.cancel();
+    const response = await fetch(new URL("/_lb/status", lb.url));
+    const status = await response.json();
+    assertEquals(response.headers.get("content-type"), "application/json");
+    assertEquals(status.draining, false);
+    assertEquals(status.healthy, 2);
+    assertEquals(status.backends.length, 3);
+    assertEquals(status.backends[0], {
+      name: `127.0.0.1:${backends[0]?.port}`,
+      url: backends[0]?.url.href,
+      health: "healthy",
+      inFlight: 0,
+      requests: 1,
+      failures: 0,
+    });
+    assertEquals(status.backends[2].health, "unhealthy");
+  } finally {
+    await closeAll(backends);
+  }
+});
+
+Deno.test("handler serves /_lb/metrics with the counters after requests", async () => {
+  const backends = startThree();
+  try {
+    await using lb = startBalancer(backends.map((backend) => backend.url), { unhealthy: [2] });
+    for (let i = 0; i < 6; i++) await (await fetch(lb.url)).body?.cancel();
+    const response = await fetch(new URL("/_lb/metrics", lb.url));
+    const text = await response.text();
+    assertStringIncludes(response.headers.get("content-type") ?? "", "text/plain; version=0.0.4");
+    const [first, second, third] = backends.map((backend) => `127.0.0.1:${backend.port}`);
+    assertStringIncludes(text, `denolb_requests_total{backend="${first}",code="200"} 3\n`);
+    assertStringIncludes(text, `denolb_requests_total{backend="${second}",code="200"} 3\n`);
+    assertStringIncludes(
+      text,
+      `denolb_request_duration_seconds_count{backend="${first}"} 3\n`,
+    );
+    assertStringIncludes(text, `denolb_backend_up{backend="${first}"} 1\n`);
+    assertStringIncludes(text, `denolb_backend_up{backend="${third}"} 0\n`);
+    assertStringIncludes(text, `denolb_backend_in_flight{backend="${first}"} 0\n`);
+    assertStringIncludes(text, "denolb_no_backend_total 0\n");
+    assertStringIncludes(text, "denolb_retries_total 0\n");
+  } finally {
+    await closeAll(backends);
+  }
+});
+
+Deno.test("handler answers 404 for unknown admin paths and 405 for other methods", async () => {
+  let hits = 0;
+  await using backend = startServer(() => {
+    hits++;
+    return new Response("backend");
+  });
+  await using lb = startBalancer([backend.url]);
+  const missing = await fetch(new URL("/_lb/nope", lb.url));
+  await missing.body?.cancel();
+  assertEquals(missing.status, 404);
+  const posted = await fetch(new URL("/_lb/health", lb.url), { method: "POST" });
+  await posted.body?.cancel();
+  assertEquals(posted.status, 405);
+  assertEquals(hits, 0);
+});
+
+Deno.test("handler ends the in-flight count once the response is delivered", async () => {
+  await using backend = startServer(() => new Response("x".repeat(100_000)));
+  const lb = startBalancer([backend.url]);
+  try {
+    for (let i = 0; i < 3; i++) assertEquals((await (await fetch(lb.url)).text()).length, 100_000);
+  } finally {
+    await lb.close();
+  }
+  assertEquals(lb.pool.backends[0]?.inFlight, 0);
+  assertEquals(lb.pool.backends[0]?.requests, 3);
+});
