@@ -1,0 +1,164 @@
+/**
+ * The balancer's lifecycle: builds the pool, policy, upstream client, metrics and health checker
+ * from a {@linkcode BalancerConfig}, serves with `Deno.serve`, and drains on shutdown.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import { Backend } from "./backend.ts";
+import type { BalancerConfig } from "./config.ts";
+import { createHandler } from "./handler.ts";
+import { HealthChecker } from "./health.ts";
+import { getModuleLogger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import { createPolicy } from "./policy.ts";
+import { Pool } from "./pool.ts";
+import { createUpstreamClient } from "./proxy.ts";
+import { type Clock, systemClock } from "./shared/clock.ts";
+
+/** Dependencies of the balancer, each with a production default. */
+export interface BalancerDeps {
+  /** Drives health probes and the drain deadline. Default: {@linkcode systemClock}. */
+  readonly clock?: Clock;
+  /** Receives lifecycle records. Default: the `["denolb", "server"]` logger. */
+  readonly logger?: Logger;
+  /** Called once the listener is bound, with its address. Default: none. */
+  readonly onListen?: (addr: Deno.NetAddr) => void;
+}
+
+/** A balancer that is serving. */
+export interface RunningBalancer extends AsyncDisposable {
+  /** Where it listens: `http://host:port/`. */
+  readonly url: URL;
+  /** The backends and their state. */
+  readonly pool: Pool;
+  /** Its counters and histograms. */
+  readonly metrics: Metrics;
+  /** Its active health checker (already started). */
+  readonly health: HealthChecker;
+  /**
+   * Stops accepting, fails `/_lb/health`, lets in-flight requests finish within the configured
+   * drain timeout, then stops health checks and closes upstream connections. Idempotent.
+   *
+   * @returns Whether every in-flight request finished within the timeout.
+   */
+  drain(): Promise<boolean>;
+}
+
+/**
+ * Starts the balancer and returns once it listens.
+ *
+ * @param config The validated configuration.
+ * @param deps Clock, logger and listen callback.
+ * @returns The running balancer; drain it (or `await using` it) to stop.
+ * @throws {Error} When the address cannot be bound, naming it.
+ */
+export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): RunningBalancer {
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? getModuleLogger("server");
+  const pool = new Pool(config.backends.map((b) => new Backend(b.url, { weight: b.weight })));
+  const metrics = new Metrics(pool.backends);
+  const client = createUpstreamClient({ maxIdlePerHost: config.proxy.maxIdlePerHost });
+  const health = new HealthChecker(pool, {
+    ...config.health,
+    clock,
+    onChange: (backend, state) => metrics.recordHealthFlip(backend, state),
+  });
+  let isDraining = false;
+  const handler = createHandler({
+    pool,
+    policy: createPolicy(config.policy),
+    client,
+    logger: getModuleLogger("proxy"),
+    metrics,
+    timeoutMs: config.proxy.timeoutMs,
+    retries: config.proxy.retries,
+    retryAfterSeconds: Math.max(1, Math.ceil(config.health.intervalMs / 1000)),
+    isDraining: () => isDraining,
+  });
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: config.host,
+      port: config.port,
+      onListen: () => {},
+      // The handler answers every failure itself; this only catches what escapes it.
+      onError: (error) => {
+        logger.error("Unhandled error in request handler", { error });
+        return new Response("Internal error\n", { status: 500 });
+      },
+    }, handler);
+  } catch (cause) {
+    client.close();
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`Cannot listen on ${config.host}:${config.port}: ${detail}`, { cause });
+  }
+  health.start();
+  const addr = server.addr;
+  const url = new URL(
+    `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}/`,
+  );
+  logger.info("Balancer listening", {
+    url: url.href,
+    backends: pool.backends.map((b) => b.name),
+    policy: config.policy,
+    healthIntervalMs: config.health.intervalMs,
+  });
+  deps.onListen?.(addr);
+
+  let drained: Promise<boolean> | undefined;
+  const drain = (): Promise<boolean> => {
+    drained ??= (async () => {
+      isDraining = true;
+      logger.info("Draining", { inFlight: pool.inFlight, timeoutMs: config.drainTimeoutMs });
+      const deadline = new AbortController();
+      const isClean = await Promise.race([
+        server.shutdown().then(() => true),
+        clock.sleep(config.drainTimeoutMs, deadline.signal).then(() => false, () => true),
+      ]);
+      deadline.abort();
+      if (!isClean) {
+        logger.warn("Drain timed out; closing remaining requests", { inFlight: pool.inFlight });
+      }
+      await health.stop();
+      client.close();
+      logger.info("Balancer stopped", { isClean });
+      return isClean;
+    })();
+    return drained;
+  };
+
+  return {
+    url,
+    pool,
+    metrics,
+    health,
+    drain,
+    async [Symbol.asyncDispose]() {
+      await drain();
+    },
+  };
+}
+
+/**
+ * Runs the balancer until `signal` aborts, then drains it.
+ *
+ * @param config The validated configuration.
+ * @param signal Aborted on SIGINT or SIGTERM.
+ * @param deps Clock, logger and listen callback.
+ * @returns Whether the drain finished within its timeout.
+ */
+export async function runBalancer(
+  config: BalancerConfig,
+  signal: AbortSignal,
+  deps: BalancerDeps = {},
+): Promise<boolean> {
+  const balancer = startBalancer(config, deps);
+  if (!signal.aborted) {
+    await new Promise<void>((resolve) =>
+      signal.addEventListener("abort", () => resolve(), { once: true })
+    );
+  }
+  return await balancer.drain();
+}

@@ -1,0 +1,137 @@
+/**
+ * denolb: an HTTP load balancer and load tester in one executable.
+ *
+ * Thin on purpose: picks the subcommand, builds the real I/O and shutdown signal, calls into
+ * `lib/`, `load/` or `backend-servers/`, and maps the outcome to an exit code. When started as a
+ * Web Worker (the load tester spreads load over workers started from this very module, so the
+ * bundle and the compiled binary need no separate worker file) it runs the load worker instead.
+ *
+ * @module
+ */
+import denoJson from "./deno.json" with { type: "json" };
+import { BACKENDS_HELP, backendsCommand } from "./backend-servers/backends_command.ts";
+import { DEMO_HELP, demoCommand } from "./backend-servers/demo_command.ts";
+import { LB_HELP } from "./lib/config.ts";
+import { lbCommand } from "./lib/lb_command.ts";
+import { type CommandContext, EXIT, UsageError } from "./lib/shared/command.ts";
+import { LOADTEST_HELP, loadtestCommand } from "./load/cli.ts";
+import { runLoadWorker } from "./load/worker.ts";
+
+/** The program's version, from `deno.json`. */
+export const VERSION: string = denoJson.version;
+
+interface Command {
+  readonly summary: string;
+  readonly help: string;
+  readonly run: (args: readonly string[], ctx: CommandContext) => Promise<number>;
+}
+
+const COMMANDS: Readonly<Record<string, Command>> = {
+  lb: { summary: "Run the load balancer", help: LB_HELP, run: lbCommand },
+  loadtest: {
+    summary: "Measure an HTTP endpoint under load (also: loadtest merge a.json b.json)",
+    help: LOADTEST_HELP,
+    run: loadtestCommand,
+  },
+  backends: { summary: "Run the three demo backends", help: BACKENDS_HELP, run: backendsCommand },
+  demo: {
+    summary: "Run the demo backends and the balancer together",
+    help: DEMO_HELP,
+    run: demoCommand,
+  },
+};
+
+/** Help text of the program itself. */
+export const MAIN_HELP: string = `denolb ${VERSION}: HTTP load balancer and load tester
+
+Usage: denolb <command> [options]      (from source: deno task <command> [options])
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`).join("\n")}
+
+Options:
+  -h, --help       Show this help (or a command's help: denolb lb --help)
+  -V, --version    Show the version
+
+Examples:
+  denolb demo
+  denolb lb 5
+  denolb loadtest --url http://127.0.0.1:9090/ --total 800 --concurrency 25 50 100 --rounds 2
+`;
+
+/**
+ * Runs one command line.
+ *
+ * @param args The arguments after the program name.
+ * @param ctx I/O, environment, shutdown signal and worker module.
+ * @returns The exit code: 0 success, 1 runtime failure or breached threshold, 2 usage error.
+ */
+export async function main(args: readonly string[], ctx: CommandContext): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+    ctx.stdout(MAIN_HELP);
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (name === "-V" || name === "--version") {
+    ctx.stdout(`denolb ${VERSION}\n`);
+    return EXIT.ok;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    ctx.stderr(
+      `error: Unknown command "${name}": expected one of ${Object.keys(COMMANDS).join(", ")}\n`,
+    );
+    return EXIT.usage;
+  }
+  try {
+    return await command.run(rest, ctx);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      ctx.stderr(`error: ${error.message}\n`);
+      return EXIT.usage;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    ctx.stderr(`error: ${message}\n`);
+    if (ctx.env("DENOLB_DEBUG") !== undefined && error instanceof Error) {
+      ctx.stderr(`${error.stack ?? ""}\n`);
+    }
+    return EXIT.failure;
+  }
+}
+
+/** Writes all of `text`: a single `writeSync` may write only part of a large report. */
+function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  for (let offset = 0; offset < bytes.length;) offset += file.writeSync(bytes.subarray(offset));
+}
+
+function processContext(signal: AbortSignal): CommandContext {
+  return {
+    stdout: (text) => writeAll(Deno.stdout, text),
+    stderr: (text) => writeAll(Deno.stderr, text),
+    isTerminal: Deno.stderr.isTerminal(),
+    env: (key) => Deno.env.get(key),
+    signal,
+    workerUrl: new URL(import.meta.url),
+  };
+}
+
+/** Aborts on the first SIGINT/SIGTERM; a second one exits at once. */
+function shutdownSignal(): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = () => {
+    if (controller.signal.aborted) Deno.exit(130);
+    controller.abort();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal);
+  return controller.signal;
+}
+
+if (import.meta.main) {
+  if ("WorkerGlobalScope" in globalThis) {
+    runLoadWorker(self);
+  } else {
+    Deno.exit(await main(Deno.args, processContext(shutdownSignal())));
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The command line as users type it: `deno run main.ts ...` in a subprocess.
+ */
+import { VERSION } from "../main.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
+import { REPO_ROOT, RUN_PERMISSIONS, runDeno, startProcess } from "./support/subprocess.ts";
+
+const MAIN = ["run", ...RUN_PERMISSIONS, "main.ts"];
+
+Deno.test("--help lists every command and exits 0", async () => {
+  const result = await runDeno([...MAIN, "--help"]);
+  assertEquals(result.code, 0);
+  for (const command of ["lb", "loadtest", "backends", "demo"]) {
+    assertStringIncludes(result.stdout, `  ${command} `);
+  }
+});
+
+Deno.test("--version prints the version from deno.json", async () => {
+  const result = await runDeno([...MAIN, "--version"]);
+  assertEquals(result.code, 0);
+  assertEquals(result.stdout, `denolb ${VERSION}\n`);
+});
+
+for (const command of ["lb", "loadtest", "backends", "demo"]) {
+  Deno.test(`${command} --help prints its usage and exits 0`, async () => {
+    const result = await runDeno([...MAIN, command, "--help"]);
+    assertEquals(result.code, 0, result.stderr);
+    assertStringIncludes(result.stdout, "Usage:");
+    assertEquals(result.stderr, "");
+  });
+
+  Deno.test(`${command} with a bad flag prints one line naming it and exits 2`, async () => {
+    const result = await runDeno([...MAIN, command, "--no-such-flag", "1"]);
+    assertEquals(result.code, 2);
+    assertStringIncludes(result.stderr, "--no-such-flag");
+    assertEquals(result.stderr.trim().split("\n").length, 1, result.stderr);
+    assert(!result.stderr.includes("    at "), "no stack trace");
+  });
+}
+
+Deno.test("lb with a bad value names the flag and the value", async () => {
+  const result = await runDeno([...MAIN, "lb", "--port", "http"]);
+  assertEquals(result.code, 2);
+  assertMatch(result.stderr, /--port.*"http"/);
+});
+
+Deno.test("an unknown command exits 2 and names it", async () => {
+  const result = await runDeno([...MAIN, "balance"]);
+  assertEquals(result.code, 2);
+  assertStringIncludes(result.stderr, `Unknown command "balance"`);
+});
+
+Deno.test("lb exits 0 on SIGTERM after draining", {
+  ignore: Deno.build.os === "windows",
+}, async () => {
+  await using lb = startProcess(Deno.execPath(), [
+    ...MAIN,
+    "lb",
+    "--port",
+    "0",
+    "--backend",
+    "127.0.0.1:9",
+    "--health-interval",
+    "1s",
+  ]);
+  const [, url] = await lb.waitForLine(/Balancer listening.*?(http:\/\/[\d.]+:\d+\/)/);
+  assert(url !== undefined);
+  const response = await fetch(new URL("/_lb/health", url));
+  await response.body?.cancel();
+  assertEquals(response.status, 200);
+  lb.child.kill("SIGTERM");
+  const status = await lb.child.status;
+  assertEquals(status.code, 0, lb.output);
+  assertStringIncludes(lb.output, "Balancer stopped");
+});
+
+Deno.test("every task in deno.json names an existing entry file", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", REPO_ROOT)));
+  for (const [name, task] of Object.entries(config.tasks as Record<string, string>)) {
+    for (const file of task.match(/\S+\.ts\b/g) ?? []) {
+      const stat = await Deno.stat(new URL(file, REPO_ROOT));
+      assert(stat.isFile, `task ${name} names ${file}`);
+    }
+  }
+});
