@@ -27,20 +27,19 @@ import { parseArgs } from "../../lib/shared/std.ts";
 import { createFetchTransport } from "../fetch_transport.ts";
 import { createHttp1Transport } from "../http1_transport.ts";
 import type { RequestSpec, TransportFactory } from "../transport.ts";
+import {
+  freePort,
+  type Measurement,
+  measureWrk,
+  median,
+  requestsPerSecond,
+  runTool,
+  startNginx,
+  writeLine,
+  writeStaticSite,
+} from "./bench_support.ts";
 
 const WARMUP_MS = 2_000;
-const encoder = new TextEncoder();
-
-/** What one tool achieved in one timed run. */
-interface Measurement {
-  readonly tool: string;
-  readonly requestsPerSecond: number;
-  readonly errors: number;
-}
-
-function writeLine(text: string): void {
-  Deno.stdout.writeSync(encoder.encode(`${text}\n`));
-}
 
 /** A closed loop: `connections` transports each sending back to back until the deadline. */
 async function runClosedLoop(
@@ -85,30 +84,6 @@ async function measureInProcess(
   return { tool, requestsPerSecond: requests / (elapsedMs / 1000), errors };
 }
 
-async function runTool(command: string, args: readonly string[]): Promise<string> {
-  const output = await new Deno.Command(command, { args: [...args], stdout: "piped" }).output();
-  const text = new TextDecoder().decode(output.stdout);
-  if (!output.success) throw new Error(`${command} ${args.join(" ")} failed:\n${text}`);
-  return text;
-}
-
-/** Extracts `Requests/sec: N` (the format of both wrk and hey). */
-function requestsPerSecond(tool: string, text: string): number {
-  const match = /Requests\/sec:\s+([\d.]+)/.exec(text);
-  if (match?.[1] === undefined) throw new Error(`Cannot find Requests/sec in ${tool} output`);
-  return Number(match[1]);
-}
-
-/** Non-2xx/3xx responses and socket errors reported by wrk. */
-function wrkErrors(text: string): number {
-  const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? "0";
-  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
-  const socketTotal = socket === null
-    ? 0
-    : socket.slice(1).reduce((sum, value) => sum + Number(value), 0);
-  return Number(non2xx) + socketTotal;
-}
-
 /** hey's status-code distribution minus the 200s, plus its error lines. */
 function heyErrors(text: string): number {
   let errors = 0;
@@ -118,25 +93,6 @@ function heyErrors(text: string): number {
   const errorBlock = text.split("Error distribution:")[1] ?? "";
   for (const match of errorBlock.matchAll(/\[(\d+)\]/g)) errors += Number(match[1]);
   return errors;
-}
-
-async function measureWrk(
-  url: string,
-  connections: number,
-  durationMs: number,
-  threads: number,
-): Promise<Measurement> {
-  const text = await runTool("wrk", [
-    `-t${threads}`,
-    `-c${connections}`,
-    `-d${Math.round(durationMs / 1000)}s`,
-    url,
-  ]);
-  return {
-    tool: `wrk -t${threads}`,
-    requestsPerSecond: requestsPerSecond("wrk", text),
-    errors: wrkErrors(text),
-  };
 }
 
 async function measureHey(url: string, connections: number, durationMs: number) {
@@ -203,65 +159,14 @@ function firstRunStats(report: unknown): { ok: number; errors: number; elapsedMs
   return { ok, errors, elapsedMs };
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
-}
-
-/** Starts nginx (one worker, no access log) serving `index.html` of `fileBytes` bytes. */
-async function startNginx(directory: string, fileBytes: number) {
+/** Starts nginx serving one static `index.html` of `fileBytes` bytes. */
+async function startStaticNginx(directory: string, fileBytes: number) {
   const port = freePort();
-  await Deno.mkdir(`${directory}/www`, { recursive: true });
-  await Deno.mkdir(`${directory}/tmp`, { recursive: true });
-  await Deno.writeFile(`${directory}/www/index.html`, new Uint8Array(fileBytes).fill(0x61));
-  // makeTempDir is private to us; nginx's worker runs as another user and must read the file.
-  await Deno.chmod(directory, 0o755);
-  await Deno.chmod(`${directory}/www`, 0o755);
-  await Deno.chmod(`${directory}/www/index.html`, 0o644);
-  const config = `worker_processes 1;
-daemon off;
-pid ${directory}/nginx.pid;
-error_log ${directory}/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  client_body_temp_path ${directory}/tmp;
-  proxy_temp_path ${directory}/tmp;
-  fastcgi_temp_path ${directory}/tmp;
-  uwsgi_temp_path ${directory}/tmp;
-  scgi_temp_path ${directory}/tmp;
-  server { listen 127.0.0.1:${port}; root ${directory}/www; }
-}
-`;
-  await Deno.writeTextFile(`${directory}/nginx.conf`, config);
-  const child = new Deno.Command("nginx", {
-    args: ["-c", `${directory}/nginx.conf`, "-p", directory, "-e", `${directory}/error.log`],
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  for (let attempt = 0;; attempt++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch (error) {
-      if (attempt >= 100) {
-        child.kill("SIGTERM");
-        await child.status;
-        throw new Error(`nginx did not listen on port ${port}`, { cause: error });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  return {
-    url: `http://127.0.0.1:${port}/index.html`,
-    async stop(): Promise<void> {
-      child.kill("SIGTERM");
-      await child.status;
-    },
-  };
+  const www = await writeStaticSite(directory, fileBytes);
+  const nginx = await startNginx(directory, `  server { listen 127.0.0.1:${port}; root ${www}; }`, [
+    port,
+  ]);
+  return { url: `http://127.0.0.1:${port}/index.html`, stop: () => nginx.stop() };
 }
 
 function formatRow(measurement: Measurement): string {
@@ -273,14 +178,6 @@ function formatRow(measurement: Measurement): string {
 interface Tool {
   readonly name: string;
   readonly measure: (durationMs: number) => Promise<Measurement>;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? sorted[middle] ?? 0
-    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
 
 async function main(args: readonly string[]): Promise<void> {
@@ -296,7 +193,7 @@ async function main(args: readonly string[]): Promise<void> {
   const wrkThreads = Number(flags["wrk-threads"] ?? 1);
   const cliWorkers = flags["cli-workers"] === undefined ? undefined : String(flags["cli-workers"]);
   const directory = await Deno.makeTempDir({ prefix: "denolb_bench_" });
-  const nginx = await startNginx(directory, fileBytes);
+  const nginx = await startStaticNginx(directory, fileBytes);
   try {
     const spec: RequestSpec = {
       url: new URL(nginx.url),

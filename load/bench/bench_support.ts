@@ -1,0 +1,233 @@
+/**
+ * Shared pieces of the benchmarks in this folder: starting nginx with a private config, running
+ * wrk, reading its figures, and the median of slices. Benchmarks only; tests never import it.
+ *
+ * @module
+ */
+
+const encoder = new TextEncoder();
+
+/** What one tool achieved in one timed run. */
+export interface Measurement {
+  /** Which tool (and setting) ran. */
+  readonly tool: string;
+  /** Completed requests per second. */
+  readonly requestsPerSecond: number;
+  /** Failed requests: non-2xx/3xx statuses and socket errors. */
+  readonly errors: number;
+}
+
+/**
+ * Prints one line on stdout.
+ *
+ * @param text The line, without its newline.
+ */
+export function writeLine(text: string): void {
+  const bytes = encoder.encode(`${text}\n`);
+  for (let offset = 0; offset < bytes.length;) {
+    offset += Deno.stdout.writeSync(bytes.subarray(offset));
+  }
+}
+
+/**
+ * Runs a command to completion and returns its stdout.
+ *
+ * @param command The executable.
+ * @param args Its arguments.
+ * @returns What it printed on stdout.
+ * @throws {Error} When it exits non-zero, with its output.
+ */
+export async function runTool(command: string, args: readonly string[]): Promise<string> {
+  const output = await new Deno.Command(command, { args: [...args], stdout: "piped" }).output();
+  const text = new TextDecoder().decode(output.stdout);
+  if (!output.success) throw new Error(`${command} ${args.join(" ")} failed:\n${text}`);
+  return text;
+}
+
+/**
+ * Extracts `Requests/sec: N` (the format of both wrk and hey).
+ *
+ * @param tool The tool's name, for the error.
+ * @param text Its output.
+ * @returns The rate.
+ * @throws {Error} When the output has no rate.
+ */
+export function requestsPerSecond(tool: string, text: string): number {
+  const match = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  if (match?.[1] === undefined) throw new Error(`Cannot find Requests/sec in ${tool} output`);
+  return Number(match[1]);
+}
+
+/**
+ * Non-2xx/3xx responses and socket errors reported by wrk.
+ *
+ * @param text wrk's output.
+ * @returns The number of failed requests.
+ */
+export function wrkErrors(text: string): number {
+  const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? "0";
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const socketTotal = socket === null
+    ? 0
+    : socket.slice(1).reduce((sum, value) => sum + Number(value), 0);
+  return Number(non2xx) + socketTotal;
+}
+
+/**
+ * Runs `wrk -tT -cC -dDs URL`.
+ *
+ * @param url The target.
+ * @param connections Open connections.
+ * @param durationMs How long, rounded to whole seconds.
+ * @param threads wrk threads.
+ * @returns Its rate and errors.
+ */
+export async function measureWrk(
+  url: string,
+  connections: number,
+  durationMs: number,
+  threads: number,
+): Promise<Measurement> {
+  const text = await runTool("wrk", [
+    `-t${threads}`,
+    `-c${connections}`,
+    `-d${Math.max(1, Math.round(durationMs / 1000))}s`,
+    url,
+  ]);
+  return {
+    tool: `wrk -t${threads}`,
+    requestsPerSecond: requestsPerSecond("wrk", text),
+    errors: wrkErrors(text),
+  };
+}
+
+/**
+ * A free TCP port on 127.0.0.1 (bound, read, released).
+ *
+ * @returns The port.
+ */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return port;
+}
+
+/**
+ * Waits until something accepts connections on the port.
+ *
+ * @param port The port on 127.0.0.1.
+ * @param what Named in the error.
+ * @throws {Error} When nothing listens within about 5 s.
+ */
+export async function waitForPort(port: number, what: string): Promise<void> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch (error) {
+      if (attempt >= 100) {
+        throw new Error(`${what} did not listen on port ${port}`, { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/** A running nginx. */
+export interface RunningNginx {
+  /** Stops it and waits for its exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts nginx in the foreground with a private config: one worker, no access log, the given
+ * `server`/`upstream` blocks inside `http { }`, temp files under `directory`.
+ *
+ * @param directory A private folder for the config, pid and temp files.
+ * @param httpBlocks The `server { }` (and `upstream { }`) blocks.
+ * @param ports Ports to wait for before returning.
+ * @returns The running nginx.
+ */
+export async function startNginx(
+  directory: string,
+  httpBlocks: string,
+  ports: readonly number[],
+): Promise<RunningNginx> {
+  const name = `nginx_${ports[0] ?? 0}`;
+  const prefix = `${directory}/${name}`;
+  await Deno.mkdir(`${prefix}/tmp`, { recursive: true });
+  const config = `worker_processes 1;
+daemon off;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path ${prefix}/tmp;
+  proxy_temp_path ${prefix}/tmp;
+  fastcgi_temp_path ${prefix}/tmp;
+  uwsgi_temp_path ${prefix}/tmp;
+  scgi_temp_path ${prefix}/tmp;
+${httpBlocks}
+}
+`;
+  await Deno.writeTextFile(`${prefix}/nginx.conf`, config);
+  const child = new Deno.Command("nginx", {
+    args: ["-c", `${prefix}/nginx.conf`, "-p", prefix, "-e", `${prefix}/error.log`],
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    for (const port of ports) await waitForPort(port, "nginx");
+  } catch (error) {
+    child.kill("SIGTERM");
+    await child.status;
+    throw error;
+  }
+  return {
+    async stop(): Promise<void> {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+/**
+ * Writes a static file nginx's worker (another user) can read, under `directory/www/`.
+ *
+ * @param directory The benchmark's private folder.
+ * @param fileBytes The file's size.
+ * @returns The `www` folder.
+ */
+export async function writeStaticSite(directory: string, fileBytes: number): Promise<string> {
+  const www = `${directory}/www`;
+  await Deno.mkdir(www, { recursive: true });
+  await Deno.writeFile(`${www}/index.html`, new Uint8Array(fileBytes).fill(0x61));
+  // makeTempDir is private to us; nginx's worker runs as another user and must read the file.
+  await Deno.chmod(directory, 0o755);
+  await Deno.chmod(www, 0o755);
+  await Deno.chmod(`${www}/index.html`, 0o644);
+  return www;
+}
+
+/**
+ * The median of some numbers (0 for none).
+ *
+ * @param values The numbers.
+ * @returns Their median.
+ *
+ * @example
+ * ```ts
+ * import { median } from "./bench_support.ts";
+ * if (median([3, 1, 2]) !== 2) throw new Error("bad median");
+ * ```
+ */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? sorted[middle] ?? 0
+    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+}
