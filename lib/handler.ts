@@ -74,6 +74,27 @@ const FAILURE_BODY: Readonly<Record<number, string>> = {
   504: "Gateway timeout: the backend did not answer in time\n",
 };
 
+/** What every access record of one request shares. */
+interface RequestContext {
+  readonly request: Request;
+  /** When the request arrived, on the handler's clock. */
+  readonly started: number;
+  readonly requestId: string;
+}
+
+/** How one request ended, for the metrics and the access log. */
+interface AccessEntry {
+  readonly level: "info" | "warning";
+  /** The record's fixed message. */
+  readonly message: string;
+  /** The backend that answered or failed last; `undefined` when none was picked. */
+  readonly backend: Backend | undefined;
+  /** The status the client got. */
+  readonly status: number;
+  /** Time to the backend's response headers, when it answered. */
+  readonly backendMs?: number;
+}
+
 /**
  * Creates the request handler.
  *
@@ -93,29 +114,25 @@ export function createHandler(deps: HandlerDeps): Handler {
   const isDraining = deps.isDraining ?? (() => false);
   const { pool, policy, logger, metrics } = deps;
 
-  /** Logs the access record: the properties object is built only when the level is on. */
-  function logAccess(
-    level: "info" | "warning",
-    message: string,
-    request: Request,
-    backend: Backend | undefined,
-    status: number,
-    durationMs: number,
-    backendMs: number | undefined,
-    requestId: string,
-  ): void {
-    if (!logger.isEnabledFor(level)) return;
-    const url = request.url;
+  /**
+   * Counts a finished request in the metrics and writes its access record; the record's
+   * properties are built only when its level is on.
+   */
+  function record(context: RequestContext, entry: AccessEntry): void {
+    const durationMs = clock.now() - context.started;
+    metrics.recordRequest(entry.backend, entry.status, durationMs);
+    if (!logger.isEnabledFor(entry.level)) return;
+    const url = context.request.url;
     const start = pathStart(url);
     const query = url.indexOf("?", start);
-    logger[level](message, {
-      method: request.method,
+    logger[entry.level](entry.message, {
+      method: context.request.method,
       path: start < 0 ? "/" : url.slice(start, query < 0 ? undefined : query),
-      backend: backend?.name ?? null,
-      status,
+      backend: entry.backend?.name ?? null,
+      status: entry.status,
       durationMs: round(durationMs),
-      backendMs: backendMs === undefined ? null : round(backendMs),
-      requestId,
+      backendMs: entry.backendMs === undefined ? null : round(entry.backendMs),
+      requestId: context.requestId,
     });
   }
 
@@ -128,26 +145,21 @@ export function createHandler(deps: HandlerDeps): Handler {
     const requestId = clientId !== null && clientId.length <= MAX_REQUEST_ID_LENGTH
       ? clientId
       : createRequestId();
+    const context: RequestContext = { request, started, requestId };
     const clientIp = "hostname" in info.remoteAddr ? info.remoteAddr.hostname : "unknown";
     const canRetry = deps.retries > 0 && isRetryable(request);
-    let tried: Backend[] | undefined;
     const first = policy.pick(pool.backends, request);
     if (first === undefined) {
       metrics.recordNoBackend();
-      const durationMs = clock.now() - started;
-      metrics.recordRequest(undefined, 503, durationMs);
-      logAccess(
-        "warning",
-        "No healthy backend",
-        request,
-        undefined,
-        503,
-        durationMs,
-        undefined,
-        requestId,
-      );
+      record(context, {
+        level: "warning",
+        message: "No healthy backend",
+        backend: undefined,
+        status: 503,
+      });
       return textResponse(503, requestId, retryAfter);
     }
+    let tried: Set<Backend> | undefined;
     let backend: Backend = first;
     for (let attempt = 0;; attempt++) {
       backend.begin();
@@ -161,36 +173,19 @@ export function createHandler(deps: HandlerDeps): Handler {
       });
       if (outcome.ok) {
         endWhenDelivered(backend, info);
-        const status = outcome.response.status;
-        const durationMs = clock.now() - started;
-        metrics.recordRequest(backend, status, durationMs);
-        logAccess(
-          "info",
-          "Request forwarded",
-          request,
+        record(context, {
+          level: "info",
+          message: "Request forwarded",
           backend,
-          status,
-          durationMs,
-          outcome.headersMs,
-          requestId,
-        );
+          status: outcome.response.status,
+          backendMs: outcome.headersMs,
+        });
         return outcome.response;
       }
       const reason = outcome.reason;
       backend.end(reason !== "client-abort");
       if (reason === "client-abort") {
-        const durationMs = clock.now() - started;
-        metrics.recordRequest(backend, 499, durationMs);
-        logAccess(
-          "info",
-          "Client aborted request",
-          request,
-          backend,
-          499,
-          durationMs,
-          undefined,
-          requestId,
-        );
+        record(context, { level: "info", message: "Client aborted request", backend, status: 499 });
         return textResponse(499, requestId);
       }
       const failed = backend;
@@ -203,45 +198,19 @@ export function createHandler(deps: HandlerDeps): Handler {
       }));
       const retryable = canRetry && attempt < deps.retries &&
         (reason === "connect" || reason === "protocol");
-      const next: Backend | undefined = retryable
-        ? pickAnother(request, tried ??= [], backend)
+      // The policy picks from the whole pool with the tried backends excluded, so its own
+      // position (the round-robin cursor) moves on as for any request.
+      const next = retryable
+        ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed))
         : undefined;
       if (next === undefined) {
         const status = FAILURE_STATUS[reason];
-        const durationMs = clock.now() - started;
-        metrics.recordRequest(backend, status, durationMs);
-        logAccess(
-          "warning",
-          "Request failed",
-          request,
-          backend,
-          status,
-          durationMs,
-          undefined,
-          requestId,
-        );
+        record(context, { level: "warning", message: "Request failed", backend, status });
         return textResponse(status, requestId);
       }
       metrics.recordRetry();
       backend = next;
     }
-  }
-
-  /**
-   * Picks a healthy backend not tried yet for this request. The policy first picks from the
-   * whole pool, as for any request, so its own state (the round-robin cursor) moves on as
-   * usual; only a policy that keeps choosing tried backends (a hash) gets the untried ones.
-   */
-  function pickAnother(request: Request, tried: Backend[], failed: Backend): Backend | undefined {
-    tried.push(failed);
-    const backends = pool.backends;
-    for (let i = 0; i < backends.length; i++) {
-      const backend = policy.pick(backends, request);
-      if (backend === undefined) return undefined;
-      if (!tried.includes(backend)) return backend;
-    }
-    const untried = backends.filter((backend) => !tried.includes(backend));
-    return untried.length === 0 ? undefined : policy.pick(untried, request);
   }
 
   function admin(request: Request, path: string): Response {
