@@ -96,7 +96,7 @@ export async function configureLogging(options: LoggingOptions): Promise<AsyncDi
       throw new Error(`Cannot open log file "${options.file}": ${reason}`, { cause });
     }
     // closeStream (the default) closes the file when LogTape disposes the sink.
-    output = getStreamSink(file.writable, { formatter, nonBlocking });
+    output = getStreamSink(fileWritable(file), { formatter, nonBlocking });
   } else {
     output = getStreamSink(options.stream ?? Deno.stderr.writable, {
       formatter,
@@ -119,6 +119,27 @@ export async function configureLogging(options: LoggingOptions): Promise<AsyncDi
   return {
     [Symbol.asyncDispose]: () => disposed ??= reset(),
   };
+}
+
+/**
+ * A stream that writes each chunk to the file at once. Deno 2.9.6's `FsFile.writable` kept
+ * written chunks off the disk until the stream closed, so a running balancer's log file stayed
+ * empty (`tail -f` showed nothing); `tests/log_test.ts` guards this.
+ */
+function fileWritable(file: Deno.FsFile): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      for (let offset = 0; offset < chunk.length;) {
+        offset += await file.write(chunk.subarray(offset));
+      }
+    },
+    close() {
+      file.close();
+    },
+    abort() {
+      file.close();
+    },
+  });
 }
 
 /** Options for {@linkcode createLogFormatter}. */

@@ -135,6 +135,29 @@ Deno.test("configureLogging() appends to --log-file", async () => {
   }
 });
 
+Deno.test("configureLogging() writes to --log-file while running, not only at exit", async () => {
+  const path = await Deno.makeTempFile({ suffix: ".log" });
+  const logging = await configureLogging({
+    level: "info",
+    format: "json",
+    file: path,
+    flushIntervalMs: 1,
+  });
+  try {
+    getModuleLogger("server").info("Listening", { port: 9090 });
+    // Wait for the condition (the record on disk), bounded: the flush runs every 1 ms.
+    let text = "";
+    for (let tries = 0; tries < 500 && text === ""; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      text = await Deno.readTextFile(path);
+    }
+    assertStringIncludes(text, `"message":"Listening"`);
+  } finally {
+    await logging[Symbol.asyncDispose]();
+    await Deno.remove(path);
+  }
+});
+
 Deno.test("configureLogging() names a log file it cannot open", async () => {
   const dir = await Deno.makeTempDir();
   try {
