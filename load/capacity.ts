@@ -5,9 +5,10 @@
  *
  * @module
  */
+import { LatencyHistogram } from "./histogram.ts";
 import type { LoadPlan, Thresholds } from "./options.ts";
 import type { Executor, ProgressCounter } from "./run.ts";
-import { errorRate, LatencyHistogram, type RunStats } from "./stats.ts";
+import { errorRate, type RunStats } from "./stats.ts";
 import { jobForLevel, type RunRecord, type SweepHooks, warmUp } from "./sweep.ts";
 
 /** Growth factor of the ramp. */

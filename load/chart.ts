@@ -4,8 +4,9 @@
  *
  * @module
  */
+import { LatencyHistogram } from "./histogram.ts";
 import type { LoadReport } from "./report.ts";
-import { LatencyHistogram, type RunStats } from "./stats.ts";
+import type { RunStats } from "./stats.ts";
 
 /** One point on the x axis with its measurements. */
 export interface ChartPoint {

@@ -6,8 +6,18 @@
  * @module
  */
 import { UsageError } from "../lib/shared/command.ts";
-import { parseDuration } from "../lib/shared/duration.ts";
 import { parseArgs } from "../lib/shared/std.ts";
+import {
+  BOOLEAN_FLAGS,
+  Flags,
+  joinListValues,
+  parseDurationFlag,
+  parseList,
+  parseValue,
+  positiveInteger,
+  positiveNumber,
+  STRING_FLAGS,
+} from "./flags.ts";
 import type { Stop } from "./scheduler.ts";
 import { DEFAULT_SUCCESS_STATUSES, parseStatusRanges, type StatusRanges } from "./stats.ts";
 import type { RequestSpec } from "./transport.ts";
@@ -95,30 +105,6 @@ export interface ParseLoadDeps {
   readonly readFile?: (path: string) => Uint8Array;
 }
 
-const LIST_FLAGS = /^(--concurrency|-c|--rate)(=.*)?$/;
-const STRING_FLAGS = [
-  "url",
-  "total",
-  "duration",
-  "concurrency",
-  "rate",
-  "rounds",
-  "timeout",
-  "warmup",
-  "method",
-  "body",
-  "body-file",
-  "success",
-  "workers",
-  "transport",
-  "max-in-flight",
-  "json",
-  "csv",
-  "chart",
-  "max-error-rate",
-  "max-p99",
-];
-const BOOLEAN_FLAGS = ["help", "markdown", "find-capacity", "keepalive"];
 const MERGE_FLAGS = new Set(["json", "csv", "chart", "markdown", "max-error-rate", "max-p99"]);
 
 /**
@@ -180,76 +166,6 @@ export function parseLoadArgs(args: readonly string[], deps: ParseLoadDeps = {})
     );
   }
   return { kind: "run", plan: parsePlan(flags, outputs, thresholds, deps) };
-}
-
-/**
- * Folds the values after `--concurrency`/`--rate` into one `--flag=a,b,c` argument, so the
- * seed's space-separated list parses, and joins a negative value to its flag, so `-5` is read as
- * a (bad) value rather than as a flag.
- */
-function joinListValues(args: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] ?? "";
-    const match = LIST_FLAGS.exec(arg);
-    if (match === null) {
-      // `--total -1` is a bad value, not a flag named "-1".
-      const next = args[i + 1];
-      if (STRING_FLAGS.includes(arg.slice(2)) && next !== undefined && /^-[\d.]/.test(next)) {
-        out.push(`${arg}=${next}`);
-        i++;
-      } else out.push(arg);
-      continue;
-    }
-    const name = match[1] === "-c" ? "--concurrency" : match[1];
-    const values: string[] = [];
-    if (match[2] !== undefined) values.push(match[2].slice(1));
-    else if (i + 1 < args.length) values.push(args[++i] ?? "");
-    else {
-      out.push(arg);
-      continue;
-    }
-    while (i + 1 < args.length && /^\d/.test(args[i + 1] ?? "")) values.push(args[++i] ?? "");
-    out.push(`${name}=${values.join(",")}`);
-  }
-  return out;
-}
-
-/** Typed access to parsed flags, remembering which were given. */
-class Flags {
-  readonly #parsed: Readonly<Record<string, unknown>>;
-
-  constructor(parsed: Readonly<Record<string, unknown>>) {
-    this.#parsed = parsed;
-  }
-
-  /** Names of value flags given on the command line (plus true booleans). */
-  given(): Set<string> {
-    const names = new Set<string>();
-    for (const name of STRING_FLAGS) if (this.#parsed[name] !== undefined) names.add(name);
-    for (const name of BOOLEAN_FLAGS) {
-      if (name !== "keepalive" && this.#parsed[name] === true) names.add(name);
-    }
-    if (this.#parsed.keepalive === false) names.add("no-keepalive");
-    if (this.strings("header").length > 0) names.add("header");
-    return names;
-  }
-
-  string(name: string): string | undefined {
-    const value = this.#parsed[name];
-    if (Array.isArray(value)) return value.length > 0 ? String(value[value.length - 1]) : undefined;
-    return value === undefined ? undefined : String(value);
-  }
-
-  strings(name: string): string[] {
-    const value = this.#parsed[name];
-    if (value === undefined) return [];
-    return Array.isArray(value) ? value.map(String) : [String(value)];
-  }
-
-  boolean(name: string): boolean {
-    return this.#parsed[name] === true;
-  }
 }
 
 function parsePlan(
@@ -446,60 +362,4 @@ function parseThresholds(flags: Flags): Thresholds {
     ...(maxErrorRate === undefined ? {} : { maxErrorRate }),
     ...(maxP99Ms === undefined ? {} : { maxP99Ms }),
   };
-}
-
-type Check = { readonly test: (value: number) => boolean; readonly rule: string };
-
-const positiveInteger: Check = {
-  test: (value) => Number.isSafeInteger(value) && value > 0,
-  rule: "must be a positive integer",
-};
-const positiveNumber: Check = {
-  test: (value) => Number.isFinite(value) && value > 0,
-  rule: "must be a positive number",
-};
-
-function parseValue(flag: string, text: string, check: Check): number {
-  const value = text.trim() === "" ? Number.NaN : Number(text);
-  if (!check.test(value)) throw new UsageError(`Invalid ${flag} "${text}": ${check.rule}`);
-  return value;
-}
-
-function parseList(flag: string, text: string, check: Check): number[] {
-  const parts = text.split(",").map((part) => part.trim()).filter((part) => part !== "");
-  if (parts.length === 0) {
-    throw new UsageError(`Invalid ${flag} "${text}": give at least one value`);
-  }
-  return parts.map((part) => {
-    const value = Number(part);
-    if (!check.test(value)) {
-      throw new UsageError(`Invalid ${flag} "${text}": each value ${check.rule}, not "${part}"`);
-    }
-    return value;
-  });
-}
-
-function parseDurationFlag(
-  flag: string,
-  text: string,
-  defaultUnit: "ms" | "s",
-  allowZero: boolean,
-): number {
-  let ms: number;
-  try {
-    ms = parseDuration(text, defaultUnit);
-  } catch (error) {
-    throw new UsageError(
-      `Invalid ${flag} "${text}": use a duration such as 250ms, 5s or 1m (a bare number is in ${
-        defaultUnit === "s" ? "seconds" : "milliseconds"
-      })`,
-      { cause: error },
-    );
-  }
-  if (ms < 0 || (!allowZero && ms === 0)) {
-    throw new UsageError(
-      `Invalid ${flag} "${text}": must be ${allowZero ? "zero or more" : "more than zero"}`,
-    );
-  }
-  return ms;
 }

@@ -1,18 +1,15 @@
 /**
- * Reports of a load test, as strings: the seed-style block per run, the summary table, the
- * capacity estimate, and the JSON, CSV and Markdown writers. Nothing here prints.
+ * The human-readable report of a load test, as strings: the seed-style block per run, the
+ * summary table and the capacity estimate, plus the {@linkcode LoadReport} they all format. The
+ * machine-readable writers (JSON, CSV, Markdown) live in `report_formats.ts`. Nothing here
+ * prints.
  *
  * @module
  */
 import { formatDuration } from "../lib/shared/duration.ts";
+import type { LatencySummary } from "./histogram.ts";
 import type { Stop } from "./scheduler.ts";
-import {
-  errorRate,
-  type LatencySummary,
-  latencySummary,
-  type RunStats,
-  throughput,
-} from "./stats.ts";
+import { errorRate, latencySummary, type RunStats, throughput } from "./stats.ts";
 import type { RunRecord } from "./sweep.ts";
 
 /** Version of the JSON report layout. */
@@ -55,7 +52,6 @@ function view(record: RunRecord): RunView {
   };
 }
 
-const ms = (microseconds: number): string => (microseconds / 1000).toFixed(2);
 const levelName = (
   model: "closed" | "open",
 ): string => (model === "closed" ? "concurrency" : "rate");
@@ -64,6 +60,22 @@ const levelText = (model: "closed" | "open", level: number): string =>
 
 function formatNumber(value: number): string {
   return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
+
+/**
+ * A latency in milliseconds with two decimals, as every report shows it.
+ *
+ * @param microseconds The latency in microseconds.
+ * @returns For example `"1.50"`.
+ *
+ * @example
+ * ```ts
+ * import { formatMs } from "./report.ts";
+ * if (formatMs(1500) !== "1.50") throw new Error();
+ * ```
+ */
+export function formatMs(microseconds: number): string {
+  return (microseconds / 1000).toFixed(2);
 }
 
 /**
@@ -114,11 +126,14 @@ export function formatRunBlock(
   row("Errors", `${stats.errors} (${(errorRate(stats) * 100).toFixed(2)}%)`);
   row(
     "Latency ms",
-    `avg ${ms(latency.mean)}  p50 ${ms(latency.p50)}  p95 ${ms(latency.p95)}  max ${
-      ms(latency.max)
-    }`,
+    `avg ${formatMs(latency.mean)}  p50 ${formatMs(latency.p50)}  p95 ${
+      formatMs(latency.p95)
+    }  max ${formatMs(latency.max)}`,
   );
-  row("", `p90 ${ms(latency.p90)}  p99 ${ms(latency.p99)}  p99.9 ${ms(latency.p999)}`);
+  row(
+    "",
+    `p90 ${formatMs(latency.p90)}  p99 ${formatMs(latency.p99)}  p99.9 ${formatMs(latency.p999)}`,
+  );
   const statuses = Object.entries(stats.statuses).map(([status, count]) => `${status}=${count}`);
   if (statuses.length > 0) row("Statuses", statuses.join(" "));
   const network = Object.entries(stats.networkErrors).filter(([, count]) => count > 0);
@@ -156,7 +171,13 @@ const SUMMARY_HEADERS = [
   "max",
 ];
 
-function summaryRows(runs: readonly RunRecord[]): string[][] {
+/**
+ * The cells of the summary table, one row per run, in the order of {@linkcode summaryHeaders}.
+ *
+ * @param runs The runs.
+ * @returns One row of cells per run (latencies in ms).
+ */
+export function summaryRows(runs: readonly RunRecord[]): string[][] {
   return runs.map((record) => {
     const { stats, latency, rps } = view(record);
     return [
@@ -166,16 +187,22 @@ function summaryRows(runs: readonly RunRecord[]): string[][] {
       String(stats.ok),
       String(stats.errors),
       rps.toFixed(1),
-      ms(latency.mean),
-      ms(latency.p50),
-      ms(latency.p95),
-      ms(latency.p99),
-      ms(latency.max),
+      formatMs(latency.mean),
+      formatMs(latency.p50),
+      formatMs(latency.p95),
+      formatMs(latency.p99),
+      formatMs(latency.max),
     ];
   });
 }
 
-function headers(runs: readonly RunRecord[]): string[] {
+/**
+ * The header row of the summary table: `Conc` becomes `Rate` for open-model runs.
+ *
+ * @param runs The runs.
+ * @returns The column names.
+ */
+export function summaryHeaders(runs: readonly RunRecord[]): string[] {
   const isOpen = runs[0]?.model === "open";
   return SUMMARY_HEADERS.map((name) => (name === "Conc" && isOpen ? "Rate" : name));
 }
@@ -188,7 +215,7 @@ function headers(runs: readonly RunRecord[]): string[] {
  * @returns The aligned table, ending in a newline.
  */
 export function formatSummaryTable(runs: readonly RunRecord[]): string {
-  const table = [headers(runs), ...summaryRows(runs)];
+  const table = [summaryHeaders(runs), ...summaryRows(runs)];
   const widths =
     table[0]?.map((_, column) => Math.max(...table.map((row) => (row[column] ?? "").length))) ?? [];
   return table
@@ -285,124 +312,4 @@ export function formatSummary(report: LoadReport): string {
   return `${interrupted}Summary${merged}\n${formatSummaryTable(report.runs)}\n${
     formatCapacityLine(report.runs)
   }`;
-}
-
-/**
- * The JSON report, including every run's encoded histogram.
- *
- * @param report The results.
- * @returns Pretty-printed JSON with a trailing newline.
- */
-export function formatJson(report: LoadReport): string {
-  return JSON.stringify(report, null, 2) + "\n";
-}
-
-const CSV_HEADERS = [
-  "run",
-  "round",
-  "rounds",
-  "model",
-  "level",
-  "requests",
-  "ok",
-  "errors",
-  "cut_off",
-  "late",
-  "unsent",
-  "elapsed_ms",
-  "req_per_s",
-  "mean_ms",
-  "p50_ms",
-  "p90_ms",
-  "p95_ms",
-  "p99_ms",
-  "p999_ms",
-  "max_ms",
-  "timeout",
-  "refused",
-  "reset",
-  "network",
-  "statuses",
-];
-
-/**
- * One CSV row per run (RFC 4180 quoting), latencies in ms.
- *
- * @param report The results.
- * @returns CSV text with a header row.
- */
-export function formatCsv(report: LoadReport): string {
-  const quote = (cell: string) => (/[",\n]/.test(cell) ? `"${cell.replaceAll('"', '""')}"` : cell);
-  const rows = report.runs.map((record, index) => {
-    const { stats, latency, rps } = view(record);
-    return [
-      index + 1,
-      record.round,
-      record.rounds,
-      record.model,
-      record.level,
-      stats.requests,
-      stats.ok,
-      stats.errors,
-      stats.cutOff,
-      stats.late,
-      stats.unsent,
-      stats.elapsedMs.toFixed(1),
-      rps.toFixed(1),
-      ms(latency.mean),
-      ms(latency.p50),
-      ms(latency.p90),
-      ms(latency.p95),
-      ms(latency.p99),
-      ms(latency.p999),
-      ms(latency.max),
-      stats.networkErrors.timeout,
-      stats.networkErrors.refused,
-      stats.networkErrors.reset,
-      stats.networkErrors.network,
-      Object.entries(stats.statuses).map(([status, count]) => `${status}=${count}`).join(" "),
-    ].map((cell) => quote(String(cell))).join(",");
-  });
-  return [CSV_HEADERS.join(","), ...rows].join("\n") + "\n";
-}
-
-/**
- * The report in Markdown: target, summary table, capacity line and status breakdown.
- *
- * @param report The results.
- * @returns Markdown text.
- */
-export function formatMarkdown(report: LoadReport): string {
-  const lines = [`## Load test: ${report.method} ${report.url}`, ""];
-  const stop = report.stop.kind === "count"
-    ? `${report.stop.total} requests per run`
-    : `${formatDuration(report.stop.durationMs)} per run`;
-  lines.push(
-    `${report.model === "closed" ? "Closed model" : "Open model"}, ${stop}` +
-      (report.sources > 1 ? `, merged from ${report.sources} reports.` : "."),
-    "",
-  );
-  const head = headers(report.runs);
-  lines.push(
-    `| ${head.join(" | ")} |`,
-    `| ${head.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
-  );
-  for (const row of summaryRows(report.runs)) lines.push(`| ${row.join(" | ")} |`);
-  lines.push("", formatCapacityLine(report.runs).trimEnd(), "");
-  const details = report.runs.filter((run) => run.stats.errors > 0 || run.stats.cutOff > 0);
-  if (details.length > 0) {
-    lines.push("### Errors", "");
-    for (const run of details) {
-      const samples = run.stats.errorSamples.map((s) => `${s.message} (x${s.count})`).join("; ");
-      const statuses = Object.entries(run.stats.statuses).map(([s, n]) => `${s}=${n}`).join(" ");
-      lines.push(
-        `- ${runLabel(run)}: ${run.stats.errors} errors, ${run.stats.cutOff} cut off; statuses ${
-          statuses || "none"
-        }; ${samples || "no samples"}`,
-      );
-    }
-    lines.push("");
-  }
-  if (report.isInterrupted) lines.push("_Interrupted: the remaining runs were skipped._", "");
-  return lines.join("\n");
 }

@@ -1,122 +1,17 @@
 /**
- * Statistics of a load run: an HdrHistogram of latencies in microseconds (the one place that
- * touches `hdr-histogram-js`), the success rule for statuses, the per-run recorder the runner
+ * Statistics of a load run: the success rule for statuses, the per-run recorder the runner
  * feeds, and the serialisable {@linkcode RunStats} that workers, the JSON report and `merge`
- * exchange. Histograms travel encoded, so merged percentiles are exact rather than averaged.
+ * exchange. Latencies are kept in a {@linkcode LatencyHistogram} that travels encoded, so merged
+ * percentiles are exact rather than averaged.
  *
  * @module
  */
-import * as hdr from "hdr-histogram-js";
 import { statusText } from "../lib/shared/std.ts";
+import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
 import type { NetworkErrorKind, Outcome } from "./transport.ts";
-
-/** Significant decimal digits kept by every latency histogram. */
-export const LATENCY_SIGNIFICANT_DIGITS = 3;
 
 /** How many distinct error messages a run keeps as samples. */
 export const MAX_ERROR_SAMPLES = 5;
-
-/** Percentiles of a latency distribution, in microseconds. */
-export interface LatencySummary {
-  /** Number of recorded latencies. */
-  readonly count: number;
-  /** Mean. */
-  readonly mean: number;
-  /** Smallest value (0 when empty). */
-  readonly min: number;
-  /** Median. */
-  readonly p50: number;
-  /** 90th percentile. */
-  readonly p90: number;
-  /** 95th percentile. */
-  readonly p95: number;
-  /** 99th percentile. */
-  readonly p99: number;
-  /** 99.9th percentile. */
-  readonly p999: number;
-  /** Largest value. */
-  readonly max: number;
-}
-
-/** A histogram of latencies in microseconds with {@linkcode LATENCY_SIGNIFICANT_DIGITS} digits. */
-export class LatencyHistogram {
-  #histogram: hdr.Histogram;
-
-  /** Creates an empty histogram. */
-  constructor() {
-    this.#histogram = hdr.build({ numberOfSignificantValueDigits: LATENCY_SIGNIFICANT_DIGITS });
-  }
-
-  /**
-   * Decodes a histogram produced by {@linkcode LatencyHistogram.encode}.
-   *
-   * @param encoded Compressed base64 HdrHistogram encoding.
-   * @returns The decoded histogram.
-   * @throws {SyntaxError} When the text is not an encoded histogram.
-   */
-  static decode(encoded: string): LatencyHistogram {
-    const result = new LatencyHistogram();
-    if (encoded === "") return result;
-    try {
-      result.#histogram = hdr.decodeFromCompressedBase64(encoded);
-    } catch (error) {
-      throw new SyntaxError(
-        `Cannot decode histogram "${encoded.slice(0, 24)}": not a compressed base64 HdrHistogram`,
-        { cause: error },
-      );
-    }
-    return result;
-  }
-
-  /** Records one latency. Values are rounded to whole microseconds; negatives count as 0. */
-  record(microseconds: number): void {
-    this.#histogram.recordValue(microseconds > 0 ? Math.round(microseconds) : 0);
-  }
-
-  /** Adds every count of `other` to this histogram. */
-  add(other: LatencyHistogram): void {
-    this.#histogram.add(other.#histogram);
-  }
-
-  /** Number of recorded values. */
-  get count(): number {
-    return this.#histogram.totalCount;
-  }
-
-  /**
-   * The value at a percentile.
-   *
-   * @param percentile Between 0 and 100.
-   * @returns The highest value equivalent to that percentile, or 0 when empty.
-   */
-  percentile(percentile: number): number {
-    return this.count === 0 ? 0 : this.#histogram.getValueAtPercentile(percentile);
-  }
-
-  /** The usual percentiles, mean, min and max. */
-  summary(): LatencySummary {
-    const h = this.#histogram;
-    if (h.totalCount === 0) {
-      return { count: 0, mean: 0, min: 0, p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0 };
-    }
-    return {
-      count: h.totalCount,
-      mean: h.mean,
-      min: h.minNonZeroValue === Number.MAX_SAFE_INTEGER ? 0 : h.minNonZeroValue,
-      p50: h.getValueAtPercentile(50),
-      p90: h.getValueAtPercentile(90),
-      p95: h.getValueAtPercentile(95),
-      p99: h.getValueAtPercentile(99),
-      p999: h.getValueAtPercentile(99.9),
-      max: h.maxValue,
-    };
-  }
-
-  /** Compressed base64 encoding (the HdrHistogram V2 format), `""` when empty. */
-  encode(): string {
-    return this.count === 0 ? "" : hdr.encodeIntoCompressedBase64(this.#histogram);
-  }
-}
 
 /** Inclusive status ranges that count as success, such as `[[200, 399]]`. */
 export type StatusRanges = ReadonlyArray<readonly [number, number]>;

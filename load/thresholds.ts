@@ -3,9 +3,10 @@
  *
  * @module
  */
+import { LatencyHistogram } from "./histogram.ts";
 import type { Thresholds } from "./options.ts";
 import { runLabel } from "./report.ts";
-import { errorRate, LatencyHistogram, type RunStats } from "./stats.ts";
+import { errorRate, type RunStats } from "./stats.ts";
 import type { RunRecord } from "./sweep.ts";
 
 /** One breached threshold in one run. */

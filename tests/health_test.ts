@@ -5,11 +5,9 @@ import {
   type HealthStatus,
   initialHealthStatus,
   nextHealth,
-  type ProbeFetch,
-  type ProbeResult,
-  runProbe,
 } from "../lib/health.ts";
 import { Pool } from "../lib/pool.ts";
+import { type ProbeFetch, type ProbeResult, runProbe } from "../lib/probe.ts";
 import { type Clock, systemClock } from "../lib/shared/clock.ts";
 import { assert, assertEquals, assertStrictEquals, assertThrows } from "./support/assert.ts";
 import { captureLogs } from "./support/capture_logs.ts";

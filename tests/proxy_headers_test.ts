@@ -1,11 +1,9 @@
+import { isRetryable, pathStart, upstreamUrl } from "../lib/proxy.ts";
 import {
   clientResponseHeaders,
   type ForwardedInfo,
-  isRetryable,
-  pathStart,
   upstreamRequestHeaders,
-  upstreamUrl,
-} from "../lib/proxy.ts";
+} from "../lib/proxy_headers.ts";
 import { assertEquals } from "./support/assert.ts";
 
 const INFO = { clientIp: "192.0.2.7", proto: "http" } as const;

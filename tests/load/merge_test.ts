@@ -1,6 +1,8 @@
+import { LatencyHistogram } from "../../load/histogram.ts";
 import { mergeReports, parseLoadReport } from "../../load/merge.ts";
-import { formatJson, type LoadReport } from "../../load/report.ts";
-import { LatencyHistogram, latencySummary, RunRecorder, type RunStats } from "../../load/stats.ts";
+import type { LoadReport } from "../../load/report.ts";
+import { formatJson } from "../../load/report_formats.ts";
+import { latencySummary, RunRecorder, type RunStats } from "../../load/stats.ts";
 import { assertEquals, assertThrows } from "../support/assert.ts";
 
 function stats(seed: number, count: number): RunStats {

@@ -1,7 +1,7 @@
+import { LatencyHistogram } from "../../load/histogram.ts";
 import {
   emptyRunStats,
   errorRate,
-  LatencyHistogram,
   latencySummary,
   mergeRunStats,
   parseStatusRanges,
