@@ -10,10 +10,12 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { ADMIN_PREFIX, adminResponse } from "./admin.ts";
 import type { Backend } from "./backend.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Policy } from "./policy.ts";
 import type { Pool } from "./pool.ts";
+import { DeadlineQueue } from "./deadlines.ts";
 import { forward, type ForwardFailureReason, isRetryable, pathStart } from "./proxy.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
 
@@ -40,7 +42,7 @@ export interface HandlerDeps {
   readonly retryAfterSeconds?: number;
   /** Whether the balancer is draining: `/_lb/health` then answers 503. Default: never. */
   readonly isDraining?: () => boolean;
-  /** Measures durations. Default: {@linkcode systemClock}. */
+  /** Measures durations and runs the response-header timeouts. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
   /** Appended to `Via` on forwarded requests, such as `"1.1 denolb"`. Default: no `Via`. */
   readonly via?: string;
@@ -50,9 +52,6 @@ export interface HandlerDeps {
 
 /** A `Deno.serve` handler that never throws. */
 export type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
-
-/** The path prefix reserved for the balancer's own endpoints. */
-export const ADMIN_PREFIX = "/_lb/";
 
 /** The longest client `X-Request-Id` kept; a longer one is replaced. */
 const MAX_REQUEST_ID_LENGTH = 128;
@@ -113,6 +112,8 @@ export function createHandler(deps: HandlerDeps): Handler {
   const retryAfter = String(deps.retryAfterSeconds ?? 1);
   const isDraining = deps.isDraining ?? (() => false);
   const { pool, policy, logger, metrics } = deps;
+  // One timer for every request's response-header timeout.
+  const deadlines = new DeadlineQueue({ clock });
 
   /**
    * Counts a finished request in the metrics and writes its access record; the record's
@@ -136,169 +137,116 @@ export function createHandler(deps: HandlerDeps): Handler {
     });
   }
 
+  /** Answers 502 for an error that escaped; nothing should throw, and the client never sees it. */
+  function failed(request: Request, error: unknown): Response {
+    logger.error("Request handling failed", { error, method: request.method });
+    return textResponse(502, undefined);
+  }
+
   async function proxy(
     request: Request,
     info: Deno.ServeHandlerInfo,
     started: number,
   ): Promise<Response> {
-    const clientId = request.headers.get("x-request-id");
-    const requestId = clientId !== null && clientId.length <= MAX_REQUEST_ID_LENGTH
-      ? clientId
-      : createRequestId();
-    const context: RequestContext = { request, started, requestId };
-    const clientIp = "hostname" in info.remoteAddr ? info.remoteAddr.hostname : "unknown";
-    const canRetry = deps.retries > 0 && isRetryable(request);
-    const first = policy.pick(pool.backends, request);
-    if (first === undefined) {
-      metrics.recordNoBackend();
-      record(context, {
-        level: "warning",
-        message: "No healthy backend",
-        backend: undefined,
-        status: 503,
-      });
-      return textResponse(503, requestId, retryAfter);
-    }
-    let tried: Set<Backend> | undefined;
-    let backend: Backend = first;
-    for (let attempt = 0;; attempt++) {
-      backend.begin();
-      const outcome = await forward(request, backend, {
-        client: deps.client,
-        timeoutMs: deps.timeoutMs,
-        clientIp,
-        requestId,
-        via: deps.via,
-        clock,
-      });
-      if (outcome.ok) {
-        endWhenDelivered(backend, info);
+    try {
+      const clientId = request.headers.get("x-request-id");
+      const requestId = clientId !== null && clientId.length <= MAX_REQUEST_ID_LENGTH
+        ? clientId
+        : createRequestId();
+      const context: RequestContext = { request, started, requestId };
+      const remoteAddr = info.remoteAddr;
+      const clientIp = "hostname" in remoteAddr ? remoteAddr.hostname : "unknown";
+      const canRetry = deps.retries > 0 && isRetryable(request);
+      const first = policy.pick(pool.backends, request);
+      if (first === undefined) {
+        metrics.recordNoBackend();
         record(context, {
-          level: "info",
-          message: "Request forwarded",
-          backend,
-          status: outcome.response.status,
-          backendMs: outcome.headersMs,
+          level: "warning",
+          message: "No healthy backend",
+          backend: undefined,
+          status: 503,
         });
-        return outcome.response;
+        return textResponse(503, requestId, retryAfter);
       }
-      const reason = outcome.reason;
-      backend.end(reason !== "client-abort");
-      if (reason === "client-abort") {
-        record(context, { level: "info", message: "Client aborted request", backend, status: 499 });
-        return textResponse(499, requestId);
+      let tried: Set<Backend> | undefined;
+      let backend: Backend = first;
+      for (let attempt = 0;; attempt++) {
+        backend.begin();
+        const outcome = await forward(request, backend, {
+          client: deps.client,
+          timeoutMs: deps.timeoutMs,
+          clientIp,
+          requestId,
+          via: deps.via,
+          clock,
+          deadlines,
+        });
+        if (outcome.ok) {
+          endWhenDelivered(backend, info);
+          record(context, {
+            level: "info",
+            message: "Request forwarded",
+            backend,
+            status: outcome.response.status,
+            backendMs: outcome.headersMs,
+          });
+          return outcome.response;
+        }
+        const reason = outcome.reason;
+        backend.end(reason !== "client-abort");
+        if (reason === "client-abort") {
+          record(context, {
+            level: "info",
+            message: "Client aborted request",
+            backend,
+            status: 499,
+          });
+          return textResponse(499, requestId);
+        }
+        const failed = backend;
+        logger.warn("Backend request failed", () => ({
+          backend: failed.name,
+          reason,
+          message: outcome.message,
+          attempt: attempt + 1,
+          requestId,
+        }));
+        const retryable = canRetry && attempt < deps.retries &&
+          (reason === "connect" || reason === "protocol");
+        // The policy picks from the whole pool with the tried backends excluded, so its own
+        // position (the round-robin cursor) moves on as for any request.
+        const next = retryable
+          ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed))
+          : undefined;
+        if (next === undefined) {
+          const status = FAILURE_STATUS[reason];
+          record(context, { level: "warning", message: "Request failed", backend, status });
+          return textResponse(status, requestId);
+        }
+        metrics.recordRetry();
+        backend = next;
       }
-      const failed = backend;
-      logger.warn("Backend request failed", () => ({
-        backend: failed.name,
-        reason,
-        message: outcome.message,
-        attempt: attempt + 1,
-        requestId,
-      }));
-      const retryable = canRetry && attempt < deps.retries &&
-        (reason === "connect" || reason === "protocol");
-      // The policy picks from the whole pool with the tried backends excluded, so its own
-      // position (the round-robin cursor) moves on as for any request.
-      const next = retryable
-        ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed))
-        : undefined;
-      if (next === undefined) {
-        const status = FAILURE_STATUS[reason];
-        record(context, { level: "warning", message: "Request failed", backend, status });
-        return textResponse(status, requestId);
-      }
-      metrics.recordRetry();
-      backend = next;
+    } catch (error) {
+      return failed(request, error);
     }
   }
 
-  function admin(request: Request, path: string): Response {
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return new Response("Method not allowed\n", {
-        status: 405,
-        headers: { ...TEXT_HEADERS, allow: "GET, HEAD" },
-      });
-    }
-    switch (path) {
-      case "metrics":
-        return new Response(metrics.render(), {
-          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-        });
-      case "status":
-        return Response.json(statusReport(pool, isDraining()));
-      case "health":
-        return isDraining()
-          ? new Response("draining\n", { status: 503, headers: TEXT_HEADERS })
-          : new Response("ok\n", { headers: TEXT_HEADERS });
-      default:
-        return new Response("Not found\n", { status: 404, headers: TEXT_HEADERS });
-    }
-  }
-
-  return async function handle(request: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+  // Not async: a proxied request's promise is `proxy`'s own, which catches its errors, so no
+  // second promise and await are spent per request.
+  return function handle(request: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
     const started = clock.now();
     try {
       const url = request.url;
       const start = pathStart(url);
       if (start >= 0 && url.startsWith(ADMIN_PREFIX, start)) {
         const end = url.indexOf("?", start);
-        return admin(request, url.slice(start + ADMIN_PREFIX.length, end < 0 ? undefined : end));
+        const path = url.slice(start + ADMIN_PREFIX.length, end < 0 ? undefined : end);
+        return Promise.resolve(adminResponse(request, path, { pool, metrics, isDraining }));
       }
-      return await proxy(request, info, started);
+      return proxy(request, info, started);
     } catch (error) {
-      // Nothing above should throw; if it does the client gets a plain 502, never the error.
-      logger.error("Request handling failed", { error, method: request.method });
-      return textResponse(502, undefined);
+      return Promise.resolve(failed(request, error));
     }
-  };
-}
-
-/** A backend's entry in `/_lb/status`. */
-export interface BackendStatus {
-  /** Short name: `host:port`. */
-  readonly name: string;
-  /** Base URL. */
-  readonly url: string;
-  /** `"healthy"` or `"unhealthy"`. */
-  readonly health: string;
-  /** Requests forwarded and not finished. */
-  readonly inFlight: number;
-  /** Requests forwarded since start. */
-  readonly requests: number;
-  /** Forwarded requests that failed since start. */
-  readonly failures: number;
-}
-
-/** The body of `/_lb/status`. */
-export interface StatusReport {
-  /** Whether the balancer is draining. */
-  readonly draining: boolean;
-  /** How many backends take traffic. */
-  readonly healthy: number;
-  /** Every backend, in configuration order. */
-  readonly backends: readonly BackendStatus[];
-}
-
-/**
- * The `/_lb/status` report.
- *
- * @param pool The backends.
- * @param draining Whether the balancer is draining.
- * @returns A JSON-ready report.
- */
-export function statusReport(pool: Pool, draining: boolean): StatusReport {
-  return {
-    draining,
-    healthy: pool.healthyCount,
-    backends: pool.backends.map((backend) => ({
-      name: backend.name,
-      url: backend.url.href,
-      health: backend.health,
-      inFlight: backend.inFlight,
-      requests: backend.requests,
-      failures: backend.failures,
-    })),
   };
 }
 

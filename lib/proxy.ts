@@ -10,7 +10,8 @@
  * @module
  */
 import type { Backend } from "./backend.ts";
-import { clientResponseHeaders, upstreamRequestHeaders } from "./proxy_headers.ts";
+import { DeadlineQueue } from "./deadlines.ts";
+import { removeHopByHop, upstreamRequestHeaders } from "./proxy_headers.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
 
 /** Why a forward produced no response. */
@@ -58,8 +59,13 @@ export interface ForwardOptions {
   readonly requestId?: string | undefined;
   /** Appended to `Via`, such as `"1.1 denolb"`. Default: no `Via` added. */
   readonly via?: string | undefined;
-  /** Measures `headersMs`. Default: {@linkcode systemClock}. */
+  /** Measures `headersMs` and drives the timeout. Default: {@linkcode systemClock}. */
   readonly clock?: Clock | undefined;
+  /**
+   * Runs the response-header timeout; share one across requests so they share its timer. It
+   * must run on `clock`. Default: a queue of this call's own, on `clock`.
+   */
+  readonly deadlines?: DeadlineQueue | undefined;
   /** The `fetch` implementation. Default: `globalThis.fetch`. */
   readonly fetch?: typeof fetch;
 }
@@ -184,7 +190,8 @@ export async function forward(
   clientSignal.addEventListener("abort", () => controller.abort(CLIENT_ABORT_REASON), {
     once: true,
   });
-  const timer = setTimeout(abortForTimeout, options.timeoutMs, controller);
+  const deadlines = options.deadlines ?? new DeadlineQueue({ clock });
+  const deadline = deadlines.add(started + options.timeoutMs, abortForTimeout, controller);
   try {
     const init: RequestInit & { client?: Deno.HttpClient } = {
       method: request.method,
@@ -201,16 +208,20 @@ export async function forward(
     if (options.client !== undefined) init.client = options.client;
     const doFetch = options.fetch ?? fetch;
     const upstream = await doFetch(upstreamUrl(backend.url, request.url), init);
-    clearTimeout(timer);
+    deadlines.cancel(deadline);
     const headersMs = clock.now() - started;
+    // The Response constructor copies a Headers object's fields directly (Set-Cookie and
+    // repeated fields as they came); stripping the copy in place is three times cheaper than
+    // building a filtered Headers (nginx sends `Connection: keep-alive` with every response).
     const response = new Response(upstream.body, {
       status: upstream.status,
       statusText: upstream.statusText,
-      headers: clientResponseHeaders(upstream.headers),
+      headers: upstream.headers,
     });
+    removeHopByHop(response.headers);
     return { ok: true, response, headersMs };
   } catch (error) {
-    clearTimeout(timer);
+    deadlines.cancel(deadline);
     const elapsedMs = clock.now() - started;
     const reason = controller.signal.reason;
     if (reason === TIMEOUT_REASON) {

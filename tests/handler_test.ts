@@ -2,11 +2,13 @@ import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../lib/backend.ts";
 import { createHandler } from "../lib/handler.ts";
 import { Metrics } from "../lib/metrics.ts";
+import { createRoundRobin } from "../lib/policies/round_robin.ts";
 import type { Policy } from "../lib/policy.ts";
 import { Pool } from "../lib/pool.ts";
 import { createUpstreamClient } from "../lib/proxy.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { captureLogs } from "./support/capture_logs.ts";
+import { FakeClock } from "./support/fake_clock.ts";
 import { startBalancer, startServer, type TestServer } from "./support/servers.ts";
 
 /** Three backends that answer with their own index. */
@@ -228,4 +230,48 @@ Deno.test("handler ends the in-flight count once the response is delivered", asy
   }
   assertEquals(lb.pool.backends[0]?.inFlight, 0);
   assertEquals(lb.pool.backends[0]?.requests, 3);
+});
+
+Deno.test("handler times out response headers on the injected clock", async () => {
+  const clock = new FakeClock();
+  const arrived = Promise.withResolvers<void>();
+  const backendSawAbort = Promise.withResolvers<void>();
+  await using backend = startServer((request) => {
+    if (new URL(request.url).pathname === "/fast") return new Response("fast");
+    arrived.resolve();
+    return new Promise<Response>((resolve) => {
+      request.signal.addEventListener("abort", () => {
+        backendSawAbort.resolve();
+        resolve(new Response("too late"));
+      });
+    });
+  });
+  const pool = new Pool([new Backend(parseBackendUrl(backend.url.href))]);
+  using client = createUpstreamClient();
+  await using lb = startServer(createHandler({
+    pool,
+    policy: createRoundRobin(),
+    client,
+    logger: getLogger(["denolb", "proxy"]),
+    metrics: new Metrics(pool.backends),
+    timeoutMs: 60_000,
+    retries: 0,
+    clock,
+  }));
+  // A finished request's deadline is cancelled: no timer stays armed and time passing is harmless.
+  const fast = await fetch(new URL("/fast", lb.url));
+  assertEquals(await fast.text(), "fast");
+  assertEquals(clock.pendingSleeps, 0);
+  await clock.advance(120_000);
+
+  const pending = fetch(new URL("/slow", lb.url));
+  await arrived.promise;
+  await clock.advance(59_999);
+  await clock.advance(1);
+  const response = await pending;
+  assertEquals(response.status, 504);
+  assertStringIncludes(await response.text(), "Gateway timeout");
+  await backendSawAbort.promise;
+  assertEquals(clock.pendingSleeps, 0);
+  assertEquals(pool.backends[0]?.inFlight, 0);
 });

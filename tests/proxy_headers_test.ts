@@ -2,6 +2,7 @@ import { isRetryable, pathStart, upstreamUrl } from "../lib/proxy.ts";
 import {
   clientResponseHeaders,
   type ForwardedInfo,
+  removeHopByHop,
   upstreamRequestHeaders,
 } from "../lib/proxy_headers.ts";
 import { assertEquals } from "./support/assert.ts";
@@ -199,4 +200,16 @@ Deno.test("isRetryable() allows only safe methods without a body", () => {
   assertEquals(isRetryable(new Request(url, { method: "POST" })), false);
   assertEquals(isRetryable(new Request(url, { method: "PUT" })), false);
   assertEquals(isRetryable(new Request(url, { method: "DELETE" })), false);
+});
+
+Deno.test("removeHopByHop() strips in place and ignores a Connection name that is not a token", () => {
+  const headers = new Headers({
+    connection: "x-internal, bad name, close",
+    "x-internal": "secret",
+    "keep-alive": "timeout=5",
+    "content-type": "text/plain",
+    "content-length": "2",
+  });
+  removeHopByHop(headers);
+  assertEquals([...headers.keys()], ["content-length", "content-type"]);
 });
