@@ -132,28 +132,18 @@ export class ResponseParser {
           at += used;
           break;
         }
-        case STATE_LENGTH: {
-          const take = Math.min(this.#remaining, end - at);
-          at += take;
-          this.#bodyBytes += take;
-          this.#remaining -= take;
-          if (this.#remaining === 0) this.#state = STATE_DONE;
+        case STATE_LENGTH:
+          at += this.#takeBody(end - at, STATE_DONE);
           break;
-        }
         case STATE_CHUNK_SIZE: {
           const used = this.#parseChunkSize(buf, at, end);
           if (used === 0) return at - start;
           at += used;
           break;
         }
-        case STATE_CHUNK_DATA: {
-          const take = Math.min(this.#remaining, end - at);
-          at += take;
-          this.#bodyBytes += take;
-          this.#remaining -= take;
-          if (this.#remaining === 0) this.#state = STATE_CHUNK_DATA_END;
+        case STATE_CHUNK_DATA:
+          at += this.#takeBody(end - at, STATE_CHUNK_DATA_END);
           break;
-        }
         case STATE_CHUNK_DATA_END: {
           // Chunk data ends with CRLF (or a bare LF); a lone CR waits for the next byte.
           const first = buf[at];
@@ -200,6 +190,20 @@ export class ResponseParser {
   }
 
   /** Parses one head if it is complete; returns the bytes used, or 0 when it is partial. */
+  /**
+   * Counts up to `available` bytes of the body part still owed (a Content-Length body or one
+   * chunk's data), moving to `next` once it is complete.
+   *
+   * @returns How many bytes were taken.
+   */
+  #takeBody(available: number, next: number): number {
+    const take = Math.min(this.#remaining, available);
+    this.#bodyBytes += take;
+    this.#remaining -= take;
+    if (this.#remaining === 0) this.#state = next;
+    return take;
+  }
+
   #parseHead(buf: Uint8Array, start: number, end: number): number {
     // One pass: the head is re-read from its start when more bytes arrive, which is rare.
     const limit = Math.min(end, start + MAX_HEAD_BYTES);
