@@ -3,9 +3,15 @@
  * proxied to a backend the policy picks, with retries, status mapping, metrics and one access
  * log record per request.
  *
- * Status mapping: no healthy backend 503 (with `Retry-After`); backend unreachable or broken
- * 502; no response headers in time 504; a client that went away 499 (nobody reads it). Error
- * bodies are one short line of plain text: never a stack trace or a backend's error message.
+ * Before anything is forwarded the request is judged once (`data/request_target.ts`): an
+ * invalid or missing `Host`, or a target that fails the path rule, is 400; `CONNECT` is 501 and
+ * `TRACE` 405 (the balancer tunnels nothing and echoes nothing). The body is then read up to
+ * the request buffer (`data/request_body.ts`) before a backend is picked.
+ *
+ * Status mapping: no healthy backend 503 (with `Retry-After`); out of file descriptors 503;
+ * backend unreachable or broken 502; no response headers in time 504; a client that went away
+ * 499 (nobody reads it); a request body that stalled 408. Error bodies are one short line of
+ * plain text: never a stack trace or a backend's error message.
  *
  * @module
  */
@@ -16,8 +22,11 @@ import type { Metrics } from "./metrics.ts";
 import type { Policy } from "./policy.ts";
 import type { Pool } from "./pool.ts";
 import { DeadlineQueue } from "./deadlines.ts";
-import { forward, type ForwardFailureReason, isRetryable, pathStart } from "./proxy.ts";
+import { type BodyFailure, readRequestBody, type RequestBody } from "./data/request_body.ts";
+import { type AcceptedTarget, resolveTarget } from "./data/request_target.ts";
+import { canRetry, forward, type ForwardFailureReason } from "./proxy.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
+import { LogThrottle } from "./shared/log_throttle.ts";
 
 /** Everything the handler needs, built once by the server. */
 export interface HandlerDeps {
@@ -31,13 +40,19 @@ export interface HandlerDeps {
   readonly logger: Logger;
   /** Counters and histograms; also served at `/_lb/metrics`. */
   readonly metrics: Metrics;
-  /** How long to wait for a backend's response headers, in milliseconds. */
+  /** How long to wait for a backend's response headers once the request is sent, in ms. */
   readonly timeoutMs: number;
   /**
-   * How many other backends a safe request (GET, HEAD, OPTIONS without a body) is retried on
-   * after a connection failure or a broken response.
+   * How many other backends a request is retried on: after a connect failure (any method), or
+   * a broken response (idempotent methods), when its body is absent or buffered.
    */
   readonly retries: number;
+  /** Request bodies up to this many bytes are read whole before forwarding. Default: 1 MiB. */
+  readonly requestBufferBytes?: number;
+  /** The longest pause between two reads of a request body, in ms; 0 is none. Default: 30000. */
+  readonly bodyTimeoutMs?: number;
+  /** Counts stalled request bodies (the listener counts its own timeouts). Default: none. */
+  readonly onBodyTimeout?: () => void;
   /** Seconds in the 503's `Retry-After` when no backend is healthy. Default: 1. */
   readonly retryAfterSeconds?: number;
   /** Whether the balancer is draining: `/_lb/health` then answers 503. Default: never. */
@@ -64,18 +79,41 @@ const FAILURE_STATUS: Readonly<Record<ForwardFailureReason, number>> = {
   protocol: 502,
   timeout: 504,
   "client-abort": 499,
+  "client-timeout": 408,
+  "fd-exhausted": 503,
 };
 
+/** Failures that are not the backend's: they do not count against it. */
+const NOT_BACKENDS_FAULT: ReadonlySet<ForwardFailureReason> = new Set([
+  "client-abort",
+  "client-timeout",
+  "fd-exhausted",
+]);
+
 const FAILURE_BODY: Readonly<Record<number, string>> = {
+  400: "Bad request\n",
+  405: "Method not allowed\n",
+  408: "Request timeout: the request body stalled\n",
   499: "Client closed request\n",
+  501: "Not implemented: the balancer does not tunnel (CONNECT)\n",
   502: "Bad gateway: the backend could not be reached or failed\n",
   503: "Service unavailable: no backend is healthy\n",
   504: "Gateway timeout: the backend did not answer in time\n",
 };
 
+const FD_EXHAUSTED_BODY = "Service unavailable: the balancer is out of file descriptors\n";
+
+/** Methods a reverse proxy should not pass on: nothing is tunnelled, nothing echoed. */
+const REFUSED_METHOD_STATUS: Readonly<Record<string, number>> = { CONNECT: 501, TRACE: 405 };
+const ALLOWED_METHODS = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
+/** How much of a rejected target the log keeps. */
+const MAX_LOGGED_TARGET = 256;
+
 /** What every access record of one request shares. */
 interface RequestContext {
   readonly request: Request;
+  /** The normalized path forwarded, or for a rejected request the raw target (cut short). */
+  readonly path: string;
   /** When the request arrived, on the handler's clock. */
   readonly started: number;
   readonly requestId: string;
@@ -92,6 +130,8 @@ interface AccessEntry {
   readonly status: number;
   /** Time to the backend's response headers, when it answered. */
   readonly backendMs?: number;
+  /** Why the request was refused or failed, when it was. */
+  readonly reason?: string;
 }
 
 /**
@@ -112,8 +152,17 @@ export function createHandler(deps: HandlerDeps): Handler {
   const retryAfter = String(deps.retryAfterSeconds ?? 1);
   const isDraining = deps.isDraining ?? (() => false);
   const { pool, policy, logger, metrics } = deps;
-  // One timer for every request's response-header timeout.
+  // One timer for every request's response-header timeout, one for body reads.
   const deadlines = new DeadlineQueue({ clock });
+  const bodyDeadlines = new DeadlineQueue({ clock });
+  const bodyOptions = {
+    limitBytes: deps.requestBufferBytes ?? 1024 * 1024,
+    idleTimeoutMs: deps.bodyTimeoutMs ?? 30_000,
+    deadlines: bodyDeadlines,
+    now: () => clock.now(),
+  };
+  // Descriptor exhaustion comes in floods: one WARN per second says how many there were.
+  const fdThrottle = new LogThrottle({ intervalMs: 1_000, clock });
 
   /**
    * Counts a finished request in the metrics and writes its access record; the record's
@@ -123,18 +172,50 @@ export function createHandler(deps: HandlerDeps): Handler {
     const durationMs = clock.now() - context.started;
     metrics.recordRequest(entry.backend, entry.status, durationMs);
     if (!logger.isEnabledFor(entry.level)) return;
-    const url = context.request.url;
-    const start = pathStart(url);
-    const query = url.indexOf("?", start);
-    logger[entry.level](entry.message, {
+    const properties: Record<string, unknown> = {
       method: context.request.method,
-      path: start < 0 ? "/" : url.slice(start, query < 0 ? undefined : query),
+      path: context.path,
       backend: entry.backend?.name ?? null,
       status: entry.status,
       durationMs: round(durationMs),
       backendMs: entry.backendMs === undefined ? null : round(entry.backendMs),
       requestId: context.requestId,
+    };
+    if (entry.reason !== undefined) properties.reason = entry.reason;
+    logger[entry.level](entry.message, properties);
+  }
+
+  /** Answers a request the balancer refuses itself (bad target, method, or body). */
+  function refuse(
+    context: RequestContext,
+    status: number,
+    reason: string,
+    headers?: Record<string, string>,
+  ): Response {
+    record(context, {
+      level: "info",
+      message: "Request refused",
+      backend: undefined,
+      status,
+      reason,
     });
+    return textResponse(status, context.requestId, undefined, headers);
+  }
+
+  /** The client's body failed before any backend was involved. */
+  function bodyFailed(context: RequestContext, failure: BodyFailure, message: string): Response {
+    if (failure === "timeout") {
+      deps.onBodyTimeout?.();
+      return refuse(context, 408, "request body timed out", { connection: "close" });
+    }
+    record(context, {
+      level: "info",
+      message: "Client aborted request",
+      backend: undefined,
+      status: 499,
+      reason: message,
+    });
+    return textResponse(499, context.requestId);
   }
 
   /** Answers 502 for an error that escaped; nothing should throw, and the client never sees it. */
@@ -146,20 +227,20 @@ export function createHandler(deps: HandlerDeps): Handler {
   async function proxy(
     request: Request,
     info: Deno.ServeHandlerInfo,
-    started: number,
+    target: AcceptedTarget,
+    context: RequestContext,
   ): Promise<Response> {
     try {
-      const clientId = request.headers.get("x-request-id");
-      const requestId = clientId !== null && clientId.length <= MAX_REQUEST_ID_LENGTH
-        ? clientId
-        : createRequestId();
-      const context: RequestContext = { request, started, requestId };
+      const { requestId } = context;
+      const read = await readRequestBody(request, bodyOptions);
+      if (!read.ok) return bodyFailed(context, read.failure, read.message);
+      const body: RequestBody = read.body;
       const remoteAddr = info.remoteAddr;
       const clientIp = "hostname" in remoteAddr ? remoteAddr.hostname : "unknown";
-      const canRetry = deps.retries > 0 && isRetryable(request);
       const first = policy.pick(pool.backends, request);
       if (first === undefined) {
         metrics.recordNoBackend();
+        cancelBody(body);
         record(context, {
           level: "warning",
           message: "No healthy backend",
@@ -174,6 +255,8 @@ export function createHandler(deps: HandlerDeps): Handler {
         backend.begin();
         const outcome = await forward(request, backend, {
           client: deps.client,
+          target,
+          body,
           timeoutMs: deps.timeoutMs,
           clientIp,
           requestId,
@@ -193,26 +276,36 @@ export function createHandler(deps: HandlerDeps): Handler {
           return outcome.response;
         }
         const reason = outcome.reason;
-        backend.end(reason !== "client-abort");
-        if (reason === "client-abort") {
-          record(context, {
-            level: "info",
-            message: "Client aborted request",
-            backend,
-            status: 499,
-          });
-          return textResponse(499, requestId);
+        backend.end(!NOT_BACKENDS_FAULT.has(reason));
+        if (reason === "client-abort" || reason === "client-timeout") {
+          return bodyFailed(
+            context,
+            reason === "client-abort" ? "client-abort" : "timeout",
+            outcome.message,
+          );
         }
         const failed = backend;
-        logger.warn("Backend request failed", () => ({
-          backend: failed.name,
-          reason,
-          message: outcome.message,
-          attempt: attempt + 1,
-          requestId,
-        }));
-        const retryable = canRetry && attempt < deps.retries &&
-          (reason === "connect" || reason === "protocol");
+        if (reason === "fd-exhausted") {
+          const suppressed = fdThrottle.take("connect");
+          if (suppressed !== undefined) {
+            logger.warn("Out of file descriptors connecting to backend", {
+              backend: failed.name,
+              message: outcome.message,
+              suppressed,
+            });
+          }
+          metrics.recordEvent("connect-fd-exhausted");
+        } else {
+          logger.warn("Backend request failed", () => ({
+            backend: failed.name,
+            reason,
+            message: outcome.message,
+            attempt: attempt + 1,
+            requestId,
+          }));
+        }
+        const retryable = attempt < deps.retries && reason !== "timeout" &&
+          canRetry(request.method, body, reason === "fd-exhausted" ? "connect" : reason);
         // The policy picks from the whole pool with the tried backends excluded, so its own
         // position (the round-robin cursor) moves on as for any request.
         const next = retryable
@@ -220,8 +313,10 @@ export function createHandler(deps: HandlerDeps): Handler {
           : undefined;
         if (next === undefined) {
           const status = FAILURE_STATUS[reason];
-          record(context, { level: "warning", message: "Request failed", backend, status });
-          return textResponse(status, requestId);
+          record(context, { level: "warning", message: "Request failed", backend, status, reason });
+          return reason === "fd-exhausted"
+            ? textResponse(503, requestId, retryAfter, undefined, FD_EXHAUSTED_BODY)
+            : textResponse(status, requestId);
         }
         metrics.recordRetry();
         backend = next;
@@ -236,14 +331,33 @@ export function createHandler(deps: HandlerDeps): Handler {
   return function handle(request: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
     const started = clock.now();
     try {
-      const url = request.url;
-      const start = pathStart(url);
-      if (start >= 0 && url.startsWith(ADMIN_PREFIX, start)) {
-        const end = url.indexOf("?", start);
-        const path = url.slice(start + ADMIN_PREFIX.length, end < 0 ? undefined : end);
+      const clientId = request.headers.get("x-request-id");
+      const requestId = clientId !== null && clientId.length <= MAX_REQUEST_ID_LENGTH
+        ? clientId
+        : createRequestId();
+      const refusedStatus = REFUSED_METHOD_STATUS[request.method];
+      const target = resolveTarget(request.url, request.headers.get("host"));
+      if (!target.ok || refusedStatus !== undefined) {
+        const context: RequestContext = {
+          request,
+          path: request.url.slice(0, MAX_LOGGED_TARGET),
+          started,
+          requestId,
+        };
+        if (refusedStatus !== undefined) {
+          return Promise.resolve(
+            refuse(context, refusedStatus, `method ${request.method} is not supported`, {
+              allow: ALLOWED_METHODS,
+            }),
+          );
+        }
+        return Promise.resolve(refuse(context, 400, target.ok ? "" : target.reason));
+      }
+      if (target.path.startsWith(ADMIN_PREFIX)) {
+        const path = target.path.slice(ADMIN_PREFIX.length);
         return Promise.resolve(adminResponse(request, path, { pool, metrics, isDraining }));
       }
-      return proxy(request, info, started);
+      return proxy(request, info, target, { request, path: target.path, started, requestId });
     } catch (error) {
       return Promise.resolve(failed(request, error));
     }
@@ -268,11 +382,18 @@ function textResponse(
   status: number,
   requestId: string | undefined,
   retryAfter?: string,
+  extraHeaders?: Record<string, string>,
+  body?: string,
 ): Response {
-  const headers: Record<string, string> = { ...TEXT_HEADERS };
+  const headers: Record<string, string> = { ...TEXT_HEADERS, ...extraHeaders };
   if (requestId !== undefined) headers["x-request-id"] = requestId;
   if (retryAfter !== undefined) headers["retry-after"] = retryAfter;
-  return new Response(FAILURE_BODY[status] ?? "Error\n", { status, headers });
+  return new Response(body ?? FAILURE_BODY[status] ?? "Error\n", { status, headers });
+}
+
+/** Releases a streamed body nobody will forward. */
+function cancelBody(body: RequestBody): void {
+  if (body.kind === "streamed") body.stream.cancel().catch(() => {});
 }
 
 function round(ms: number): number {

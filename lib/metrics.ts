@@ -51,6 +51,58 @@ class Series {
   }
 }
 
+/** Events outside the request/response path, each counted in one series. */
+export type MetricEvent =
+  /** `accept()` failed for want of file descriptors. */
+  | "accept-fd-exhausted"
+  /** `accept()` failed for another reason. */
+  | "accept-error"
+  /** Connecting to a backend failed for want of file descriptors. */
+  | "connect-fd-exhausted"
+  /** A client connection sent no complete request head within the header timeout. */
+  | "header-timeout"
+  /** A kept-alive client connection sent no next request within the keep-alive timeout. */
+  | "keepalive-timeout"
+  /** A client's request body stalled past the body timeout. */
+  | "body-timeout"
+  /** A client connection broke with an HTTP error (such as bad chunked framing). */
+  | "connection-error";
+
+/** How events are rendered: one metric per entry, one series (labels) per event. */
+const EVENT_METRICS: ReadonlyArray<{
+  readonly name: string;
+  readonly help: string;
+  readonly series: ReadonlyArray<readonly [MetricEvent, labels: string]>;
+}> = [
+  {
+    name: "denolb_fd_exhausted_total",
+    help: "Accepts and backend connects that failed for want of file descriptors.",
+    series: [["accept-fd-exhausted", '{where="accept"}'], [
+      "connect-fd-exhausted",
+      '{where="connect"}',
+    ]],
+  },
+  {
+    name: "denolb_accept_errors_total",
+    help: "Accepts that failed for another reason.",
+    series: [["accept-error", ""]],
+  },
+  {
+    name: "denolb_client_timeouts_total",
+    help: "Client connections or requests cut for slowness, by timeout.",
+    series: [
+      ["header-timeout", '{timeout="header"}'],
+      ["keepalive-timeout", '{timeout="keepalive"}'],
+      ["body-timeout", '{timeout="body"}'],
+    ],
+  },
+  {
+    name: "denolb_client_connection_errors_total",
+    help: "Client connections that broke with an HTTP error, such as bad chunked framing.",
+    series: [["connection-error", ""]],
+  },
+];
+
 /** Counters and histograms of one balancer (one isolate). */
 export class Metrics {
   readonly #series = new Map<string, Series>();
@@ -58,6 +110,7 @@ export class Metrics {
   readonly #backends: readonly Backend[];
   #noBackend = 0;
   #retries = 0;
+  readonly #events = new Map<MetricEvent, number>();
 
   /**
    * @param backends The backends whose gauges are exposed, in configuration order. Their
@@ -92,6 +145,25 @@ export class Metrics {
   /** Records a request answered 503 because no backend was healthy. */
   recordNoBackend(): void {
     this.#noBackend++;
+  }
+
+  /**
+   * Counts one event outside the request path.
+   *
+   * @param event What happened.
+   */
+  recordEvent(event: MetricEvent): void {
+    this.#events.set(event, (this.#events.get(event) ?? 0) + 1);
+  }
+
+  /**
+   * How often `event` happened.
+   *
+   * @param event The event.
+   * @returns Its count.
+   */
+  eventCount(event: MetricEvent): number {
+    return this.#events.get(event) ?? 0;
   }
 
   /** Records one retry of a request on another backend. */
@@ -197,6 +269,12 @@ export class Metrics {
         `denolb_health_flips_total{${series.label},to="healthy"} ${series.healthyFlips}`,
         `denolb_health_flips_total{${series.label},to="unhealthy"} ${series.unhealthyFlips}`,
       );
+    }
+    for (const metric of EVENT_METRICS) {
+      lines.push(`# HELP ${metric.name} ${metric.help}`, `# TYPE ${metric.name} counter`);
+      for (const [event, labels] of metric.series) {
+        lines.push(`${metric.name}${labels} ${this.#events.get(event) ?? 0}`);
+      }
     }
     lines.push("");
     return lines.join("\n");

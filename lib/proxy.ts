@@ -10,7 +10,10 @@
  * @module
  */
 import type { Backend } from "./backend.ts";
-import { DeadlineQueue } from "./deadlines.ts";
+import { isFdExhaustion } from "./data/listener.ts";
+import type { RequestBody } from "./data/request_body.ts";
+import type { AcceptedTarget } from "./data/request_target.ts";
+import { type Deadline, DeadlineQueue } from "./deadlines.ts";
 import { removeHopByHop, upstreamRequestHeaders } from "./proxy_headers.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
 
@@ -22,7 +25,14 @@ export type ForwardFailureReason =
   | "timeout"
   /** The client went away (or aborted its upload) before the response headers arrived. */
   | "client-abort"
-  /** The connection broke or the backend answered with something that is not HTTP. */
+  /** The client's streamed upload stalled past the body timeout. */
+  | "client-timeout"
+  /** The balancer ran out of file descriptors connecting: nobody's fault but the load. */
+  | "fd-exhausted"
+  /**
+   * The connection broke, the backend answered with something that is not HTTP, or with a
+   * `101 Switching Protocols` nobody asked for.
+   */
   | "protocol";
 
 /** The result of {@linkcode forward}. */
@@ -51,10 +61,19 @@ export interface ForwardOptions {
    * Default: the default client.
    */
   readonly client?: Deno.HttpClient | undefined;
-  /** How long to wait for the backend's response headers, in milliseconds. */
+  /** Where on the backend: the validated authority, normalized path and query. */
+  readonly target: AcceptedTarget;
+  /** The request body, already read (or streaming) by {@linkcode readRequestBody}. */
+  readonly body: RequestBody;
+  /**
+   * How long to wait for the backend's response headers once the request has been sent, in
+   * milliseconds. For a streamed body the wait starts when its last byte has been handed on.
+   */
   readonly timeoutMs: number;
   /** The client's IP address, appended to `X-Forwarded-For`. */
   readonly clientIp: string;
+  /** The scheme of the client's connection, sent as `X-Forwarded-Proto`. Default: `"http"`. */
+  readonly proto?: string | undefined;
   /** Sent to the backend as `X-Request-Id`. Default: the client's header, if any. */
   readonly requestId?: string | undefined;
   /** Appended to `Via`, such as `"1.1 denolb"`. Default: no `Via` added. */
@@ -95,62 +114,54 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Deno.
 }
 
 /**
- * The upstream URL: the backend's base URL followed by the request's path and query. Only the
- * path and query are taken from the request: an absolute-form target or a `Host` header never
+ * The upstream URL: the backend's base URL followed by the request's normalized path and
+ * query. Only those come from the request: an absolute-form target or a `Host` header never
  * chooses where the request goes.
  *
  * @param base The backend's base URL (its path ends in `/`).
- * @param requestUrl The request's URL, as `Request.url` gives it (absolute).
+ * @param target The request's normalized path (starting with `/`) and query.
  * @returns The URL to fetch.
  *
  * @example
  * ```ts
  * import { upstreamUrl } from "./proxy.ts";
- * const url = upstreamUrl(new URL("http://10.0.0.2:8080/app/"), "http://evil.example/a?b=1");
+ * const url = upstreamUrl(new URL("http://10.0.0.2:8080/app/"), { path: "/a", query: "?b=1" });
  * if (url !== "http://10.0.0.2:8080/app/a?b=1") throw new Error(url);
  * ```
  */
-export function upstreamUrl(base: URL, requestUrl: string): string {
-  const start = pathStart(requestUrl);
-  // base.href ends in "/", and the request path starts with one.
-  return start < 0 ? base.href : base.href + requestUrl.slice(start + 1);
+export function upstreamUrl(
+  base: URL,
+  target: Pick<AcceptedTarget, "path" | "query">,
+): string {
+  // base.href ends in "/", and the path starts with one.
+  return base.href + target.path.slice(1) + target.query;
 }
 
-/**
- * The index where the path starts in an absolute URL string, or -1 when it has none.
- *
- * @param url An absolute URL such as `Request.url`.
- * @returns The index of the `/` that starts the path, or -1.
- */
-export function pathStart(url: string): number {
-  const authority = url.indexOf("//");
-  return url.indexOf("/", authority < 0 ? 0 : authority + 2);
-}
+/** Methods that RFC 9110 section 9.2.2 calls idempotent (TRACE is refused before forwarding). */
+const IDEMPOTENT: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
 /**
- * Whether the request can be sent again to another backend after a failure that happened
- * before any response: its method is safe and idempotent (RFC 9110 section 9.2) and it carries
- * no body (a streamed body is consumed by the first attempt).
+ * Whether a request that failed with `reason` may be sent again to another backend. A connect
+ * failure means the request never left, so any method may go again; after a connection was
+ * made only idempotent methods may. Either way the body must still be in hand: absent or
+ * buffered, not a stream the first attempt consumed.
  *
- * @param request The client's request.
+ * @param method The request's method.
+ * @param body The request body as read.
+ * @param reason Why the attempt failed.
  * @returns Whether a retry is safe.
+ *
+ * @example
+ * ```ts
+ * import { canRetry } from "./proxy.ts";
+ * const body = { kind: "buffered", bytes: new Uint8Array(3) } as const;
+ * if (!canRetry("POST", body, "connect") || canRetry("POST", body, "protocol")) throw new Error();
+ * ```
  */
-export function isRetryable(request: Request): boolean {
-  const method = request.method;
-  if (method === "GET" || method === "HEAD") return true; // no body is ever forwarded
-  return method === "OPTIONS" && !hasBody(request);
-}
-
-/**
- * Whether the request's body must be forwarded. `GET` and `HEAD` bodies are dropped (fetch
- * cannot send them); a zero `Content-Length` means none. A request without `Content-Length`
- * or `Transfer-Encoding` still forwards its stream: HTTP/2 clients frame bodies without them.
- */
-function hasBody(request: Request): boolean {
-  if (request.body === null) return false;
-  const method = request.method;
-  if (method === "GET" || method === "HEAD") return false;
-  return request.headers.get("content-length") !== "0";
+export function canRetry(method: string, body: RequestBody, reason: ForwardFailureReason): boolean {
+  if (body.kind === "streamed") return false;
+  if (reason === "connect") return true;
+  return reason === "protocol" && IDEMPOTENT.has(method);
 }
 
 const TIMEOUT_REASON = new DOMException("Backend response headers timed out", "TimeoutError");
@@ -162,14 +173,15 @@ function abortForTimeout(controller: AbortController): void {
 
 /**
  * Forwards one request to one backend and returns its response, or why there is none. Never
- * throws. The method, path and query, filtered headers and streamed body go to the backend;
- * redirects come back as they are, not followed. The timeout covers the response headers only:
- * once they arrive the body streams for as long as it takes. A client that goes away aborts the
- * upstream request, before or after the headers.
+ * throws. The method, normalized path and query, filtered headers and body go to the backend;
+ * redirects come back as they are, not followed. The timeout covers the wait for the response
+ * headers once the request has been sent: upload time does not count, and once the headers
+ * arrive the body streams for as long as it takes. A client that goes away aborts the upstream
+ * request, before or after the headers.
  *
  * @param request The client's request.
  * @param backend Where to send it.
- * @param options The client, the header timeout and the forwarding facts.
+ * @param options The target, body, client, header timeout and the forwarding facts.
  * @returns The response for the client, or the failure's reason.
  */
 export async function forward(
@@ -191,25 +203,48 @@ export async function forward(
     once: true,
   });
   const deadlines = options.deadlines ?? new DeadlineQueue({ clock });
-  const deadline = deadlines.add(started + options.timeoutMs, abortForTimeout, controller);
+  const body = options.body;
+  let deadline: Deadline | undefined;
+  const armTimeout = () => {
+    deadline = deadlines.add(clock.now() + options.timeoutMs, abortForTimeout, controller);
+  };
+  let fetchBody: BodyInit | null = null;
+  if (body.kind === "buffered") fetchBody = body.bytes;
+  else if (body.kind === "streamed") fetchBody = body.stream;
+  // The response timeout starts once the request is sent: at once for a body in hand, at the
+  // last byte of a streamed one (a slow upload is the body timeout's business).
+  if (body.kind === "streamed" && !body.state.isComplete) body.state.onComplete = armTimeout;
+  else armTimeout();
   try {
     const init: RequestInit & { client?: Deno.HttpClient } = {
       method: request.method,
       headers: upstreamRequestHeaders(request.headers, {
         clientIp: options.clientIp,
-        proto: request.url.startsWith("https:") ? "https" : "http",
+        proto: options.proto ?? "http",
+        host: options.target.authority,
         requestId: options.requestId,
         via: options.via,
       }),
-      body: hasBody(request) ? request.body : null,
+      body: fetchBody,
       redirect: "manual",
       signal: controller.signal,
     };
     if (options.client !== undefined) init.client = options.client;
     const doFetch = options.fetch ?? fetch;
-    const upstream = await doFetch(upstreamUrl(backend.url, request.url), init);
-    deadlines.cancel(deadline);
+    const upstream = await doFetch(upstreamUrl(backend.url, options.target), init);
+    if (deadline !== undefined) deadlines.cancel(deadline);
     const headersMs = clock.now() - started;
+    if (upstream.status === 101) {
+      // Nothing asked to switch protocols: passing it on would leave the client speaking HTTP
+      // on a connection the backend considers upgraded.
+      upstream.body?.cancel().catch(() => {});
+      return {
+        ok: false,
+        reason: "protocol",
+        message: "Backend switched protocols unrequested (101)",
+        elapsedMs: headersMs,
+      };
+    }
     // The Response constructor copies a Headers object's fields directly (Set-Cookie and
     // repeated fields as they came); stripping the copy in place is three times cheaper than
     // building a filtered Headers (nginx sends `Connection: keep-alive` with every response).
@@ -221,11 +256,16 @@ export async function forward(
     removeHopByHop(response.headers);
     return { ok: true, response, headersMs };
   } catch (error) {
-    deadlines.cancel(deadline);
+    if (deadline !== undefined) deadlines.cancel(deadline);
+    if (body.kind === "streamed") body.state.onComplete = undefined;
     const elapsedMs = clock.now() - started;
     const reason = controller.signal.reason;
     if (reason === TIMEOUT_REASON) {
       return { ok: false, reason: "timeout", message: TIMEOUT_REASON.message, elapsedMs };
+    }
+    if (body.kind === "streamed" && body.state.failure !== undefined) {
+      const failure = body.state.failure === "timeout" ? "client-timeout" : "client-abort";
+      return { ok: false, reason: failure, message: "Client request body failed", elapsedMs };
     }
     if (reason === CLIENT_ABORT_REASON || clientSignal.aborted) {
       return { ok: false, reason: "client-abort", message: CLIENT_ABORT_REASON.message, elapsedMs };
@@ -235,16 +275,20 @@ export async function forward(
 }
 
 /**
- * Sorts a `fetch` rejection into `connect` (the request never left: safe to retry anywhere) or
- * `protocol`. Deno reports both as `TypeError("fetch failed")` with the cause's message naming
- * the failed stage: `client error (Connect)` for TCP and DNS failures.
+ * Sorts a `fetch` rejection into `connect` (the request never left: safe to retry anywhere),
+ * `fd-exhausted` (no descriptor for the connection: also never left) or `protocol`. Deno
+ * reports these as `TypeError("fetch failed")` with the cause's message naming the failed
+ * stage: `client error (Connect)` for TCP and DNS failures.
  */
-function classifyFetchError(error: unknown): { reason: "connect" | "protocol"; message: string } {
+function classifyFetchError(
+  error: unknown,
+): { reason: "connect" | "fd-exhausted" | "protocol"; message: string } {
   const cause = error instanceof Error ? error.cause : undefined;
   const message = cause instanceof Error
     ? cause.message
     : error instanceof Error
     ? error.message
     : String(error);
+  if (isFdExhaustion(error)) return { reason: "fd-exhausted", message };
   return { reason: message.includes("(Connect)") ? "connect" : "protocol", message };
 }

@@ -20,8 +20,16 @@
 export interface ForwardedInfo {
   /** The client's IP address, appended to `X-Forwarded-For`. */
   readonly clientIp: string;
-  /** The scheme the client used to reach the balancer: `X-Forwarded-Proto`. */
+  /**
+   * The scheme of the connection the client used to reach the balancer: `X-Forwarded-Proto`.
+   * Never taken from the request target.
+   */
   readonly proto: string;
+  /**
+   * The authority the client addressed (its `Host`, or an absolute-form target's), already
+   * validated: sent as `Host` and `X-Forwarded-Host`. Default: the client's `Host` header.
+   */
+  readonly host?: string | undefined;
   /** Sent as `X-Request-Id` when given (replacing the client's). Default: the client's, if any. */
   readonly requestId?: string | undefined;
   /** Appended to `Via` when given, such as `"1.1 denolb"`. Default: no `Via` added. */
@@ -53,9 +61,18 @@ const REQUEST_DROPPED: ReadonlySet<string> = new Set([
   ...HOP_BY_HOP,
   "content-length",
   "accept-encoding",
+  // The balancer's own listener answers `100 Continue` when the body is read (RFC 9110
+  // section 10.1.1); the backend gets the whole body, so the expectation ends here.
+  "expect",
   "x-forwarded-proto",
   "x-forwarded-host",
 ]);
+
+/**
+ * Headers a `Connection` header cannot remove: the balancer sets them itself, so a client
+ * naming them (`Connection: host`) must not make the next hop lose them.
+ */
+const PROTECTED: ReadonlySet<string> = new Set(["host"]);
 
 /**
  * The header names listed in a `Connection` header (RFC 9110 section 7.6.1): the sender marks
@@ -85,9 +102,10 @@ export type HeaderList = Array<[name: string, value: string]>;
 /**
  * Builds the headers sent to the backend from the client's. Hop-by-hop headers go, including
  * every header named in `Connection` (removed before `X-Forwarded-For` is extended, so a client
- * cannot make the next hop delete it); `Content-Length` and `Transfer-Encoding` go (fetch frames
- * the body itself). `Host` stays. `X-Forwarded-For` gets the client's IP appended,
- * `X-Forwarded-Proto` and `X-Forwarded-Host` (the client's `Host`) are set, and
+ * cannot make the next hop delete it, and never `Host`); `Content-Length` and
+ * `Transfer-Encoding` go (fetch frames the body itself); `Expect` goes (the balancer answered
+ * it). `Host` is the validated authority. `X-Forwarded-For` gets the client's IP appended,
+ * `X-Forwarded-Proto` (the connection's scheme) and `X-Forwarded-Host` are set, and
  * `Accept-Encoding` becomes `identity` so fetch never decodes the body (see the module docs).
  *
  * The result is a list of pairs rather than a `Headers` object: `fetch` builds its request
@@ -116,7 +134,7 @@ export function upstreamRequestHeaders(incoming: Headers, info: ForwardedInfo): 
   // Set-Cookie, which a request does not carry).
   for (const field of incoming) {
     const name = field[0];
-    if (REQUEST_DROPPED.has(name) || named?.has(name)) continue;
+    if (REQUEST_DROPPED.has(name) || (named?.has(name) && !PROTECTED.has(name))) continue;
     switch (name) {
       case "x-forwarded-for":
         forwardedFor = field[1];
@@ -126,8 +144,9 @@ export function upstreamRequestHeaders(incoming: Headers, info: ForwardedInfo): 
         via = field[1];
         continue;
       case "host":
-        host = field[1];
-        break;
+        host = info.host ?? field[1];
+        out.push(["host", host]);
+        continue;
       case "x-request-id":
         if (info.requestId !== undefined) continue;
         break;

@@ -1,4 +1,4 @@
-import { isRetryable, pathStart, upstreamUrl } from "../lib/proxy.ts";
+import { canRetry, upstreamUrl } from "../lib/proxy.ts";
 import {
   clientResponseHeaders,
   type ForwardedInfo,
@@ -171,35 +171,45 @@ Deno.test("clientResponseHeaders() returns the backend's headers when none is ho
   assertEquals(clientResponseHeaders(upstream) === upstream, true);
 });
 
-Deno.test("upstreamUrl() takes only the path and query from the request", () => {
+Deno.test("upstreamUrl() joins the backend's base URL and the normalized target", () => {
   const base = new URL("http://10.0.0.2:8080/");
   assertEquals(
-    upstreamUrl(base, "http://shop.example/a/b?c=1&d"),
+    upstreamUrl(base, { path: "/a/b", query: "?c=1&d" }),
     "http://10.0.0.2:8080/a/b?c=1&d",
   );
-  assertEquals(upstreamUrl(base, "http://evil.example/"), "http://10.0.0.2:8080/");
+  assertEquals(upstreamUrl(base, { path: "/", query: "" }), "http://10.0.0.2:8080/");
   assertEquals(
-    upstreamUrl(base, "http://shop.example//evil.example/x"),
+    upstreamUrl(base, { path: "//evil.example/x", query: "" }),
     "http://10.0.0.2:8080//evil.example/x",
   );
+  // fetch parses what it is given; a double slash stays a path, never an authority.
+  assertEquals(
+    new URL(upstreamUrl(base, { path: "//evil.example/x", query: "" })).host,
+    "10.0.0.2:8080",
+  );
   const prefixed = new URL("http://10.0.0.2:8080/app/");
-  assertEquals(upstreamUrl(prefixed, "http://shop.example/x?y"), "http://10.0.0.2:8080/app/x?y");
+  assertEquals(upstreamUrl(prefixed, { path: "/x", query: "?y" }), "http://10.0.0.2:8080/app/x?y");
 });
 
-Deno.test("pathStart() finds the path after the authority", () => {
-  assertEquals(pathStart("http://a.example:80/x"), 19);
-  assertEquals(pathStart("http://a.example"), -1);
-});
-
-Deno.test("isRetryable() allows only safe methods without a body", () => {
-  const url = "http://lb.example/";
-  assertEquals(isRetryable(new Request(url)), true);
-  assertEquals(isRetryable(new Request(url, { method: "HEAD" })), true);
-  assertEquals(isRetryable(new Request(url, { method: "OPTIONS" })), true);
-  assertEquals(isRetryable(new Request(url, { method: "OPTIONS", body: "x" })), false);
-  assertEquals(isRetryable(new Request(url, { method: "POST" })), false);
-  assertEquals(isRetryable(new Request(url, { method: "PUT" })), false);
-  assertEquals(isRetryable(new Request(url, { method: "DELETE" })), false);
+Deno.test("canRetry() retries any method after a connect failure, idempotent ones after a break", () => {
+  const none = { kind: "none" } as const;
+  const buffered = { kind: "buffered", bytes: new Uint8Array(2) } as const;
+  const streamed = {
+    kind: "streamed",
+    stream: new ReadableStream<Uint8Array>(),
+    state: { failure: undefined, isComplete: false, onComplete: undefined },
+  } as const;
+  for (const method of ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]) {
+    assertEquals(canRetry(method, buffered, "connect"), true, method);
+    assertEquals(canRetry(method, streamed, "connect"), false, `${method} streamed`);
+  }
+  for (const method of ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]) {
+    assertEquals(canRetry(method, none, "protocol"), true, method);
+  }
+  assertEquals(canRetry("POST", buffered, "protocol"), false);
+  assertEquals(canRetry("PATCH", none, "protocol"), false);
+  assertEquals(canRetry("GET", none, "timeout"), false);
+  assertEquals(canRetry("GET", none, "client-abort"), false);
 });
 
 Deno.test("removeHopByHop() strips in place and ignores a Connection name that is not a token", () => {

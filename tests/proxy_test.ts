@@ -131,11 +131,11 @@ Deno.test("forward() streams a 10 MB upload byte-identical", async () => {
     }
     return new Response(received, { headers: { "x-received-sha256": await sha256(received) } });
   });
-  await using lb = startBalancer([backend.url]);
-  // The client holds back all but the first 64 KiB until the backend has seen data: a balancer
-  // that buffered the upload would never let that happen.
-  const head = payload.subarray(0, 64 * 1024);
-  const rest = payload.subarray(64 * 1024);
+  await using lb = startBalancer([backend.url], { requestBufferBytes: MIB });
+  // The client holds back all but the first 1 MiB + 64 KiB until the backend has seen data: a
+  // balancer that buffered more than its 1 MiB request buffer would never let that happen.
+  const head = payload.subarray(0, MIB + 64 * 1024);
+  const rest = payload.subarray(MIB + 64 * 1024);
   let sentHead = false;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -382,16 +382,45 @@ Deno.test("forward() retries keep the rotation over the remaining backends", asy
   assertEquals(counts, { first: 5, third: 4 });
 });
 
-Deno.test("forward() does not retry a POST", async () => {
+Deno.test("forward() retries a POST whose backend refused the connection", async () => {
+  const bodies: string[] = [];
+  await using live = startServer(async (request) => {
+    bodies.push(await request.text());
+    return new Response("from live");
+  });
+  await using lb = startBalancer([`http://127.0.0.1:${unusedPort()}`, live.url], { retries: 2 });
+  const response = await fetch(new URL("/", lb.url), { method: "POST", body: "order=1" });
+  assertEquals(await response.text(), "from live");
+  assertEquals(response.status, 200);
+  // The request never left for the dead backend, so sending it elsewhere sends it once.
+  assertEquals(bodies, ["order=1"]);
+  assertEquals(lb.metrics.retryCount, 1);
+});
+
+Deno.test("forward() does not retry a POST whose backend broke after receiving it", async () => {
+  let brokenHits = 0;
+  const broken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    for await (const conn of broken) {
+      brokenHits++;
+      await conn.read(new Uint8Array(4096));
+      conn.close(); // received the request, answered nothing
+    }
+  })();
   let liveHits = 0;
   await using live = startServer(() => {
     liveHits++;
     return new Response("from live");
   });
-  await using lb = startBalancer([`http://127.0.0.1:${unusedPort()}`, live.url], { retries: 2 });
+  await using lb = startBalancer([`http://127.0.0.1:${broken.addr.port}`, live.url], {
+    retries: 2,
+  });
   const response = await fetch(new URL("/", lb.url), { method: "POST", body: "order=1" });
   await response.body?.cancel();
+  broken.close();
+  await serving.catch(() => {});
   assertEquals(response.status, 502);
   assertEquals(liveHits, 0);
+  assertEquals(brokenHits >= 1, true);
   assertEquals(lb.metrics.retryCount, 0);
 });

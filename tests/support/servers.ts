@@ -39,7 +39,16 @@ export function startServer(handler: Deno.ServeHandler<Deno.NetAddr>): TestServe
 /** Options for {@linkcode startBalancer}; each defaults as noted. */
 export interface TestBalancerOptions extends
   Partial<
-    Pick<HandlerDeps, "retries" | "timeoutMs" | "isDraining" | "retryAfterSeconds" | "via">
+    Pick<
+      HandlerDeps,
+      | "retries"
+      | "timeoutMs"
+      | "isDraining"
+      | "retryAfterSeconds"
+      | "via"
+      | "requestBufferBytes"
+      | "bodyTimeoutMs"
+    >
   > {
   /** Initial health per backend, by index. Default: all healthy. */
   readonly unhealthy?: readonly number[];
@@ -87,6 +96,10 @@ export function startBalancer(
       ? {}
       : { retryAfterSeconds: options.retryAfterSeconds }),
     ...(options.via === undefined ? {} : { via: options.via }),
+    ...(options.requestBufferBytes === undefined
+      ? {}
+      : { requestBufferBytes: options.requestBufferBytes }),
+    ...(options.bodyTimeoutMs === undefined ? {} : { bodyTimeoutMs: options.bodyTimeoutMs }),
   };
   const server = startServer(createHandler(deps));
   let closed: Promise<void> | undefined;

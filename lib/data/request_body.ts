@@ -1,0 +1,212 @@
+/**
+ * Reading a client's request body before a backend is contacted (nginx's
+ * `proxy_request_buffering`, bounded): a body of up to `limitBytes` is read whole, so a slow
+ * uploader holds no backend connection and the request can be sent again to another backend;
+ * a larger body is forwarded as a stream that starts with the bytes already read. Every read,
+ * buffered or streamed, must make progress within `idleTimeoutMs`.
+ *
+ * A body that fails to arrive is the client's fault, never the backend's: the client went away
+ * (`client-abort`, logged as 499), it stalled (`timeout`, answered 408), or its framing broke.
+ * `Deno.serve` closes a connection with broken chunked framing itself, before the handler can
+ * answer (the listener reports it), so what reaches this module then is the resource closing.
+ *
+ * @module
+ */
+import type { Deadline, DeadlineQueue } from "../deadlines.ts";
+
+/** Why a request body could not be read. */
+export type BodyFailure =
+  /** The connection closed or broke before the body ended. */
+  | "client-abort"
+  /** No bytes arrived within the body timeout. */
+  | "timeout";
+
+/** A request body, ready to forward. */
+export type RequestBody =
+  /** No body is forwarded (none sent, empty, or a GET/HEAD body). */
+  | { readonly kind: "none" }
+  /** The whole body, in memory: it can be sent again. */
+  | { readonly kind: "buffered"; readonly bytes: Uint8Array<ArrayBuffer> }
+  /** The body is larger than the buffer: it streams once, starting with what was read. */
+  | {
+    readonly kind: "streamed";
+    readonly stream: ReadableStream<Uint8Array>;
+    readonly state: StreamState;
+  };
+
+/** How a streamed body is going; read after `fetch` settles to tell whose fault a failure was. */
+export interface StreamState {
+  /** Set when reading from the client failed mid-stream. */
+  failure: BodyFailure | undefined;
+  /** Whether the whole body has been handed on. */
+  isComplete: boolean;
+  /** Called once when the whole body has been handed on (the upload is done). */
+  onComplete: (() => void) | undefined;
+}
+
+/** The outcome of {@linkcode readRequestBody}. */
+export type BodyReadResult =
+  | { readonly ok: true; readonly body: RequestBody }
+  | { readonly ok: false; readonly failure: BodyFailure; readonly message: string };
+
+/** Options for {@linkcode readRequestBody}. */
+export interface ReadBodyOptions {
+  /** Bodies up to this many bytes are read whole before forwarding; 0 streams every body. */
+  readonly limitBytes: number;
+  /** The longest wait for the next bytes of the body, in milliseconds; 0 waits forever. */
+  readonly idleTimeoutMs: number;
+  /** Runs the idle timeouts; its clock decides when they fire. */
+  readonly deadlines: DeadlineQueue;
+  /** The deadlines' clock's `now`. */
+  readonly now: () => number;
+}
+
+const NONE: RequestBody = { kind: "none" };
+const BODY_TIMEOUT = new DOMException("Request body timed out", "TimeoutError");
+
+/**
+ * Whether the request carries a body to forward. `GET` and `HEAD` bodies are dropped (`fetch`
+ * cannot send them); a `Content-Length` of 0 means none.
+ *
+ * @param request The client's request.
+ * @returns Whether to read and forward its body.
+ */
+export function hasBody(request: Request): boolean {
+  if (request.body === null) return false;
+  const method = request.method;
+  if (method === "GET" || method === "HEAD") return false;
+  return request.headers.get("content-length") !== "0";
+}
+
+/**
+ * Reads the request body up to `options.limitBytes`, then returns it whole or as a stream.
+ *
+ * @param request The client's request.
+ * @param options Buffer bound and idle timeout.
+ * @returns The body to forward, or why the client failed to send it.
+ */
+export async function readRequestBody(
+  request: Request,
+  options: ReadBodyOptions,
+): Promise<BodyReadResult> {
+  if (!hasBody(request) || request.body === null) return { ok: true, body: NONE };
+  const body = request.body as ReadableStream<Uint8Array<ArrayBuffer>>;
+  const source: Source = { reader: body.getReader(), isTimedOut: false };
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  // A body declared larger than the buffer streams at once: buffering part of it gains little.
+  const isTooLarge = declared > options.limitBytes;
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  let size = 0;
+  if (!isTooLarge && options.limitBytes > 0) {
+    for (;;) {
+      const read = await readWithTimeout(source, options);
+      if (!read.ok) return read;
+      if (read.chunk === undefined) {
+        return {
+          ok: true,
+          body: size === 0 ? NONE : { kind: "buffered", bytes: concat(chunks, size) },
+        };
+      }
+      chunks.push(read.chunk);
+      size += read.chunk.byteLength;
+      if (size > options.limitBytes) break;
+    }
+  }
+  return { ok: true, body: streamRest(chunks, source, options) };
+}
+
+type TimedRead =
+  | { readonly ok: true; readonly chunk: Uint8Array<ArrayBuffer> | undefined }
+  | { readonly ok: false; readonly failure: BodyFailure; readonly message: string };
+
+async function readWithTimeout(source: Source, options: ReadBodyOptions): Promise<TimedRead> {
+  let deadline: Deadline | undefined;
+  if (options.idleTimeoutMs > 0) {
+    deadline = options.deadlines.add(
+      options.now() + options.idleTimeoutMs,
+      cancelForTimeout,
+      source,
+    );
+  }
+  try {
+    const { done, value } = await source.reader.read();
+    if (source.isTimedOut) return TIMED_OUT_READ;
+    return { ok: true, chunk: done ? undefined : value };
+  } catch (error) {
+    if (source.isTimedOut) return TIMED_OUT_READ;
+    return { ok: false, failure: "client-abort", message: messageOf(error) };
+  } finally {
+    if (deadline !== undefined) options.deadlines.cancel(deadline);
+  }
+}
+
+const TIMED_OUT_READ: TimedRead = { ok: false, failure: "timeout", message: BODY_TIMEOUT.message };
+
+/** The client's body reader, and whether its idle timeout fired. */
+interface Source {
+  readonly reader: ReadableStreamDefaultReader<Uint8Array<ArrayBuffer>>;
+  /** Set by the timeout: cancelling the reader resolves its pending read as done. */
+  isTimedOut: boolean;
+}
+
+function cancelForTimeout(source: Source): void {
+  source.isTimedOut = true;
+  source.reader.cancel(BODY_TIMEOUT).catch(() => {});
+}
+
+/** A stream of the bytes already read followed by the rest of the client's body. */
+function streamRest(
+  chunks: Uint8Array<ArrayBuffer>[],
+  source: Source,
+  options: ReadBodyOptions,
+): RequestBody {
+  const state: StreamState = { failure: undefined, isComplete: false, onComplete: undefined };
+  let index = 0;
+  const complete = () => {
+    state.isComplete = true;
+    state.onComplete?.();
+  };
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const buffered = chunks[index];
+      if (buffered !== undefined) {
+        chunks[index++] = EMPTY;
+        controller.enqueue(buffered);
+        return;
+      }
+      const read = await readWithTimeout(source, options);
+      if (!read.ok) {
+        state.failure = read.failure;
+        controller.error(read.failure === "timeout" ? BODY_TIMEOUT : new Error(read.message));
+        return;
+      }
+      if (read.chunk === undefined) {
+        controller.close();
+        complete();
+        return;
+      }
+      controller.enqueue(read.chunk);
+    },
+    cancel(reason) {
+      return source.reader.cancel(reason);
+    },
+  });
+  return { kind: "streamed", stream, state };
+}
+
+const EMPTY = new Uint8Array(0);
+
+function concat(chunks: readonly Uint8Array<ArrayBuffer>[], size: number): Uint8Array<ArrayBuffer> {
+  if (chunks.length === 1 && chunks[0] !== undefined) return chunks[0];
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
