@@ -22,7 +22,7 @@ Options:
   --base-port PORT       Port of the first backend; the others take the next two
                          (default 8080; 0 picks free ports)
   --delay DURATION       Delay before each page or /echo answer, e.g. 250ms or 1s; a bare
-                         number is milliseconds (default 0)
+                         number is seconds, as for every duration flag (default 0)
   --failure-rate RATE    Share of page and /echo requests answered with 500, 0 to 1 or a
                          percentage such as 20% (default 0)
   --unhealthy NAME       Start backend NAME (server8081 or 8081) with /health answering 503;
@@ -98,10 +98,10 @@ export function parseBackendsArgs(args: readonly string[]): BackendsOptions | "h
   const delayText = lastString(parsed.delay) ?? "0";
   let delayMs: number;
   try {
-    delayMs = parseDuration(delayText, "ms");
+    delayMs = parseDuration(delayText);
   } catch (error) {
     throw new UsageError(
-      `Invalid --delay "${delayText}": use a duration such as 250ms or 1s`,
+      `Invalid --delay "${delayText}": use a duration such as 250ms or 1s (a bare number is seconds)`,
       { cause: error },
     );
   }

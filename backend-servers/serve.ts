@@ -7,7 +7,8 @@
  * - `GET|HEAD /echo`: the request as JSON (method, path, headers) to see what a proxy forwarded.
  * - `POST|PUT|PATCH /echo`: streams the request body straight back.
  * - `GET /_backend`: the knobs as JSON. `POST /_backend/health?state=up|down`,
- *   `POST /_backend/delay?ms=250` (a duration; bare numbers are milliseconds) and
+ *   `POST /_backend/delay?ms=250` (milliseconds, as the parameter's name says, or a duration
+ *   with a unit such as `1.5s`) and
  *   `POST /_backend/failure-rate?rate=0.2` change them at runtime.
  * - Anything else: a file under the folder (GET/HEAD only), `index.html` for directories.
  *
@@ -317,8 +318,10 @@ class BackendServer implements RunningBackend {
         this.setHealthy(state === "up");
       },
       "/delay": () => {
-        const ms = url.searchParams.get("ms") ?? "";
-        this.setDelay(parseDuration(ms, "ms"));
+        // The parameter is named for its unit (as `intervalMs` in a config file), so a bare
+        // number is milliseconds here; a value with a unit goes through the one duration rule.
+        const ms = (url.searchParams.get("ms") ?? "").trim();
+        this.setDelay(/^\d+(\.\d+)?$/.test(ms) ? Number(ms) : parseDuration(ms));
       },
       "/failure-rate": () => {
         const rate = url.searchParams.get("rate") ?? "";

@@ -189,11 +189,11 @@ export function parseList(flag: string, text: string, check: Check): number[] {
 }
 
 /**
- * Reads a duration flag value into milliseconds.
+ * Reads a duration flag value into milliseconds. A bare number is seconds, for every flag of
+ * every command (as the seed's `--timeout 4`).
  *
  * @param flag The flag, such as `"--timeout"`, for the error message.
- * @param text The value, such as `"250ms"`, `"5s"` or a bare number.
- * @param defaultUnit The unit of a bare number.
+ * @param text The value, such as `"250ms"`, `"5s"` or a bare number of seconds.
  * @param allowZero Whether zero is accepted.
  * @returns The duration in milliseconds.
  * @throws {UsageError} When the text is not a duration, is negative, or is zero when not allowed.
@@ -201,23 +201,20 @@ export function parseList(flag: string, text: string, check: Check): number[] {
  * @example
  * ```ts
  * import { parseDurationFlag } from "./flags.ts";
- * if (parseDurationFlag("--timeout", "4", "s", false) !== 4000) throw new Error();
+ * if (parseDurationFlag("--timeout", "4", false) !== 4000) throw new Error();
  * ```
  */
 export function parseDurationFlag(
   flag: string,
   text: string,
-  defaultUnit: "ms" | "s",
   allowZero: boolean,
 ): number {
   let ms: number;
   try {
-    ms = parseDuration(text, defaultUnit);
+    ms = parseDuration(text);
   } catch (error) {
     throw new UsageError(
-      `Invalid ${flag} "${text}": use a duration such as 250ms, 5s or 1m (a bare number is in ${
-        defaultUnit === "s" ? "seconds" : "milliseconds"
-      })`,
+      `Invalid ${flag} "${text}": use a duration such as 250ms, 5s or 1m (a bare number is seconds)`,
       { cause: error },
     );
   }

@@ -57,7 +57,7 @@ Output:
 
 Thresholds (exit 1 when breached, with a line saying which and by how much):
   --max-error-rate X      Highest share of failed requests: 0.01 or 1%
-  --max-p99 DURATION      Highest p99 latency; a bare number is milliseconds
+  --max-p99 DURATION      Highest p99 latency, such as 200ms (a bare number is seconds)
   --find-capacity         Ramp from the first level (x2 each step) until errors (over
                           --max-error-rate, default any), unsent requests or --max-p99,
                           bisect, and report the highest level that held; the thresholds

@@ -199,7 +199,7 @@ function parsePlan(
       kind: "count",
       total: parseValue("--total", totalText ?? String(DEFAULTS.total), positiveInteger),
     }
-    : { kind: "time", durationMs: parseDurationFlag("--duration", durationText, "s", false) };
+    : { kind: "time", durationMs: parseDurationFlag("--duration", durationText, false) };
 
   const rounds = parseValue(
     "--rounds",
@@ -207,9 +207,7 @@ function parsePlan(
     positiveInteger,
   );
   const warmupText = flags.string("warmup");
-  const warmupMs = warmupText === undefined
-    ? 0
-    : parseDurationFlag("--warmup", warmupText, "s", true);
+  const warmupMs = warmupText === undefined ? 0 : parseDurationFlag("--warmup", warmupText, true);
   const successText = flags.string("success");
   let successStatuses = DEFAULT_SUCCESS_STATUSES;
   if (successText !== undefined) {
@@ -310,7 +308,6 @@ function parseRequest(flags: Flags, deps: ParseLoadDeps): RequestSpec {
   const timeoutMs = parseDurationFlag(
     "--timeout",
     flags.string("timeout") ?? `${DEFAULTS.timeoutMs}ms`,
-    "s",
     false,
   );
   return {
@@ -357,7 +354,7 @@ function parseThresholds(flags: Flags): Thresholds {
   }
   const maxP99Ms = p99Text === undefined
     ? undefined
-    : parseDurationFlag("--max-p99", p99Text, "ms", false);
+    : parseDurationFlag("--max-p99", p99Text, false);
   return {
     ...(maxErrorRate === undefined ? {} : { maxErrorRate }),
     ...(maxP99Ms === undefined ? {} : { maxP99Ms }),

@@ -496,7 +496,7 @@ Deno.test("parseBackendsArgs() rejects each bad flag with a one-line message", (
   const options = parseBackendsArgs([
     "--failure-rate=20%",
     "--delay",
-    "250",
+    "250ms",
     "--unhealthy",
     "8081",
     "--unhealthy",

@@ -101,7 +101,7 @@ Deno.test("parseLoadArgs() reads request, output and threshold flags", () => {
     "--max-error-rate",
     "1%",
     "--max-p99",
-    "200",
+    "0.2",
     "--find-capacity",
   ]);
   assertEquals(p.request.method, "POST");
@@ -160,20 +160,20 @@ const REJECTIONS: ReadonlyArray<readonly [string[], string]> = [
   [["--rounds", "0"], 'Invalid --rounds "0": must be a positive integer'],
   [
     ["--timeout", "soon"],
-    'Invalid --timeout "soon": use a duration such as 250ms, 5s or 1m (a bare number is in seconds)',
+    'Invalid --timeout "soon": use a duration such as 250ms, 5s or 1m (a bare number is seconds)',
   ],
   [["--timeout", "0"], 'Invalid --timeout "0": must be more than zero'],
   [
     ["--duration", "1x"],
-    'Invalid --duration "1x": use a duration such as 250ms, 5s or 1m (a bare number is in seconds)',
+    'Invalid --duration "1x": use a duration such as 250ms, 5s or 1m (a bare number is seconds)',
   ],
   [
     ["--warmup", "later"],
-    'Invalid --warmup "later": use a duration such as 250ms, 5s or 1m (a bare number is in seconds)',
+    'Invalid --warmup "later": use a duration such as 250ms, 5s or 1m (a bare number is seconds)',
   ],
   [
     ["--max-p99", "fast"],
-    'Invalid --max-p99 "fast": use a duration such as 250ms, 5s or 1m (a bare number is in milliseconds)',
+    'Invalid --max-p99 "fast": use a duration such as 250ms, 5s or 1m (a bare number is seconds)',
   ],
   [
     ["--max-error-rate", "2"],
