@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { ResponseParser } from "./http1_parser.ts";
+import { ResponseParser } from "../lib/shared/http1_parser.ts";
 import type { NetworkErrorKind, Outcome, RequestSpec, Transport } from "./transport.ts";
 
 /** The `User-Agent` sent unless the spec's headers name one. */

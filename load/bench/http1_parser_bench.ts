@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { ResponseParser } from "../http1_parser.ts";
+import { ResponseParser } from "../../lib/shared/http1_parser.ts";
 
 const encoder = new TextEncoder();
 const nginxResponse = encoder.encode(

@@ -1,4 +1,4 @@
-import { MAX_HEAD_BYTES, ResponseParser } from "../../load/http1_parser.ts";
+import { MAX_HEAD_BYTES, ResponseParser } from "../../lib/shared/http1_parser.ts";
 import { assertEquals, assertThrows } from "../support/assert.ts";
 
 const encoder = new TextEncoder();

@@ -50,7 +50,7 @@ const KEEP_ALIVE = ascii("keep-alive");
  *
  * @example Parse a response in one piece
  * ```ts
- * import { assertEquals } from "../tests/support/assert.ts";
+ * import { assertEquals } from "../../tests/support/assert.ts";
  * import { ResponseParser } from "./http1_parser.ts";
  *
  * const bytes = new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
