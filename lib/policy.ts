@@ -1,42 +1,16 @@
 /**
- * Selection policies: which backend gets the next request.
- *
- * A policy is pure: it reads the backends' state and its own cursor, does no I/O and is never
- * async, so every policy runs the same conformance suite (`tests/policy_conformance_test.ts`).
+ * Selection policies: which backend gets the next request. The interface lives in
+ * `policies/policy.ts` and the names in `policies/names.ts`, so a policy's own file never
+ * imports this one.
  *
  * @module
  */
-import type { Backend } from "./backend.ts";
+import type { Policy } from "./policies/policy.ts";
+import type { PolicyName } from "./policies/names.ts";
 import { createRoundRobin } from "./policies/round_robin.ts";
 
-/** Chooses a backend for a request. */
-export interface Policy {
-  /** The policy's name as given in configuration. */
-  readonly name: PolicyName;
-  /**
-   * Picks a healthy backend.
-   *
-   * Retries pass the whole pool again with the backends already tried in `exclude`, rather
-   * than a filtered list, so a policy's position in the pool (round-robin's cursor) stays
-   * meaningful and a failed backend does not starve the one after it.
-   *
-   * @param backends The whole pool, in configuration order (unhealthy ones are skipped).
-   * @param request The client's request (for hashing policies).
-   * @param exclude Backends not to pick (already tried for this request). Default: none.
-   * @returns The chosen backend, or `undefined` when no healthy backend is left.
-   */
-  pick(
-    backends: readonly Backend[],
-    request: Request,
-    exclude?: ReadonlySet<Backend>,
-  ): Backend | undefined;
-}
-
-/** The names of the available policies. */
-export const POLICY_NAMES = ["round-robin"] as const;
-
-/** A policy name. */
-export type PolicyName = typeof POLICY_NAMES[number];
+export { POLICY_NAMES, type PolicyName } from "./policies/names.ts";
+export type { Policy } from "./policies/policy.ts";
 
 /**
  * Creates a policy by name.

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Backend } from "../backend.ts";
-import type { Policy } from "../policy.ts";
+import type { Policy } from "./policy.ts";
 
 /**
  * Creates a round-robin policy. The cursor advances past the backend it picked, so a backend

@@ -5,6 +5,12 @@
  * @module
  */
 
+/**
+ * The longest delay a JavaScript timer honours: 2^31-1 ms (about 24.8 days). A longer
+ * `setTimeout` fires at once, so a duration above it is rejected rather than trusted.
+ */
+export const MAX_TIMER_MS: number = 2 ** 31 - 1;
+
 const UNIT_MS: Readonly<Record<string, number>> = {
   us: 0.001,
   µs: 0.001,
@@ -20,7 +26,7 @@ const UNIT_MS: Readonly<Record<string, number>> = {
  * @param text The duration, such as `"250ms"`, `"5s"`, `"1m30s"` or `"4"`.
  * @param defaultUnit The unit of a bare number. Default: `"s"` (as the seed's `--timeout 4`).
  * @returns The duration in milliseconds.
- * @throws {SyntaxError} When the text is not a duration.
+ * @throws {SyntaxError} When the text is not a duration, or so long it is not finite.
  *
  * @example
  * ```ts
@@ -32,20 +38,27 @@ const UNIT_MS: Readonly<Record<string, number>> = {
  */
 export function parseDuration(text: string, defaultUnit: "ms" | "s" = "s"): number {
   const trimmed = text.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed) * (UNIT_MS[defaultUnit] ?? 1);
-  const part = /(\d+(?:\.\d+)?)(us|µs|ms|s|m|h)/gy;
-  let total = 0;
-  let consumed = 0;
-  for (const match of trimmed.matchAll(part)) {
-    total += Number(match[1]) * (UNIT_MS[match[2] ?? ""] ?? Number.NaN);
-    consumed += match[0].length;
-  }
-  if (trimmed === "" || consumed !== trimmed.length || !Number.isFinite(total)) {
+  const total = /^\d+(\.\d+)?$/.test(trimmed)
+    ? Number(trimmed) * (UNIT_MS[defaultUnit] ?? Number.NaN)
+    : sumParts(trimmed);
+  // A bare number of 400 digits is Infinity: as unusable as a typo.
+  if (!Number.isFinite(total)) {
     throw new SyntaxError(
       `Cannot parse duration "${text}": use a number with a unit such as 250ms, 5s, 1m or 1m30s`,
     );
   }
   return total;
+}
+
+/** Adds up `1m30s`-style parts; NaN unless the parts cover the whole text. */
+function sumParts(text: string): number {
+  let total = 0;
+  let consumed = 0;
+  for (const match of text.matchAll(/(\d+(?:\.\d+)?)(us|µs|ms|s|m|h)/gy)) {
+    total += Number(match[1]) * (UNIT_MS[match[2] ?? ""] ?? Number.NaN);
+    consumed += match[0].length;
+  }
+  return text === "" || consumed !== text.length ? Number.NaN : total;
 }
 
 /**
@@ -67,4 +80,29 @@ export function formatDuration(ms: number): string {
   const minutes = Math.floor(ms / 60_000);
   const seconds = Math.round((ms % 60_000) / 1000);
   return `${minutes}m${String(seconds).padStart(2, "0")}s`;
+}
+
+/**
+ * Formats milliseconds the way {@linkcode parseDuration} reads them, exactly and briefly:
+ * `250ms`, `10s`, `1m30s`, `2h`, `596h31m23.647s`. For help texts and limits in messages.
+ *
+ * @param ms The duration in milliseconds, 0 or more.
+ * @returns The duration as a flag value.
+ *
+ * @example
+ * ```ts
+ * import { formatDurationText, parseDuration } from "./duration.ts";
+ * if (formatDurationText(90_000) !== "1m30s") throw new Error("bad");
+ * if (formatDurationText(250) !== "250ms") throw new Error("bad");
+ * if (parseDuration(formatDurationText(2 ** 31 - 1)) !== 2 ** 31 - 1) throw new Error("bad");
+ * ```
+ */
+export function formatDurationText(ms: number): string {
+  if (ms === 0) return "0s";
+  if (ms < 1000) return `${ms}ms`;
+  const hours = Math.floor(ms / 3_600_000);
+  const minutes = Math.floor((ms % 3_600_000) / 60_000);
+  const seconds = (ms % 60_000) / 1000;
+  return (hours > 0 ? `${hours}h` : "") + (minutes > 0 ? `${minutes}m` : "") +
+    (seconds > 0 ? `${seconds}s` : "");
 }
