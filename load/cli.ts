@@ -2,8 +2,8 @@
  * The `loadtest` command: flags to plan, plan to runs (in-process or over workers), runs to
  * reports, thresholds to the exit code. Also `loadtest merge`.
  *
- * Exit codes: 0 done; 1 a threshold was breached, the test was interrupted, or
- * `--find-capacity` found no level that held. Usage errors (bad flags, unreadable or mismatched
+ * Exit codes: 0 done; 1 a threshold was breached, a run had no success at all, the test was
+ * interrupted, or `--find-capacity` found no level that held. Usage errors (bad flags, unreadable or mismatched
  * merge inputs) are thrown as {@linkcode UsageError} for `main.ts` to print and map to 2; other
  * failures (a worker that cannot start, an output file that cannot be written) are thrown as is
  * and map to 1.
@@ -11,15 +11,23 @@
  * @module
  */
 import { type Clock, systemClock } from "../lib/shared/clock.ts";
-import { type CommandContext, EXIT, UsageError } from "../lib/shared/command.ts";
+import { type CommandContext, EXIT, UsageError, type WriteText } from "../lib/shared/command.ts";
 import { formatDuration } from "../lib/shared/duration.ts";
 import { findCapacity, formatCapacityResult } from "./capacity.ts";
 import { renderChart } from "./chart.ts";
 import { LOADTEST_HELP } from "./help.ts";
 import { mergeReports, parseLoadReport } from "./merge.ts";
-import { type LoadPlan, type OutputOptions, parseLoadArgs, type Thresholds } from "./options.ts";
+import {
+  type LoadPlan,
+  type OutputOptions,
+  parseLoadArgs,
+  STDOUT,
+  type Thresholds,
+} from "./options.ts";
+import { checkOutputPath, type OutputPathDeps } from "./output_paths.ts";
 import { type Progress, startProgress } from "./progress.ts";
 import {
+  allFailedLine,
   formatRunBlock,
   formatSummary,
   formatSummaryTable,
@@ -28,6 +36,7 @@ import {
   runLabel,
 } from "./report.ts";
 import { formatCsv, formatJson, formatMarkdown } from "./report_formats.ts";
+import { reportJsonSchema } from "./report_schema.ts";
 import { createInProcessExecutor, type Executor, type ProgressCounter } from "./run.ts";
 import { type RunRecord, runSweep, type SweepHooks } from "./sweep.ts";
 import { emptyRunStats } from "./stats.ts";
@@ -53,6 +62,8 @@ export interface LoadtestDeps {
   readonly writeTextFile?: (path: string, text: string) => Promise<void>;
   /** Reads a merge input. Default: `Deno.readTextFile`. */
   readonly readTextFile?: (path: string) => Promise<string>;
+  /** File system calls of the output path check. Default: the real ones. */
+  readonly paths?: OutputPathDeps;
 }
 
 /**
@@ -75,10 +86,18 @@ export async function loadtestCommand(
     ctx.stdout(LOADTEST_HELP);
     return EXIT.ok;
   }
-  if (command.kind === "merge") {
-    return await mergeCommand(command.files, command.outputs, command.thresholds, ctx, deps);
+  if (command.kind === "schema") {
+    ctx.stdout(JSON.stringify(reportJsonSchema(), null, 2) + "\n");
+    return EXIT.ok;
   }
-  return await runCommand(command.plan, ctx, deps);
+  await checkOutputs(command.kind === "merge" ? command.outputs : command.plan.outputs, deps);
+  // With `--json -` or `--csv -` the data owns stdout and the human report moves to stderr.
+  const outputs = command.kind === "merge" ? command.outputs : command.plan.outputs;
+  const human = outputs.jsonFile === STDOUT || outputs.csvFile === STDOUT ? ctx.stderr : ctx.stdout;
+  if (command.kind === "merge") {
+    return await mergeCommand(command.files, command.outputs, command.thresholds, ctx, human, deps);
+  }
+  return await runCommand(command.plan, ctx, human, deps);
 }
 
 /**
@@ -102,9 +121,21 @@ export function resolveWorkers(plan: LoadPlan, cores: number): number {
   return Math.max(1, Math.min(cores, limit));
 }
 
+async function checkOutputs(outputs: OutputOptions, deps: LoadtestDeps): Promise<void> {
+  const paths = [
+    ["--json", outputs.jsonFile],
+    ["--csv", outputs.csvFile],
+    ["--chart", outputs.chartFile],
+  ] as const;
+  for (const [flag, path] of paths) {
+    if (path !== undefined && path !== STDOUT) await checkOutputPath(flag, path, deps.paths);
+  }
+}
+
 async function runCommand(
   plan: LoadPlan,
   ctx: CommandContext,
+  human: WriteText,
   deps: LoadtestDeps,
 ): Promise<number> {
   const clock = deps.clock ?? systemClock;
@@ -133,7 +164,7 @@ async function runCommand(
     onRunEnd: (record) => {
       progress?.stop();
       if (!plan.outputs.markdown) {
-        ctx.stdout(formatRunBlock(record, { url: plan.request.url.href, stop: plan.stop }) + "\n");
+        human(formatRunBlock(record, { url: plan.request.url.href, stop: plan.stop }) + "\n");
       }
     },
   };
@@ -171,13 +202,15 @@ async function runCommand(
     runs: records,
   };
   if (plan.outputs.markdown) {
-    ctx.stdout(formatMarkdown(report) + (capacityLine === "" ? "" : `\n${capacityLine}`));
+    human(formatMarkdown(report) + (capacityLine === "" ? "" : `\n${capacityLine}`));
   } else if (plan.findCapacity) {
-    ctx.stdout(`Summary\n${formatSummaryTable(records)}\n${capacityLine}`);
-  } else ctx.stdout(formatSummary(report));
+    human(`Summary\n${formatSummaryTable(records)}\n${capacityLine}`);
+  } else human(formatSummary(report));
   await writeOutputs(report, plan.outputs, ctx, deps);
-  // With --find-capacity the thresholds judge each level; they are not an SLO for every run.
-  const isBreached = !plan.findCapacity && reportThresholds(report, plan.thresholds, ctx);
+  // With --find-capacity the thresholds judge each level and a level where nothing succeeded is
+  // one that failed; they are not an SLO for every run.
+  const isBreached = !plan.findCapacity &&
+    (reportThresholds(report, plan.thresholds, ctx) || reportAllFailed(report, ctx));
   return isBreached || report.isInterrupted || !isCapacityFound ? EXIT.failure : EXIT.ok;
 }
 
@@ -186,6 +219,7 @@ async function mergeCommand(
   outputs: OutputOptions,
   thresholds: Thresholds,
   ctx: CommandContext,
+  human: WriteText,
   deps: LoadtestDeps,
 ): Promise<number> {
   const read = deps.readTextFile ?? Deno.readTextFile;
@@ -216,14 +250,15 @@ async function mergeCommand(
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error), { cause: error });
   }
-  ctx.stdout(
+  human(
     outputs.markdown
       ? formatMarkdown(report)
       : report.runs.map((run) => formatRunBlock(run, report) + "\n").join("") +
         formatSummary(report),
   );
   await writeOutputs(report, outputs, ctx, deps);
-  return reportThresholds(report, thresholds, ctx) ? EXIT.failure : EXIT.ok;
+  const isBreached = reportThresholds(report, thresholds, ctx);
+  return isBreached || reportAllFailed(report, ctx) ? EXIT.failure : EXIT.ok;
 }
 
 async function writeOutputs(
@@ -241,9 +276,20 @@ async function writeOutputs(
   ];
   for (const [path, render, what] of files) {
     if (path === undefined) continue;
+    if (path === STDOUT) {
+      ctx.stdout(render());
+      continue;
+    }
     await write(path, render());
     ctx.stderr(`Wrote ${what} to ${path}\n`);
   }
+}
+
+/** Prints a line per run in which nothing succeeded; returns whether there was one. */
+function reportAllFailed(report: LoadReport, ctx: CommandContext): boolean {
+  const lines = report.runs.map(allFailedLine).filter((line) => line !== undefined);
+  for (const line of lines) ctx.stderr(line + "\n");
+  return lines.length > 0;
 }
 
 /** Prints one line per breach on stderr; returns whether any threshold was breached. */

@@ -38,8 +38,8 @@ export const BOOLEAN_FLAGS: readonly string[] = ["help", "markdown", "find-capac
 
 /**
  * Folds the values after `--concurrency`/`--rate` into one `--flag=a,b,c` argument, so the
- * seed's space-separated list parses, and joins a negative value to its flag, so `-5` is read as
- * a (bad) value rather than as a flag.
+ * seed's space-separated list parses, and joins a negative value (or `-`, stdout) to its flag,
+ * so `-5` is read as a (bad) value rather than as a flag.
  *
  * @param args Raw arguments, such as `["-c", "25", "50", "--total", "-1"]`.
  * @returns The arguments to hand to `parseArgs`, such as `["--concurrency=25,50", "--total=-1"]`.
@@ -57,9 +57,9 @@ export function joinListValues(args: readonly string[]): string[] {
     const arg = args[i] ?? "";
     const match = LIST_FLAGS.exec(arg);
     if (match === null) {
-      // `--total -1` is a bad value, not a flag named "-1".
+      // `--total -1` is a bad value, not a flag named "-1"; `--json -` means stdout.
       const next = args[i + 1];
-      if (STRING_FLAGS.includes(arg.slice(2)) && next !== undefined && /^-[\d.]/.test(next)) {
+      if (STRING_FLAGS.includes(arg.slice(2)) && next !== undefined && /^-([\d.]|$)/.test(next)) {
         out.push(`${arg}=${next}`);
         i++;
       } else out.push(arg);

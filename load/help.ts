@@ -8,6 +8,7 @@
 /** The full help of `loadtest`. */
 export const LOADTEST_HELP = `Usage: loadtest [flags]
        loadtest merge FILE.json... [output and threshold flags]
+       loadtest schema
 
 Sends load to one URL and reports throughput, latency percentiles (HdrHistogram, from each
 request's intended start), errors by class and status, and a capacity estimate.
@@ -47,12 +48,15 @@ Scale:
   --transport MODE        auto (lean HTTP/1.1 client for http, fetch for https), fetch or
                           http1. Default: auto
 
-Output:
-  --json FILE             Full results, including encoded histograms (input of merge)
-  --csv FILE              One row per run
+Output (paths are checked before the run starts):
+  --json FILE             Full results: per run the label (c25-r1), counts, errors by
+                          class, rps, meanMs, p50Ms ... p999Ms, maxMs (null, shown as n/a,
+                          when nothing succeeded) and the encoded histogram (input of merge).
+                          "-" writes it to stdout and moves the text report to stderr
+  --csv FILE              One row per run; "-" for stdout, as --json
   --markdown              Print the report as Markdown
   --chart FILE.svg        Throughput and p50/p95/p99 against concurrency or rate (against
-                          time for a single rate run)
+                          time for a single rate run); SVG only
   A progress bar is drawn on stderr when it is a terminal.
 
 Thresholds (exit 1 when breached, with a line saying which and by how much):
@@ -67,10 +71,15 @@ Merge:
   loadtest merge a.json b.json ...   Combine runs made at the same time on several
                           machines (each with --json) into one report: counts and levels
                           add up, histograms merge exactly
+  loadtest schema         Print the JSON Schema of the --json report
+
+Durations: a bare number is seconds in every flag (--timeout 4, --max-p99 0.2); give a
+unit for anything else: 250ms, 5s, 1m, 1m30s.
 
   -h, --help              Show this help
 
-Exit codes: 0 ok, 1 threshold breached, interrupted or no capacity found, 2 bad flags.
+Exit codes: 0 ok; 1 threshold breached, a run in which nothing succeeded, interrupted, or
+no capacity found; 2 bad flags or an output path that cannot be written.
 
 Examples:
   loadtest --url http://127.0.0.1:9090/ --total 800 --concurrency 25 50 100 150 200 250 \\

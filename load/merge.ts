@@ -6,47 +6,10 @@
  *
  * @module
  */
-import { z } from "zod";
 import { type LoadReport, REPORT_VERSION } from "./report.ts";
+import { mergeInputSchema } from "./report_schema.ts";
 import { mergeRunStats, type RunStats } from "./stats.ts";
 import type { RunRecord } from "./sweep.ts";
-
-const count = z.number().int().nonnegative();
-const statsSchema = z.object({
-  requests: count,
-  ok: count,
-  errors: count,
-  statuses: z.record(z.string().regex(/^\d{3}$/), count),
-  networkErrors: z.object({ timeout: count, refused: count, reset: count, network: count }),
-  cutOff: count,
-  late: count,
-  unsent: count,
-  bodyBytes: count,
-  elapsedMs: z.number().nonnegative(),
-  errorSamples: z.array(z.object({ message: z.string(), count })),
-  histogram: z.string(),
-  timeline: z.array(z.object({ second: count, ok: count, errors: count, histogram: z.string() }))
-    .optional(),
-});
-const reportSchema = z.object({
-  version: z.literal(REPORT_VERSION),
-  url: z.string(),
-  method: z.string(),
-  model: z.enum(["closed", "open"]),
-  stop: z.discriminatedUnion("kind", [
-    z.object({ kind: z.literal("count"), total: count }),
-    z.object({ kind: z.literal("time"), durationMs: z.number().positive() }),
-  ]),
-  sources: z.number().int().positive(),
-  isInterrupted: z.boolean(),
-  runs: z.array(z.object({
-    round: z.number().int().positive(),
-    rounds: z.number().int().positive(),
-    model: z.enum(["closed", "open"]),
-    level: z.number().positive(),
-    stats: statsSchema,
-  })),
-});
 
 /**
  * Parses and validates a JSON report written by `--json`.
@@ -63,7 +26,7 @@ export function parseLoadReport(text: string, name: string): LoadReport {
   } catch (error) {
     throw new SyntaxError(`Cannot parse "${name}": not JSON`, { cause: error });
   }
-  const result = reportSchema.safeParse(data);
+  const result = mergeInputSchema.safeParse(data);
   if (!result.success) {
     const issue = result.error.issues[0];
     const where = issue === undefined
@@ -74,12 +37,34 @@ export function parseLoadReport(text: string, name: string): LoadReport {
     });
   }
   const report = result.data;
-  const runs: RunRecord[] = report.runs.map((run) => {
-    const { timeline, ...rest } = run.stats;
-    const stats: RunStats = timeline === undefined ? rest : { ...rest, timeline };
-    return { ...run, stats };
+  // The computed statistics and labels are derived again from the counters and histograms.
+  const runs: RunRecord[] = report.runs.map(({ round, rounds, model, level, stats }) => {
+    const raw: RunStats = {
+      requests: stats.requests,
+      ok: stats.ok,
+      errors: stats.errors,
+      statuses: stats.statuses,
+      // Version 1 reports did not say which statuses failed: the default rule (not 2xx/3xx).
+      failedStatuses: stats.failedStatuses ??
+        Object.fromEntries(Object.entries(stats.statuses).filter(([code]) => !/^[23]/.test(code))),
+      networkErrors: stats.networkErrors,
+      cutOff: stats.cutOff,
+      late: stats.late,
+      unsent: stats.unsent,
+      bodyBytes: stats.bodyBytes,
+      elapsedMs: stats.elapsedMs,
+      errorSamples: stats.errorSamples,
+      histogram: stats.histogram,
+    };
+    return {
+      round,
+      rounds,
+      model,
+      level,
+      stats: stats.timeline === undefined ? raw : { ...raw, timeline: stats.timeline },
+    };
   });
-  return { ...report, runs };
+  return { ...report, version: REPORT_VERSION, runs };
 }
 
 /**

@@ -46,11 +46,14 @@ export interface Thresholds {
   readonly maxP99Ms?: number;
 }
 
+/** The output path that means stdout (`--json -`, `--csv -`). */
+export const STDOUT = "-";
+
 /** Where results go besides the text report on stdout. */
 export interface OutputOptions {
-  /** `--json FILE`: full results with encoded histograms. Default: none. */
+  /** `--json FILE`: full results with encoded histograms; {@linkcode STDOUT} for stdout. Default: none. */
   readonly jsonFile?: string;
-  /** `--csv FILE`: one row per run. Default: none. */
+  /** `--csv FILE`: one row per run; {@linkcode STDOUT} for stdout. Default: none. */
   readonly csvFile?: string;
   /** `--chart FILE.svg`: throughput and latency chart. Default: none. */
   readonly chartFile?: string;
@@ -91,6 +94,7 @@ export interface LoadPlan {
 /** What the arguments ask for. */
 export type LoadCommand =
   | { readonly kind: "help" }
+  | { readonly kind: "schema" }
   | { readonly kind: "run"; readonly plan: LoadPlan }
   | {
     readonly kind: "merge";
@@ -112,7 +116,7 @@ const MERGE_FLAGS = new Set(["json", "csv", "chart", "markdown", "max-error-rate
  *
  * @param args Raw arguments, such as `["--concurrency", "25", "50", "--rounds", "2"]`.
  * @param deps File reading for `--body-file`.
- * @returns Help, a validated plan, or a merge command.
+ * @returns Help, the report schema, a validated plan, or a merge command.
  * @throws {UsageError} For an unknown flag, a bad value or a conflicting combination; the
  * message names the flag, the value and the rule.
  *
@@ -124,6 +128,7 @@ const MERGE_FLAGS = new Set(["json", "csv", "chart", "markdown", "max-error-rate
  * ```
  */
 export function parseLoadArgs(args: readonly string[], deps: ParseLoadDeps = {}): LoadCommand {
+  if (args.length === 1 && args[0] === "schema") return { kind: "schema" };
   const isMerge = args[0] === "merge";
   const unknown: string[] = [];
   const parsed = parseArgs(joinListValues(isMerge ? args.slice(1) : args), {
@@ -326,6 +331,14 @@ function parseOutputs(flags: Flags): OutputOptions {
   const chart = flags.string("chart");
   for (const [flag, value] of [["--json", json], ["--csv", csv], ["--chart", chart]] as const) {
     if (value === "") throw new UsageError(`Invalid ${flag} "": give a file path`);
+  }
+  if (json === STDOUT && csv === STDOUT) {
+    throw new UsageError(`Cannot combine --json - and --csv -: only one of them can take stdout`);
+  }
+  if (chart !== undefined && !chart.toLowerCase().endsWith(".svg")) {
+    throw new UsageError(
+      `Invalid --chart "${chart}": the chart is SVG, give a path ending in .svg`,
+    );
   }
   return {
     ...(json === undefined ? {} : { jsonFile: json }),

@@ -7,49 +7,90 @@
  * @module
  */
 import { formatDuration } from "../lib/shared/duration.ts";
-import type { LatencySummary } from "./histogram.ts";
-import type { Stop } from "./scheduler.ts";
-import { errorRate, latencySummary, type RunStats, throughput } from "./stats.ts";
+import type { ComputedStats, LoadReportJson, RunStats } from "./report_schema.ts";
+import { computeStats } from "./run_summary.ts";
+import { errorRate } from "./stats.ts";
 import type { RunRecord } from "./sweep.ts";
 
-/** Version of the JSON report layout. */
-export const REPORT_VERSION = 1;
+export { REPORT_VERSION } from "./report_schema.ts";
 
-/** The full result of a load test: what `--json` writes and `merge` reads. */
-export interface LoadReport {
-  /** Layout version, {@linkcode REPORT_VERSION}. */
-  readonly version: typeof REPORT_VERSION;
-  /** Target URL. */
-  readonly url: string;
-  /** HTTP method. */
-  readonly method: string;
-  /** `closed` (concurrency) or `open` (rate). */
-  readonly model: "closed" | "open";
-  /** Stop condition of each run. */
-  readonly stop: Stop;
-  /** How many reports were merged into this one (1 for a single machine). */
-  readonly sources: number;
-  /** Whether the test was interrupted before its last run. */
-  readonly isInterrupted: boolean;
-  /** The runs, in order. */
-  readonly runs: readonly RunRecord[];
-}
+/**
+ * The full result of a load test in memory: the JSON report (`report_schema.ts`) with runs as
+ * measured, before labels and computed statistics are added by `formatJson`.
+ */
+export type LoadReport = Readonly<Omit<LoadReportJson, "runs"> & { runs: readonly RunRecord[] }>;
 
 /** A run with its derived numbers, computed once for formatting. */
 interface RunView {
   readonly record: RunRecord;
   readonly stats: RunStats;
-  readonly latency: LatencySummary;
-  readonly rps: number;
+  readonly computed: ComputedStats;
 }
 
 function view(record: RunRecord): RunView {
-  return {
-    record,
-    stats: record.stats,
-    latency: latencySummary(record.stats),
-    rps: throughput(record.stats),
-  };
+  return { record, stats: record.stats, computed: computeStats(record.stats) };
+}
+
+/** What every report prints for a statistic that has no value (nothing succeeded). */
+export const NOT_AVAILABLE = "n/a";
+
+/**
+ * A computed latency in ms with two decimals, or {@linkcode NOT_AVAILABLE}.
+ *
+ * @param ms The latency in milliseconds, or `null`.
+ * @returns For example `"1.50"` or `"n/a"`.
+ *
+ * @example
+ * ```ts
+ * import { formatMaybeMs } from "./report.ts";
+ * if (formatMaybeMs(1.5) !== "1.50" || formatMaybeMs(null) !== "n/a") throw new Error();
+ * ```
+ */
+export function formatMaybeMs(ms: number | null): string {
+  return ms === null ? NOT_AVAILABLE : ms.toFixed(2);
+}
+
+/**
+ * Requests per second with one decimal, or {@linkcode NOT_AVAILABLE}.
+ *
+ * @param rps The throughput, or `null`.
+ * @returns For example `"123.4"`.
+ */
+export function formatRps(rps: number | null): string {
+  return rps === null ? NOT_AVAILABLE : rps.toFixed(1);
+}
+
+/**
+ * The seed's short run label: `c25-r1` (concurrency 25, round 1), or `rate500-r1` for a rate.
+ *
+ * @param record The run.
+ * @returns The label.
+ *
+ * @example
+ * ```ts
+ * import { seedLabel } from "./report.ts";
+ * if (seedLabel({ round: 1, model: "closed", level: 25 }) !== "c25-r1") throw new Error();
+ * ```
+ */
+export function seedLabel(record: Pick<RunRecord, "round" | "model" | "level">): string {
+  return `${record.model === "closed" ? "c" : "rate"}${record.level}-r${record.round}`;
+}
+
+/**
+ * The line that says a run had no success at all, or `undefined` when something succeeded.
+ *
+ * @param record The run.
+ * @returns For example `Nothing succeeded in c25-r1: all 200 requests failed (refused=200)`.
+ */
+export function allFailedLine(record: RunRecord): string | undefined {
+  const computed = computeStats(record.stats);
+  if (!computed.isAllFailed) return undefined;
+  const classes = Object.entries(computed.errorsByClass).map(([name, n]) => `${name}=${n}`);
+  return `Nothing succeeded in ${seedLabel(record)} (${
+    runLabel(record)
+  }): all ${record.stats.requests} requests failed (${
+    classes.join(" ")
+  }); throughput and latency are n/a`;
 }
 
 const levelName = (
@@ -60,22 +101,6 @@ const levelText = (model: "closed" | "open", level: number): string =>
 
 function formatNumber(value: number): string {
   return Number.isInteger(value) ? String(value) : value.toFixed(1);
-}
-
-/**
- * A latency in milliseconds with two decimals, as every report shows it.
- *
- * @param microseconds The latency in microseconds.
- * @returns For example `"1.50"`.
- *
- * @example
- * ```ts
- * import { formatMs } from "./report.ts";
- * if (formatMs(1500) !== "1.50") throw new Error();
- * ```
- */
-export function formatMs(microseconds: number): string {
-  return (microseconds / 1000).toFixed(2);
 }
 
 /**
@@ -110,7 +135,7 @@ export function formatRunBlock(
   record: RunRecord,
   report: Pick<LoadReport, "url" | "stop">,
 ): string {
-  const { stats, latency, rps } = view(record);
+  const { stats, computed } = view(record);
   const lines = [runLabel(record)];
   const row = (name: string, value: string) =>
     lines.push(`  ${(name === "" ? "" : name + ":").padEnd(14)}${value}`);
@@ -121,19 +146,20 @@ export function formatRunBlock(
   row("Total", `${total} (${stats.requests} completed)`);
   if (record.model === "closed") row("Concurrency", String(record.level));
   else row("Rate", `${formatNumber(record.level)} req/s`);
-  row("Elapsed", `${(stats.elapsedMs / 1000).toFixed(2)}s (${rps.toFixed(1)} req/s)`);
+  row(
+    "Elapsed",
+    `${(stats.elapsedMs / 1000).toFixed(2)}s (${formatRps(computed.rps)} req/s)`,
+  );
   row("Successes", String(stats.ok));
   row("Errors", `${stats.errors} (${(errorRate(stats) * 100).toFixed(2)}%)`);
+  const ms = formatMaybeMs;
   row(
     "Latency ms",
-    `avg ${formatMs(latency.mean)}  p50 ${formatMs(latency.p50)}  p95 ${
-      formatMs(latency.p95)
-    }  max ${formatMs(latency.max)}`,
+    `avg ${ms(computed.meanMs)}  p50 ${ms(computed.p50Ms)}  p95 ${ms(computed.p95Ms)}  max ${
+      ms(computed.maxMs)
+    }`,
   );
-  row(
-    "",
-    `p90 ${formatMs(latency.p90)}  p99 ${formatMs(latency.p99)}  p99.9 ${formatMs(latency.p999)}`,
-  );
+  row("", `p90 ${ms(computed.p90Ms)}  p99 ${ms(computed.p99Ms)}  p99.9 ${ms(computed.p999Ms)}`);
   const statuses = Object.entries(stats.statuses).map(([status, count]) => `${status}=${count}`);
   if (statuses.length > 0) row("Statuses", statuses.join(" "));
   const network = Object.entries(stats.networkErrors).filter(([, count]) => count > 0);
@@ -154,10 +180,13 @@ export function formatRunBlock(
     lines.push("  Sample errors:");
     for (const sample of stats.errorSamples) lines.push(`    ${sample.message} (x${sample.count})`);
   }
+  const failed = allFailedLine(record);
+  if (failed !== undefined) lines.push(`  ${failed}`);
   return lines.join("\n") + "\n";
 }
 
 const SUMMARY_HEADERS = [
+  "Label",
   "Run",
   "Conc",
   "Total",
@@ -179,19 +208,20 @@ const SUMMARY_HEADERS = [
  */
 export function summaryRows(runs: readonly RunRecord[]): string[][] {
   return runs.map((record) => {
-    const { stats, latency, rps } = view(record);
+    const { stats, computed } = view(record);
     return [
+      seedLabel(record),
       `${record.round}/${record.rounds}`,
       levelText(record.model, record.level),
       String(stats.requests),
       String(stats.ok),
       String(stats.errors),
-      rps.toFixed(1),
-      formatMs(latency.mean),
-      formatMs(latency.p50),
-      formatMs(latency.p95),
-      formatMs(latency.p99),
-      formatMs(latency.max),
+      formatRps(computed.rps),
+      formatMaybeMs(computed.meanMs),
+      formatMaybeMs(computed.p50Ms),
+      formatMaybeMs(computed.p95Ms),
+      formatMaybeMs(computed.p99Ms),
+      formatMaybeMs(computed.maxMs),
     ];
   });
 }
@@ -208,7 +238,7 @@ export function summaryHeaders(runs: readonly RunRecord[]): string[] {
 }
 
 /**
- * The summary table: one row per run with Run, Conc (or Rate), Total, OK, Err, Req/s, Avg ms,
+ * The summary table: one row per run with Label (the seed's `c25-r1`), Run, Conc (or Rate), Total, OK, Err, Req/s, Avg ms,
  * p50, p95, p99 and max (latencies in ms).
  *
  * @param runs The runs.
@@ -223,7 +253,7 @@ export function formatSummaryTable(runs: readonly RunRecord[]): string {
       row.map((
         cell,
         column,
-      ) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0)))
+      ) => (column <= 1 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0)))
         .join("  ")
     )
     .join("\n") + "\n";

@@ -7,22 +7,41 @@
 import { formatDuration } from "../lib/shared/duration.ts";
 import {
   formatCapacityLine,
-  formatMs,
   type LoadReport,
   runLabel,
+  seedLabel,
   summaryHeaders,
   summaryRows,
 } from "./report.ts";
-import { latencySummary, throughput } from "./stats.ts";
+import type { LoadReportJson } from "./report_schema.ts";
+import { computeStats } from "./run_summary.ts";
 
 /**
- * The JSON report, including every run's encoded histogram.
+ * The report as JSON data: every run with its seed label and its computed statistics
+ * (`p99Ms`, `rps`, ...) beside the measured counters and encoded histogram.
+ *
+ * @param report The results.
+ * @returns Data that `loadReportSchema` accepts.
+ */
+export function toReportJson(report: LoadReport): LoadReportJson {
+  return {
+    ...report,
+    runs: report.runs.map((run) => ({
+      label: seedLabel(run),
+      ...run,
+      stats: { ...computeStats(run.stats), ...run.stats },
+    })),
+  };
+}
+
+/**
+ * The JSON report (see `loadtest schema`), including every run's encoded histogram.
  *
  * @param report The results.
  * @returns Pretty-printed JSON with a trailing newline.
  */
 export function formatJson(report: LoadReport): string {
-  return JSON.stringify(report, null, 2) + "\n";
+  return JSON.stringify(toReportJson(report), null, 2) + "\n";
 }
 
 const CSV_HEADERS = [
@@ -51,10 +70,12 @@ const CSV_HEADERS = [
   "reset",
   "network",
   "statuses",
+  "label",
 ];
 
 /**
- * One CSV row per run (RFC 4180 quoting), latencies in ms.
+ * One CSV row per run (RFC 4180 quoting), latencies in ms; a statistic with no value (nothing
+ * succeeded) is an empty cell.
  *
  * @param report The results.
  * @returns CSV text with a header row.
@@ -63,8 +84,9 @@ export function formatCsv(report: LoadReport): string {
   const quote = (cell: string) => (/[",\n]/.test(cell) ? `"${cell.replaceAll('"', '""')}"` : cell);
   const rows = report.runs.map((record, index) => {
     const stats = record.stats;
-    const latency = latencySummary(stats);
-    const rps = throughput(stats);
+    const computed = computeStats(stats);
+    const cell = (value: number | null, digits: number) =>
+      value === null ? "" : value.toFixed(digits);
     return [
       index + 1,
       record.round,
@@ -78,19 +100,20 @@ export function formatCsv(report: LoadReport): string {
       stats.late,
       stats.unsent,
       stats.elapsedMs.toFixed(1),
-      rps.toFixed(1),
-      formatMs(latency.mean),
-      formatMs(latency.p50),
-      formatMs(latency.p90),
-      formatMs(latency.p95),
-      formatMs(latency.p99),
-      formatMs(latency.p999),
-      formatMs(latency.max),
+      cell(computed.rps, 1),
+      cell(computed.meanMs, 2),
+      cell(computed.p50Ms, 2),
+      cell(computed.p90Ms, 2),
+      cell(computed.p95Ms, 2),
+      cell(computed.p99Ms, 2),
+      cell(computed.p999Ms, 2),
+      cell(computed.maxMs, 2),
       stats.networkErrors.timeout,
       stats.networkErrors.refused,
       stats.networkErrors.reset,
       stats.networkErrors.network,
       Object.entries(stats.statuses).map(([status, count]) => `${status}=${count}`).join(" "),
+      seedLabel(record),
     ].map((cell) => quote(String(cell))).join(",");
   });
   return [CSV_HEADERS.join(","), ...rows].join("\n") + "\n";
@@ -115,7 +138,7 @@ export function formatMarkdown(report: LoadReport): string {
   const head = summaryHeaders(report.runs);
   lines.push(
     `| ${head.join(" | ")} |`,
-    `| ${head.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
+    `| ${head.map((_, i) => (i <= 1 ? "---" : "---:")).join(" | ")} |`,
   );
   for (const row of summaryRows(report.runs)) lines.push(`| ${row.join(" | ")} |`);
   lines.push("", formatCapacityLine(report.runs).trimEnd(), "");

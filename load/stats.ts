@@ -1,13 +1,14 @@
 /**
  * Statistics of a load run: the success rule for statuses, the per-run recorder the runner
- * feeds, and the serialisable {@linkcode RunStats} that workers, the JSON report and `merge`
- * exchange. Latencies are kept in a {@linkcode LatencyHistogram} that travels encoded, so merged
+ * feeds, and merging the serialisable {@linkcode RunStats} (declared in `report_schema.ts`)
+ * that workers, the JSON report and `merge` exchange. Latencies are kept in a {@linkcode LatencyHistogram} that travels encoded, so merged
  * percentiles are exact rather than averaged.
  *
  * @module
  */
 import { statusText } from "../lib/shared/std.ts";
 import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
+import type { RunStats, TimelineBucket } from "./report_schema.ts";
 import type { NetworkErrorKind, Outcome } from "./transport.ts";
 
 /** How many distinct error messages a run keeps as samples. */
@@ -57,55 +58,7 @@ export function parseStatusRanges(text: string): StatusRanges {
 /** Counts of requests that ended without an HTTP response, by kind. */
 export type NetworkErrorCounts = Readonly<Record<NetworkErrorKind, number>>;
 
-/** One distinct error message and how often it occurred. */
-export interface ErrorSample {
-  /** The message, such as `HTTP 500 Internal Server Error` or a network error. */
-  readonly message: string;
-  /** Occurrences in the run. */
-  readonly count: number;
-}
-
-/** One second of a timed run: completions in it and their latency histogram. */
-export interface TimelineBucket {
-  /** Seconds since the run started (bucket start). */
-  readonly second: number;
-  /** Successful responses completed in this second. */
-  readonly ok: number;
-  /** Failed requests completed in this second. */
-  readonly errors: number;
-  /** Encoded latency histogram of the responses completed in this second. */
-  readonly histogram: string;
-}
-
-/** Everything measured in one run (or one worker's slice of it); plain data, JSON-safe. */
-export interface RunStats {
-  /** Completed requests: responses of any status plus network errors. */
-  readonly requests: number;
-  /** Responses whose status counts as success. */
-  readonly ok: number;
-  /** Requests that failed: unsuccessful statuses plus network errors. */
-  readonly errors: number;
-  /** Responses by status code. */
-  readonly statuses: Readonly<Record<string, number>>;
-  /** Network errors by kind. */
-  readonly networkErrors: NetworkErrorCounts;
-  /** Requests in flight when a timed run ended (or was interrupted); not in any other count. */
-  readonly cutOff: number;
-  /** Open model: requests that started later than planned. */
-  readonly late: number;
-  /** Open model: requests planned before the end that never started. */
-  readonly unsent: number;
-  /** Response body bytes read. */
-  readonly bodyBytes: number;
-  /** Wall time of the run in milliseconds. */
-  readonly elapsedMs: number;
-  /** Up to {@linkcode MAX_ERROR_SAMPLES} distinct error messages with counts. */
-  readonly errorSamples: readonly ErrorSample[];
-  /** Encoded latency histogram (µs) of every response, timed from its intended start. */
-  readonly histogram: string;
-  /** Per-second buckets, kept for rate runs (charted against time). */
-  readonly timeline?: readonly TimelineBucket[];
-}
+export type { RunStats, TimelineBucket };
 
 const NETWORK_KINDS: readonly NetworkErrorKind[] = ["timeout", "refused", "reset", "network"];
 
@@ -218,14 +171,18 @@ export class RunRecorder {
    */
   finish(elapsedMs: number): RunStats {
     const statuses: Record<string, number> = {};
+    const failedStatuses: Record<string, number> = {};
     this.#statusCounts.forEach((count, status) => {
-      if (count > 0) statuses[String(status)] = count;
+      if (count === 0) return;
+      statuses[String(status)] = count;
+      if (this.#isSuccess[status] !== 1) failedStatuses[String(status)] = count;
     });
     const stats: RunStats = {
       requests: this.#ok + this.#errors,
       ok: this.#ok,
       errors: this.#errors,
       statuses,
+      failedStatuses,
       networkErrors: networkCounts((kind) => this.#networkCounts[NETWORK_KINDS.indexOf(kind)] ?? 0),
       cutOff: this.cutOff,
       late: this.late,
@@ -271,6 +228,7 @@ export function emptyRunStats(): RunStats {
 export function mergeRunStats(parts: readonly RunStats[]): RunStats {
   const latency = new LatencyHistogram();
   const statuses: Record<string, number> = {};
+  const failedStatuses: Record<string, number> = {};
   const samples = new Map<string, number>();
   const buckets: Array<{ ok: number; errors: number; histogram: LatencyHistogram }> = [];
   let hasTimeline = false;
@@ -278,6 +236,9 @@ export function mergeRunStats(parts: readonly RunStats[]): RunStats {
     latency.add(LatencyHistogram.decode(part.histogram));
     for (const [status, count] of Object.entries(part.statuses)) {
       statuses[status] = (statuses[status] ?? 0) + count;
+    }
+    for (const [status, count] of Object.entries(part.failedStatuses)) {
+      failedStatuses[status] = (failedStatuses[status] ?? 0) + count;
     }
     for (const { message, count } of part.errorSamples) {
       const seen = samples.get(message);
@@ -303,6 +264,7 @@ export function mergeRunStats(parts: readonly RunStats[]): RunStats {
     ok: sum((p) => p.ok),
     errors: sum((p) => p.errors),
     statuses,
+    failedStatuses,
     networkErrors: networkCounts((kind) => sum((p) => p.networkErrors[kind])),
     cutOff: sum((p) => p.cutOff),
     late: sum((p) => p.late),

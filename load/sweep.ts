@@ -8,21 +8,13 @@ import type { LoadPlan } from "./options.ts";
 import { MAX_DEFAULT_IN_FLIGHT } from "./options.ts";
 import type { Executor, ProgressCounter, RunJob } from "./run.ts";
 import type { Stop } from "./scheduler.ts";
-import type { RunStats } from "./stats.ts";
+import type { ReportRun, RunStats } from "./report_schema.ts";
 
-/** The result of one run of a plan. */
-export interface RunRecord {
-  /** Round of this level, from 1. */
-  readonly round: number;
-  /** Rounds per level. */
-  readonly rounds: number;
-  /** `closed` or `open`. */
-  readonly model: "closed" | "open";
-  /** Concurrency (closed) or rate in requests per second (open). */
-  readonly level: number;
-  /** What was measured. */
-  readonly stats: RunStats;
-}
+/**
+ * The result of one run of a plan: a report run (`report_schema.ts`) before its label and
+ * computed statistics are added for output.
+ */
+export type RunRecord = Readonly<Omit<ReportRun, "label" | "stats"> & { stats: RunStats }>;
 
 /** Called around each run, for streaming output and the progress bar. */
 export interface SweepHooks {

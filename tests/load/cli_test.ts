@@ -9,6 +9,7 @@ import {
   assertStringIncludes,
 } from "../support/assert.ts";
 import { captureContext, startBackend, startQuarterFailingBackend } from "./load_fixtures.ts";
+import { assertValidReport } from "./report_validation.ts";
 
 Deno.test("loadtestCommand() runs the seed sweep and prints blocks, summary and capacity", async () => {
   await using backend = startQuarterFailingBackend();
@@ -202,6 +203,9 @@ Deno.test("loadtestCommand() writes JSON that merge combines, plus CSV, chart an
     assertEquals(code, 0);
     assertStringIncludes(stdout(), "Summary (merged from 2 reports)");
     assertStringIncludes(stdout(), "Run 1/1 @ concurrency=4");
+    for (const name of ["a", "b", "m"]) {
+      assertValidReport(await Deno.readTextFile(`${dir}/${name}.json`));
+    }
     const merged = parseLoadReport(await Deno.readTextFile(`${dir}/m.json`), "m.json");
     assertEquals(merged.sources, 2);
     assertEquals(merged.runs[0]?.stats.requests, 16);

@@ -1,9 +1,10 @@
 import { LatencyHistogram } from "../../load/histogram.ts";
 import { mergeReports, parseLoadReport } from "../../load/merge.ts";
-import type { LoadReport } from "../../load/report.ts";
+import { type LoadReport, REPORT_VERSION } from "../../load/report.ts";
 import { formatJson } from "../../load/report_formats.ts";
 import { latencySummary, RunRecorder, type RunStats } from "../../load/stats.ts";
 import { assertEquals, assertThrows } from "../support/assert.ts";
+import { assertValidReport } from "./report_validation.ts";
 
 function stats(seed: number, count: number): RunStats {
   const recorder = new RunRecorder();
@@ -22,7 +23,7 @@ function stats(seed: number, count: number): RunStats {
 
 function report(seed: number): LoadReport {
   return {
-    version: 1,
+    version: REPORT_VERSION,
     url: "http://127.0.0.1:9090/",
     method: "GET",
     model: "closed",
@@ -38,6 +39,7 @@ function report(seed: number): LoadReport {
 
 Deno.test("parseLoadReport() round-trips the JSON report", () => {
   const original = report(3);
+  assertValidReport(formatJson(original));
   assertEquals(parseLoadReport(formatJson(original), "a.json"), original);
 });
 

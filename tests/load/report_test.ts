@@ -8,6 +8,7 @@ import {
   formatRunBlock,
   formatSummaryTable,
   type LoadReport,
+  REPORT_VERSION,
   runLabel,
 } from "../../load/report.ts";
 import { emptyRunStats, RunRecorder, type RunStats } from "../../load/stats.ts";
@@ -63,6 +64,7 @@ Deno.test("formatRunBlock() shows the seed's fields and the breakdowns", () => {
 Deno.test("formatSummaryTable() has the seed's columns and more", () => {
   const table = formatSummaryTable([run(5, stats(10, 0)), run(50, stats(8, 2))]).split("\n");
   assertEquals(table[0]?.split(/\s+/), [
+    "Label",
     "Run",
     "Conc",
     "Total",
@@ -77,6 +79,7 @@ Deno.test("formatSummaryTable() has the seed's columns and more", () => {
     "max",
   ]);
   assertEquals(table[2]?.trim().split(/\s+/), [
+    "c50-r1",
     "1/1",
     "50",
     "10",
@@ -145,7 +148,7 @@ Deno.test("judgeLevel() fails on errors, unsent requests and p99", () => {
 
 Deno.test("chartData() plots levels, or seconds for a single rate", () => {
   const base: Omit<LoadReport, "runs" | "model"> = {
-    version: 1,
+    version: REPORT_VERSION,
     url: "http://x/",
     method: "GET",
     stop: { kind: "count", total: 10 },

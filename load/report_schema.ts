@@ -1,0 +1,136 @@
+/**
+ * The JSON report of `loadtest --json`, declared once as a zod schema: `merge` validates its
+ * inputs with it, the report types derive from it, and `loadtest schema` publishes it as JSON
+ * Schema (`load/report.schema.json` is a copy a test keeps current).
+ *
+ * @module
+ */
+import { z } from "zod";
+
+/** Version of the JSON report layout (2 added computed statistics and run labels). */
+export const REPORT_VERSION = 2;
+
+const count = z.number().int().nonnegative();
+/** A statistic that has no value when nothing succeeded: JSON `null`, shown as `n/a`. */
+const maybeMs = (what: string) =>
+  z.number().nonnegative().nullable().describe(
+    `${what} in milliseconds, timed from the intended start; null when no request succeeded`,
+  );
+
+const timelineBucketSchema = z.object({
+  second: count.describe("Seconds since the run started (bucket start)"),
+  ok: count.describe("Successful responses completed in this second"),
+  errors: count.describe("Failed requests completed in this second"),
+  histogram: z.string().describe("Encoded latency histogram (µs) of this second's responses"),
+});
+
+/** The measured part of a run: what workers send back and `merge` adds up. */
+export const runStatsSchema = z.object({
+  requests: count.describe("Completed requests: responses of any status plus network errors"),
+  ok: count.describe("Responses whose status counts as success"),
+  errors: count.describe("Failed requests: unsuccessful statuses plus network errors"),
+  statuses: z.record(z.string().regex(/^\d{3}$/), count).describe("Responses by status code"),
+  failedStatuses: z.record(z.string().regex(/^\d{3}$/), count).describe(
+    "Responses whose status the success rule rejects, by status code (part of statuses)",
+  ),
+  networkErrors: z.object({ timeout: count, refused: count, reset: count, network: count })
+    .describe("Requests that ended without an HTTP response, by kind"),
+  cutOff: count.describe("Requests in flight when a timed run ended; in no other count"),
+  late: count.describe("Open model: requests that started later than planned"),
+  unsent: count.describe("Open model: requests planned before the end that never started"),
+  bodyBytes: count.describe("Response body bytes read"),
+  elapsedMs: z.number().nonnegative().describe("Wall time of the run in milliseconds"),
+  errorSamples: z.array(z.object({ message: z.string(), count }))
+    .describe("Up to 5 distinct error messages with their counts"),
+  histogram: z.string().describe(
+    "Latency histogram (µs) of every response, HdrHistogram V2 compressed base64; empty when none",
+  ),
+  timeline: z.array(timelineBucketSchema).optional().describe(
+    "Per-second buckets, kept for rate runs",
+  ),
+});
+
+/** Statistics computed from {@linkcode runStatsSchema}, written beside it for scripts. */
+export const computedStatsSchema = z.object({
+  isAllFailed: z.boolean().describe("Requests completed and none of them succeeded"),
+  errorsByClass: z.record(z.string(), count).describe(
+    'Failed requests by class: status classes such as "5xx", or a network error kind',
+  ),
+  rps: z.number().nonnegative().nullable().describe(
+    "Completed requests per second; null when no request succeeded",
+  ),
+  meanMs: maybeMs("Mean latency"),
+  p50Ms: maybeMs("Median latency"),
+  p90Ms: maybeMs("90th percentile latency"),
+  p95Ms: maybeMs("95th percentile latency"),
+  p99Ms: maybeMs("99th percentile latency"),
+  p999Ms: maybeMs("99.9th percentile latency"),
+  maxMs: maybeMs("Highest latency"),
+});
+
+const model = z.enum(["closed", "open"]);
+
+/** One run as the JSON report writes it. */
+export const reportRunSchema = z.object({
+  label: z.string().describe('The seed\'s run label, such as "c25-r1" or "rate500-r1"'),
+  round: z.number().int().positive().describe("Round of this level, from 1"),
+  rounds: z.number().int().positive().describe("Rounds per level"),
+  model: model.describe("closed (concurrency) or open (arrival rate)"),
+  level: z.number().positive().describe("Concurrency, or rate in requests per second"),
+  stats: runStatsSchema.extend(computedStatsSchema.shape),
+});
+
+const stopSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("count"), total: count }),
+  z.object({ kind: z.literal("time"), durationMs: z.number().positive() }),
+]).describe("When each run stopped: after a number of requests or after a duration");
+
+/** The whole JSON report. */
+export const loadReportSchema = z.object({
+  version: z.literal(REPORT_VERSION),
+  url: z.string().describe("Target URL (several, comma-separated, after a merge)"),
+  method: z.string(),
+  model,
+  stop: stopSchema,
+  sources: z.number().int().positive().describe("How many reports were merged into this one"),
+  isInterrupted: z.boolean().describe("Whether the test was interrupted before its last run"),
+  runs: z.array(reportRunSchema),
+}).meta({
+  title: "denolb loadtest --json report",
+  description: "Latencies in milliseconds unless the name says µs; one entry in runs per run",
+});
+
+/**
+ * What `merge` accepts: this version's reports, and version 1 reports (written before the
+ * computed statistics and labels existed; they are recomputed anyway).
+ */
+export const mergeInputSchema = loadReportSchema.extend({
+  version: z.union([z.literal(1), z.literal(REPORT_VERSION)]),
+  runs: z.array(
+    reportRunSchema.partial({ label: true }).extend({
+      stats: runStatsSchema.partial({ failedStatuses: true }).extend(
+        computedStatsSchema.partial().shape,
+      ),
+    }),
+  ),
+});
+
+/** Statistics measured in one run (or one worker's slice of it); plain JSON-safe data. */
+export type RunStats = z.infer<typeof runStatsSchema>;
+/** One second of a timed run. */
+export type TimelineBucket = z.infer<typeof timelineBucketSchema>;
+/** Statistics derived from a run's {@linkcode RunStats}. */
+export type ComputedStats = z.infer<typeof computedStatsSchema>;
+/** One run as written to JSON. */
+export type ReportRun = z.infer<typeof reportRunSchema>;
+/** The JSON report as written. */
+export type LoadReportJson = z.infer<typeof loadReportSchema>;
+
+/**
+ * The report's JSON Schema (draft 2020-12), generated from {@linkcode loadReportSchema}.
+ *
+ * @returns The schema as a plain object.
+ */
+export function reportJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(loadReportSchema) as Record<string, unknown>;
+}
