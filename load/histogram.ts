@@ -107,6 +107,28 @@ export class LatencyHistogram {
     };
   }
 
+  /**
+   * Every recorded value with its count, in increasing order: each entry is a bucket of the
+   * histogram (values equal within {@linkcode LATENCY_SIGNIFICANT_DIGITS} digits), reported at
+   * the highest value it holds.
+   *
+   * @returns `[microseconds, count]` pairs with a count above zero.
+   */
+  recordedValues(): Array<readonly [number, number]> {
+    const h = this.#histogram;
+    if (h.totalCount === 0) return [];
+    if (!(h instanceof hdr.JsHistogram)) {
+      // Only the WebAssembly build lacks bucket access, and it is never built here.
+      throw new TypeError("Cannot list histogram buckets: not a JavaScript HdrHistogram");
+    }
+    const values: Array<readonly [number, number]> = [];
+    for (let index = 0; index < h.countsArrayLength; index++) {
+      const count = h.getCountAtIndex(index);
+      if (count > 0) values.push([h.highestEquivalentValue(h.valueFromIndex(index)), count]);
+    }
+    return values;
+  }
+
   /** Compressed base64 encoding (the HdrHistogram V2 format), `""` when empty. */
   encode(): string {
     return this.count === 0 ? "" : hdr.encodeIntoCompressedBase64(this.#histogram);

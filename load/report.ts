@@ -8,6 +8,7 @@
  */
 import { formatDuration } from "../lib/shared/duration.ts";
 import type { ComputedStats, LoadReportJson, RunStats } from "./report_schema.ts";
+import { formatLatencyHistogram, formatStatusBreakdown } from "./run_breakdown.ts";
 import { computeStats } from "./run_summary.ts";
 import { errorRate } from "./stats.ts";
 import type { RunRecord } from "./sweep.ts";
@@ -125,7 +126,8 @@ export function runLabel(record: RunRecord): string {
 
 /**
  * The per-run block: label, target, load, elapsed time, successes and errors, latency
- * percentiles, status and error breakdown, and sample errors.
+ * percentiles, sample errors, then a text latency histogram and the status distribution (as
+ * hey and oha end a run), and a line when nothing succeeded.
  *
  * @param record The run.
  * @param report The report it belongs to (URL, stop condition).
@@ -160,15 +162,6 @@ export function formatRunBlock(
     }`,
   );
   row("", `p90 ${ms(computed.p90Ms)}  p99 ${ms(computed.p99Ms)}  p99.9 ${ms(computed.p999Ms)}`);
-  const statuses = Object.entries(stats.statuses).map(([status, count]) => `${status}=${count}`);
-  if (statuses.length > 0) row("Statuses", statuses.join(" "));
-  const network = Object.entries(stats.networkErrors).filter(([, count]) => count > 0);
-  if (network.length > 0) {
-    row(
-      "Net errors",
-      network.map(([kind, count]) => `${kind}=${count}`).join(" "),
-    );
-  }
   if (stats.cutOff > 0 || report.stop.kind === "time") {
     row("Cut off", `${stats.cutOff} (in flight at the end)`);
   }
@@ -181,8 +174,8 @@ export function formatRunBlock(
     for (const sample of stats.errorSamples) lines.push(`    ${sample.message} (x${sample.count})`);
   }
   const failed = allFailedLine(record);
-  if (failed !== undefined) lines.push(`  ${failed}`);
-  return lines.join("\n") + "\n";
+  return lines.join("\n") + "\n" + formatLatencyHistogram(stats) + formatStatusBreakdown(stats) +
+    (failed === undefined ? "" : `  ${failed}\n`);
 }
 
 const SUMMARY_HEADERS = [

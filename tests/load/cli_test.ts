@@ -43,7 +43,11 @@ Deno.test("loadtestCommand() runs the seed sweep and prints blocks, summary and 
   assertStringIncludes(out, `URL:          ${backend.url.href}`);
   assertStringIncludes(out, "Successes:    15");
   assertStringIncludes(out, "Errors:       5 (25.00%)");
-  assertStringIncludes(out, "Statuses:     200=15 500=5");
+  assertStringIncludes(
+    out,
+    "  Status distribution:\n    [200]  15 (75.00%)\n    [500]   5 (25.00%) failed\n",
+  );
+  assertStringIncludes(out, "  Latency histogram (ms, up to):\n");
   assertStringIncludes(out, "HTTP 500 Internal Server Error (x5)");
   assertStringIncludes(out, "Run  Conc  Total  OK  Err");
   assertStringIncludes(out, "Avg ms");
@@ -167,7 +171,7 @@ Deno.test("loadtestCommand() spreads load over workers and counts exactly", asyn
   ], ctx);
   assertEquals(code, 0);
   assertEquals(backend.requests(), 40);
-  assertStringIncludes(stdout(), "Statuses:     200=30 500=10");
+  assertStringIncludes(stdout(), "    [200]  30 (75.00%)\n    [500]  10 (25.00%) failed\n");
 });
 
 Deno.test("loadtestCommand() writes JSON that merge combines, plus CSV, chart and Markdown", async () => {

@@ -13,6 +13,7 @@ import {
 } from "../../load/report.ts";
 import { emptyRunStats, RunRecorder, type RunStats } from "../../load/stats.ts";
 import type { RunRecord } from "../../load/sweep.ts";
+import { histogramBars } from "../../load/run_breakdown.ts";
 import { checkThresholds } from "../../load/thresholds.ts";
 import { assertEquals, assertStringIncludes } from "../support/assert.ts";
 
@@ -57,7 +58,12 @@ Deno.test("formatRunBlock() shows the seed's fields and the breakdowns", () => {
   assertStringIncludes(block, "  Errors:       1 (10.00%)\n");
   assertStringIncludes(block, "  Latency ms:   avg 2.00  p50 2.00  p95 2.00  max 2.00\n");
   assertStringIncludes(block, "p90 2.00  p99 2.00  p99.9 2.00\n");
-  assertStringIncludes(block, "  Statuses:     200=9 502=1\n");
+  assertStringIncludes(block, "    [200]  9 (90.00%)\n    [502]  1 (10.00%) failed\n");
+  // Every latency is 2 ms: one bar holds all ten responses.
+  assertStringIncludes(
+    block,
+    "  Latency histogram (ms, up to):\n    2.000 [10] |" + "#".repeat(40),
+  );
   assertStringIncludes(block, "    HTTP 502 Bad Gateway (x1)\n");
 });
 
@@ -209,4 +215,13 @@ Deno.test("startProgress() draws and clears the line on a terminal", () => {
   progress.stop();
   assertStringIncludes(written, "Run [");
   assertEquals(written.endsWith("\r\x1b[2K"), true);
+});
+
+Deno.test("histogramBars() spreads latencies over equal buckets from min to max", () => {
+  const bars = histogramBars([[1000, 1], [1500, 2], [5000, 4], [11_000, 1]], 10);
+  assertEquals(bars.length, 10);
+  assertEquals(bars.map((bar) => bar.count), [3, 0, 0, 4, 0, 0, 0, 0, 0, 1]);
+  assertEquals(bars[9]?.upToMs, 11);
+  assertEquals(bars.reduce((sum, bar) => sum + bar.count, 0), 8);
+  assertEquals(histogramBars([]), []);
 });
