@@ -7,7 +7,8 @@
  */
 import { LatencyHistogram } from "./histogram.ts";
 import type { LoadPlan, Thresholds } from "./options.ts";
-import type { Executor, ProgressCounter } from "./run.ts";
+import type { LiveStats } from "./live_stats.ts";
+import type { Executor } from "./run.ts";
 import { errorRate, type RunStats } from "./stats.ts";
 import { jobForLevel, type RunRecord, type SweepHooks, warmUp } from "./sweep.ts";
 
@@ -114,8 +115,8 @@ export interface CapacityResult {
 export interface FindCapacityOptions {
   /** Stops the search. Default: none. */
   readonly signal?: AbortSignal;
-  /** Bumped per finished request. Default: none. */
-  readonly progress?: ProgressCounter;
+  /** Live counters for the progress view. Default: none. */
+  readonly progress?: LiveStats;
   /** Streaming callbacks. Default: none. */
   readonly hooks?: SweepHooks;
 }

@@ -25,6 +25,7 @@ import {
   type Thresholds,
 } from "./options.ts";
 import { checkOutputPath, type OutputPathDeps } from "./output_paths.ts";
+import { LiveStats } from "./live_stats.ts";
 import { type Progress, startProgress } from "./progress.ts";
 import {
   allFailedLine,
@@ -33,13 +34,12 @@ import {
   formatSummaryTable,
   type LoadReport,
   REPORT_VERSION,
-  runLabel,
+  seedLabel,
 } from "./report.ts";
 import { formatCsv, formatJson, formatMarkdown } from "./report_formats.ts";
 import { reportJsonSchema } from "./report_schema.ts";
-import { createInProcessExecutor, type Executor, type ProgressCounter } from "./run.ts";
+import { createInProcessExecutor, type Executor } from "./run.ts";
 import { type RunRecord, runSweep, type SweepHooks } from "./sweep.ts";
-import { emptyRunStats } from "./stats.ts";
 import { checkThresholds } from "./thresholds.ts";
 import { selectTransportFactory, type TransportFactories } from "./transports.ts";
 import { WorkerPool } from "./worker_pool.ts";
@@ -144,22 +144,13 @@ async function runCommand(
   const executor: Executor & { close?: () => Promise<void> } = workers > 1
     ? await WorkerPool.start(ctx.workerUrl, workers, plan.transport)
     : createInProcessExecutor(clock, createTransport);
-  const counter: ProgressCounter = { completed: 0 };
+  const counter = new LiveStats();
+  const mode = plan.outputs.quiet ? "off" : ctx.isTerminal ? "terminal" : "lines";
   let progress: Progress | undefined;
   const hooks: SweepHooks = {
     onRunStart: ({ round, level, job }) => {
-      const label = runLabel({
-        round,
-        rounds: plan.findCapacity ? 1 : plan.rounds,
-        model: plan.model,
-        level,
-        stats: emptyRunStats(),
-      });
-      progress = startProgress(label, job.stop, counter, {
-        write: ctx.stderr,
-        isTerminal: ctx.isTerminal,
-        clock,
-      });
+      const label = seedLabel({ round, model: plan.model, level });
+      progress = startProgress(label, job.stop, counter, { write: ctx.stderr, mode, clock });
     },
     onRunEnd: (record) => {
       progress?.stop();

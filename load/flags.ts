@@ -34,7 +34,13 @@ export const STRING_FLAGS: readonly string[] = [
   "max-p99",
 ];
 /** Flags of `loadtest` that take no value, without the leading `--`. */
-export const BOOLEAN_FLAGS: readonly string[] = ["help", "markdown", "find-capacity", "keepalive"];
+export const BOOLEAN_FLAGS: readonly string[] = [
+  "help",
+  "markdown",
+  "find-capacity",
+  "keepalive",
+  "quiet",
+];
 
 /**
  * Folds the values after `--concurrency`/`--rate` into one `--flag=a,b,c` argument, so the

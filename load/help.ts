@@ -57,7 +57,9 @@ Output (paths are checked before the run starts):
   --markdown              Print the report as Markdown
   --chart FILE.svg        Throughput and p50/p95/p99 against concurrency or rate (against
                           time for a single rate run); SVG only
-  A progress bar is drawn on stderr when it is a terminal.
+  --quiet                 No live view or progress lines
+  While a run goes, stderr shows elapsed time, req/s, errors by class and rolling p50/p99:
+  one line redrawn in place on a terminal, a plain line every 5s otherwise.
 
 Thresholds (exit 1 when breached, with a line saying which and by how much):
   --max-error-rate X      Highest share of failed requests: 0.01 or 1%

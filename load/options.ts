@@ -59,6 +59,8 @@ export interface OutputOptions {
   readonly chartFile?: string;
   /** `--markdown`: print Markdown instead of plain text. Default: false. */
   readonly markdown: boolean;
+  /** `--quiet`: no live view or progress lines. Default: false. */
+  readonly quiet: boolean;
 }
 
 /** A validated load test. */
@@ -345,6 +347,7 @@ function parseOutputs(flags: Flags): OutputOptions {
     ...(csv === undefined ? {} : { csvFile: csv }),
     ...(chart === undefined ? {} : { chartFile: chart }),
     markdown: flags.boolean("markdown"),
+    quiet: flags.boolean("quiet"),
   };
 }
 

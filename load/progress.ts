@@ -1,57 +1,90 @@
 /**
- * The live progress bar on stderr: redrawn a few times a second while a run is going, and only
- * when stderr is a terminal (a pipe or a CI log gets nothing).
+ * The live view on stderr while a run is going: done share, elapsed time, req/s, failures by
+ * class and rolling p50/p99. On a terminal one line is redrawn in place a few times a second;
+ * otherwise (a pipe, a CI log) a plain line is printed every few seconds; `--quiet` shows
+ * nothing. Ticks come from the injected clock, so tests drive it with a fake one.
  *
  * @module
  */
 import type { Clock } from "../lib/shared/clock.ts";
 import type { WriteText } from "../lib/shared/command.ts";
-import type { ProgressCounter } from "./run.ts";
+import { LatencyHistogram } from "./histogram.ts";
+import type { LiveStats } from "./live_stats.ts";
 import type { Stop } from "./scheduler.ts";
 
-/** How often the bar is redrawn. */
-export const PROGRESS_REDRAW_MS = 100;
+/** How often the terminal line is redrawn. */
+export const PROGRESS_REDRAW_MS = 250;
+/** How often a plain progress line is printed when stderr is not a terminal. */
+export const PROGRESS_LINE_MS = 5000;
+/** Span of the rolling req/s and percentiles. */
+export const ROLLING_WINDOW_MS = 1000;
 
-const BAR_WIDTH = 30;
+const BAR_WIDTH = 20;
+
+/** How the live view shows itself. */
+export type ProgressMode = "terminal" | "lines" | "off";
+
+/** What one live line shows. */
+export interface LiveLine {
+  /** The run's label. */
+  readonly label: string;
+  /** The run's stop condition. */
+  readonly stop: Stop;
+  /** Requests finished in this run. */
+  readonly completed: number;
+  /** Time since the run started. */
+  readonly elapsedMs: number;
+  /** Completions per second over the rolling window. */
+  readonly rps: number;
+  /** Failures by class in this run. */
+  readonly errors: Readonly<Record<string, number>>;
+  /** Rolling median in ms, `undefined` when no response arrived in the window. */
+  readonly p50Ms?: number;
+  /** Rolling 99th percentile in ms. */
+  readonly p99Ms?: number;
+}
 
 /**
- * One line of the bar: done fraction by requests (count runs) or by time (timed runs).
+ * One line of the live view.
  *
- * @param label The run label.
- * @param stop The run's stop condition.
- * @param completed Requests finished.
- * @param elapsedMs Time since the run started.
+ * @param line What to show.
  * @returns The line, without newline.
  *
  * @example
  * ```ts
  * import { formatProgressLine } from "./progress.ts";
- * const line = formatProgressLine("Run 1/1", { kind: "count", total: 100 }, 50, 1000);
- * if (!line.includes(" 50%") || !line.includes("50/100")) throw new Error(line);
+ * const text = formatProgressLine({
+ *   label: "c2-r1", stop: { kind: "count", total: 100 }, completed: 50, elapsedMs: 1000,
+ *   rps: 50, errors: { "5xx": 2 }, p50Ms: 1.5, p99Ms: 9,
+ * });
+ * if (!text.includes(" 50%") || !text.includes("5xx=2") || !text.includes("p99 9.00ms")) {
+ *   throw new Error(text);
+ * }
  * ```
  */
-export function formatProgressLine(
-  label: string,
-  stop: Stop,
-  completed: number,
-  elapsedMs: number,
-): string {
+export function formatProgressLine(line: LiveLine): string {
+  const { stop, completed, elapsedMs } = line;
   const fraction = stop.kind === "count"
     ? completed / Math.max(1, stop.total)
     : elapsedMs / Math.max(1, stop.durationMs);
   const clamped = Math.max(0, Math.min(1, fraction));
   const filled = Math.round(clamped * BAR_WIDTH);
   const bar = "#".repeat(filled) + "-".repeat(BAR_WIDTH - filled);
-  const rate = elapsedMs > 0 ? completed / (elapsedMs / 1000) : 0;
   const count = stop.kind === "count" ? `${completed}/${stop.total}` : `${completed}`;
-  return `${label} [${bar}] ${String(Math.floor(clamped * 100)).padStart(3)}% ${count} ${
-    rate.toFixed(0)
-  } req/s`;
+  const errors = Object.entries(line.errors).map(([name, n]) => `${name}=${n}`);
+  const latency = line.p50Ms === undefined || line.p99Ms === undefined
+    ? "p50 -  p99 -"
+    : `p50 ${line.p50Ms.toFixed(2)}ms  p99 ${line.p99Ms.toFixed(2)}ms`;
+  return `${line.label} [${bar}] ${String(Math.floor(clamped * 100)).padStart(3)}% ${count}  ${
+    (elapsedMs / 1000).toFixed(1)
+  }s  ${line.rps.toFixed(0)} req/s  ${latency}  errors ${
+    errors.length === 0 ? "0" : errors.join(" ")
+  }`;
 }
 
-/** A running progress display. */
+/** A running live view. */
 export interface Progress {
-  /** Stops redrawing and clears the line. Idempotent. */
+  /** Stops drawing and clears the terminal line. Idempotent. */
   stop(): void;
 }
 
@@ -59,46 +92,88 @@ export interface Progress {
 export interface ProgressOptions {
   /** Where to draw (stderr). */
   readonly write: WriteText;
-  /** Whether `write` goes to a terminal; nothing is drawn otherwise. */
-  readonly isTerminal: boolean;
-  /** Source of time. */
+  /** Redrawn line, plain lines, or nothing. */
+  readonly mode: ProgressMode;
+  /** Source of time and ticks. */
   readonly clock: Clock;
 }
 
+interface Sample {
+  readonly atMs: number;
+  readonly completed: number;
+  readonly window: LatencyHistogram;
+}
+
 /**
- * Starts redrawing a progress line for one run.
+ * Starts the live view of one run.
  *
  * @param label The run label.
  * @param stop The run's stop condition.
- * @param counter The runner's counter.
- * @param options Output, terminal flag and clock.
- * @returns A handle whose `stop()` clears the line.
+ * @param live The run's live counters (shared with the runner or fed by the workers).
+ * @param options Output, mode and clock.
+ * @returns A handle whose `stop()` ends the view.
  */
 export function startProgress(
   label: string,
   stop: Stop,
-  counter: ProgressCounter,
+  live: LiveStats,
   options: ProgressOptions,
 ): Progress {
-  if (!options.isTerminal) return { stop() {} };
-  const { write, clock } = options;
+  if (options.mode === "off") return { stop() {} };
+  const { write, clock, mode } = options;
   const startMs = clock.now();
-  const base = counter.completed;
-  const draw = () =>
-    write(
-      `\r\x1b[2K${
-        formatProgressLine(label, stop, counter.completed - base, clock.now() - startMs)
-      }`,
-    );
-  draw();
-  const timer = setInterval(draw, PROGRESS_REDRAW_MS);
+  const baseCompleted = live.completed;
+  const baseErrors = live.errors();
+  live.takeWindow();
+  const samples: Sample[] = [{ atMs: startMs, completed: 0, window: new LatencyHistogram() }];
+  const render = (): string => {
+    const now = clock.now();
+    const completed = live.completed - baseCompleted;
+    samples.push({ atMs: now, completed, window: live.takeWindow() });
+    while (samples.length > 2 && (samples[1]?.atMs ?? now) <= now - ROLLING_WINDOW_MS) {
+      samples.shift();
+    }
+    const oldest = samples[0] ?? { atMs: startMs, completed: 0 };
+    const rolling = new LatencyHistogram();
+    for (const sample of samples.slice(1)) rolling.add(sample.window);
+    const errors: Record<string, number> = {};
+    for (const [name, count] of Object.entries(live.errors())) {
+      const runCount = count - (baseErrors[name] ?? 0);
+      if (runCount > 0) errors[name] = runCount;
+    }
+    const spanMs = now - oldest.atMs;
+    return formatProgressLine({
+      label,
+      stop,
+      completed,
+      elapsedMs: now - startMs,
+      rps: spanMs > 0 ? ((completed - oldest.completed) * 1000) / spanMs : 0,
+      errors,
+      ...(rolling.count === 0 ? {} : {
+        p50Ms: rolling.percentile(50) / 1000,
+        p99Ms: rolling.percentile(99) / 1000,
+      }),
+    });
+  };
+  const draw = () => mode === "terminal" ? write(`\r\x1b[2K${render()}`) : write(`${render()}\n`);
+  if (mode === "terminal") draw();
+  const ticking = new AbortController();
+  const intervalMs = mode === "terminal" ? PROGRESS_REDRAW_MS : PROGRESS_LINE_MS;
+  const loop = async () => {
+    for (;;) {
+      await clock.sleep(intervalMs, ticking.signal);
+      draw();
+    }
+  };
+  // The loop ends by its sleep rejecting when stop() aborts it; nothing else can fail in it.
+  loop().catch(() => {});
   let isStopped = false;
   return {
     stop() {
       if (isStopped) return;
       isStopped = true;
-      clearInterval(timer);
-      write("\r\x1b[2K");
+      ticking.abort();
+      if (mode === "terminal") write("\r\x1b[2K");
     },
   };
 }

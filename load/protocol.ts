@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { LiveDelta } from "./live_stats.ts";
 import type { LoadShape, RunJob } from "./run.ts";
 import type { Stop } from "./scheduler.ts";
 import type { RunStats } from "./stats.ts";
@@ -55,7 +56,7 @@ export type ToWorker =
 /** From a worker to the main thread. */
 export type FromWorker =
   | { readonly type: "ready" }
-  | { readonly type: "progress"; readonly id: number; readonly completed: number }
+  | { readonly type: "progress"; readonly id: number; readonly delta: LiveDelta }
   | { readonly type: "result"; readonly id: number; readonly stats: RunStats }
   | { readonly type: "error"; readonly id: number; readonly message: string };
 

@@ -8,6 +8,7 @@
  */
 import type { Clock } from "../lib/shared/clock.ts";
 import { createClosedScheduler, createRateScheduler, type Stop } from "./scheduler.ts";
+import type { LiveStats } from "./live_stats.ts";
 import { RunRecorder, type RunStats, type StatusRanges } from "./stats.ts";
 import type { Outcome, RequestSpec, Transport, TransportFactory } from "./transport.ts";
 
@@ -30,12 +31,6 @@ export interface RunJob {
   readonly timeline: boolean;
 }
 
-/** A counter the runner bumps per finished request, read by the progress bar. */
-export interface ProgressCounter {
-  /** Requests finished so far. */
-  completed: number;
-}
-
 /** What {@linkcode runOnce} needs from outside. */
 export interface RunDeps {
   /** Source of time. */
@@ -44,8 +39,8 @@ export interface RunDeps {
   readonly createTransport: TransportFactory;
   /** Ends the run early: in-flight requests count as cut off. Default: none. */
   readonly signal?: AbortSignal;
-  /** Bumped per finished request. Default: none. */
-  readonly progress?: ProgressCounter;
+  /** Live counters for the progress view, fed per finished request. Default: none. */
+  readonly progress?: LiveStats;
 }
 
 const BROKEN: Outcome = { ok: false, error: "network", message: "transport failed" };
@@ -113,8 +108,12 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
         recorder.cutOff++;
         return;
       }
-      recorder.record(intended, clock.now(), outcome);
-      if (progress !== undefined) progress.completed++;
+      const endMs = clock.now();
+      const isOk = recorder.record(intended, endMs, outcome);
+      progress?.record(
+        outcome.ok ? (endMs - intended) * 1000 : undefined,
+        isOk ? undefined : outcome.ok ? `${Math.floor(outcome.status / 100)}xx` : outcome.error,
+      );
     }
   };
 
@@ -196,7 +195,7 @@ export interface Executor {
    */
   execute(
     job: RunJob,
-    options: { readonly signal?: AbortSignal; readonly progress?: ProgressCounter },
+    options: { readonly signal?: AbortSignal; readonly progress?: LiveStats },
   ): Promise<RunStats>;
 }
 

@@ -112,8 +112,9 @@ export class RunRecorder {
    * @param intendedMs When it should have started (equals `startMs` in the closed model).
    * @param endMs When the response body was read or the error happened.
    * @param outcome The transport's outcome.
+   * @returns Whether it counts as a success.
    */
-  record(intendedMs: number, endMs: number, outcome: Outcome): void {
+  record(intendedMs: number, endMs: number, outcome: Outcome): boolean {
     let isOk = false;
     let latencyUs = -1;
     if (outcome.ok) {
@@ -137,6 +138,7 @@ export class RunRecorder {
       this.#sample(`${outcome.error}: ${outcome.message}`);
     }
     if (this.#timeline !== undefined) this.#bucket(endMs, isOk, latencyUs);
+    return isOk;
   }
 
   #sample(message: string): void {

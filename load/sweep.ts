@@ -6,7 +6,8 @@
  */
 import type { LoadPlan } from "./options.ts";
 import { MAX_DEFAULT_IN_FLIGHT } from "./options.ts";
-import type { Executor, ProgressCounter, RunJob } from "./run.ts";
+import type { LiveStats } from "./live_stats.ts";
+import type { Executor, RunJob } from "./run.ts";
 import type { Stop } from "./scheduler.ts";
 import type { ReportRun, RunStats } from "./report_schema.ts";
 
@@ -30,8 +31,8 @@ export interface SweepHooks {
 export interface SweepOptions {
   /** Stops the sweep: the current run ends with its in-flight requests cut off. Default: none. */
   readonly signal?: AbortSignal;
-  /** Bumped per finished request. Default: none. */
-  readonly progress?: ProgressCounter;
+  /** Live counters for the progress view. Default: none. */
+  readonly progress?: LiveStats;
   /** Streaming callbacks. Default: none. */
   readonly hooks?: SweepHooks;
 }

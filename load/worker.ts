@@ -8,7 +8,8 @@
  */
 import { type Clock, systemClock } from "../lib/shared/clock.ts";
 import { fromWireJob, type FromWorker, isToWorker } from "./protocol.ts";
-import { type ProgressCounter, runOnce } from "./run.ts";
+import { LiveStats } from "./live_stats.ts";
+import { runOnce } from "./run.ts";
 import { selectTransportFactory, type TransportFactories } from "./transports.ts";
 
 /**
@@ -45,14 +46,21 @@ export function runLoadWorker(scope: LoadWorkerScope, options: LoadWorkerOptions
   const run = async (id: number, wire: Parameters<typeof fromWireJob>[0], intervalMs: number) => {
     const abort = new AbortController();
     running.set(id, abort);
-    const progress: ProgressCounter = { completed: 0 };
-    const timer = intervalMs > 0
-      ? setInterval(() => post({ type: "progress", id, completed: progress.completed }), intervalMs)
-      : undefined;
+    const live = intervalMs > 0 ? new LiveStats() : undefined;
+    const timer = live === undefined
+      ? undefined
+      : setInterval(() => post({ type: "progress", id, delta: live.drain() }), intervalMs);
     try {
       const { job, transport } = fromWireJob(wire);
       const createTransport = selectTransportFactory(job.request.url, transport, options.factories);
-      const stats = await runOnce(job, { clock, createTransport, signal: abort.signal, progress });
+      const stats = await runOnce(job, {
+        clock,
+        createTransport,
+        signal: abort.signal,
+        ...(live === undefined ? {} : { progress: live }),
+      });
+      // The last delta goes before the result, so the main thread's totals end exact.
+      if (live !== undefined) post({ type: "progress", id, delta: live.drain() });
       post({ type: "result", id, stats });
     } catch (error) {
       post({ type: "error", id, message: error instanceof Error ? error.message : String(error) });

@@ -5,7 +5,8 @@
  * @module
  */
 import { type FromWorker, isFromWorker, LOAD_WORKER_NAME, toWireJob } from "./protocol.ts";
-import { type Executor, type ProgressCounter, type RunJob, splitJob } from "./run.ts";
+import type { LiveDelta, LiveStats } from "./live_stats.ts";
+import { type Executor, type RunJob, splitJob } from "./run.ts";
 import { mergeRunStats, type RunStats } from "./stats.ts";
 import type { TransportMode } from "./transports.ts";
 
@@ -15,7 +16,7 @@ const PROGRESS_INTERVAL_MS = 200;
 interface Pending {
   readonly resolve: (stats: RunStats) => void;
   readonly reject: (error: Error) => void;
-  readonly onProgress: (completed: number) => void;
+  readonly onProgress: (delta: LiveDelta) => void;
 }
 
 /** One worker and the runs it has in flight. */
@@ -49,7 +50,7 @@ class PooledWorker {
     const pending = this.#pending.get(message.id);
     if (pending === undefined) return;
     if (message.type === "progress") {
-      pending.onProgress(message.completed);
+      pending.onProgress(message.delta);
       return;
     }
     this.#pending.delete(message.id);
@@ -62,7 +63,7 @@ class PooledWorker {
     job: RunJob,
     transport: TransportMode,
     progressIntervalMs: number,
-    onProgress: (completed: number) => void,
+    onProgress: (delta: LiveDelta) => void,
   ): Promise<RunStats> {
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, onProgress });
@@ -131,12 +132,10 @@ export class WorkerPool implements Executor, AsyncDisposable {
    */
   async execute(
     job: RunJob,
-    options: { readonly signal?: AbortSignal; readonly progress?: ProgressCounter },
+    options: { readonly signal?: AbortSignal; readonly progress?: LiveStats },
   ): Promise<RunStats> {
     const slices = splitJob(job, this.#workers.length);
     const progress = options.progress;
-    const done = new Array<number>(slices.length).fill(0);
-    const base = progress?.completed ?? 0;
     const ids: number[] = [];
     const onAbort = () => slices.forEach((_, i) => this.#workers[i]?.abort(ids[i] ?? 0));
     const runs = slices.map((slice, i) => {
@@ -149,21 +148,13 @@ export class WorkerPool implements Executor, AsyncDisposable {
         slice,
         this.#transport,
         progress === undefined ? 0 : PROGRESS_INTERVAL_MS,
-        (completed) => {
-          if (progress === undefined) return;
-          done[i] = completed;
-          progress.completed = base + done.reduce((sum, n) => sum + n, 0);
-        },
+        (delta) => progress?.add(delta),
       );
     });
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) onAbort();
     try {
-      const parts = await Promise.all(runs);
-      if (progress !== undefined) {
-        progress.completed = base + parts.reduce((n, p) => n + p.requests, 0);
-      }
-      return mergeRunStats(parts);
+      return mergeRunStats(await Promise.all(runs));
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
     }

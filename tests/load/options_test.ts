@@ -116,6 +116,7 @@ Deno.test("parseLoadArgs() reads request, output and threshold flags", () => {
     csvFile: "out.csv",
     chartFile: "out.svg",
     markdown: true,
+    quiet: false,
   });
   assertEquals(p.thresholds, { maxErrorRate: 0.01, maxP99Ms: 200 });
   assertEquals(p.findCapacity, true);
@@ -135,7 +136,7 @@ Deno.test("parseLoadArgs() recognises help and merge", () => {
   assertEquals(parseLoadArgs(["merge", "a.json", "b.json", "--markdown", "--max-p99", "1s"]), {
     kind: "merge",
     files: ["a.json", "b.json"],
-    outputs: { markdown: true },
+    outputs: { markdown: true, quiet: false },
     thresholds: { maxP99Ms: 1000 },
   });
 });

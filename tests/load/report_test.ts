@@ -1,7 +1,5 @@
-import { systemClock } from "../../lib/shared/clock.ts";
 import { judgeLevel, nextLevel } from "../../load/capacity.ts";
 import { chartData, niceScale, renderChart } from "../../load/chart.ts";
-import { formatProgressLine, startProgress } from "../../load/progress.ts";
 import {
   estimateCapacity,
   formatCapacityLine,
@@ -180,41 +178,6 @@ Deno.test("niceScale() rounds the axis to 1, 2 or 5 steps", () => {
   assertEquals(niceScale(87, 5), { top: 100, step: 20 });
   assertEquals(niceScale(0.3, 5), { top: 0.3, step: 0.1 });
   assertEquals(niceScale(0, 5), { top: 1, step: 0.2 });
-});
-
-Deno.test("formatProgressLine() shows the done share and rate", () => {
-  assertEquals(
-    formatProgressLine("Run 1/1", { kind: "count", total: 200 }, 50, 1000),
-    "Run 1/1 [########----------------------]  25% 50/200 50 req/s",
-  );
-  assertStringIncludes(
-    formatProgressLine("R", { kind: "time", durationMs: 2000 }, 10, 1000),
-    " 50% 10 ",
-  );
-});
-
-Deno.test("startProgress() writes nothing when stderr is not a terminal", () => {
-  let written = "";
-  const progress = startProgress("Run", { kind: "count", total: 1 }, { completed: 0 }, {
-    write: (text) => written += text,
-    isTerminal: false,
-    clock: systemClock,
-  });
-  progress.stop();
-  assertEquals(written, "");
-});
-
-Deno.test("startProgress() draws and clears the line on a terminal", () => {
-  let written = "";
-  const progress = startProgress("Run", { kind: "count", total: 4 }, { completed: 2 }, {
-    write: (text) => written += text,
-    isTerminal: true,
-    clock: systemClock,
-  });
-  progress.stop();
-  progress.stop();
-  assertStringIncludes(written, "Run [");
-  assertEquals(written.endsWith("\r\x1b[2K"), true);
 });
 
 Deno.test("histogramBars() spreads latencies over equal buckets from min to max", () => {

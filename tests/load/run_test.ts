@@ -1,3 +1,4 @@
+import { LiveStats } from "../../load/live_stats.ts";
 import { systemClock } from "../../lib/shared/clock.ts";
 import { toWireJob } from "../../load/protocol.ts";
 import { type RunJob, runOnce, splitJob } from "../../load/run.ts";
@@ -106,12 +107,14 @@ Deno.test("WorkerPool merges the slices of two workers exactly", async () => {
     2,
     "auto",
   );
-  const progress = { completed: 0 };
+  const progress = new LiveStats();
   const stats = await pool.execute(closedJob(backend.url, 4, 40), { progress });
   assertEquals(backend.requests(), 40);
   assertEquals(stats.requests, 40);
   assertEquals(stats.statuses, { "200": 30, "500": 10 });
+  // The workers' live deltas add up to the exact totals.
   assertEquals(progress.completed, 40);
+  assertEquals(progress.errors(), { "5xx": 10 });
 });
 
 Deno.test("runLoadWorker() runs a posted job and posts its stats back", async () => {
