@@ -1,124 +1,40 @@
 /**
- * The balancer's configuration: its type, and building it from the command line, an optional
- * JSON file and the environment.
+ * The balancer's configuration: building it from the command line, an optional JSON file and
+ * the environment.
  *
  * Everything is validated here, once, before any listener opens; the rest of the balancer trusts
  * a {@linkcode BalancerConfig}. Precedence, lowest first: defaults, `--config FILE.json`, the
- * `LOGLEVEL` environment variable, the seed's positional health period, flags. The pieces live
- * in `config_defaults.ts` (defaults and rules), `config_flags.ts` (flags and help) and
- * `config_file.ts` (the JSON file); this module re-exports what callers need.
+ * `LOGLEVEL` environment variable, the seed's positional health period, flags. Every setting is
+ * declared once in `settings.ts`; flags (`config_flags.ts`), the file (`config_file.ts`) and the
+ * help (`config_help.ts`) derive from it. This module adds the sources that are not one setting's
+ * flag and the rules that tie settings together, and re-exports what callers need.
  *
  * @module
  */
-import type { LogLevel } from "@logtape/logtape";
-import {
-  DEFAULT_BALANCER_CONFIG,
-  DEFAULT_HEALTH_TIMEOUT_MS,
-  type LogFormat,
-  parseLevel,
-} from "./config_defaults.ts";
+import { CONFIG_FLAG, flagLayer, type Flags, readFlags } from "./config_flags.ts";
 import { loadConfigFile } from "./config_file.ts";
-import { flagLayer, type Flags, positionalLayer, readFlags } from "./config_flags.ts";
-import type { PolicyName } from "./policy.ts";
+import {
+  type BalancerConfig,
+  type ConfigLayer,
+  LONGEST_DURATION,
+  mergeLayers,
+  SETTINGS,
+} from "./settings.ts";
 import { UsageError } from "./shared/command.ts";
-import { formatDuration } from "./shared/duration.ts";
+import { formatDuration, MAX_TIMER_MS } from "./shared/duration.ts";
 
+export { isHelpRequested, LB_FLAG_NAMES } from "./config_flags.ts";
+export { parseConfigFile } from "./config_file.ts";
+export { LB_HELP } from "./config_help.ts";
 export {
+  type BackendConfig,
+  type BalancerConfig,
+  type ConfigLayer,
   DEFAULT_BALANCER_CONFIG,
   LOG_FORMATS,
   LOG_LEVELS,
   type LogFormat,
-} from "./config_defaults.ts";
-export { parseConfigFile } from "./config_file.ts";
-export { isHelpRequested, LB_FLAG_NAMES, LB_HELP } from "./config_flags.ts";
-
-/** One backend as configured. */
-export interface BackendConfig {
-  /** Base URL, as returned by `parseBackendUrl` (path ends in `/`). */
-  readonly url: URL;
-  /** Relative share of traffic for weighted policies; round-robin ignores it. */
-  readonly weight: number;
-}
-
-/** Active health checking. */
-export interface HealthConfig {
-  /** Path probed on every backend, appended to its base path. */
-  readonly path: string;
-  /** Time between the starts of two probes of one backend. */
-  readonly intervalMs: number;
-  /** A probe without a 2xx response within this time fails. Never more than `intervalMs`. */
-  readonly timeoutMs: number;
-  /** Consecutive successful probes that bring an unhealthy backend back. */
-  readonly rise: number;
-  /** Consecutive failed probes that take a healthy backend out of rotation. */
-  readonly fall: number;
-}
-
-/** Forwarding to backends. */
-export interface ProxyConfig {
-  /** Time to wait for a backend's response headers before answering 504. */
-  readonly timeoutMs: number;
-  /** Retries, on another backend, of an idempotent request without a body that failed to connect. */
-  readonly retries: number;
-  /** Idle keep-alive connections kept per backend. */
-  readonly maxIdlePerHost: number;
-}
-
-/** Logging. */
-export interface LogConfig {
-  /** The lowest level written. */
-  readonly level: LogLevel;
-  /** Text lines or JSON lines. */
-  readonly format: LogFormat;
-  /** Append records to this file instead of stderr. */
-  readonly file?: string;
-}
-
-/** Everything the balancer needs to run, validated. */
-export interface BalancerConfig {
-  /** Address to listen on. */
-  readonly host: string;
-  /** Port to listen on; 0 picks a free one. */
-  readonly port: number;
-  /** The backends, in order, at least one, no duplicates. */
-  readonly backends: readonly BackendConfig[];
-  /** The selection policy. */
-  readonly policy: PolicyName;
-  /** Active health checking. */
-  readonly health: HealthConfig;
-  /** Forwarding to backends. */
-  readonly proxy: ProxyConfig;
-  /** Logging. */
-  readonly log: LogConfig;
-  /** On SIGINT/SIGTERM, how long in-flight requests may take to finish. */
-  readonly drainTimeoutMs: number;
-}
-
-/** Settings from one source (file, environment, positional, flags); absent means "not set". */
-export interface ConfigLayer {
-  readonly host?: string | undefined;
-  readonly port?: number | undefined;
-  readonly backends?: readonly BackendConfig[] | undefined;
-  readonly policy?: PolicyName | undefined;
-  readonly health?: {
-    readonly path?: string | undefined;
-    readonly intervalMs?: number | undefined;
-    readonly timeoutMs?: number | undefined;
-    readonly rise?: number | undefined;
-    readonly fall?: number | undefined;
-  } | undefined;
-  readonly proxy?: {
-    readonly timeoutMs?: number | undefined;
-    readonly retries?: number | undefined;
-    readonly maxIdlePerHost?: number | undefined;
-  } | undefined;
-  readonly log?: {
-    readonly level?: LogLevel | undefined;
-    readonly format?: LogFormat | undefined;
-    readonly file?: string | undefined;
-  } | undefined;
-  readonly drainTimeoutMs?: number | undefined;
-}
+} from "./settings.ts";
 
 /** Options for {@linkcode parseBalancerArgs}. */
 export interface ParseBalancerArgsOptions {
@@ -144,36 +60,68 @@ export async function parseBalancerArgs(
 ): Promise<BalancerConfig> {
   const { flags, positionals } = readFlags(args);
   const readTextFile = options.readTextFile ?? ((path: string) => Deno.readTextFile(path));
-
-  const file = flags.config === undefined
-    ? { layer: {}, label: undefined }
-    : { layer: await loadConfigFile(flags.config, readTextFile), label: flags.config };
-  const envLevel = env("LOGLEVEL");
+  const filePath = flags.get(CONFIG_FLAG)?.at(-1);
+  const file = filePath === undefined ? {} : await loadConfigFile(filePath, readTextFile);
   const layers: ConfigLayer[] = [
-    file.layer,
-    envLevel === undefined || envLevel.trim() === ""
-      ? {}
-      : { log: { level: parseLevel(envLevel, "LOGLEVEL") } },
+    file,
+    envLayer(env),
     positionalLayer(positionals),
     flagLayer(flags),
   ];
-  return finish(layers, timeoutSource(flags, file.layer, file.label));
+  return finish(layers, timeoutSource(flags, file, filePath));
 }
 
-const D = DEFAULT_BALANCER_CONFIG;
+/** The settings the environment gives: `LOGLEVEL`, as the seed read it. */
+function envLayer(env: (name: string) => string | undefined): ConfigLayer {
+  const text = env("LOGLEVEL");
+  if (text === undefined || text.trim() === "") return {};
+  const parsed = SETTINGS.log.level.kind.parse(text);
+  if (!parsed.ok) throw new UsageError(`Invalid LOGLEVEL "${text}": ${parsed.rule}`);
+  return { log: { level: parsed.value } };
+}
 
-/** Merges the layers over the defaults (a later layer wins) and runs the cross-field checks. */
+/**
+ * The settings the seed's positional health period gives (seconds, floored at 1).
+ *
+ * @throws {UsageError} For more than one argument or one that is not a number of seconds.
+ */
+function positionalLayer(positionals: readonly string[]): ConfigLayer {
+  if (positionals.length === 0) return {};
+  if (positionals.length > 1) {
+    throw new UsageError(
+      `Unexpected argument "${
+        positionals[1]
+      }": lb takes at most one argument, the health check period in seconds`,
+    );
+  }
+  const text = positionals[0] ?? "";
+  const seconds = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isFinite(seconds)) {
+    throw new UsageError(
+      `Invalid health check period "${text}": must be a number of seconds, such as 5 or 0.5`,
+    );
+  }
+  // The seed floors the period at one second.
+  const intervalMs = Math.max(1, seconds) * 1000;
+  if (intervalMs > MAX_TIMER_MS) {
+    throw new UsageError(
+      `Invalid health check period "${text}": must be at most ${
+        Math.floor(MAX_TIMER_MS / 1000)
+      } seconds (${LONGEST_DURATION}), the longest a timer can wait`,
+    );
+  }
+  return { health: { intervalMs } };
+}
+
+/** Merges the layers over the defaults and applies the rules that tie settings together. */
 function finish(
   layers: readonly ConfigLayer[],
   timeout: TimeoutSource | undefined,
 ): BalancerConfig {
-  const pick = <T>(base: T, get: (layer: ConfigLayer) => T | undefined): T => {
-    let value = base;
-    for (const layer of layers) value = get(layer) ?? value;
-    return value;
-  };
-  const intervalMs = pick(D.health.intervalMs, (l) => l.health?.intervalMs);
-  const explicitTimeoutMs = pick<number | undefined>(undefined, (l) => l.health?.timeoutMs);
+  const merged = mergeLayers(layers);
+  const intervalMs = merged.health.intervalMs;
+  let explicitTimeoutMs: number | undefined;
+  for (const layer of layers) explicitTimeoutMs = layer.health?.timeoutMs ?? explicitTimeoutMs;
   if (explicitTimeoutMs !== undefined && explicitTimeoutMs > intervalMs) {
     const rule = `must not exceed the health interval (${formatDuration(intervalMs)})`;
     throw new UsageError(
@@ -182,39 +130,16 @@ function finish(
         : timeout(rule),
     );
   }
-  const backends = pick(D.backends, (l) => l.backends);
   const seen = new Set<string>();
-  for (const backend of backends) {
+  for (const backend of merged.backends) {
     if (seen.has(backend.url.href)) {
       throw new UsageError(`Backend "${backend.url.href}" is listed twice`);
     }
     seen.add(backend.url.href);
   }
-  const file = pick<string | undefined>(undefined, (l) => l.log?.file);
-  return {
-    host: pick(D.host, (l) => l.host),
-    port: pick(D.port, (l) => l.port),
-    backends,
-    policy: pick(D.policy, (l) => l.policy),
-    health: {
-      path: pick(D.health.path, (l) => l.health?.path),
-      intervalMs,
-      timeoutMs: explicitTimeoutMs ?? Math.min(DEFAULT_HEALTH_TIMEOUT_MS, intervalMs),
-      rise: pick(D.health.rise, (l) => l.health?.rise),
-      fall: pick(D.health.fall, (l) => l.health?.fall),
-    },
-    proxy: {
-      timeoutMs: pick(D.proxy.timeoutMs, (l) => l.proxy?.timeoutMs),
-      retries: pick(D.proxy.retries, (l) => l.proxy?.retries),
-      maxIdlePerHost: pick(D.proxy.maxIdlePerHost, (l) => l.proxy?.maxIdlePerHost),
-    },
-    log: {
-      level: pick(D.log.level, (l) => l.log?.level),
-      format: pick(D.log.format, (l) => l.log?.format),
-      ...(file === undefined ? {} : { file }),
-    },
-    drainTimeoutMs: pick(D.drainTimeoutMs, (l) => l.drainTimeoutMs),
-  };
+  // An unset probe timeout defaults to 2 s, but never more than the interval.
+  const timeoutMs = explicitTimeoutMs ?? Math.min(merged.health.timeoutMs, intervalMs);
+  return { ...merged, health: { ...merged.health, timeoutMs } };
 }
 
 /** Words a health-timeout rule into a message naming where the timeout was set. */
@@ -223,12 +148,12 @@ type TimeoutSource = (rule: string) => string;
 function timeoutSource(
   flags: Flags,
   file: ConfigLayer,
-  fileLabel: string | undefined,
+  filePath: string | undefined,
 ): TimeoutSource | undefined {
-  const flag = flags["health-timeout"];
+  const flag = flags.get(SETTINGS.health.timeoutMs.flag)?.at(-1);
   if (flag !== undefined) return (rule) => `Invalid --health-timeout "${flag}": ${rule}`;
-  if (file.health?.timeoutMs !== undefined && fileLabel !== undefined) {
-    return (rule) => `Invalid config "${fileLabel}": health.timeoutMs ${rule}`;
+  if (file.health?.timeoutMs !== undefined && filePath !== undefined) {
+    return (rule) => `Invalid config "${filePath}": health.timeoutMs ${rule}`;
   }
   return undefined;
 }

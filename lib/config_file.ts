@@ -1,27 +1,17 @@
 /**
  * The balancer's JSON config file (`lb --config FILE.json`): the same settings as the flags, in
- * the shape of `BalancerConfig` with times in milliseconds, validated with zod so each
- * rejection names the field: `Invalid config "lb.json": health.intervalMs must be a positive number`.
+ * the shape of `BalancerConfig` with times in milliseconds and sizes in bytes. Its schema is
+ * derived from {@linkcode SETTINGS}, so each rejection names the field:
+ * `Invalid config "lb.json": health.intervalMs must be a positive number`.
  *
  * @module
  */
-import type { LogLevel } from "@logtape/logtape";
 import { z } from "zod";
-import { parseBackendUrl } from "./backend.ts";
-import type { BackendConfig, ConfigLayer } from "./config.ts";
-import {
-  isValidHealthPath,
-  isValidHost,
-  LOG_FORMATS,
-  RULE,
-  ruleOf,
-  toLevel,
-} from "./config_defaults.ts";
-import { POLICY_NAMES } from "./policy.ts";
+import { type ConfigLayer, isSetting, SETTINGS } from "./settings.ts";
 import { UsageError } from "./shared/command.ts";
 
 /**
- * Parses and validates the text of a JSON config file (see {@linkcode LB_HELP} for its keys).
+ * Parses and validates the text of a JSON config file (see `LB_HELP` for its keys).
  *
  * @param text The file's contents.
  * @param path The file's path, for messages.
@@ -42,7 +32,8 @@ export function parseConfigFile(text: string, path: string): ConfigLayer {
     const problems = result.error.issues.map(describeIssue).join("; ");
     throw new UsageError(`Invalid config "${path}": ${problems}`, { cause: result.error });
   }
-  return result.data;
+  // The schema is built from the same table as ConfigLayer, key for key and kind for kind.
+  return result.data as ConfigLayer;
 }
 
 /**
@@ -71,64 +62,17 @@ export async function loadConfigFile(
   return parseConfigFile(text, path);
 }
 
-const msPositive = z.number({ error: RULE.msPositive }).positive({ error: RULE.msPositive });
-const msMin0 = z.number({ error: RULE.msMin0 }).min(0, { error: RULE.msMin0 });
-const countMin1 = z.int({ error: RULE.countMin1 }).min(1, { error: RULE.countMin1 });
-const countMin0 = z.int({ error: RULE.countMin0 }).min(0, { error: RULE.countMin0 });
+/** A strict object of the group's settings and subgroups, every key optional. */
+function groupSchema(group: object, error: string): z.ZodType<unknown> {
+  const shape: Record<string, z.ZodOptional<z.ZodType<unknown>>> = {};
+  for (const [key, node] of Object.entries(group)) {
+    shape[key] = (isSetting(node) ? node.kind.schema : groupSchema(node, "must be an object"))
+      .optional();
+  }
+  return z.strictObject(shape, { error });
+}
 
-const backendEntry = z.union([
-  z.string(),
-  z.strictObject({
-    url: z.string({ error: "must be a URL string" }),
-    weight: z.number({ error: RULE.weight }).positive({ error: RULE.weight }).optional(),
-  }),
-], { error: 'must be a URL string or an object {"url": ..., "weight": ...}' })
-  .transform((entry, context): BackendConfig => {
-    const text = typeof entry === "string" ? entry : entry.url;
-    try {
-      return {
-        url: parseBackendUrl(text),
-        weight: typeof entry === "string" ? 1 : entry.weight ?? 1,
-      };
-    } catch (cause) {
-      context.addIssue({ code: "custom", message: `"${text}" ${ruleOf(cause)}`, input: entry });
-      return z.NEVER;
-    }
-  });
-
-const FILE_SCHEMA = z.strictObject({
-  host: z.string({ error: RULE.host }).refine(isValidHost, { error: RULE.host }).optional(),
-  port: z.int({ error: RULE.port }).min(0, { error: RULE.port }).max(65_535, { error: RULE.port })
-    .optional(),
-  backends: z.array(backendEntry, { error: "must be a list of backend URLs" })
-    .min(1, { error: "must list at least one backend" }).optional(),
-  policy: z.enum(POLICY_NAMES, { error: RULE.policy }).optional(),
-  health: z.strictObject({
-    path: z.string({ error: RULE.healthPath }).refine(isValidHealthPath, {
-      error: RULE.healthPath,
-    }).optional(),
-    intervalMs: msPositive.optional(),
-    timeoutMs: msPositive.optional(),
-    rise: countMin1.optional(),
-    fall: countMin1.optional(),
-  }, { error: "must be an object" }).optional(),
-  proxy: z.strictObject({
-    timeoutMs: msPositive.optional(),
-    retries: countMin0.optional(),
-    maxIdlePerHost: countMin0.optional(),
-  }, { error: "must be an object" }).optional(),
-  log: z.strictObject({
-    level: z.string({ error: RULE.logLevel }).transform((text, context): LogLevel => {
-      const level = toLevel(text);
-      if (level !== undefined) return level;
-      context.addIssue({ code: "custom", message: RULE.logLevel, input: text });
-      return z.NEVER;
-    }).optional(),
-    format: z.enum(LOG_FORMATS, { error: RULE.logFormat }).optional(),
-    file: z.string({ error: RULE.logFile }).min(1, { error: RULE.logFile }).optional(),
-  }, { error: "must be an object" }).optional(),
-  drainTimeoutMs: msMin0.optional(),
-}, { error: "must be a JSON object" });
+const FILE_SCHEMA = groupSchema(SETTINGS, "must be a JSON object");
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   const path = formatPath(issue.path);

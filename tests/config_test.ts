@@ -9,6 +9,7 @@ import {
   parseConfigFile,
 } from "../lib/config.ts";
 import { POLICY_NAMES } from "../lib/policy.ts";
+import { settingEntries } from "../lib/settings.ts";
 import { UsageError } from "../lib/shared/command.ts";
 import {
   assert,
@@ -72,7 +73,17 @@ Deno.test("parseBalancerArgs() with no arguments gives the seed's defaults", asy
     rise: 2,
     fall: 3,
   });
-  assertEquals(config.proxy, { timeoutMs: 30_000, retries: 1, maxIdlePerHost: 64 });
+  assertEquals(config.client, {
+    headerTimeoutMs: 10_000,
+    keepAliveTimeoutMs: 60_000,
+    bodyTimeoutMs: 30_000,
+  });
+  assertEquals(config.proxy, {
+    timeoutMs: 30_000,
+    retries: 1,
+    requestBufferBytes: 1_048_576,
+    maxIdlePerHost: 64,
+  });
   assertEquals(config.log, { level: "info", format: "text" });
   assertEquals(config.drainTimeoutMs, 10_000);
 });
@@ -135,6 +146,14 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     "0",
     "--max-idle-per-host",
     "8",
+    "--header-timeout",
+    "5s",
+    "--keepalive-timeout",
+    "0",
+    "--body-timeout",
+    "2m",
+    "--request-buffer",
+    "64KB",
     "--log-level",
     "debug",
     "--log-format",
@@ -152,7 +171,8 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     ],
     policy: "round-robin",
     health: { path: "/ready", intervalMs: 90_000, timeoutMs: 750, rise: 4, fall: 5 },
-    proxy: { timeoutMs: 45_000, retries: 0, maxIdlePerHost: 8 },
+    client: { headerTimeoutMs: 5_000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 120_000 },
+    proxy: { timeoutMs: 45_000, retries: 0, requestBufferBytes: 64_000, maxIdlePerHost: 8 },
     log: { level: "debug", format: "json", file: "lb.log" },
     drainTimeoutMs: 0,
   });
@@ -162,6 +182,27 @@ Deno.test("parseBalancerArgs() reads a bare number as seconds in duration flags"
   const config = await parse(["--health-interval", "4", "--timeout", "0.5"]);
   assertEquals(config.health.intervalMs, 4_000);
   assertEquals(config.proxy.timeoutMs, 500);
+});
+
+Deno.test("parseBalancerArgs() reads --request-buffer as bytes, KB/MB and KiB/MiB", async () => {
+  const bytesOf = async (text: string) =>
+    (await parse(["--request-buffer", text])).proxy.requestBufferBytes;
+  assertEquals(await bytesOf("512"), 512);
+  assertEquals(await bytesOf("0"), 0);
+  assertEquals(await bytesOf("64kb"), 64_000);
+  assertEquals(await bytesOf("1MB"), 1_000_000);
+  assertEquals(await bytesOf("1MiB"), 1_048_576);
+  assertEquals(await bytesOf("1.5KiB"), 1_536);
+});
+
+Deno.test("parseBalancerArgs() accepts a duration at the timer limit", async () => {
+  const config = await parse(["--health-interval", "596h31m23s", "--timeout", "2147483s"]);
+  assertEquals(config.health.intervalMs, 2_147_483_000);
+  assertEquals(config.proxy.timeoutMs, 2_147_483_000);
+  const file = await parse(["--config", "lb.json"], {
+    files: { "lb.json": '{"health": {"intervalMs": 2147483647}}' },
+  });
+  assertEquals(file.health.intervalMs, 2 ** 31 - 1);
 });
 
 Deno.test("parseBalancerArgs() lets the last of a repeated flag win", async () => {
@@ -284,6 +325,49 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
   ],
   [["--log-format", "xml"], 'Invalid --log-format "xml": must be one of text, json'],
   [["--log-file"], "Flag --log-file needs a value"],
+  [
+    ["--header-timeout", "0"],
+    'Invalid --header-timeout "0": must be more than 0, such as 500ms or 5s',
+  ],
+  [
+    ["--keepalive-timeout", "forever"],
+    'Invalid --keepalive-timeout "forever": use a number with a unit such as 250ms, 5s, 1m or 1m30s',
+  ],
+  [
+    ["--body-timeout", "1d"],
+    'Invalid --body-timeout "1d": use a number with a unit such as 250ms, 5s, 1m or 1m30s',
+  ],
+  [["--request-buffer", "x"], 'Invalid --request-buffer "x": must be a size such as 64KB or 1MiB'],
+  [
+    ["--request-buffer", "1.5"],
+    'Invalid --request-buffer "1.5": must be a size such as 64KB or 1MiB',
+  ],
+  [
+    ["--request-buffer", "-1"],
+    'Invalid --request-buffer "-1": must be a size such as 64KB or 1MiB',
+  ],
+  [
+    ["--request-buffer", "1TB"],
+    'Invalid --request-buffer "1TB": must be a size such as 64KB or 1MiB',
+  ],
+  [
+    ["--health-interval", "720h"],
+    'Invalid --health-interval "720h": must be at most 596h31m23s, the longest a timer can wait (2^31-1 ms)',
+  ],
+  [
+    ["--timeout", "9999999999"],
+    'Invalid --timeout "9999999999": must be at most 596h31m23s, the longest a timer can wait (2^31-1 ms)',
+  ],
+  [
+    ["--timeout", "9".repeat(400)],
+    `Invalid --timeout "${
+      "9".repeat(400)
+    }": use a number with a unit such as 250ms, 5s, 1m or 1m30s`,
+  ],
+  [
+    ["3000000"],
+    'Invalid health check period "3000000": must be at most 2147483 seconds (596h31m23s), the longest a timer can wait',
+  ],
   [["--config", "missing.json"], 'Cannot read config "missing.json": no such file'],
 ];
 
@@ -308,7 +392,8 @@ const FULL_FILE = JSON.stringify({
   backends: ["10.0.0.1:80", { url: "http://10.0.0.2:80", weight: 3 }],
   policy: "round-robin",
   health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
-  proxy: { timeoutMs: 10_000, retries: 2, maxIdlePerHost: 16 },
+  client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
+  proxy: { timeoutMs: 10_000, retries: 2, requestBufferBytes: 0, maxIdlePerHost: 16 },
   log: { level: "WARNING", format: "json", file: "/var/log/lb.log" },
   drainTimeoutMs: 3000,
 });
@@ -324,7 +409,8 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     ],
     policy: "round-robin",
     health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
-    proxy: { timeoutMs: 10_000, retries: 2, maxIdlePerHost: 16 },
+    client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
+    proxy: { timeoutMs: 10_000, retries: 2, requestBufferBytes: 0, maxIdlePerHost: 16 },
     log: { level: "warning", format: "json", file: "/var/log/lb.log" },
     drainTimeoutMs: 3000,
   });
@@ -380,6 +466,25 @@ Deno.test("parseBalancerArgs() rejects an invalid config file naming the file an
     ],
     ['{"log": {"format": "xml"}}', "log.format must be one of text, json"],
     ['{"drainTimeoutMs": -1}', "drainTimeoutMs must be a number, 0 or more"],
+    [
+      '{"health": {"intervalMs": 99999999999}}',
+      "health.intervalMs must be at most 2147483647, the longest a timer can wait (2^31-1 ms)",
+    ],
+    [
+      '{"proxy": {"timeoutMs": 1e999}}',
+      "proxy.timeoutMs must be at most 2147483647, the longest a timer can wait (2^31-1 ms)",
+    ],
+    ['{"client": {"headerTimeoutMs": 0}}', "client.headerTimeoutMs must be a positive number"],
+    ['{"client": {"bodyTimeoutMs": "30s"}}', "client.bodyTimeoutMs must be a number, 0 or more"],
+    ['{"client": {"idleMs": 5}}', 'unknown field "client.idleMs"'],
+    [
+      '{"proxy": {"requestBufferBytes": "1MiB"}}',
+      "proxy.requestBufferBytes must be a whole number of bytes, 0 or more",
+    ],
+    [
+      '{"proxy": {"requestBufferBytes": -1}}',
+      "proxy.requestBufferBytes must be a whole number of bytes, 0 or more",
+    ],
     ["[1, 2]", "the file must be a JSON object"],
     [
       '{"port": -1, "rise": 2}',
@@ -444,6 +549,57 @@ Deno.test("LB_HELP documents every flag, the positional period and an example", 
   assertStringIncludes(LB_HELP, "Examples:");
   assertStringIncludes(LB_HELP, "Default: 127.0.0.1");
   assertStringIncludes(LB_HELP, "Default: 9090");
+});
+
+Deno.test("LB_HELP shows every setting's flag, default and config-file key", () => {
+  for (const { path, setting } of settingEntries()) {
+    assertStringIncludes(LB_HELP, `  --${setting.flag} ${setting.metavar} `);
+    if ("default" in setting) {
+      const shown = setting.defaultHelp ?? setting.kind.format(setting.default);
+      assertStringIncludes(LB_HELP.replace(/\s+/g, " "), `Default: ${shown}`);
+    }
+    assertStringIncludes(LB_HELP, path.at(-1) ?? "");
+  }
+  assertStringIncludes(LB_HELP, "--request-buffer SIZE");
+  assertStringIncludes(LB_HELP, "Default: 1MiB");
+  assertStringIncludes(LB_HELP, "a bare number means seconds");
+});
+
+// ---------------------------------------------------------------------------------------------
+// The settings table itself.
+
+Deno.test("settings: each flag is declared by exactly one setting", () => {
+  const flags = settingEntries().map(({ setting }) => setting.flag);
+  assertEquals(new Set(flags).size, flags.length);
+  assertEquals(LB_FLAG_NAMES, [...flags, "config"]);
+});
+
+Deno.test("settings: each default, written as the help writes it, reads back unchanged", () => {
+  for (const { setting } of settingEntries()) {
+    if (!("default" in setting)) continue;
+    const parsed = setting.kind.parse(setting.kind.format(setting.default));
+    assertEquals(parsed, { ok: true, value: setting.default }, `--${setting.flag}`);
+  }
+});
+
+Deno.test("every duration setting rejects more than the timer limit, as a flag and in the file", async () => {
+  const durations = settingEntries().filter(({ setting }) => setting.metavar === "DURATION");
+  assertEquals(durations.length, 7, "health (2), client (3), proxy and drain durations");
+  for (const { path, setting } of durations) {
+    await assertUsageError(
+      [`--${setting.flag}`, "720h"],
+      `Invalid --${setting.flag} "720h": must be at most 596h31m23s, the longest a timer can wait (2^31-1 ms)`,
+    );
+    let json: unknown = 99_999_999_999;
+    for (const key of [...path].reverse()) json = { [key]: json };
+    await assertUsageError(
+      ["--config", "lb.json"],
+      `Invalid config "lb.json": ${
+        path.join(".")
+      } must be at most 2147483647, the longest a timer can wait (2^31-1 ms)`,
+      { files: { "lb.json": JSON.stringify(json) } },
+    );
+  }
 });
 
 Deno.test("isHelpRequested() finds -h and --help before --", () => {

@@ -1,0 +1,381 @@
+/**
+ * Every balancer setting, declared once: its place in the configuration (which is also its key
+ * in the JSON config file), its kind of value, default, flag and help. The
+ * {@linkcode BalancerConfig} type, the defaults, the file's schema (`config_file.ts`), the flags
+ * (`config_flags.ts`) and the help (`config_help.ts`) are all derived from {@linkcode SETTINGS};
+ * a new setting is one entry here.
+ *
+ * @module
+ */
+import type { LogLevel } from "@logtape/logtape";
+import { POLICY_NAMES, type PolicyName } from "./policies/names.ts";
+import {
+  type BackendConfig,
+  backendList,
+  count,
+  duration,
+  type Kind,
+  LOG_FORMATS,
+  type LogFormat,
+  logLevel,
+  oneOf,
+  port,
+  size,
+  text,
+} from "./setting_kinds.ts";
+import { parseBackendUrl } from "./backend.ts";
+
+export {
+  type BackendConfig,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  LONGEST_DURATION,
+  type Parsed,
+} from "./setting_kinds.ts";
+
+/** The help's sections, in order. */
+export const SECTIONS = [
+  "Listener",
+  "Backends",
+  "Health checks",
+  "Clients",
+  "Proxy",
+  "Logging",
+] as const;
+
+/** A section of the help. */
+export type Section = typeof SECTIONS[number];
+
+/** One setting: its value's kind, default, flag and help. */
+export interface Setting<T> {
+  /** How its value is read from a flag and from the file, and written in the help. */
+  readonly kind: Kind<T>;
+  /** Its value when no source sets it. */
+  readonly default: T;
+  /** Its flag, without `--`. */
+  readonly flag: string;
+  /** What its flag's value is called in the help: `DURATION`. */
+  readonly metavar: string;
+  /** Where the help lists it. */
+  readonly section: Section;
+  /** What it does, for the help (wrapped there); `Default: ...` is added after it. */
+  readonly help: string;
+  /** Replaces the formatted default in the help. Default: `kind.format(default)`. */
+  readonly defaultHelp?: string;
+}
+
+/** A setting without a default: absent from the configuration unless a source sets it. */
+export interface OptionalSetting<T> extends Omit<Setting<T>, "default"> {
+  /** Marks the setting optional. */
+  readonly isOptional: true;
+}
+
+/** Whether a node of {@linkcode SETTINGS} is a setting rather than a group of them. */
+export function isSetting(node: object): node is Setting<unknown> | OptionalSetting<unknown> {
+  return "kind" in node;
+}
+
+/** The seed's three local backends. */
+const SEED_BACKENDS: readonly BackendConfig[] = [8080, 8081, 8082].map((port) => ({
+  url: parseBackendUrl(`http://127.0.0.1:${port}`),
+  weight: 1,
+}));
+
+const isValidHost = (value: string): boolean => value !== "" && !/[\s/]/.test(value);
+const isValidHealthPath = (value: string): boolean => value.startsWith("/") && !/\s/.test(value);
+
+/** Every setting; groups (`health`, `client`, ...) nest as they do in the configuration. */
+export const SETTINGS = {
+  host: {
+    kind: text(isValidHost, "must be a host name or IP address, without spaces or slashes"),
+    default: "127.0.0.1",
+    flag: "host",
+    metavar: "HOST",
+    section: "Listener",
+    help: "Address to listen on.",
+  } satisfies Setting<string>,
+  port: {
+    kind: port(),
+    default: 9090,
+    flag: "port",
+    metavar: "PORT",
+    section: "Listener",
+    help: "Port to listen on; 0 picks a free port.",
+  } satisfies Setting<number>,
+  backends: {
+    kind: backendList(),
+    default: SEED_BACKENDS,
+    flag: "backend",
+    metavar: "URL",
+    section: "Backends",
+    help: "A backend; repeat the flag or give a comma list. A bare host:port means " +
+      "http://host:port. Replaces the defaults.",
+  } satisfies Setting<readonly BackendConfig[]>,
+  policy: {
+    kind: oneOf(POLICY_NAMES),
+    default: "round-robin",
+    flag: "policy",
+    metavar: "NAME",
+    section: "Backends",
+    help: `Selection policy: ${POLICY_NAMES.join(", ")}.`,
+  } satisfies Setting<PolicyName>,
+  health: {
+    path: {
+      kind: text(isValidHealthPath, 'must start with "/" and contain no spaces'),
+      default: "/health",
+      flag: "health-path",
+      metavar: "PATH",
+      section: "Health checks",
+      help: "Path probed on each backend (after its base path); healthy means a 2xx response " +
+        "within the timeout.",
+    } satisfies Setting<string>,
+    intervalMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 10_000,
+      flag: "health-interval",
+      metavar: "DURATION",
+      section: "Health checks",
+      help: "Time between probes of a backend.",
+    } satisfies Setting<number>,
+    timeoutMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 2_000,
+      flag: "health-timeout",
+      metavar: "DURATION",
+      section: "Health checks",
+      help: "Probe timeout; at most the interval.",
+      defaultHelp: "2s, or the interval when that is shorter",
+    } satisfies Setting<number>,
+    rise: {
+      kind: count(1),
+      default: 2,
+      flag: "rise",
+      metavar: "COUNT",
+      section: "Health checks",
+      help: "Consecutive passed probes to bring a backend back.",
+    } satisfies Setting<number>,
+    fall: {
+      kind: count(1),
+      default: 3,
+      flag: "fall",
+      metavar: "COUNT",
+      section: "Health checks",
+      help: "Consecutive failed probes to take a backend out. The first probe's result applies " +
+        "at once, so a backend down at start-up leaves rotation after one probe.",
+    } satisfies Setting<number>,
+  },
+  client: {
+    headerTimeoutMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 10_000,
+      flag: "header-timeout",
+      metavar: "DURATION",
+      section: "Clients",
+      help: "Time a client has, from connecting, to send its first request's complete " +
+        "headers; then the connection is closed. Later requests on a kept-alive connection " +
+        "are bounded by --keepalive-timeout.",
+    } satisfies Setting<number>,
+    keepAliveTimeoutMs: {
+      kind: duration({ isZeroAllowed: true }),
+      default: 60_000,
+      flag: "keepalive-timeout",
+      metavar: "DURATION",
+      section: "Clients",
+      help: "How long a kept-alive client connection may wait, after a response, for the " +
+        "complete headers of its next request; 0 closes it after each response.",
+    } satisfies Setting<number>,
+    bodyTimeoutMs: {
+      kind: duration({ isZeroAllowed: true }),
+      default: 30_000,
+      flag: "body-timeout",
+      metavar: "DURATION",
+      section: "Clients",
+      help: "Longest pause between two reads of a request body; 0 turns it off.",
+    } satisfies Setting<number>,
+  },
+  proxy: {
+    timeoutMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 30_000,
+      flag: "timeout",
+      metavar: "DURATION",
+      section: "Proxy",
+      help: "Wait for a backend's response headers, then answer 504. The wait starts when the " +
+        "request has been sent: upload time is not included.",
+    } satisfies Setting<number>,
+    retries: {
+      kind: count(0),
+      default: 1,
+      flag: "retries",
+      metavar: "COUNT",
+      section: "Proxy",
+      help: "Retries on another backend when connecting fails, for idempotent requests " +
+        "without a body.",
+    } satisfies Setting<number>,
+    requestBufferBytes: {
+      kind: size(),
+      default: 1024 * 1024,
+      flag: "request-buffer",
+      metavar: "SIZE",
+      section: "Proxy",
+      help: "Request bodies up to this size are read completely before a backend is contacted, " +
+        "so slow uploads hold no backend connection and such requests can be retried; larger " +
+        "bodies stream on after the buffered part. 0 turns buffering off.",
+    } satisfies Setting<number>,
+    maxIdlePerHost: {
+      kind: count(0),
+      default: 64,
+      flag: "max-idle-per-host",
+      metavar: "COUNT",
+      section: "Proxy",
+      help: "Idle keep-alive connections kept per backend.",
+    } satisfies Setting<number>,
+  },
+  log: {
+    level: {
+      kind: logLevel(),
+      default: "info",
+      flag: "log-level",
+      metavar: "LEVEL",
+      section: "Logging",
+      help: "trace, debug, info, warning, error or fatal.",
+      defaultHelp: "info, or the LOGLEVEL environment variable (LOGLEVEL=DEBUG)",
+    } satisfies Setting<LogLevel>,
+    format: {
+      kind: oneOf(LOG_FORMATS),
+      default: "text",
+      flag: "log-format",
+      metavar: "FORMAT",
+      section: "Logging",
+      help: "text or json (JSON lines).",
+    } satisfies Setting<LogFormat>,
+    file: {
+      kind: text((value) => value !== "", "must be a non-empty path"),
+      isOptional: true,
+      flag: "log-file",
+      metavar: "PATH",
+      section: "Logging",
+      help: "Append logs to PATH instead of stderr; writes are buffered and never block requests.",
+    } satisfies OptionalSetting<string>,
+  },
+  drainTimeoutMs: {
+    kind: duration({ isZeroAllowed: true }),
+    default: 10_000,
+    flag: "drain-timeout",
+    metavar: "DURATION",
+    section: "Proxy",
+    help: "On Ctrl-C or SIGTERM, time in-flight requests get to finish.",
+  } satisfies Setting<number>,
+} as const;
+
+/** The value type of a setting, or the configuration type of a group. */
+type ValueOf<Node> = Node extends { readonly kind: Kind<infer T> } ? T : ConfigOf<Node>;
+
+/** The configuration a table of settings gives: optional settings become optional keys. */
+type ConfigOf<Table> = Simplify<
+  & {
+    readonly [K in keyof Table as Table[K] extends { isOptional: true } ? never : K]: ValueOf<
+      Table[K]
+    >;
+  }
+  & {
+    readonly [K in keyof Table as Table[K] extends { isOptional: true } ? K : never]?: ValueOf<
+      Table[K]
+    >;
+  }
+>;
+
+/** One object type instead of an intersection, so editors and errors show plain keys. */
+type Simplify<T> = { [K in keyof T]: T[K] } & unknown;
+
+/** Settings from one source (file, environment, positional, flags); absent means "not set". */
+type LayerOf<Table> = {
+  readonly [K in keyof Table]?:
+    | (Table[K] extends { readonly kind: Kind<infer T> } ? T : LayerOf<Table[K]>)
+    | undefined;
+};
+
+/**
+ * Everything the balancer needs to run, validated: `host`, `port`, `backends`, `policy`,
+ * `health`, `client`, `proxy`, `log` and `drainTimeoutMs`, as {@linkcode SETTINGS} declares them.
+ */
+export type BalancerConfig = ConfigOf<typeof SETTINGS>;
+
+/** Settings from one source (file, environment, positional, flags); absent means "not set". */
+export type ConfigLayer = LayerOf<typeof SETTINGS>;
+
+/** One setting with where it sits: `["health", "intervalMs"]`. */
+export interface SettingEntry {
+  /** Its keys from the configuration's root, also its path in the config file. */
+  readonly path: readonly string[];
+  /** The setting. */
+  readonly setting: Setting<unknown> | OptionalSetting<unknown>;
+}
+
+/** Every setting of {@linkcode SETTINGS} with its path, in declaration order. */
+export function settingEntries(): SettingEntry[] {
+  const entries: SettingEntry[] = [];
+  const walk = (node: object, path: readonly string[]): void => {
+    for (const [key, child] of Object.entries(node)) {
+      if (isSetting(child)) entries.push({ path: [...path, key], setting: child });
+      else walk(child, [...path, key]);
+    }
+  };
+  walk(SETTINGS, []);
+  return entries;
+}
+
+/** The value at `path` in a layer or configuration, `undefined` when absent. */
+export function valueAt(root: object, path: readonly string[]): unknown {
+  let node: unknown = root;
+  for (const key of path) {
+    if (typeof node !== "object" || node === null) return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
+
+/**
+ * Sets the value at `path`, creating the groups on the way; an `undefined` value creates only
+ * the groups.
+ */
+export function setAt(
+  root: Record<string, unknown>,
+  path: readonly string[],
+  value: unknown,
+): void {
+  let group = root;
+  for (const key of path.slice(0, -1)) group = (group[key] ??= {}) as Record<string, unknown>;
+  const key = path.at(-1);
+  if (key !== undefined && value !== undefined) group[key] = value;
+}
+
+/**
+ * Builds a configuration from layers over the defaults: for each setting, the last layer that
+ * sets it wins. Cross-setting rules are the caller's (`config.ts`).
+ *
+ * @param layers The sources, lowest precedence first.
+ * @returns The merged configuration.
+ */
+export function mergeLayers(layers: readonly ConfigLayer[]): BalancerConfig {
+  const config: Record<string, unknown> = {};
+  for (const { path, setting } of settingEntries()) {
+    let value = "default" in setting ? setting.default : undefined;
+    for (const layer of layers) value = valueAt(layer, path) ?? value;
+    setAt(config, path, value);
+  }
+  // The walk above visits every setting of the table, so every required key is present.
+  return config as BalancerConfig;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !(value instanceof URL)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** The configuration of a plain `lb` with no arguments: the seed's behaviour. */
+export const DEFAULT_BALANCER_CONFIG: BalancerConfig = deepFreeze(mergeLayers([]));
