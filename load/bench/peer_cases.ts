@@ -206,6 +206,11 @@ async function exchange(
       const upgrade = response.headers.find(([name]) => name === "upgrade")?.[1];
       label += upgrade === undefined ? " (no Upgrade header)" : ` (upgrade: ${upgrade})`;
     }
+    const body = decoder.decode(response.body);
+    if (response.status >= 200 && response.status < 300 && body !== "ok") {
+      // Not the raw backend's answer: the peer made this response itself.
+      label += ` (body not from backend: ${JSON.stringify(body.slice(0, 40))})`;
+    }
     parts.push(label);
     if (response.status >= 100 && response.status < 200) {
       if (pending !== undefined) {
