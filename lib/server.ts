@@ -1,12 +1,14 @@
 /**
  * The balancer's lifecycle: builds the pool, policy, upstream client, metrics and health checker
- * from a {@linkcode BalancerConfig}, serves with `Deno.serve`, and drains on shutdown.
+ * from a {@linkcode BalancerConfig}, serves on its own listener (`data/listener.ts`: accept
+ * loop, connection timeouts, surviving descriptor exhaustion), and drains on shutdown.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
 import { Backend } from "./backend.ts";
 import type { BalancerConfig } from "./config.ts";
+import { listen, type Listener, type ListenerEvent } from "./data/listener.ts";
 import { createHandler } from "./handler.ts";
 import { HealthChecker } from "./health.ts";
 import { getModuleLogger } from "./log.ts";
@@ -15,6 +17,7 @@ import { createPolicy } from "./policy.ts";
 import { Pool } from "./pool.ts";
 import { createUpstreamClient } from "./proxy.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
+import { LogThrottle } from "./shared/log_throttle.ts";
 
 /** Dependencies of the balancer, each with a production default. */
 export interface BalancerDeps {
@@ -73,16 +76,23 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
     metrics,
     timeoutMs: config.proxy.timeoutMs,
     retries: config.proxy.retries,
+    requestBufferBytes: config.proxy.requestBufferBytes,
+    bodyTimeoutMs: config.client.bodyTimeoutMs,
+    onBodyTimeout: () => metrics.recordEvent("body-timeout"),
     retryAfterSeconds: Math.max(1, Math.ceil(config.health.intervalMs / 1000)),
     isDraining: () => isDraining,
   });
 
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  const onEvent = createListenerEventSink(logger, metrics, clock);
+  let listener: Listener;
   try {
-    server = Deno.serve({
+    listener = listen({
       hostname: config.host,
       port: config.port,
-      onListen: () => {},
+      headerTimeoutMs: config.client.headerTimeoutMs,
+      keepAliveTimeoutMs: config.client.keepAliveTimeoutMs,
+      clock,
+      onEvent,
       // The handler answers every failure itself; this only catches what escapes it.
       onError: (error) => {
         logger.error("Unhandled error in request handler", { error });
@@ -95,7 +105,7 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
     throw new Error(`Cannot listen on ${config.host}:${config.port}: ${detail}`, { cause });
   }
   health.start();
-  const addr = server.addr;
+  const addr = listener.addr;
   const url = new URL(
     `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}/`,
   );
@@ -114,12 +124,13 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
       logger.info("Draining", { inFlight: pool.inFlight, timeoutMs: config.drainTimeoutMs });
       const deadline = new AbortController();
       const isClean = await Promise.race([
-        server.shutdown().then(() => true),
+        listener.shutdown().then(() => true),
         clock.sleep(config.drainTimeoutMs, deadline.signal).then(() => false, () => true),
       ]);
       deadline.abort();
       if (!isClean) {
         logger.warn("Drain timed out; closing remaining requests", { inFlight: pool.inFlight });
+        listener.close();
       }
       await health.stop();
       client.close();
@@ -139,6 +150,51 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
       await drain();
     },
   };
+}
+
+/**
+ * Turns listener events into metrics and log records; floods (descriptor exhaustion, broken
+ * client connections) are logged at most once a second with a count of the rest.
+ */
+function createListenerEventSink(
+  logger: Logger,
+  metrics: Metrics,
+  clock: Clock,
+): (event: ListenerEvent) => void {
+  const throttle = new LogThrottle({ intervalMs: 1_000, clock });
+  return (event) => {
+    switch (event.kind) {
+      case "accept-error": {
+        metrics.recordEvent(event.isFdExhausted ? "accept-fd-exhausted" : "accept-error");
+        const suppressed = throttle.take(event.isFdExhausted ? "fd" : "accept");
+        if (suppressed === undefined) return;
+        logger.warn(
+          event.isFdExhausted
+            ? "Out of file descriptors accepting connections; retrying"
+            : "Accepting a connection failed; retrying",
+          { error: messageOf(event.error), suppressed },
+        );
+        return;
+      }
+      case "timeout":
+        metrics.recordEvent(event.timeout === "header" ? "header-timeout" : "keepalive-timeout");
+        return;
+      case "connection-error": {
+        metrics.recordEvent("connection-error");
+        const suppressed = throttle.take("connection");
+        if (suppressed === undefined) return;
+        logger.info("Client connection failed", { error: messageOf(event.error), suppressed });
+        return;
+      }
+      case "degraded":
+        logger.warn("Serving without connection timeouts", { detail: event.detail });
+        return;
+    }
+  };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /**

@@ -1,0 +1,150 @@
+/**
+ * Property-based check of the request path's invariants over generated request targets, Host
+ * values and header sets, sent as raw bytes through the real handler on a real server:
+ * - the path a backend receives is the path the balancer logged;
+ * - nothing outside the pool is ever reached, whatever Host or absolute-form target says;
+ * - hop-by-hop headers, and headers a client's Connection names, never pass;
+ * - the balancer's X-Forwarded-For entry is always the last.
+ */
+import fc from "fast-check";
+import { getLogger } from "@logtape/logtape";
+import { Backend, parseBackendUrl } from "../lib/backend.ts";
+import { createHandler } from "../lib/handler.ts";
+import { Metrics } from "../lib/metrics.ts";
+import { createRoundRobin } from "../lib/policies/round_robin.ts";
+import { Pool } from "../lib/pool.ts";
+import { createUpstreamClient } from "../lib/proxy.ts";
+import { assert, assertEquals } from "./support/assert.ts";
+import { captureLogs } from "./support/capture_logs.ts";
+import { rawRequest } from "./support/raw_http.ts";
+import { startServer } from "./support/servers.ts";
+
+const HOP_BY_HOP = [
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+];
+
+interface Received {
+  readonly path: string;
+  readonly headers: Headers;
+}
+
+Deno.test("request path invariants hold for generated targets, Hosts and headers", async () => {
+  const inPool: Received[] = [];
+  const outside: Received[] = [];
+  const record = (into: Received[]) => (request: Request) => {
+    const url = new URL(request.url);
+    into.push({ path: url.pathname, headers: request.headers });
+    return new Response("ok");
+  };
+  await using backend = startServer(record(inPool));
+  await using elsewhere = startServer(record(outside));
+  const pool = new Pool([new Backend(parseBackendUrl(backend.url.href))]);
+  using client = createUpstreamClient({ maxIdlePerHost: 4 });
+  await using lb = startServer(createHandler({
+    pool,
+    policy: createRoundRobin(),
+    client,
+    logger: getLogger(["denolb", "proxy"]),
+    metrics: new Metrics(pool.backends),
+    timeoutMs: 5_000,
+    retries: 0,
+  }));
+  await using logs = await captureLogs();
+
+  const otherAuthority = `127.0.0.1:${elsewhere.port}`;
+  const segment = fc.constantFrom(
+    "a",
+    "b",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2E",
+    "%41",
+    "status",
+    "x%2Fy",
+    "x\\y",
+    "%zz",
+    "",
+    "~u",
+    "%7e",
+    "a%20b",
+  );
+  const path = fc.array(segment, { maxLength: 6 }).map((parts) => "/" + parts.join("/"));
+  const query = fc.constantFrom("", "?a=1", "?x=%2e%2e/../", "?q=a/b");
+  const host = fc.constantFrom(
+    "shop.example",
+    otherAuthority,
+    "shop.example/admin",
+    `${otherAuthority}/x`,
+    "a/_lb/status?",
+    "u@shop.example",
+    "[::1]:8080",
+    "",
+  );
+  const form = fc.constantFrom("origin", "absolute-other", "absolute-same");
+  const headerName = fc.constantFrom(
+    "x-custom",
+    "x-forwarded-for",
+    "keep-alive",
+    "te",
+    "upgrade",
+    "proxy-connection",
+    "host",
+    "x-request-id",
+  );
+  const extra = fc.record({
+    connectionNames: fc.array(headerName, { maxLength: 3 }),
+    forwardedFor: fc.option(fc.constantFrom("10.0.0.1", "10.0.0.1, 10.0.0.2", "1.2.3.4"), {
+      nil: undefined,
+    }),
+    keepAlive: fc.boolean(),
+    te: fc.boolean(),
+    upgrade: fc.boolean(),
+    custom: fc.boolean(),
+  });
+
+  await fc.assert(
+    fc.asyncProperty(path, query, host, form, extra, async (p, q, h, f, x) => {
+      inPool.length = 0;
+      logs.clear();
+      const target = f === "origin"
+        ? p + q
+        : `http://${f === "absolute-other" ? otherAuthority : h}${p}${q}`;
+      const lines = [`GET ${target} HTTP/1.1`, `Host: ${h}`];
+      lines.push(`Connection: ${[...x.connectionNames, "close"].join(", ")}`);
+      if (x.forwardedFor !== undefined) lines.push(`X-Forwarded-For: ${x.forwardedFor}`);
+      if (x.keepAlive) lines.push("Keep-Alive: timeout=5");
+      if (x.te) lines.push("TE: trailers");
+      if (x.upgrade) lines.push("Upgrade: websocket");
+      if (x.custom) lines.push("X-Custom: 1");
+      const response = await rawRequest(lb.port, lines.join("\r\n") + "\r\n\r\n");
+      assertEquals(outside, [], "a request left the pool");
+      if (response.status !== 200) {
+        assert(response.status === 400, `unexpected status ${response.status}`);
+        assertEquals(inPool, []);
+        return;
+      }
+      assertEquals(inPool.length, 1);
+      const received = inPool[0];
+      if (received === undefined) return;
+      const logged = logs.find("Request forwarded").map((r) => r.properties.path);
+      assertEquals(logged, [received.path]);
+      for (const name of HOP_BY_HOP) assertEquals(received.headers.get(name), null, name);
+      for (const name of x.connectionNames) {
+        if (name === "host" || name === "x-forwarded-for" || name === "x-request-id") continue;
+        assertEquals(received.headers.get(name), null, `${name} named in Connection`);
+      }
+      const forwardedFor = received.headers.get("x-forwarded-for")?.split(",").map((s) => s.trim());
+      assertEquals(forwardedFor?.at(-1), "127.0.0.1");
+      assert(received.headers.get("host") !== null);
+    }),
+    { numRuns: 200, seed: 20261130 },
+  );
+});
