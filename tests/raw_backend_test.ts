@@ -217,3 +217,22 @@ Deno.test("RawConnection.readResponse() times out with what arrived so far", asy
   assert(!client.isClosedByPeer);
   await clock.advance(1);
 });
+
+Deno.test("RawConnection.readResponse() frames chunked and close-delimited responses", async () => {
+  await using backend = startRawBackend({
+    answer: (request) => ({
+      kind: "respond",
+      response: request.target === "/chunked"
+        ? "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        : "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil close",
+    }),
+  });
+  await using client = await RawConnection.open(backend.port);
+  await client.send("GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n");
+  const chunked = responseOf(await client.readResponse({ timeoutMs: TIMEOUT_MS }));
+  assertEquals(text(chunked.body), "2\r\nok\r\n0\r\n\r\n");
+  await client.send("GET /rest HTTP/1.1\r\nHost: a\r\n\r\n");
+  const delimited = responseOf(await client.readResponse({ timeoutMs: TIMEOUT_MS }));
+  assertEquals(text(delimited.body), "until close");
+  assert(client.isClosedByPeer);
+});
