@@ -155,7 +155,12 @@ async function runCommand(
     onRunEnd: (record) => {
       progress?.stop();
       if (!plan.outputs.markdown) {
-        human(formatRunBlock(record, { url: plan.request.url.href, stop: plan.stop }) + "\n");
+        const context = {
+          url: plan.request.url.href,
+          stop: plan.stop,
+          ...(plan.stages === undefined ? {} : { stages: plan.stages }),
+        };
+        human(formatRunBlock(record, context) + "\n");
       }
     },
   };
@@ -188,6 +193,7 @@ async function runCommand(
     method: plan.request.method,
     model: plan.model,
     stop: plan.stop,
+    ...(plan.stages === undefined ? {} : { stages: plan.stages }),
     sources: 1,
     isInterrupted: ctx.signal.aborted || (!plan.findCapacity && records.length < expectedRuns),
     runs: records,

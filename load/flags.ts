@@ -17,6 +17,7 @@ export const STRING_FLAGS: readonly string[] = [
   "duration",
   "concurrency",
   "rate",
+  "stages",
   "rounds",
   "timeout",
   "warmup",

@@ -40,6 +40,10 @@ Load (open model):
                           Latency is timed from each request's planned start (no
                           coordinated omission); late and never-sent requests are reported.
                           Use with --duration (or --total)
+  --stages D:R,...        Ramping arrival rate (k6's ramping-arrival-rate): each stage moves
+                          the rate linearly from the previous target (0 at the start) to R
+                          req/s over D, e.g. 30s:100,1m:500,30s:0; replaces --rate and
+                          --duration, timed from each request's intended start as --rate
   --max-in-flight N       Cap on requests in flight. Default: rate x timeout, at most 10000
 
 Scale:

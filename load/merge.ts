@@ -125,6 +125,16 @@ export function mergeReports(
         ),
       }
       : first.report.stop,
+    // Slices of a ramp ran the same stages side by side: their rates add up.
+    ...(first.report.stages === undefined ? {} : {
+      stages: first.report.stages.map((stage, index) => ({
+        durationMs: stage.durationMs,
+        targetRate: reports.reduce(
+          (sum, { report }) => sum + (report.stages?.[index]?.targetRate ?? 0),
+          0,
+        ),
+      })),
+    }),
     sources: reports.reduce((sum, { report }) => sum + report.sources, 0),
     isInterrupted: reports.some(({ report }) => report.isInterrupted),
     runs,

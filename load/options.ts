@@ -6,6 +6,7 @@
  * @module
  */
 import { UsageError } from "../lib/shared/command.ts";
+import { parseStages, peakRate, type Stage } from "./arrivals.ts";
 import { parseArgs } from "../lib/shared/std.ts";
 import {
   BOOLEAN_FLAGS,
@@ -77,6 +78,8 @@ export interface LoadPlan {
   readonly rounds: number;
   /** Unrecorded warm-up before the first run, in ms (0: none). */
   readonly warmupMs: number;
+  /** Open model: a ramping arrival rate (`--stages`); its level is the peak rate. */
+  readonly stages?: readonly Stage[];
   /** Open model: cap on requests in flight; `undefined` derives it from rate and timeout. */
   readonly maxInFlight?: number;
   /** Statuses that count as success. */
@@ -189,8 +192,12 @@ function parsePlan(
       `Cannot combine --concurrency and --rate: --concurrency sets closed-model users, --rate an open-model arrival rate`,
     );
   }
-  const model = rateText === undefined ? "closed" : "open";
-  const levels = rateText === undefined
+  const stagesText = flags.string("stages");
+  const stages = stagesText === undefined ? undefined : parseStagesFlag(stagesText, flags);
+  const model = rateText === undefined && stages === undefined ? "closed" : "open";
+  const levels = stages !== undefined
+    ? [peakRate(stages)]
+    : rateText === undefined
     ? parseList("--concurrency", concurrencyText ?? String(DEFAULTS.concurrency), positiveInteger)
     : parseList("--rate", rateText, positiveNumber);
 
@@ -201,7 +208,9 @@ function parsePlan(
       `Cannot combine --total and --duration: a run stops after a number of requests or after a time, not both`,
     );
   }
-  const stop: Stop = durationText === undefined
+  const stop: Stop = stages !== undefined
+    ? { kind: "time", durationMs: stages.reduce((sum, stage) => sum + stage.durationMs, 0) }
+    : durationText === undefined
     ? {
       kind: "count",
       total: parseValue("--total", totalText ?? String(DEFAULTS.total), positiveInteger),
@@ -262,6 +271,7 @@ function parsePlan(
     stop,
     rounds,
     warmupMs,
+    ...(stages === undefined ? {} : { stages }),
     ...(maxInFlight === undefined ? {} : { maxInFlight }),
     successStatuses,
     ...(workers === undefined ? {} : { workers }),
@@ -270,6 +280,25 @@ function parsePlan(
     thresholds,
     findCapacity: flags.boolean("find-capacity"),
   };
+}
+
+/** `--stages` sets the whole load shape, so the flags it replaces cannot come with it. */
+const STAGES_CONFLICTS = ["concurrency", "rate", "total", "duration", "find-capacity"];
+
+function parseStagesFlag(text: string, flags: Flags): Stage[] {
+  const given = flags.given();
+  const conflict = STAGES_CONFLICTS.find((name) => given.has(name));
+  if (conflict !== undefined) {
+    throw new UsageError(
+      `Cannot combine --stages and --${conflict}: the stages set the rate and the run's length`,
+    );
+  }
+  try {
+    return parseStages(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`Invalid --stages "${text}": ${reason}`, { cause: error });
+  }
 }
 
 function parseRequest(flags: Flags, deps: ParseLoadDeps): RequestSpec {

@@ -7,6 +7,7 @@
  * @module
  */
 import { formatDuration } from "../lib/shared/duration.ts";
+import { formatStages } from "./arrivals.ts";
 import type { ComputedStats, LoadReportJson, RunStats } from "./report_schema.ts";
 import { formatLatencyHistogram, formatStatusBreakdown } from "./run_breakdown.ts";
 import { computeStats } from "./run_summary.ts";
@@ -135,7 +136,7 @@ export function runLabel(record: RunRecord): string {
  */
 export function formatRunBlock(
   record: RunRecord,
-  report: Pick<LoadReport, "url" | "stop">,
+  report: Pick<LoadReport, "url" | "stop" | "stages">,
 ): string {
   const { stats, computed } = view(record);
   const lines = [runLabel(record)];
@@ -147,7 +148,13 @@ export function formatRunBlock(
     : `${formatDuration(report.stop.durationMs)} run`;
   row("Total", `${total} (${stats.requests} completed)`);
   if (record.model === "closed") row("Concurrency", String(record.level));
-  else row("Rate", `${formatNumber(record.level)} req/s`);
+  else if (report.stages === undefined) row("Rate", `${formatNumber(record.level)} req/s`);
+  else {
+    row(
+      "Rate",
+      `${formatNumber(record.level)} req/s at the peak of --stages ${formatStages(report.stages)}`,
+    );
+  }
   row(
     "Elapsed",
     `${(stats.elapsedMs / 1000).toFixed(2)}s (${formatRps(computed.rps)} req/s)`,

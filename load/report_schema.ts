@@ -92,6 +92,12 @@ export const loadReportSchema = z.object({
   method: z.string(),
   model,
   stop: stopSchema,
+  stages: z.array(z.object({
+    durationMs: z.number().positive(),
+    targetRate: z.number().nonnegative(),
+  })).readonly().optional().describe(
+    "Ramping arrival rate (--stages): each stage moves the rate linearly to its target",
+  ),
   sources: z.number().int().positive().describe("How many reports were merged into this one"),
   isInterrupted: z.boolean().describe("Whether the test was interrupted before its last run"),
   runs: z.array(reportRunSchema),

@@ -7,6 +7,7 @@
  * @module
  */
 import type { Clock } from "../lib/shared/clock.ts";
+import { type Stage, stagedArrivals } from "./arrivals.ts";
 import { createClosedScheduler, createRateScheduler, type Stop } from "./scheduler.ts";
 import type { LiveStats } from "./live_stats.ts";
 import { RunRecorder, type RunStats, type StatusRanges } from "./stats.ts";
@@ -15,7 +16,14 @@ import type { Outcome, RequestSpec, Transport, TransportFactory } from "./transp
 /** The load of one run: N closed-model users, or a fixed arrival rate. */
 export type LoadShape =
   | { readonly model: "closed"; readonly concurrency: number }
-  | { readonly model: "open"; readonly ratePerSecond: number; readonly maxInFlight: number };
+  | {
+    readonly model: "open";
+    /** The constant rate, or the peak of `stages`. */
+    readonly ratePerSecond: number;
+    readonly maxInFlight: number;
+    /** A ramping arrival rate (`--stages`) instead of the constant rate. */
+    readonly stages?: readonly Stage[];
+  };
 
 /** One run (or one worker's slice of it). */
 export interface RunJob {
@@ -73,6 +81,7 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
       stop: job.stop,
       startMs,
       ratePerSecond: job.load.ratePerSecond,
+      ...(job.load.stages === undefined ? {} : { arrivals: stagedArrivals(job.load.stages) }),
     });
   const lateAfterMs = scheduler.lateAfterMs;
   const users = job.load.model === "closed" ? job.load.concurrency : job.load.maxInFlight;
@@ -174,6 +183,9 @@ export function splitJob(job: RunJob, parts: number): RunJob[] {
         model: "open",
         ratePerSecond: load.ratePerSecond / count,
         maxInFlight: Math.max(1, share(load.maxInFlight, i)),
+        ...(load.stages === undefined ? {} : {
+          stages: load.stages.map((stage) => ({ ...stage, targetRate: stage.targetRate / count })),
+        }),
       };
     const stop: Stop = job.stop.kind === "count"
       ? { kind: "count", total: share(job.stop.total, i) }

@@ -12,6 +12,7 @@
  * @module
  */
 import type { Clock } from "../lib/shared/clock.ts";
+import { type Arrivals, constantArrivals } from "./arrivals.ts";
 
 /** Hands out request slots to the runner's users. */
 export interface Scheduler {
@@ -83,8 +84,10 @@ export function createClosedScheduler(options: ClosedSchedulerOptions): Schedule
 export interface RateSchedulerOptions {
   /** Source of time. */
   readonly clock: Clock;
-  /** Arrival rate in requests per second. */
+  /** Arrival rate in requests per second; ignored when `arrivals` is given. */
   readonly ratePerSecond: number;
+  /** When each slot is due (a ramping rate). Default: constant at `ratePerSecond`. */
+  readonly arrivals?: Arrivals;
   /** When the run stops. */
   readonly stop: Stop;
   /** Clock time of the first slot. Default: `clock.now()`. */
@@ -100,8 +103,8 @@ export interface RateSchedulerOptions {
 export const DEFAULT_LATE_AFTER_MS = 10;
 
 /**
- * The open model: slot `i` is due at `start + i / rate`, whether or not earlier requests have
- * finished.
+ * The open model: slot `i` is due at `start + i / rate` (or when a ramping rate's arrivals say),
+ * whether or not earlier requests have finished.
  *
  * Only one idle user waits on a timer for the next slot; the others park on a stack and the most
  * recently parked is woken next, so at low rates a few users (and their keep-alive connections)
@@ -113,10 +116,10 @@ export const DEFAULT_LATE_AFTER_MS = 10;
  */
 export function createRateScheduler(options: RateSchedulerOptions): Scheduler {
   const { clock, stop, ratePerSecond } = options;
-  if (!(ratePerSecond > 0) || !Number.isFinite(ratePerSecond)) {
+  if (options.arrivals === undefined && (!(ratePerSecond > 0) || !Number.isFinite(ratePerSecond))) {
     throw new RangeError(`Invalid rate "${ratePerSecond}": must be a positive number`);
   }
-  const intervalMs = 1000 / ratePerSecond;
+  const arrivals = options.arrivals ?? constantArrivals(ratePerSecond);
   const startMs = options.startMs ?? clock.now();
   const total = stop.kind === "count" ? stop.total : Number.POSITIVE_INFINITY;
   const deadline = stop.kind === "time" ? startMs + stop.durationMs : Number.POSITIVE_INFINITY;
@@ -139,7 +142,7 @@ export function createRateScheduler(options: RateSchedulerOptions): Scheduler {
       signal.addEventListener("abort", wakeAll, { once: true });
     }
     for (;;) {
-      const intended = startMs + issued * intervalMs;
+      const intended = startMs + arrivals.offsetOf(issued);
       const now = clock.now();
       if (issued >= total || signal.aborted || intended >= deadline || now >= deadline) {
         // The run is over: release every parked user so its loop can end too.
@@ -166,15 +169,15 @@ export function createRateScheduler(options: RateSchedulerOptions): Scheduler {
     lateAfterMs: options.lateAfterMs ?? DEFAULT_LATE_AFTER_MS,
     acquire(signal: AbortSignal): number | undefined | Promise<number | undefined> {
       if (issued < total && !signal.aborted) {
-        const intended = startMs + issued * intervalMs;
+        const intended = startMs + arrivals.offsetOf(issued);
         const now = clock.now();
         if (intended <= now && intended < deadline && now < deadline) return claim(intended);
       }
       return acquire(signal);
     },
     dueBy(endMs: number): number {
-      const byEnd = Math.floor((endMs - startMs) / intervalMs) + 1; // planned at or before the end
-      const byDeadline = Math.ceil((deadline - startMs) / intervalMs); // planned before the deadline
+      const byEnd = arrivals.countBy(endMs - startMs); // planned at or before the end
+      const byDeadline = arrivals.countBefore(deadline - startMs); // planned before the deadline
       return Math.max(0, Math.min(total, byEnd, byDeadline));
     },
   };

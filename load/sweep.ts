@@ -73,6 +73,7 @@ export function jobForLevel(plan: LoadPlan, level: number, stop: Stop = plan.sto
       model: "open",
       ratePerSecond: level,
       maxInFlight: plan.maxInFlight ?? defaultMaxInFlight(level, plan.request.timeoutMs),
+      ...(plan.stages === undefined ? {} : { stages: plan.stages }),
     },
     stop,
     successStatuses: plan.successStatuses,
