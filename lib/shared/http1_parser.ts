@@ -1,11 +1,16 @@
 /**
- * An incremental HTTP/1.1 response parser over bytes, for the lean load-test client.
+ * An incremental HTTP/1.1 response parser over bytes, shared by the load tester's lean client
+ * and the balancer's `http1` upstream.
  *
- * It reads only what a load generator needs: the status, the body framing (RFC 9112 §6.3) and
- * whether the connection may be reused. Header values are never decoded to strings: the three
- * headers that matter (Content-Length, Transfer-Encoding, Connection) are found by comparing
- * bytes, and body bytes are only counted. One parser is reused for every response on a
- * connection, so parsing allocates nothing.
+ * By default it reads only what a load generator needs: the status, the body framing (RFC 9112
+ * §6.3) and whether the connection may be reused. Header values are never decoded to strings:
+ * the three headers that matter (Content-Length, Transfer-Encoding, Connection) are found by
+ * comparing bytes, and body bytes are only counted. One parser is reused for every response on
+ * a connection, so parsing allocates nothing.
+ *
+ * A proxy needs more, and asks for it through {@linkcode ResponseParserOptions}: the decoded
+ * head (`onHead`), the body bytes themselves (`onBody`) and strict framing (`isStrict`), which
+ * refuses every response whose length two parties could read differently.
  *
  * @module
  */
@@ -40,6 +45,39 @@ const CHUNKED = ascii("chunked");
 const CLOSE = ascii("close");
 const KEEP_ALIVE = ascii("keep-alive");
 
+/** A final response head, decoded for {@linkcode ResponseParserOptions.onHead}. */
+export interface ResponseHead {
+  /** The status code (never 1xx but 101: interim responses are skipped). */
+  readonly status: number;
+  /** The reason phrase, possibly empty. */
+  readonly reason: string;
+  /** The header fields in order, names and values as sent (values trimmed, bytes as Latin-1). */
+  readonly headers: Array<[string, string]>;
+}
+
+/** What a {@linkcode ResponseParser} reports and refuses beyond framing. */
+export interface ResponseParserOptions {
+  /**
+   * Refuse, besides what is always refused: Content-Length together with Transfer-Encoding,
+   * a repeated Content-Length (even with equal values), a Transfer-Encoding other than exactly
+   * `chunked`, obsolete line folding, a header name that is not a token (so no space before
+   * the colon), control characters in a header value and a status outside 100-599. A proxy
+   * passes the response on, so it must not guess where it ends (RFC 9112 §6.3, §11.2).
+   * Default: false (the load tester counts what it can).
+   */
+  readonly isStrict?: boolean;
+  /**
+   * Called with each final head once it is whole, before any of its body is reported.
+   * Default: none (the head is not decoded).
+   */
+  readonly onHead?: (head: ResponseHead) => void;
+  /**
+   * Called with each run of body bytes (chunk framing removed), a view into the fed buffer that
+   * is valid only during the call. Default: none (body bytes are only counted).
+   */
+  readonly onBody?: (bytes: Uint8Array) => void;
+}
+
 /**
  * Parses one response at a time from byte ranges fed to it.
  *
@@ -61,12 +99,22 @@ const KEEP_ALIVE = ascii("keep-alive");
  * ```
  */
 export class ResponseParser {
+  readonly #isStrict: boolean;
+  readonly #onHead: ((head: ResponseHead) => void) | undefined;
+  readonly #onBody: ((bytes: Uint8Array) => void) | undefined;
   #state = STATE_DONE;
   #isHeadRequest = false;
   #status = 0;
   #bodyBytes = 0;
   #remaining = 0;
   #canReuse = false;
+
+  /** @param options Strictness and what to report; by default lenient and silent. */
+  constructor(options: ResponseParserOptions = {}) {
+    this.#isStrict = options.isStrict ?? false;
+    this.#onHead = options.onHead;
+    this.#onBody = options.onBody;
+  }
 
   /** The final (non-1xx) status code, or 0 before the head is parsed. */
   get status(): number {
@@ -133,7 +181,7 @@ export class ResponseParser {
           break;
         }
         case STATE_LENGTH:
-          at += this.#takeBody(end - at, STATE_DONE);
+          at += this.#takeBody(buf, at, end, STATE_DONE);
           break;
         case STATE_CHUNK_SIZE: {
           const used = this.#parseChunkSize(buf, at, end);
@@ -142,7 +190,7 @@ export class ResponseParser {
           break;
         }
         case STATE_CHUNK_DATA:
-          at += this.#takeBody(end - at, STATE_CHUNK_DATA_END);
+          at += this.#takeBody(buf, at, end, STATE_CHUNK_DATA_END);
           break;
         case STATE_CHUNK_DATA_END: {
           // Chunk data ends with CRLF (or a bare LF); a lone CR waits for the next byte.
@@ -169,6 +217,7 @@ export class ResponseParser {
         }
         case STATE_UNTIL_EOF:
           this.#bodyBytes += end - at;
+          this.#onBody?.(buf.subarray(at, end));
           at = end;
           break;
         default:
@@ -189,30 +238,38 @@ export class ResponseParser {
     return this.#state === STATE_DONE;
   }
 
-  /** Parses one head if it is complete; returns the bytes used, or 0 when it is partial. */
   /**
-   * Counts up to `available` bytes of the body part still owed (a Content-Length body or one
-   * chunk's data), moving to `next` once it is complete.
+   * Takes up to the bytes in `buf[at, end)` of the body part still owed (a Content-Length body
+   * or one chunk's data), moving to `next` once it is complete.
    *
    * @returns How many bytes were taken.
    */
-  #takeBody(available: number, next: number): number {
-    const take = Math.min(this.#remaining, available);
+  #takeBody(buf: Uint8Array, at: number, end: number, next: number): number {
+    const take = Math.min(this.#remaining, end - at);
     this.#bodyBytes += take;
+    if (take > 0) this.#onBody?.(buf.subarray(at, at + take));
     this.#remaining -= take;
     if (this.#remaining === 0) this.#state = next;
     return take;
   }
 
+  /** Parses one head if it is complete; returns the bytes used, or 0 when it is partial. */
   #parseHead(buf: Uint8Array, start: number, end: number): number {
     // One pass: the head is re-read from its start when more bytes arrive, which is rare.
     const limit = Math.min(end, start + MAX_HEAD_BYTES);
     let lineEnd = indexOfByte(buf, LF, start, limit);
     if (lineEnd < 0) return partialHead(start, end);
-    const minorVersion = parseStatusLine(buf, start, trimCr(buf, start, lineEnd));
+    const statusEnd = trimCr(buf, start, lineEnd);
+    const minorVersion = parseStatusLine(buf, start, statusEnd);
     const status = (buf[start + 9] ?? 0) * 100 + (buf[start + 10] ?? 0) * 10 +
       (buf[start + 11] ?? 0) - 0x30 * 111;
 
+    const isStrict = this.#isStrict;
+    // Fields are decoded only for onHead, and kept only once the head proves whole.
+    const fields: Array<[string, string]> | undefined = this.#onHead === undefined ? undefined : [];
+    if (isStrict && (status < 100 || status > 599)) {
+      throw new SyntaxError(`Cannot parse status line: status ${status} is outside 100-599`);
+    }
     let contentLength = -1;
     let hasTransferEncoding = false;
     let isChunked = false;
@@ -227,7 +284,11 @@ export class ResponseParser {
       const colon = indexOfByte(buf, COLON, lineStart, contentEnd);
       const first = buf[lineStart];
       // A line starting with whitespace is an obsolete folded continuation (RFC 9112 §5.2): it
-      // cannot name one of the headers we read, so it is skipped like any other field.
+      // cannot name one of the headers we read, so it is skipped like any other field, unless
+      // strict: a proxy would pass the field on cut in two.
+      if (isStrict && (first === SP || first === HTAB)) {
+        throw new SyntaxError("Cannot parse response head: obsolete line folding is refused");
+      }
       if (colon < 0) {
         if (first !== SP && first !== HTAB) {
           throw new SyntaxError("Cannot parse response head: header line has no colon");
@@ -236,14 +297,26 @@ export class ResponseParser {
         const nameLength = colon - lineStart;
         const valueStart = skipSpaces(buf, colon + 1, contentEnd);
         const valueEnd = trimSpacesEnd(buf, valueStart, contentEnd);
+        if (isStrict) checkField(buf, lineStart, colon, valueStart, valueEnd);
+        fields?.push([latin1(buf, lineStart, colon), latin1(buf, valueStart, valueEnd)]);
         if (nameLength === 14 && equalsLower(buf, lineStart, CONTENT_LENGTH)) {
-          const value = parseContentLength(buf, valueStart, valueEnd);
+          if (isStrict && contentLength >= 0) {
+            throw new SyntaxError("Cannot parse response head: Content-Length is repeated");
+          }
+          const value = parseContentLength(buf, valueStart, valueEnd, isStrict);
           if (contentLength >= 0 && contentLength !== value) {
             throw new SyntaxError("Cannot parse response head: Content-Length values differ");
           }
           contentLength = value;
         } else if (nameLength === 17 && equalsLower(buf, lineStart, TRANSFER_ENCODING)) {
-          // Several fields form one list; only the final coding decides the framing.
+          // Several fields form one list; only the final coding decides the framing. A proxy
+          // cannot apply any other coding, so strict parsing accepts `chunked` alone.
+          if (
+            isStrict && (hasTransferEncoding || valueEnd - valueStart !== CHUNKED.length ||
+              !equalsLower(buf, valueStart, CHUNKED))
+          ) {
+            throw new SyntaxError("Cannot parse response head: Transfer-Encoding must be chunked");
+          }
           hasTransferEncoding = true;
           isChunked = lastTokenEquals(buf, valueStart, valueEnd, CHUNKED);
         } else if (nameLength === 10 && equalsLower(buf, lineStart, CONNECTION)) {
@@ -259,6 +332,13 @@ export class ResponseParser {
     // which a load generator never asks for, so it ends the exchange like a final response.
     if (status >= 100 && status < 200 && status !== 101) return used;
 
+    if (isStrict && hasTransferEncoding) {
+      if (contentLength >= 0) {
+        throw new SyntaxError(
+          "Cannot parse response head: Content-Length and Transfer-Encoding are both present",
+        );
+      }
+    }
     this.#status = status;
     this.#canReuse = !hasClose && (minorVersion === 1 || hasKeepAlive) && status !== 101;
     if (this.#isHeadRequest || status === 204 || status === 304 || status === 101) {
@@ -281,6 +361,10 @@ export class ResponseParser {
     } else {
       this.#state = STATE_UNTIL_EOF;
       this.#canReuse = false;
+    }
+    if (fields !== undefined) {
+      const reason = latin1(buf, Math.min(start + 13, statusEnd), statusEnd);
+      this.#onHead?.({ status, reason, headers: fields });
     }
     return used;
   }
@@ -372,6 +456,57 @@ function parseStatusLine(buf: Uint8Array, start: number, end: number): number {
   return (buf[start + 7] ?? 0x30) - 0x30;
 }
 
+/**
+ * Checks a field for strict parsing: the name is a token (RFC 9110 §5.1, so no whitespace
+ * before the colon) and the value holds no control character but HTAB (§5.5).
+ *
+ * @throws {SyntaxError} When either rule is broken.
+ */
+function checkField(
+  buf: Uint8Array,
+  nameStart: number,
+  nameEnd: number,
+  valueStart: number,
+  valueEnd: number,
+): void {
+  if (nameEnd === nameStart) {
+    throw new SyntaxError("Cannot parse response head: header name is empty");
+  }
+  for (let at = nameStart; at < nameEnd; at++) {
+    if (TOKEN[buf[at] ?? 0] !== 1) {
+      const name = latin1(buf, nameStart, Math.min(nameEnd, nameStart + 40));
+      throw new SyntaxError(`Cannot parse response head: header name "${name}" is not a token`);
+    }
+  }
+  for (let at = valueStart; at < valueEnd; at++) {
+    const byte = buf[at] ?? 0;
+    if ((byte < SP && byte !== HTAB) || byte === 0x7f) {
+      throw new SyntaxError(
+        "Cannot parse response head: header value holds a control character",
+      );
+    }
+  }
+}
+
+/** 1 for the bytes allowed in a token (RFC 9110 §5.6.2), else 0. */
+const TOKEN: Uint8Array = (() => {
+  const table = new Uint8Array(256);
+  for (const c of "!#$%&'*+-.^_`|~0123456789") table[c.charCodeAt(0)] = 1;
+  for (let c = 0x41; c <= 0x5a; c++) table[c] = table[c + 0x20] = 1;
+  return table;
+})();
+
+/** Decodes `buf[start, end)` one byte to one character, as header values are byte strings. */
+function latin1(buf: Uint8Array, start: number, end: number): string {
+  let text = "";
+  // Slices keep the argument count of String.fromCharCode small.
+  for (let at = start; at < end; at += 4096) {
+    const slice = buf.subarray(at, Math.min(end, at + 4096)) as unknown as number[];
+    text += String.fromCharCode.apply(null, slice);
+  }
+  return text;
+}
+
 function isDigit(byte: number | undefined): boolean {
   return byte !== undefined && byte >= 0x30 && byte <= 0x39;
 }
@@ -408,11 +543,17 @@ function trimSpacesEnd(buf: Uint8Array, start: number, end: number): number {
 }
 
 /**
- * Parses a Content-Length value; a list of identical values is accepted (RFC 9110 §8.6).
+ * Parses a Content-Length value; a list of identical values is accepted (RFC 9110 §8.6) unless
+ * `isStrict`.
  *
  * @throws {SyntaxError} When it is not a decimal number or the listed values differ.
  */
-function parseContentLength(buf: Uint8Array, start: number, end: number): number {
+function parseContentLength(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  isStrict: boolean,
+): number {
   let result = -1;
   let at = start;
   while (at < end) {
@@ -426,8 +567,12 @@ function parseContentLength(buf: Uint8Array, start: number, end: number): number
     if (at === digitsStart || at - digitsStart > 15) {
       throw new SyntaxError("Cannot parse response head: Content-Length must be a decimal number");
     }
-    if (result >= 0 && result !== value) {
-      throw new SyntaxError("Cannot parse response head: Content-Length values differ");
+    if (result >= 0 && (isStrict || result !== value)) {
+      throw new SyntaxError(
+        isStrict
+          ? "Cannot parse response head: Content-Length is repeated"
+          : "Cannot parse response head: Content-Length values differ",
+      );
     }
     result = value;
     at = skipSpaces(buf, at, end);
