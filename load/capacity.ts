@@ -10,6 +10,7 @@ import type { LoadPlan, Thresholds } from "./options.ts";
 import type { LiveStats } from "./live_stats.ts";
 import type { Executor } from "./run.ts";
 import { errorRate, type RunStats } from "./stats.ts";
+import { checkRun } from "./thresholds.ts";
 import { jobForLevel, type RunRecord, type SweepHooks, warmUp } from "./sweep.ts";
 
 /** Growth factor of the ramp. */
@@ -52,6 +53,10 @@ export function judgeLevel(stats: RunStats, thresholds: Thresholds): Verdict {
       return { isHeld: false, reason: `p99 ${p99Ms.toFixed(2)}ms over ${thresholds.maxP99Ms}ms` };
     }
   }
+  // The --threshold rules judge a level the same way they judge a run.
+  const rules = thresholds.rules ?? [];
+  const [breach] = rules.length === 0 ? [] : checkRun(stats, { rules }, "");
+  if (breach !== undefined) return { isHeld: false, reason: breach.detail };
   return { isHeld: true, reason: "" };
 }
 

@@ -295,7 +295,10 @@ function reportThresholds(
   thresholds: Thresholds,
   ctx: CommandContext,
 ): boolean {
-  if (thresholds.maxErrorRate === undefined && thresholds.maxP99Ms === undefined) return false;
+  if (
+    thresholds.maxErrorRate === undefined && thresholds.maxP99Ms === undefined &&
+    (thresholds.rules ?? []).length === 0
+  ) return false;
   const breaches = checkThresholds(report.runs, thresholds);
   for (const breach of breaches) ctx.stderr(breach.message + "\n");
   if (breaches.length === 0) ctx.stderr("Thresholds met\n");

@@ -33,6 +33,7 @@ export const STRING_FLAGS: readonly string[] = [
   "chart",
   "max-error-rate",
   "max-p99",
+  "threshold",
 ];
 /** Flags of `loadtest` that take no value, without the leading `--`. */
 export const BOOLEAN_FLAGS: readonly string[] = [
@@ -108,6 +109,7 @@ export class Flags {
     }
     if (this.#parsed.keepalive === false) names.add("no-keepalive");
     if (this.strings("header").length > 0) names.add("header");
+    if (this.strings("threshold").length > 0) names.add("threshold");
     return names;
   }
 

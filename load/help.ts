@@ -68,6 +68,10 @@ Output (paths are checked before the run starts):
 Thresholds (exit 1 when breached, with a line saying which and by how much):
   --max-error-rate X      Highest share of failed requests: 0.01 or 1%
   --max-p99 DURATION      Highest p99 latency, such as 200ms (a bare number is seconds)
+  --threshold RULE        A rule on any statistic, repeatable (as k6): STAT OP LIMIT with
+                          STAT mean, p50, p90, p95, p99, p99.9, max, rps or errors and OP
+                          < <= > >=: 'p95<200ms', 'errors<1%', 'rps>=1000'. Checked
+                          against every run; n/a (nothing succeeded) never passes
   --find-capacity         Ramp from the first level (x2 each step) until errors (over
                           --max-error-rate, default any), unsent requests or --max-p99,
                           bisect, and report the highest level that held; the thresholds
@@ -92,6 +96,7 @@ Examples:
     --rounds 2 --timeout 4
   loadtest --url http://127.0.0.1:9090/ --rate 500 --duration 30s --warmup 5s --chart rate.svg
   loadtest --duration 20s -c 100 --max-error-rate 0.01 --max-p99 200ms --json ci.json
+  loadtest --stages 30s:100,1m:500,30s:0 --threshold 'p95<200ms' --threshold 'errors<1%'
   loadtest --find-capacity -c 16 --duration 10s --max-p99 250ms
   loadtest merge host-a.json host-b.json --markdown
 `;

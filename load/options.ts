@@ -7,6 +7,7 @@
  */
 import { UsageError } from "../lib/shared/command.ts";
 import { parseStages, peakRate, type Stage } from "./arrivals.ts";
+import { parseThresholdRule, type ThresholdRule } from "./thresholds.ts";
 import { parseArgs } from "../lib/shared/std.ts";
 import {
   BOOLEAN_FLAGS,
@@ -45,6 +46,8 @@ export interface Thresholds {
   readonly maxErrorRate?: number;
   /** Highest acceptable p99 latency in milliseconds. Default: none. */
   readonly maxP99Ms?: number;
+  /** `--threshold` rules on any reported statistic. Default: none. */
+  readonly rules?: readonly ThresholdRule[];
 }
 
 /** The output path that means stdout (`--json -`, `--csv -`). */
@@ -114,7 +117,15 @@ export interface ParseLoadDeps {
   readonly readFile?: (path: string) => Uint8Array;
 }
 
-const MERGE_FLAGS = new Set(["json", "csv", "chart", "markdown", "max-error-rate", "max-p99"]);
+const MERGE_FLAGS = new Set([
+  "json",
+  "csv",
+  "chart",
+  "markdown",
+  "max-error-rate",
+  "max-p99",
+  "threshold",
+]);
 
 /**
  * Parses the arguments of `loadtest` (without the subcommand name).
@@ -139,7 +150,7 @@ export function parseLoadArgs(args: readonly string[], deps: ParseLoadDeps = {})
   const parsed = parseArgs(joinListValues(isMerge ? args.slice(1) : args), {
     string: STRING_FLAGS,
     boolean: BOOLEAN_FLAGS,
-    collect: ["header"],
+    collect: ["header", "threshold"],
     negatable: ["keepalive"],
     alias: { c: "concurrency", H: "header", h: "help" },
     default: { keepalive: true },
@@ -400,8 +411,17 @@ function parseThresholds(flags: Flags): Thresholds {
   const maxP99Ms = p99Text === undefined
     ? undefined
     : parseDurationFlag("--max-p99", p99Text, false);
+  const rules = flags.strings("threshold").map((text) => {
+    try {
+      return parseThresholdRule(text);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new UsageError(`Invalid --threshold "${text}": ${reason}`, { cause: error });
+    }
+  });
   return {
     ...(maxErrorRate === undefined ? {} : { maxErrorRate }),
     ...(maxP99Ms === undefined ? {} : { maxP99Ms }),
+    ...(rules.length === 0 ? {} : { rules }),
   };
 }

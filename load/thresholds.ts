@@ -1,18 +1,109 @@
 /**
- * SLO thresholds for CI: `--max-error-rate` and `--max-p99`, checked against every run.
+ * SLO thresholds for CI, checked against every run: `--max-error-rate`, `--max-p99`, and k6-style
+ * rules on any reported statistic (`--threshold 'p95<200ms'`, `--threshold 'errors<1%'`).
  *
  * @module
  */
+import { parseDuration } from "../lib/shared/duration.ts";
 import { LatencyHistogram } from "./histogram.ts";
 import type { Thresholds } from "./options.ts";
 import { runLabel } from "./report.ts";
+import type { ComputedStats } from "./report_schema.ts";
+import { computeStats } from "./run_summary.ts";
 import { errorRate, type RunStats } from "./stats.ts";
 import type { RunRecord } from "./sweep.ts";
+
+/** Statistics a `--threshold` rule can name, with the computed field each reads. */
+const RULE_STATS = {
+  mean: "meanMs",
+  avg: "meanMs",
+  p50: "p50Ms",
+  p90: "p90Ms",
+  p95: "p95Ms",
+  p99: "p99Ms",
+  "p99.9": "p999Ms",
+  p999: "p999Ms",
+  max: "maxMs",
+  rps: "rps",
+  errors: "errors",
+} as const;
+
+/** A statistic a rule can name. */
+export type RuleStat = keyof typeof RULE_STATS;
+/** A rule's comparison: the run passes when `actual OP limit` holds. */
+export type RuleOperator = "<" | "<=" | ">" | ">=";
+
+/** One `--threshold` rule. */
+export interface ThresholdRule {
+  /** The statistic, such as `p95`. */
+  readonly stat: RuleStat;
+  /** The comparison that must hold. */
+  readonly op: RuleOperator;
+  /** The limit: ms for latencies, a fraction for `errors`, req/s for `rps`. */
+  readonly limit: number;
+  /** The rule as given, for messages. */
+  readonly text: string;
+}
+
+/**
+ * Parses one `--threshold` rule: a statistic (mean, p50, p90, p95, p99, p99.9, max, rps,
+ * errors), a comparison (`<`, `<=`, `>`, `>=`) and a limit: a duration for latencies (a bare
+ * number is seconds, as everywhere), a percentage or fraction for errors, a number for rps.
+ *
+ * @param text The rule, such as `"p95<200ms"` or `"errors<1%"`.
+ * @returns The rule.
+ * @throws {SyntaxError} When the rule does not parse.
+ *
+ * @example
+ * ```ts
+ * import { parseThresholdRule } from "./thresholds.ts";
+ * const rule = parseThresholdRule("p95 < 200ms");
+ * if (rule.stat !== "p95" || rule.op !== "<" || rule.limit !== 200) throw new Error();
+ * if (parseThresholdRule("errors<=1%").limit !== 0.01) throw new Error();
+ * ```
+ */
+export function parseThresholdRule(text: string): ThresholdRule {
+  const match = /^\s*([a-z0-9.]+)\s*(<=|>=|<|>)\s*(\S+)\s*$/i.exec(text);
+  const name = match?.[1]?.toLowerCase() ?? "";
+  const op = match?.[2] as RuleOperator | undefined;
+  const value = match?.[3] ?? "";
+  if (match === null || op === undefined || !(name in RULE_STATS)) {
+    throw new SyntaxError(
+      `use STAT<LIMIT with STAT one of ${
+        Object.keys(RULE_STATS).join(", ")
+      } and < <= > >=, such as p95<200ms or errors<1%`,
+    );
+  }
+  const stat = name as RuleStat;
+  let limit: number;
+  if (stat === "errors") {
+    const isPercent = value.endsWith("%");
+    limit = Number(isPercent ? value.slice(0, -1) : value) / (isPercent ? 100 : 1);
+    if (!(limit >= 0 && limit <= 1)) {
+      throw new SyntaxError(`the errors limit must be a percentage (1%) or a fraction (0.01)`);
+    }
+  } else if (stat === "rps") {
+    limit = Number(value);
+    if (!(limit >= 0) || !Number.isFinite(limit)) {
+      throw new SyntaxError(`the rps limit must be a number of requests per second`);
+    }
+  } else {
+    try {
+      limit = parseDuration(value);
+    } catch (error) {
+      throw new SyntaxError(
+        `the ${stat} limit must be a duration such as 200ms (a bare number is seconds)`,
+        { cause: error },
+      );
+    }
+  }
+  return { stat, op, limit, text: text.trim() };
+}
 
 /** One breached threshold in one run. */
 export interface Breach {
   /** The flag breached. */
-  readonly flag: "--max-error-rate" | "--max-p99";
+  readonly flag: "--max-error-rate" | "--max-p99" | "--threshold";
   /** The run, as labelled in the report. */
   readonly run: string;
   /** What was measured: a fraction, or milliseconds. */
@@ -21,6 +112,8 @@ export interface Breach {
   readonly limit: number;
   /** One line saying which threshold and by how much. */
   readonly message: string;
+  /** The message without its run, for judging a capacity level. */
+  readonly detail: string;
 }
 
 const percent = (fraction: number): string => `${(fraction * 100).toFixed(2)}%`;
@@ -53,9 +146,12 @@ export function checkRun(stats: RunStats, thresholds: Thresholds, label: string)
         run: label,
         actual: rate,
         limit: maxErrorRate,
-        message: `Threshold breached: error rate ${percent(rate)} exceeds --max-error-rate ${
-          percent(maxErrorRate)
-        } by ${((rate - maxErrorRate) * 100).toFixed(2)} percentage points in ${label}`,
+        ...described(
+          `error rate ${percent(rate)} exceeds --max-error-rate ${percent(maxErrorRate)} by ${
+            ((rate - maxErrorRate) * 100).toFixed(2)
+          } percentage points`,
+          label,
+        ),
       });
     }
   }
@@ -67,13 +163,72 @@ export function checkRun(stats: RunStats, thresholds: Thresholds, label: string)
         run: label,
         actual: p99Ms,
         limit: maxP99Ms,
-        message: `Threshold breached: p99 latency ${
-          p99Ms.toFixed(2)
-        }ms exceeds --max-p99 ${maxP99Ms}ms by ${(p99Ms - maxP99Ms).toFixed(2)}ms in ${label}`,
+        ...described(
+          `p99 latency ${p99Ms.toFixed(2)}ms exceeds --max-p99 ${maxP99Ms}ms by ${
+            (p99Ms - maxP99Ms).toFixed(2)
+          }ms`,
+          label,
+        ),
       });
     }
   }
+  const rules = thresholds.rules ?? [];
+  if (rules.length > 0) {
+    const computed = computeStats(stats);
+    for (const rule of rules) {
+      const breach = checkRule(rule, stats, computed, label);
+      if (breach !== undefined) breaches.push(breach);
+    }
+  }
   return breaches;
+}
+
+const HOLDS: Readonly<Record<RuleOperator, (actual: number, limit: number) => boolean>> = {
+  "<": (actual, limit) => actual < limit,
+  "<=": (actual, limit) => actual <= limit,
+  ">": (actual, limit) => actual > limit,
+  ">=": (actual, limit) => actual >= limit,
+};
+
+function checkRule(
+  rule: ThresholdRule,
+  stats: RunStats,
+  computed: ComputedStats,
+  label: string,
+): Breach | undefined {
+  const field = RULE_STATS[rule.stat];
+  const actual = field === "errors" ? errorRate(stats) : computed[field];
+  const show = (value: number) =>
+    rule.stat === "errors"
+      ? percent(value)
+      : rule.stat === "rps"
+      ? `${value.toFixed(1)} req/s`
+      : `${value.toFixed(2)}ms`;
+  // A statistic with no value (nothing succeeded) cannot meet any limit.
+  if (actual !== null && HOLDS[rule.op](actual, rule.limit)) return undefined;
+  const by = actual === null
+    ? ""
+    : ` by ${
+      rule.stat === "errors"
+        ? `${(Math.abs(actual - rule.limit) * 100).toFixed(2)} percentage points`
+        : show(Math.abs(actual - rule.limit))
+    }`;
+  return {
+    flag: "--threshold",
+    run: label,
+    actual: actual ?? Number.NaN,
+    limit: rule.limit,
+    ...described(
+      `${rule.stat} ${
+        actual === null ? "n/a (nothing succeeded)" : show(actual)
+      } fails --threshold '${rule.text}'${by}`,
+      label,
+    ),
+  };
+}
+
+function described(detail: string, label: string): { message: string; detail: string } {
+  return { message: `Threshold breached: ${detail} in ${label}`, detail };
 }
 
 /**
