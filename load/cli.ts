@@ -41,7 +41,7 @@ import { reportJsonSchema } from "./report_schema.ts";
 import { createInProcessExecutor, type Executor } from "./run.ts";
 import { type RunRecord, runSweep, type SweepHooks } from "./sweep.ts";
 import { checkThresholds } from "./thresholds.ts";
-import { selectTransportFactory, type TransportFactories } from "./transports.ts";
+import { createDispatchingFactory, type TransportFactories } from "./transports.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 // `main.ts` takes the help from the command it describes.
@@ -62,6 +62,8 @@ export interface LoadtestDeps {
   readonly writeTextFile?: (path: string, text: string) => Promise<void>;
   /** Reads a merge input. Default: `Deno.readTextFile`. */
   readonly readTextFile?: (path: string) => Promise<string>;
+  /** Reads `--body-file`, `--targets` and target bodies. Default: `Deno.readFileSync`. */
+  readonly readFile?: (path: string) => Uint8Array;
   /** File system calls of the output path check. Default: the real ones. */
   readonly paths?: OutputPathDeps;
 }
@@ -81,7 +83,10 @@ export async function loadtestCommand(
   ctx: CommandContext,
   deps: LoadtestDeps = {},
 ): Promise<number> {
-  const command = parseLoadArgs(args);
+  const command = parseLoadArgs(
+    args,
+    deps.readFile === undefined ? {} : { readFile: deps.readFile },
+  );
   if (command.kind === "help") {
     ctx.stdout(LOADTEST_HELP);
     return EXIT.ok;
@@ -140,7 +145,7 @@ async function runCommand(
 ): Promise<number> {
   const clock = deps.clock ?? systemClock;
   const workers = resolveWorkers(plan, deps.cores ?? navigator.hardwareConcurrency ?? 1);
-  const createTransport = selectTransportFactory(plan.request.url, plan.transport, deps.factories);
+  const createTransport = createDispatchingFactory(plan.transport, deps.factories);
   const executor: Executor & { close?: () => Promise<void> } = workers > 1
     ? await WorkerPool.start(ctx.workerUrl, workers, plan.transport)
     : createInProcessExecutor(clock, createTransport);
@@ -156,7 +161,7 @@ async function runCommand(
       progress?.stop();
       if (!plan.outputs.markdown) {
         const context = {
-          url: plan.request.url.href,
+          url: targetUrls(plan),
           stop: plan.stop,
           ...(plan.stages === undefined ? {} : { stages: plan.stages }),
         };
@@ -165,8 +170,11 @@ async function runCommand(
     },
   };
   const sweepOptions = { signal: ctx.signal, progress: counter, hooks };
+  const what = plan.targets === undefined
+    ? `${plan.request.method} ${plan.request.url.href}`
+    : `${plan.targets.length} targets (${targetUrls(plan)})`;
   ctx.stderr(
-    `Load test: ${plan.request.method} ${plan.request.url.href}, ${plan.model} model, ` +
+    `Load test: ${what}, ${plan.model} model, ` +
       `${workers === 1 ? "in-process" : `${workers} workers`}` +
       (plan.warmupMs > 0 ? `, warm-up ${formatDuration(plan.warmupMs)}` : "") + "\n",
   );
@@ -189,7 +197,7 @@ async function runCommand(
   const expectedRuns = plan.levels.length * plan.rounds;
   const report: LoadReport = {
     version: REPORT_VERSION,
-    url: plan.request.url.href,
+    url: targetUrls(plan),
     method: plan.request.method,
     model: plan.model,
     stop: plan.stop,
@@ -209,6 +217,12 @@ async function runCommand(
   const isBreached = !plan.findCapacity &&
     (reportThresholds(report, plan.thresholds, ctx) || reportAllFailed(report, ctx));
   return isBreached || report.isInterrupted || !isCapacityFound ? EXIT.failure : EXIT.ok;
+}
+
+/** The URL a report names: the target's, or each distinct one of a targets file. */
+function targetUrls(plan: LoadPlan): string {
+  if (plan.targets === undefined) return plan.request.url.href;
+  return [...new Set(plan.targets.map((target) => target.spec.url.href))].join(", ");
 }
 
 async function mergeCommand(

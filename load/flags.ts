@@ -24,6 +24,7 @@ export const STRING_FLAGS: readonly string[] = [
   "method",
   "body",
   "body-file",
+  "targets",
   "success",
   "workers",
   "transport",

@@ -19,6 +19,10 @@ Target and request:
   -H, --header "N: V"     Request header; repeatable
   --body TEXT             Request body
   --body-file PATH        Request body read from a file
+  --targets FILE          Mixed traffic from a vegeta-format file: blank-line separated
+                          targets of "METHOD URL", header lines and an optional @body-file
+                          line; "# weight: N" weights a target (default: take turns).
+                          -H headers apply to every target. Replaces --url, --method, --body
   --timeout DURATION      Per-request timeout, to the end of the body; a bare number is
                           seconds (as the seed's --timeout 4). Default: 5s
   --no-keepalive          A new connection per request (as the seed's requests.get).

@@ -7,6 +7,7 @@
  */
 import { UsageError } from "../lib/shared/command.ts";
 import { parseStages, peakRate, type Stage } from "./arrivals.ts";
+import { parseTargets, type Target } from "./targets.ts";
 import { parseThresholdRule, type ThresholdRule } from "./thresholds.ts";
 import { parseArgs } from "../lib/shared/std.ts";
 import {
@@ -81,6 +82,8 @@ export interface LoadPlan {
   readonly rounds: number;
   /** Unrecorded warm-up before the first run, in ms (0: none). */
   readonly warmupMs: number;
+  /** `--targets`: a request mix sent instead of `request` (which is then its first target). */
+  readonly targets?: readonly Target[];
   /** Open model: a ramping arrival rate (`--stages`); its level is the peak rate. */
   readonly stages?: readonly Stage[];
   /** Open model: cap on requests in flight; `undefined` derives it from rate and timeout. */
@@ -195,7 +198,8 @@ function parsePlan(
   thresholds: Thresholds,
   deps: ParseLoadDeps,
 ): LoadPlan {
-  const request = parseRequest(flags, deps);
+  const targets = parseTargetsFlag(flags, deps);
+  const request = targets?.[0]?.spec ?? parseRequest(flags, deps);
   const concurrencyText = flags.string("concurrency");
   const rateText = flags.string("rate");
   if (concurrencyText !== undefined && rateText !== undefined) {
@@ -254,10 +258,12 @@ function parsePlan(
       `Invalid --transport "${transportText}": must be one of ${TRANSPORT_MODES.join(", ")}`,
     );
   }
-  if (transport === "http1" && request.url.protocol !== "http:") {
-    throw new UsageError(
-      `Invalid --transport "http1" for "${request.url.href}": the HTTP/1.1 client speaks plain http only`,
-    );
+  for (const spec of targets?.map((target) => target.spec) ?? [request]) {
+    if (transport === "http1" && spec.url.protocol !== "http:") {
+      throw new UsageError(
+        `Invalid --transport "http1" for "${spec.url.href}": the HTTP/1.1 client speaks plain http only`,
+      );
+    }
   }
   const workersText = flags.string("workers");
   const workers = workersText === undefined
@@ -283,6 +289,7 @@ function parsePlan(
     rounds,
     warmupMs,
     ...(stages === undefined ? {} : { stages }),
+    ...(targets === undefined ? {} : { targets }),
     ...(maxInFlight === undefined ? {} : { maxInFlight }),
     successStatuses,
     ...(workers === undefined ? {} : { workers }),
@@ -309,6 +316,42 @@ function parseStagesFlag(text: string, flags: Flags): Stage[] {
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new UsageError(`Invalid --stages "${text}": ${reason}`, { cause: error });
+  }
+}
+
+/** A targets file says what to send, so the flags for one request cannot come with it. */
+const TARGETS_CONFLICTS = ["url", "method", "body", "body-file"];
+
+function parseTargetsFlag(flags: Flags, deps: ParseLoadDeps): Target[] | undefined {
+  const path = flags.string("targets");
+  if (path === undefined) return undefined;
+  const given = flags.given();
+  const conflict = TARGETS_CONFLICTS.find((name) => given.has(name));
+  if (conflict !== undefined) {
+    throw new UsageError(
+      `Cannot combine --targets and --${conflict}: the targets file says what each request sends`,
+    );
+  }
+  // Headers, keep-alive and the timeout still come from the flags and apply to every target.
+  const shared = parseRequest(flags, deps);
+  const readFile = deps.readFile ?? Deno.readFileSync;
+  let text: string;
+  try {
+    text = new TextDecoder().decode(readFile(path));
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`Cannot read --targets "${path}": ${reason}`, { cause: error });
+  }
+  try {
+    return parseTargets(text, {
+      headers: shared.headers,
+      keepAlive: shared.keepAlive,
+      timeoutMs: shared.timeoutMs,
+      readFile,
+    });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`Invalid --targets "${path}": ${reason}`, { cause: error });
   }
 }
 

@@ -8,6 +8,7 @@ import type { LiveDelta } from "./live_stats.ts";
 import type { LoadShape, RunJob } from "./run.ts";
 import type { Stop } from "./scheduler.ts";
 import type { RunStats } from "./stats.ts";
+import type { RequestSpec } from "./transport.ts";
 import type { TransportMode } from "./transports.ts";
 
 /**
@@ -40,6 +41,10 @@ export interface WireJob {
   readonly timeline: boolean;
   /** Transport choice. */
   readonly transport: TransportMode;
+  /** A request mix, each target's URL as text. */
+  readonly targets?: ReadonlyArray<
+    { readonly url: string; readonly weight: number; readonly spec: Omit<RequestSpec, "url"> }
+  >;
 }
 
 /** From the main thread to a worker. */
@@ -81,6 +86,13 @@ export function toWireJob(job: RunJob, transport: TransportMode): WireJob {
     successStatuses: job.successStatuses,
     timeline: job.timeline,
     transport,
+    ...(job.targets === undefined ? {} : {
+      targets: job.targets.map(({ spec: { url, ...spec }, weight }) => ({
+        url: url.href,
+        weight,
+        spec,
+      })),
+    }),
   };
 }
 
@@ -106,6 +118,12 @@ export function fromWireJob(wire: WireJob): { job: RunJob; transport: TransportM
       stop: wire.stop,
       successStatuses: wire.successStatuses,
       timeline: wire.timeline,
+      ...(wire.targets === undefined ? {} : {
+        targets: wire.targets.map(({ url, weight, spec }) => ({
+          spec: { ...spec, url: new URL(url) },
+          weight,
+        })),
+      }),
     },
     transport: wire.transport,
   };

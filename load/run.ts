@@ -8,6 +8,7 @@
  */
 import type { Clock } from "../lib/shared/clock.ts";
 import { type Stage, stagedArrivals } from "./arrivals.ts";
+import { createTargetsFactory, type Target } from "./targets.ts";
 import { createClosedScheduler, createRateScheduler, type Stop } from "./scheduler.ts";
 import type { LiveStats } from "./live_stats.ts";
 import { RunRecorder, type RunStats, type StatusRanges } from "./stats.ts";
@@ -37,6 +38,8 @@ export interface RunJob {
   readonly successStatuses: StatusRanges;
   /** Keep per-second buckets (rate runs, for the chart against time). */
   readonly timeline: boolean;
+  /** A mix of requests (`--targets`) sent instead of `request`. Default: none. */
+  readonly targets?: readonly Target[];
 }
 
 /** What {@linkcode runOnce} needs from outside. */
@@ -84,6 +87,9 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
       ...(job.load.stages === undefined ? {} : { arrivals: stagedArrivals(job.load.stages) }),
     });
   const lateAfterMs = scheduler.lateAfterMs;
+  const createTransport = job.targets === undefined
+    ? deps.createTransport
+    : createTargetsFactory(job.targets, deps.createTransport);
   const users = job.load.model === "closed" ? job.load.concurrency : job.load.maxInFlight;
 
   // A timed run ends at its deadline even when requests are still in flight.
@@ -101,7 +107,7 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
       if (intended instanceof Promise) intended = await intended;
       if (intended === undefined || signal.aborted) return;
       if (transport === undefined) {
-        transport = deps.createTransport(job.request);
+        transport = createTransport(job.request);
         transports.push(transport);
       }
       const begin = clock.now();

@@ -78,6 +78,7 @@ export function jobForLevel(plan: LoadPlan, level: number, stop: Stop = plan.sto
     stop,
     successStatuses: plan.successStatuses,
     timeline: plan.model === "open",
+    ...(plan.targets === undefined ? {} : { targets: plan.targets }),
   };
 }
 

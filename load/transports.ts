@@ -52,3 +52,18 @@ export function selectTransportFactory(
   }
   return http1 ?? viaFetch;
 }
+
+/**
+ * A factory that picks the transport for each spec by its own URL (a targets file may mix
+ * `http:` and `https:`).
+ *
+ * @param mode The `--transport` choice.
+ * @param factories Overrides of the two factories.
+ * @returns The factory.
+ */
+export function createDispatchingFactory(
+  mode: TransportMode,
+  factories: TransportFactories = {},
+): TransportFactory {
+  return (spec) => selectTransportFactory(spec.url, mode, factories)(spec);
+}

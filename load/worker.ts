@@ -10,7 +10,7 @@ import { type Clock, systemClock } from "../lib/shared/clock.ts";
 import { fromWireJob, type FromWorker, isToWorker } from "./protocol.ts";
 import { LiveStats } from "./live_stats.ts";
 import { runOnce } from "./run.ts";
-import { selectTransportFactory, type TransportFactories } from "./transports.ts";
+import { createDispatchingFactory, type TransportFactories } from "./transports.ts";
 
 /**
  * A worker's global scope as the load worker sees it: an event target for `message` events
@@ -52,7 +52,7 @@ export function runLoadWorker(scope: LoadWorkerScope, options: LoadWorkerOptions
       : setInterval(() => post({ type: "progress", id, delta: live.drain() }), intervalMs);
     try {
       const { job, transport } = fromWireJob(wire);
-      const createTransport = selectTransportFactory(job.request.url, transport, options.factories);
+      const createTransport = createDispatchingFactory(transport, options.factories);
       const stats = await runOnce(job, {
         clock,
         createTransport,
