@@ -25,6 +25,7 @@ import {
   type Thresholds,
 } from "./options.ts";
 import { checkOutputPath, type OutputPathDeps } from "./output_paths.ts";
+import { readDescriptorLimit } from "./descriptor_limit.ts";
 import { LiveStats } from "./live_stats.ts";
 import { type Progress, startProgress } from "./progress.ts";
 import {
@@ -64,6 +65,8 @@ export interface LoadtestDeps {
   readonly readTextFile?: (path: string) => Promise<string>;
   /** Reads `--body-file`, `--targets` and target bodies. Default: `Deno.readFileSync`. */
   readonly readFile?: (path: string) => Uint8Array;
+  /** The open-files soft limit. Default: read from `/proc/self/limits` where there is one. */
+  readonly descriptorLimit?: number;
   /** File system calls of the output path check. Default: the real ones. */
   readonly paths?: OutputPathDeps;
 }
@@ -138,11 +141,13 @@ async function checkOutputs(outputs: OutputOptions, deps: LoadtestDeps): Promise
 }
 
 async function runCommand(
-  plan: LoadPlan,
+  parsed: LoadPlan,
   ctx: CommandContext,
   human: WriteText,
   deps: LoadtestDeps,
 ): Promise<number> {
+  const descriptorLimit = deps.descriptorLimit ?? readDescriptorLimit();
+  const plan: LoadPlan = descriptorLimit === undefined ? parsed : { ...parsed, descriptorLimit };
   const clock = deps.clock ?? systemClock;
   const workers = resolveWorkers(plan, deps.cores ?? navigator.hardwareConcurrency ?? 1);
   const createTransport = createDispatchingFactory(plan.transport, deps.factories);

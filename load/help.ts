@@ -48,7 +48,9 @@ Load (open model):
                           the rate linearly from the previous target (0 at the start) to R
                           req/s over D, e.g. 30s:100,1m:500,30s:0; replaces --rate and
                           --duration, timed from each request's intended start as --rate
-  --max-in-flight N       Cap on requests in flight. Default: rate x timeout, at most 10000
+  --max-in-flight N       Cap on requests in flight. Default: rate x timeout, at most 1000
+                          and at most the open-files limit less 64 (from /proc/self/limits);
+                          a run that reaches the cap and runs late says so
 
 Scale:
   --workers N             Web Workers to spread the load over. Default: one per core, or 1

@@ -51,6 +51,8 @@ export function parseLoadReport(text: string, name: string): LoadReport {
       cutOff: stats.cutOff,
       late: stats.late,
       unsent: stats.unsent,
+      peakInFlight: stats.peakInFlight ?? 0,
+      inFlightCap: stats.inFlightCap ?? 0,
       bodyBytes: stats.bodyBytes,
       elapsedMs: stats.elapsedMs,
       errorSamples: stats.errorSamples,

@@ -39,7 +39,7 @@ export const DEFAULTS = {
 export const MAX_WORKERS = 256;
 
 /** Upper bound on the default open-model in-flight cap. */
-export const MAX_DEFAULT_IN_FLIGHT = 10_000;
+export const MAX_DEFAULT_IN_FLIGHT = 1000;
 
 /** SLO thresholds: breaching one makes the command exit 1. */
 export interface Thresholds {
@@ -86,6 +86,11 @@ export interface LoadPlan {
   readonly targets?: readonly Target[];
   /** Open model: a ramping arrival rate (`--stages`); its level is the peak rate. */
   readonly stages?: readonly Stage[];
+  /**
+   * The process's open-files soft limit, read by the command at start (not a flag); bounds the
+   * default in-flight cap. Default: unknown.
+   */
+  readonly descriptorLimit?: number;
   /** Open model: cap on requests in flight; `undefined` derives it from rate and timeout. */
   readonly maxInFlight?: number;
   /** Statuses that count as success. */

@@ -79,6 +79,21 @@ export function seedLabel(record: Pick<RunRecord, "round" | "model" | "level">):
 }
 
 /**
+ * The line that says the in-flight cap made requests late, or `undefined` when it did not (no
+ * late request, or the cap was never reached).
+ *
+ * @param stats The run.
+ * @returns For example `The in-flight cap (1000, --max-in-flight) was reached: ...`.
+ */
+export function inFlightCapLine(stats: RunStats): string | undefined {
+  const isCapped = stats.inFlightCap > 0 && stats.peakInFlight >= stats.inFlightCap;
+  if (!isCapped || stats.late + stats.unsent === 0) return undefined;
+  return `The in-flight cap (${stats.inFlightCap}, --max-in-flight) was reached: ${
+    stats.late + stats.unsent
+  } requests started late or never; raise --max-in-flight (the descriptor limit allowing) or lower the rate`;
+}
+
+/**
  * The line that says a run had no success at all, or `undefined` when something succeeded.
  *
  * @param record The run.
@@ -175,6 +190,8 @@ export function formatRunBlock(
   if (record.model === "open") {
     row("Late", `${stats.late} (started after their planned time)`);
     row("Unsent", `${stats.unsent} (planned but never sent)`);
+    const capLine = inFlightCapLine(stats);
+    if (capLine !== undefined) lines.push(`  ${capLine}`);
   }
   if (stats.errorSamples.length > 0) {
     lines.push("  Sample errors:");

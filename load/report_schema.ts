@@ -38,6 +38,8 @@ export const runStatsSchema = z.object({
   cutOff: count.describe("Requests in flight when a timed run ended; in no other count"),
   late: count.describe("Open model: requests that started later than planned"),
   unsent: count.describe("Open model: requests planned before the end that never started"),
+  peakInFlight: count.describe("Most requests in flight at once"),
+  inFlightCap: count.describe("Open model: the cap on requests in flight (0 in the closed model)"),
   bodyBytes: count.describe("Response body bytes read"),
   elapsedMs: z.number().nonnegative().describe("Wall time of the run in milliseconds"),
   errorSamples: z.array(z.object({ message: z.string(), count }))
@@ -114,9 +116,10 @@ export const mergeInputSchema = loadReportSchema.extend({
   version: z.union([z.literal(1), z.literal(REPORT_VERSION)]),
   runs: z.array(
     reportRunSchema.partial({ label: true }).extend({
-      stats: runStatsSchema.partial({ failedStatuses: true }).extend(
-        computedStatsSchema.partial().shape,
-      ),
+      stats: runStatsSchema.partial({ failedStatuses: true, peakInFlight: true, inFlightCap: true })
+        .extend(
+          computedStatsSchema.partial().shape,
+        ),
     }),
   ),
 });

@@ -99,6 +99,8 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
     : Promise.resolve();
 
   let started = 0;
+  let inFlight = 0;
+  if (job.load.model === "open") recorder.inFlightCap = users;
   const transports: Transport[] = [];
   const user = async (): Promise<void> => {
     let transport: Transport | undefined;
@@ -114,10 +116,14 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
       started++;
       if (begin - intended > lateAfterMs) recorder.late++;
       let outcome: Outcome;
+      inFlight++;
+      if (inFlight > recorder.peakInFlight) recorder.peakInFlight = inFlight;
       try {
         outcome = await transport.send(signal);
       } catch {
         outcome = BROKEN;
+      } finally {
+        inFlight--;
       }
       if (!outcome.ok && signal.aborted) {
         recorder.cutOff++;

@@ -96,6 +96,10 @@ export class RunRecorder {
   late = 0;
   /** Requests planned that never started. */
   unsent = 0;
+  /** Most requests in flight at once. */
+  peakInFlight = 0;
+  /** Open model: the in-flight cap (0: closed model). */
+  inFlightCap = 0;
 
   /** @param options Success rule and timeline. */
   constructor(options: RunRecorderOptions = {}) {
@@ -189,6 +193,8 @@ export class RunRecorder {
       cutOff: this.cutOff,
       late: this.late,
       unsent: this.unsent,
+      peakInFlight: this.peakInFlight,
+      inFlightCap: this.inFlightCap,
       bodyBytes: this.#bodyBytes,
       elapsedMs,
       errorSamples: [...this.#samples].map(([message, count]) => ({ message, count })),
@@ -271,6 +277,9 @@ export function mergeRunStats(parts: readonly RunStats[]): RunStats {
     cutOff: sum((p) => p.cutOff),
     late: sum((p) => p.late),
     unsent: sum((p) => p.unsent),
+    // Slices ran side by side: their peaks and caps add up (an upper bound for the peak).
+    peakInFlight: sum((p) => p.peakInFlight),
+    inFlightCap: sum((p) => p.inFlightCap),
     bodyBytes: sum((p) => p.bodyBytes),
     elapsedMs: parts.reduce((max, p) => Math.max(max, p.elapsedMs), 0),
     errorSamples: [...samples].map(([message, count]) => ({ message, count })),

@@ -37,24 +37,39 @@ export interface SweepOptions {
   readonly hooks?: SweepHooks;
 }
 
+/** Descriptors kept free for everything but the load's sockets (files, workers, stdio). */
+export const DESCRIPTOR_RESERVE = 64;
+
 /**
  * The default in-flight cap of an open-model run: enough users to keep the rate even if every
- * request takes the full timeout, at most {@linkcode MAX_DEFAULT_IN_FLIGHT}.
+ * request takes the full timeout, but at most {@linkcode MAX_DEFAULT_IN_FLIGHT} (thousands of
+ * sockets opened at once can take the target down) and never more sockets than the process's
+ * descriptor limit allows.
  *
  * @param ratePerSecond Arrival rate.
  * @param timeoutMs Per-request timeout.
+ * @param descriptorLimit Open-files soft limit of the process. Default: no limit known.
+ * @param connectionsPerUser Sockets one user may hold (one per target). Default: 1.
  * @returns The cap.
  *
  * @example
  * ```ts
  * import { defaultMaxInFlight } from "./sweep.ts";
- * if (defaultMaxInFlight(100, 5000) !== 500) throw new Error("bad");
+ * if (defaultMaxInFlight(100, 5000) !== 500) throw new Error("rate x timeout");
+ * if (defaultMaxInFlight(8000, 5000) !== 1000) throw new Error("bounded");
+ * if (defaultMaxInFlight(8000, 5000, 256) !== 192) throw new Error("descriptors");
  * ```
  */
-export function defaultMaxInFlight(ratePerSecond: number, timeoutMs: number): number {
+export function defaultMaxInFlight(
+  ratePerSecond: number,
+  timeoutMs: number,
+  descriptorLimit: number = Number.POSITIVE_INFINITY,
+  connectionsPerUser = 1,
+): number {
+  const bySockets = Math.floor((descriptorLimit - DESCRIPTOR_RESERVE) / connectionsPerUser);
   return Math.max(
     1,
-    Math.min(MAX_DEFAULT_IN_FLIGHT, Math.ceil((ratePerSecond * timeoutMs) / 1000)),
+    Math.min(MAX_DEFAULT_IN_FLIGHT, Math.ceil((ratePerSecond * timeoutMs) / 1000), bySockets),
   );
 }
 
@@ -72,7 +87,13 @@ export function jobForLevel(plan: LoadPlan, level: number, stop: Stop = plan.sto
     load: plan.model === "closed" ? { model: "closed", concurrency: level } : {
       model: "open",
       ratePerSecond: level,
-      maxInFlight: plan.maxInFlight ?? defaultMaxInFlight(level, plan.request.timeoutMs),
+      maxInFlight: plan.maxInFlight ??
+        defaultMaxInFlight(
+          level,
+          plan.request.timeoutMs,
+          plan.descriptorLimit,
+          plan.targets?.length ?? 1,
+        ),
       ...(plan.stages === undefined ? {} : { stages: plan.stages }),
     },
     stop,
