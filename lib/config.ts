@@ -5,21 +5,17 @@
  * Everything is validated here, once, before any listener opens; the rest of the balancer trusts
  * a {@linkcode BalancerConfig}. Precedence, lowest first: defaults, `--config FILE.json`, the
  * `LOGLEVEL` environment variable, the seed's positional health period, flags. Every setting is
- * declared once in `settings.ts`; flags (`config_flags.ts`), the file (`config_file.ts`) and the
- * help (`config_help.ts`) derive from it. This module adds the sources that are not one setting's
- * flag and the rules that tie settings together, and re-exports what callers need.
+ * declared once in `settings.ts`; the defaults and merging (`config_layers.ts`), the flags
+ * (`config_flags.ts`), the file (`config_file.ts`) and the help (`config_help.ts`) derive from
+ * it. This module adds the sources that are not one setting's flag and the rules that tie
+ * settings together, and re-exports what callers need.
  *
  * @module
  */
 import { CONFIG_FLAG, flagLayer, type Flags, readFlags } from "./config_flags.ts";
 import { loadConfigFile } from "./config_file.ts";
-import {
-  type BalancerConfig,
-  type ConfigLayer,
-  LONGEST_DURATION,
-  mergeLayers,
-  SETTINGS,
-} from "./settings.ts";
+import { mergeLayers } from "./config_layers.ts";
+import { type BalancerConfig, type ConfigLayer, LONGEST_DURATION, SETTINGS } from "./settings.ts";
 import { UsageError } from "./shared/command.ts";
 import { formatDuration, MAX_TIMER_MS } from "./shared/duration.ts";
 
@@ -30,11 +26,9 @@ export {
   type BackendConfig,
   type BalancerConfig,
   type ConfigLayer,
-  DEFAULT_BALANCER_CONFIG,
-  LOG_FORMATS,
-  LOG_LEVELS,
   type LogFormat,
 } from "./settings.ts";
+export { DEFAULT_BALANCER_CONFIG } from "./config_layers.ts";
 
 /** Options for {@linkcode parseBalancerArgs}. */
 export interface ParseBalancerArgsOptions {

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { type ConfigLayer, setAt, settingEntries, type SettingEntry } from "./settings.ts";
+import { setAt } from "./config_layers.ts";
+import { type ConfigLayer, settingEntries, type SettingEntry } from "./settings.ts";
 import { UsageError } from "./shared/command.ts";
 import { levenshteinDistance, parseArgs } from "./shared/std.ts";
 

@@ -5,14 +5,8 @@
  * @module
  */
 import { CONFIG_FLAG } from "./config_flags.ts";
-import {
-  DEFAULT_BALANCER_CONFIG,
-  isSetting,
-  LONGEST_DURATION,
-  SECTIONS,
-  settingEntries,
-  SETTINGS,
-} from "./settings.ts";
+import { isSetting, LONGEST_DURATION, SECTIONS, settingEntries, SETTINGS } from "./settings.ts";
+import { DEFAULT_BALANCER_CONFIG } from "./config_layers.ts";
 
 /** Column where a flag's description starts; the width lines wrap at. */
 const DESCRIPTION_COLUMN = 31;

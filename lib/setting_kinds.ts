@@ -41,7 +41,7 @@ export interface BackendConfig {
 }
 
 /** The log levels, most verbose first. */
-export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
+const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
 
 /** How log records are written: human-readable text or JSON lines. */
 export const LOG_FORMATS = ["text", "json"] as const;
@@ -54,7 +54,7 @@ const fail = <T>(rule: string, text?: string): Parsed<T> =>
   text === undefined ? { ok: false, rule } : { ok: false, rule, text };
 
 /** The rule part of a parser's message: `Cannot parse X "v": rule` gives `rule`. */
-export function ruleOf(error: unknown): string {
+function ruleOf(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   const match = /^[^"]*"[^"]*": (.+)$/s.exec(message);
   return match?.[1] ?? message;
