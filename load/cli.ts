@@ -39,11 +39,10 @@ import {
 } from "./report.ts";
 import { formatCsv, formatJson, formatMarkdown } from "./report_formats.ts";
 import { reportJsonSchema } from "./report_schema.ts";
-import { createInProcessExecutor, type Executor } from "./run.ts";
 import { type RunRecord, runSweep, type SweepHooks } from "./sweep.ts";
 import { checkThresholds } from "./thresholds.ts";
 import { createDispatchingFactory, type TransportFactories } from "./transports.ts";
-import { WorkerPool } from "./worker_pool.ts";
+import { chooseExecutor, WORKER_PROBE_MS } from "./worker_choice.ts";
 
 // `main.ts` takes the help from the command it describes.
 export { LOADTEST_HELP };
@@ -109,8 +108,9 @@ export async function loadtestCommand(
 }
 
 /**
- * How many workers a plan gets: `--workers`, else one per core, but one for small runs (and
- * never more than the smallest closed-model concurrency can feed).
+ * How many workers a plan may get: `--workers`, else one per core, but one for small runs (and
+ * never more than the smallest closed-model concurrency can feed). Without `--workers` the count
+ * is then measured against one isolate (`worker_choice.ts`).
  *
  * @param plan The plan.
  * @param cores CPU count.
@@ -149,11 +149,14 @@ async function runCommand(
   const descriptorLimit = deps.descriptorLimit ?? readDescriptorLimit();
   const plan: LoadPlan = descriptorLimit === undefined ? parsed : { ...parsed, descriptorLimit };
   const clock = deps.clock ?? systemClock;
-  const workers = resolveWorkers(plan, deps.cores ?? navigator.hardwareConcurrency ?? 1);
+  const candidate = resolveWorkers(plan, deps.cores ?? navigator.hardwareConcurrency ?? 1);
   const createTransport = createDispatchingFactory(plan.transport, deps.factories);
-  const executor: Executor & { close?: () => Promise<void> } = workers > 1
-    ? await WorkerPool.start(ctx.workerUrl, workers, plan.transport)
-    : createInProcessExecutor(clock, createTransport);
+  const { executor, workers, measurements } = await chooseExecutor(plan, candidate, {
+    clock,
+    createTransport,
+    workerUrl: ctx.workerUrl,
+    signal: ctx.signal,
+  });
   const counter = new LiveStats();
   const mode = plan.outputs.quiet ? "off" : ctx.isTerminal ? "terminal" : "lines";
   let progress: Progress | undefined;
@@ -178,9 +181,15 @@ async function runCommand(
   const what = plan.targets === undefined
     ? `${plan.request.method} ${plan.request.url.href}`
     : `${plan.targets.length} targets (${targetUrls(plan)})`;
+  const measured = measurements.map(({ workers: n, rps }) =>
+    `${n === 1 ? "in-process" : `${n} workers`} ${rps.toFixed(0)} req/s`
+  );
   ctx.stderr(
     `Load test: ${what}, ${plan.model} model, ` +
       `${workers === 1 ? "in-process" : `${workers} workers`}` +
+      (measured.length === 0
+        ? ""
+        : ` (measured over ${formatDuration(WORKER_PROBE_MS)} each: ${measured.join(", ")})`) +
       (plan.warmupMs > 0 ? `, warm-up ${formatDuration(plan.warmupMs)}` : "") + "\n",
   );
   let records: RunRecord[];

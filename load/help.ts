@@ -53,8 +53,11 @@ Load (open model):
                           a run that reaches the cap and runs late says so
 
 Scale:
-  --workers N             Web Workers to spread the load over. Default: one per core, or 1
-                          for small runs
+  --workers N             Web Workers to spread the load over. Default: 1 for small runs
+                          (under 5000 requests); otherwise a 0.5s probe against the target
+                          in-process and with one worker per core, and the workers only
+                          when they are at least 10% faster, so the default is never slower
+                          than one worker on this machine (the header line shows the figures)
   --transport MODE        auto (lean HTTP/1.1 client for http, fetch for https), fetch or
                           http1. Default: auto
 
