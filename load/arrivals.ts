@@ -173,6 +173,32 @@ export function parseStages(text: string): Stage[] {
 }
 
 /**
+ * The planned rate at a moment of a ramp.
+ *
+ * @param stages The stages.
+ * @param offsetMs Time since the run started.
+ * @returns Requests per second planned at that moment (0 after the last stage).
+ *
+ * @example
+ * ```ts
+ * import { stageRateAt } from "./arrivals.ts";
+ * if (stageRateAt([{ durationMs: 1000, targetRate: 100 }], 250) !== 25) throw new Error();
+ * ```
+ */
+export function stageRateAt(stages: readonly Stage[], offsetMs: number): number {
+  let start = 0;
+  let rate = 0;
+  for (const stage of stages) {
+    if (offsetMs < start + stage.durationMs) {
+      return rate + ((stage.targetRate - rate) * (offsetMs - start)) / stage.durationMs;
+    }
+    start += stage.durationMs;
+    rate = stage.targetRate;
+  }
+  return 0;
+}
+
+/**
  * The highest rate the stages reach.
  *
  * @param stages The stages.

@@ -1,9 +1,12 @@
 /**
- * `--chart FILE.svg`: throughput and p50/p95/p99 latency against concurrency (or rate), or
- * against time for a single rate run, as a self-contained SVG with axes, labels and a legend.
+ * `--chart FILE.svg`: throughput (with the target rate of open-model runs), p50/p95/p99 latency
+ * and the error rate against concurrency or rate (a sweep spanning a wide range is spaced on a
+ * log scale), or against time for a single rate or a ramp, as a self-contained SVG with axes,
+ * labels and a legend.
  *
  * @module
  */
+import { stageRateAt } from "./arrivals.ts";
 import { LatencyHistogram } from "./histogram.ts";
 import type { LoadReport } from "./report.ts";
 import type { RunStats } from "./stats.ts";
@@ -20,6 +23,10 @@ export interface ChartPoint {
   readonly p95Ms: number;
   /** 99th percentile in ms. */
   readonly p99Ms: number;
+  /** Failed share of the completed requests, in percent. */
+  readonly errorPercent: number;
+  /** Open model: the planned arrival rate, in requests per second. */
+  readonly targetRps?: number;
 }
 
 /** The data behind a chart. */
@@ -28,15 +35,31 @@ export interface ChartData {
   readonly xLabel: string;
   /** Points in x order. */
   readonly points: readonly ChartPoint[];
+  /** How the x axis is spaced: by value, or by the logarithm of the value (a wide sweep). */
+  readonly xScale: "linear" | "log";
+  /** Whether x is time (ticks cover the run at even steps) rather than the levels run. */
+  readonly isTimeline: boolean;
 }
 
-function point(x: number, rps: number, histogram: LatencyHistogram): ChartPoint {
+/** A sweep whose highest level is at least this many times its lowest is drawn on a log axis. */
+export const LOG_SCALE_RATIO = 8;
+
+function point(
+  x: number,
+  rps: number,
+  histogram: LatencyHistogram,
+  counts: { readonly ok: number; readonly errors: number },
+  targetRps: number | undefined,
+): ChartPoint {
+  const completed = counts.ok + counts.errors;
   return {
     x,
     rps,
     p50Ms: histogram.percentile(50) / 1000,
     p95Ms: histogram.percentile(95) / 1000,
     p99Ms: histogram.percentile(99) / 1000,
+    errorPercent: completed > 0 ? (counts.errors / completed) * 100 : 0,
+    ...(targetRps === undefined ? {} : { targetRps }),
   };
 }
 
@@ -57,17 +80,23 @@ export function chartData(report: LoadReport): ChartData {
     for (const run of report.runs) {
       for (const bucket of run.stats.timeline ?? []) {
         const seconds = Math.min(1, Math.max(0.001, run.stats.elapsedMs / 1000 - bucket.second));
+        const stages = report.stages;
+        const target = stages === undefined
+          ? run.level
+          : stageRateAt(stages, (bucket.second + seconds / 2) * 1000);
         points.push(
           point(
             offset + bucket.second,
             (bucket.ok + bucket.errors) / seconds,
             LatencyHistogram.decode(bucket.histogram),
+            bucket,
+            target,
           ),
         );
       }
       offset += Math.ceil(run.stats.elapsedMs / 1000);
     }
-    return { xLabel: "Time (s)", points };
+    return { xLabel: "Time (s)", points, xScale: "linear", isTimeline: true };
   }
   const points = levels.map((level) => {
     const runs: RunStats[] = report.runs.filter((run) => run.level === level).map((run) =>
@@ -77,15 +106,35 @@ export function chartData(report: LoadReport): ChartData {
     for (const stats of runs) histogram.add(LatencyHistogram.decode(stats.histogram));
     const requests = runs.reduce((sum, stats) => sum + stats.requests, 0);
     const seconds = runs.reduce((sum, stats) => sum + stats.elapsedMs, 0) / 1000;
-    return point(level, seconds > 0 ? requests / seconds : 0, histogram);
+    const counts = {
+      ok: runs.reduce((sum, stats) => sum + stats.ok, 0),
+      errors: runs.reduce((sum, stats) => sum + stats.errors, 0),
+    };
+    const target = report.model === "open" ? level : undefined;
+    return point(level, seconds > 0 ? requests / seconds : 0, histogram, counts, target);
   });
-  return { xLabel: report.model === "closed" ? "Concurrency" : "Rate (req/s)", points };
+  const low = levels[0] ?? 0;
+  const high = levels[levels.length - 1] ?? 0;
+  return {
+    xLabel: report.model === "closed" ? "Concurrency" : "Rate (req/s)",
+    points,
+    xScale: levels.length >= 3 && low > 0 && high / low >= LOG_SCALE_RATIO ? "log" : "linear",
+    isTimeline: false,
+  };
 }
 
 const WIDTH = 820;
 const PANEL_HEIGHT = 230;
 const MARGIN = { left: 80, right: 150, top: 50, gap: 70 };
-const COLORS = { rps: "#1f77b4", p50: "#2ca02c", p95: "#ff7f0e", p99: "#d62728" };
+const COLORS = {
+  rps: "#1f77b4",
+  target: "#7f7f7f",
+  p50: "#2ca02c",
+  p95: "#ff7f0e",
+  p99: "#d62728",
+  errors: "#9467bd",
+};
+const PANELS = 3;
 
 /**
  * A "nice" axis maximum and step (1, 2 or 5 times a power of ten).
@@ -127,6 +176,45 @@ interface Series {
   readonly name: string;
   readonly color: string;
   readonly values: readonly number[];
+  /** Drawn dashed without markers (a plan rather than a measurement). */
+  readonly isDashed?: boolean;
+}
+
+/** The x axis of every panel: positions and ticks. */
+interface XAxis {
+  readonly position: (x: number) => number;
+  readonly ticks: readonly number[];
+  readonly label: string;
+}
+
+/**
+ * The x axis of a chart: log-spaced sweeps, time ticks at even steps from 0 to the end of the
+ * run, or the levels run on a linear axis.
+ */
+function xAxis(data: ChartData): XAxis {
+  const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
+  const xs = data.points.map((p) => p.x);
+  if (data.isTimeline) {
+    const { top, step } = niceScale(Math.max(1, ...xs.map((x) => x + 1)), 8);
+    const ticks: number[] = [];
+    for (let t = 0; t <= top + step / 2; t += step) ticks.push(Number(t.toPrecision(12)));
+    return {
+      position: (x) => MARGIN.left + (x / top) * plotWidth,
+      ticks,
+      label: data.xLabel,
+    };
+  }
+  const transform = data.xScale === "log" ? Math.log : (x: number) => x;
+  const low = transform(Math.min(...xs));
+  const high = transform(Math.max(...xs));
+  const ticks = xs.length <= 12 ? xs : xs.filter((_, i) => i % Math.ceil(xs.length / 12) === 0);
+  return {
+    position: (x) =>
+      MARGIN.left +
+      (high === low ? plotWidth / 2 : ((transform(x) - low) / (high - low)) * plotWidth),
+    ticks,
+    label: data.xScale === "log" ? `${data.xLabel}, log scale` : data.xLabel,
+  };
 }
 
 function panel(
@@ -134,15 +222,12 @@ function panel(
   title: string,
   yLabel: string,
   xs: readonly number[],
-  xLabel: string,
+  axis: XAxis,
   series: readonly Series[],
 ): string {
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
   const bottom = top + PANEL_HEIGHT;
-  const xMin = Math.min(...xs);
-  const xMax = Math.max(...xs);
-  const xScale = (x: number) =>
-    MARGIN.left + (xMax === xMin ? plotWidth / 2 : ((x - xMin) / (xMax - xMin)) * plotWidth);
+  const xScale = axis.position;
   const { top: yTop, step } = niceScale(Math.max(0, ...series.flatMap((s) => s.values)), 5);
   const yScale = (y: number) => bottom - (y / yTop) * PANEL_HEIGHT;
   const out: string[] = [];
@@ -156,8 +241,7 @@ function panel(
     );
     out.push(`<text x="${MARGIN.left - 8}" y="${py}" class="ytick">${label(y)}</text>`);
   }
-  const xTicks = xs.length <= 12 ? xs : xs.filter((_, i) => i % Math.ceil(xs.length / 12) === 0);
-  for (const x of xTicks) {
+  for (const x of axis.ticks) {
     const px = xScale(x).toFixed(1);
     out.push(`<line x1="${px}" y1="${bottom}" x2="${px}" y2="${bottom + 5}" class="axis"/>`);
     out.push(`<text x="${px}" y="${bottom + 20}" class="xtick">${label(x)}</text>`);
@@ -172,7 +256,7 @@ function panel(
   );
   out.push(
     `<text x="${MARGIN.left + plotWidth / 2}" y="${bottom + 40}" class="xlabel">${
-      escape(xLabel)
+      escape(axis.label)
     }</text>`,
   );
   const yMid = top + PANEL_HEIGHT / 2;
@@ -185,10 +269,13 @@ function panel(
     const coords = s.values.map((v, i) =>
       `${xScale(xs[i] ?? 0).toFixed(1)},${yScale(v).toFixed(1)}`
     );
+    const dash = s.isDashed === true ? ' stroke-dasharray="6 4"' : "";
     out.push(
-      `<polyline points="${coords.join(" ")}" fill="none" stroke="${s.color}" stroke-width="2"/>`,
+      `<polyline points="${
+        coords.join(" ")
+      }" fill="none" stroke="${s.color}" stroke-width="2"${dash} data-series="${escape(s.name)}"/>`,
     );
-    if (coords.length <= 60) {
+    if (coords.length <= 60 && s.isDashed !== true) {
       for (const c of coords) {
         const [cx, cy] = c.split(",");
         out.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${s.color}"/>`);
@@ -199,7 +286,7 @@ function panel(
     out.push(
       `<line x1="${lx}" y1="${ly}" x2="${
         lx + 24
-      }" y2="${ly}" stroke="${s.color}" stroke-width="3"/>`,
+      }" y2="${ly}" stroke="${s.color}" stroke-width="3"${dash}/>`,
     );
     out.push(`<text x="${lx + 30}" y="${ly + 4}" class="legend">${escape(s.name)}</text>`);
   });
@@ -214,7 +301,7 @@ function panel(
  */
 export function renderChart(report: LoadReport): string {
   const data = chartData(report);
-  const height = MARGIN.top + 2 * PANEL_HEIGHT + MARGIN.gap + 70;
+  const height = MARGIN.top + PANELS * PANEL_HEIGHT + (PANELS - 1) * MARGIN.gap + 70;
   const head = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif">`,
     `<style>.title{font-size:15px;font-weight:bold}.grid{stroke:#e3e3e3}.axis{stroke:#333}` +
@@ -229,27 +316,28 @@ export function renderChart(report: LoadReport): string {
     return [...head, `<text x="${MARGIN.left}" y="80">No data</text>`, "</svg>"].join("\n") + "\n";
   }
   const xs = data.points.map((p) => p.x);
-  const throughputPanel = panel(
-    MARGIN.top + 20,
-    "Throughput",
-    "Requests per second",
-    xs,
-    data.xLabel,
-    [
-      { name: "req/s", color: COLORS.rps, values: data.points.map((p) => p.rps) },
-    ],
-  );
-  const latencyPanel = panel(
-    MARGIN.top + 20 + PANEL_HEIGHT + MARGIN.gap,
-    "Latency",
-    "Milliseconds",
-    xs,
-    data.xLabel,
-    [
-      { name: "p50", color: COLORS.p50, values: data.points.map((p) => p.p50Ms) },
-      { name: "p95", color: COLORS.p95, values: data.points.map((p) => p.p95Ms) },
-      { name: "p99", color: COLORS.p99, values: data.points.map((p) => p.p99Ms) },
-    ],
-  );
-  return [...head, throughputPanel, latencyPanel, "</svg>"].join("\n") + "\n";
+  const axis = xAxis(data);
+  const panelTop = (index: number) => MARGIN.top + 20 + index * (PANEL_HEIGHT + MARGIN.gap);
+  const targets = data.points.map((p) => p.targetRps);
+  const hasTarget = targets.every((target) => target !== undefined);
+  const throughputPanel = panel(panelTop(0), "Throughput", "Requests per second", xs, axis, [
+    { name: "req/s", color: COLORS.rps, values: data.points.map((p) => p.rps) },
+    ...(hasTarget
+      ? [{
+        name: "target",
+        color: COLORS.target,
+        values: targets.map((target) => target ?? 0),
+        isDashed: true,
+      }]
+      : []),
+  ]);
+  const latencyPanel = panel(panelTop(1), "Latency", "Milliseconds", xs, axis, [
+    { name: "p50", color: COLORS.p50, values: data.points.map((p) => p.p50Ms) },
+    { name: "p95", color: COLORS.p95, values: data.points.map((p) => p.p95Ms) },
+    { name: "p99", color: COLORS.p99, values: data.points.map((p) => p.p99Ms) },
+  ]);
+  const errorPanel = panel(panelTop(2), "Errors", "Failed requests (%)", xs, axis, [
+    { name: "error %", color: COLORS.errors, values: data.points.map((p) => p.errorPercent) },
+  ]);
+  return [...head, throughputPanel, latencyPanel, errorPanel, "</svg>"].join("\n") + "\n";
 }
