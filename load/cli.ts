@@ -14,7 +14,9 @@ import { type Clock, systemClock } from "../lib/shared/clock.ts";
 import { type CommandContext, EXIT, UsageError, type WriteText } from "../lib/shared/command.ts";
 import { formatDuration } from "../lib/shared/duration.ts";
 import { findCapacity, formatCapacityResult } from "./capacity.ts";
+import { formatStages } from "./arrivals.ts";
 import { renderChart } from "./chart.ts";
+import { renderHtml } from "./html_report.ts";
 import { LOADTEST_HELP } from "./help.ts";
 import { mergeReports, parseLoadReport } from "./merge.ts";
 import {
@@ -134,6 +136,7 @@ async function checkOutputs(outputs: OutputOptions, deps: LoadtestDeps): Promise
     ["--json", outputs.jsonFile],
     ["--csv", outputs.csvFile],
     ["--chart", outputs.chartFile],
+    ["--html", outputs.htmlFile],
   ] as const;
   for (const [flag, path] of paths) {
     if (path !== undefined && path !== STDOUT) await checkOutputPath(flag, path, deps.paths);
@@ -225,7 +228,7 @@ async function runCommand(
   } else if (plan.findCapacity) {
     human(`Summary\n${formatSummaryTable(records)}\n${capacityLine}`);
   } else human(formatSummary(report));
-  await writeOutputs(report, plan.outputs, ctx, deps);
+  await writeOutputs(report, plan.outputs, ctx, deps, planSettings(plan, workers));
   // With --find-capacity the thresholds judge each level and a level where nothing succeeded is
   // one that failed; they are not an SLO for every run.
   const isBreached = !plan.findCapacity &&
@@ -281,9 +284,39 @@ async function mergeCommand(
       : report.runs.map((run) => formatRunBlock(run, report) + "\n").join("") +
         formatSummary(report),
   );
-  await writeOutputs(report, outputs, ctx, deps);
+  await writeOutputs(report, outputs, ctx, deps, [
+    ["Merged from", files.join(", ")],
+    ["Model", report.model],
+  ]);
   const isBreached = reportThresholds(report, thresholds, ctx);
   return isBreached || reportAllFailed(report, ctx) ? EXIT.failure : EXIT.ok;
+}
+
+/** The settings a page shows first: what the run was asked to do. */
+function planSettings(plan: LoadPlan, workers: number): Array<[string, string]> {
+  const settings: Array<[string, string]> = [
+    ["Target", targetUrls(plan)],
+    ["Method", plan.targets === undefined ? plan.request.method : "from --targets"],
+    ["Model", plan.model === "closed" ? "closed (concurrency)" : "open (arrival rate)"],
+    [
+      plan.model === "closed" ? "Concurrency" : "Rate (req/s)",
+      plan.stages === undefined ? plan.levels.join(", ") : `stages ${formatStages(plan.stages)}`,
+    ],
+    [
+      "Each run",
+      plan.stop.kind === "count"
+        ? `${plan.stop.total} requests`
+        : formatDuration(plan.stop.durationMs),
+    ],
+    ["Rounds", String(plan.rounds)],
+    ["Timeout", formatDuration(plan.request.timeoutMs)],
+    ["Keep-alive", plan.request.keepAlive ? "yes" : "no"],
+    ["Workers", workers === 1 ? "in-process" : String(workers)],
+    ["Transport", plan.transport],
+  ];
+  if (plan.warmupMs > 0) settings.push(["Warm-up", formatDuration(plan.warmupMs)]);
+  if (plan.maxInFlight !== undefined) settings.push(["Max in flight", String(plan.maxInFlight)]);
+  return settings;
 }
 
 async function writeOutputs(
@@ -291,6 +324,7 @@ async function writeOutputs(
   outputs: OutputOptions,
   ctx: CommandContext,
   deps: LoadtestDeps,
+  settings: ReadonlyArray<readonly [string, string]>,
 ): Promise<void> {
   const write = deps.writeTextFile ??
     ((path: string, text: string) => Deno.writeTextFile(path, text));
@@ -298,6 +332,7 @@ async function writeOutputs(
     [outputs.jsonFile, () => formatJson(report), "JSON"],
     [outputs.csvFile, () => formatCsv(report), "CSV"],
     [outputs.chartFile, () => renderChart(report), "chart"],
+    [outputs.htmlFile, () => renderHtml(report, settings), "HTML report"],
   ];
   for (const [path, render, what] of files) {
     if (path === undefined) continue;

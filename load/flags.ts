@@ -32,6 +32,7 @@ export const STRING_FLAGS: readonly string[] = [
   "json",
   "csv",
   "chart",
+  "html",
   "max-error-rate",
   "max-p99",
   "threshold",

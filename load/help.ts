@@ -70,6 +70,8 @@ Output (paths are checked before the run starts):
   --markdown              Print the report as Markdown
   --chart FILE.svg        Throughput and p50/p95/p99 against concurrency or rate (against
                           time for a single rate run); SVG only
+  --html FILE.html        One self-contained page: settings, summary, charts, and each run
+                          with its histogram and status distribution
   --quiet                 No live view or progress lines
   While a run goes, stderr shows elapsed time, req/s, errors by class and rolling p50/p99:
   one line redrawn in place on a terminal, a plain line every 5s otherwise.

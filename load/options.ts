@@ -62,6 +62,8 @@ export interface OutputOptions {
   readonly csvFile?: string;
   /** `--chart FILE.svg`: throughput and latency chart. Default: none. */
   readonly chartFile?: string;
+  /** `--html FILE.html`: one self-contained page. Default: none. */
+  readonly htmlFile?: string;
   /** `--markdown`: print Markdown instead of plain text. Default: false. */
   readonly markdown: boolean;
   /** `--quiet`: no live view or progress lines. Default: false. */
@@ -129,6 +131,7 @@ const MERGE_FLAGS = new Set([
   "json",
   "csv",
   "chart",
+  "html",
   "markdown",
   "max-error-rate",
   "max-p99",
@@ -419,7 +422,9 @@ function parseOutputs(flags: Flags): OutputOptions {
   const json = flags.string("json");
   const csv = flags.string("csv");
   const chart = flags.string("chart");
-  for (const [flag, value] of [["--json", json], ["--csv", csv], ["--chart", chart]] as const) {
+  const html = flags.string("html");
+  const paths = [["--json", json], ["--csv", csv], ["--chart", chart], ["--html", html]] as const;
+  for (const [flag, value] of paths) {
     if (value === "") throw new UsageError(`Invalid ${flag} "": give a file path`);
   }
   if (json === STDOUT && csv === STDOUT) {
@@ -430,10 +435,16 @@ function parseOutputs(flags: Flags): OutputOptions {
       `Invalid --chart "${chart}": the chart is SVG, give a path ending in .svg`,
     );
   }
+  if (html !== undefined && !/\.html?$/i.test(html)) {
+    throw new UsageError(
+      `Invalid --html "${html}": the report is a web page, give a path ending in .html`,
+    );
+  }
   return {
     ...(json === undefined ? {} : { jsonFile: json }),
     ...(csv === undefined ? {} : { csvFile: csv }),
     ...(chart === undefined ? {} : { chartFile: chart }),
+    ...(html === undefined ? {} : { htmlFile: html }),
     markdown: flags.boolean("markdown"),
     quiet: flags.boolean("quiet"),
   };
