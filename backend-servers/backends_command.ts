@@ -6,7 +6,12 @@
  */
 import type { CommandContext } from "../lib/shared/command.ts";
 import { EXIT, UsageError } from "../lib/shared/command.ts";
-import { formatDuration, parseDuration } from "../lib/shared/duration.ts";
+import {
+  formatDuration,
+  formatDurationText,
+  MAX_TIMER_MS,
+  parseDuration,
+} from "../lib/shared/duration.ts";
 import { parseArgs } from "../lib/shared/std.ts";
 import type { RunningBackend } from "./serve.ts";
 import { ADMIN_PREFIX, DEMO_BACKENDS, serveBackend } from "./serve.ts";
@@ -103,6 +108,14 @@ export function parseBackendsArgs(args: readonly string[]): BackendsOptions | "h
     throw new UsageError(
       `Invalid --delay "${delayText}": use a duration such as 250ms or 1s (a bare number is seconds)`,
       { cause: error },
+    );
+  }
+  if (delayMs > MAX_TIMER_MS) {
+    // A longer timer fires at once: the delay would silently become none.
+    throw new UsageError(
+      `Invalid --delay "${delayText}": must be at most ${
+        formatDurationText(Math.floor(MAX_TIMER_MS / 1000) * 1000)
+      }, the longest a timer can wait (2^31-1 ms)`,
     );
   }
 

@@ -6,7 +6,10 @@
  * @module
  */
 import { UsageError } from "../lib/shared/command.ts";
-import { parseDuration } from "../lib/shared/duration.ts";
+import { formatDurationText, MAX_TIMER_MS, parseDuration } from "../lib/shared/duration.ts";
+
+/** The longest duration a flag takes, as a flag writes it (whole seconds, itself accepted). */
+const LONGEST_DURATION = formatDurationText(Math.floor(MAX_TIMER_MS / 1000) * 1000);
 
 const LIST_FLAGS = /^(--concurrency|-c|--rate)(=.*)?$/;
 
@@ -207,7 +210,8 @@ export function parseList(flag: string, text: string, check: Check): number[] {
  * @param text The value, such as `"250ms"`, `"5s"` or a bare number of seconds.
  * @param allowZero Whether zero is accepted.
  * @returns The duration in milliseconds.
- * @throws {UsageError} When the text is not a duration, is negative, or is zero when not allowed.
+ * @throws {UsageError} When the text is not a duration, is negative, is zero when not allowed,
+ * or is longer than a timer can wait (`MAX_TIMER_MS`: a longer timer would fire at once).
  *
  * @example
  * ```ts
@@ -232,6 +236,11 @@ export function parseDurationFlag(
   if (ms < 0 || (!allowZero && ms === 0)) {
     throw new UsageError(
       `Invalid ${flag} "${text}": must be ${allowZero ? "zero or more" : "more than zero"}`,
+    );
+  }
+  if (ms > MAX_TIMER_MS) {
+    throw new UsageError(
+      `Invalid ${flag} "${text}": must be at most ${LONGEST_DURATION}, the longest a timer can wait (2^31-1 ms)`,
     );
   }
   return ms;

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { MAX_TIMER_MS } from "../lib/shared/duration.ts";
 import { ResponseParser } from "../lib/shared/http1_parser.ts";
 import type { NetworkErrorKind, Outcome, RequestSpec, Transport } from "./transport.ts";
 
@@ -25,8 +26,6 @@ const INITIAL_BUFFER_BYTES = 8_192;
  * `MAX_HEAD_BYTES`), so they take fewer reads; it never shrinks.
  */
 const MAX_BUFFER_BYTES = 65_536;
-/** setTimeout fires at once for delays above 2^31 - 1 ms. */
-const MAX_TIMER_MS = 2_147_483_647;
 const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values may hold visible characters, spaces and tabs, never CR, LF or NUL (RFC 9110 §5.5).
 const FIELD_VALUE = /^[^\0\r\n]*$/;

@@ -6,6 +6,7 @@
  * @module
  */
 import { UsageError } from "../lib/shared/command.ts";
+import { formatDurationText, MAX_TIMER_MS } from "../lib/shared/duration.ts";
 import { parseStages, peakRate, type Stage } from "./arrivals.ts";
 import { parseTargets, type Target } from "./targets.ts";
 import { parseThresholdRule, type ThresholdRule } from "./thresholds.ts";
@@ -319,12 +320,23 @@ function parseStagesFlag(text: string, flags: Flags): Stage[] {
       `Cannot combine --stages and --${conflict}: the stages set the rate and the run's length`,
     );
   }
+  let stages: Stage[];
   try {
-    return parseStages(text);
+    stages = parseStages(text);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new UsageError(`Invalid --stages "${text}": ${reason}`, { cause: error });
   }
+  // The run lasts as long as the stages together, and waits for its end on one timer.
+  const totalMs = stages.reduce((sum, stage) => sum + stage.durationMs, 0);
+  if (totalMs > MAX_TIMER_MS) {
+    throw new UsageError(
+      `Invalid --stages "${text}": together they must last at most ${
+        formatDurationText(Math.floor(MAX_TIMER_MS / 1000) * 1000)
+      }, the longest a timer can wait (2^31-1 ms)`,
+    );
+  }
+  return stages;
 }
 
 /** A targets file says what to send, so the flags for one request cannot come with it. */
