@@ -39,6 +39,8 @@ export interface RunningBalancer extends AsyncDisposable {
   readonly metrics: Metrics;
   /** Its active health checker (already started). */
   readonly health: HealthChecker;
+  /** Client connections currently open. */
+  readonly connectionCount: number;
   /**
    * Stops accepting, fails `/_lb/health`, lets in-flight requests finish within the configured
    * drain timeout, then stops health checks and closes upstream connections. Idempotent.
@@ -145,6 +147,9 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
     pool,
     metrics,
     health,
+    get connectionCount() {
+      return listener.connectionCount;
+    },
     drain,
     async [Symbol.asyncDispose]() {
       await drain();

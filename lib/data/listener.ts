@@ -132,6 +132,22 @@ class Connection {
   inFlight = 0;
   /** The pending header or keep-alive deadline. */
   deadline: Deadline | undefined;
+  /** The queue `deadline` is in (a queue must only cancel its own entries). */
+  deadlineQueue: DeadlineQueue | undefined;
+
+  /** Cancels the pending deadline, if any. */
+  clearDeadline(): void {
+    if (this.deadline === undefined) return;
+    this.deadlineQueue?.cancel(this.deadline);
+    this.deadline = undefined;
+    this.deadlineQueue = undefined;
+  }
+
+  /** Sets the pending deadline. */
+  setDeadline(queue: DeadlineQueue, deadline: Deadline): void {
+    this.deadline = deadline;
+    this.deadlineQueue = queue;
+  }
 }
 
 /**
@@ -161,6 +177,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
 
   const expire = (which: "header" | "keepalive") => (connection: Connection) => {
     connection.deadline = undefined;
+    connection.deadlineQueue = undefined;
     if (connection.inFlight > 0) return;
     onEvent({ kind: "timeout", timeout: which });
     connection.abort.abort();
@@ -170,10 +187,9 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
 
   const serveConnection = (conn: Deno.Conn) => {
     const connection = new Connection();
-    connection.deadline = headerDeadlines.add(
-      clock.now() + options.headerTimeoutMs,
-      expireHeader,
-      connection,
+    connection.setDeadline(
+      headerDeadlines,
+      headerDeadlines.add(clock.now() + options.headerTimeoutMs, expireHeader, connection),
     );
     const finished = () => {
       connection.inFlight--;
@@ -182,29 +198,25 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         connection.abort.abort();
         return;
       }
-      connection.deadline = keepAliveDeadlines.add(
-        clock.now() + options.keepAliveTimeoutMs,
-        expireKeepAlive,
-        connection,
+      connection.setDeadline(
+        keepAliveDeadlines,
+        keepAliveDeadlines.add(
+          clock.now() + options.keepAliveTimeoutMs,
+          expireKeepAlive,
+          connection,
+        ),
       );
     };
     const onRequest: RequestHandler = (request, info) => {
       connection.inFlight++;
-      if (connection.deadline !== undefined) {
-        headerDeadlines.cancel(connection.deadline);
-        keepAliveDeadlines.cancel(connection.deadline);
-        connection.deadline = undefined;
-      }
+      connection.clearDeadline();
       info.completed.then(finished, finished);
       return handler(request, info);
     };
     connections.add(connection);
     const done = () => {
       connections.delete(connection);
-      if (connection.deadline !== undefined) {
-        headerDeadlines.cancel(connection.deadline);
-        keepAliveDeadlines.cancel(connection.deadline);
-      }
+      connection.clearDeadline();
     };
     try {
       const server = serveOnConnection(conn, connection.abort.signal, onRequest, onError, noop);
