@@ -1,23 +1,41 @@
 /**
- * `lb`: parses the balancer's flags, sets up logging and runs the balancer until interrupted.
+ * `lb`: parses the balancer's flags, sets up logging, raises the open-file limit, and runs the
+ * balancer until interrupted. SIGHUP is caught and logged (reload does not exist yet) rather
+ * than left to end the process.
  *
  * @module
  */
+import type { Logger } from "@logtape/logtape";
 import { isHelpRequested, LB_HELP, parseBalancerArgs } from "./config.ts";
-import { configureLogging } from "./log.ts";
+import { type FileLimitDeps, raiseFileLimit, type RaiseFileLimitOutcome } from "./fd_limit.ts";
+import { configureLogging, getModuleLogger } from "./log.ts";
 import { runBalancer } from "./server.ts";
 import { type CommandContext, EXIT } from "./shared/command.ts";
+import { listenForHangup, type SignalApi } from "./signals.ts";
+
+/** Process-level dependencies of {@linkcode lbCommand}, each with a production default. */
+export interface LbCommandDeps {
+  /** Where the SIGHUP listener is registered. Default: `Deno`. */
+  readonly signals?: SignalApi;
+  /** How the open-file limit is read and raised. Default: libc through FFI. */
+  readonly fileLimit?: FileLimitDeps;
+}
 
 /**
  * Runs `lb` with its arguments.
  *
  * @param args The arguments after `lb`.
  * @param ctx I/O, environment and the shutdown signal.
+ * @param deps Signal registration and the open-file limit's system calls.
  * @returns The exit code: 0 once stopped. A drain that runs out of time is logged as a warning
  *   but is still an orderly stop, so it exits 0 too.
  * @throws {UsageError} For a bad flag or value.
  */
-export async function lbCommand(args: readonly string[], ctx: CommandContext): Promise<number> {
+export async function lbCommand(
+  args: readonly string[],
+  ctx: CommandContext,
+  deps: LbCommandDeps = {},
+): Promise<number> {
   if (isHelpRequested(args)) {
     ctx.stdout(LB_HELP);
     return EXIT.ok;
@@ -29,6 +47,32 @@ export async function lbCommand(args: readonly string[], ctx: CommandContext): P
     color: ctx.isTerminal && ctx.env("NO_COLOR") === undefined,
     ...(config.log.file === undefined ? {} : { file: config.log.file }),
   });
+  const logger = getModuleLogger("lb");
+  using _hangup = listenForHangup(
+    () => logger.warn("Reload is not supported yet; SIGHUP ignored"),
+    deps.signals === undefined ? {} : { api: deps.signals },
+  );
+  logFileLimit(logger, raiseFileLimit(deps.fileLimit));
   await runBalancer(config, ctx.signal);
   return EXIT.ok;
+}
+
+/** One record of the open-file limit the balancer runs with: INFO, or WARN when not raised. */
+function logFileLimit(logger: Logger, outcome: RaiseFileLimitOutcome): void {
+  // JSON has no Infinity: an unlimited limit is logged as "unlimited".
+  const show = (limit: number): number | string =>
+    limit === Number.POSITIVE_INFINITY ? "unlimited" : limit;
+  if (outcome.raised) {
+    logger.info("Open file limit", {
+      soft: show(outcome.soft),
+      hard: show(outcome.hard),
+      previousSoft: show(outcome.previousSoft),
+    });
+  } else {
+    logger.warn("Cannot raise the open file limit", {
+      reason: outcome.reason,
+      ...(outcome.soft === undefined ? {} : { soft: show(outcome.soft) }),
+      ...(outcome.hard === undefined ? {} : { hard: show(outcome.hard) }),
+    });
+  }
 }
