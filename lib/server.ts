@@ -83,6 +83,7 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
     onBodyTimeout: () => metrics.recordEvent("body-timeout"),
     retryAfterSeconds: Math.max(1, Math.ceil(config.health.intervalMs / 1000)),
     isDraining: () => isDraining,
+    clock,
   });
 
   const onEvent = createListenerEventSink(logger, metrics, clock);

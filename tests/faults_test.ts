@@ -5,7 +5,7 @@
  */
 import { parseBalancerArgs } from "../lib/config.ts";
 import { startBalancer } from "../lib/server.ts";
-import { assertEquals } from "./support/assert.ts";
+import { assert, assertEquals } from "./support/assert.ts";
 import { FakeClock, settle } from "./support/fake_clock.ts";
 import { startServer } from "./support/servers.ts";
 
@@ -138,4 +138,44 @@ Deno.test("a backend killed under GET and POST load fails no request that never 
     kill.abort();
     await Promise.all(healthy.map((s) => s.close()));
   }
+});
+
+Deno.test("LF-only chunk lines end in 408 at the body timeout, never blamed on a backend", async () => {
+  let hits = 0;
+  await using backend = startServer((request) => {
+    if (new URL(request.url).pathname !== "/health") hits++;
+    return new Response("ok");
+  });
+  const clock = new FakeClock();
+  await using lb = await balancerFor([backend.url], ["--body-timeout", "30s"], clock);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(lb.url.port) });
+  await conn.write(
+    encoder.encode(
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\nhello\n0\n\n",
+    ),
+  );
+  const answer = (async () => {
+    const chunks: string[] = [];
+    const buffer = new Uint8Array(1024);
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) break;
+      chunks.push(new TextDecoder().decode(buffer.subarray(0, n)));
+    }
+    conn.close();
+    return chunks.join("");
+  })();
+  // Deno's HTTP server waits for a proper chunk line; the balancer's body timeout ends it.
+  let isAnswered = false;
+  answer.then(() => isAnswered = true);
+  let waitedMs = 0;
+  while (!isAnswered && waitedMs < 120_000) {
+    await clock.advance(1_000);
+    waitedMs += 1_000;
+  }
+  const text = await answer;
+  assert(waitedMs >= 30_000, `answered after ${waitedMs} ms`);
+  assertEquals(text.split("\r\n")[0], "HTTP/1.1 408 Request Timeout");
+  assertEquals(hits, 0);
+  assertEquals(lb.pool.backends[0]?.failures, 0);
 });
