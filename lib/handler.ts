@@ -36,6 +36,11 @@ export interface HandlerDeps {
   readonly policy: Policy;
   /** The upstream client, from `createUpstreamClient`. */
   readonly client: Deno.HttpClient;
+  /**
+   * Sends each upstream request, `fetch`-shaped (such as the HTTP/1.1 client's). Default:
+   * `fetch` with {@linkcode HandlerDeps.client}.
+   */
+  readonly fetch?: typeof fetch;
   /** Receives the access log and errors (`["denolb", "proxy"]`). */
   readonly logger: Logger;
   /** Counters and histograms; also served at `/_lb/metrics`. */
@@ -255,6 +260,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         backend.begin();
         const outcome = await forward(request, backend, {
           client: deps.client,
+          ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
           target,
           body,
           timeoutMs: deps.timeoutMs,

@@ -18,6 +18,7 @@ import { Pool } from "./pool.ts";
 import { createUpstreamClient } from "./proxy.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
 import { LogThrottle } from "./shared/log_throttle.ts";
+import { createHttp1Client, type Http1Client } from "./upstream/http1.ts";
 
 /** Dependencies of the balancer, each with a production default. */
 export interface BalancerDeps {
@@ -64,6 +65,9 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
   const pool = new Pool(config.backends.map((b) => new Backend(b.url, { weight: b.weight })));
   const metrics = new Metrics(pool.backends);
   const client = createUpstreamClient({ maxIdlePerHost: config.proxy.maxIdlePerHost });
+  const http1 = config.proxy.upstream === "http1"
+    ? createHttp1Client({ maxIdlePerOrigin: config.proxy.maxIdlePerHost, clock })
+    : undefined;
   const health = new HealthChecker(pool, {
     ...config.health,
     clock,
@@ -74,6 +78,7 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
     pool,
     policy: createPolicy(config.policy),
     client,
+    ...(http1 === undefined ? {} : { fetch: upstreamFetch(http1) }),
     logger: getModuleLogger("proxy"),
     metrics,
     timeoutMs: config.proxy.timeoutMs,
@@ -104,6 +109,7 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
     }, handler);
   } catch (cause) {
     client.close();
+    http1?.close();
     const detail = cause instanceof Error ? cause.message : String(cause);
     throw new Error(`Cannot listen on ${config.host}:${config.port}: ${detail}`, { cause });
   }
@@ -137,6 +143,7 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
       }
       await health.stop();
       client.close();
+      http1?.close();
       logger.info("Balancer stopped", { isClean });
       return isClean;
     })();
@@ -156,6 +163,14 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
       await drain();
     },
   };
+}
+
+/** Sends requests for `http:` backends with the HTTP/1.1 client and the rest with `fetch`. */
+function upstreamFetch(http1: Http1Client): typeof fetch {
+  return (input, init) =>
+    typeof input === "string" && input.startsWith("http:")
+      ? http1.fetch(input, init)
+      : fetch(input, init);
 }
 
 /**

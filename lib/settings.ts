@@ -27,6 +27,12 @@ import { parseBackendUrl } from "./backend.ts";
 
 export { type BackendConfig, type LogFormat, LONGEST_DURATION } from "./setting_kinds.ts";
 
+/** How requests reach backends: Deno's `fetch`, or the balancer's own HTTP/1.1 client. */
+export const UPSTREAMS = ["fetch", "http1"] as const;
+
+/** An upstream client. */
+export type Upstream = typeof UPSTREAMS[number];
+
 /** The help's sections, in order. */
 export const SECTIONS = [
   "Listener",
@@ -203,8 +209,8 @@ export const SETTINGS = {
       flag: "retries",
       metavar: "COUNT",
       section: "Proxy",
-      help: "Retries on another backend when connecting fails, for idempotent requests " +
-        "without a body.",
+      help: "Retries on another backend: after a refused connection for any method, after a " +
+        "broken one for idempotent methods; only when the body was buffered (or absent).",
     } satisfies Setting<number>,
     requestBufferBytes: {
       kind: size(),
@@ -216,6 +222,16 @@ export const SETTINGS = {
         "so slow uploads hold no backend connection and such requests can be retried; larger " +
         "bodies stream on after the buffered part. 0 turns buffering off.",
     } satisfies Setting<number>,
+    upstream: {
+      kind: oneOf(UPSTREAMS),
+      default: "fetch",
+      flag: "upstream",
+      metavar: "NAME",
+      section: "Proxy",
+      help: "How requests reach http: backends: fetch (Deno's client) or http1 (the balancer's " +
+        "own HTTP/1.1 client, which forwards exactly the client's headers and is faster). " +
+        "https: backends always use fetch.",
+    } satisfies Setting<Upstream>,
     maxIdlePerHost: {
       kind: count(0),
       default: 64,

@@ -82,6 +82,7 @@ Deno.test("parseBalancerArgs() with no arguments gives the seed's defaults", asy
     timeoutMs: 30_000,
     retries: 1,
     requestBufferBytes: 1_048_576,
+    upstream: "fetch",
     maxIdlePerHost: 64,
   });
   assertEquals(config.log, { level: "info", format: "text" });
@@ -154,6 +155,8 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     "2m",
     "--request-buffer",
     "64KB",
+    "--upstream",
+    "http1",
     "--log-level",
     "debug",
     "--log-format",
@@ -172,7 +175,13 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     policy: "round-robin",
     health: { path: "/ready", intervalMs: 90_000, timeoutMs: 750, rise: 4, fall: 5 },
     client: { headerTimeoutMs: 5_000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 120_000 },
-    proxy: { timeoutMs: 45_000, retries: 0, requestBufferBytes: 64_000, maxIdlePerHost: 8 },
+    proxy: {
+      timeoutMs: 45_000,
+      retries: 0,
+      requestBufferBytes: 64_000,
+      upstream: "http1",
+      maxIdlePerHost: 8,
+    },
     log: { level: "debug", format: "json", file: "lb.log" },
     drainTimeoutMs: 0,
   });
@@ -324,6 +333,7 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
     'Invalid --log-level "verbose": must be one of trace, debug, info, warning, error, fatal',
   ],
   [["--log-format", "xml"], 'Invalid --log-format "xml": must be one of text, json'],
+  [["--upstream", "tcp"], 'Invalid --upstream "tcp": must be one of fetch, http1'],
   [["--log-file"], "Flag --log-file needs a value"],
   [
     ["--header-timeout", "0"],
@@ -393,7 +403,13 @@ const FULL_FILE = JSON.stringify({
   policy: "round-robin",
   health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
   client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
-  proxy: { timeoutMs: 10_000, retries: 2, requestBufferBytes: 0, maxIdlePerHost: 16 },
+  proxy: {
+    timeoutMs: 10_000,
+    retries: 2,
+    requestBufferBytes: 0,
+    upstream: "http1",
+    maxIdlePerHost: 16,
+  },
   log: { level: "WARNING", format: "json", file: "/var/log/lb.log" },
   drainTimeoutMs: 3000,
 });
@@ -410,7 +426,13 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     policy: "round-robin",
     health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
     client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
-    proxy: { timeoutMs: 10_000, retries: 2, requestBufferBytes: 0, maxIdlePerHost: 16 },
+    proxy: {
+      timeoutMs: 10_000,
+      retries: 2,
+      requestBufferBytes: 0,
+      upstream: "http1",
+      maxIdlePerHost: 16,
+    },
     log: { level: "warning", format: "json", file: "/var/log/lb.log" },
     drainTimeoutMs: 3000,
   });

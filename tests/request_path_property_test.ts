@@ -18,6 +18,8 @@ import { assert, assertEquals } from "./support/assert.ts";
 import { captureLogs } from "./support/capture_logs.ts";
 import { rawRequest } from "./support/raw_http.ts";
 import { startServer } from "./support/servers.ts";
+import { type Upstream, UPSTREAMS } from "../lib/settings.ts";
+import { createHttp1Client } from "../lib/upstream/http1.ts";
 
 const HOP_BY_HOP = [
   "connection",
@@ -35,7 +37,13 @@ interface Received {
   readonly headers: Headers;
 }
 
-Deno.test("request path invariants hold for generated targets, Hosts and headers", async () => {
+for (const upstream of UPSTREAMS) {
+  Deno.test(`request path invariants hold for generated targets, Hosts and headers [${upstream}]`, async () => {
+    await checkInvariants(upstream);
+  });
+}
+
+async function checkInvariants(upstream: Upstream): Promise<void> {
   const inPool: Received[] = [];
   const outside: Received[] = [];
   const record = (into: Received[]) => (request: Request) => {
@@ -47,7 +55,9 @@ Deno.test("request path invariants hold for generated targets, Hosts and headers
   await using elsewhere = startServer(record(outside));
   const pool = new Pool([new Backend(parseBackendUrl(backend.url.href))]);
   using client = createUpstreamClient({ maxIdlePerHost: 4 });
+  using http1 = createHttp1Client();
   await using lb = startServer(createHandler({
+    ...(upstream === "http1" ? { fetch: http1.fetch } : {}),
     pool,
     policy: createRoundRobin(),
     client,
@@ -147,4 +157,4 @@ Deno.test("request path invariants hold for generated targets, Hosts and headers
     }),
     { numRuns: 200, seed: 20261130 },
   );
-});
+}

@@ -11,6 +11,8 @@ import { Metrics } from "../../lib/metrics.ts";
 import { createRoundRobin } from "../../lib/policies/round_robin.ts";
 import { Pool } from "../../lib/pool.ts";
 import { createUpstreamClient } from "../../lib/proxy.ts";
+import type { Upstream } from "../../lib/settings.ts";
+import { createHttp1Client } from "../../lib/upstream/http1.ts";
 
 /** A server listening on 127.0.0.1 and a port the OS chose. */
 export interface TestServer extends AsyncDisposable {
@@ -52,6 +54,8 @@ export interface TestBalancerOptions extends
   > {
   /** Initial health per backend, by index. Default: all healthy. */
   readonly unhealthy?: readonly number[];
+  /** How requests reach backends. Default: `"fetch"`. */
+  readonly upstream?: Upstream;
 }
 
 /** The balancer's handler served on port 0, with its parts for assertions. */
@@ -67,7 +71,8 @@ export interface TestBalancer extends TestServer {
  * upstream client and the `["denolb", "proxy"]` logger.
  *
  * @param backends The backends' base URLs.
- * @param options Retries (default 1), header timeout (default 5000 ms) and the rest.
+ * @param options Retries (default 1), header timeout (default 5000 ms), upstream client
+ *   (default `fetch`) and the rest.
  * @returns The running balancer; closing it also closes its upstream client.
  */
 export function startBalancer(
@@ -83,7 +88,9 @@ export function startBalancer(
   );
   const metrics = new Metrics(pool.backends);
   const client = createUpstreamClient({ maxIdlePerHost: 8, idleTimeoutMs: 5_000 });
+  const http1 = options.upstream === "http1" ? createHttp1Client() : undefined;
   const deps: HandlerDeps = {
+    ...(http1 === undefined ? {} : { fetch: http1.fetch }),
     pool,
     policy: createRoundRobin(),
     client,
@@ -106,6 +113,7 @@ export function startBalancer(
   const close = () =>
     closed ??= server.close().finally(() => {
       client.close();
+      http1?.close();
     });
   return { url: server.url, port: server.port, pool, metrics, close, [Symbol.asyncDispose]: close };
 }
