@@ -13,6 +13,7 @@ import { BACKENDS_HELP, backendsCommand } from "./backend-servers/backends_comma
 import { DEMO_HELP, demoCommand } from "./backend-servers/demo_command.ts";
 import { LB_HELP } from "./lib/config.ts";
 import { lbCommand } from "./lib/lb_command.ts";
+import { listenForShutdown } from "./lib/signals.ts";
 import { type CommandContext, EXIT, UsageError } from "./lib/shared/command.ts";
 import { LOADTEST_HELP, loadtestCommand } from "./load/cli.ts";
 import { runLoadWorker } from "./load/worker.ts";
@@ -116,22 +117,12 @@ function processContext(signal: AbortSignal): CommandContext {
   };
 }
 
-/** Aborts on the first SIGINT/SIGTERM; a second one exits at once. */
-function shutdownSignal(): AbortSignal {
-  const controller = new AbortController();
-  const onSignal = () => {
-    if (controller.signal.aborted) Deno.exit(130);
-    controller.abort();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal);
-  return controller.signal;
-}
-
 if (import.meta.main) {
   if ("WorkerGlobalScope" in globalThis) {
     runLoadWorker(self);
   } else {
-    Deno.exit(await main(Deno.args, processContext(shutdownSignal())));
+    // The first SIGINT/SIGTERM starts an orderly stop; a second one exits at once.
+    using shutdown = listenForShutdown({ onRepeat: () => Deno.exit(130) });
+    Deno.exit(await main(Deno.args, processContext(shutdown.signal)));
   }
 }
