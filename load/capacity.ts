@@ -6,10 +6,11 @@
  * @module
  */
 import { LatencyHistogram } from "./histogram.ts";
-import type { LoadPlan, Thresholds } from "./options.ts";
+import type { LoadPlan } from "./options.ts";
 import type { LiveStats } from "./live_stats.ts";
 import type { Executor } from "./run.ts";
 import { errorRate, type RunStats } from "./stats.ts";
+import type { Thresholds } from "./threshold_rules.ts";
 import { checkRun } from "./thresholds.ts";
 import { jobForLevel, type RunRecord, type SweepHooks, warmUp } from "./sweep.ts";
 

@@ -19,13 +19,7 @@ import { renderChart } from "./chart.ts";
 import { renderHtml } from "./html_report.ts";
 import { LOADTEST_HELP } from "./help.ts";
 import { mergeReports, parseLoadReport } from "./merge.ts";
-import {
-  type LoadPlan,
-  type OutputOptions,
-  parseLoadArgs,
-  STDOUT,
-  type Thresholds,
-} from "./options.ts";
+import { type LoadPlan, type OutputOptions, parseLoadArgs, STDOUT } from "./options.ts";
 import { checkOutputPath, type OutputPathDeps } from "./output_paths.ts";
 import { readDescriptorLimit } from "./descriptor_limit.ts";
 import { LiveStats } from "./live_stats.ts";
@@ -42,6 +36,7 @@ import {
 import { formatCsv, formatJson, formatMarkdown } from "./report_formats.ts";
 import { reportJsonSchema } from "./report_schema.ts";
 import { type RunRecord, runSweep, type SweepHooks } from "./sweep.ts";
+import type { Thresholds } from "./threshold_rules.ts";
 import { checkThresholds } from "./thresholds.ts";
 import { createDispatchingFactory, type TransportFactories } from "./transports.ts";
 import { chooseExecutor, WORKER_PROBE_MS } from "./worker_choice.ts";

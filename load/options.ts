@@ -9,7 +9,7 @@ import { UsageError } from "../lib/shared/command.ts";
 import { formatDurationText, MAX_TIMER_MS } from "../lib/shared/duration.ts";
 import { parseStages, peakRate, type Stage } from "./arrivals.ts";
 import { parseTargets, type Target } from "./targets.ts";
-import { parseThresholdRule, type ThresholdRule } from "./thresholds.ts";
+import { parseThresholdRule, type Thresholds } from "./threshold_rules.ts";
 import { parseArgs } from "../lib/shared/std.ts";
 import {
   BOOLEAN_FLAGS,
@@ -41,16 +41,6 @@ export const MAX_WORKERS = 256;
 
 /** Upper bound on the default open-model in-flight cap. */
 export const MAX_DEFAULT_IN_FLIGHT = 1000;
-
-/** SLO thresholds: breaching one makes the command exit 1. */
-export interface Thresholds {
-  /** Highest acceptable share of failed requests (0..1). Default: none. */
-  readonly maxErrorRate?: number;
-  /** Highest acceptable p99 latency in milliseconds. Default: none. */
-  readonly maxP99Ms?: number;
-  /** `--threshold` rules on any reported statistic. Default: none. */
-  readonly rules?: readonly ThresholdRule[];
-}
 
 /** The output path that means stdout (`--json -`, `--csv -`). */
 export const STDOUT = "-";

@@ -1,7 +1,8 @@
 import { UsageError } from "../../lib/shared/command.ts";
 import { loadtestCommand } from "../../load/cli.ts";
 import { parseLoadArgs } from "../../load/options.ts";
-import { checkRun, parseThresholdRule } from "../../load/thresholds.ts";
+import { parseThresholdRule } from "../../load/threshold_rules.ts";
+import { checkRun } from "../../load/thresholds.ts";
 import { RunRecorder } from "../../load/stats.ts";
 import { assertEquals, assertStringIncludes, assertThrows } from "../support/assert.ts";
 import { captureContext, refusedUrl, startQuarterFailingBackend } from "./load_fixtures.ts";
