@@ -234,7 +234,11 @@ export class Exchange {
 
   /** Gives the connection back once the response was read whole and the request sent whole. */
   #settleIfDone(): void {
-    if (this.#isSettled || !this.#isBodyDone || !(this.#isRequestSent || this.#isSendFailed)) {
+    if (this.#isSettled || !this.#isBodyDone) return;
+    if (!this.#isRequestSent && !this.#isSendFailed) {
+      // A backend that answered and is closing wants no more of the body: stop sending it
+      // (RFC 9112 §9.3). One that keeps the connection may still read the rest.
+      if (!this.#parser.canReuseConnection) this.#fail();
       return;
     }
     const isReusable = this.#isRequestSent && this.#parser.isComplete &&

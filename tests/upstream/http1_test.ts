@@ -427,6 +427,26 @@ Deno.test("fetch() errors the body with the signal's reason when aborted after i
   done.resolve();
 });
 
+Deno.test("fetch() stops uploading when the backend answers early and closes", async () => {
+  await using backend = startScriptedBackend(async (conn) => {
+    await conn.readHead();
+    await conn.write(
+      "HTTP/1.1 413 Payload Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+    );
+    await conn.readUntil("never sent");
+  });
+  using client = createHttp1Client();
+  const cancelled = Promise.withResolvers<void>();
+  const endless = new ReadableStream<Uint8Array>({
+    pull: (controller) => controller.enqueue(new Uint8Array(1_024)),
+    cancel: () => cancelled.resolve(),
+  });
+  const response = await client.fetch(backend.url, { method: "POST", body: endless });
+  assertEquals([response.status, await response.text()], [413, ""]);
+  await cancelled.promise;
+  assertEquals(client.idleCount(), 0);
+});
+
 Deno.test("fetch() fails the request when its body stream fails", async () => {
   await using backend = startRawBackend();
   using client = createHttp1Client();
