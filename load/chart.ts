@@ -42,7 +42,7 @@ export interface ChartData {
 }
 
 /** A sweep whose highest level is at least this many times its lowest is drawn on a log axis. */
-export const LOG_SCALE_RATIO = 8;
+const LOG_SCALE_RATIO = 8;
 
 function point(
   x: number,

@@ -17,7 +17,7 @@ export const PROGRESS_REDRAW_MS = 250;
 /** How often a plain progress line is printed when stderr is not a terminal. */
 export const PROGRESS_LINE_MS = 5000;
 /** Span of the rolling req/s and percentiles. */
-export const ROLLING_WINDOW_MS = 1000;
+const ROLLING_WINDOW_MS = 1000;
 
 const BAR_WIDTH = 20;
 

@@ -34,31 +34,15 @@ function view(record: RunRecord): RunView {
 }
 
 /** What every report prints for a statistic that has no value (nothing succeeded). */
-export const NOT_AVAILABLE = "n/a";
+const NOT_AVAILABLE = "n/a";
 
-/**
- * A computed latency in ms with two decimals, or {@linkcode NOT_AVAILABLE}.
- *
- * @param ms The latency in milliseconds, or `null`.
- * @returns For example `"1.50"` or `"n/a"`.
- *
- * @example
- * ```ts
- * import { formatMaybeMs } from "./report.ts";
- * if (formatMaybeMs(1.5) !== "1.50" || formatMaybeMs(null) !== "n/a") throw new Error();
- * ```
- */
-export function formatMaybeMs(ms: number | null): string {
+/** A computed latency in ms with two decimals (`"1.50"`), or {@linkcode NOT_AVAILABLE}. */
+function formatMaybeMs(ms: number | null): string {
   return ms === null ? NOT_AVAILABLE : ms.toFixed(2);
 }
 
-/**
- * Requests per second with one decimal, or {@linkcode NOT_AVAILABLE}.
- *
- * @param rps The throughput, or `null`.
- * @returns For example `"123.4"`.
- */
-export function formatRps(rps: number | null): string {
+/** Requests per second with one decimal (`"123.4"`), or {@linkcode NOT_AVAILABLE}. */
+function formatRps(rps: number | null): string {
   return rps === null ? NOT_AVAILABLE : rps.toFixed(1);
 }
 
@@ -81,11 +65,8 @@ export function seedLabel(record: Pick<RunRecord, "round" | "model" | "level">):
 /**
  * The line that says the in-flight cap made requests late, or `undefined` when it did not (no
  * late request, or the cap was never reached).
- *
- * @param stats The run.
- * @returns For example `The in-flight cap (1000, --max-in-flight) was reached: ...`.
  */
-export function inFlightCapLine(stats: RunStats): string | undefined {
+function inFlightCapLine(stats: RunStats): string | undefined {
   const isCapped = stats.inFlightCap > 0 && stats.peakInFlight >= stats.inFlightCap;
   if (!isCapped || stats.late + stats.unsent === 0) return undefined;
   return `The in-flight cap (${stats.inFlightCap}, --max-in-flight) was reached: ${
@@ -333,18 +314,6 @@ export function formatCapacityLine(runs: readonly RunRecord[]): string {
   return `Capacity estimate: no errors up to ${name}=${
     levelText(model, estimate.highestLevel)
   } (the highest level tried)\n`;
-}
-
-/**
- * The whole plain-text report: every run block, the summary table and the capacity line.
- *
- * @param report The results.
- * @returns The text.
- */
-export function formatTextReport(report: LoadReport): string {
-  const parts = report.runs.map((run) => formatRunBlock(run, report) + "\n");
-  parts.push(formatSummary(report));
-  return parts.join("");
 }
 
 /**

@@ -25,7 +25,7 @@ const timelineBucketSchema = z.object({
 });
 
 /** The measured part of a run: what workers send back and `merge` adds up. */
-export const runStatsSchema = z.object({
+const runStatsSchema = z.object({
   requests: count.describe("Completed requests: responses of any status plus network errors"),
   ok: count.describe("Responses whose status counts as success"),
   errors: count.describe("Failed requests: unsuccessful statuses plus network errors"),
@@ -53,7 +53,7 @@ export const runStatsSchema = z.object({
 });
 
 /** Statistics computed from {@linkcode runStatsSchema}, written beside it for scripts. */
-export const computedStatsSchema = z.object({
+const computedStatsSchema = z.object({
   isAllFailed: z.boolean().describe("Requests completed and none of them succeeded"),
   errorsByClass: z.record(z.string(), count).describe(
     'Failed requests by class: status classes such as "5xx", or a network error kind',
@@ -73,7 +73,7 @@ export const computedStatsSchema = z.object({
 const model = z.enum(["closed", "open"]);
 
 /** One run as the JSON report writes it. */
-export const reportRunSchema = z.object({
+const reportRunSchema = z.object({
   label: z.string().describe('The seed\'s run label, such as "c25-r1" or "rate500-r1"'),
   round: z.number().int().positive().describe("Round of this level, from 1"),
   rounds: z.number().int().positive().describe("Rounds per level"),
@@ -126,8 +126,6 @@ export const mergeInputSchema = loadReportSchema.extend({
 
 /** Statistics measured in one run (or one worker's slice of it); plain JSON-safe data. */
 export type RunStats = z.infer<typeof runStatsSchema>;
-/** One second of a timed run. */
-export type TimelineBucket = z.infer<typeof timelineBucketSchema>;
 /** Statistics derived from a run's {@linkcode RunStats}. */
 export type ComputedStats = z.infer<typeof computedStatsSchema>;
 /** One run as written to JSON. */

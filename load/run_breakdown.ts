@@ -8,7 +8,7 @@ import { LatencyHistogram } from "./histogram.ts";
 import type { RunStats } from "./report_schema.ts";
 
 /** Buckets of the text histogram. */
-export const HISTOGRAM_BUCKETS = 10;
+const HISTOGRAM_BUCKETS = 10;
 /** Width of the longest bar. */
 const BAR_WIDTH = 40;
 

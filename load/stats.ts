@@ -8,7 +8,7 @@
  */
 import { statusText } from "../lib/shared/std.ts";
 import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
-import type { RunStats, TimelineBucket } from "./report_schema.ts";
+import type { RunStats } from "./report_schema.ts";
 import type { NetworkErrorKind, Outcome } from "./transport.ts";
 
 /** How many distinct error messages a run keeps as samples. */
@@ -58,7 +58,7 @@ export function parseStatusRanges(text: string): StatusRanges {
 /** Counts of requests that ended without an HTTP response, by kind. */
 export type NetworkErrorCounts = Readonly<Record<NetworkErrorKind, number>>;
 
-export type { RunStats, TimelineBucket };
+export type { RunStats };
 
 const NETWORK_KINDS: readonly NetworkErrorKind[] = ["timeout", "refused", "reset", "network"];
 

@@ -38,7 +38,7 @@ export interface SweepOptions {
 }
 
 /** Descriptors kept free for everything but the load's sockets (files, workers, stdio). */
-export const DESCRIPTOR_RESERVE = 64;
+const DESCRIPTOR_RESERVE = 64;
 
 /**
  * The default in-flight cap of an open-model run: enough users to keep the rate even if every

@@ -20,7 +20,7 @@ export interface Target {
 }
 
 /** Highest weight a target may have. */
-export const MAX_TARGET_WEIGHT = 1000;
+const MAX_TARGET_WEIGHT = 1000;
 
 /** What every target shares, from the command line. */
 export interface TargetDefaults {
@@ -94,7 +94,10 @@ export function parseTargets(text: string, defaults: TargetDefaults): Target[] {
       if (weightMatch !== null) {
         weight = Number(weightMatch[1]);
         if (!Number.isInteger(weight) || weight < 1 || weight > MAX_TARGET_WEIGHT) {
-          throw fail(lineNo, `weight "${weightMatch[1]}" must be an integer from 1 to 1000`);
+          throw fail(
+            lineNo,
+            `weight "${weightMatch[1]}" must be an integer from 1 to ${MAX_TARGET_WEIGHT}`,
+          );
         }
       } else if (entry.startsWith("#")) continue;
       else if (entry.startsWith("@")) {

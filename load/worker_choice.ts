@@ -17,7 +17,7 @@ import { WorkerPool } from "./worker_pool.ts";
 /** How long each probe runs. */
 export const WORKER_PROBE_MS = 500;
 /** How much faster workers must be than one isolate to be chosen (10%). */
-export const WORKER_GAIN = 1.1;
+const WORKER_GAIN = 1.1;
 /** Concurrency of the probe when the plan has none (open model). */
 const OPEN_MODEL_PROBE_CONCURRENCY = 64;
 

@@ -151,7 +151,13 @@ Deno.test("loadtestCommand() prints help naming every flag", async () => {
       "--max-error-rate",
       "--max-p99",
       "--find-capacity",
+      "--stages",
+      "--threshold",
+      "--targets",
+      "--html",
+      "--quiet",
       "merge",
+      "schema",
     ]
   ) assertStringIncludes(LOADTEST_HELP, flag);
 });
