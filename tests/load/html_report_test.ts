@@ -37,17 +37,15 @@ async function writeReport(dir: string): Promise<{ html: string; json: string }>
     "--quiet",
   ], ctx);
   assertEquals(code, 0);
-  return {
-    html: await Deno.readTextFile(`${dir}/report.html`),
-    json: await Deno.readTextFile(`${dir}/report.json`),
-  };
+  const json = await Deno.readTextFile(`${dir}/report.json`);
+  assertValidReport(json);
+  return { html: await Deno.readTextFile(`${dir}/report.html`), json };
 }
 
 Deno.test("--html writes one self-contained page with settings, summary, charts and runs", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const { html, json } = await writeReport(dir);
-    assertValidReport(json);
+    const { html } = await writeReport(dir);
     for (const external of ["<script", " src=", " href=", "url(", "@import"]) {
       assert(!html.includes(external), `no external asset or script (${external})`);
     }

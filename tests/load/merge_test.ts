@@ -47,7 +47,11 @@ Deno.test("mergeReports() adds counts and levels and merges histograms exactly",
   const a = parseLoadReport(formatJson(report(3)), "a.json");
   const b = parseLoadReport(formatJson(report(7)), "b.json");
   const merged = mergeReports([{ name: "a.json", report: a }, { name: "b.json", report: b }]);
+  for (const each of [a, b, merged]) assertValidReport(formatJson(each));
   assertEquals(merged.sources, 2);
+  // The merged computed statistics come from the merged counters and histogram.
+  const computed = JSON.parse(formatJson(merged)).runs[0].stats;
+  assertEquals(computed.errorsByClass, { "5xx": 20, reset: 2 });
   assertEquals(merged.stop, { kind: "count", total: 200 });
   assertEquals(merged.runs.map((run) => run.level), [20, 40]);
   const first = merged.runs[0]?.stats;
