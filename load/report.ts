@@ -71,7 +71,7 @@ function inFlightCapLine(stats: RunStats): string | undefined {
   if (!isCapped || stats.late + stats.unsent === 0) return undefined;
   return `The in-flight cap (${stats.inFlightCap}, --max-in-flight) was reached: ${
     stats.late + stats.unsent
-  } requests started late or never; raise --max-in-flight (the descriptor limit allowing) or lower the rate`;
+  } requests started late or never, as the target answered too slowly for this rate with ${stats.inFlightCap} in flight; lower the rate, or raise --max-in-flight (the descriptor limit allowing)`;
 }
 
 /**
