@@ -19,6 +19,8 @@ them, in one process, then prints what to try. Runs until Ctrl-C, then drains an
 
 Options:
   --port PORT              Balancer port (default 9090; 0 picks a free one)
+  --admin ADDRESS          Admin API and dashboard (default 127.0.0.1:9091, or a free port
+                           on 127.0.0.1 with --port 0; off turns it off)
   --base-port PORT         Port of the first backend; the others take the next two
                            (default 8080; 0 picks free ports)
   --health-interval DUR    How often the balancer probes /health (default 2s, so flips show fast)
@@ -31,10 +33,18 @@ Example:
   deno task demo --port 0 --base-port 0 --log-format json
 `;
 
-const FLAGS = ["port", "base-port", "health-interval", "log-level", "log-format"] as const;
+const FLAGS = [
+  "port",
+  "admin",
+  "base-port",
+  "health-interval",
+  "log-level",
+  "log-format",
+] as const;
 
 interface DemoOptions {
   readonly port: string;
+  readonly admin: string;
   readonly basePort: number;
   readonly healthInterval: string;
   readonly logLevel: string;
@@ -64,8 +74,10 @@ function parseDemoArgs(args: readonly string[]): DemoOptions | "help" {
       `Invalid --base-port "${basePortText}" for demo: must be a whole number from 0 to 65533`,
     );
   }
+  const port = text("port", "9090");
   return {
-    port: text("port", "9090"),
+    port,
+    admin: text("admin", port === "0" ? "127.0.0.1:0" : "127.0.0.1:9091"),
     basePort,
     healthInterval: text("health-interval", "2s"),
     logLevel: text("log-level", "info"),
@@ -99,6 +111,8 @@ export async function demoCommand(args: readonly string[], ctx: CommandContext):
   const config = await parseBalancerArgs([
     "--port",
     options.port,
+    "--admin",
+    options.admin,
     "--health-interval",
     options.healthInterval,
     "--log-level",
@@ -118,7 +132,7 @@ export async function demoCommand(args: readonly string[], ctx: CommandContext):
   stack.defer(async () => {
     await balancer.drain();
   });
-  ctx.stdout(guide(balancer.url, backends));
+  ctx.stdout(guide(balancer.url, balancer.adminUrl, backends));
   if (!ctx.signal.aborted) {
     await new Promise<void>((resolve) =>
       ctx.signal.addEventListener("abort", () => resolve(), { once: true })
@@ -127,20 +141,24 @@ export async function demoCommand(args: readonly string[], ctx: CommandContext):
   return EXIT.ok;
 }
 
-function guide(url: URL, backends: readonly RunningBackend[]): string {
+function guide(url: URL, adminUrl: URL | undefined, backends: readonly RunningBackend[]): string {
   const lb = url.href;
+  const admin = adminUrl?.href ?? "";
   const second = backends[1]?.url ?? "";
+  const adminLines = adminUrl === undefined ? "" : `
+  open ${admin}                    # live dashboard: state, req/s, p50/p99, drain buttons
+  curl ${admin}status              # pool state as JSON
+  curl ${admin}metrics             # Prometheus metrics`;
   return `
 Demo running.
   Balancer:  ${lb}
+  Admin:     ${adminUrl === undefined ? "off" : admin}
   Backends:  ${backends.map((b) => b.url).join("  ")}
 
 Try:
   curl -i ${lb}                           # X-Backend names who answered; repeat to see rotation
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -D - ${lb} | grep -i x-backend; done
-  curl -X POST '${second}${ADMIN_PREFIX}/health?state=down'   # take a backend out; watch the log
-  curl ${lb}_lb/status                    # pool state as JSON
-  curl ${lb}_lb/metrics                   # Prometheus metrics
+  curl -X POST '${second}${ADMIN_PREFIX}/health?state=down'   # take a backend out; watch the log${adminLines}
   deno task loadtest --url ${lb} --total 2000 --concurrency 10 50 100
 
 Ctrl-C drains and stops everything.

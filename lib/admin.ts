@@ -1,78 +1,80 @@
 /**
- * The balancer's own endpoints under `/_lb/`: `metrics` (Prometheus text), `status` (JSON:
- * every backend's health and counters) and `health` (200, or 503 while draining). Only `GET`
- * and `HEAD` are allowed.
+ * The admin API, served on its own listener (`--admin`, default `127.0.0.1:9091`), never on the
+ * proxy port: on the proxy port every path, `/_lb/...` included, goes to a backend.
+ *
+ * | route                              | answer                                                  |
+ * | ---------------------------------- | ------------------------------------------------------- |
+ * | `GET /health`                      | 200, or 503 while draining (for an upstream L4 balancer) |
+ * | `GET /status`, `GET /backends`     | JSON: the balancer's and every backend's state          |
+ * | `GET /metrics`                     | Prometheus text                                         |
+ * | `POST /backends/{name}/drain`      | stop sending it new requests; in-flight ones finish     |
+ * | `POST /backends/{name}/undrain`    | send it requests again                                  |
+ * | `GET /`, `GET /events`             | the live dashboard and its server-sent events           |
+ *
+ * With `--admin-token` every route but `/health` needs `Authorization: Bearer TOKEN` (compared
+ * in constant time); the dashboard's page and event stream also take `?token=`, as a browser's
+ * `EventSource` cannot send headers.
  *
  * @module
  */
+import type { Backend } from "./backend.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Pool } from "./pool.ts";
 
-/** The path prefix reserved for the balancer's own endpoints. */
-export const ADMIN_PREFIX = "/_lb/";
-
 const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 
-/** What the admin endpoints read. */
+/** The live dashboard, mounted at `/` and `/events`. */
+export interface Dashboard {
+  /** The page. */
+  readonly html: string;
+  /** A server-sent event stream of status snapshots; ends when `signal` aborts. */
+  events(signal: AbortSignal): ReadableStream<Uint8Array>;
+}
+
+/** What the admin API reads and acts on. */
 export interface AdminDeps {
-  /** The backends, for `status`. */
+  /** The backends. */
   readonly pool: Pool;
-  /** Rendered by `metrics`. */
+  /** Rendered by `/metrics`; latency quantiles for `/status`. */
   readonly metrics: Metrics;
-  /** Whether the balancer is draining: `health` then answers 503. */
+  /** Whether the balancer is draining: `/health` then answers 503. */
   readonly isDraining: () => boolean;
+  /** The bearer token every route but `/health` requires. Default: none required. */
+  readonly token?: string | undefined;
+  /** The dashboard. Default: `/` and `/events` answer 404. */
+  readonly dashboard?: Dashboard | undefined;
+  /** Told when an operator drains or undrains a backend, for the log. Default: nothing. */
+  readonly onDrainChange?: (backend: Backend, isDraining: boolean) => void;
 }
 
-/**
- * Answers a request for one admin endpoint.
- *
- * @param request The client's request (only its method is read).
- * @param path The path after {@linkcode ADMIN_PREFIX}, without the query: `"metrics"`.
- * @param deps The pool, metrics and drain state.
- * @returns The endpoint's response; 404 for an unknown path, 405 for a method other than
- *   `GET` or `HEAD`.
- */
-export function adminResponse(request: Request, path: string, deps: AdminDeps): Response {
-  if (request.method !== "GET" && request.method !== "HEAD") {
-    return new Response("Method not allowed\n", {
-      status: 405,
-      headers: { ...TEXT_HEADERS, allow: "GET, HEAD" },
-    });
-  }
-  switch (path) {
-    case "metrics":
-      return new Response(deps.metrics.render(), {
-        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-      });
-    case "status":
-      return Response.json(statusReport(deps.pool, deps.isDraining()));
-    case "health":
-      return deps.isDraining()
-        ? new Response("draining\n", { status: 503, headers: TEXT_HEADERS })
-        : new Response("ok\n", { headers: TEXT_HEADERS });
-    default:
-      return new Response("Not found\n", { status: 404, headers: TEXT_HEADERS });
-  }
-}
-
-/** A backend's entry in `/_lb/status`. */
+/** A backend's entry in `/status` and `/backends`. */
 export interface BackendStatus {
   /** Short name: `host:port`. */
   readonly name: string;
   /** Base URL. */
   readonly url: string;
-  /** `"healthy"` or `"unhealthy"`. */
+  /** `"healthy"` or `"unhealthy"`, from health checks. */
   readonly health: string;
+  /** Whether an operator is draining it. */
+  readonly isDraining: boolean;
+  /** Relative share of traffic. */
+  readonly weight: number;
   /** Requests forwarded and not finished. */
   readonly inFlight: number;
   /** Requests forwarded since start. */
   readonly requests: number;
   /** Forwarded requests that failed since start. */
   readonly failures: number;
+  /** Median latency to response headers, estimated from the histogram; `null` before traffic. */
+  readonly p50Ms: number | null;
+  /** 99th percentile latency, likewise. */
+  readonly p99Ms: number | null;
 }
 
-/** The body of `/_lb/status`. */
+/** The body of `/status`. */
 export interface StatusReport {
+  /** When the report was made: milliseconds since the Unix epoch. */
+  readonly atMs: number;
   /** Whether the balancer is draining. */
   readonly draining: boolean;
   /** How many backends take traffic. */
@@ -82,23 +84,135 @@ export interface StatusReport {
 }
 
 /**
- * The `/_lb/status` report.
+ * The `/status` report.
  *
  * @param pool The backends.
+ * @param metrics Their latency histograms.
  * @param draining Whether the balancer is draining.
  * @returns A JSON-ready report.
  */
-export function statusReport(pool: Pool, draining: boolean): StatusReport {
+export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): StatusReport {
   return {
+    atMs: Date.now(),
     draining,
-    healthy: pool.healthyCount,
+    healthy: pool.backends.filter((backend) => backend.isAvailable).length,
     backends: pool.backends.map((backend) => ({
       name: backend.name,
       url: backend.url.href,
       health: backend.health,
+      isDraining: backend.isDraining,
+      weight: backend.weight,
       inFlight: backend.inFlight,
       requests: backend.requests,
       failures: backend.failures,
+      p50Ms: round(metrics.latencyQuantileMs(backend, 0.5)),
+      p99Ms: round(metrics.latencyQuantileMs(backend, 0.99)),
     })),
   };
+}
+
+/**
+ * Creates the admin API's request handler.
+ *
+ * @param deps The pool, metrics, drain state, token and dashboard.
+ * @returns A handler for the admin listener; it never throws.
+ */
+export function createAdminHandler(deps: AdminDeps): (request: Request) => Response {
+  const tokenBytes = deps.token === undefined ? undefined : new TextEncoder().encode(deps.token);
+  const isAuthorized = (request: Request, url: URL, isQueryAllowed: boolean): boolean => {
+    if (tokenBytes === undefined) return true;
+    const header = request.headers.get("authorization") ?? "";
+    const offered = header.startsWith("Bearer ")
+      ? header.slice(7)
+      : isQueryAllowed
+      ? url.searchParams.get("token") ?? ""
+      : "";
+    return isSameSecret(new TextEncoder().encode(offered), tokenBytes);
+  };
+
+  return (request) => {
+    const url = new URL(request.url);
+    const path = url.pathname;
+    const method = request.method;
+    const isRead = method === "GET" || method === "HEAD";
+    if (path === "/health") {
+      if (!isRead) return notAllowed("GET, HEAD");
+      return deps.isDraining()
+        ? new Response("draining\n", { status: 503, headers: TEXT_HEADERS })
+        : new Response("ok\n", { headers: TEXT_HEADERS });
+    }
+    const isDashboard = path === "/" || path === "/events";
+    if (!isAuthorized(request, url, isDashboard)) {
+      return new Response("Unauthorized: send Authorization: Bearer <admin token>\n", {
+        status: 401,
+        headers: { ...TEXT_HEADERS, "www-authenticate": 'Bearer realm="denolb admin"' },
+      });
+    }
+    if (isDashboard && deps.dashboard !== undefined) {
+      if (!isRead) return notAllowed("GET, HEAD");
+      if (path === "/") {
+        return new Response(deps.dashboard.html, {
+          headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
+        });
+      }
+      return new Response(deps.dashboard.events(request.signal), {
+        headers: { "content-type": "text/event-stream", "cache-control": "no-store" },
+      });
+    }
+    if (path === "/status" || path === "/backends") {
+      if (!isRead) return notAllowed("GET, HEAD");
+      const report = statusReport(deps.pool, deps.metrics, deps.isDraining());
+      return Response.json(path === "/status" ? report : report.backends);
+    }
+    if (path === "/metrics") {
+      if (!isRead) return notAllowed("GET, HEAD");
+      return new Response(deps.metrics.render(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    }
+    const action = /^\/backends\/([^/]+)\/(drain|undrain)$/.exec(path);
+    if (action !== null) {
+      if (method !== "POST") return notAllowed("POST");
+      const name = decodeURIComponent(action[1] ?? "");
+      const backend = deps.pool.backends.find((b) => b.name === name);
+      if (backend === undefined) {
+        return new Response(`No backend named "${name}"\n`, { status: 404, headers: TEXT_HEADERS });
+      }
+      const isDraining = action[2] === "drain";
+      if (backend.setDraining(isDraining)) deps.onDrainChange?.(backend, isDraining);
+      const report = statusReport(deps.pool, deps.metrics, deps.isDraining());
+      return Response.json(report.backends.find((b) => b.name === name));
+    }
+    return new Response("Not found\n", { status: 404, headers: TEXT_HEADERS });
+  };
+}
+
+function notAllowed(allow: string): Response {
+  return new Response("Method not allowed\n", {
+    status: 405,
+    headers: { ...TEXT_HEADERS, allow },
+  });
+}
+
+/**
+ * Compares two secrets in time that depends only on the expected one's length.
+ *
+ * @example
+ * ```ts
+ * import { isSameSecret } from "./admin.ts";
+ * const e = new TextEncoder();
+ * if (!isSameSecret(e.encode("s3cret"), e.encode("s3cret"))) throw new Error();
+ * if (isSameSecret(e.encode("s3cre"), e.encode("s3cret"))) throw new Error();
+ * ```
+ */
+export function isSameSecret(offered: Uint8Array, expected: Uint8Array): boolean {
+  let difference = offered.length ^ expected.length;
+  for (let i = 0; i < expected.length; i++) {
+    difference |= (offered[i] ?? 0) ^ (expected[i] ?? 0);
+  }
+  return difference === 0;
+}
+
+function round(ms: number | null): number | null {
+  return ms === null ? null : Math.round(ms * 100) / 100;
 }

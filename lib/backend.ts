@@ -27,6 +27,7 @@ export class Backend {
   /** Relative share of traffic for weighted policies. */
   readonly weight: number;
   #health: HealthState;
+  #isDraining = false;
   #inFlight = 0;
   #requests = 0;
   #failures = 0;
@@ -47,9 +48,31 @@ export class Backend {
     return this.#health;
   }
 
-  /** Whether the backend takes traffic. */
+  /** Whether the backend passes its health checks. */
   get isHealthy(): boolean {
     return this.#health === "healthy";
+  }
+
+  /** Whether an operator is draining it: no new requests; in-flight ones finish. */
+  get isDraining(): boolean {
+    return this.#isDraining;
+  }
+
+  /** Whether policies may pick it for a new request: healthy and not draining. */
+  get isAvailable(): boolean {
+    return this.#health === "healthy" && !this.#isDraining;
+  }
+
+  /**
+   * Starts or stops draining. Called only by the control plane (the admin API).
+   *
+   * @param isDraining Whether new requests must avoid the backend.
+   * @returns Whether the state changed.
+   */
+  setDraining(isDraining: boolean): boolean {
+    if (isDraining === this.#isDraining) return false;
+    this.#isDraining = isDraining;
+    return true;
   }
 
   /** Requests forwarded to this backend whose response has not finished. */

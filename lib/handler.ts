@@ -1,7 +1,7 @@
 /**
- * The per-request handler `Deno.serve` calls: admin paths under `/_lb/`, everything else
- * proxied to a backend the policy picks, with retries, status mapping, metrics and one access
- * log record per request.
+ * The proxy port's request handler: every request is proxied to a backend the policy picks
+ * (the admin API has a listener of its own, `admin.ts`), with retries, status mapping, metrics
+ * and one access log record per request.
  *
  * Before anything is forwarded the request is judged once (`data/request_target.ts`): an
  * invalid or missing `Host`, or a target that fails the path rule, is 400; `CONNECT` is 501 and
@@ -16,7 +16,6 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { ADMIN_PREFIX, adminResponse } from "./admin.ts";
 import type { Backend } from "./backend.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Policy } from "./policy.ts";
@@ -43,7 +42,7 @@ export interface HandlerDeps {
   readonly fetch?: typeof fetch;
   /** Receives the access log and errors (`["denolb", "proxy"]`). */
   readonly logger: Logger;
-  /** Counters and histograms; also served at `/_lb/metrics`. */
+  /** Counters and histograms (served by the admin API). */
   readonly metrics: Metrics;
   /** How long to wait for a backend's response headers once the request is sent, in ms. */
   readonly timeoutMs: number;
@@ -60,8 +59,6 @@ export interface HandlerDeps {
   readonly onBodyTimeout?: () => void;
   /** Seconds in the 503's `Retry-After` when no backend is healthy. Default: 1. */
   readonly retryAfterSeconds?: number;
-  /** Whether the balancer is draining: `/_lb/health` then answers 503. Default: never. */
-  readonly isDraining?: () => boolean;
   /** Measures durations and runs the response-header timeouts. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
   /** Appended to `Via` on forwarded requests, such as `"1.1 denolb"`. Default: no `Via`. */
@@ -155,7 +152,6 @@ export function createHandler(deps: HandlerDeps): Handler {
   const clock = deps.clock ?? systemClock;
   const createRequestId = deps.createRequestId ?? createRequestIdSource();
   const retryAfter = String(deps.retryAfterSeconds ?? 1);
-  const isDraining = deps.isDraining ?? (() => false);
   const { pool, policy, logger, metrics } = deps;
   // One timer for every request's response-header timeout, one for body reads.
   const deadlines = new DeadlineQueue({ clock });
@@ -358,10 +354,6 @@ export function createHandler(deps: HandlerDeps): Handler {
           );
         }
         return Promise.resolve(refuse(context, 400, target.ok ? "" : target.reason));
-      }
-      if (target.path.startsWith(ADMIN_PREFIX)) {
-        const path = target.path.slice(ADMIN_PREFIX.length);
-        return Promise.resolve(adminResponse(request, path, { pool, metrics, isDraining }));
       }
       return proxy(request, info, target, { request, path: target.path, started, requestId });
     } catch (error) {

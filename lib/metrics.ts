@@ -183,6 +183,33 @@ export class Metrics {
     else series.unhealthyFlips++;
   }
 
+  /**
+   * Estimates a latency quantile of one backend's requests from its histogram buckets,
+   * interpolating linearly inside the bucket (as Prometheus' `histogram_quantile` does).
+   *
+   * @param backend The backend.
+   * @param quantile Between 0 and 1, such as 0.99.
+   * @returns Milliseconds, or `null` before the backend has served a request.
+   */
+  latencyQuantileMs(backend: Backend, quantile: number): number | null {
+    const series = this.#series.get(backend.name);
+    if (series === undefined || series.count === 0) return null;
+    const rank = quantile * series.count;
+    let cumulative = 0;
+    for (let bucket = 0; bucket < series.buckets.length; bucket++) {
+      const inBucket = series.buckets[bucket] ?? 0;
+      if (cumulative + inBucket >= rank && inBucket > 0) {
+        const upper = BUCKET_BOUNDS_MS[bucket];
+        const lower = bucket === 0 ? 0 : BUCKET_BOUNDS_MS[bucket - 1] ?? 0;
+        // Past the last bound the histogram knows no more than "above it".
+        if (upper === undefined) return lower;
+        return lower + (upper - lower) * ((rank - cumulative) / inBucket);
+      }
+      cumulative += inBucket;
+    }
+    return BUCKET_BOUNDS_MS[BUCKET_BOUNDS_MS.length - 1] ?? null;
+  }
+
   /** Requests answered 503 for want of a healthy backend. */
   get noBackendCount(): number {
     return this.#noBackend;

@@ -8,6 +8,8 @@
 import type { Logger } from "@logtape/logtape";
 import { Backend } from "./backend.ts";
 import type { BalancerConfig } from "./config.ts";
+import { parseAdminAddress } from "./settings.ts";
+import { type AdminDeps, createAdminHandler } from "./admin.ts";
 import { listen, type Listener, type ListenerEvent } from "./data/listener.ts";
 import { createHandler } from "./handler.ts";
 import { HealthChecker } from "./health.ts";
@@ -42,9 +44,12 @@ export interface RunningBalancer extends AsyncDisposable {
   readonly health: HealthChecker;
   /** Client connections currently open. */
   readonly connectionCount: number;
+  /** Where the admin API listens, `http://host:port/`; `undefined` with `--admin off`. */
+  readonly adminUrl: URL | undefined;
   /**
-   * Stops accepting, fails `/_lb/health`, lets in-flight requests finish within the configured
-   * drain timeout, then stops health checks and closes upstream connections. Idempotent.
+   * Stops accepting, fails the admin `/health`, lets in-flight requests finish within the
+   * configured drain timeout, then stops health checks, closes upstream connections and the
+   * admin listener. Idempotent.
    *
    * @returns Whether every in-flight request finished within the timeout.
    */
@@ -87,7 +92,6 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
     bodyTimeoutMs: config.client.bodyTimeoutMs,
     onBodyTimeout: () => metrics.recordEvent("body-timeout"),
     retryAfterSeconds: Math.max(1, Math.ceil(config.health.intervalMs / 1000)),
-    isDraining: () => isDraining,
     clock,
   });
 
@@ -115,11 +119,30 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
   }
   health.start();
   const addr = listener.addr;
-  const url = new URL(
-    `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}/`,
-  );
+  const url = httpUrl(addr);
+  let admin: Deno.HttpServer<Deno.NetAddr> | undefined;
+  try {
+    admin = startAdmin(config, {
+      pool,
+      metrics,
+      isDraining: () => isDraining,
+      token: config.admin.token,
+      onDrainChange: (backend, isDrainingBackend) =>
+        logger.info(isDrainingBackend ? "Backend draining" : "Backend undrained", {
+          backend: backend.name,
+          inFlight: backend.inFlight,
+        }),
+    });
+  } catch (error) {
+    listener.close();
+    client.close();
+    http1?.close();
+    throw error;
+  }
+  const adminUrl = admin === undefined ? undefined : httpUrl(admin.addr);
   logger.info("Balancer listening", {
     url: url.href,
+    admin: adminUrl?.href ?? "off",
     backends: pool.backends.map((b) => b.name),
     policy: config.policy,
     healthIntervalMs: config.health.intervalMs,
@@ -144,6 +167,7 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
       await health.stop();
       client.close();
       http1?.close();
+      await admin?.shutdown();
       logger.info("Balancer stopped", { isClean });
       return isClean;
     })();
@@ -158,11 +182,43 @@ export function startBalancer(config: BalancerConfig, deps: BalancerDeps = {}): 
     get connectionCount() {
       return listener.connectionCount;
     },
+    adminUrl,
     drain,
     async [Symbol.asyncDispose]() {
       await drain();
     },
   };
+}
+
+/** `http://host:port/` for a bound address, with an IPv6 host in brackets. */
+function httpUrl(addr: Deno.NetAddr): URL {
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  return new URL(`http://${host}:${addr.port}/`);
+}
+
+/**
+ * Starts the admin listener, unless `--admin off`.
+ *
+ * @throws {Error} When its address cannot be bound, naming it.
+ */
+function startAdmin(
+  config: BalancerConfig,
+  deps: AdminDeps,
+): Deno.HttpServer<Deno.NetAddr> | undefined {
+  if (config.admin.listen === "off") return undefined;
+  const address = parseAdminAddress(config.admin.listen);
+  if (address === undefined) throw new Error(`Invalid admin address "${config.admin.listen}"`);
+  try {
+    return Deno.serve(
+      { hostname: address.hostname, port: address.port, onListen: () => {} },
+      createAdminHandler(deps),
+    );
+  } catch (cause) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`Cannot listen on admin address ${config.admin.listen}: ${detail}`, {
+      cause,
+    });
+  }
 }
 
 /** Sends requests for `http:` backends with the HTTP/1.1 client and the rest with `fetch`. */

@@ -33,6 +33,27 @@ export const UPSTREAMS = ["fetch", "http1"] as const;
 /** An upstream client. */
 export type Upstream = typeof UPSTREAMS[number];
 
+/**
+ * Reads an admin listen address: `host:port`, with an IPv6 host in brackets.
+ *
+ * @param text The address, such as `127.0.0.1:9091` or `[::1]:0`.
+ * @returns The host (without brackets) and port, or `undefined` when it is not an address.
+ *
+ * @example
+ * ```ts
+ * import { parseAdminAddress } from "./settings.ts";
+ * const address = parseAdminAddress("[::1]:9091");
+ * if (address?.hostname !== "::1" || address.port !== 9091) throw new Error();
+ * ```
+ */
+export function parseAdminAddress(text: string): { hostname: string; port: number } | undefined {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s/:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  const hostname = match?.[1] ?? match?.[2];
+  if (hostname === undefined || !(port <= 65_535)) return undefined;
+  return { hostname, port };
+}
+
 /** The help's sections, in order. */
 export const SECTIONS = [
   "Listener",
@@ -40,6 +61,7 @@ export const SECTIONS = [
   "Health checks",
   "Clients",
   "Proxy",
+  "Admin",
   "Logging",
 ] as const;
 
@@ -266,6 +288,31 @@ export const SETTINGS = {
       metavar: "PATH",
       section: "Logging",
       help: "Append logs to PATH instead of stderr; writes are buffered and never block requests.",
+    } satisfies OptionalSetting<string>,
+  },
+  admin: {
+    listen: {
+      kind: text(
+        (value) => value === "off" || parseAdminAddress(value) !== undefined,
+        "must be host:port (such as 127.0.0.1:9091; port 0 picks a free one) or off",
+      ),
+      default: "127.0.0.1:9091",
+      flag: "admin",
+      metavar: "ADDRESS",
+      section: "Admin",
+      help: "Where the admin API and dashboard listen (status, metrics, drain, /health for an " +
+        "upstream load balancer), apart from the proxy port; off turns it off.",
+    } satisfies Setting<string>,
+    token: {
+      kind: text(
+        (value) => value.length >= 16 && !/\s/.test(value),
+        "must be at least 16 characters without spaces",
+      ),
+      isOptional: true,
+      flag: "admin-token",
+      metavar: "TOKEN",
+      section: "Admin",
+      help: "Bearer token every admin route but /health requires (Authorization: Bearer TOKEN).",
     } satisfies OptionalSetting<string>,
   },
   drainTimeoutMs: {

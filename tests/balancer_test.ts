@@ -35,6 +35,8 @@ async function startCluster(
   const config = await parseBalancerArgs([
     "--port",
     "0",
+    "--admin",
+    "127.0.0.1:0",
     "--rise",
     "2",
     "--fall",
@@ -169,7 +171,7 @@ Deno.test("drain lets an in-flight request finish", async () => {
   const inFlight = fetch(cluster.balancer.url);
   await gated.sleeping;
   assertEquals(cluster.balancer.pool.inFlight, 1);
-  const healthBefore = await fetch(new URL("/_lb/health", cluster.balancer.url));
+  const healthBefore = await fetch(new URL("/health", cluster.balancer.adminUrl));
   await healthBefore.body?.cancel();
   assertEquals(healthBefore.status, 200);
 

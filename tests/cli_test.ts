@@ -62,10 +62,12 @@ Deno.test("lb exits 0 on SIGTERM after draining", {
     "127.0.0.1:9",
     "--health-interval",
     "1s",
+    "--admin",
+    "127.0.0.1:0",
   ]);
-  const [, url] = await lb.waitForLine(/Balancer listening.*?(http:\/\/[\d.]+:\d+\/)/);
-  assert(url !== undefined);
-  const response = await fetch(new URL("/_lb/health", url));
+  const [, admin] = await lb.waitForLine(/Balancer listening.*?admin=\S*?(http:\/\/[\d.]+:\d+\/)/);
+  assert(admin !== undefined);
+  const response = await fetch(new URL("/health", admin));
   await response.body?.cancel();
   assertEquals(response.status, 200);
   lb.child.kill("SIGTERM");

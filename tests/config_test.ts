@@ -86,6 +86,7 @@ Deno.test("parseBalancerArgs() with no arguments gives the seed's defaults", asy
     maxIdlePerHost: 64,
   });
   assertEquals(config.log, { level: "info", format: "text" });
+  assertEquals(config.admin, { listen: "127.0.0.1:9091" });
   assertEquals(config.drainTimeoutMs, 10_000);
 });
 
@@ -157,6 +158,10 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     "64KB",
     "--upstream",
     "http1",
+    "--admin",
+    "[::1]:0",
+    "--admin-token",
+    "0123456789abcdef",
     "--log-level",
     "debug",
     "--log-format",
@@ -182,6 +187,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
       upstream: "http1",
       maxIdlePerHost: 8,
     },
+    admin: { listen: "[::1]:0", token: "0123456789abcdef" },
     log: { level: "debug", format: "json", file: "lb.log" },
     drainTimeoutMs: 0,
   });
@@ -334,6 +340,14 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
   ],
   [["--log-format", "xml"], 'Invalid --log-format "xml": must be one of text, json'],
   [["--upstream", "tcp"], 'Invalid --upstream "tcp": must be one of fetch, http1'],
+  [
+    ["--admin", "9091"],
+    'Invalid --admin "9091": must be host:port (such as 127.0.0.1:9091; port 0 picks a free one) or off',
+  ],
+  [
+    ["--admin-token", "short"],
+    'Invalid --admin-token "short": must be at least 16 characters without spaces',
+  ],
   [["--log-file"], "Flag --log-file needs a value"],
   [
     ["--header-timeout", "0"],
@@ -410,6 +424,7 @@ const FULL_FILE = JSON.stringify({
     upstream: "http1",
     maxIdlePerHost: 16,
   },
+  admin: { listen: "off" },
   log: { level: "WARNING", format: "json", file: "/var/log/lb.log" },
   drainTimeoutMs: 3000,
 });
@@ -433,6 +448,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
       upstream: "http1",
       maxIdlePerHost: 16,
     },
+    admin: { listen: "off" },
     log: { level: "warning", format: "json", file: "/var/log/lb.log" },
     drainTimeoutMs: 3000,
   });

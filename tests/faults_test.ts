@@ -16,6 +16,8 @@ async function balancerFor(backends: readonly URL[], extra: readonly string[], c
     [
       "--port",
       "0",
+      "--admin",
+      "off",
       "--health-interval",
       "1h",
       "--log-level",

@@ -12,9 +12,11 @@ const FLOOD = 120;
 Deno.test("lb survives descriptor exhaustion on accept and serves again when descriptors free up", async () => {
   await using backend = startServer(() => new Response("from backend"));
   const script = `ulimit -n 64 && exec "$0" run --unstable-no-legacy-abort -A main.ts lb ` +
-    `--port 0 --backend 127.0.0.1:${backend.port} --health-interval 1h`;
+    `--port 0 --backend 127.0.0.1:${backend.port} --health-interval 1h --admin 127.0.0.1:0`;
   await using lb = startProcess("bash", ["-c", script, Deno.execPath()]);
-  const [, url] = await lb.waitForLine(/Balancer listening.*?(http:\/\/[\d.]+:\d+\/)/);
+  const [, url, admin] = await lb.waitForLine(
+    /Balancer listening.*?(http:\/\/[\d.]+:\d+\/).*?admin=\S*?(http:\/\/[\d.]+:\d+\/)/,
+  );
   const port = Number(new URL(url ?? "").port);
   const flood: Deno.Conn[] = [];
   try {
@@ -29,7 +31,7 @@ Deno.test("lb survives descriptor exhaustion on accept and serves again when des
   // accept loop picks them up again.
   const response = await fetch(new URL("/after", url));
   assertEquals(await response.text(), "from backend");
-  const metrics = await (await fetch(new URL("/_lb/metrics", url))).text();
+  const metrics = await (await fetch(new URL("/metrics", admin))).text();
   assertMatch(metrics, /denolb_fd_exhausted_total\{where="accept"\} [1-9]/);
   assertEquals(lb.output.includes("Uncaught"), false, lb.output);
 });

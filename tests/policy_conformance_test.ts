@@ -76,6 +76,21 @@ for (const name of POLICY_NAMES) {
     }
   });
 
+  Deno.test(`${name}: pick() skips draining backends and picks them again once undrained`, () => {
+    const backends = makeBackends(3);
+    backends[0]?.setDraining(true);
+    backends[2]?.setDraining(true);
+    const policy = createPolicy(name);
+    for (let round = 0; round < 6; round++) {
+      assertStrictEquals(policy.pick(backends, REQUEST), backends[1]);
+    }
+    backends[1]?.setDraining(true);
+    assertStrictEquals(policy.pick(backends, REQUEST), undefined);
+    for (const backend of backends) backend.setDraining(false);
+    const seen = new Set(Array.from({ length: 6 }, () => policy.pick(backends, REQUEST)));
+    assertEquals(seen.size, 3);
+  });
+
   Deno.test(`${name}: pick() never returns an excluded backend`, () => {
     const backends = makeBackends(3);
     const policy = createPolicy(name);

@@ -113,6 +113,8 @@ function startLb() {
     "0",
     "--backend",
     `127.0.0.1:${closedPort()}`,
+    "--admin",
+    "127.0.0.1:0",
   ]);
 }
 
@@ -124,12 +126,14 @@ Deno.test({
   ignore: !isPosix,
   fn: async () => {
     await using lb = startLb();
-    const [, url] = await lb.waitForLine(/Balancer listening.*?(http:\/\/[\d.]+:\d+\/)/);
-    assert(url !== undefined);
+    const [, admin] = await lb.waitForLine(
+      /Balancer listening.*?admin=\S*?(http:\/\/[\d.]+:\d+\/)/,
+    );
+    assert(admin !== undefined);
     lb.child.kill("SIGHUP");
     const [line] = await lb.waitForLine(/^.*SIGHUP.*$/m);
     assertMatch(line, /WARN .*Reload is not supported yet; SIGHUP ignored/);
-    const response = await fetch(new URL("/_lb/health", url));
+    const response = await fetch(new URL("/health", admin));
     await response.body?.cancel();
     assertEquals(response.status, 200, "still serving after SIGHUP");
     lb.child.kill("SIGTERM");

@@ -1,5 +1,5 @@
 /**
- * Round-robin: each healthy backend in turn, as the seed balancer did.
+ * Round-robin: each available (healthy, not draining) backend in turn, as the seed balancer did.
  *
  * @module
  */
@@ -25,7 +25,7 @@ export function createRoundRobin(): Policy {
       for (let step = 0; step < count; step++) {
         const index = (cursor + step) % count;
         const backend = backends[index];
-        if (backend?.isHealthy && exclude?.has(backend) !== true) {
+        if (backend?.isAvailable && exclude?.has(backend) !== true) {
           cursor = (index + 1) % count;
           return backend;
         }

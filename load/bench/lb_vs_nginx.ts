@@ -49,6 +49,8 @@ async function startBalancer(port: number, backendPorts: readonly number[]) {
       "lb",
       "--port",
       String(port),
+      "--admin",
+      "off",
       "--log-level",
       "warning",
       "--backend",

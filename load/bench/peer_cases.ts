@@ -388,6 +388,10 @@ async function startOurs(directory: string, backendPort: number, ref: string): P
     main = `${tree}/main.ts`;
   }
   const port = freePort();
+  // Versions with an admin listener of their own get it turned off (older ones lack the flag).
+  const settings = await Deno.readTextFile(new URL("../lib/settings.ts", `file://${main}`))
+    .catch(() => "");
+  const adminOff = settings.includes('flag: "admin"') ? ["--admin", "off"] : [];
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -396,6 +400,7 @@ async function startOurs(directory: string, backendPort: number, ref: string): P
       "lb",
       "--port",
       String(port),
+      ...adminOff,
       "--backend",
       `127.0.0.1:${backendPort}`,
       "--log-level",

@@ -45,7 +45,6 @@ export interface TestBalancerOptions extends
       HandlerDeps,
       | "retries"
       | "timeoutMs"
-      | "isDraining"
       | "retryAfterSeconds"
       | "via"
       | "requestBufferBytes"
@@ -98,7 +97,6 @@ export function startBalancer(
     metrics,
     timeoutMs: options.timeoutMs ?? 5_000,
     retries: options.retries ?? 1,
-    ...(options.isDraining === undefined ? {} : { isDraining: options.isDraining }),
     ...(options.retryAfterSeconds === undefined
       ? {}
       : { retryAfterSeconds: options.retryAfterSeconds }),
