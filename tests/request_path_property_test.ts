@@ -77,6 +77,7 @@ async function checkInvariants(upstream: Upstream): Promise<void> {
     "%2e%2e",
     "%2E",
     "%41",
+    "_lb",
     "status",
     "x%2Fy",
     "x\\y",
