@@ -64,6 +64,17 @@ Deno.test("fetch() adds host from the URL only when the list has none", async ()
   );
 });
 
+Deno.test("fetch() sends header values as bytes, one per character (Latin-1)", async () => {
+  await using backend = startRawBackend();
+  using client = createHttp1Client();
+  await (await client.fetch(`http://127.0.0.1:${backend.port}/`, {
+    headers: [["host", "b"], ["x-name", "caf\u00e9"]],
+  })).text();
+  const raw = backend.received[0]?.raw ?? new Uint8Array(0);
+  const at = decoder.decode(raw).indexOf("x-name: caf");
+  assertEquals([...raw.subarray(at + 11, at + 14)], [0xe9, 0x0d, 0x0a]);
+});
+
 Deno.test("fetch() frames a byte body with content-length, its own not the list's", async () => {
   await using backend = startRawBackend();
   using client = createHttp1Client();
