@@ -18,6 +18,7 @@ const DEFAULT_PERIOD_SECONDS = D.health.intervalMs / 1000;
 /** The `lb` subcommand's help text: every flag, its default, the file's keys and examples. */
 export const LB_HELP: string = `Usage: denolb lb [options] [health_check_period_seconds]
        deno task lb [options] [health_check_period_seconds]
+       denolb lb check-config FILE [options]   (validate a config file; exit 0 or 2)
 
 Balances HTTP requests over backends (round-robin over the healthy ones) and probes their health.
 With no arguments it behaves as the seed balancer: listens on ${D.host}:${D.port} and balances

@@ -10,7 +10,7 @@ import { isHelpRequested, LB_HELP, parseBalancerArgs } from "./config.ts";
 import { type FileLimitDeps, raiseFileLimit, type RaiseFileLimitOutcome } from "./fd_limit.ts";
 import { configureLogging, getModuleLogger } from "./log.ts";
 import { runBalancer } from "./server.ts";
-import { type CommandContext, EXIT } from "./shared/command.ts";
+import { type CommandContext, EXIT, UsageError } from "./shared/command.ts";
 import { listenForHangup, type SignalApi } from "./signals.ts";
 
 /** Process-level dependencies of {@linkcode lbCommand}, each with a production default. */
@@ -40,6 +40,7 @@ export async function lbCommand(
     ctx.stdout(LB_HELP);
     return EXIT.ok;
   }
+  if (args[0] === "check-config") return await checkConfig(args.slice(1), ctx);
   const config = await parseBalancerArgs(args, ctx.env);
   await using _logging = await configureLogging({
     level: config.log.level,
@@ -54,6 +55,25 @@ export async function lbCommand(
   );
   logFileLimit(logger, raiseFileLimit(deps.fileLimit));
   await runBalancer(config, ctx.signal);
+  return EXIT.ok;
+}
+
+/**
+ * `lb check-config FILE [flags]`: validates the file (and any flags) as `lb` would, without
+ * starting anything.
+ *
+ * @throws {UsageError} Naming the field, value and rule of the first problem (exit 2).
+ */
+async function checkConfig(args: readonly string[], ctx: CommandContext): Promise<number> {
+  const [file, ...flags] = args;
+  if (file === undefined || file.startsWith("-")) {
+    throw new UsageError("lb check-config needs a config file: lb check-config FILE");
+  }
+  const config = await parseBalancerArgs(["--config", file, ...flags], ctx.env);
+  ctx.stdout(
+    `Config "${file}" is valid: ${config.backends.length} backend(s), listening on ` +
+      `${config.host}:${config.port}, admin ${config.admin.listen}\n`,
+  );
   return EXIT.ok;
 }
 

@@ -76,6 +76,25 @@ Deno.test("lb exits 0 on SIGTERM after draining", {
   assertStringIncludes(lb.output, "Balancer stopped");
 });
 
+Deno.test("lb check-config validates a file without starting: exit 0, or 2 naming the field", async () => {
+  const directory = await Deno.makeTempDir();
+  try {
+    const good = `${directory}/good.json`;
+    const bad = `${directory}/bad.json`;
+    await Deno.writeTextFile(good, JSON.stringify({ port: 9000, backends: ["127.0.0.1:8080"] }));
+    await Deno.writeTextFile(bad, JSON.stringify({ health: { intervalMs: -5 } }));
+    const ok = await runDeno([...MAIN, "lb", "check-config", good]);
+    assertEquals(ok.code, 0, ok.stderr);
+    assertStringIncludes(ok.stdout, `Config "${good}" is valid: 1 backend(s)`);
+    const rejected = await runDeno([...MAIN, "lb", "check-config", bad]);
+    assertEquals(rejected.code, 2);
+    assertStringIncludes(rejected.stderr, `Invalid config "${bad}": health.intervalMs`);
+    assertEquals(rejected.stdout, "");
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
 Deno.test("every task in deno.json names an existing entry file", async () => {
   const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", REPO_ROOT)));
   for (const [name, task] of Object.entries(config.tasks as Record<string, string>)) {
