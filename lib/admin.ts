@@ -9,6 +9,9 @@
  * | `GET /metrics`                     | Prometheus text                                         |
  * | `POST /backends/{name}/drain`      | stop sending it new requests; in-flight ones finish     |
  * | `POST /backends/{name}/undrain`    | send it requests again                                  |
+ * | `POST /backends`                   | add a backend: `{"url": "...", "weight": 1}`            |
+ * | `DELETE /backends/{name}`          | drain a backend, then remove it                         |
+ * | `POST /reload`                     | re-read the configuration; 400 with the problems        |
  * | `GET /`, `GET /events`             | the live dashboard and its server-sent events           |
  *
  * With `--admin-token` every route but `/health` needs `Authorization: Bearer TOKEN` (compared
@@ -17,7 +20,8 @@
  *
  * @module
  */
-import type { Backend } from "./backend.ts";
+import { type Backend, parseBackendUrl } from "./backend.ts";
+import type { BackendConfig } from "./settings.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Pool } from "./pool.ts";
 
@@ -29,6 +33,21 @@ export interface Dashboard {
   readonly html: string;
   /** A server-sent event stream of status snapshots; ends when `signal` aborts. */
   events(signal: AbortSignal): ReadableStream<Uint8Array>;
+}
+
+/** What the admin API can change, from the balancer that owns it. */
+export interface AdminControl {
+  /** Re-reads and applies the configuration. */
+  reload(): Promise<
+    { readonly ok: true; readonly changes: readonly string[] } | {
+      readonly ok: false;
+      readonly problems: readonly string[];
+    }
+  >;
+  /** Adds a backend; throws a `RangeError` when its URL is in the pool already. */
+  addBackend(backend: BackendConfig): Backend;
+  /** Drains a backend, then removes it (in the background). */
+  removeBackend(backend: Backend): void;
 }
 
 /** What the admin API reads and acts on. */
@@ -45,6 +64,8 @@ export interface AdminDeps {
   readonly dashboard?: Dashboard | undefined;
   /** Told when an operator drains or undrains a backend, for the log. Default: nothing. */
   readonly onDrainChange?: (backend: Backend, isDraining: boolean) => void;
+  /** Reload and adding or removing backends. Default: those routes answer 404. */
+  readonly control?: AdminControl | undefined;
 }
 
 /** A backend's entry in `/status` and `/backends`. */
@@ -117,7 +138,9 @@ export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): S
  * @param deps The pool, metrics, drain state, token and dashboard.
  * @returns A handler for the admin listener; it never throws.
  */
-export function createAdminHandler(deps: AdminDeps): (request: Request) => Response {
+export function createAdminHandler(
+  deps: AdminDeps,
+): (request: Request) => Response | Promise<Response> {
   const tokenBytes = deps.token === undefined ? undefined : new TextEncoder().encode(deps.token);
   const isAuthorized = (request: Request, url: URL, isQueryAllowed: boolean): boolean => {
     if (tokenBytes === undefined) return true;
@@ -128,6 +151,11 @@ export function createAdminHandler(deps: AdminDeps): (request: Request) => Respo
       ? url.searchParams.get("token") ?? ""
       : "";
     return isSameSecret(new TextEncoder().encode(offered), tokenBytes);
+  };
+
+  const findBackend = (encoded: string): Backend | undefined => {
+    const name = safeDecode(encoded);
+    return deps.pool.backends.find((b) => b.name === name);
   };
 
   return (request) => {
@@ -159,6 +187,24 @@ export function createAdminHandler(deps: AdminDeps): (request: Request) => Respo
         headers: { "content-type": "text/event-stream", "cache-control": "no-store" },
       });
     }
+    const control = deps.control;
+    if (control !== undefined) {
+      if (path === "/reload") {
+        if (method !== "POST") return notAllowed("POST");
+        return control.reload().then((outcome) =>
+          Response.json(outcome, { status: outcome.ok ? 200 : 400 })
+        );
+      }
+      if (path === "/backends" && method === "POST") return addBackend(request, control);
+      const named = /^\/backends\/([^/]+)$/.exec(path);
+      if (named !== null) {
+        if (method !== "DELETE") return notAllowed("DELETE");
+        const backend = findBackend(named[1] ?? "");
+        if (backend === undefined) return noBackend(named[1] ?? "");
+        control.removeBackend(backend);
+        return Response.json({ removing: backend.name }, { status: 202 });
+      }
+    }
     if (path === "/status" || path === "/backends") {
       if (!isRead) return notAllowed("GET, HEAD");
       const report = statusReport(deps.pool, deps.metrics, deps.isDraining());
@@ -173,11 +219,9 @@ export function createAdminHandler(deps: AdminDeps): (request: Request) => Respo
     const action = /^\/backends\/([^/]+)\/(drain|undrain)$/.exec(path);
     if (action !== null) {
       if (method !== "POST") return notAllowed("POST");
-      const name = decodeURIComponent(action[1] ?? "");
-      const backend = deps.pool.backends.find((b) => b.name === name);
-      if (backend === undefined) {
-        return new Response(`No backend named "${name}"\n`, { status: 404, headers: TEXT_HEADERS });
-      }
+      const backend = findBackend(action[1] ?? "");
+      if (backend === undefined) return noBackend(action[1] ?? "");
+      const name = backend.name;
       const isDraining = action[2] === "drain";
       if (backend.setDraining(isDraining)) deps.onDrainChange?.(backend, isDraining);
       const report = statusReport(deps.pool, deps.metrics, deps.isDraining());
@@ -185,6 +229,58 @@ export function createAdminHandler(deps: AdminDeps): (request: Request) => Respo
     }
     return new Response("Not found\n", { status: 404, headers: TEXT_HEADERS });
   };
+}
+
+/** `POST /backends`: `{"url": "http://10.0.0.5:8080", "weight": 2}`; weight defaults to 1. */
+async function addBackend(request: Request, control: AdminControl): Promise<Response> {
+  let body: unknown;
+  try {
+    body = await request.json();
+  } catch {
+    return badRequest('Invalid body: send JSON such as {"url": "http://10.0.0.5:8080"}');
+  }
+  const fields = typeof body === "object" && body !== null
+    ? body as { url?: unknown; weight?: unknown }
+    : {};
+  if (typeof fields.url !== "string") return badRequest("Invalid body: url must be a string");
+  const weight = fields.weight ?? 1;
+  if (typeof weight !== "number" || !(weight > 0)) {
+    return badRequest(`Invalid weight ${JSON.stringify(weight)}: must be a positive number`);
+  }
+  let url: URL;
+  try {
+    url = parseBackendUrl(fields.url);
+  } catch (error) {
+    return badRequest(error instanceof Error ? error.message : String(error));
+  }
+  try {
+    const backend = control.addBackend({ url, weight });
+    return Response.json({ added: backend.name, url: backend.url.href, weight }, { status: 201 });
+  } catch (error) {
+    return new Response(`${error instanceof Error ? error.message : String(error)}\n`, {
+      status: 409,
+      headers: TEXT_HEADERS,
+    });
+  }
+}
+
+function badRequest(message: string): Response {
+  return new Response(`${message}\n`, { status: 400, headers: TEXT_HEADERS });
+}
+
+function noBackend(encoded: string): Response {
+  return new Response(`No backend named "${safeDecode(encoded)}"\n`, {
+    status: 404,
+    headers: TEXT_HEADERS,
+  });
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 function notAllowed(allow: string): Response {

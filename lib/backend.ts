@@ -24,8 +24,7 @@ export class Backend {
   readonly url: URL;
   /** Short name for logs and metrics: `host:port` plus the path prefix, if any. */
   readonly name: string;
-  /** Relative share of traffic for weighted policies. */
-  readonly weight: number;
+  #weight: number;
   #health: HealthState;
   #isDraining = false;
   #inFlight = 0;
@@ -39,8 +38,22 @@ export class Backend {
   constructor(url: URL, options: BackendOptions = {}) {
     this.url = url;
     this.name = url.pathname === "/" ? url.host : `${url.host}${url.pathname.slice(0, -1)}`;
-    this.weight = options.weight ?? 1;
+    this.#weight = options.weight ?? 1;
     this.#health = options.initialHealth ?? "healthy";
+  }
+
+  /** Relative share of traffic for weighted policies. */
+  get weight(): number {
+    return this.#weight;
+  }
+
+  /**
+   * Changes the weight (a reload). Called only by the control plane.
+   *
+   * @param weight The new weight, already validated as positive.
+   */
+  setWeight(weight: number): void {
+    this.#weight = weight;
   }
 
   /** The current health state. */

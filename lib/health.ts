@@ -128,8 +128,24 @@ export interface HealthCheckerOptions {
 
 interface Tracked {
   readonly backend: Backend;
-  readonly url: URL;
+  url: URL;
   status: HealthStatus;
+  /** Stops this backend's loop alone (untracked), or with the whole checker. */
+  readonly stop: AbortController;
+}
+
+/** The settings {@linkcode HealthChecker.reconfigure} can change while probing. */
+export interface HealthSettings {
+  /** Path probed on every backend, appended to its base path. */
+  readonly path: string;
+  /** Time between the starts of two probes of one backend, in milliseconds. */
+  readonly intervalMs: number;
+  /** A probe without a 2xx response within this time fails, in milliseconds. */
+  readonly timeoutMs: number;
+  /** Consecutive successes that bring an unhealthy backend back. */
+  readonly rise: number;
+  /** Consecutive failures that take a healthy backend out. */
+  readonly fall: number;
 }
 
 /**
@@ -141,16 +157,16 @@ interface Tracked {
  * ```
  */
 export class HealthChecker implements AsyncDisposable {
-  readonly #tracked: readonly Tracked[];
-  readonly #intervalMs: number;
-  readonly #timeoutMs: number;
-  readonly #thresholds: HealthThresholds;
+  readonly #tracked = new Map<Backend, Tracked>();
+  #intervalMs: number;
+  #timeoutMs: number;
+  #thresholds: HealthThresholds;
+  #relativePath: string;
   readonly #clock: Clock;
   readonly #fetch: ProbeFetch;
   readonly #logger: Logger;
   readonly #onChange: ((backend: Backend, state: HealthState) => void) | undefined;
   readonly #onProbe: ((backend: Backend, result: ProbeResult) => void) | undefined;
-  readonly #controller = new AbortController();
   readonly #tasks = new Set<Promise<void>>();
   readonly #firstRound = Promise.withResolvers<void>();
   #isStarted = false;
@@ -185,12 +201,60 @@ export class HealthChecker implements AsyncDisposable {
     this.#logger = options.logger ?? getModuleLogger("health");
     this.#onChange = options.onChange;
     this.#onProbe = options.onProbe;
-    const relative = (options.path ?? "/health").replace(/^\/+/, "");
-    this.#tracked = pool.backends.map((backend) => ({
+    this.#relativePath = (options.path ?? "/health").replace(/^\/+/, "");
+    for (const backend of pool.backends) this.#add(backend, initialHealthStatus(backend.health));
+  }
+
+  #add(backend: Backend, status: HealthStatus): Tracked {
+    const tracked: Tracked = {
       backend,
-      url: new URL(relative, backend.url),
-      status: initialHealthStatus(backend.health),
-    }));
+      url: new URL(this.#relativePath, backend.url),
+      status,
+      stop: new AbortController(),
+    };
+    this.#tracked.set(backend, tracked);
+    return tracked;
+  }
+
+  /**
+   * Starts probing a backend added to the pool (at once, then every interval). Its current
+   * state stands until `rise` or `fall` consecutive results flip it. Does nothing for a
+   * backend already tracked or after {@linkcode stop}.
+   *
+   * @param backend The new backend.
+   */
+  track(backend: Backend): void {
+    if (this.#tracked.has(backend) || this.#stopped !== undefined) return;
+    // Marked as probed: a reload must not flip a backend on one result.
+    const tracked = this.#add(backend, { ...initialHealthStatus(backend.health), isProbed: true });
+    if (this.#isStarted) this.#own(this.#loop(tracked, () => {}));
+  }
+
+  /**
+   * Stops probing a backend removed from the pool; a probe in flight is abandoned.
+   *
+   * @param backend The removed backend.
+   */
+  untrack(backend: Backend): void {
+    const tracked = this.#tracked.get(backend);
+    if (tracked === undefined) return;
+    this.#tracked.delete(backend);
+    tracked.stop.abort(new DOMException("Backend removed", "AbortError"));
+  }
+
+  /**
+   * Changes the probe settings; the next probe of each backend uses them.
+   *
+   * @param settings The new path, interval, timeout and thresholds (already validated).
+   */
+  reconfigure(settings: HealthSettings): void {
+    this.#intervalMs = settings.intervalMs;
+    this.#timeoutMs = settings.timeoutMs;
+    this.#thresholds = { rise: settings.rise, fall: settings.fall };
+    this.#relativePath = settings.path.replace(/^\/+/, "");
+    for (const tracked of this.#tracked.values()) {
+      tracked.url = new URL(this.#relativePath, tracked.backend.url);
+    }
   }
 
   /**
@@ -212,7 +276,7 @@ export class HealthChecker implements AsyncDisposable {
     }
     if (this.#isStarted) return;
     this.#isStarted = true;
-    const firsts = this.#tracked.map((tracked) => {
+    const firsts = [...this.#tracked.values()].map((tracked) => {
       const first = Promise.withResolvers<void>();
       this.#own(this.#loop(tracked, first.resolve));
       return first.promise;
@@ -227,7 +291,9 @@ export class HealthChecker implements AsyncDisposable {
    */
   checkNow(): Promise<void> {
     if (this.#stopped !== undefined) return Promise.resolve();
-    const round = Promise.all(this.#tracked.map((tracked) => this.#probeOnce(tracked)))
+    const round = Promise.all(
+      [...this.#tracked.values()].map((tracked) => this.#probeOnce(tracked)),
+    )
       .then(() => undefined);
     this.#own(round);
     return round;
@@ -241,7 +307,8 @@ export class HealthChecker implements AsyncDisposable {
    */
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
-      this.#controller.abort(new DOMException("Health checker stopped", "AbortError"));
+      const reason = new DOMException("Health checker stopped", "AbortError");
+      for (const tracked of this.#tracked.values()) tracked.stop.abort(reason);
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
       this.#firstRound.resolve();
     })();
@@ -259,7 +326,7 @@ export class HealthChecker implements AsyncDisposable {
   }
 
   async #loop(tracked: Tracked, onFirst: () => void): Promise<void> {
-    const signal = this.#controller.signal;
+    const signal = tracked.stop.signal;
     let nextAt = this.#clock.now();
     try {
       await this.#probeOnce(tracked);
@@ -285,7 +352,7 @@ export class HealthChecker implements AsyncDisposable {
   }
 
   async #probeOnce(tracked: Tracked): Promise<void> {
-    const signal = this.#controller.signal;
+    const signal = tracked.stop.signal;
     const result = await runProbe(tracked.url, {
       fetch: this.#fetch,
       clock: this.#clock,

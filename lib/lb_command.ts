@@ -1,7 +1,7 @@
 /**
  * `lb`: parses the balancer's flags, sets up logging, raises the open-file limit, and runs the
- * balancer until interrupted. SIGHUP is caught and logged (reload does not exist yet) rather
- * than left to end the process.
+ * balancer until interrupted. SIGHUP reloads the configuration (the same flags and
+ * `--config` file, read again); an invalid one changes nothing.
  *
  * @module
  */
@@ -9,7 +9,7 @@ import type { Logger } from "@logtape/logtape";
 import { isHelpRequested, LB_HELP, parseBalancerArgs } from "./config.ts";
 import { type FileLimitDeps, raiseFileLimit, type RaiseFileLimitOutcome } from "./fd_limit.ts";
 import { configureLogging, getModuleLogger } from "./log.ts";
-import { runBalancer } from "./server.ts";
+import { runBalancer, type RunningBalancer } from "./server.ts";
 import { type CommandContext, EXIT, UsageError } from "./shared/command.ts";
 import { listenForHangup, type SignalApi } from "./signals.ts";
 
@@ -49,12 +49,21 @@ export async function lbCommand(
     ...(config.log.file === undefined ? {} : { file: config.log.file }),
   });
   const logger = getModuleLogger("lb");
+  // SIGHUP reloads: the same flags and config file, read again.
+  let balancer: RunningBalancer | undefined;
   using _hangup = listenForHangup(
-    () => logger.warn("Reload is not supported yet; SIGHUP ignored"),
+    () => {
+      logger.info("SIGHUP: reloading the configuration");
+      if (balancer === undefined) logger.warn("Not started yet; SIGHUP ignored");
+      else void balancer.reload();
+    },
     deps.signals === undefined ? {} : { api: deps.signals },
   );
   logFileLimit(logger, raiseFileLimit(deps.fileLimit));
-  await runBalancer(config, ctx.signal);
+  await runBalancer(config, ctx.signal, {
+    loadConfig: () => parseBalancerArgs(args, ctx.env),
+    onStarted: (started) => balancer = started,
+  });
   return EXIT.ok;
 }
 

@@ -107,18 +107,20 @@ const EVENT_METRICS: ReadonlyArray<{
 export class Metrics {
   readonly #series = new Map<string, Series>();
   readonly #none = new Series(NO_BACKEND_LABEL);
-  readonly #backends: readonly Backend[];
+  readonly #backends: () => readonly Backend[];
   #noBackend = 0;
   #retries = 0;
   readonly #events = new Map<MetricEvent, number>();
 
   /**
-   * @param backends The backends whose gauges are exposed, in configuration order. Their
+   * @param backends The backends whose gauges are exposed, in configuration order, or the pool
+   *   (read at each scrape, so added backends appear). Their
    *   series exist from the start, so a scrape lists every backend even before traffic.
    */
-  constructor(backends: readonly Backend[]) {
-    this.#backends = backends;
-    for (const backend of backends) this.#seriesOf(backend.name);
+  constructor(backends: readonly Backend[] | { readonly backends: readonly Backend[] }) {
+    // A pool is read at each scrape, so backends added later get their gauges too.
+    this.#backends = "backends" in backends ? () => backends.backends : () => backends;
+    for (const backend of this.#backends()) this.#seriesOf(backend.name);
   }
 
   /**
@@ -265,7 +267,7 @@ export class Metrics {
       "# HELP denolb_backend_up Whether the backend takes traffic (1) or not (0).",
       "# TYPE denolb_backend_up gauge",
     );
-    for (const backend of this.#backends) {
+    for (const backend of this.#backends()) {
       lines.push(
         `denolb_backend_up{${this.#seriesOf(backend.name).label}} ${backend.isHealthy ? 1 : 0}`,
       );
@@ -275,7 +277,7 @@ export class Metrics {
       "# HELP denolb_backend_in_flight Requests forwarded to the backend and not finished.",
       "# TYPE denolb_backend_in_flight gauge",
     );
-    for (const backend of this.#backends) {
+    for (const backend of this.#backends()) {
       lines.push(
         `denolb_backend_in_flight{${this.#seriesOf(backend.name).label}} ${backend.inFlight}`,
       );

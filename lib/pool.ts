@@ -7,7 +7,7 @@ import type { Backend } from "./backend.ts";
 
 /** The backends, in configuration order. */
 export class Pool {
-  readonly #backends: readonly Backend[];
+  #backends: readonly Backend[];
 
   /**
    * @param backends The backends, in configuration order.
@@ -27,6 +27,43 @@ export class Pool {
   /** Every backend, healthy or not, in configuration order. */
   get backends(): readonly Backend[] {
     return this.#backends;
+  }
+
+  /**
+   * Adds a backend at the end. The list is replaced, not changed in place, so a request that
+   * is iterating the old one is not disturbed.
+   *
+   * @param backend The new backend.
+   * @throws {RangeError} When a backend with the same URL is in the pool.
+   */
+  add(backend: Backend): void {
+    if (this.#backends.some((b) => b.url.href === backend.url.href)) {
+      throw new RangeError(`Backend "${backend.url.href}" is listed twice`);
+    }
+    this.#backends = [...this.#backends, backend];
+  }
+
+  /**
+   * Removes a backend (requests already forwarded to it finish).
+   *
+   * @param backend The backend to remove.
+   * @returns Whether it was in the pool.
+   */
+  remove(backend: Backend): boolean {
+    const next = this.#backends.filter((b) => b !== backend);
+    if (next.length === this.#backends.length) return false;
+    this.#backends = next;
+    return true;
+  }
+
+  /**
+   * The backend with this URL, if it is in the pool.
+   *
+   * @param href A base URL as {@linkcode parseBackendUrl} gives it.
+   * @returns The backend, or `undefined`.
+   */
+  find(href: string): Backend | undefined {
+    return this.#backends.find((b) => b.url.href === href);
   }
 
   /** How many backends take traffic now. */

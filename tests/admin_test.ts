@@ -171,3 +171,37 @@ Deno.test("--admin off runs no admin listener", async () => {
   await using lb = startBalancer(config);
   assertEquals(lb.adminUrl, undefined);
 });
+
+Deno.test("POST /backends adds a backend and DELETE /backends/{name} drains then removes it", async () => {
+  await using a = named("a");
+  await using b = named("b");
+  await using lb = await startWith([a]);
+  const added = await fetch(adminUrl(lb, "/backends"), {
+    method: "POST",
+    body: JSON.stringify({ url: b.url.href, weight: 2 }),
+  });
+  assertEquals(added.status, 201);
+  assertEquals((await added.json()).added, `127.0.0.1:${b.port}`);
+  const seen = new Set<string | undefined>();
+  for (let i = 0; i < 4; i++) seen.add((await (await fetch(lb.url)).text()).split(" ")[0]);
+  assertEquals([...seen].sort(), ["a", "b"]);
+  const twice = await fetch(adminUrl(lb, "/backends"), {
+    method: "POST",
+    body: JSON.stringify({ url: b.url.href }),
+  });
+  await twice.body?.cancel();
+  assertEquals(twice.status, 409);
+  const bad = await fetch(adminUrl(lb, "/backends"), {
+    method: "POST",
+    body: JSON.stringify({ url: "ftp://x" }),
+  });
+  assertStringIncludes(await bad.text(), "protocol must be http or https");
+  assertEquals(bad.status, 400);
+  const removed = await fetch(adminUrl(lb, `/backends/127.0.0.1:${b.port}`), { method: "DELETE" });
+  await removed.body?.cancel();
+  assertEquals(removed.status, 202);
+  // Draining at once, gone from the pool once its in-flight count is zero.
+  for (let i = 0; i < 4; i++) assertEquals((await (await fetch(lb.url)).text()).split(" ")[0], "a");
+  while (lb.pool.backends.length > 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  assertEquals(lb.pool.backends.map((x) => x.name), [`127.0.0.1:${a.port}`]);
+});

@@ -1,6 +1,6 @@
 /**
  * Signals: the wiring in `lib/signals.ts` over a fake signal API, and the real balancer in a
- * subprocess surviving SIGHUP and exiting promptly on SIGTERM.
+ * subprocess reloading on SIGHUP and exiting promptly on SIGTERM.
  */
 import { listenForHangup, listenForShutdown, type SignalApi } from "../lib/signals.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
@@ -122,7 +122,7 @@ const EXIT_BOUND_MS = 5_000;
 const isPosix = Deno.build.os !== "windows";
 
 Deno.test({
-  name: "lb logs SIGHUP as not supported, keeps serving, then exits 0 on SIGTERM",
+  name: "lb reloads on SIGHUP, keeps serving, then exits 0 on SIGTERM",
   ignore: !isPosix,
   fn: async () => {
     await using lb = startLb();
@@ -132,7 +132,8 @@ Deno.test({
     assert(admin !== undefined);
     lb.child.kill("SIGHUP");
     const [line] = await lb.waitForLine(/^.*SIGHUP.*$/m);
-    assertMatch(line, /WARN .*Reload is not supported yet; SIGHUP ignored/);
+    assertMatch(line, /INFO .*SIGHUP: reloading the configuration/);
+    await lb.waitForLine(/Configuration reloaded/);
     const response = await fetch(new URL("/health", admin));
     await response.body?.cancel();
     assertEquals(response.status, 200, "still serving after SIGHUP");

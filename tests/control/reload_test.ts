@@ -1,0 +1,170 @@
+/**
+ * Reloading without loss: the pure plan, and the real balancer reloading its config file
+ * through `POST /reload` (backends added and removed, an invalid file changing nothing), then
+ * a load run from our own load tester across five reloads with zero errors.
+ */
+import { parseBalancerArgs } from "../../lib/config.ts";
+import { planReload } from "../../lib/control/reload.ts";
+import { startBalancer } from "../../lib/server.ts";
+import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
+import { REPO_ROOT } from "../support/subprocess.ts";
+import { startServer, type TestServer } from "../support/servers.ts";
+
+const BASE_ARGS = ["--port", "0", "--admin", "127.0.0.1:0", "--log-level", "fatal"];
+
+Deno.test("planReload() names what changed and only that", async () => {
+  const before = await parseBalancerArgs(
+    ["--backend", "10.0.0.1:80,10.0.0.2:80", "--timeout", "30s"],
+    () => undefined,
+  );
+  const same = planReload(before, before);
+  assertEquals(same.summary, []);
+  const after = await parseBalancerArgs(
+    ["--backend", "10.0.0.2:80,10.0.0.3:80", "--timeout", "10s", "--fall", "5"],
+    () => undefined,
+  );
+  const plan = planReload(before, after);
+  assertEquals(plan.added.map((b) => b.url.href), ["http://10.0.0.3/"]);
+  assertEquals(plan.removed, ["http://10.0.0.1/"]);
+  assertEquals(plan.isHandlerChanged, true);
+  assertEquals(plan.isHealthChanged, true);
+  assertEquals(plan.isListenerChanged, false);
+  assertEquals(plan.isAdminChanged, false);
+});
+
+/** A backend that answers with its name, and /health with 200. */
+function named(name: string): TestServer {
+  return startServer(async (request) => {
+    await request.arrayBuffer();
+    return new Response(name);
+  });
+}
+
+async function writeConfig(path: string, backends: readonly TestServer[], extra = {}) {
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({
+      backends: backends.map((b) => b.url.href),
+      health: { intervalMs: 3_600_000 },
+      ...extra,
+    }),
+  );
+}
+
+async function startFromFile(path: string) {
+  const args = [...BASE_ARGS, "--config", path];
+  const config = await parseBalancerArgs(args, () => undefined);
+  return startBalancer(config, { loadConfig: () => parseBalancerArgs(args, () => undefined) });
+}
+
+async function postReload(adminUrl: URL | undefined) {
+  assert(adminUrl !== undefined);
+  const response = await fetch(new URL("/reload", adminUrl), { method: "POST" });
+  return { status: response.status, body: await response.json() };
+}
+
+Deno.test("POST /reload adds and removes backends; those that stay keep their counters", async () => {
+  const directory = await Deno.makeTempDir();
+  await using a = named("a");
+  await using b = named("b");
+  await using c = named("c");
+  try {
+    const path = `${directory}/lb.json`;
+    await writeConfig(path, [a, b]);
+    await using lb = await startFromFile(path);
+    for (let i = 0; i < 4; i++) await (await fetch(lb.url)).text();
+    const kept = lb.pool.find(b.url.href);
+    assertEquals(kept?.requests, 2);
+
+    await writeConfig(path, [b, c]);
+    const reloaded = await postReload(lb.adminUrl);
+    assertEquals(reloaded.status, 200);
+    assertEquals(reloaded.body.ok, true);
+    assertStringIncludes(reloaded.body.changes.join("; "), `backend ${c.url.href} added`);
+    assertStringIncludes(reloaded.body.changes.join("; "), `backend ${a.url.href} removed`);
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add(await (await fetch(lb.url)).text());
+    assertEquals([...seen].sort(), ["b", "c"]);
+    // The same Backend object carries on: its count went on from 2.
+    assertEquals(lb.pool.find(b.url.href), kept);
+    assertEquals((kept?.requests ?? 0) >= 5, true);
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
+Deno.test("POST /reload with an invalid file answers 400 naming the field and changes nothing", async () => {
+  const directory = await Deno.makeTempDir();
+  await using a = named("a");
+  try {
+    const path = `${directory}/lb.json`;
+    await writeConfig(path, [a]);
+    await using lb = await startFromFile(path);
+    await Deno.writeTextFile(path, JSON.stringify({ backends: ["ftp://x"], port: 70000 }));
+    const rejected = await postReload(lb.adminUrl);
+    assertEquals(rejected.status, 400);
+    assertEquals(rejected.body.ok, false);
+    assertStringIncludes(rejected.body.problems.join("\n"), `Invalid config "${path}"`);
+    assertEquals(await (await fetch(lb.url)).text(), "a");
+    assertEquals(lb.pool.backends.map((x) => x.url.href), [a.url.href]);
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
+Deno.test("a load run across five reloads, backends added and removed each time, has zero errors", async () => {
+  const directory = await Deno.makeTempDir();
+  const servers = ["a", "b", "c", "d"].map(named);
+  try {
+    const path = `${directory}/lb.json`;
+    const sets = [[0, 1], [1, 2], [2, 3], [0, 3], [0, 1, 2], [3]];
+    const pick = (i: number) => (sets[i] ?? []).map((index) => servers[index] as TestServer);
+    await writeConfig(path, pick(0));
+    await using lb = await startFromFile(path);
+    const load = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "main.ts",
+        "loadtest",
+        "--url",
+        lb.url.href,
+        "--duration",
+        "3s",
+        "--concurrency",
+        "8",
+        "--workers",
+        "1",
+        "--quiet",
+        "--json",
+        "-",
+      ],
+      cwd: REPO_ROOT,
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    // Wait until traffic flows, then reload five times while it does.
+    while (lb.pool.backends.reduce((sum, b) => sum + b.requests, 0) < 50) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    for (let i = 1; i <= 5; i++) {
+      await writeConfig(path, pick(i));
+      const reloaded = await postReload(lb.adminUrl);
+      assertEquals(reloaded.body.ok, true, JSON.stringify(reloaded.body));
+      const before = lb.pool.backends.reduce((sum, b) => sum + b.requests, 0);
+      while (lb.pool.backends.reduce((sum, b) => sum + b.requests, 0) < before + 30) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+    const output = await load.output();
+    const report = JSON.parse(new TextDecoder().decode(output.stdout));
+    const stats = report.runs[0].stats;
+    assert(stats.requests > 300, `only ${stats.requests} requests`);
+    assertEquals(stats.errors, 0, JSON.stringify(stats.errorsByClass));
+    assertEquals(stats.ok, stats.requests);
+  } finally {
+    await Promise.all(servers.map((s) => s.close()));
+    await Deno.remove(directory, { recursive: true });
+  }
+});
