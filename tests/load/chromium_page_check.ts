@@ -4,26 +4,14 @@
  * of the SVG, and every request the page made; keeps a full-page screenshot.
  *
  * Run as a subprocess (`deno run -A`) by `html_report_test.ts`: playwright-core reads
- * `/proc/sys` when loaded, which the test suite's permissions do not grant.
+ * `/proc/sys` when loaded, which the test suite's permissions do not grant (see
+ * `tests/support/chromium.ts`, which launches the browser).
  *
  * Usage: deno run -A tests/load/chromium_page_check.ts PAGE.html SCREENSHOT.png
  *
  * @module
  */
-import { chromium } from "playwright-core";
-
-/** Debian's Chromium (`apt-get install -y chromium`). */
-export const CHROMIUM = "/usr/bin/chromium";
-
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
+import { launchChromium } from "../support/chromium.ts";
 
 /** What the page showed. */
 export interface PageCheck {
@@ -43,7 +31,7 @@ export interface PageCheck {
  * @returns The measurements.
  */
 export async function checkPage(pagePath: string, screenshotPath: string): Promise<PageCheck> {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
     const requests: string[] = [];

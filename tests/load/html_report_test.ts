@@ -3,19 +3,10 @@ import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts
 import { captureContext, startQuarterFailingBackend } from "./load_fixtures.ts";
 import type { PageCheck } from "./chromium_page_check.ts";
 import { assertValidReport } from "./report_validation.ts";
+import { chromiumTest } from "../support/chromium.ts";
 
-/** Debian's Chromium (`apt-get install -y chromium`), as `chromium_page_check.ts` uses it. */
-const CHROMIUM = "/usr/bin/chromium";
 /** Where the page's screenshot is kept (dist/ is not committed). */
 const ARTIFACTS = new URL("../../dist/test-artifacts/", import.meta.url);
-
-function hasChromium(): boolean {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-}
 
 /** Runs a sweep against a real backend and writes the page; returns its path and the JSON. */
 async function writeReport(dir: string): Promise<{ html: string; json: string }> {
@@ -59,12 +50,9 @@ Deno.test("--html writes one self-contained page with settings, summary, charts 
   }
 });
 
-Deno.test({
-  name: hasChromium()
-    ? "--html renders in headless Chromium with non-empty charts"
-    : `--html renders in headless Chromium (ignored: ${CHROMIUM} is missing; apt-get install -y chromium)`,
-  ignore: !hasChromium(),
-  async fn() {
+Deno.test(chromiumTest(
+  "--html renders in headless Chromium with non-empty charts",
+  async () => {
     const dir = await Deno.makeTempDir();
     try {
       await writeReport(dir);
@@ -97,4 +85,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+));
