@@ -113,6 +113,7 @@ export const DASHBOARD_HTML: string = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Balancer dashboard</title>
+<link rel="icon" href="data:,">
 <style>
 :root { color-scheme: light dark; --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700;
   --muted: #6e7781; --line: #d0d7de; --flash: #fff8c5; }
@@ -151,8 +152,11 @@ td { font-variant-numeric: tabular-nums; }
   tr { border: 1px solid var(--line); border-radius: .5rem; margin-bottom: .6rem; padding: .3rem .6rem; }
   td { display: flex; justify-content: space-between; border: 0; padding: .2rem 0; text-align: right; }
   td:first-child, td:nth-child(2) { text-align: right; }
-  td::before { content: attr(data-label); color: var(--muted); font-size: .85rem; margin-right: 1rem; }
-  td.name { font-weight: 600; }
+  td::before { content: attr(data-label); color: var(--muted); font-size: .85rem; margin-right: 1rem;
+    font-family: system-ui, sans-serif; }
+  td.name { font-weight: 600; justify-content: flex-start; font-size: 1rem; }
+  td.name::before, td.action::before { content: none; }
+  td.action { justify-content: flex-end; }
 }
 </style>
 </head>
