@@ -12,6 +12,8 @@ import denoJson from "./deno.json" with { type: "json" };
 import { BACKENDS_HELP, backendsCommand } from "./backend-servers/backends_command.ts";
 import { DEMO_HELP, demoCommand } from "./backend-servers/demo_command.ts";
 import { LB_HELP } from "./lib/config.ts";
+import { runDataPlaneWorker, type WorkerScope } from "./lib/data/worker.ts";
+import { DATA_PLANE_WORKER_NAME } from "./lib/data/worker_protocol.ts";
 import { lbCommand } from "./lib/lb_command.ts";
 import { listenForShutdown } from "./lib/signals.ts";
 import { type CommandContext, EXIT, UsageError } from "./lib/shared/command.ts";
@@ -119,7 +121,9 @@ function processContext(signal: AbortSignal): CommandContext {
 
 if (import.meta.main) {
   if ("WorkerGlobalScope" in globalThis) {
-    runLoadWorker(self);
+    // One entry module for every worker, so the bundle and the binary need no other file.
+    if (self.name === DATA_PLANE_WORKER_NAME) runDataPlaneWorker(self as unknown as WorkerScope);
+    else runLoadWorker(self);
   } else {
     // The first SIGINT/SIGTERM starts an orderly stop; a second one exits at once.
     using shutdown = listenForShutdown({ onRepeat: () => Deno.exit(130) });

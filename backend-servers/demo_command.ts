@@ -128,7 +128,7 @@ export async function demoCommand(args: readonly string[], ctx: CommandContext):
       color: ctx.isTerminal && ctx.env("NO_COLOR") === undefined,
     }),
   );
-  const balancer = startBalancer(config);
+  const balancer = await startBalancer(config, { workerEntry: ctx.workerUrl });
   stack.defer(async () => {
     await balancer.drain();
   });

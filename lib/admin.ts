@@ -66,6 +66,10 @@ export interface AdminDeps {
   readonly onDrainChange?: (backend: Backend, isDraining: boolean) => void;
   /** Reload and adding or removing backends. Default: those routes answer 404. */
   readonly control?: AdminControl | undefined;
+  /** The serving isolates and their open connections, for `/status`. Default: none listed. */
+  readonly isolates?: () =>
+    | ReadonlyArray<{ readonly id: string; readonly connections: number }>
+    | undefined;
 }
 
 /** A backend's entry in `/status` and `/backends`. */
@@ -102,6 +106,8 @@ export interface StatusReport {
   readonly healthy: number;
   /** Every backend, in configuration order. */
   readonly backends: readonly BackendStatus[];
+  /** The serving isolates (data-plane workers), when there are several. */
+  readonly isolates?: ReadonlyArray<{ readonly id: string; readonly connections: number }>;
 }
 
 /**
@@ -208,7 +214,9 @@ export function createAdminHandler(
     if (path === "/status" || path === "/backends") {
       if (!isRead) return notAllowed("GET, HEAD");
       const report = statusReport(deps.pool, deps.metrics, deps.isDraining());
-      return Response.json(path === "/status" ? report : report.backends);
+      if (path === "/backends") return Response.json(report.backends);
+      const isolates = deps.isolates?.();
+      return Response.json(isolates === undefined ? report : { ...report, isolates });
     }
     if (path === "/metrics") {
       if (!isRead) return notAllowed("GET, HEAD");

@@ -18,6 +18,16 @@ export interface BackendOptions {
   readonly initialHealth?: HealthState;
 }
 
+/** A backend's request counts in one isolate. */
+export interface BackendCounts {
+  /** Requests forwarded and not finished. */
+  readonly inFlight: number;
+  /** Requests forwarded since start. */
+  readonly requests: number;
+  /** Forwarded requests that failed since start. */
+  readonly failures: number;
+}
+
 /** A server the balancer forwards to. */
 export class Backend {
   /** Base URL: origin plus an optional path prefix, always ending in `/`. */
@@ -30,6 +40,8 @@ export class Backend {
   #inFlight = 0;
   #requests = 0;
   #failures = 0;
+  /** Counts reported by data-plane isolates, by isolate id (empty in a single isolate). */
+  readonly #remote = new Map<string, BackendCounts>();
 
   /**
    * @param url The backend's base URL, already validated by {@linkcode parseBackendUrl}.
@@ -88,19 +100,41 @@ export class Backend {
     return true;
   }
 
-  /** Requests forwarded to this backend whose response has not finished. */
+  /** Requests forwarded to this backend whose response has not finished, in every isolate. */
   get inFlight(): number {
-    return this.#inFlight;
+    return this.#remote.size === 0 ? this.#inFlight : this.#inFlight + this.#sum("inFlight");
   }
 
-  /** Requests forwarded to this backend since start. */
+  /** Requests forwarded to this backend since start, in every isolate. */
   get requests(): number {
-    return this.#requests;
+    return this.#remote.size === 0 ? this.#requests : this.#requests + this.#sum("requests");
   }
 
-  /** Forwarded requests that failed (no response, or timed out) since start. */
+  /** Forwarded requests that failed (no response, or timed out) since start, in every isolate. */
   get failures(): number {
-    return this.#failures;
+    return this.#remote.size === 0 ? this.#failures : this.#failures + this.#sum("failures");
+  }
+
+  /** This isolate's own counts, to report to the control plane. */
+  get localCounts(): BackendCounts {
+    return { inFlight: this.#inFlight, requests: this.#requests, failures: this.#failures };
+  }
+
+  /**
+   * Records the latest counts a data-plane isolate reported for this backend.
+   *
+   * @param source The isolate's id.
+   * @param counts Its cumulative counts, or `undefined` when the isolate is gone.
+   */
+  setRemoteCounts(source: string, counts: BackendCounts | undefined): void {
+    if (counts === undefined) this.#remote.delete(source);
+    else this.#remote.set(source, counts);
+  }
+
+  #sum(key: keyof BackendCounts): number {
+    let total = 0;
+    for (const counts of this.#remote.values()) total += counts[key];
+    return total;
   }
 
   /**

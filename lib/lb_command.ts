@@ -62,6 +62,7 @@ export async function lbCommand(
   logFileLimit(logger, raiseFileLimit(deps.fileLimit));
   await runBalancer(config, ctx.signal, {
     loadConfig: () => parseBalancerArgs(args, ctx.env),
+    workerEntry: ctx.workerUrl,
     onStarted: (started) => balancer = started,
   });
   return EXIT.ok;

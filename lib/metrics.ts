@@ -51,6 +51,25 @@ class Series {
   }
 }
 
+/** One backend label's counts, as plain data (sent between isolates). */
+export interface SeriesState {
+  /** `[statusCode, count]` for every code seen. */
+  readonly codes: ReadonlyArray<readonly [number, number]>;
+  /** Non-cumulative bucket counts; the last is `+Inf`. */
+  readonly buckets: readonly number[];
+  readonly sumSeconds: number;
+  readonly count: number;
+}
+
+/** Everything one isolate counted, as plain data: what a data-plane worker reports. */
+export interface MetricsState {
+  /** By backend name; `NO_BACKEND_LABEL` for requests that reached none. */
+  readonly series: Readonly<Record<string, SeriesState>>;
+  readonly noBackend: number;
+  readonly retries: number;
+  readonly events: Readonly<Partial<Record<MetricEvent, number>>>;
+}
+
 /** Events outside the request/response path, each counted in one series. */
 export type MetricEvent =
   /** `accept()` failed for want of file descriptors. */
@@ -111,6 +130,8 @@ export class Metrics {
   #noBackend = 0;
   #retries = 0;
   readonly #events = new Map<MetricEvent, number>();
+  /** The latest cumulative state of each other isolate, by its id. */
+  readonly #remote = new Map<string, MetricsState>();
 
   /**
    * @param backends The backends whose gauges are exposed, in configuration order, or the pool
@@ -165,7 +186,7 @@ export class Metrics {
    * @returns Its count.
    */
   eventCount(event: MetricEvent): number {
-    return this.#events.get(event) ?? 0;
+    return (this.#events.get(event) ?? 0) + this.#sumRemote((state) => state.events[event] ?? 0);
   }
 
   /** Records one retry of a request on another backend. */
@@ -194,7 +215,10 @@ export class Metrics {
    * @returns Milliseconds, or `null` before the backend has served a request.
    */
   latencyQuantileMs(backend: Backend, quantile: number): number | null {
-    const series = this.#series.get(backend.name);
+    const label = this.#seriesOf(backend.name).label;
+    const series = this.#remote.size === 0
+      ? this.#series.get(backend.name)
+      : this.#merged().series.find((s) => s.label === label);
     if (series === undefined || series.count === 0) return null;
     const rank = quantile * series.count;
     let cumulative = 0;
@@ -214,12 +238,92 @@ export class Metrics {
 
   /** Requests answered 503 for want of a healthy backend. */
   get noBackendCount(): number {
-    return this.#noBackend;
+    return this.#noBackend + this.#sumRemote((state) => state.noBackend);
   }
 
   /** Retries on another backend. */
   get retryCount(): number {
-    return this.#retries;
+    return this.#retries + this.#sumRemote((state) => state.retries);
+  }
+
+  /**
+   * This isolate's counts as plain data, to send to the control plane.
+   *
+   * @returns The cumulative state (health flips are the control plane's own and left out).
+   */
+  exportState(): MetricsState {
+    const series: Record<string, SeriesState> = {};
+    for (const [name, s] of [...this.#series, [NO_BACKEND_LABEL, this.#none] as const]) {
+      if (s.count === 0 && s.codes.every((count) => count === 0)) continue;
+      const codes: Array<[number, number]> = [];
+      s.codes.forEach((count, code) => {
+        if (count > 0) codes.push([code, count]);
+      });
+      series[name] = { codes, buckets: [...s.buckets], sumSeconds: s.sumSeconds, count: s.count };
+    }
+    return {
+      series,
+      noBackend: this.#noBackend,
+      retries: this.#retries,
+      events: Object.fromEntries(this.#events),
+    };
+  }
+
+  /**
+   * Takes in another isolate's cumulative state, replacing the one it sent before: every
+   * figure this object reports is then the sum over itself and every source. Histograms merge
+   * exactly (bucket counts add up).
+   *
+   * @param source The isolate's id.
+   * @param state Its latest {@linkcode exportState}.
+   */
+  absorb(source: string, state: MetricsState): void {
+    this.#remote.set(source, state);
+  }
+
+  /** Forgets a source that is gone (its counts no longer add up). */
+  forget(source: string): void {
+    this.#remote.delete(source);
+  }
+
+  /** Local and remote series summed, by backend label. */
+  #merged(): { series: Series[]; none: Series } {
+    if (this.#remote.size === 0) return { series: [...this.#series.values()], none: this.#none };
+    const merged = new Map<string, Series>();
+    const add = (name: string, from: SeriesState | Series) => {
+      let into = merged.get(name);
+      if (into === undefined) {
+        into = new Series(name);
+        const local = name === NO_BACKEND_LABEL ? this.#none : this.#series.get(name);
+        if (local !== undefined) {
+          into.healthyFlips = local.healthyFlips;
+          into.unhealthyFlips = local.unhealthyFlips;
+        }
+        merged.set(name, into);
+      }
+      if (from instanceof Series) {
+        from.codes.forEach((count, code) => into.codes[code] = (into.codes[code] ?? 0) + count);
+      } else {
+        for (const [code, count] of from.codes) into.codes[code] = (into.codes[code] ?? 0) + count;
+      }
+      from.buckets.forEach((count, i) => into.buckets[i] = (into.buckets[i] ?? 0) + count);
+      into.sumSeconds += from.sumSeconds;
+      into.count += from.count;
+    };
+    for (const [name, series] of this.#series) add(name, series);
+    add(NO_BACKEND_LABEL, this.#none);
+    for (const state of this.#remote.values()) {
+      for (const [name, series] of Object.entries(state.series)) add(name, series);
+    }
+    const none = merged.get(NO_BACKEND_LABEL) ?? new Series(NO_BACKEND_LABEL);
+    merged.delete(NO_BACKEND_LABEL);
+    return { series: [...merged.values()], none };
+  }
+
+  #sumRemote(get: (state: MetricsState) => number): number {
+    let total = 0;
+    for (const state of this.#remote.values()) total += get(state);
+    return total;
   }
 
   /**
@@ -228,7 +332,8 @@ export class Metrics {
    * @returns The exposition text, ending in a newline.
    */
   render(): string {
-    const all = [...this.#series.values(), this.#none];
+    const merged = this.#merged();
+    const all = [...merged.series, merged.none];
     const lines: string[] = [];
 
     lines.push(
@@ -248,7 +353,7 @@ export class Metrics {
       "# TYPE denolb_request_duration_seconds histogram",
     );
     for (const series of all) {
-      if (series.count === 0 && series === this.#none) continue;
+      if (series.count === 0 && series === merged.none) continue;
       let cumulative = 0;
       DURATION_BUCKETS_SECONDS.forEach((bound, index) => {
         cumulative += series.buckets[index] ?? 0;
@@ -286,10 +391,10 @@ export class Metrics {
     lines.push(
       "# HELP denolb_no_backend_total Requests answered 503 because no backend was healthy.",
       "# TYPE denolb_no_backend_total counter",
-      `denolb_no_backend_total ${this.#noBackend}`,
+      `denolb_no_backend_total ${this.noBackendCount}`,
       "# HELP denolb_retries_total Requests retried on another backend after a failure.",
       "# TYPE denolb_retries_total counter",
-      `denolb_retries_total ${this.#retries}`,
+      `denolb_retries_total ${this.retryCount}`,
       "# HELP denolb_health_flips_total Health state changes, by backend and new state.",
       "# TYPE denolb_health_flips_total counter",
     );
@@ -302,7 +407,7 @@ export class Metrics {
     for (const metric of EVENT_METRICS) {
       lines.push(`# HELP ${metric.name} ${metric.help}`, `# TYPE ${metric.name} counter`);
       for (const [event, labels] of metric.series) {
-        lines.push(`${metric.name}${labels} ${this.#events.get(event) ?? 0}`);
+        lines.push(`${metric.name}${labels} ${this.eventCount(event)}`);
       }
     }
     lines.push("");

@@ -1,7 +1,8 @@
 /**
- * The balancer's lifecycle: builds the pool, policy, upstream client, metrics and health checker
- * from a {@linkcode BalancerConfig}, serves on its own listener (`data/listener.ts`: accept
- * loop, connection timeouts, surviving descriptor exhaustion), and drains on shutdown.
+ * The balancer's lifecycle and the one place that wires it: the control plane (pool, health
+ * checker, admin API, metrics, reload, drain) in this isolate, and the data plane
+ * (`data/data_plane.ts`: listener, request handler, upstream clients) either here too
+ * (`--workers 1`) or in N worker isolates sharing the address (`control/workers.ts`).
  *
  * @module
  */
@@ -9,19 +10,15 @@ import type { Logger } from "@logtape/logtape";
 import { Backend } from "./backend.ts";
 import type { BalancerConfig } from "./config.ts";
 import { planReload } from "./control/reload.ts";
+import { startWorkers, type Workers } from "./control/workers.ts";
+import { type DataPlane, startDataPlane } from "./data/data_plane.ts";
 import { type BackendConfig, parseAdminAddress } from "./settings.ts";
 import { type AdminDeps, createAdminHandler } from "./admin.ts";
-import { listen, type Listener, type ListenerEvent } from "./data/listener.ts";
-import { createHandler } from "./handler.ts";
 import { HealthChecker } from "./health.ts";
 import { getModuleLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
-import { createPolicy } from "./policy.ts";
 import { Pool } from "./pool.ts";
-import { createUpstreamClient } from "./proxy.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
-import { LogThrottle } from "./shared/log_throttle.ts";
-import { createHttp1Client, type Http1Client } from "./upstream/http1.ts";
 
 /** Dependencies of the balancer, each with a production default. */
 export interface BalancerDeps {
@@ -37,6 +34,11 @@ export interface BalancerDeps {
    * are refused.
    */
   readonly loadConfig?: () => Promise<BalancerConfig>;
+  /**
+   * The module data-plane workers start from (the program's entry module). Default: none, so
+   * the data plane runs in this isolate whatever `--workers` says.
+   */
+  readonly workerEntry?: URL;
 }
 
 /** The outcome of a reload. */
@@ -58,6 +60,8 @@ export interface RunningBalancer extends AsyncDisposable {
   readonly connectionCount: number;
   /** Where the admin API listens, `http://host:port/`; `undefined` with `--admin off`. */
   readonly adminUrl: URL | undefined;
+  /** How many isolates serve requests (1 without workers). */
+  readonly isolateCount: number;
   /**
    * Reads the configuration again and applies it to new requests without dropping in-flight
    * ones or open connections: backends that stay keep their state and counters, removed ones
@@ -77,100 +81,60 @@ export interface RunningBalancer extends AsyncDisposable {
   drain(): Promise<boolean>;
 }
 
-/** The upstream clients of one configuration. */
-interface Upstreams {
-  readonly client: Deno.HttpClient;
-  readonly http1: Http1Client | undefined;
+/** The data plane as the control plane drives it: in this isolate or in workers. */
+interface Serving {
+  readonly addr: Deno.NetAddr;
+  readonly connectionCount: number;
+  readonly isolateCount: number;
+  /** Per-isolate figures, when there are workers. */
+  isolates(): Array<{ id: string; connections: number }> | undefined;
+  /** Tells the data plane about pool changes (workers mirror the pool). */
+  publish(): void;
+  /** Applies a reload; throws, changing nothing, when a new address cannot be bound. */
+  configure(config: BalancerConfig): void;
+  /** Drains within `timeoutMs`; resolves whether every request finished. */
+  drain(timeoutMs: number): Promise<boolean>;
 }
 
 /** How often a removed backend is checked for its last in-flight request. */
 const RETIRE_POLL_MS = 50;
 
 /**
- * Starts the balancer and returns once it listens.
+ * Starts the balancer and resolves once it listens.
  *
  * @param initial The validated configuration.
- * @param deps Clock, logger, listen callback and how to reload the configuration.
+ * @param deps Clock, logger, listen callback, how to reload, and the workers' entry module.
  * @returns The running balancer; drain it (or `await using` it) to stop.
- * @throws {Error} When the address cannot be bound, naming it.
+ * @throws {Error} When an address cannot be bound, or a data-plane worker fails to start.
  */
-export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}): RunningBalancer {
+export async function startBalancer(
+  initial: BalancerConfig,
+  deps: BalancerDeps = {},
+): Promise<RunningBalancer> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? getModuleLogger("server");
   let config = initial;
   const pool = new Pool(config.backends.map((b) => new Backend(b.url, { weight: b.weight })));
   const metrics = new Metrics(pool);
-  const createUpstreams = (c: BalancerConfig): Upstreams => ({
-    client: createUpstreamClient({ maxIdlePerHost: c.proxy.maxIdlePerHost }),
-    http1: c.proxy.upstream === "http1"
-      ? createHttp1Client({ maxIdlePerOrigin: c.proxy.maxIdlePerHost, clock })
-      : undefined,
-  });
-  // Every set of clients ever made: one replaced by a reload still serves its requests in
-  // flight, so all are closed at the end.
-  const upstreamSets: Upstreams[] = [createUpstreams(config)];
-  const closeUpstreams = () => {
-    for (const { client, http1 } of upstreamSets) {
-      client.close();
-      http1?.close();
-    }
-  };
+  const isolateCount = deps.workerEntry === undefined ? 1 : resolveWorkers(config.workers);
+  const serving = isolateCount === 1
+    ? serveHere(config, pool, metrics, clock, logger)
+    : await serveInWorkers(config, {
+      count: isolateCount,
+      entry: deps.workerEntry as URL,
+      pool,
+      metrics,
+      logger,
+    });
   const health = new HealthChecker(pool, {
     ...config.health,
     clock,
-    onChange: (backend, state) => metrics.recordHealthFlip(backend, state),
+    onChange: (backend, state) => {
+      metrics.recordHealthFlip(backend, state);
+      serving.publish();
+    },
   });
   let isDraining = false;
-  const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
-    createHandler({
-      pool,
-      policy: createPolicy(c.policy),
-      client: upstreams.client,
-      ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
-      logger: getModuleLogger("proxy"),
-      metrics,
-      timeoutMs: c.proxy.timeoutMs,
-      retries: c.proxy.retries,
-      requestBufferBytes: c.proxy.requestBufferBytes,
-      bodyTimeoutMs: c.client.bodyTimeoutMs,
-      onBodyTimeout: () => metrics.recordEvent("body-timeout"),
-      retryAfterSeconds: Math.max(1, Math.ceil(c.health.intervalMs / 1000)),
-      clock,
-    });
-  let handler = buildHandler(config, upstreamSets[0] as Upstreams);
-  // One indirection, so a reload swaps the request path under an unchanged listener.
-  const serve = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>
-    handler(request, info);
-
-  const onEvent = createListenerEventSink(logger, metrics, clock);
-  const bindListener = (c: BalancerConfig): Listener => {
-    try {
-      return listen({
-        hostname: c.host,
-        port: c.port,
-        headerTimeoutMs: c.client.headerTimeoutMs,
-        keepAliveTimeoutMs: c.client.keepAliveTimeoutMs,
-        clock,
-        onEvent,
-        // The handler answers every failure itself; this only catches what escapes it.
-        onError: (error) => {
-          logger.error("Unhandled error in request handler", { error });
-          return new Response("Internal error\n", { status: 500 });
-        },
-      }, serve);
-    } catch (cause) {
-      const detail = cause instanceof Error ? cause.message : String(cause);
-      throw new Error(`Cannot listen on ${c.host}:${c.port}: ${detail}`, { cause });
-    }
-  };
-  let listener: Listener;
-  try {
-    listener = bindListener(config);
-  } catch (error) {
-    closeUpstreams();
-    throw error;
-  }
-  // Listeners replaced by a reload, still finishing their connections.
   const retiring = new Set<Promise<void>>();
   const own = (task: Promise<void>) => {
     retiring.add(task);
@@ -186,12 +150,14 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
       // Removed by an earlier reload and still draining: it simply stays.
       returning.setDraining(false);
       returning.setWeight(backendConfig.weight);
+      serving.publish();
       logger.info("Backend kept", { backend: returning.name, weight: returning.weight });
       return returning;
     }
     const backend = new Backend(backendConfig.url, { weight: backendConfig.weight });
     pool.add(backend);
     health.track(backend);
+    serving.publish();
     logger.info("Backend added", { backend: backend.name, weight: backend.weight });
     return backend;
   };
@@ -200,6 +166,7 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
     if (leaving.has(backend)) return;
     leaving.add(backend);
     backend.setDraining(true);
+    serving.publish();
     const deadline = clock.now() + config.drainTimeoutMs;
     while (backend.inFlight > 0 && clock.now() < deadline && leaving.has(backend)) {
       await clock.sleep(RETIRE_POLL_MS);
@@ -207,6 +174,7 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
     if (!leaving.delete(backend)) return; // added back meanwhile
     pool.remove(backend);
     health.untrack(backend);
+    serving.publish();
     logger.info("Backend removed", { backend: backend.name, inFlight: backend.inFlight });
   };
   const adminDeps = (c: BalancerConfig): AdminDeps => ({
@@ -214,11 +182,14 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
     metrics,
     isDraining: () => isDraining,
     token: c.admin.token,
-    onDrainChange: (backend, isDrainingBackend) =>
+    onDrainChange: (backend, isDrainingBackend) => {
+      serving.publish();
       logger.info(isDrainingBackend ? "Backend draining" : "Backend undrained", {
         backend: backend.name,
         inFlight: backend.inFlight,
-      }),
+      });
+    },
+    isolates: () => serving.isolates(),
     control: {
       reload: () => reload(),
       addBackend: (backendConfig) => addBackend(backendConfig),
@@ -229,19 +200,19 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
   try {
     admin = startAdmin(config, adminDeps(config));
   } catch (error) {
-    listener.close();
-    closeUpstreams();
+    await serving.drain(0);
+    await health.stop();
     throw error;
   }
-  const adminUrl = admin === undefined ? undefined : httpUrl(admin.addr);
   logger.info("Balancer listening", {
-    url: httpUrl(listener.addr).href,
-    admin: adminUrl?.href ?? "off",
+    url: httpUrl(serving.addr).href,
+    admin: admin === undefined ? "off" : httpUrl(admin.addr).href,
     backends: pool.backends.map((b) => b.name),
     policy: config.policy,
+    workers: isolateCount,
     healthIntervalMs: config.health.intervalMs,
   });
-  deps.onListen?.(listener.addr);
+  deps.onListen?.(serving.addr);
 
   const applyReload = async (): Promise<ReloadOutcome> => {
     if (deps.loadConfig === undefined) {
@@ -257,16 +228,15 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
     }
     const plan = planReload(config, next);
     // What can fail comes first, so a failure leaves everything as it was.
-    let nextListener: Listener | undefined;
     let nextAdmin: Deno.HttpServer<Deno.NetAddr> | undefined;
     try {
-      if (plan.isListenerChanged) nextListener = bindListener(next);
       if (plan.isAdminChanged && next.admin.listen !== config.admin.listen) {
         // A new address: the old one closes only once the new one is bound.
         nextAdmin = startAdmin(next, adminDeps(next));
       }
+      if (plan.isListenerChanged || plan.isHandlerChanged) serving.configure(next);
     } catch (error) {
-      nextListener?.close();
+      await nextAdmin?.shutdown();
       const problems = [error instanceof Error ? error.message : String(error)];
       logger.warn("Reload rejected; the running configuration is unchanged", { problems });
       return { ok: false, problems };
@@ -278,11 +248,6 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
       admin = nextAdmin ?? startAdmin(next, adminDeps(next));
       if (nextAdmin !== undefined) own(old?.shutdown() ?? Promise.resolve());
     }
-    if (nextListener !== undefined) {
-      const old = listener;
-      listener = nextListener;
-      own(old.shutdown());
-    }
     for (const backendConfig of plan.added) addBackend(backendConfig);
     for (const href of plan.removed) {
       const backend = pool.find(href);
@@ -291,13 +256,8 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
     for (const backendConfig of plan.reweighted) {
       pool.find(backendConfig.url.href)?.setWeight(backendConfig.weight);
     }
+    if (plan.reweighted.length > 0) serving.publish();
     if (plan.isHealthChanged) health.reconfigure(next.health);
-    if (plan.isHandlerChanged) {
-      const isClientChanged = next.proxy.maxIdlePerHost !== config.proxy.maxIdlePerHost ||
-        next.proxy.upstream !== config.proxy.upstream;
-      if (isClientChanged) upstreamSets.push(createUpstreams(next));
-      handler = buildHandler(next, upstreamSets[upstreamSets.length - 1] as Upstreams);
-    }
     config = next;
     logger.info("Configuration reloaded", {
       changes: plan.summary,
@@ -323,18 +283,12 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
     drained ??= (async () => {
       isDraining = true;
       logger.info("Draining", { inFlight: pool.inFlight, timeoutMs: config.drainTimeoutMs });
-      const deadline = new AbortController();
-      const isClean = await Promise.race([
-        Promise.all([listener.shutdown(), ...retiring]).then(() => true),
-        clock.sleep(config.drainTimeoutMs, deadline.signal).then(() => false, () => true),
-      ]);
-      deadline.abort();
+      const isClean = await serving.drain(config.drainTimeoutMs);
       if (!isClean) {
-        logger.warn("Drain timed out; closing remaining requests", { inFlight: pool.inFlight });
-        listener.close();
+        logger.warn("Drain timed out; closed the remaining requests", { inFlight: pool.inFlight });
       }
+      await Promise.all(retiring);
       await health.stop();
-      closeUpstreams();
       await admin?.shutdown();
       logger.info("Balancer stopped", { isClean });
       return isClean;
@@ -344,22 +298,107 @@ export function startBalancer(initial: BalancerConfig, deps: BalancerDeps = {}):
 
   return {
     get url() {
-      return httpUrl(listener.addr);
+      return httpUrl(serving.addr);
     },
     pool,
     metrics,
     health,
     get connectionCount() {
-      return listener.connectionCount;
+      return serving.connectionCount;
     },
     get adminUrl() {
       return admin === undefined ? undefined : httpUrl(admin.addr);
     },
+    isolateCount,
     reload,
     drain,
     async [Symbol.asyncDispose]() {
       await drain();
     },
+  };
+}
+
+/**
+ * How many data-plane isolates `--workers` asks for: a number as given; `auto` is one per core
+ * on machines with more than 2 cores, and 1 on smaller ones, where load generator, balancer and
+ * backends share the cores and a second isolate measured no faster (see the README).
+ *
+ * @param workers The setting: `"auto"` or a whole number.
+ * @param cores The machine's cores. Default: `navigator.hardwareConcurrency`.
+ * @returns The isolate count, 1 or more.
+ *
+ * @example
+ * ```ts
+ * import { resolveWorkers } from "./server.ts";
+ * if (resolveWorkers("auto", 2) !== 1 || resolveWorkers("auto", 8) !== 8) throw new Error();
+ * if (resolveWorkers("3", 8) !== 3) throw new Error();
+ * ```
+ */
+export function resolveWorkers(
+  workers: string,
+  cores: number = navigator.hardwareConcurrency,
+): number {
+  if (workers !== "auto") return Math.max(1, Number(workers));
+  return cores > 2 ? cores : 1;
+}
+
+/** The data plane in this isolate. */
+function serveHere(
+  config: BalancerConfig,
+  pool: Pool,
+  metrics: Metrics,
+  clock: Clock,
+  logger: Logger,
+): Serving {
+  const plane: DataPlane = startDataPlane(config, {
+    pool,
+    metrics,
+    clock,
+    logger,
+    proxyLogger: getModuleLogger("proxy"),
+  });
+  return {
+    get addr() {
+      return plane.listener.addr;
+    },
+    get connectionCount() {
+      return plane.listener.connectionCount;
+    },
+    isolateCount: 1,
+    isolates: () => undefined,
+    publish() {},
+    configure(next) {
+      void plane.configure(next);
+    },
+    async drain(timeoutMs) {
+      const deadline = new AbortController();
+      const isClean = await Promise.race([
+        plane.shutdown().then(() => true),
+        clock.sleep(timeoutMs, deadline.signal).then(() => false, () => true),
+      ]);
+      deadline.abort();
+      plane.close();
+      return isClean;
+    },
+  };
+}
+
+/** The data plane in worker isolates. */
+async function serveInWorkers(
+  config: BalancerConfig,
+  options: Parameters<typeof startWorkers>[1],
+): Promise<Serving> {
+  const workers: Workers = await startWorkers(config, options);
+  return {
+    addr: workers.addr,
+    get connectionCount() {
+      return workers.connectionCount;
+    },
+    isolateCount: options.count,
+    isolates: () => workers.isolates(),
+    publish: () => workers.publish(),
+    configure: (next) => workers.configure(next),
+    drain: (timeoutMs) => workers.drain(timeoutMs),
   };
 }
 
@@ -394,59 +433,6 @@ function startAdmin(
   }
 }
 
-/** Sends requests for `http:` backends with the HTTP/1.1 client and the rest with `fetch`. */
-function upstreamFetch(http1: Http1Client): typeof fetch {
-  return (input, init) =>
-    typeof input === "string" && input.startsWith("http:")
-      ? http1.fetch(input, init)
-      : fetch(input, init);
-}
-
-/**
- * Turns listener events into metrics and log records; floods (descriptor exhaustion, broken
- * client connections) are logged at most once a second with a count of the rest.
- */
-function createListenerEventSink(
-  logger: Logger,
-  metrics: Metrics,
-  clock: Clock,
-): (event: ListenerEvent) => void {
-  const throttle = new LogThrottle({ intervalMs: 1_000, clock });
-  return (event) => {
-    switch (event.kind) {
-      case "accept-error": {
-        metrics.recordEvent(event.isFdExhausted ? "accept-fd-exhausted" : "accept-error");
-        const suppressed = throttle.take(event.isFdExhausted ? "fd" : "accept");
-        if (suppressed === undefined) return;
-        logger.warn(
-          event.isFdExhausted
-            ? "Out of file descriptors accepting connections; retrying"
-            : "Accepting a connection failed; retrying",
-          { error: messageOf(event.error), suppressed },
-        );
-        return;
-      }
-      case "timeout":
-        metrics.recordEvent(event.timeout === "header" ? "header-timeout" : "keepalive-timeout");
-        return;
-      case "connection-error": {
-        metrics.recordEvent("connection-error");
-        const suppressed = throttle.take("connection");
-        if (suppressed === undefined) return;
-        logger.info("Client connection failed", { error: messageOf(event.error), suppressed });
-        return;
-      }
-      case "degraded":
-        logger.warn("Serving without connection timeouts", { detail: event.detail });
-        return;
-    }
-  };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Runs the balancer until `signal` aborts, then drains it. SIGHUP-style reloads go through
  * `onStarted`'s balancer (`reload()`).
@@ -462,7 +448,7 @@ export async function runBalancer(
   signal: AbortSignal,
   deps: BalancerDeps & { readonly onStarted?: (balancer: RunningBalancer) => void } = {},
 ): Promise<boolean> {
-  const balancer = startBalancer(config, deps);
+  const balancer = await startBalancer(config, deps);
   deps.onStarted?.(balancer);
   if (!signal.aborted) {
     await new Promise<void>((resolve) =>

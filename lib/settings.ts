@@ -124,6 +124,20 @@ export const SETTINGS = {
     section: "Listener",
     help: "Port to listen on; 0 picks a free port.",
   } satisfies Setting<number>,
+  workers: {
+    kind: text(
+      (value) => value === "auto" || /^[1-9][0-9]{0,2}$/.test(value),
+      "must be auto or a whole number from 1 to 999",
+    ),
+    default: "auto",
+    flag: "workers",
+    metavar: "N|auto",
+    section: "Listener",
+    help: "Isolates serving requests, sharing the address (SO_REUSEPORT; needs Deno's " +
+      "--unstable-net, which the tasks and the binary pass). auto is one per core on machines " +
+      "with more than 2 cores and 1 on smaller ones, where a second isolate measured no " +
+      "faster. Health checks, the admin API and reloads stay in one control plane.",
+  } satisfies Setting<string>,
   backends: {
     kind: backendList(),
     default: SEED_BACKENDS,

@@ -168,7 +168,7 @@ Deno.test("--admin off runs no admin listener", async () => {
     ["--port", "0", "--admin", "off", "--log-level", "fatal", "--backend", a.url.href],
     () => undefined,
   );
-  await using lb = startBalancer(config);
+  await using lb = await startBalancer(config);
   assertEquals(lb.adminUrl, undefined);
 });
 

@@ -49,7 +49,7 @@ async function startCluster(
     ...extraArgs,
   ], () => undefined);
   // The fake clock never advances: probes run only when a test calls checkNow().
-  const balancer = startBalancer(config, { clock: new FakeClock() });
+  const balancer = await startBalancer(config, { clock: new FakeClock() });
   await balancer.health.firstRound;
   return {
     backends,

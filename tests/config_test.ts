@@ -172,6 +172,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
   assertEquals(config, {
     host: "0.0.0.0",
     port: 0,
+    workers: "auto",
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2:8080/"), weight: 1 },
@@ -340,6 +341,7 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
   ],
   [["--log-format", "xml"], 'Invalid --log-format "xml": must be one of text, json'],
   [["--upstream", "tcp"], 'Invalid --upstream "tcp": must be one of fetch, http1'],
+  [["--workers", "0"], 'Invalid --workers "0": must be auto or a whole number from 1 to 999'],
   [
     ["--admin", "9091"],
     'Invalid --admin "9091": must be host:port (such as 127.0.0.1:9091; port 0 picks a free one) or off',
@@ -413,6 +415,7 @@ Deno.test("parseBalancerArgs() rejects a bad LOGLEVEL naming the variable", asyn
 const FULL_FILE = JSON.stringify({
   host: "::1",
   port: 8000,
+  workers: "2",
   backends: ["10.0.0.1:80", { url: "http://10.0.0.2:80", weight: 3 }],
   policy: "round-robin",
   health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
@@ -434,6 +437,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
   assertEquals(config, {
     host: "::1",
     port: 8000,
+    workers: "2",
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2/"), weight: 3 },

@@ -48,6 +48,11 @@ export interface ListenOptions {
   readonly hostname: string;
   /** The port to bind; 0 picks a free one. */
   readonly port: number;
+  /**
+   * Bind with SO_REUSEPORT so several isolates share the address and the kernel spreads
+   * connections over them (needs `--unstable-net`). Default: false.
+   */
+  readonly reusePort?: boolean;
   /** Time from accepting a connection to its first complete request head, in milliseconds. */
   readonly headerTimeoutMs: number;
   /**
@@ -167,7 +172,11 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     return fallbackListen(options, handler, onEvent, onError);
   }
   const clock = options.clock ?? systemClock;
-  const listener = Deno.listen({ hostname: options.hostname, port: options.port });
+  const listener = Deno.listen({
+    hostname: options.hostname,
+    port: options.port,
+    ...(options.reusePort === true ? { reusePort: true } : {}),
+  });
   const connections = new Set<Connection>();
   // One queue per timeout length keeps each queue in deadline order (its cheap case).
   const headerDeadlines = new DeadlineQueue({ clock });

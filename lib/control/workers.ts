@@ -1,0 +1,178 @@
+/**
+ * The control plane's side of `lb --workers N`: starts N data-plane workers on one address
+ * (the first binds it, the others join it with SO_REUSEPORT, so the kernel spreads
+ * connections), publishes every pool change to all of them at once (`postMessage`, so a
+ * health flip reaches every isolate within one event-loop turn), folds their reports into the
+ * control plane's metrics and backend counts, and drains them together.
+ *
+ * Each worker starts from the program's own entry module (`main.ts`, the bundle or the compiled
+ * binary), which runs the data plane when its worker name is `DATA_PLANE_WORKER_NAME`.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Metrics } from "../metrics.ts";
+import type { Pool } from "../pool.ts";
+import type { BalancerConfig } from "../settings.ts";
+import {
+  DATA_PLANE_WORKER_NAME,
+  encodeConfig,
+  type FromWorker,
+  type PoolSnapshot,
+  type ToWorker,
+} from "../data/worker_protocol.ts";
+
+/** Options for {@linkcode startWorkers}. */
+export interface WorkersOptions {
+  /** How many data-plane isolates. */
+  readonly count: number;
+  /** The module each worker runs: the program's entry module. */
+  readonly entry: URL;
+  /** The control plane's pool, mirrored into every worker. */
+  readonly pool: Pool;
+  /** Where the workers' counts are folded in. */
+  readonly metrics: Metrics;
+  /** Lifecycle records. */
+  readonly logger: Logger;
+  /** How long a worker may take to start and bind, in milliseconds. Default: 30000. */
+  readonly startTimeoutMs?: number;
+}
+
+/** Data-plane workers that are serving. */
+export interface Workers {
+  /** The shared address. */
+  readonly addr: Deno.NetAddr;
+  /** Client connections open over every worker (as last reported). */
+  readonly connectionCount: number;
+  /** Per-worker figures, for `/status`. */
+  isolates(): Array<{ id: string; connections: number }>;
+  /** Sends the pool's current state to every worker. */
+  publish(): void;
+  /** Sends a new configuration to every worker. */
+  configure(config: BalancerConfig): void;
+  /**
+   * Drains every worker: each stops accepting and lets its requests finish within
+   * `timeoutMs`; then they end.
+   *
+   * @returns Whether every worker finished cleanly.
+   */
+  drain(timeoutMs: number): Promise<boolean>;
+}
+
+/** One worker and what it last said. */
+interface Handle {
+  readonly id: string;
+  readonly worker: Worker;
+  connections: number;
+  readonly drained: PromiseWithResolvers<boolean>;
+}
+
+/**
+ * Starts the data-plane workers and resolves once all of them listen.
+ *
+ * @param config The configuration to serve.
+ * @param options Count, entry module, pool, metrics and logger.
+ * @returns The running workers.
+ * @throws {Error} When a worker fails to start or bind, with its reason.
+ */
+export async function startWorkers(
+  config: BalancerConfig,
+  options: WorkersOptions,
+): Promise<Workers> {
+  const { pool, metrics, logger } = options;
+  const snapshot = (): PoolSnapshot =>
+    pool.backends.map((b) => ({
+      href: b.url.href,
+      weight: b.weight,
+      isHealthy: b.isHealthy,
+      isDraining: b.isDraining,
+    }));
+  const handles: Handle[] = [];
+  const send = (handle: Handle, message: ToWorker) => handle.worker.postMessage(message);
+  const spawn = (index: number, port: number): Promise<{ handle: Handle; port: number }> => {
+    const id = `w${index + 1}`;
+    const worker = new Worker(options.entry, { type: "module", name: DATA_PLANE_WORKER_NAME });
+    const handle: Handle = { id, worker, connections: 0, drained: Promise.withResolvers() };
+    const listening = Promise.withResolvers<number>();
+    worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      const message = event.data;
+      switch (message.kind) {
+        case "listening":
+          listening.resolve(message.port);
+          return;
+        case "report":
+          handle.connections = message.connections;
+          metrics.absorb(id, message.metrics);
+          for (const backend of pool.backends) {
+            backend.setRemoteCounts(id, message.backends[backend.url.href]);
+          }
+          return;
+        case "drained":
+          handle.drained.resolve(message.isClean);
+          return;
+        case "failed":
+          listening.reject(new Error(`Data-plane worker ${id} failed: ${message.message}`));
+          logger.error("Data-plane worker failed", { worker: id, message: message.message });
+          return;
+      }
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      const message = event.message ?? "worker error";
+      listening.reject(new Error(`Data-plane worker ${id} failed: ${message}`));
+      handle.drained.resolve(false);
+      logger.error("Data-plane worker crashed", { worker: id, message });
+    };
+    send(handle, {
+      kind: "start",
+      id,
+      config: encodeConfig({ ...config, port }),
+      pool: snapshot(),
+    });
+    const timeoutMs = options.startTimeoutMs ?? 30_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Data-plane worker ${id} did not start within ${timeoutMs}ms`)),
+        timeoutMs,
+      );
+    });
+    handles.push(handle);
+    return Promise.race([listening.promise, timedOut])
+      .then((bound) => ({ handle, port: bound }))
+      .finally(() => clearTimeout(timer));
+  };
+  try {
+    // The first worker picks the port (config.port may be 0); the others join it.
+    const first = await spawn(0, config.port);
+    const rest = await Promise.all(
+      Array.from({ length: options.count - 1 }, (_, i) => spawn(i + 1, first.port)),
+    );
+    void rest;
+    const addr: Deno.NetAddr = { transport: "tcp", hostname: config.host, port: first.port };
+    return {
+      addr,
+      get connectionCount() {
+        return handles.reduce((sum, h) => sum + h.connections, 0);
+      },
+      isolates: () => handles.map((h) => ({ id: h.id, connections: h.connections })),
+      publish() {
+        const pool = snapshot();
+        for (const handle of handles) send(handle, { kind: "snapshot", pool });
+      },
+      configure(next) {
+        const encoded = encodeConfig({ ...next, port: next.port === 0 ? first.port : next.port });
+        for (const handle of handles) send(handle, { kind: "configure", config: encoded });
+      },
+      async drain(timeoutMs) {
+        for (const handle of handles) send(handle, { kind: "drain", timeoutMs });
+        const results = await Promise.all(handles.map((h) => h.drained.promise));
+        for (const handle of handles) handle.worker.terminate();
+        return results.every(Boolean);
+      },
+    };
+  } catch (error) {
+    for (const handle of handles) handle.worker.terminate();
+    throw error;
+  }
+}

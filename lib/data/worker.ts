@@ -1,0 +1,146 @@
+/**
+ * A data-plane worker of `lb --workers N`: one isolate running a {@linkcode DataPlane} on the
+ * shared address (SO_REUSEPORT). It owns no health: it routes over a mirror of the control
+ * plane's pool, updated by every `snapshot` message, and reports its counts back a few times a
+ * second so the admin API shows one coherent view.
+ *
+ * @module
+ */
+import { Backend, type BackendCounts } from "../backend.ts";
+import { configureLogging, getModuleLogger } from "../log.ts";
+import { Metrics } from "../metrics.ts";
+import { Pool } from "../pool.ts";
+import { systemClock } from "../shared/clock.ts";
+import { type DataPlane, startDataPlane } from "./data_plane.ts";
+import {
+  decodeConfig,
+  type FromWorker,
+  type PoolSnapshot,
+  type ToWorker,
+} from "./worker_protocol.ts";
+
+/** How often a worker reports its counts, in milliseconds. */
+const REPORT_INTERVAL_MS = 250;
+
+/** The worker side of `postMessage`. */
+export interface WorkerScope {
+  postMessage(message: FromWorker): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+  close(): void;
+}
+
+/**
+ * Runs a data-plane worker until the control plane drains it.
+ *
+ * @param scope The worker's global scope (`self`).
+ */
+export function runDataPlaneWorker(scope: WorkerScope): void {
+  const pool = new Pool([]);
+  const metrics = new Metrics(pool);
+  let id = "";
+  let plane: DataPlane | undefined;
+  let reporter: ReturnType<typeof setInterval> | undefined;
+  let logging: AsyncDisposable | undefined;
+
+  const report = () => {
+    if (plane === undefined) return;
+    const backends: Record<string, BackendCounts> = {};
+    for (const backend of pool.backends) backends[backend.url.href] = backend.localCounts;
+    scope.postMessage({
+      kind: "report",
+      id,
+      metrics: metrics.exportState(),
+      backends,
+      connections: plane.listener.connectionCount,
+    });
+  };
+  const fail = (error: unknown) =>
+    scope.postMessage({
+      kind: "failed",
+      id,
+      message: error instanceof Error ? error.message : String(error),
+    });
+
+  scope.onmessage = async (event) => {
+    const message = event.data;
+    try {
+      switch (message.kind) {
+        case "start": {
+          id = message.id;
+          const config = decodeConfig(message.config);
+          logging = await configureLogging({
+            level: config.log.level,
+            format: config.log.format,
+            color: false,
+            ...(config.log.file === undefined ? {} : { file: config.log.file }),
+          });
+          applySnapshot(pool, message.pool);
+          plane = startDataPlane(config, {
+            pool,
+            metrics,
+            clock: systemClock,
+            logger: getModuleLogger("server"),
+            proxyLogger: getModuleLogger("proxy"),
+            reusePort: true,
+          });
+          reporter = setInterval(report, REPORT_INTERVAL_MS);
+          scope.postMessage({ kind: "listening", id, port: plane.listener.addr.port });
+          return;
+        }
+        case "snapshot":
+          applySnapshot(pool, message.pool);
+          return;
+        case "configure":
+          plane?.configure(decodeConfig(message.config));
+          return;
+        case "drain": {
+          clearInterval(reporter);
+          const current = plane;
+          let isClean = true;
+          if (current !== undefined) {
+            let timer: ReturnType<typeof setTimeout> | undefined;
+            isClean = await Promise.race([
+              current.shutdown().then(() => true),
+              new Promise<boolean>((resolve) => {
+                timer = setTimeout(() => resolve(false), message.timeoutMs);
+              }),
+            ]);
+            clearTimeout(timer);
+            report();
+            current.close();
+          }
+          await logging?.[Symbol.asyncDispose]();
+          scope.postMessage({ kind: "drained", id, isClean });
+          scope.close();
+          return;
+        }
+      }
+    } catch (error) {
+      fail(error);
+    }
+  };
+}
+
+/**
+ * Makes the worker's pool mirror the control plane's: same backends, order, health, drain
+ * state and weights. Backends that stay keep their objects (and their in-flight counts).
+ *
+ * @param pool The worker's pool.
+ * @param snapshot The control plane's pool.
+ */
+export function applySnapshot(pool: Pool, snapshot: PoolSnapshot): void {
+  const wanted = new Set(snapshot.map((b) => b.href));
+  for (const backend of pool.backends) {
+    if (!wanted.has(backend.url.href)) pool.remove(backend);
+  }
+  for (const entry of snapshot) {
+    let backend = pool.find(entry.href);
+    if (backend === undefined) {
+      backend = new Backend(new URL(entry.href), { weight: entry.weight });
+      pool.add(backend);
+    }
+    backend.setHealth(entry.isHealthy ? "healthy" : "unhealthy");
+    backend.setDraining(entry.isDraining);
+    backend.setWeight(entry.weight);
+  }
+}
