@@ -14,13 +14,15 @@
  * | `POST /reload`                     | re-read the configuration; 400 with the problems        |
  * | `GET /`, `GET /events`             | the live dashboard and its server-sent events           |
  *
- * With `--admin-token` every route but `/health` needs `Authorization: Bearer TOKEN` (compared
- * in constant time); the dashboard's page and event stream also take `?token=`, as a browser's
- * `EventSource` cannot send headers.
+ * With `--admin-token` every route but `/health` and the dashboard page needs
+ * `Authorization: Bearer TOKEN` (compared in constant time). The page holds no data (it is
+ * opened as `/#token=TOKEN`, and a fragment never reaches the server); its event stream takes
+ * `?token=`, as a browser's `EventSource` cannot send headers.
  *
  * @module
  */
 import { type Backend, parseBackendUrl } from "./backend.ts";
+import { SSE_HEADERS } from "./control/dashboard.ts";
 import type { BackendConfig } from "./settings.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Pool } from "./pool.ts";
@@ -175,23 +177,22 @@ export function createAdminHandler(
         ? new Response("draining\n", { status: 503, headers: TEXT_HEADERS })
         : new Response("ok\n", { headers: TEXT_HEADERS });
     }
-    const isDashboard = path === "/" || path === "/events";
-    if (!isAuthorized(request, url, isDashboard)) {
+    if (path === "/" && deps.dashboard !== undefined) {
+      if (!isRead) return notAllowed("GET, HEAD");
+      return new Response(deps.dashboard.html, {
+        headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
+      });
+    }
+    const isEvents = path === "/events";
+    if (!isAuthorized(request, url, isEvents)) {
       return new Response("Unauthorized: send Authorization: Bearer <admin token>\n", {
         status: 401,
         headers: { ...TEXT_HEADERS, "www-authenticate": 'Bearer realm="denolb admin"' },
       });
     }
-    if (isDashboard && deps.dashboard !== undefined) {
+    if (isEvents && deps.dashboard !== undefined) {
       if (!isRead) return notAllowed("GET, HEAD");
-      if (path === "/") {
-        return new Response(deps.dashboard.html, {
-          headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
-        });
-      }
-      return new Response(deps.dashboard.events(request.signal), {
-        headers: { "content-type": "text/event-stream", "cache-control": "no-store" },
-      });
+      return new Response(deps.dashboard.events(request.signal), { headers: SSE_HEADERS });
     }
     const control = deps.control;
     if (control !== undefined) {

@@ -13,7 +13,8 @@ import { planReload } from "./control/reload.ts";
 import { startWorkers, type Workers } from "./control/workers.ts";
 import { type DataPlane, startDataPlane } from "./data/data_plane.ts";
 import { type BackendConfig, parseAdminAddress } from "./settings.ts";
-import { type AdminDeps, createAdminHandler } from "./admin.ts";
+import { type AdminDeps, createAdminHandler, statusReport } from "./admin.ts";
+import { DASHBOARD_HTML, statusEventStream } from "./control/dashboard.ts";
 import { HealthChecker } from "./health.ts";
 import { getModuleLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
@@ -96,6 +97,9 @@ interface Serving {
   drain(timeoutMs: number): Promise<boolean>;
 }
 
+/** How often the dashboard gets a new snapshot, in milliseconds. */
+const DASHBOARD_INTERVAL_MS = 1_000;
+
 /** How often a removed backend is checked for its last in-flight request. */
 const RETIRE_POLL_MS = 50;
 
@@ -135,6 +139,7 @@ export async function startBalancer(
     },
   });
   let isDraining = false;
+  const stopping = new AbortController();
   const retiring = new Set<Promise<void>>();
   const own = (task: Promise<void>) => {
     retiring.add(task);
@@ -190,6 +195,15 @@ export async function startBalancer(
       });
     },
     isolates: () => serving.isolates(),
+    dashboard: {
+      html: DASHBOARD_HTML,
+      // Streams end with their client, or when the balancer stops (a shutdown waits for them).
+      events: (signal) =>
+        statusEventStream(() => statusReport(pool, metrics, isDraining), {
+          intervalMs: DASHBOARD_INTERVAL_MS,
+          signal: AbortSignal.any([signal, stopping.signal]),
+        }),
+    },
     control: {
       reload: () => reload(),
       addBackend: (backendConfig) => addBackend(backendConfig),
@@ -289,6 +303,7 @@ export async function startBalancer(
       }
       await Promise.all(retiring);
       await health.stop();
+      stopping.abort();
       await admin?.shutdown();
       logger.info("Balancer stopped", { isClean });
       return isClean;

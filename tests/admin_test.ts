@@ -156,10 +156,21 @@ Deno.test("with --admin-token every admin route but /health needs the bearer tok
     await allowed.body?.cancel();
     assertEquals(allowed.status, 200, path);
   }
-  // A query token is only for the dashboard's page and event stream.
+  // A query token is only for the dashboard's event stream; the page itself holds no data.
   const query = await fetch(adminUrl(lb, `/status?token=${TOKEN}`));
   await query.body?.cancel();
   assertEquals(query.status, 401);
+  const page = await fetch(adminUrl(lb, "/"));
+  assertStringIncludes(await page.text(), "<!doctype html>");
+  const events = await fetch(adminUrl(lb, "/events"));
+  await events.body?.cancel();
+  assertEquals(events.status, 401);
+  const stream = await fetch(adminUrl(lb, `/events?token=${TOKEN}`));
+  assertEquals(stream.headers.get("content-type"), "text/event-stream; charset=utf-8");
+  const reader = stream.body?.getReader();
+  const first = new TextDecoder().decode((await reader?.read())?.value);
+  await reader?.cancel();
+  assertStringIncludes(first, '"backends":[{"name":');
 });
 
 Deno.test("--admin off runs no admin listener", async () => {
