@@ -3,6 +3,7 @@
  * is special on the proxy port any more; status, metrics, health and drain live on the admin
  * port, behind a bearer token when one is set.
  */
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { parseBalancerArgs } from "../lib/config.ts";
 import { type RunningBalancer, startBalancer } from "../lib/server.ts";
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
@@ -215,4 +216,27 @@ Deno.test("POST /backends adds a backend and DELETE /backends/{name} drains then
   for (let i = 0; i < 4; i++) assertEquals((await (await fetch(lb.url)).text()).split(" ")[0], "a");
   while (lb.pool.backends.length > 1) await new Promise((resolve) => setTimeout(resolve, 10));
   assertEquals(lb.pool.backends.map((x) => x.name), [`127.0.0.1:${a.port}`]);
+});
+
+Deno.test("admin /metrics parses with a real Prometheus text parser, histograms included", async () => {
+  await using a = named("a");
+  await using lb = await startWith([a]);
+  for (let i = 0; i < 3; i++) await (await fetch(lb.url)).text();
+  const text = await (await fetch(adminUrl(lb, "/metrics"))).text();
+  const families: Array<{ name: string; type: string; metrics: Array<Record<string, unknown>> }> =
+    parsePrometheusTextFormat(text);
+  const byName = new Map(families.map((family) => [family.name, family]));
+  const requests = byName.get("denolb_requests_total");
+  assertEquals(requests?.type, "COUNTER");
+  assertEquals(requests?.metrics[0]?.value, "3");
+  const histogram = byName.get("denolb_request_duration_seconds");
+  assertEquals(histogram?.type, "HISTOGRAM");
+  // This parser keeps a labelled histogram's buckets (and drops its _sum and _count).
+  const buckets = histogram?.metrics[0]?.buckets as Record<string, string> | undefined;
+  assertEquals(buckets?.["+Inf"], "3");
+  for (
+    const name of ["denolb_backend_up", "denolb_fd_exhausted_total", "denolb_client_timeouts_total"]
+  ) {
+    assert(byName.has(name), name);
+  }
 });
