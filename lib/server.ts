@@ -120,7 +120,9 @@ export async function startBalancer(
   let config = initial;
   const pool = new Pool(config.backends.map((b) => new Backend(b.url, { weight: b.weight })));
   const metrics = new Metrics(pool);
-  const isolateCount = deps.workerEntry === undefined ? 1 : resolveWorkers(config.workers);
+  const isolateCount = deps.workerEntry === undefined
+    ? 1
+    : isolatesToRun(config.workers, resolveWorkers(config.workers), logger);
   const serving = isolateCount === 1
     ? serveHere(config, pool, metrics, clock, logger)
     : await serveInWorkers(config, {
@@ -334,9 +336,10 @@ export async function startBalancer(
 }
 
 /**
- * How many data-plane isolates `--workers` asks for: a number as given; `auto` is one per core
- * on machines with more than 2 cores, and 1 on smaller ones, where load generator, balancer and
- * backends share the cores and a second isolate measured no faster (see the README).
+ * How many data-plane isolates `--workers` asks for: a number as given; `auto` is one per core.
+ * On our 2-core machines two isolates served 1.21x one isolate's rate even with wrk and three
+ * nginx backends on the same cores (`load/bench/lb_vs_nginx.ts`, medians of 5 slices), so 2
+ * cores get 2 as well; a single core gets 1.
  *
  * @param workers The setting: `"auto"` or a whole number.
  * @param cores The machine's cores. Default: `navigator.hardwareConcurrency`.
@@ -345,7 +348,7 @@ export async function startBalancer(
  * @example
  * ```ts
  * import { resolveWorkers } from "./server.ts";
- * if (resolveWorkers("auto", 2) !== 1 || resolveWorkers("auto", 8) !== 8) throw new Error();
+ * if (resolveWorkers("auto", 2) !== 2 || resolveWorkers("auto", 1) !== 1) throw new Error();
  * if (resolveWorkers("3", 8) !== 3) throw new Error();
  * ```
  */
@@ -354,7 +357,37 @@ export function resolveWorkers(
   cores: number = navigator.hardwareConcurrency,
 ): number {
   if (workers !== "auto") return Math.max(1, Number(workers));
-  return cores > 2 ? cores : 1;
+  return Math.max(1, cores);
+}
+
+/**
+ * Checks that several isolates can share the address: SO_REUSEPORT is behind Deno's
+ * `--unstable-net`. Without it, `auto` falls back to one isolate with a warning and an explicit
+ * count is an error.
+ *
+ * @throws {Error} For an explicit count above 1 without `--unstable-net`.
+ */
+function isolatesToRun(setting: string, wanted: number, logger: Logger): number {
+  if (wanted === 1 || canReusePort()) return wanted;
+  if (setting === "auto") {
+    logger.warn("Serving from one isolate: --workers auto needs Deno's --unstable-net flag", {
+      wanted,
+    });
+    return 1;
+  }
+  throw new Error(
+    `Cannot run --workers ${setting}: sharing the address needs Deno's --unstable-net flag ` +
+      `(the tasks and the compiled binary pass it; add it to "deno run")`,
+  );
+}
+
+/**
+ * Whether this Deno lets a listener set SO_REUSEPORT. Trying would end the process (Deno exits
+ * on an unstable API used without its flag), so the check is for another `--unstable-net` API:
+ * `Deno.listenDatagram` exists only under that flag.
+ */
+function canReusePort(): boolean {
+  return typeof (Deno as unknown as Record<string, unknown>).listenDatagram === "function";
 }
 
 /** The data plane in this isolate. */

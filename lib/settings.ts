@@ -134,9 +134,9 @@ export const SETTINGS = {
     metavar: "N|auto",
     section: "Listener",
     help: "Isolates serving requests, sharing the address (SO_REUSEPORT; needs Deno's " +
-      "--unstable-net, which the tasks and the binary pass). auto is one per core on machines " +
-      "with more than 2 cores and 1 on smaller ones, where a second isolate measured no " +
-      "faster. Health checks, the admin API and reloads stay in one control plane.",
+      "--unstable-net, which the tasks and the binary pass). auto is one per core (on 2 cores " +
+      "two isolates measured 1.2x one). Health checks, the admin API and reloads stay in one " +
+      "control plane.",
   } satisfies Setting<string>,
   backends: {
     kind: backendList(),

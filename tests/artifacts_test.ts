@@ -40,6 +40,7 @@ Deno.test("deno task bundle builds one JS file that runs --help and the demo off
     "run",
     "--no-config",
     "--unstable-no-legacy-abort",
+    "--unstable-net",
     "--allow-net",
     "--allow-env",
     `--allow-read=${DIST.pathname}`,

@@ -12,7 +12,7 @@ const FLOOD = 120;
 Deno.test("lb survives descriptor exhaustion on accept and serves again when descriptors free up", async () => {
   await using backend = startServer(() => new Response("from backend"));
   const script = `ulimit -n 64 && exec "$0" run --unstable-no-legacy-abort -A main.ts lb ` +
-    `--port 0 --backend 127.0.0.1:${backend.port} --health-interval 1h --admin 127.0.0.1:0`;
+    `--port 0 --backend 127.0.0.1:${backend.port} --health-interval 1h --admin 127.0.0.1:0 --workers 1`;
   await using lb = startProcess("bash", ["-c", script, Deno.execPath()]);
   const [, url, admin] = await lb.waitForLine(
     /Balancer listening.*?(http:\/\/[\d.]+:\d+\/).*?admin=\S*?(http:\/\/[\d.]+:\d+\/)/,

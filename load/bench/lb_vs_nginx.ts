@@ -7,6 +7,9 @@
  * deno run -A load/bench/lb_vs_nginx.ts --slices 5 --connections 100 --backends 3
  * ```
  *
+ * Ours runs in three shapes side by side: `--workers 1`, `--workers 2` (two data-plane isolates
+ * on one address) and `--workers 1 --upstream http1`.
+ *
  * Backends: one nginx (one worker) serving a small static file on `--backends` ports. Proxies:
  * a second nginx (one worker, upstream keep-alive, round-robin) and `main.ts lb` (one isolate,
  * logging at warning), both in front of those ports. `wrk -t1 -cC` drives each target in turn
@@ -37,7 +40,11 @@ interface Target {
 }
 
 /** Starts `main.ts lb` over the backends; resolves once it accepts connections. */
-async function startBalancer(port: number, backendPorts: readonly number[]) {
+async function startBalancer(
+  port: number,
+  backendPorts: readonly number[],
+  extra: readonly string[],
+) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -45,6 +52,7 @@ async function startBalancer(port: number, backendPorts: readonly number[]) {
       "--allow-env",
       "--allow-read",
       "--allow-write",
+      "--allow-ffi",
       MAIN.pathname,
       "lb",
       "--port",
@@ -57,6 +65,7 @@ async function startBalancer(port: number, backendPorts: readonly number[]) {
       backendPorts.map((p) => `127.0.0.1:${p}`).join(","),
       "--health-path",
       "/index.html",
+      ...extra,
     ],
     stdout: "null",
     stderr: "inherit",
@@ -108,13 +117,23 @@ ${backendPorts.map((p) => `    server 127.0.0.1:${p};`).join("\n")}
   }`,
     [nginxPort],
   );
-  const lbPort = freePort();
-  const balancer = await startBalancer(lbPort, backendPorts);
+  const shapes = [
+    { name: "denolb", extra: ["--workers", "1"] },
+    { name: "denolb workers=2", extra: ["--workers", "2"] },
+    { name: "denolb http1", extra: ["--workers", "1", "--upstream", "http1"] },
+  ];
+  const balancers = [];
+  const ours: Target[] = [];
+  for (const shape of shapes) {
+    const port = freePort();
+    balancers.push(await startBalancer(port, backendPorts, shape.extra));
+    ours.push({ name: shape.name, url: `http://127.0.0.1:${port}/index.html` });
+  }
   try {
     const targets: Target[] = [
       { name: "direct (no proxy)", url: `http://127.0.0.1:${backendPorts[0]}/index.html` },
       { name: "nginx proxy", url: `http://127.0.0.1:${nginxPort}/index.html` },
-      { name: "denolb", url: `http://127.0.0.1:${lbPort}/index.html` },
+      ...ours,
     ];
     writeLine(
       `wrk -t1 -c${connections}, ${slices} slices of ${sliceMs / 1000} s per target (order ` +
@@ -147,17 +166,18 @@ ${backendPorts.map((p) => `    server 127.0.0.1:${p};`).join("\n")}
           ` req/s   errors ${errors.get(target.name) ?? 0}`,
       );
     }
-    const ours = medians.get("denolb") ?? 0;
     const nginx = medians.get("nginx proxy") ?? 0;
     const direct = medians.get("direct (no proxy)") ?? 0;
-    writeLine(
-      `denolb / nginx = ${(ours / nginx).toFixed(2)}x (goal >= 0.80), ` +
-        `denolb / direct = ${(ours / direct).toFixed(2)}x, nginx / direct = ${
-          (nginx / direct).toFixed(2)
-        }x`,
-    );
+    for (const target of ours) {
+      const rate = medians.get(target.name) ?? 0;
+      writeLine(
+        `${target.name} / nginx = ${(rate / nginx).toFixed(2)}x, ` +
+          `${target.name} / direct = ${(rate / direct).toFixed(2)}x`,
+      );
+    }
+    writeLine(`nginx / direct = ${(nginx / direct).toFixed(2)}x`);
   } finally {
-    await balancer.stop();
+    for (const balancer of balancers) await balancer.stop();
     await proxy.stop();
     await backends.stop();
     await Deno.remove(directory, { recursive: true });
