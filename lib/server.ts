@@ -123,15 +123,25 @@ export async function startBalancer(
   const isolateCount = deps.workerEntry === undefined
     ? 1
     : isolatesToRun(config.workers, resolveWorkers(config.workers), logger);
-  const serving = isolateCount === 1
-    ? serveHere(config, pool, metrics, clock, logger)
-    : await serveInWorkers(config, {
-      count: isolateCount,
-      entry: deps.workerEntry as URL,
-      pool,
-      metrics,
-      logger,
-    });
+  let serving: Serving | undefined;
+  if (isolateCount > 1) {
+    try {
+      serving = await serveInWorkers(config, {
+        count: isolateCount,
+        entry: deps.workerEntry as URL,
+        pool,
+        metrics,
+        logger,
+      });
+    } catch (error) {
+      // An explicit count is a promise to the operator; auto may settle for one isolate.
+      if (config.workers !== "auto") throw error;
+      logger.warn("Serving from one isolate: the data-plane workers did not start", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+  serving ??= serveHere(config, pool, metrics, clock, logger);
   const health = new HealthChecker(pool, {
     ...config.health,
     clock,
@@ -225,7 +235,7 @@ export async function startBalancer(
     admin: admin === undefined ? "off" : httpUrl(admin.addr).href,
     backends: pool.backends.map((b) => b.name),
     policy: config.policy,
-    workers: isolateCount,
+    workers: serving.isolateCount,
     healthIntervalMs: config.health.intervalMs,
   });
   deps.onListen?.(serving.addr);
@@ -326,7 +336,7 @@ export async function startBalancer(
     get adminUrl() {
       return admin === undefined ? undefined : httpUrl(admin.addr);
     },
-    isolateCount,
+    isolateCount: serving.isolateCount,
     reload,
     drain,
     async [Symbol.asyncDispose]() {
