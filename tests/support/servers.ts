@@ -1,18 +1,17 @@
 /**
- * Real servers on port 0 for integration tests: a backend with any handler, the balancer's
- * handler in front of given backends, and a port nothing listens on.
+ * Real servers on port 0 for integration tests: a backend with any handler, the balancer's data
+ * plane in front of given backends, and a port nothing listens on.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../../lib/backend.ts";
-import { createHandler, type HandlerDeps } from "../../lib/handler.ts";
+import { type BalancerConfig, DEFAULT_BALANCER_CONFIG } from "../../lib/config.ts";
+import { startDataPlane } from "../../lib/data/data_plane.ts";
 import { Metrics } from "../../lib/metrics.ts";
-import { createRoundRobin } from "../../lib/policies/round_robin.ts";
 import { Pool } from "../../lib/pool.ts";
-import { createUpstreamClient } from "../../lib/proxy.ts";
 import type { Upstream } from "../../lib/settings.ts";
-import { createHttp1Client } from "../../lib/upstream/http1.ts";
+import { systemClock } from "../../lib/shared/clock.ts";
 
 /** A server listening on 127.0.0.1 and a port the OS chose. */
 export interface TestServer extends AsyncDisposable {
@@ -39,25 +38,24 @@ export function startServer(handler: Deno.ServeHandler<Deno.NetAddr>): TestServe
 }
 
 /** Options for {@linkcode startBalancer}; each defaults as noted. */
-export interface TestBalancerOptions extends
-  Partial<
-    Pick<
-      HandlerDeps,
-      | "retries"
-      | "timeoutMs"
-      | "retryAfterSeconds"
-      | "via"
-      | "requestBufferBytes"
-      | "bodyTimeoutMs"
-    >
-  > {
+export interface TestBalancerOptions {
+  /** Retries on another backend. Default: 1. */
+  readonly retries?: number;
+  /** Response-header timeout in milliseconds. Default: 5000. */
+  readonly timeoutMs?: number;
+  /** Seconds in the 503's `Retry-After` (the health interval's). Default: 1. */
+  readonly retryAfterSeconds?: number;
+  /** Request bodies up to this size are read before forwarding. Default: the balancer's. */
+  readonly requestBufferBytes?: number;
+  /** Longest pause between two body reads, in milliseconds. Default: the balancer's. */
+  readonly bodyTimeoutMs?: number;
   /** Initial health per backend, by index. Default: all healthy. */
   readonly unhealthy?: readonly number[];
   /** How requests reach backends. Default: `"fetch"`. */
   readonly upstream?: Upstream;
 }
 
-/** The balancer's handler served on port 0, with its parts for assertions. */
+/** The balancer's data plane served on port 0, with its parts for assertions. */
 export interface TestBalancer extends TestServer {
   /** The pool built from the backend URLs. */
   readonly pool: Pool;
@@ -66,13 +64,14 @@ export interface TestBalancer extends TestServer {
 }
 
 /**
- * Serves the balancer's handler on port 0 in front of `backends`, with round-robin, a real
- * upstream client and the `["denolb", "proxy"]` logger.
+ * Serves the balancer's data plane on port 0 in front of `backends`: the same listener,
+ * handler and upstream clients `lb` runs (`startDataPlane`), round-robin, without a health
+ * checker, so each backend keeps the health the test gives it.
  *
  * @param backends The backends' base URLs.
  * @param options Retries (default 1), header timeout (default 5000 ms), upstream client
  *   (default `fetch`) and the rest.
- * @returns The running balancer; closing it also closes its upstream client.
+ * @returns The running balancer; closing it drains it and closes its upstream clients.
  */
 export function startBalancer(
   backends: readonly (string | URL)[],
@@ -85,35 +84,45 @@ export function startBalancer(
       })
     ),
   );
-  const metrics = new Metrics(pool.backends);
-  const client = createUpstreamClient({ maxIdlePerHost: 8, idleTimeoutMs: 5_000 });
-  const http1 = options.upstream === "http1" ? createHttp1Client() : undefined;
-  const deps: HandlerDeps = {
-    ...(http1 === undefined ? {} : { fetch: http1.fetch }),
-    pool,
-    policy: createRoundRobin(),
-    client,
-    logger: getLogger(["denolb", "proxy"]),
-    metrics,
-    timeoutMs: options.timeoutMs ?? 5_000,
-    retries: options.retries ?? 1,
-    ...(options.retryAfterSeconds === undefined
-      ? {}
-      : { retryAfterSeconds: options.retryAfterSeconds }),
-    ...(options.via === undefined ? {} : { via: options.via }),
-    ...(options.requestBufferBytes === undefined
-      ? {}
-      : { requestBufferBytes: options.requestBufferBytes }),
-    ...(options.bodyTimeoutMs === undefined ? {} : { bodyTimeoutMs: options.bodyTimeoutMs }),
+  const metrics = new Metrics(pool);
+  const D = DEFAULT_BALANCER_CONFIG;
+  const intervalMs = (options.retryAfterSeconds ?? 1) * 1000;
+  const config: BalancerConfig = {
+    ...D,
+    host: "127.0.0.1",
+    port: 0,
+    workers: "1",
+    backends: pool.backends.map((b) => ({ url: b.url, weight: b.weight })),
+    health: { ...D.health, intervalMs, timeoutMs: Math.min(D.health.timeoutMs, intervalMs) },
+    client: { ...D.client, bodyTimeoutMs: options.bodyTimeoutMs ?? D.client.bodyTimeoutMs },
+    proxy: {
+      ...D.proxy,
+      timeoutMs: options.timeoutMs ?? 5_000,
+      retries: options.retries ?? 1,
+      requestBufferBytes: options.requestBufferBytes ?? D.proxy.requestBufferBytes,
+      upstream: options.upstream ?? "fetch",
+      maxIdlePerHost: 8,
+    },
+    admin: { listen: "off" },
   };
-  const server = startServer(createHandler(deps));
+  const plane = startDataPlane(config, {
+    pool,
+    metrics,
+    clock: systemClock,
+    logger: getLogger(["denolb", "server"]),
+    proxyLogger: getLogger(["denolb", "proxy"]),
+  });
+  const port = plane.listener.addr.port;
   let closed: Promise<void> | undefined;
-  const close = () =>
-    closed ??= server.close().finally(() => {
-      client.close();
-      http1?.close();
-    });
-  return { url: server.url, port: server.port, pool, metrics, close, [Symbol.asyncDispose]: close };
+  const close = () => closed ??= plane.shutdown().finally(() => plane.close());
+  return {
+    url: new URL(`http://127.0.0.1:${port}/`),
+    port,
+    pool,
+    metrics,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }
 
 /**
