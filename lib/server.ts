@@ -10,8 +10,7 @@ import type { Logger } from "@logtape/logtape";
 import { Backend } from "./backend.ts";
 import type { BalancerConfig } from "./config.ts";
 import { planReload } from "./control/reload.ts";
-import { startWorkers, type Workers } from "./control/workers.ts";
-import { type DataPlane, startDataPlane } from "./data/data_plane.ts";
+import { startServing } from "./control/serving.ts";
 import { type BackendConfig, parseAdminAddress } from "./settings.ts";
 import { type AdminDeps, createAdminHandler, statusReport } from "./admin.ts";
 import { DASHBOARD_HTML, statusEventStream } from "./control/dashboard.ts";
@@ -82,21 +81,6 @@ export interface RunningBalancer extends AsyncDisposable {
   drain(): Promise<boolean>;
 }
 
-/** The data plane as the control plane drives it: in this isolate or in workers. */
-interface Serving {
-  readonly addr: Deno.NetAddr;
-  readonly connectionCount: number;
-  readonly isolateCount: number;
-  /** Per-isolate figures, when there are workers. */
-  isolates(): Array<{ id: string; connections: number }> | undefined;
-  /** Tells the data plane about pool changes (workers mirror the pool). */
-  publish(): void;
-  /** Applies a reload; throws, changing nothing, when a new address cannot be bound. */
-  configure(config: BalancerConfig): void;
-  /** Drains within `timeoutMs`; resolves whether every request finished. */
-  drain(timeoutMs: number): Promise<boolean>;
-}
-
 /** How often the dashboard gets a new snapshot, in milliseconds. */
 const DASHBOARD_INTERVAL_MS = 1_000;
 
@@ -120,28 +104,13 @@ export async function startBalancer(
   let config = initial;
   const pool = new Pool(config.backends.map((b) => new Backend(b.url, { weight: b.weight })));
   const metrics = new Metrics(pool);
-  const isolateCount = deps.workerEntry === undefined
-    ? 1
-    : isolatesToRun(config.workers, resolveWorkers(config.workers), logger);
-  let serving: Serving | undefined;
-  if (isolateCount > 1) {
-    try {
-      serving = await serveInWorkers(config, {
-        count: isolateCount,
-        entry: deps.workerEntry as URL,
-        pool,
-        metrics,
-        logger,
-      });
-    } catch (error) {
-      // An explicit count is a promise to the operator; auto may settle for one isolate.
-      if (config.workers !== "auto") throw error;
-      logger.warn("Serving from one isolate: the data-plane workers did not start", {
-        error: error instanceof Error ? error.message : String(error),
-      });
-    }
-  }
-  serving ??= serveHere(config, pool, metrics, clock, logger);
+  const serving = await startServing(config, {
+    pool,
+    metrics,
+    clock,
+    logger,
+    ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
+  });
   const health = new HealthChecker(pool, {
     ...config.health,
     clock,
@@ -342,121 +311,6 @@ export async function startBalancer(
     async [Symbol.asyncDispose]() {
       await drain();
     },
-  };
-}
-
-/**
- * How many data-plane isolates `--workers` asks for: a number as given; `auto` is one per core.
- * On our 2-core machines two isolates served 1.21x one isolate's rate even with wrk and three
- * nginx backends on the same cores (`load/bench/lb_vs_nginx.ts`, medians of 5 slices), so 2
- * cores get 2 as well; a single core gets 1.
- *
- * @param workers The setting: `"auto"` or a whole number.
- * @param cores The machine's cores. Default: `navigator.hardwareConcurrency`.
- * @returns The isolate count, 1 or more.
- *
- * @example
- * ```ts
- * import { resolveWorkers } from "./server.ts";
- * if (resolveWorkers("auto", 2) !== 2 || resolveWorkers("auto", 1) !== 1) throw new Error();
- * if (resolveWorkers("3", 8) !== 3) throw new Error();
- * ```
- */
-export function resolveWorkers(
-  workers: string,
-  cores: number = navigator.hardwareConcurrency,
-): number {
-  if (workers !== "auto") return Math.max(1, Number(workers));
-  return Math.max(1, cores);
-}
-
-/**
- * Checks that several isolates can share the address: SO_REUSEPORT is behind Deno's
- * `--unstable-net`. Without it, `auto` falls back to one isolate with a warning and an explicit
- * count is an error.
- *
- * @throws {Error} For an explicit count above 1 without `--unstable-net`.
- */
-function isolatesToRun(setting: string, wanted: number, logger: Logger): number {
-  if (wanted === 1 || canReusePort()) return wanted;
-  if (setting === "auto") {
-    logger.warn("Serving from one isolate: --workers auto needs Deno's --unstable-net flag", {
-      wanted,
-    });
-    return 1;
-  }
-  throw new Error(
-    `Cannot run --workers ${setting}: sharing the address needs Deno's --unstable-net flag ` +
-      `(the tasks and the compiled binary pass it; add it to "deno run")`,
-  );
-}
-
-/**
- * Whether this Deno lets a listener set SO_REUSEPORT. Trying would end the process (Deno exits
- * on an unstable API used without its flag), so the check is for another `--unstable-net` API:
- * `Deno.listenDatagram` exists only under that flag.
- */
-function canReusePort(): boolean {
-  return typeof (Deno as unknown as Record<string, unknown>).listenDatagram === "function";
-}
-
-/** The data plane in this isolate. */
-function serveHere(
-  config: BalancerConfig,
-  pool: Pool,
-  metrics: Metrics,
-  clock: Clock,
-  logger: Logger,
-): Serving {
-  const plane: DataPlane = startDataPlane(config, {
-    pool,
-    metrics,
-    clock,
-    logger,
-    proxyLogger: getModuleLogger("proxy"),
-  });
-  return {
-    get addr() {
-      return plane.listener.addr;
-    },
-    get connectionCount() {
-      return plane.listener.connectionCount;
-    },
-    isolateCount: 1,
-    isolates: () => undefined,
-    publish() {},
-    configure(next) {
-      void plane.configure(next);
-    },
-    async drain(timeoutMs) {
-      const deadline = new AbortController();
-      const isClean = await Promise.race([
-        plane.shutdown().then(() => true),
-        clock.sleep(timeoutMs, deadline.signal).then(() => false, () => true),
-      ]);
-      deadline.abort();
-      plane.close();
-      return isClean;
-    },
-  };
-}
-
-/** The data plane in worker isolates. */
-async function serveInWorkers(
-  config: BalancerConfig,
-  options: Parameters<typeof startWorkers>[1],
-): Promise<Serving> {
-  const workers: Workers = await startWorkers(config, options);
-  return {
-    addr: workers.addr,
-    get connectionCount() {
-      return workers.connectionCount;
-    },
-    isolateCount: options.count,
-    isolates: () => workers.isolates(),
-    publish: () => workers.publish(),
-    configure: (next) => workers.configure(next),
-    drain: (timeoutMs) => workers.drain(timeoutMs),
   };
 }
 
