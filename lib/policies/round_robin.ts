@@ -1,5 +1,6 @@
 /**
- * Round-robin: each available (healthy, not draining) backend in turn, as the seed balancer did.
+ * Round-robin: each available (healthy, not draining) backend in turn, weighted with nginx's
+ * smooth algorithm so weights 5,1,1 give a a b a c a a rather than five a's in a row.
  *
  * @module
  */
@@ -7,13 +8,20 @@ import type { Backend } from "../backend.ts";
 import type { Policy } from "./policy.ts";
 
 /**
- * Creates a round-robin policy. The cursor advances past the backend it picked, so a backend
- * that turns unhealthy is skipped without shifting the order of the others.
+ * Creates a round-robin policy.
  *
- * @returns A round-robin policy with its own cursor.
+ * Each pick adds every candidate's weight to its current weight, takes the highest (ties go to
+ * the first at or after the cursor) and subtracts the candidates' total from it: nginx's smooth
+ * weighted round-robin. With equal weights this is plain round-robin from the cursor. When the
+ * available backends or their weights change, the current weights restart from zero while the
+ * cursor stays, so a backend that turns unhealthy is skipped without shifting the others.
+ *
+ * @returns A round-robin policy with its own cursor and current weights.
  */
 export function createRoundRobin(): Policy {
   let cursor = 0;
+  let current = new Map<Backend, number>();
+  let signature: ReadonlyArray<readonly [Backend, number]> = [];
   return {
     name: "round-robin",
     pick(
@@ -21,16 +29,46 @@ export function createRoundRobin(): Policy {
       _request: Request,
       exclude?: ReadonlySet<Backend>,
     ): Backend | undefined {
+      const available = backends.filter((backend) => backend.isAvailable);
+      if (!isSameSignature(signature, available)) {
+        signature = available.map((backend) => [backend, backend.weight] as const);
+        current = new Map();
+      }
       const count = backends.length;
+      let best: Backend | undefined;
+      let bestIndex = 0;
+      let bestWeight = -Infinity;
+      let total = 0;
+      // Walking from the cursor makes ties go to the next backend in pool order.
       for (let step = 0; step < count; step++) {
         const index = (cursor + step) % count;
         const backend = backends[index];
-        if (backend?.isAvailable && exclude?.has(backend) !== true) {
-          cursor = (index + 1) % count;
-          return backend;
+        if (backend === undefined || !backend.isAvailable || exclude?.has(backend) === true) {
+          continue;
+        }
+        const weight = (current.get(backend) ?? 0) + backend.weight;
+        current.set(backend, weight);
+        total += backend.weight;
+        if (weight > bestWeight) {
+          best = backend;
+          bestIndex = index;
+          bestWeight = weight;
         }
       }
-      return undefined;
+      if (best === undefined) return undefined;
+      current.set(best, bestWeight - total);
+      cursor = (bestIndex + 1) % count;
+      return best;
     },
   };
+}
+
+function isSameSignature(
+  signature: ReadonlyArray<readonly [Backend, number]>,
+  available: readonly Backend[],
+): boolean {
+  return signature.length === available.length &&
+    signature.every(([backend, weight], i) =>
+      available[i] === backend && backend.weight === weight
+    );
 }
