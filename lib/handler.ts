@@ -21,6 +21,7 @@ import type { Metrics } from "./metrics.ts";
 import type { Policy } from "./policy.ts";
 import type { Pool } from "./pool.ts";
 import { DeadlineQueue } from "./deadlines.ts";
+import { type AccessLogSink, NO_ACCESS_LOG } from "./data/access_log.ts";
 import { type BodyFailure, readRequestBody, type RequestBody } from "./data/request_body.ts";
 import { type AcceptedTarget, resolveTarget } from "./data/request_target.ts";
 import { canRetry, forward, type ForwardFailureReason } from "./proxy.ts";
@@ -40,8 +41,10 @@ export interface HandlerDeps {
    * `fetch` with {@linkcode HandlerDeps.client}.
    */
   readonly fetch?: typeof fetch;
-  /** Receives the access log and errors (`["denolb", "proxy"]`). */
+  /** Receives errors and backend failures (`["denolb", "proxy"]`). */
   readonly logger: Logger;
+  /** Receives one access record per request. Default: {@linkcode NO_ACCESS_LOG}. */
+  readonly accessLog?: AccessLogSink;
   /** Counters and histograms (served by the admin API). */
   readonly metrics: Metrics;
   /** How long to wait for a backend's response headers once the request is sent, in ms. */
@@ -119,13 +122,14 @@ interface RequestContext {
   /** When the request arrived, on the handler's clock. */
   readonly started: number;
   readonly requestId: string;
+  /** The client's address. */
+  readonly client: string;
 }
 
 /** How one request ended, for the metrics and the access log. */
 interface AccessEntry {
-  readonly level: "info" | "warning";
-  /** The record's fixed message. */
-  readonly message: string;
+  /** How the request ended: `forwarded`, `failed`, `refused`, `client-abort`, `no-backend`. */
+  readonly outcome: string;
   /** The backend that answered or failed last; `undefined` when none was picked. */
   readonly backend: Backend | undefined;
   /** The status the client got. */
@@ -134,16 +138,17 @@ interface AccessEntry {
   readonly backendMs?: number;
   /** Why the request was refused or failed, when it was. */
   readonly reason?: string;
+  /** The response, for its body length. */
+  readonly response?: Response;
 }
 
 /**
  * Creates the request handler.
  *
  * Each proxied request: pick a healthy backend, `begin()` it, forward, and `end()` it when the
- * response body has been delivered (or at once on failure); count it in the metrics; log one
- * access record (`Request forwarded` at INFO, or `Request failed` / `No healthy backend` at
- * WARN, `Client aborted request` at INFO) with `method`, `path`, `backend`, `status`,
- * `durationMs`, `backendMs` and `requestId`.
+ * response body has been delivered (or at once on failure); count it in the metrics; write one
+ * record to the access log (outcome `forwarded`, `failed`, `refused`, `client-abort` or
+ * `no-backend`). When the access log's buffer is full, the response waits for room.
  *
  * @param deps The pool, policy, client, logger, metrics and limits.
  * @returns The handler to pass to `Deno.serve`.
@@ -153,6 +158,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   const createRequestId = deps.createRequestId ?? createRequestIdSource();
   const retryAfter = String(deps.retryAfterSeconds ?? 1);
   const { pool, policy, logger, metrics } = deps;
+  const accessLog = deps.accessLog ?? NO_ACCESS_LOG;
   // One timer for every request's response-header timeout, one for body reads.
   const deadlines = new DeadlineQueue({ clock });
   const bodyDeadlines = new DeadlineQueue({ clock });
@@ -166,24 +172,32 @@ export function createHandler(deps: HandlerDeps): Handler {
   const fdThrottle = new LogThrottle({ intervalMs: 1_000, clock });
 
   /**
-   * Counts a finished request in the metrics and writes its access record; the record's
-   * properties are built only when its level is on.
+   * Counts a finished request in the metrics and writes its access record.
+   *
+   * @returns A promise to await only when the access log's buffer is full.
    */
-  function record(context: RequestContext, entry: AccessEntry): void {
+  function record(context: RequestContext, entry: AccessEntry): Promise<void> | undefined {
     const durationMs = clock.now() - context.started;
     metrics.recordRequest(entry.backend, entry.status, durationMs);
-    if (!logger.isEnabledFor(entry.level)) return;
-    const properties: Record<string, unknown> = {
-      method: context.request.method,
+    if (!accessLog.isEnabled) return undefined;
+    const { request } = context;
+    const length = entry.response?.headers.get("content-length");
+    return accessLog.write({
+      time: Date.now(),
+      client: context.client,
+      method: request.method,
       path: context.path,
-      backend: entry.backend?.name ?? null,
       status: entry.status,
-      durationMs: round(durationMs),
-      backendMs: entry.backendMs === undefined ? null : round(entry.backendMs),
+      bytes: length === undefined || length === null ? undefined : Number(length),
+      referer: request.headers.get("referer"),
+      userAgent: request.headers.get("user-agent"),
+      backend: entry.backend?.name ?? null,
+      durationMs,
+      backendMs: entry.backendMs ?? null,
       requestId: context.requestId,
-    };
-    if (entry.reason !== undefined) properties.reason = entry.reason;
-    logger[entry.level](entry.message, properties);
+      outcome: entry.outcome,
+      ...(entry.reason === undefined ? {} : { reason: entry.reason }),
+    });
   }
 
   /** Answers a request the balancer refuses itself (bad target, method, or body). */
@@ -193,13 +207,8 @@ export function createHandler(deps: HandlerDeps): Handler {
     reason: string,
     headers?: Record<string, string>,
   ): Response {
-    record(context, {
-      level: "info",
-      message: "Request refused",
-      backend: undefined,
-      status,
-      reason,
-    });
+    // A refusal does not wait for the access log: it is cheap, and its line is kept anyway.
+    void record(context, { outcome: "refused", backend: undefined, status, reason });
     return textResponse(status, context.requestId, undefined, headers);
   }
 
@@ -209,9 +218,8 @@ export function createHandler(deps: HandlerDeps): Handler {
       deps.onBodyTimeout?.();
       return refuse(context, 408, "request body timed out", { connection: "close" });
     }
-    record(context, {
-      level: "info",
-      message: "Client aborted request",
+    void record(context, {
+      outcome: "client-abort",
       backend: undefined,
       status: 499,
       reason: message,
@@ -236,19 +244,20 @@ export function createHandler(deps: HandlerDeps): Handler {
       const read = await readRequestBody(request, bodyOptions);
       if (!read.ok) return bodyFailed(context, read.failure, read.message);
       const body: RequestBody = read.body;
-      const remoteAddr = info.remoteAddr;
-      const clientIp = "hostname" in remoteAddr ? remoteAddr.hostname : "unknown";
+      const clientIp = context.client;
       const first = policy.pick(pool.backends, request);
       if (first === undefined) {
         metrics.recordNoBackend();
         cancelBody(body);
-        record(context, {
-          level: "warning",
-          message: "No healthy backend",
+        const response = textResponse(503, requestId, retryAfter);
+        const full = record(context, {
+          outcome: "no-backend",
           backend: undefined,
           status: 503,
+          response,
         });
-        return textResponse(503, requestId, retryAfter);
+        if (full !== undefined) await full;
+        return response;
       }
       let tried: Set<Backend> | undefined;
       let backend: Backend = first;
@@ -268,13 +277,14 @@ export function createHandler(deps: HandlerDeps): Handler {
         });
         if (outcome.ok) {
           endWhenDelivered(backend, info);
-          record(context, {
-            level: "info",
-            message: "Request forwarded",
+          const full = record(context, {
+            outcome: "forwarded",
             backend,
             status: outcome.response.status,
             backendMs: outcome.headersMs,
+            response: outcome.response,
           });
+          if (full !== undefined) await full;
           return outcome.response;
         }
         const reason = outcome.reason;
@@ -315,10 +325,12 @@ export function createHandler(deps: HandlerDeps): Handler {
           : undefined;
         if (next === undefined) {
           const status = FAILURE_STATUS[reason];
-          record(context, { level: "warning", message: "Request failed", backend, status, reason });
-          return reason === "fd-exhausted"
+          const response = reason === "fd-exhausted"
             ? textResponse(503, requestId, retryAfter, undefined, FD_EXHAUSTED_BODY)
             : textResponse(status, requestId);
+          const full = record(context, { outcome: "failed", backend, status, reason, response });
+          if (full !== undefined) await full;
+          return response;
         }
         metrics.recordRetry();
         backend = next;
@@ -333,6 +345,8 @@ export function createHandler(deps: HandlerDeps): Handler {
   return function handle(request: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
     const started = clock.now();
     try {
+      const remoteAddr = info.remoteAddr;
+      const client = "hostname" in remoteAddr ? remoteAddr.hostname : "unknown";
       const clientId = request.headers.get("x-request-id");
       const requestId = clientId !== null && clientId.length <= MAX_REQUEST_ID_LENGTH
         ? clientId
@@ -345,6 +359,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           path: request.url.slice(0, MAX_LOGGED_TARGET),
           started,
           requestId,
+          client,
         };
         if (refusedStatus !== undefined) {
           return Promise.resolve(
@@ -355,7 +370,13 @@ export function createHandler(deps: HandlerDeps): Handler {
         }
         return Promise.resolve(refuse(context, 400, target.ok ? "" : target.reason));
       }
-      return proxy(request, info, target, { request, path: target.path, started, requestId });
+      return proxy(request, info, target, {
+        request,
+        path: target.path,
+        started,
+        requestId,
+        client,
+      });
     } catch (error) {
       return Promise.resolve(failed(request, error));
     }
@@ -392,10 +413,6 @@ function textResponse(
 /** Releases a streamed body nobody will forward. */
 function cancelBody(body: RequestBody): void {
   if (body.kind === "streamed") body.stream.cancel().catch(() => {});
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
 }
 
 /**

@@ -85,7 +85,11 @@ export type MetricEvent =
   /** A client's request body stalled past the body timeout. */
   | "body-timeout"
   /** A client connection broke with an HTTP error (such as bad chunked framing). */
-  | "connection-error";
+  | "connection-error"
+  /** Writing the access log failed (it is retried). */
+  | "access-log-write-failed"
+  /** An access log line was lost: the log could not be written and its buffer was full. */
+  | "access-log-line-lost";
 
 /** How events are rendered: one metric per entry, one series (labels) per event. */
 const EVENT_METRICS: ReadonlyArray<{
@@ -119,6 +123,14 @@ const EVENT_METRICS: ReadonlyArray<{
     name: "denolb_client_connection_errors_total",
     help: "Client connections that broke with an HTTP error, such as bad chunked framing.",
     series: [["connection-error", ""]],
+  },
+  {
+    name: "denolb_access_log_errors_total",
+    help: "Access log writes that failed (retried), and lines lost while it could not be written.",
+    series: [
+      ["access-log-write-failed", '{kind="write-failed"}'],
+      ["access-log-line-lost", '{kind="line-lost"}'],
+    ],
   },
 ];
 

@@ -24,6 +24,7 @@ import {
   text,
 } from "./setting_kinds.ts";
 import { parseBackendUrl } from "./backend.ts";
+import { ACCESS_LOG_FORMATS, type AccessLogFormat } from "./data/access_log.ts";
 
 export { type BackendConfig, type LogFormat, LONGEST_DURATION } from "./setting_kinds.ts";
 
@@ -303,6 +304,27 @@ export const SETTINGS = {
       section: "Logging",
       help: "Append logs to PATH instead of stderr; writes are buffered and never block requests.",
     } satisfies OptionalSetting<string>,
+  },
+  accessLog: {
+    path: {
+      kind: text((value) => value !== "", "must be a path, - (stdout) or off"),
+      default: "-",
+      flag: "access-log",
+      metavar: "PATH",
+      section: "Logging",
+      help: "Where the access log (one line per request) goes: a file, appended to and reopened " +
+        "on SIGUSR1 (logrotate); - for stdout; off for none. Diagnostics stay on stderr " +
+        "(--log-file).",
+    } satisfies Setting<string>,
+    format: {
+      kind: oneOf(ACCESS_LOG_FORMATS),
+      default: "combined",
+      flag: "access-log-format",
+      metavar: "FORMAT",
+      section: "Logging",
+      help: "combined (nginx's, plus request time, upstream time and request ID), json (JSON " +
+        "lines) or text.",
+    } satisfies Setting<AccessLogFormat>,
   },
   admin: {
     listen: {

@@ -72,6 +72,19 @@ export function listenForHangup(onHangup: () => void, options: SignalOptions = {
   return listen(signals, onHangup, options.api ?? Deno);
 }
 
+/**
+ * Calls `onReopen` on each SIGUSR1 (reopen log files, as after logrotate moved them). Does
+ * nothing on Windows, which has no SIGUSR1.
+ *
+ * @param onReopen Called on each SIGUSR1.
+ * @param options Where to listen.
+ * @returns A handle whose disposal removes the listener.
+ */
+export function listenForReopen(onReopen: () => void, options: SignalOptions = {}): Disposable {
+  const signals: Deno.Signal[] = (options.os ?? Deno.build.os) === "windows" ? [] : ["SIGUSR1"];
+  return listen(signals, onReopen, options.api ?? Deno);
+}
+
 function listen(signals: readonly Deno.Signal[], handler: () => void, api: SignalApi): Disposable {
   for (const signal of signals) api.addSignalListener(signal, handler);
   let isDisposed = false;

@@ -86,6 +86,7 @@ Deno.test("parseBalancerArgs() with no arguments gives the seed's defaults", asy
     maxIdlePerHost: 64,
   });
   assertEquals(config.log, { level: "info", format: "text" });
+  assertEquals(config.accessLog, { path: "-", format: "combined" });
   assertEquals(config.admin, { listen: "127.0.0.1:9091" });
   assertEquals(config.drainTimeoutMs, 10_000);
 });
@@ -168,6 +169,10 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     "json",
     "--log-file",
     "lb.log",
+    "--access-log",
+    "/var/log/lb/access.log",
+    "--access-log-format",
+    "json",
   ]);
   assertEquals(config, {
     host: "0.0.0.0",
@@ -190,6 +195,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     },
     admin: { listen: "[::1]:0", token: "0123456789abcdef" },
     log: { level: "debug", format: "json", file: "lb.log" },
+    accessLog: { path: "/var/log/lb/access.log", format: "json" },
     drainTimeoutMs: 0,
   });
 });
@@ -340,6 +346,11 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
     'Invalid --log-level "verbose": must be one of trace, debug, info, warning, error, fatal',
   ],
   [["--log-format", "xml"], 'Invalid --log-format "xml": must be one of text, json'],
+  [
+    ["--access-log-format", "common"],
+    'Invalid --access-log-format "common": must be one of combined, json, text',
+  ],
+  [["--access-log", ""], "Flag --access-log needs a value"],
   [["--upstream", "tcp"], 'Invalid --upstream "tcp": must be one of fetch, http1'],
   [["--workers", "0"], 'Invalid --workers "0": must be auto or a whole number from 1 to 999'],
   [
@@ -429,6 +440,7 @@ const FULL_FILE = JSON.stringify({
   },
   admin: { listen: "off" },
   log: { level: "WARNING", format: "json", file: "/var/log/lb.log" },
+  accessLog: { path: "off", format: "text" },
   drainTimeoutMs: 3000,
 });
 
@@ -454,6 +466,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     },
     admin: { listen: "off" },
     log: { level: "warning", format: "json", file: "/var/log/lb.log" },
+    accessLog: { path: "off", format: "text" },
     drainTimeoutMs: 3000,
   });
 });

@@ -9,7 +9,12 @@ import { createUpstreamClient } from "../lib/proxy.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { captureLogs } from "./support/capture_logs.ts";
 import { FakeClock } from "./support/fake_clock.ts";
-import { startBalancer, startServer, type TestServer } from "./support/servers.ts";
+import {
+  captureAccessLog,
+  startBalancer,
+  startServer,
+  type TestServer,
+} from "./support/servers.ts";
 
 /** Three backends that answer with their own index. */
 function startThree(): TestServer[] {
@@ -83,38 +88,41 @@ Deno.test("handler keeps the client's X-Request-Id and makes one when absent", a
   assert(ids[1] !== ids[2], "generated IDs repeat");
 });
 
-Deno.test("handler logs one access record per request", async () => {
-  await using logs = await captureLogs({ level: "info" });
+Deno.test("handler writes one access record per request", async () => {
+  const access = captureAccessLog();
   await using backend = startServer(() => new Response("ok", { status: 201 }));
-  await using lb = startBalancer([backend.url]);
+  await using lb = startBalancer([backend.url], { accessLog: access.sink });
   const response = await fetch(new URL("/orders?secret=1", lb.url), {
     method: "POST",
     body: "x",
     headers: { "x-request-id": "req-1" },
   });
   await response.body?.cancel();
-  const records = logs.find("Request forwarded", "info");
-  assertEquals(records.length, 1);
-  const properties = records[0]?.properties ?? {};
-  assertEquals(properties.method, "POST");
-  assertEquals(properties.path, "/orders");
-  assertEquals(properties.backend, lb.pool.backends[0]?.name);
-  assertEquals(properties.status, 201);
-  assertEquals(properties.requestId, "req-1");
-  assert(typeof properties.durationMs === "number");
-  assert(typeof properties.backendMs === "number");
+  assertEquals(access.records.length, 1);
+  const record = access.find("forwarded")[0];
+  assertEquals(record?.method, "POST");
+  assertEquals(record?.path, "/orders");
+  assertEquals(record?.backend, lb.pool.backends[0]?.name);
+  assertEquals(record?.status, 201);
+  assertEquals(record?.bytes, 2);
+  assertEquals(record?.client, "127.0.0.1");
+  assertEquals(record?.requestId, "req-1");
+  assert(typeof record?.durationMs === "number");
+  assert(typeof record?.backendMs === "number");
 });
 
-Deno.test("handler logs a failed request at WARN", async () => {
+Deno.test("handler writes a failed request's access record and a WARN for the backend", async () => {
   await using logs = await captureLogs({ level: "info" });
+  const access = captureAccessLog();
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const deadUrl = `http://127.0.0.1:${listener.addr.port}`;
   listener.close();
-  await using lb = startBalancer([deadUrl]);
+  await using lb = startBalancer([deadUrl], { accessLog: access.sink });
   await (await fetch(lb.url)).body?.cancel();
-  const records = logs.find("Request failed", "warning");
+  const records = access.find("failed");
   assertEquals(records.length, 1);
-  assertEquals(records[0]?.properties.status, 502);
+  assertEquals(records[0]?.status, 502);
+  assertEquals(records[0]?.reason, "connect");
   assertEquals(logs.find("Backend request failed", "warning")[0]?.properties.reason, "connect");
 });
 

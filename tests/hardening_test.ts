@@ -11,10 +11,9 @@ import { createRoundRobin } from "../lib/policies/round_robin.ts";
 import { Pool } from "../lib/pool.ts";
 import { createUpstreamClient } from "../lib/proxy.ts";
 import { assert, assertEquals } from "./support/assert.ts";
-import { captureLogs } from "./support/capture_logs.ts";
 import { FakeClock } from "./support/fake_clock.ts";
 import { headerValues, rawRequest } from "./support/raw_http.ts";
-import { startServer, type TestServer } from "./support/servers.ts";
+import { captureAccessLog, startServer, type TestServer } from "./support/servers.ts";
 import type { Upstream } from "../lib/settings.ts";
 import { UPSTREAMS } from "../lib/settings.ts";
 import { createHttp1Client } from "../lib/upstream/http1.ts";
@@ -54,7 +53,9 @@ function startLb(
   const pool = new Pool(backends.map((url) => new Backend(parseBackendUrl(url.href))));
   const metrics = new Metrics(pool.backends);
   const client = createUpstreamClient({ maxIdlePerHost: 4, idleTimeoutMs: 5_000 });
+  const access = captureAccessLog();
   const server = startServer(createHandler({
+    accessLog: access.sink,
     pool,
     policy: createRoundRobin(),
     client,
@@ -71,7 +72,15 @@ function startLb(
       client.close();
       http1?.close();
     });
-  return { port: server.port, url: server.url, pool, metrics, clock, [Symbol.asyncDispose]: close };
+  return {
+    port: server.port,
+    url: server.url,
+    pool,
+    metrics,
+    clock,
+    access,
+    [Symbol.asyncDispose]: close,
+  };
 }
 
 function get(target: string, headers: string): string {
@@ -126,7 +135,6 @@ for (const upstream of UPSTREAMS) {
   test("the upstream path is the normalized target, never a Host's text", async () => {
     await using backend = recordingBackend();
     await using lb = startLb([backend.url], upstream);
-    await using logs = await captureLogs();
     const cases: Array<[string, string]> = [
       ["/secret", "/secret"],
       ["/a/../b", "/b"],
@@ -139,7 +147,7 @@ for (const upstream of UPSTREAMS) {
       assertEquals(response.status, 200, target);
     }
     assertEquals(backend.seen.map((s) => s.path), cases.map(([, expected]) => expected));
-    const logged = logs.find("Request forwarded").map((r) => r.properties.path);
+    const logged = lb.access.find("forwarded").map((r) => r.path);
     assertEquals(logged, cases.map(([, expected]) => expected.split("?")[0]));
   });
 
@@ -248,17 +256,16 @@ for (const upstream of UPSTREAMS) {
   test("a client that aborts mid-upload is a 499, not a backend failure", async () => {
     await using backend = recordingBackend();
     await using lb = startLb([backend.url], upstream);
-    await using logs = await captureLogs();
     const upload = slowUpload(lb.url, "part one;");
     while (lb.clock.pendingSleeps === 0) await new Promise((resolve) => setTimeout(resolve, 1));
     upload.abort();
     await upload.response;
-    while (logs.find("Client aborted request").length === 0) {
+    while (lb.access.find("client-abort").length === 0) {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
     assertEquals(backend.seen, []);
     assertEquals(lb.pool.backends[0]?.failures, 0);
-    assertEquals(logs.find("Request failed"), []);
+    assertEquals(lb.access.find("failed"), []);
   });
 
   test("the response timeout starts when the request has been sent, not during the upload", async () => {

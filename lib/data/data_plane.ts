@@ -10,6 +10,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { createHandler } from "../handler.ts";
+import { AccessLog, type AccessLogSink, accessLogTarget, NO_ACCESS_LOG } from "./access_log.ts";
 import type { Metrics } from "../metrics.ts";
 import { createPolicy } from "../policy.ts";
 import type { Pool } from "../pool.ts";
@@ -17,6 +18,7 @@ import { createUpstreamClient } from "../proxy.ts";
 import type { BalancerConfig } from "../settings.ts";
 import type { Clock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
+import { listenForReopen, type SignalApi } from "../signals.ts";
 import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
 
@@ -30,8 +32,15 @@ export interface DataPlaneDeps {
   readonly clock: Clock;
   /** Lifecycle and listener records. */
   readonly logger: Logger;
-  /** The request path's access log and errors. */
+  /** The request path's errors, and the access log's write failures. */
   readonly proxyLogger: Logger;
+  /**
+   * Receives the access records instead of the log `accessLog` configures (tests capture
+   * with it). Default: the configured one.
+   */
+  readonly accessLog?: AccessLogSink;
+  /** Where the SIGUSR1 (reopen the access log) listener is registered. Default: `Deno`. */
+  readonly signals?: SignalApi;
   /** Bind with SO_REUSEPORT, so several isolates share the address. Default: false. */
   readonly reusePort?: boolean;
 }
@@ -51,8 +60,8 @@ export interface DataPlane {
   configure(config: BalancerConfig): Promise<void> | undefined;
   /** Stops accepting and lets open requests finish; resolves when they have. */
   shutdown(): Promise<void>;
-  /** Closes every connection and upstream client at once. */
-  close(): void;
+  /** Closes every connection and upstream client at once; resolves when the access log is. */
+  close(): Promise<void>;
 }
 
 /** The upstream clients of one configuration. */
@@ -71,6 +80,8 @@ interface Upstreams {
  */
 export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): DataPlane {
   const { pool, metrics, clock, logger } = deps;
+  const accessLogs = new AccessLogs(deps, metrics, clock);
+  accessLogs.configure(config);
   // Every set of clients ever made: one replaced by a reload still serves its requests in
   // flight, so all are closed at the end.
   const upstreamSets: Upstreams[] = [createUpstreams(config, clock)];
@@ -87,6 +98,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       client: upstreams.client,
       ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
       logger: deps.proxyLogger,
+      accessLog: accessLogs.sink,
       metrics,
       timeoutMs: c.proxy.timeoutMs,
       retries: c.proxy.retries,
@@ -127,6 +139,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
     listener = bind(config);
   } catch (error) {
     closeUpstreams();
+    void accessLogs.close();
     throw error;
   }
   const retiring = new Set<Promise<void>>();
@@ -143,6 +156,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       const isClientChanged = next.proxy.maxIdlePerHost !== current.proxy.maxIdlePerHost ||
         next.proxy.upstream !== current.proxy.upstream;
       if (isClientChanged) upstreamSets.push(createUpstreams(next, clock));
+      accessLogs.configure(next);
       handler = buildHandler(next, upstreamSets[upstreamSets.length - 1] as Upstreams);
       current = next;
       if (nextListener === undefined) return undefined;
@@ -155,12 +169,92 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
     },
     async shutdown() {
       await Promise.all([listener.shutdown(), ...retiring]);
+      await accessLogs.close();
     },
     close() {
       listener.close();
       closeUpstreams();
+      return accessLogs.close();
     },
   };
+}
+
+/**
+ * The data plane's access log: the one `accessLog` configures (rebuilt when a reload changes
+ * its path or format), reopened on SIGUSR1. Every isolate listens for SIGUSR1 itself, so with
+ * `--workers N` each reopens its own file handle (signals reach every isolate of the process).
+ */
+class AccessLogs {
+  readonly #deps: DataPlaneDeps;
+  readonly #metrics: Metrics;
+  readonly #clock: Clock;
+  #log: AccessLog | undefined;
+  #sink: AccessLogSink = NO_ACCESS_LOG;
+  #key = "";
+  readonly #retired = new Set<Promise<void>>();
+  #reopen: Disposable | undefined;
+
+  constructor(deps: DataPlaneDeps, metrics: Metrics, clock: Clock) {
+    this.#deps = deps;
+    this.#metrics = metrics;
+    this.#clock = clock;
+  }
+
+  /** The sink the handler writes to now. */
+  get sink(): AccessLogSink {
+    return this.#sink;
+  }
+
+  /** Builds the log `config` asks for, unless it is the one already open. */
+  configure(config: BalancerConfig): void {
+    if (this.#deps.accessLog !== undefined) {
+      this.#sink = this.#deps.accessLog;
+      return;
+    }
+    const { path, format } = config.accessLog;
+    const key = `${format} ${path}`;
+    if (key === this.#key) return;
+    this.#key = key;
+    this.#retire();
+    if (path === "off") {
+      this.#sink = NO_ACCESS_LOG;
+      return;
+    }
+    const log = new AccessLog({
+      format,
+      target: accessLogTarget(path),
+      logger: this.#deps.proxyLogger,
+      onEvent: (event) => this.#metrics.recordEvent(event),
+      clock: this.#clock,
+    });
+    this.#log = log;
+    this.#sink = log;
+    if (path !== "-") {
+      this.#reopen = listenForReopen(
+        () => log.reopen(),
+        this.#deps.signals === undefined ? {} : { api: this.#deps.signals },
+      );
+    }
+  }
+
+  /** Writes what is buffered and closes every log. */
+  async close(): Promise<void> {
+    this.#retire();
+    this.#sink = NO_ACCESS_LOG;
+    await Promise.all(this.#retired);
+  }
+
+  /** Closes the current log in the background (a reload replaced it, or the plane stops). */
+  #retire(): void {
+    this.#reopen?.[Symbol.dispose]();
+    this.#reopen = undefined;
+    const old = this.#log;
+    this.#log = undefined;
+    if (old === undefined) return;
+    const closing = old.close();
+    this.#retired.add(closing);
+    void closing.finally(() => this.#retired.delete(closing));
+  }
 }
 
 function createUpstreams(config: BalancerConfig, clock: Clock): Upstreams {

@@ -107,7 +107,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             ]);
             clearTimeout(timer);
             report();
-            current.close();
+            await current.close();
           }
           await logging?.[Symbol.asyncDispose]();
           scope.postMessage({ kind: "drained", id, isClean });

@@ -8,6 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../../lib/backend.ts";
 import { type BalancerConfig, DEFAULT_BALANCER_CONFIG } from "../../lib/config.ts";
 import { startDataPlane } from "../../lib/data/data_plane.ts";
+import type { AccessLogSink, AccessRecord } from "../../lib/data/access_log.ts";
 import { Metrics } from "../../lib/metrics.ts";
 import { Pool } from "../../lib/pool.ts";
 import type { Upstream } from "../../lib/settings.ts";
@@ -53,6 +54,8 @@ export interface TestBalancerOptions {
   readonly unhealthy?: readonly number[];
   /** How requests reach backends. Default: `"fetch"`. */
   readonly upstream?: Upstream;
+  /** Receives the access records (such as a {@linkcode captureAccessLog} sink). Default: none. */
+  readonly accessLog?: AccessLogSink;
 }
 
 /** The balancer's data plane served on port 0, with its parts for assertions. */
@@ -104,6 +107,7 @@ export function startBalancer(
       maxIdlePerHost: 8,
     },
     admin: { listen: "off" },
+    accessLog: { ...D.accessLog, path: "off" },
   };
   const plane = startDataPlane(config, {
     pool,
@@ -111,6 +115,7 @@ export function startBalancer(
     clock: systemClock,
     logger: getLogger(["denolb", "server"]),
     proxyLogger: getLogger(["denolb", "proxy"]),
+    ...(options.accessLog === undefined ? {} : { accessLog: options.accessLog }),
   });
   const port = plane.listener.addr.port;
   let closed: Promise<void> | undefined;
@@ -153,4 +158,33 @@ export interface Signal<T = void> {
 export function signal<T = void>(): Signal<T> {
   const { promise, resolve } = Promise.withResolvers<T>();
   return { promise, resolve };
+}
+
+/** An access log kept in memory, for assertions. */
+export interface AccessLogCapture {
+  /** The sink to give the handler or balancer. */
+  readonly sink: AccessLogSink;
+  /** The records written, oldest first. */
+  readonly records: readonly AccessRecord[];
+  /** The records whose outcome is `outcome` (`forwarded`, `failed`, `refused`, ...). */
+  find(outcome: string): AccessRecord[];
+  /** Forgets the records. */
+  clear(): void;
+}
+
+/**
+ * Captures access records in memory.
+ *
+ * @returns The capture, whose `sink` goes to `createHandler` or {@linkcode startBalancer}.
+ */
+export function captureAccessLog(): AccessLogCapture {
+  let records: AccessRecord[] = [];
+  return {
+    sink: { isEnabled: true, write: (record) => void records.push(record) },
+    get records() {
+      return records;
+    },
+    find: (outcome) => records.filter((record) => record.outcome === outcome),
+    clear: () => records = [],
+  };
 }
