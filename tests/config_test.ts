@@ -299,7 +299,10 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
   [["--backend", "http://[::1"], 'Invalid --backend "http://[::1": not a URL'],
   [["--backend", "a:1,,b:2"], 'Invalid --backend "a:1,,b:2": the list has an empty entry'],
   [["--backend", "a:1", "--backend", "http://a:1/"], 'Backend "http://a:1/" is listed twice'],
-  [["--policy", "random"], 'Invalid --policy "random": must be one of round-robin'],
+  [
+    ["--policy", "fastest"],
+    'Invalid --policy "fastest": must be one of round-robin, least-in-flight, random, p2c',
+  ],
   [
     ["--health-path", "health"],
     'Invalid --health-path "health": must start with "/" and contain no spaces',
@@ -511,7 +514,10 @@ Deno.test("parseBalancerArgs() rejects an invalid config file naming the file an
     ],
     ['{"backends": ["ftp://a"]}', 'backends[0] "ftp://a" protocol must be http or https'],
     ['{"backends": [{"url": "a:1", "weight": 0}]}', "backends[0].weight must be a positive number"],
-    ['{"policy": "random"}', "policy must be one of round-robin"],
+    [
+      '{"policy": "fastest"}',
+      "policy must be one of round-robin, least-in-flight, random, p2c",
+    ],
     ['{"health": {"path": "x"}}', 'health.path must start with "/" and contain no spaces'],
     ['{"health": {"rise": 0}}', "health.rise must be a whole number, 1 or more"],
     ['{"proxy": {"retries": -1}}', "proxy.retries must be a whole number, 0 or more"],

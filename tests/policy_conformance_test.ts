@@ -1,12 +1,29 @@
 /**
- * One suite every selection policy runs (as Hono runs one router suite over every router).
- * Adding a name to `POLICY_NAMES` without an expected sequence below is a type error.
+ * One suite every registered selection policy runs (as Hono runs one router suite over every
+ * router). Registering a policy without an expected sequence below is a type error.
  */
 import { Backend, parseBackendUrl } from "../lib/backend.ts";
-import { createPolicy, POLICY_NAMES, type PolicyName } from "../lib/policy.ts";
+import {
+  createPolicy as createRealPolicy,
+  type PickContext,
+  type Policy,
+  POLICY_NAMES,
+  type PolicyName,
+} from "../lib/policy.ts";
+import { seededRandom } from "./policies/seeded_random.ts";
 import { assert, assertEquals, assertStrictEquals } from "./support/assert.ts";
 
 const REQUEST = new Request("http://127.0.0.1:9090/some/path?q=1");
+
+/** A policy whose randomness is seeded, so its picks repeat from run to run. */
+function createPolicy(name: PolicyName): Policy {
+  return createRealPolicy(name, {}, { random: seededRandom(7) });
+}
+
+/** The `i`th of many different clients, so a hashing policy sees many keys. */
+function contextFor(i: number): PickContext {
+  return { clientIp: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` };
+}
 
 function makeBackends(count: number): Backend[] {
   return Array.from(
@@ -18,8 +35,8 @@ function makeBackends(count: number): Backend[] {
 /** Picks `count` times and returns the indexes of the chosen backends (-1 for none). */
 function pickIndexes(name: PolicyName, backends: readonly Backend[], count: number): number[] {
   const policy = createPolicy(name);
-  return Array.from({ length: count }, () => {
-    const picked = policy.pick(backends, REQUEST);
+  return Array.from({ length: count }, (_, i) => {
+    const picked = policy.pick(backends, REQUEST, undefined, contextFor(i));
     return picked === undefined ? -1 : backends.indexOf(picked);
   });
 }
@@ -34,6 +51,20 @@ const EXPECTED_SEQUENCES: Readonly<
   "round-robin": {
     allHealthy: [0, 1, 2, 3, 0, 1, 2, 3],
     oneDown: [0, 2, 3, 0, 2, 3, 0, 2],
+  },
+  // With nothing in flight every backend ties, and ties go round-robin.
+  "least-in-flight": {
+    allHealthy: [0, 1, 2, 3, 0, 1, 2, 3],
+    oneDown: [0, 2, 3, 0, 2, 3, 0, 2],
+  },
+  // Seeded randomness (seed 7): the exact draws are pinned so a change to them is seen.
+  random: {
+    allHealthy: [0, 0, 3, 2, 2, 1, 1, 0],
+    oneDown: [0, 0, 3, 3, 2, 2, 2, 0],
+  },
+  p2c: {
+    allHealthy: [0, 3, 2, 1, 2, 1, 3, 0],
+    oneDown: [0, 3, 2, 2, 2, 0, 3, 0],
   },
 };
 
@@ -64,7 +95,7 @@ for (const name of POLICY_NAMES) {
       );
       const policy = createPolicy(name);
       for (let round = 0; round < 12; round++) {
-        const picked = policy.pick(backends, REQUEST);
+        const picked = policy.pick(backends, REQUEST, undefined, contextFor(round));
         if (mask === 0) {
           assertStrictEquals(picked, undefined);
         } else {
@@ -87,7 +118,12 @@ for (const name of POLICY_NAMES) {
     backends[1]?.setDraining(true);
     assertStrictEquals(policy.pick(backends, REQUEST), undefined);
     for (const backend of backends) backend.setDraining(false);
-    const seen = new Set(Array.from({ length: 6 }, () => policy.pick(backends, REQUEST)));
+    const seen = new Set(
+      Array.from(
+        { length: 60 },
+        (_, i) => policy.pick(backends, REQUEST, undefined, contextFor(i)),
+      ),
+    );
     assertEquals(seen.size, 3);
   });
 
@@ -96,7 +132,7 @@ for (const name of POLICY_NAMES) {
     const policy = createPolicy(name);
     const tried = new Set([backends[0], backends[2]].filter((b) => b !== undefined));
     for (let round = 0; round < 6; round++) {
-      assertStrictEquals(policy.pick(backends, REQUEST, tried), backends[1]);
+      assertStrictEquals(policy.pick(backends, REQUEST, tried, contextFor(round)), backends[1]);
     }
     backends[1]?.setHealth("unhealthy");
     assertStrictEquals(policy.pick(backends, REQUEST, tried), undefined);
@@ -111,6 +147,39 @@ for (const name of POLICY_NAMES) {
     assertStrictEquals(policy.pick(backends, REQUEST), undefined);
     backends[1]?.setHealth("healthy");
     assertStrictEquals(policy.pick(backends, REQUEST), backends[1]);
+  });
+
+  Deno.test(`${name}: pick() over 10k requests respects weights 1,2,3,4 within 10%`, () => {
+    const backends = [1, 2, 3, 4].map((weight, i) =>
+      new Backend(parseBackendUrl(`10.0.0.${i + 1}:80`), { weight })
+    );
+    const policy = createPolicy(name);
+    const counts = [0, 0, 0, 0];
+    const picks = 10_000;
+    for (let i = 0; i < picks; i++) {
+      const picked = policy.pick(backends, REQUEST, undefined, contextFor(i));
+      assert(picked !== undefined);
+      const index = backends.indexOf(picked);
+      counts[index] = (counts[index] ?? 0) + 1;
+    }
+    backends.forEach((backend, i) => {
+      const expected = (picks * backend.weight) / 10;
+      const got = counts[i] ?? 0;
+      assert(
+        Math.abs(got - expected) <= expected * 0.1,
+        `weight ${backend.weight}: ${got} picks, expected ${expected} (counts ${counts})`,
+      );
+    });
+  });
+
+  Deno.test(`${name}: pick() never returns an excluded backend over many requests`, () => {
+    const backends = makeBackends(5);
+    const policy = createPolicy(name);
+    const tried = new Set([backends[1], backends[3]].filter((b) => b !== undefined));
+    for (let i = 0; i < 500; i++) {
+      const picked = policy.pick(backends, REQUEST, tried, contextFor(i));
+      assert(picked !== undefined && !tried.has(picked), `request ${i}: picked an excluded one`);
+    }
   });
 
   Deno.test(`${name}: pick() is synchronous and leaves backend state alone`, () => {

@@ -1,12 +1,16 @@
 /**
- * The names of the selection policies, apart from their code so that configuration can validate
- * a name without loading any policy.
+ * The names of the selection policies, derived from the registry, for configuration to
+ * validate `--policy` against. Policy files never import this module, so there is no cycle.
  *
  * @module
  */
-
-/** The names of the available policies. */
-export const POLICY_NAMES = ["round-robin"] as const;
+import { POLICY_REGISTRY } from "./registry.ts";
 
 /** A policy name. */
-export type PolicyName = typeof POLICY_NAMES[number];
+export type PolicyName = typeof POLICY_REGISTRY[number]["name"];
+
+/** The names of the available policies, the default first. */
+export const POLICY_NAMES: readonly [PolicyName, ...PolicyName[]] = [
+  POLICY_REGISTRY[0].name,
+  ...POLICY_REGISTRY.slice(1).map((policy) => policy.name),
+];

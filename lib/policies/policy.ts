@@ -1,33 +1,121 @@
 /**
- * What every selection policy is: the interface each file in `policies/` implements.
+ * What every selection policy is: the interface each file in `policies/` implements, and the
+ * definition each file exports so the registry (`policies/registry.ts`) can list it.
  *
- * A policy is pure: it reads the backends' state and its own cursor, does no I/O and is never
- * async, so every policy runs the same conformance suite (`tests/policy_conformance_test.ts`).
+ * A policy is pure: it reads the backends' state and its own cursor, does no I/O, is never
+ * async and gets randomness injected, so every policy runs the same conformance suite
+ * (`tests/policy_conformance_test.ts`).
  *
  * @module
  */
+import type { z } from "zod";
 import type { Backend } from "../backend.ts";
-import type { PolicyName } from "./names.ts";
+
+/** What a policy may know about a request beyond the `Request` itself. */
+export interface PickContext {
+  /** The client's address as the balancer saw it. Default: unknown. */
+  readonly clientIp?: string;
+}
 
 /** Chooses a backend for a request. */
 export interface Policy {
   /** The policy's name as given in configuration. */
-  readonly name: PolicyName;
+  readonly name: string;
   /**
-   * Picks a healthy backend.
+   * Picks an available (healthy, not draining) backend.
    *
    * Retries pass the whole pool again with the backends already tried in `exclude`, rather
    * than a filtered list, so a policy's position in the pool (round-robin's cursor) stays
    * meaningful and a failed backend does not starve the one after it.
    *
-   * @param backends The whole pool, in configuration order (unhealthy ones are skipped).
+   * @param backends The whole pool, in configuration order (unavailable ones are skipped).
    * @param request The client's request (for hashing policies).
    * @param exclude Backends not to pick (already tried for this request). Default: none.
-   * @returns The chosen backend, or `undefined` when no healthy backend is left.
+   * @param context The client's address, for hashing on it. Default: none.
+   * @returns The chosen backend, or `undefined` when no available backend is left.
    */
   pick(
     backends: readonly Backend[],
     request: Request,
     exclude?: ReadonlySet<Backend>,
+    context?: PickContext,
   ): Backend | undefined;
+}
+
+/** The balancer settings a policy's options are read from (each policy reads what it needs). */
+export interface PolicySettings {
+  /** What `hash` hashes: `client-ip`, `path`, `header:NAME` or `cookie:NAME`. Default: `client-ip`. */
+  readonly hashKey?: string;
+}
+
+/** What a policy is given rather than reaching for. */
+export interface PolicyDeps {
+  /** Uniform random numbers in [0, 1). */
+  readonly random: () => number;
+}
+
+/** One policy as its file declares it: a name, the schema of its options, a factory. */
+export interface PolicyDefinition<Name extends string, Options> {
+  /** The name given to `--policy`. */
+  readonly name: Name;
+  /** Reads and validates the policy's options from the balancer settings. */
+  readonly optionsSchema: z.ZodType<Options, PolicySettings>;
+  /**
+   * Creates a policy with its own state.
+   *
+   * @param options The validated options.
+   * @param deps Randomness.
+   * @returns A new policy.
+   */
+  create(options: Options, deps: PolicyDeps): Policy;
+}
+
+/** A definition with its options type hidden, so definitions of different options share a list. */
+export interface RegisteredPolicy<Name extends string> {
+  /** The name given to `--policy`. */
+  readonly name: Name;
+  /**
+   * Validates the options from `settings` and creates the policy.
+   *
+   * @param settings The balancer settings.
+   * @param deps Randomness.
+   * @returns A new policy.
+   * @throws {RangeError} When the settings break the policy's options schema.
+   */
+  create(settings: PolicySettings, deps: PolicyDeps): Policy;
+}
+
+/**
+ * Declares a policy for the registry.
+ *
+ * @param definition The policy's name, options schema and factory.
+ * @returns The policy as the registry lists it.
+ */
+export function definePolicy<const Name extends string, Options>(
+  definition: PolicyDefinition<Name, Options>,
+): RegisteredPolicy<Name> {
+  return {
+    name: definition.name,
+    create(settings: PolicySettings, deps: PolicyDeps): Policy {
+      const parsed = definition.optionsSchema.safeParse(settings);
+      if (!parsed.success) {
+        const message = parsed.error.issues[0]?.message ?? "invalid options";
+        throw new RangeError(`Invalid --policy "${definition.name}": ${message}`, {
+          cause: parsed.error,
+        });
+      }
+      return definition.create(parsed.data, deps);
+    },
+  };
+}
+
+/**
+ * Whether a policy may pick `backend`: available and not excluded.
+ *
+ * @param backend A backend of the pool.
+ * @param exclude Backends already tried.
+ * @returns Whether it is a candidate.
+ */
+export function isCandidate(backend: Backend, exclude: ReadonlySet<Backend> | undefined): boolean {
+  return backend.isAvailable && exclude?.has(backend) !== true;
 }

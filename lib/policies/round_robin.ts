@@ -5,7 +5,15 @@
  * @module
  */
 import type { Backend } from "../backend.ts";
-import type { Policy } from "./policy.ts";
+import { z } from "zod";
+import { definePolicy, isCandidate, type Policy, type RegisteredPolicy } from "./policy.ts";
+
+/** `round-robin`: no options. */
+export const ROUND_ROBIN: RegisteredPolicy<"round-robin"> = definePolicy({
+  name: "round-robin",
+  optionsSchema: z.object({}),
+  create: () => createRoundRobin(),
+});
 
 /**
  * Creates a round-robin policy.
@@ -43,9 +51,7 @@ export function createRoundRobin(): Policy {
       for (let step = 0; step < count; step++) {
         const index = (cursor + step) % count;
         const backend = backends[index];
-        if (backend === undefined || !backend.isAvailable || exclude?.has(backend) === true) {
-          continue;
-        }
+        if (backend === undefined || !isCandidate(backend, exclude)) continue;
         const weight = (current.get(backend) ?? 0) + backend.weight;
         current.set(backend, weight);
         total += backend.weight;

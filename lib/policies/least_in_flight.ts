@@ -1,0 +1,50 @@
+/**
+ * Least-in-flight: the available backend with the fewest requests in flight for its weight;
+ * ties are broken by (smooth weighted) round-robin, so an idle pool is spread evenly.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { Backend } from "../backend.ts";
+import { definePolicy, isCandidate, type Policy, type RegisteredPolicy } from "./policy.ts";
+import { createRoundRobin } from "./round_robin.ts";
+
+/** `least-in-flight`: no options. */
+export const LEAST_IN_FLIGHT: RegisteredPolicy<"least-in-flight"> = definePolicy({
+  name: "least-in-flight",
+  optionsSchema: z.object({}),
+  create: () => createLeastInFlight(),
+});
+
+/**
+ * Creates a least-in-flight policy. A backend's load is its in-flight count over its weight, so
+ * a weight-2 backend is as loaded with 2 requests as a weight-1 backend with 1.
+ *
+ * @returns A least-in-flight policy with its own tie-breaking cursor.
+ */
+export function createLeastInFlight(): Policy {
+  const tieBreaker = createRoundRobin();
+  return {
+    name: "least-in-flight",
+    pick(
+      backends: readonly Backend[],
+      request: Request,
+      exclude?: ReadonlySet<Backend>,
+    ): Backend | undefined {
+      let least = Infinity;
+      for (const backend of backends) {
+        if (isCandidate(backend, exclude)) least = Math.min(least, load(backend));
+      }
+      if (least === Infinity) return undefined;
+      // The round-robin sees the whole pool with the busier backends excluded, so its cursor
+      // and current weights carry over from one pick to the next.
+      const busier = new Set(backends.filter((backend) => load(backend) > least));
+      for (const backend of exclude ?? []) busier.add(backend);
+      return tieBreaker.pick(backends, request, busier);
+    },
+  };
+}
+
+function load(backend: Backend): number {
+  return backend.inFlight / backend.weight;
+}
