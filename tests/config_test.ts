@@ -301,7 +301,7 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
   [["--backend", "a:1", "--backend", "http://a:1/"], 'Backend "http://a:1/" is listed twice'],
   [
     ["--policy", "fastest"],
-    'Invalid --policy "fastest": must be one of round-robin, least-in-flight, random, p2c',
+    'Invalid --policy "fastest": must be one of round-robin, least-in-flight, random, p2c, hash',
   ],
   [
     ["--health-path", "health"],
@@ -516,7 +516,7 @@ Deno.test("parseBalancerArgs() rejects an invalid config file naming the file an
     ['{"backends": [{"url": "a:1", "weight": 0}]}', "backends[0].weight must be a positive number"],
     [
       '{"policy": "fastest"}',
-      "policy must be one of round-robin, least-in-flight, random, p2c",
+      "policy must be one of round-robin, least-in-flight, random, p2c, hash",
     ],
     ['{"health": {"path": "x"}}', 'health.path must start with "/" and contain no spaces'],
     ['{"health": {"rise": 0}}', "health.rise must be a whole number, 1 or more"],

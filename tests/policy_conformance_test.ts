@@ -66,6 +66,11 @@ const EXPECTED_SEQUENCES: Readonly<
     allHealthy: [0, 3, 2, 1, 2, 1, 3, 0],
     oneDown: [0, 3, 2, 2, 2, 0, 3, 0],
   },
+  // Client i hashes to the same backend both times unless it was on the one now down.
+  hash: {
+    allHealthy: [0, 3, 1, 3, 3, 1, 1, 0],
+    oneDown: [0, 3, 2, 3, 3, 2, 2, 0],
+  },
 };
 
 for (const name of POLICY_NAMES) {

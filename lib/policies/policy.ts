@@ -45,7 +45,7 @@ export interface Policy {
 /** The balancer settings a policy's options are read from (each policy reads what it needs). */
 export interface PolicySettings {
   /** What `hash` hashes: `client-ip`, `path`, `header:NAME` or `cookie:NAME`. Default: `client-ip`. */
-  readonly hashKey?: string;
+  readonly hashKey?: string | undefined;
 }
 
 /** What a policy is given rather than reaching for. */

@@ -1,0 +1,69 @@
+/**
+ * Hash: requests with the same key (client address, path, a header or a cookie) go to the same
+ * backend over a consistent ring; requests without the key go round-robin.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { Backend } from "../backend.ts";
+import { HASH_KEY_RULE, type HashKey, parseHashKey, readHashKey } from "./hash_key.ts";
+import { buildHashRing, type HashRing, lookupHashRing } from "./hash_ring.ts";
+import {
+  definePolicy,
+  isCandidate,
+  type PickContext,
+  type Policy,
+  type RegisteredPolicy,
+} from "./policy.ts";
+import { createRoundRobin } from "./round_robin.ts";
+
+/** `hash`: `hashKey`, default `client-ip`. */
+export const HASH: RegisteredPolicy<"hash"> = definePolicy({
+  name: "hash",
+  optionsSchema: z.object({
+    hashKey: z.string().default("client-ip").transform((text, context): HashKey => {
+      const key = parseHashKey(text);
+      if (key !== undefined) return key;
+      context.issues.push({
+        code: "custom",
+        input: text,
+        message: `--hash-key "${text}" ${HASH_KEY_RULE}`,
+      });
+      return z.NEVER;
+    }),
+  }),
+  create: (options) => createHash(options.hashKey),
+});
+
+/**
+ * Creates a hash policy. The ring is rebuilt only when the pool's backends or weights change;
+ * an unavailable or excluded backend's keys go to the next owner clockwise and come back when
+ * it does.
+ *
+ * @param key What to hash.
+ * @returns A hash policy.
+ */
+export function createHash(key: HashKey): Policy {
+  const keyless = createRoundRobin();
+  let ring: HashRing = buildHashRing([]);
+  let built: ReadonlyArray<readonly [Backend, number]> = [];
+  return {
+    name: "hash",
+    pick(
+      backends: readonly Backend[],
+      request: Request,
+      exclude?: ReadonlySet<Backend>,
+      context?: PickContext,
+    ): Backend | undefined {
+      const value = readHashKey(key, request, context);
+      if (value === undefined) return keyless.pick(backends, request, exclude);
+      const isSamePool = built.length === backends.length &&
+        built.every(([backend, weight], i) => backends[i] === backend && backend.weight === weight);
+      if (!isSamePool) {
+        ring = buildHashRing(backends);
+        built = backends.map((backend) => [backend, backend.weight] as const);
+      }
+      return lookupHashRing(ring, value, (backend) => isCandidate(backend, exclude));
+    },
+  };
+}
