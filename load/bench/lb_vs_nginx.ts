@@ -7,8 +7,9 @@
  * deno run -A load/bench/lb_vs_nginx.ts --slices 5 --connections 100 --backends 3
  * ```
  *
- * Ours runs in three shapes side by side: `--workers 1`, `--workers 2` (two data-plane isolates
- * on one address) and `--workers 1 --upstream http1`.
+ * Ours runs in five shapes side by side: `--workers 1`, `--workers 2` (two data-plane isolates
+ * on one address), `--workers 1 --upstream http1`, and `--workers 1` with the access log off
+ * and to a file (the others write it to stdout, which is /dev/null here).
  *
  * Backends: one nginx (one worker) serving a small static file on `--backends` ports. Proxies:
  * a second nginx (one worker, upstream keep-alive, round-robin) and `main.ts lb` (one isolate,
@@ -121,6 +122,12 @@ ${backendPorts.map((p) => `    server 127.0.0.1:${p};`).join("\n")}
     { name: "denolb", extra: ["--workers", "1"] },
     { name: "denolb workers=2", extra: ["--workers", "2"] },
     { name: "denolb http1", extra: ["--workers", "1", "--upstream", "http1"] },
+    // The access log's cost: the shapes above write it to stdout (/dev/null here).
+    { name: "denolb access-log off", extra: ["--workers", "1", "--access-log", "off"] },
+    {
+      name: "denolb access-log file",
+      extra: ["--workers", "1", "--access-log", `${directory}/access.log`],
+    },
   ];
   const balancers = [];
   const ours: Target[] = [];
