@@ -245,7 +245,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       if (!read.ok) return bodyFailed(context, read.failure, read.message);
       const body: RequestBody = read.body;
       const clientIp = context.client;
-      const first = policy.pick(pool.backends, request);
+      const first = policy.pick(pool.backends, request, undefined, { clientIp });
       if (first === undefined) {
         metrics.recordNoBackend();
         cancelBody(body);
@@ -321,7 +321,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         // The policy picks from the whole pool with the tried backends excluded, so its own
         // position (the round-robin cursor) moves on as for any request.
         const next = retryable
-          ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed))
+          ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed), { clientIp })
           : undefined;
         if (next === undefined) {
           const status = FAILURE_STATUS[reason];

@@ -9,6 +9,7 @@
  */
 import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES, type PolicyName } from "./policies/names.ts";
+import { HASH_KEY_RULE, isValidHashKey } from "./policies/hash_key.ts";
 import {
   type BackendConfig,
   backendList,
@@ -156,6 +157,14 @@ export const SETTINGS = {
     section: "Backends",
     help: `Selection policy: ${POLICY_NAMES.join(", ")}.`,
   } satisfies Setting<PolicyName>,
+  hashKey: {
+    kind: text(isValidHashKey, HASH_KEY_RULE),
+    default: "client-ip",
+    flag: "hash-key",
+    metavar: "KEY",
+    section: "Backends",
+    help: "What --policy hash hashes: client-ip, path, header:NAME or cookie:NAME.",
+  } satisfies Setting<string>,
   health: {
     path: {
       kind: text(isValidHealthPath, 'must start with "/" and contain no spaces'),

@@ -184,6 +184,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
       { url: new URL("https://b.example/app/"), weight: 1 },
     ],
     policy: "round-robin",
+    hashKey: "client-ip",
     health: { path: "/ready", intervalMs: 90_000, timeoutMs: 750, rise: 4, fall: 5 },
     client: { headerTimeoutMs: 5_000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 120_000 },
     proxy: {
@@ -299,6 +300,10 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
   [["--backend", "http://[::1"], 'Invalid --backend "http://[::1": not a URL'],
   [["--backend", "a:1,,b:2"], 'Invalid --backend "a:1,,b:2": the list has an empty entry'],
   [["--backend", "a:1", "--backend", "http://a:1/"], 'Backend "http://a:1/" is listed twice'],
+  [
+    ["--hash-key", "query:x"],
+    'Invalid --hash-key "query:x": must be client-ip, path, header:NAME or cookie:NAME',
+  ],
   [
     ["--policy", "fastest"],
     'Invalid --policy "fastest": must be one of round-robin, least-in-flight, random, p2c, hash',
@@ -432,6 +437,7 @@ const FULL_FILE = JSON.stringify({
   workers: "2",
   backends: ["10.0.0.1:80", { url: "http://10.0.0.2:80", weight: 3 }],
   policy: "round-robin",
+  hashKey: "path",
   health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
   client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
   proxy: {
@@ -458,6 +464,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
       { url: new URL("http://10.0.0.2/"), weight: 3 },
     ],
     policy: "round-robin",
+    hashKey: "path",
     health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
     client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
     proxy: {

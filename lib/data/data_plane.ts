@@ -94,7 +94,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
-      policy: createPolicy(c.policy),
+      policy: createPolicy(c.policy, { hashKey: c.hashKey }),
       client: upstreams.client,
       ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
       logger: deps.proxyLogger,

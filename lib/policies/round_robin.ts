@@ -42,19 +42,21 @@ export function createRoundRobin(): Policy {
         signature = available.map((backend) => [backend, backend.weight] as const);
         current = new Map();
       }
+      // A pick with backends excluded is a retry: the round already happened when the failed
+      // backend was picked, so the turn passes to the next candidate without a new round of
+      // weights (which would hand that candidate a second turn in a row).
+      const isRetry = exclude !== undefined && exclude.size > 0;
       const count = backends.length;
       let best: Backend | undefined;
       let bestIndex = 0;
       let bestWeight = -Infinity;
-      let total = 0;
       // Walking from the cursor makes ties go to the next backend in pool order.
       for (let step = 0; step < count; step++) {
         const index = (cursor + step) % count;
         const backend = backends[index];
         if (backend === undefined || !isCandidate(backend, exclude)) continue;
-        const weight = (current.get(backend) ?? 0) + backend.weight;
+        const weight = (current.get(backend) ?? 0) + (isRetry ? 0 : backend.weight);
         current.set(backend, weight);
-        total += backend.weight;
         if (weight > bestWeight) {
           best = backend;
           bestIndex = index;
@@ -62,6 +64,8 @@ export function createRoundRobin(): Policy {
         }
       }
       if (best === undefined) return undefined;
+      // A retry charges the full round too, so the pick after it starts a fresh turn.
+      const total = available.reduce((sum, backend) => sum + backend.weight, 0);
       current.set(best, bestWeight - total);
       cursor = (bestIndex + 1) % count;
       return best;
