@@ -54,7 +54,8 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     return old !== undefined && old.weight !== b.weight;
   });
   const isHealthChanged = !isSame(running.health, next.health);
-  const isHandlerChanged = running.policy !== next.policy || !isSame(running.proxy, next.proxy) ||
+  const isHandlerChanged = running.policy !== next.policy ||
+    running.hashKey !== next.hashKey || !isSame(running.proxy, next.proxy) ||
     running.client.bodyTimeoutMs !== next.client.bodyTimeoutMs ||
     running.health.intervalMs !== next.health.intervalMs;
   const isListenerChanged = running.host !== next.host || running.port !== next.port ||
