@@ -277,20 +277,35 @@ export function accessLogTarget(path: string): AccessLogTarget {
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
+// deno-lint-ignore no-control-regex
+const NEEDS_ESCAPE = /["\\\x00-\x1f\x7f]/;
+
 function pad(value: number): string {
   return value < 10 ? `0${value}` : String(value);
 }
 
+/**
+ * The last second formatted, so a busy log formats a date once a second, not per line. A pure
+ * memo: the text depends only on the second, never on who asked.
+ */
+const lastTimeLocal = { second: Number.NaN, text: "" };
+
 /** nginx's `$time_local`, in UTC: `10/Oct/2000:13:55:36 +0000`. */
 function timeLocal(time: number): string {
+  const second = Math.floor(time / 1000);
+  if (second === lastTimeLocal.second) return lastTimeLocal.text;
   const d = new Date(time);
-  return `${pad(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:` +
+  lastTimeLocal.second = second;
+  lastTimeLocal.text = `${pad(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:` +
     `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} +0000`;
+  return lastTimeLocal.text;
 }
 
 /** A quoted field of the combined format: `"` and `\` escaped, control bytes as `\xHH`. */
 function quoted(value: string | null): string {
   if (value === null || value === "") return '"-"';
+  // Most fields need no escaping; testing first saves the replace.
+  if (!NEEDS_ESCAPE.test(value)) return `"${value}"`;
   const escaped = value.replace(
     // deno-lint-ignore no-control-regex
     /["\\\x00-\x1f\x7f]/g,
