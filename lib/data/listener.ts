@@ -139,6 +139,8 @@ class Connection {
   deadline: Deadline | undefined;
   /** The queue `deadline` is in (a queue must only cancel its own entries). */
   deadlineQueue: DeadlineQueue | undefined;
+  /** Set once a graceful shutdown of this connection has completed: nothing left to abort. */
+  isShutDown = false;
 
   /** Cancels the pending deadline, if any. */
   clearDeadline(): void {
@@ -290,14 +292,21 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         stop();
         await accepting;
         await Promise.all(
-          [...connections].map((c) => c.server?.shutdown().catch(noop)),
+          [...connections].map((c) =>
+            c.server?.shutdown().then(() => {
+              c.isShutDown = true;
+            }, noop)
+          ),
         );
       })();
       return shutDown;
     },
     close() {
       stop();
-      for (const connection of connections) connection.abort.abort();
+      // Aborting a connection Deno already closed makes its abort listener throw.
+      for (const connection of connections) {
+        if (!connection.isShutDown) connection.abort.abort();
+      }
     },
   };
 }
