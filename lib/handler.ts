@@ -162,6 +162,10 @@ export function createHandler(deps: HandlerDeps): Handler {
   // One timer for every request's response-header timeout, one for body reads.
   const deadlines = new DeadlineQueue({ clock });
   const bodyDeadlines = new DeadlineQueue({ clock });
+  // Built once: every attempt sends through the same client (and `fetch`, when one is given).
+  const sender = deps.fetch === undefined
+    ? { client: deps.client }
+    : { client: deps.client, fetch: deps.fetch };
   const bodyOptions = {
     limitBytes: deps.requestBufferBytes ?? 1024 * 1024,
     idleTimeoutMs: deps.bodyTimeoutMs ?? 30_000,
@@ -264,8 +268,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       for (let attempt = 0;; attempt++) {
         backend.begin();
         const outcome = await forward(request, backend, {
-          client: deps.client,
-          ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
+          ...sender,
           target,
           body,
           timeoutMs: deps.timeoutMs,
