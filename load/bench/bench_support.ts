@@ -136,6 +136,8 @@ export async function waitForPort(port: number, what: string): Promise<void> {
 
 /** A running nginx. */
 export interface RunningNginx {
+  /** The master's process id (its worker is a child). */
+  readonly pid: number;
   /** Stops it and waits for its exit. */
   stop(): Promise<void>;
 }
@@ -187,6 +189,7 @@ ${httpBlocks}
     throw error;
   }
   return {
+    pid: child.pid,
     async stop(): Promise<void> {
       child.kill("SIGTERM");
       await child.status;

@@ -1,0 +1,251 @@
+/**
+ * Processes the benchmark table and the soak start and watch: three nginx backends, our
+ * balancer as a child process, and the memory of a process tree read from `/proc` (Linux only).
+ * Benchmarks only; tests never import it.
+ *
+ * @module
+ */
+import { freePort, type RunningNginx, startNginx, waitForPort } from "./bench_support.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url);
+const REPO = new URL("../../", import.meta.url);
+/** Stderr lines of a balancer kept for the report (the last ones). */
+const KEPT_STDERR_LINES = 20;
+
+/** nginx serving the same small static file on several ports (one worker for all). */
+export interface NginxBackends {
+  /** The ports, one per backend. */
+  readonly ports: readonly number[];
+  /** The nginx master's process id. */
+  readonly pid: number;
+  /** Stops nginx and waits for its exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts one nginx (one worker, no access log) serving `www/index.html` on `count` free ports.
+ *
+ * @param directory A private folder holding `www/` (see `writeStaticSite`) and nginx's files.
+ * @param www The folder served.
+ * @param count How many ports (backends).
+ * @returns The running backends.
+ */
+export async function startNginxBackends(
+  directory: string,
+  www: string,
+  count: number,
+): Promise<NginxBackends> {
+  const ports = Array.from({ length: count }, () => freePort());
+  const nginx: RunningNginx = await startNginx(
+    directory,
+    ports.map((p) => `  server { listen 127.0.0.1:${p}; root ${www}; }`).join("\n"),
+    ports,
+  );
+  return { ports, pid: nginx.pid, stop: () => nginx.stop() };
+}
+
+/** Our balancer running as a child process. */
+export interface RunningBalancer {
+  /** The `deno` process id (all isolates live in it). */
+  readonly pid: number;
+  /** The exit code when it has exited on its own, else `undefined`. */
+  exitCode(): number | undefined;
+  /** Lines it wrote on stderr: how many, and the last few. */
+  stderr(): { readonly count: number; readonly last: readonly string[] };
+  /** Sends SIGTERM and waits for its exit (it drains for at most 1 s). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `main.ts lb` on `port` over the backends, admin off, probing `/index.html`; resolves
+ * once it accepts connections. Stdout (the access log at its default `-`) goes to /dev/null;
+ * stderr is kept for the report.
+ *
+ * @param port The proxy port on 127.0.0.1.
+ * @param backendPorts The backends' ports on 127.0.0.1.
+ * @param extra More `lb` flags (they override the ones here).
+ * @returns The running balancer.
+ * @throws {Error} When it does not listen within about 5 s (with its last stderr line).
+ */
+export async function startOurBalancer(
+  port: number,
+  backendPorts: readonly number[],
+  extra: readonly string[],
+): Promise<RunningBalancer> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      "--allow-ffi",
+      "--unstable-net",
+      MAIN.pathname,
+      "lb",
+      "--port",
+      String(port),
+      "--admin",
+      "off",
+      "--backend",
+      backendPorts.map((p) => `127.0.0.1:${p}`).join(","),
+      "--health-path",
+      "/index.html",
+      "--drain-timeout",
+      "1s",
+      ...extra,
+    ],
+    cwd: REPO.pathname,
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let count = 0;
+  const last: string[] = [];
+  const reading = (async () => {
+    let rest = "";
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+      const lines = (rest + text).split("\n");
+      rest = lines.pop() ?? "";
+      for (const line of lines) {
+        count++;
+        last.push(line);
+        if (last.length > KEPT_STDERR_LINES) last.shift();
+      }
+    }
+  })();
+  let code: number | undefined;
+  const exited = child.status.then((status) => {
+    code = status.code;
+  });
+  const stop = async (): Promise<void> => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already exited.
+    }
+    await exited;
+    await reading;
+  };
+  try {
+    await waitForPort(port, "denolb");
+  } catch (error) {
+    await stop();
+    throw new Error(`denolb ${extra.join(" ")} did not start: ${last.at(-1) ?? "no output"}`, {
+      cause: error,
+    });
+  }
+  return {
+    pid: child.pid,
+    exitCode: () => code,
+    stderr: () => ({ count, last: [...last] }),
+    stop,
+  };
+}
+
+/**
+ * A process and its descendants, from the parent ids in `/proc/PID/stat`.
+ *
+ * @param rootPid The root process.
+ * @returns Its id followed by its descendants' (empty when it is gone).
+ */
+export async function processTree(rootPid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parents.set(Number(entry.name), ppid);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  if (!parents.has(rootPid)) return [];
+  const tree = [rootPid];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [pid, ppid] of parents) if (ppid === tree[i]) tree.push(pid);
+  }
+  return tree;
+}
+
+/** Memory of a process, in kB, from `/proc/PID/status`. */
+export interface ProcessMemory {
+  /** Resident set now (VmRSS). */
+  readonly rssKb: number;
+  /** Peak resident set since it started (VmHWM). */
+  readonly peakRssKb: number;
+}
+
+/**
+ * Reads a process's resident and peak resident memory.
+ *
+ * @param pid The process.
+ * @returns Its memory, or `undefined` when it is gone.
+ */
+export async function processMemory(pid: number): Promise<ProcessMemory | undefined> {
+  let status: string;
+  try {
+    status = await Deno.readTextFile(`/proc/${pid}/status`);
+  } catch {
+    return undefined;
+  }
+  const field = (name: string): number =>
+    Number(
+      new RegExp(`^${name}:\\s+(\\d+) kB`, "m")
+        .exec(status)?.[1] ?? Number.NaN,
+    );
+  return { rssKb: field("VmRSS"), peakRssKb: field("VmHWM") };
+}
+
+/**
+ * The memory of a process tree: the sum over its processes (shared pages counted in each).
+ *
+ * @param rootPid The root process.
+ * @returns The sums and how many processes were read.
+ */
+export async function treeMemory(
+  rootPid: number,
+): Promise<ProcessMemory & { readonly processes: number }> {
+  let rssKb = 0;
+  let peakRssKb = 0;
+  let processes = 0;
+  for (const pid of await processTree(rootPid)) {
+    const memory = await processMemory(pid);
+    if (memory === undefined) continue;
+    rssKb += memory.rssKb;
+    peakRssKb += memory.peakRssKb;
+    processes++;
+  }
+  return { rssKb, peakRssKb, processes };
+}
+
+/**
+ * Waits until something listens on the port, killing `child` when nothing does.
+ *
+ * @param child The process expected to listen.
+ * @param port The port on 127.0.0.1.
+ * @param what Named in the error.
+ * @returns How to stop it.
+ */
+export async function listeningOrKilled(
+  child: Deno.ChildProcess,
+  port: number,
+  what: string,
+): Promise<() => Promise<void>> {
+  const stop = async (): Promise<void> => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+  };
+  try {
+    await waitForPort(port, what);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return stop;
+}
