@@ -38,6 +38,11 @@ export interface BackendConfig {
   readonly url: URL;
   /** Relative share of traffic for weighted policies; round-robin ignores it. */
   readonly weight: number;
+  /**
+   * Requests this backend takes at once, per isolate, overriding `--max-in-flight`; 0 is no
+   * limit. Default: `--max-in-flight`.
+   */
+  readonly maxInFlight?: number;
 }
 
 /** The log levels, most verbose first. */
@@ -108,18 +113,31 @@ export function duration(options: { readonly isZeroAllowed: boolean }): Kind<num
   };
 }
 
-/** A byte size: flags take `512`, `64KB` or `1MiB`; the file takes a number of bytes. */
-export function size(): Kind<number> {
+/**
+ * A byte size: flags take `512`, `64KB` or `1MiB`; the file takes a number of bytes.
+ *
+ * @param options `max`: the largest size accepted, and `why` it is the largest (stated in
+ *   the rule). Default: no maximum.
+ */
+export function size(
+  options: { readonly max?: number; readonly why?: string } = {},
+): Kind<number> {
   const fileRule = "must be a whole number of bytes, 0 or more";
+  const max = options.max ?? Number.MAX_SAFE_INTEGER;
+  const why = options.why === undefined ? "" : `, ${options.why}`;
+  const maxFlagRule = `must be at most ${formatSize(max)}${why}`;
+  const maxFileRule = `must be at most ${max}${why}`;
   return {
     parse(text) {
+      let bytes: number;
       try {
-        return ok(parseSize(text));
+        bytes = parseSize(text);
       } catch {
         return fail("must be a size such as 64KB or 1MiB");
       }
+      return bytes > max ? fail(maxFlagRule) : ok(bytes);
     },
-    schema: z.int({ error: fileRule }).min(0, { error: fileRule }),
+    schema: z.int({ error: fileRule }).min(0, { error: fileRule }).max(max, { error: maxFileRule }),
     format: formatSize,
   };
 }
@@ -203,7 +221,8 @@ export function logLevel(): Kind<LogLevel> {
 
 /**
  * Backends: a flag takes a comma list of URLs (a bare `host:port` means `http://host:port`)
- * and may be repeated; the file takes a list of URLs or `{"url", "weight"}` objects.
+ * and may be repeated; the file takes a list of URLs or `{"url", "weight", "maxInFlight"}`
+ * objects.
  */
 export function backendList(): Kind<readonly BackendConfig[]> {
   const entry = z.union([
@@ -212,15 +231,19 @@ export function backendList(): Kind<readonly BackendConfig[]> {
       url: z.string({ error: "must be a URL string" }),
       weight: z.number({ error: "must be a positive number" })
         .positive({ error: "must be a positive number" }).optional(),
+      maxInFlight: z.int({ error: "must be a whole number, 0 or more" })
+        .min(0, { error: "must be a whole number, 0 or more" }).optional(),
     }),
   ], { error: 'must be a URL string or an object {"url": ..., "weight": ...}' })
     .transform((entry, context): BackendConfig => {
       const url = typeof entry === "string" ? entry : entry.url;
       try {
-        return {
+        const backend = {
           url: parseBackendUrl(url),
           weight: typeof entry === "string" ? 1 : entry.weight ?? 1,
         };
+        const maxInFlight = typeof entry === "string" ? undefined : entry.maxInFlight;
+        return maxInFlight === undefined ? backend : { ...backend, maxInFlight };
       } catch (cause) {
         context.addIssue({ code: "custom", message: `"${url}" ${ruleOf(cause)}`, input: entry });
         return z.NEVER;
@@ -243,6 +266,6 @@ export function backendList(): Kind<readonly BackendConfig[]> {
       .min(1, { error: "must list at least one backend" }),
     format: (backends) => backends.map((backend) => backend.url.href.replace(/\/$/, "")).join(","),
     isRepeatable: true,
-    fileHint: '(URLs or {"url", "weight"})',
+    fileHint: '(URLs or {"url", "weight", "maxInFlight"})',
   };
 }

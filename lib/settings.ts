@@ -63,6 +63,7 @@ export const SECTIONS = [
   "Health checks",
   "Clients",
   "Proxy",
+  "Limits",
   "Admin",
   "Logging",
 ] as const;
@@ -359,6 +360,69 @@ export const SETTINGS = {
       section: "Admin",
       help: "Bearer token every admin route but /health requires (Authorization: Bearer TOKEN).",
     } satisfies OptionalSetting<string>,
+  },
+  limits: {
+    maxConnections: {
+      kind: count(0),
+      default: 10_000,
+      flag: "max-connections",
+      metavar: "COUNT",
+      section: "Limits",
+      help: "Client connections open at once, per isolate (with --workers N the process takes " +
+        "up to N times this); one more is answered 503 with Connection: close. 0 is no limit.",
+    } satisfies Setting<number>,
+    maxHeaderBytes: {
+      kind: size({ max: 32 * 1024, why: "below Deno's own 64KiB limit on a request head" }),
+      default: 16 * 1024,
+      flag: "max-header-size",
+      metavar: "SIZE",
+      section: "Limits",
+      help: "Request header fields, names plus values, summed; more is answered 431. 0 turns " +
+        "it off (Deno still answers 400 to a request head over 64KiB or 128 fields).",
+    } satisfies Setting<number>,
+    maxUrlLength: {
+      kind: size({ max: 16 * 1024, why: "below Deno's own 64KiB limit on a request head" }),
+      default: 8 * 1024,
+      flag: "max-url-length",
+      metavar: "SIZE",
+      section: "Limits",
+      help: "Request target (path and query); longer is answered 414. 0 turns it off.",
+    } satisfies Setting<number>,
+    maxBodyBytes: {
+      kind: size(),
+      default: 0,
+      flag: "max-body-size",
+      metavar: "SIZE",
+      section: "Limits",
+      help: "Request body; a larger Content-Length is answered 413 unread, and a chunked body " +
+        "that grows past it is cut off (413 unless the backend already answered). 0 is no limit.",
+    } satisfies Setting<number>,
+    maxInFlight: {
+      kind: count(0),
+      default: 0,
+      flag: "max-in-flight",
+      metavar: "COUNT",
+      section: "Limits",
+      help: "Requests each backend takes at once, per isolate; a full backend is skipped. A " +
+        'backend\'s "maxInFlight" in the config file overrides it. 0 is no limit.',
+    } satisfies Setting<number>,
+    queueSize: {
+      kind: count(0),
+      default: 100,
+      flag: "queue-size",
+      metavar: "COUNT",
+      section: "Limits",
+      help: "Requests that wait, per isolate, when every backend is full; one more is answered " +
+        "503. 0 answers 503 at once.",
+    } satisfies Setting<number>,
+    queueTimeoutMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 5_000,
+      flag: "queue-timeout",
+      metavar: "DURATION",
+      section: "Limits",
+      help: "Longest wait in the queue for a backend with room, then 503.",
+    } satisfies Setting<number>,
   },
   drainTimeoutMs: {
     kind: duration({ isZeroAllowed: true }),

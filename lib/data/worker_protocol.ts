@@ -19,7 +19,9 @@ export const DATA_PLANE_WORKER_NAME = "denolb-data-plane";
 
 /** A configuration with its backend URLs as strings. */
 export type EncodedConfig = Omit<BalancerConfig, "backends"> & {
-  readonly backends: ReadonlyArray<{ readonly href: string; readonly weight: number }>;
+  readonly backends: ReadonlyArray<
+    { readonly href: string; readonly weight: number; readonly maxInFlight?: number }
+  >;
 };
 
 /** One backend as the control plane sees it: what the data plane routes on. */
@@ -67,7 +69,7 @@ export type FromWorker =
 export function encodeConfig(config: BalancerConfig): EncodedConfig {
   return {
     ...config,
-    backends: config.backends.map((b) => ({ href: b.url.href, weight: b.weight })),
+    backends: config.backends.map(({ url, ...rest }) => ({ ...rest, href: url.href })),
   };
 }
 
@@ -88,6 +90,9 @@ export function encodeConfig(config: BalancerConfig): EncodedConfig {
 export function decodeConfig(encoded: EncodedConfig): BalancerConfig {
   return {
     ...encoded,
-    backends: encoded.backends.map((b) => ({ url: parseBackendUrl(b.href), weight: b.weight })),
+    backends: encoded.backends.map(({ href, ...rest }) => ({
+      ...rest,
+      url: parseBackendUrl(href),
+    })),
   } as BalancerConfig;
 }
