@@ -44,17 +44,8 @@ export async function startNginxBackends(
   return { ports, pid: nginx.pid, stop: () => nginx.stop() };
 }
 
-/** Our balancer running as a child process. */
-export interface RunningBalancer {
-  /** The `deno` process id (all isolates live in it). */
-  readonly pid: number;
-  /** The exit code when it has exited on its own, else `undefined`. */
-  exitCode(): number | undefined;
-  /** Lines it wrote on stderr: how many, and the last few. */
-  stderr(): { readonly count: number; readonly last: readonly string[] };
-  /** Sends SIGTERM and waits for its exit (it drains for at most 1 s). */
-  stop(): Promise<void>;
-}
+/** Our balancer running as a child process (one `deno` process holds all its isolates). */
+export type RunningBalancer = WatchedProcess;
 
 /**
  * Starts `main.ts lb` on `port` over the backends, admin off, probing `/index.html`; resolves
@@ -72,30 +63,63 @@ export async function startOurBalancer(
   backendPorts: readonly number[],
   extra: readonly string[],
 ): Promise<RunningBalancer> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-write",
-      "--allow-ffi",
-      "--unstable-net",
-      MAIN.pathname,
-      "lb",
-      "--port",
-      String(port),
-      "--admin",
-      "off",
-      "--backend",
-      backendPorts.map((p) => `127.0.0.1:${p}`).join(","),
-      "--health-path",
-      "/index.html",
-      "--drain-timeout",
-      "1s",
-      ...extra,
-    ],
-    cwd: REPO.pathname,
+  const process = spawnWatched(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    "--allow-env",
+    "--allow-read",
+    "--allow-write",
+    "--allow-ffi",
+    "--unstable-net",
+    MAIN.pathname,
+    "lb",
+    "--port",
+    String(port),
+    "--admin",
+    "off",
+    "--backend",
+    backendPorts.map((p) => `127.0.0.1:${p}`).join(","),
+    "--health-path",
+    "/index.html",
+    "--drain-timeout",
+    "1s",
+    ...extra,
+  ], { cwd: REPO.pathname });
+  await process.listening(port, `denolb ${extra.join(" ")}`);
+  return process;
+}
+
+/** A child process whose stderr is kept and whose exit is noticed. */
+export interface WatchedProcess {
+  /** Its process id. */
+  readonly pid: number;
+  /** The exit code when it has exited on its own, else `undefined`. */
+  exitCode(): number | undefined;
+  /** Lines it wrote on stderr: how many, and the last few. */
+  stderr(): { readonly count: number; readonly last: readonly string[] };
+  /** Waits until it listens on the port; stops it and throws (with its last line) if not. */
+  listening(port: number, what: string): Promise<void>;
+  /** Sends SIGTERM and waits for its exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns a command with stdout discarded and stderr kept (the last lines) for the report.
+ *
+ * @param command The executable.
+ * @param args Its arguments.
+ * @param options Working folder and environment (default: ours).
+ * @returns The running process.
+ */
+export function spawnWatched(
+  command: string,
+  args: readonly string[],
+  options: { readonly cwd?: string; readonly env?: Record<string, string> } = {},
+): WatchedProcess {
+  const child = new Deno.Command(command, {
+    args: [...args],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.env === undefined ? {} : { env: options.env }),
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -126,18 +150,18 @@ export async function startOurBalancer(
     await exited;
     await reading;
   };
-  try {
-    await waitForPort(port, "denolb");
-  } catch (error) {
-    await stop();
-    throw new Error(`denolb ${extra.join(" ")} did not start: ${last.at(-1) ?? "no output"}`, {
-      cause: error,
-    });
-  }
   return {
     pid: child.pid,
     exitCode: () => code,
     stderr: () => ({ count, last: [...last] }),
+    async listening(port: number, what: string): Promise<void> {
+      try {
+        await waitForPort(port, what);
+      } catch (error) {
+        await stop();
+        throw new Error(`${what} did not start: ${last.at(-1) ?? "no output"}`, { cause: error });
+      }
+    },
     stop,
   };
 }
@@ -218,34 +242,4 @@ export async function treeMemory(
     processes++;
   }
   return { rssKb, peakRssKb, processes };
-}
-
-/**
- * Waits until something listens on the port, killing `child` when nothing does.
- *
- * @param child The process expected to listen.
- * @param port The port on 127.0.0.1.
- * @param what Named in the error.
- * @returns How to stop it.
- */
-export async function listeningOrKilled(
-  child: Deno.ChildProcess,
-  port: number,
-  what: string,
-): Promise<() => Promise<void>> {
-  const stop = async (): Promise<void> => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already exited.
-    }
-    await child.status;
-  };
-  try {
-    await waitForPort(port, what);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return stop;
 }
