@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { forwardedElement } from "./data/forwarded.ts";
 
 /** Facts about the client connection that go into the forwarding headers. */
 export interface ForwardedInfo {
@@ -34,6 +35,14 @@ export interface ForwardedInfo {
   readonly requestId?: string | undefined;
   /** Appended to `Via` when given, such as `"1.1 denolb"`. Default: no `Via` added. */
   readonly via?: string | undefined;
+  /**
+   * Whether the peer is a trusted proxy (`--trusted-proxies`): then its `X-Forwarded-For` and
+   * `Forwarded` are appended to and its `X-Forwarded-Proto` and `X-Forwarded-Host` kept.
+   * Otherwise all four are replaced by what the balancer saw. Default: false.
+   */
+  readonly isPeerTrusted?: boolean | undefined;
+  /** Whether the RFC 7239 `Forwarded` header is sent (`--forwarded`). Default: true. */
+  readonly isForwardedSent?: boolean | undefined;
 }
 
 /**
@@ -64,8 +73,6 @@ const REQUEST_DROPPED: ReadonlySet<string> = new Set([
   // The balancer's own listener answers `100 Continue` when the body is read (RFC 9110
   // section 10.1.1); the backend gets the whole body, so the expectation ends here.
   "expect",
-  "x-forwarded-proto",
-  "x-forwarded-host",
 ]);
 
 /**
@@ -104,9 +111,15 @@ export type HeaderList = Array<[name: string, value: string]>;
  * every header named in `Connection` (removed before `X-Forwarded-For` is extended, so a client
  * cannot make the next hop delete it, and never `Host`); `Content-Length` and
  * `Transfer-Encoding` go (fetch frames the body itself); `Expect` goes (the balancer answered
- * it). `Host` is the validated authority. `X-Forwarded-For` gets the client's IP appended,
- * `X-Forwarded-Proto` (the connection's scheme) and `X-Forwarded-Host` are set, and
- * `Accept-Encoding` becomes `identity` so fetch never decodes the body (see the module docs).
+ * it). `Host` is the validated authority. `Accept-Encoding` becomes `identity` so fetch never
+ * decodes the body (see the module docs).
+ *
+ * Forwarding headers (the balancer's own always come last, so nothing a client sends can
+ * remove them): from a trusted peer, `X-Forwarded-For` and `Forwarded` get this hop appended
+ * and `X-Forwarded-Proto` and `X-Forwarded-Host` are kept as the proxy sent them (Caddy's and
+ * Traefik's rule: they describe the original request, and a list there breaks most readers);
+ * from any other peer all four are replaced by what the balancer saw: the peer's address, the
+ * connection's scheme and the `Host`. With `Forwarded` off, an incoming one is removed too.
  *
  * The result is a list of pairs rather than a `Headers` object: `fetch` builds its request
  * from a list in about a third of the time it takes to copy a `Headers` object.
@@ -119,15 +132,22 @@ export type HeaderList = Array<[name: string, value: string]>;
  * ```ts
  * import { upstreamRequestHeaders } from "./proxy_headers.ts";
  * const incoming = new Headers({ host: "shop.example", "x-forwarded-for": "10.0.0.1", connection: "close" });
- * const headers = new Headers(upstreamRequestHeaders(incoming, { clientIp: "192.0.2.7", proto: "http" }));
+ * const info = { clientIp: "192.0.2.7", proto: "http", isPeerTrusted: true };
+ * const headers = new Headers(upstreamRequestHeaders(incoming, info));
  * if (headers.get("x-forwarded-for") !== "10.0.0.1, 192.0.2.7") throw new Error("not appended");
+ * if (headers.get("forwarded") !== "for=192.0.2.7;proto=http;host=shop.example") throw new Error();
  * if (headers.has("connection") || headers.get("host") !== "shop.example") throw new Error("bad");
  * ```
  */
 export function upstreamRequestHeaders(incoming: Headers, info: ForwardedInfo): HeaderList {
   const named = connectionNamed(incoming.get("connection"));
+  const isTrusted = info.isPeerTrusted === true;
   const out: HeaderList = [];
+  // The trusted peer's forwarding headers (each stays undefined for an untrusted peer).
   let forwardedFor: string | undefined;
+  let forwardedProto: string | undefined;
+  let forwardedHost: string | undefined;
+  let forwarded: string | undefined;
   let via: string | undefined;
   let host: string | undefined;
   // Iteration yields lower-case names with repeated fields already combined (except
@@ -137,7 +157,16 @@ export function upstreamRequestHeaders(incoming: Headers, info: ForwardedInfo): 
     if (REQUEST_DROPPED.has(name) || (named?.has(name) && !PROTECTED.has(name))) continue;
     switch (name) {
       case "x-forwarded-for":
-        forwardedFor = field[1];
+        if (isTrusted) forwardedFor = field[1];
+        continue;
+      case "x-forwarded-proto":
+        if (isTrusted) forwardedProto = field[1];
+        continue;
+      case "x-forwarded-host":
+        if (isTrusted) forwardedHost = field[1];
+        continue;
+      case "forwarded":
+        if (isTrusted) forwarded = field[1];
         continue;
       case "via":
         if (info.via === undefined) break;
@@ -158,10 +187,15 @@ export function upstreamRequestHeaders(incoming: Headers, info: ForwardedInfo): 
       "x-forwarded-for",
       forwardedFor === undefined ? info.clientIp : `${forwardedFor}, ${info.clientIp}`,
     ],
-    ["x-forwarded-proto", info.proto],
+    ["x-forwarded-proto", forwardedProto ?? info.proto],
     ["accept-encoding", "identity"],
   );
-  if (host !== undefined) out.push(["x-forwarded-host", host]);
+  const forwardedHostValue = forwardedHost ?? host;
+  if (forwardedHostValue !== undefined) out.push(["x-forwarded-host", forwardedHostValue]);
+  if (info.isForwardedSent !== false) {
+    const element = forwardedElement(info.clientIp, info.proto, host);
+    out.push(["forwarded", forwarded === undefined ? element : `${forwarded}, ${element}`]);
+  }
   if (info.requestId !== undefined) out.push(["x-request-id", info.requestId]);
   if (info.via !== undefined) {
     out.push(["via", via === undefined ? info.via : `${via}, ${info.via}`]);

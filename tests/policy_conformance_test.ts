@@ -71,6 +71,11 @@ const EXPECTED_SEQUENCES: Readonly<
     allHealthy: [0, 3, 1, 3, 3, 1, 1, 0],
     oneDown: [0, 3, 2, 3, 3, 2, 2, 0],
   },
+  // Requests without the affinity cookie go round-robin.
+  cookie: {
+    allHealthy: [0, 1, 2, 3, 0, 1, 2, 3],
+    oneDown: [0, 2, 3, 0, 2, 3, 0, 2],
+  },
 };
 
 for (const name of POLICY_NAMES) {

@@ -62,10 +62,72 @@ Deno.test("upstreamRequestHeaders() strips the headers named in Connection", () 
   assertEquals(headers.get("x-kept"), "3");
 });
 
-Deno.test("upstreamRequestHeaders() appends the client IP to X-Forwarded-For", () => {
+Deno.test("upstreamRequestHeaders() appends the client IP to a trusted peer's X-Forwarded-For", () => {
   const incoming = new Headers({ "x-forwarded-for": "10.0.0.1, 10.0.0.2" });
-  const headers = upstream(incoming, INFO);
+  const headers = upstream(incoming, { ...INFO, isPeerTrusted: true });
   assertEquals(headers.get("x-forwarded-for"), "10.0.0.1, 10.0.0.2, 192.0.2.7");
+});
+
+Deno.test("upstreamRequestHeaders() replaces an untrusted peer's forwarding headers", () => {
+  const incoming = new Headers({
+    host: "shop.example",
+    "x-forwarded-for": "6.6.6.6",
+    "x-forwarded-proto": "https",
+    "x-forwarded-host": "spoofed.example",
+    forwarded: "for=6.6.6.6;proto=https",
+  });
+  const headers = upstream(incoming, INFO);
+  assertEquals(headers.get("x-forwarded-for"), "192.0.2.7");
+  assertEquals(headers.get("x-forwarded-proto"), "http");
+  assertEquals(headers.get("x-forwarded-host"), "shop.example");
+  assertEquals(headers.get("forwarded"), "for=192.0.2.7;proto=http;host=shop.example");
+});
+
+Deno.test("upstreamRequestHeaders() keeps a trusted peer's X-Forwarded-Proto/-Host and appends to Forwarded", () => {
+  const incoming = new Headers({
+    host: "internal.example",
+    "x-forwarded-for": "198.51.100.1",
+    "x-forwarded-proto": "https",
+    "x-forwarded-host": "shop.example",
+    forwarded: "for=198.51.100.1;proto=https;host=shop.example",
+  });
+  const headers = upstream(incoming, {
+    clientIp: "2001:db8::7",
+    proto: "http",
+    isPeerTrusted: true,
+  });
+  assertEquals(headers.get("x-forwarded-for"), "198.51.100.1, 2001:db8::7");
+  assertEquals(headers.get("x-forwarded-proto"), "https");
+  assertEquals(headers.get("x-forwarded-host"), "shop.example");
+  assertEquals(
+    headers.get("forwarded"),
+    'for=198.51.100.1;proto=https;host=shop.example, for="[2001:db8::7]";proto=http;host=internal.example',
+  );
+});
+
+Deno.test("upstreamRequestHeaders() with Forwarded off sends none, even a trusted peer's", () => {
+  const incoming = new Headers({ forwarded: "for=198.51.100.1" });
+  for (const isPeerTrusted of [false, true]) {
+    const headers = upstream(incoming, { ...INFO, isPeerTrusted, isForwardedSent: false });
+    assertEquals(headers.has("forwarded"), false);
+    assertEquals(headers.get("x-forwarded-for"), "192.0.2.7");
+  }
+});
+
+Deno.test("upstreamRequestHeaders() keeps its own Forwarded and X-Forwarded-* when Connection names them", () => {
+  const incoming = new Headers({
+    host: "shop.example",
+    connection: "forwarded, x-forwarded-for, x-forwarded-proto, x-forwarded-host",
+    forwarded: "for=10.9.9.9",
+    "x-forwarded-for": "10.9.9.9",
+  });
+  for (const isPeerTrusted of [false, true]) {
+    const headers = upstream(incoming, { ...INFO, isPeerTrusted });
+    assertEquals(headers.get("forwarded"), "for=192.0.2.7;proto=http;host=shop.example");
+    assertEquals(headers.get("x-forwarded-for"), "192.0.2.7");
+    assertEquals(headers.get("x-forwarded-proto"), "http");
+    assertEquals(headers.get("x-forwarded-host"), "shop.example");
+  }
 });
 
 Deno.test("upstreamRequestHeaders() sets X-Forwarded-For when the client sent none", () => {
@@ -160,10 +222,13 @@ Deno.test("upstreamRequestHeaders() sends each balancer-set header once", () => 
     "x-forwarded-host": "spoofed.example",
     "accept-encoding": "gzip",
     "x-request-id": "client-1",
+    forwarded: "for=10.0.0.1",
   });
-  const list = upstreamRequestHeaders(incoming, { ...INFO, requestId: "lb-1" });
-  const names = list.map(([name]) => name);
-  assertEquals(names.length, new Set(names).size, `repeated: ${names.join(", ")}`);
+  for (const isPeerTrusted of [false, true]) {
+    const list = upstreamRequestHeaders(incoming, { ...INFO, requestId: "lb-1", isPeerTrusted });
+    const names = list.map(([name]) => name);
+    assertEquals(names.length, new Set(names).size, `repeated: ${names.join(", ")}`);
+  }
 });
 
 Deno.test("clientResponseHeaders() returns the backend's headers when none is hop-by-hop", () => {

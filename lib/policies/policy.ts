@@ -40,12 +40,30 @@ export interface Policy {
     exclude?: ReadonlySet<Backend>,
     context?: PickContext,
   ): Backend | undefined;
+  /**
+   * Header fields to add to the response the client gets from `backend` (the `cookie` policy's
+   * `Set-Cookie`). Pure and synchronous like `pick()`; most policies do not have it.
+   *
+   * @param backend The backend that answered.
+   * @param request The client's request.
+   * @returns The fields to append, or `undefined` for none.
+   */
+  responseHeaders?(
+    backend: Backend,
+    request: Request,
+  ): ReadonlyArray<readonly [name: string, value: string]> | undefined;
 }
 
 /** The balancer settings a policy's options are read from (each policy reads what it needs). */
 export interface PolicySettings {
   /** What `hash` hashes: `client-ip`, `path`, `header:NAME` or `cookie:NAME`. Default: `client-ip`. */
   readonly hashKey?: string | undefined;
+  /** The `cookie` policy's cookie name. Default: `denolb_affinity`. */
+  readonly cookieName?: string | undefined;
+  /** The key the `cookie` policy signs with. Default: random per policy. */
+  readonly cookieSecret?: string | undefined;
+  /** The affinity cookie's `Max-Age` in ms; 0 is a session cookie. Default: 0. */
+  readonly cookieMaxAgeMs?: number | undefined;
 }
 
 /** What a policy is given rather than reaching for. */

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { COOKIE } from "./cookie.ts";
 import { HASH } from "./hash.ts";
 import { LEAST_IN_FLIGHT } from "./least_in_flight.ts";
 import { P2C } from "./p2c.ts";
@@ -11,4 +12,4 @@ import { RANDOM } from "./random.ts";
 import { ROUND_ROBIN } from "./round_robin.ts";
 
 /** The registered policies; the first is the default. */
-export const POLICY_REGISTRY = [ROUND_ROBIN, LEAST_IN_FLIGHT, RANDOM, P2C, HASH] as const;
+export const POLICY_REGISTRY = [ROUND_ROBIN, LEAST_IN_FLIGHT, RANDOM, P2C, HASH, COOKIE] as const;

@@ -1,0 +1,198 @@
+/**
+ * Cookie affinity: a client that carries a valid signed affinity cookie naming an available
+ * backend goes back to that backend; any other request goes round-robin (smooth weighted), and
+ * its response sets the cookie for the backend that answered.
+ *
+ * The cookie's value is `<backend-id>.<signature>`: the id is the first 64 bits of SHA-256 of
+ * the backend's URL (so it stays the same across restarts and reloads, and does not spell out
+ * the backend's address), the signature the first 128 bits of HMAC-SHA256 of the id under the
+ * secret, base64url. A policy must be synchronous while `crypto.subtle` is not, so the HMAC is
+ * computed with `node:crypto` (synchronous, the same native implementation), and only once per
+ * backend: each pool's cookie values are kept in a map from value to backend, rebuilt when the
+ * pool changes. Per request the policy reads the `Cookie` header and does one map lookup; a
+ * forged or stale value simply matches nothing.
+ *
+ * @module
+ */
+import { createHash, createHmac } from "node:crypto";
+import { z } from "zod";
+import type { Backend } from "../backend.ts";
+import { definePolicy, isCandidate, type Policy, type RegisteredPolicy } from "./policy.ts";
+import { createRoundRobin } from "./round_robin.ts";
+
+/** The affinity cookie's name unless `--cookie-name` says otherwise. */
+export const DEFAULT_COOKIE_NAME = "denolb_affinity";
+
+/** A cookie name (RFC 6265 section 4.1.1: an HTTP token). */
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** The rule `--cookie-name` follows, worded for error messages. */
+export const COOKIE_NAME_RULE = "must be a cookie name: letters, digits and !#$%&'*+-.^_`|~";
+
+/**
+ * Whether `name` may name a cookie.
+ *
+ * @param name The name as given.
+ * @returns Whether it is an HTTP token.
+ */
+export function isValidCookieName(name: string): boolean {
+  return COOKIE_NAME.test(name);
+}
+
+/** Options of {@linkcode createCookieAffinity}. */
+export interface CookieAffinityOptions {
+  /** The cookie's name. Default: {@linkcode DEFAULT_COOKIE_NAME}. */
+  readonly name?: string;
+  /** The signing key. Default: 32 random bytes, this policy's own. */
+  readonly secret?: string;
+  /** The cookie's `Max-Age` in milliseconds; 0 makes it a session cookie. Default: 0. */
+  readonly maxAgeMs?: number;
+}
+
+/** `cookie`: `cookieName`, `cookieSecret`, `cookieMaxAgeMs`. */
+export const COOKIE: RegisteredPolicy<"cookie"> = definePolicy({
+  name: "cookie",
+  optionsSchema: z.object({
+    cookieName: z.string().default(DEFAULT_COOKIE_NAME).refine(isValidCookieName, {
+      error: (issue) => `--cookie-name "${String(issue.input)}" ${COOKIE_NAME_RULE}`,
+    }),
+    cookieSecret: z.string().optional(),
+    cookieMaxAgeMs: z.number().min(0).default(0),
+  }),
+  create: (options) =>
+    createCookieAffinity({
+      name: options.cookieName,
+      maxAgeMs: options.cookieMaxAgeMs,
+      ...(options.cookieSecret === undefined ? {} : { secret: options.cookieSecret }),
+    }),
+});
+
+/** One backend's cookie: its value and the whole `Set-Cookie` field that sets it. */
+interface SignedCookie {
+  readonly value: string;
+  readonly setCookie: ReadonlyArray<readonly [string, string]>;
+}
+
+/**
+ * Creates a cookie affinity policy.
+ *
+ * @param options The cookie's name, secret and max age.
+ * @returns A policy whose `responseHeaders` sets the cookie whenever the client did not send
+ *   the valid one for the backend that answered.
+ */
+export function createCookieAffinity(options: CookieAffinityOptions = {}): Policy {
+  const name = options.name ?? DEFAULT_COOKIE_NAME;
+  const secret = options.secret ?? randomSecret();
+  const maxAgeSeconds = Math.floor((options.maxAgeMs ?? 0) / 1000);
+  const attributes = "; Path=/; HttpOnly; SameSite=Lax" +
+    (maxAgeSeconds > 0 ? `; Max-Age=${maxAgeSeconds}` : "");
+  const fallback = createRoundRobin();
+  // Signed once per backend URL; kept for the backends of the latest pool only.
+  let signed = new Map<string, SignedCookie>();
+  let byValue = new Map<string, Backend>();
+  let built: readonly Backend[] = [];
+
+  const sign = (backend: Backend): SignedCookie => {
+    const href = backend.url.href;
+    const known = signed.get(href);
+    if (known !== undefined) return known;
+    const value = signCookieValue(backendId(href), secret);
+    const cookie: SignedCookie = {
+      value,
+      setCookie: [["set-cookie", `${name}=${value}${attributes}`]],
+    };
+    signed.set(href, cookie);
+    return cookie;
+  };
+  const refresh = (backends: readonly Backend[]): void => {
+    if (built.length === backends.length && built.every((b, i) => backends[i] === b)) return;
+    const previous = signed;
+    signed = new Map();
+    byValue = new Map();
+    for (const backend of backends) {
+      const known = previous.get(backend.url.href);
+      if (known !== undefined) signed.set(backend.url.href, known);
+      byValue.set(sign(backend).value, backend);
+    }
+    built = backends.slice();
+  };
+
+  return {
+    name: "cookie",
+    pick(
+      backends: readonly Backend[],
+      request: Request,
+      exclude?: ReadonlySet<Backend>,
+    ): Backend | undefined {
+      refresh(backends);
+      const header = request.headers.get("cookie");
+      if (header !== null) {
+        for (const value of cookieValues(header, name)) {
+          const backend = byValue.get(value);
+          if (backend !== undefined && isCandidate(backend, exclude)) return backend;
+        }
+      }
+      return fallback.pick(backends, request, exclude);
+    },
+    responseHeaders(backend: Backend, request: Request) {
+      const cookie = sign(backend);
+      const header = request.headers.get("cookie");
+      if (header !== null && cookieValues(header, name).includes(cookie.value)) return undefined;
+      return cookie.setCookie;
+    },
+  };
+}
+
+/**
+ * A backend's id in the cookie: the first 64 bits of SHA-256 of its URL, in hex.
+ *
+ * @param href The backend's URL.
+ * @returns 16 hex digits.
+ *
+ * @example
+ * ```ts
+ * import { backendId } from "./cookie.ts";
+ * if (!/^[0-9a-f]{16}$/.test(backendId("http://10.0.0.1:80/"))) throw new Error();
+ * ```
+ */
+export function backendId(href: string): string {
+  return createHash("sha256").update(href).digest("hex").slice(0, 16);
+}
+
+/**
+ * The signed cookie value for a backend id: `<id>.<signature>`, the signature being the first
+ * 128 bits of HMAC-SHA256 of the id under `secret`, base64url (22 characters).
+ *
+ * @param id The backend's id.
+ * @param secret The signing key.
+ * @returns The cookie value.
+ *
+ * @example
+ * ```ts
+ * import { signCookieValue } from "./cookie.ts";
+ * const value = signCookieValue("0123456789abcdef", "a secret of some length");
+ * if (!/^0123456789abcdef\.[\w-]{22}$/.test(value)) throw new Error(value);
+ * ```
+ */
+export function signCookieValue(id: string, secret: string): string {
+  const signature = createHmac("sha256", secret).update(id).digest().subarray(0, 16);
+  return `${id}.${signature.toString("base64url")}`;
+}
+
+/** Every value of the cookies called `name` in a `Cookie` header (a client may send several). */
+function cookieValues(header: string, name: string): string[] {
+  const values: string[] = [];
+  for (const pair of header.split(";")) {
+    const equals = pair.indexOf("=");
+    if (equals > 0 && pair.slice(0, equals).trim() === name) {
+      values.push(pair.slice(equals + 1).trim());
+    }
+  }
+  return values;
+}
+
+/** A fresh random signing key: 32 bytes in hex. */
+function randomSecret(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
