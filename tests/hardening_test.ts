@@ -306,6 +306,7 @@ Deno.test("the HTTP/1.1 upstream forwards only what the client sent, plus the pr
   // No user-agent, accept or accept-language appear: fetch would add all three.
   assertEquals(names, [
     "accept-encoding",
+    "forwarded",
     "host",
     "x-custom",
     "x-forwarded-for",
