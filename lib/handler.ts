@@ -22,6 +22,7 @@ import type { Policy } from "./policy.ts";
 import type { Pool } from "./pool.ts";
 import { DeadlineQueue } from "./deadlines.ts";
 import { type AccessLogSink, NO_ACCESS_LOG } from "./data/access_log.ts";
+import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./data/trusted_proxies.ts";
 import { type BodyFailure, readRequestBody, type RequestBody } from "./data/request_body.ts";
 import { type AcceptedTarget, resolveTarget } from "./data/request_target.ts";
 import { canRetry, forward, type ForwardFailureReason } from "./proxy.ts";
@@ -68,6 +69,10 @@ export interface HandlerDeps {
   readonly via?: string;
   /** Makes a request ID when the client sent none. Default: a per-isolate prefix and counter. */
   readonly createRequestId?: () => string;
+  /** Peers whose forwarding headers are kept and appended to. Default: none. */
+  readonly trustedProxies?: TrustedProxies;
+  /** Whether the RFC 7239 `Forwarded` header is sent. Default: true. */
+  readonly isForwardedSent?: boolean;
 }
 
 /** A `Deno.serve` handler that never throws. */
@@ -159,6 +164,8 @@ export function createHandler(deps: HandlerDeps): Handler {
   const retryAfter = String(deps.retryAfterSeconds ?? 1);
   const { pool, policy, logger, metrics } = deps;
   const accessLog = deps.accessLog ?? NO_ACCESS_LOG;
+  const trustedProxies = deps.trustedProxies ?? NO_TRUSTED_PROXIES;
+  const isForwardedSent = deps.isForwardedSent ?? true;
   // One timer for every request's response-header timeout, one for body reads.
   const deadlines = new DeadlineQueue({ clock });
   const bodyDeadlines = new DeadlineQueue({ clock });
@@ -249,6 +256,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       if (!read.ok) return bodyFailed(context, read.failure, read.message);
       const body: RequestBody = read.body;
       const clientIp = context.client;
+      const isPeerTrusted = !trustedProxies.isEmpty && trustedProxies.has(clientIp);
       const first = policy.pick(pool.backends, request, undefined, { clientIp });
       if (first === undefined) {
         metrics.recordNoBackend();
@@ -273,6 +281,8 @@ export function createHandler(deps: HandlerDeps): Handler {
           body,
           timeoutMs: deps.timeoutMs,
           clientIp,
+          isPeerTrusted,
+          isForwardedSent,
           requestId,
           via: deps.via,
           clock,
@@ -280,6 +290,11 @@ export function createHandler(deps: HandlerDeps): Handler {
         });
         if (outcome.ok) {
           endWhenDelivered(backend, info);
+          // Such as the cookie policy's Set-Cookie.
+          const added = policy.responseHeaders?.(backend, request);
+          if (added !== undefined) {
+            for (const [n, v] of added) outcome.response.headers.append(n, v);
+          }
           const full = record(context, {
             outcome: "forwarded",
             backend,

@@ -74,6 +74,10 @@ export interface ForwardOptions {
   readonly clientIp: string;
   /** The scheme of the client's connection, sent as `X-Forwarded-Proto`. Default: `"http"`. */
   readonly proto?: string | undefined;
+  /** Whether the peer is a trusted proxy (its forwarding headers are kept). Default: false. */
+  readonly isPeerTrusted?: boolean | undefined;
+  /** Whether the RFC 7239 `Forwarded` header is sent. Default: true. */
+  readonly isForwardedSent?: boolean | undefined;
   /** Sent to the backend as `X-Request-Id`. Default: the client's header, if any. */
   readonly requestId?: string | undefined;
   /** Appended to `Via`, such as `"1.1 denolb"`. Default: no `Via` added. */
@@ -224,6 +228,8 @@ export async function forward(
         host: options.target.authority,
         requestId: options.requestId,
         via: options.via,
+        isPeerTrusted: options.isPeerTrusted,
+        isForwardedSent: options.isForwardedSent,
       }),
       body: fetchBody,
       redirect: "manual",

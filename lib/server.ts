@@ -9,6 +9,7 @@
 import type { Logger } from "@logtape/logtape";
 import { Backend } from "./backend.ts";
 import type { BalancerConfig } from "./config.ts";
+import { createCookieSecret, withCookieSecret } from "./control/cookie_secret.ts";
 import { planReload } from "./control/reload.ts";
 import { startServing } from "./control/serving.ts";
 import { type BackendConfig, parseAdminAddress } from "./settings.ts";
@@ -101,7 +102,9 @@ export async function startBalancer(
 ): Promise<RunningBalancer> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? getModuleLogger("server");
-  let config = initial;
+  // One affinity cookie key per process unless configured: every isolate and reload shares it.
+  const cookieSecret = createCookieSecret();
+  let config = withCookieSecret(initial, cookieSecret);
   const pool = new Pool(config.backends.map((b) => new Backend(b.url, { weight: b.weight })));
   const metrics = new Metrics(pool);
   const serving = await startServing(config, {
@@ -215,7 +218,7 @@ export async function startBalancer(
     }
     let next: BalancerConfig;
     try {
-      next = await deps.loadConfig();
+      next = withCookieSecret(await deps.loadConfig(), cookieSecret);
     } catch (error) {
       const problems = [error instanceof Error ? error.message : String(error)];
       logger.warn("Reload rejected; the running configuration is unchanged", { problems });

@@ -10,6 +10,8 @@
 import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES, type PolicyName } from "./policies/names.ts";
 import { HASH_KEY_RULE, isValidHashKey } from "./policies/hash_key.ts";
+import { COOKIE_NAME_RULE, DEFAULT_COOKIE_NAME, isValidCookieName } from "./policies/cookie.ts";
+import { trustedProxyList } from "./data/trusted_proxies.ts";
 import {
   type BackendConfig,
   backendList,
@@ -166,6 +168,37 @@ export const SETTINGS = {
     section: "Backends",
     help: "What --policy hash hashes: client-ip, path, header:NAME or cookie:NAME.",
   } satisfies Setting<string>,
+  affinityCookie: {
+    name: {
+      kind: text(isValidCookieName, COOKIE_NAME_RULE),
+      default: DEFAULT_COOKIE_NAME,
+      flag: "cookie-name",
+      metavar: "NAME",
+      section: "Backends",
+      help: "The cookie --policy cookie pins a client to its backend with.",
+    } satisfies Setting<string>,
+    secret: {
+      kind: text(
+        (value) => value.length >= 16 && !/\s/.test(value),
+        "must be at least 16 characters without spaces",
+      ),
+      isOptional: true,
+      flag: "cookie-secret",
+      metavar: "SECRET",
+      section: "Backends",
+      help: "Key the affinity cookie is signed with (HMAC-SHA256); give the same one to every " +
+        "balancer that must honour the others' cookies, and to keep them valid across restarts.",
+      defaultHelp: "random at each start, shared by every worker",
+    } satisfies OptionalSetting<string>,
+    maxAgeMs: {
+      kind: duration({ isZeroAllowed: true }),
+      default: 0,
+      flag: "cookie-max-age",
+      metavar: "DURATION",
+      section: "Backends",
+      help: "The affinity cookie's Max-Age; 0 makes it a session cookie.",
+    } satisfies Setting<number>,
+  },
   health: {
     path: {
       kind: text(isValidHealthPath, 'must start with "/" and contain no spaces'),
@@ -287,6 +320,26 @@ export const SETTINGS = {
       section: "Proxy",
       help: "Idle keep-alive connections kept per backend.",
     } satisfies Setting<number>,
+    trustedProxies: {
+      kind: trustedProxyList(),
+      default: [],
+      flag: "trusted-proxies",
+      metavar: "CIDR,...",
+      section: "Proxy",
+      help: "Peers (IPv4 or IPv6 addresses or CIDR blocks) whose X-Forwarded-For and Forwarded " +
+        "are appended to and whose X-Forwarded-Proto and -Host are kept; from any other peer " +
+        "all four are replaced by what the balancer saw.",
+      defaultHelp: "none",
+    } satisfies Setting<readonly string[]>,
+    forwarded: {
+      kind: oneOf(["on", "off"]),
+      default: "on",
+      flag: "forwarded",
+      metavar: "on|off",
+      section: "Proxy",
+      help: "Send the RFC 7239 Forwarded header (for=, proto=, host=) beside X-Forwarded-*; " +
+        "off removes it, an incoming one too.",
+    } satisfies Setting<"on" | "off">,
   },
   log: {
     level: {

@@ -21,6 +21,7 @@ import { LogThrottle } from "../shared/log_throttle.ts";
 import { listenForReopen, type SignalApi } from "../signals.ts";
 import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
+import { parseTrustedProxies } from "./trusted_proxies.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -94,7 +95,14 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
-      policy: createPolicy(c.policy, { hashKey: c.hashKey }),
+      policy: createPolicy(c.policy, {
+        hashKey: c.hashKey,
+        cookieName: c.affinityCookie.name,
+        cookieSecret: c.affinityCookie.secret,
+        cookieMaxAgeMs: c.affinityCookie.maxAgeMs,
+      }),
+      trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
+      isForwardedSent: c.proxy.forwarded === "on",
       client: upstreams.client,
       ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
       logger: deps.proxyLogger,

@@ -155,7 +155,7 @@ export function trustedProxyList(): Kind<readonly string[]> {
     ),
     format: (entries) => entries.join(","),
     isRepeatable: true,
-    fileHint: '(a list: ["10.0.0.0/8", "::1"])',
+    fileHint: "(a list of strings)",
   };
 }
 
