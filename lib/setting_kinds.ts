@@ -155,6 +155,19 @@ export function count(min: 0 | 1): Kind<number> {
   };
 }
 
+/** A percentage: a whole number from 0 to 100. */
+export function percent(): Kind<number> {
+  const rule = "must be a whole number from 0 to 100";
+  return {
+    parse(text) {
+      const value = /^\s*\d+\s*$/.test(text) ? Number(text) : Number.NaN;
+      return value >= 0 && value <= 100 ? ok(value) : fail(rule);
+    },
+    schema: z.int({ error: rule }).min(0, { error: rule }).max(100, { error: rule }),
+    format: String,
+  };
+}
+
 /** A TCP port; 0 picks a free one. */
 export function port(): Kind<number> {
   const rule = "must be an integer from 0 to 65535";

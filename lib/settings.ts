@@ -22,6 +22,7 @@ import {
   type LogFormat,
   logLevel,
   oneOf,
+  percent,
   port,
   size,
   text,
@@ -280,17 +281,58 @@ export const SETTINGS = {
       flag: "timeout",
       metavar: "DURATION",
       section: "Proxy",
-      help: "Wait for a backend's response headers, then answer 504. The wait starts when the " +
-        "request has been sent: upload time is not included.",
+      help: "Response-header timeout: wait for a backend's response headers, then answer 504. " +
+        "The wait starts when the request has been sent: upload time is not included. With " +
+        "--upstream fetch it includes connecting.",
+    } satisfies Setting<number>,
+    connectTimeoutMs: {
+      kind: duration({ isZeroAllowed: true }),
+      default: 5_000,
+      flag: "connect-timeout",
+      metavar: "DURATION",
+      section: "Proxy",
+      help: "Wait for a new connection to a backend, then answer 504 (or retry elsewhere: the " +
+        "request was never sent). Enforced by --upstream http1 for http: backends; Deno's " +
+        "fetch has no connect hook, so with fetch connecting counts toward --timeout. 0 " +
+        "leaves it to the operating system.",
+    } satisfies Setting<number>,
+    idleBodyTimeoutMs: {
+      kind: duration({ isZeroAllowed: true }),
+      default: 0,
+      flag: "idle-body-timeout",
+      metavar: "DURATION",
+      section: "Proxy",
+      help: "Longest pause between two chunks of a backend's response body; then the client's " +
+        "response is cut (its status was already sent). 0 turns it off (long polls and " +
+        "server-sent events may pause for as long as they like).",
     } satisfies Setting<number>,
     retries: {
       kind: count(0),
-      default: 1,
+      default: 2,
       flag: "retries",
       metavar: "COUNT",
       section: "Proxy",
-      help: "Retries on another backend: after a refused connection for any method, after a " +
-        "broken one for idempotent methods; only when the body was buffered (or absent).",
+      help: "Retries on another backend, never the same one twice: after a refused connection " +
+        "or connect timeout for any method, after a broken one for idempotent methods; only " +
+        "when the body fit --request-buffer (or was absent), and within --retry-budget.",
+    } satisfies Setting<number>,
+    retryBudgetPercent: {
+      kind: percent(),
+      default: 20,
+      flag: "retry-budget",
+      metavar: "PERCENT",
+      section: "Proxy",
+      help: "Retries allowed, per isolate, as a share of the requests of the last 10 seconds " +
+        "(or --retry-budget-min per second, whichever is more); beyond it a failure is " +
+        "answered as it is, not retried. 0 leaves only the minimum.",
+    } satisfies Setting<number>,
+    retryBudgetMinPerSecond: {
+      kind: count(0),
+      default: 3,
+      flag: "retry-budget-min",
+      metavar: "COUNT",
+      section: "Proxy",
+      help: "Retries per second the retry budget always allows, however few the requests.",
     } satisfies Setting<number>,
     requestBufferBytes: {
       kind: size(),
