@@ -67,6 +67,10 @@ export interface MetricsState {
   readonly series: Readonly<Record<string, SeriesState>>;
   readonly noBackend: number;
   readonly retries: number;
+  /** WebSocket upgrades relayed (101 sent). Absent from older senders. */
+  readonly webSocketUpgrades?: number;
+  /** WebSockets open when the state was taken (a gauge: the latest report counts). */
+  readonly webSocketsOpen?: number;
   readonly events: Readonly<Partial<Record<MetricEvent, number>>>;
 }
 
@@ -86,6 +90,8 @@ export type MetricEvent =
   | "body-timeout"
   /** A client connection broke with an HTTP error (such as bad chunked framing). */
   | "connection-error"
+  /** A client connection beyond `--max-connections` was answered 503 and closed. */
+  | "connection-refused"
   /** Writing the access log failed (it is retried). */
   | "access-log-write-failed"
   /** An access log line was lost: the log could not be written and its buffer was full. */
@@ -125,6 +131,11 @@ const EVENT_METRICS: ReadonlyArray<{
     series: [["connection-error", ""]],
   },
   {
+    name: "denolb_connections_rejected_total",
+    help: "Client connections beyond --max-connections, answered 503 and closed.",
+    series: [["connection-refused", ""]],
+  },
+  {
     name: "denolb_access_log_errors_total",
     help: "Access log writes that failed (retried), and lines lost while it could not be written.",
     series: [
@@ -141,6 +152,8 @@ export class Metrics {
   readonly #backends: () => readonly Backend[];
   #noBackend = 0;
   #retries = 0;
+  #webSocketUpgrades = 0;
+  #webSocketsOpen = 0;
   readonly #events = new Map<MetricEvent, number>();
   /** The latest cumulative state of each other isolate, by its id. */
   readonly #remote = new Map<string, MetricsState>();
@@ -253,6 +266,27 @@ export class Metrics {
     return this.#noBackend + this.#sumRemote((state) => state.noBackend);
   }
 
+  /** Counts a relayed WebSocket upgrade and one more open socket. */
+  recordWebSocketOpened(): void {
+    this.#webSocketUpgrades++;
+    this.#webSocketsOpen++;
+  }
+
+  /** Counts one WebSocket closed. */
+  recordWebSocketClosed(): void {
+    this.#webSocketsOpen--;
+  }
+
+  /** WebSockets open now, over every isolate (as of their latest reports). */
+  get webSocketsOpen(): number {
+    return this.#webSocketsOpen + this.#sumRemote((state) => state.webSocketsOpen ?? 0);
+  }
+
+  /** WebSocket upgrades relayed, over every isolate. */
+  get webSocketUpgrades(): number {
+    return this.#webSocketUpgrades + this.#sumRemote((state) => state.webSocketUpgrades ?? 0);
+  }
+
   /** Retries on another backend. */
   get retryCount(): number {
     return this.#retries + this.#sumRemote((state) => state.retries);
@@ -277,6 +311,8 @@ export class Metrics {
       series,
       noBackend: this.#noBackend,
       retries: this.#retries,
+      webSocketUpgrades: this.#webSocketUpgrades,
+      webSocketsOpen: this.#webSocketsOpen,
       events: Object.fromEntries(this.#events),
     };
   }
@@ -407,6 +443,12 @@ export class Metrics {
       "# HELP denolb_retries_total Requests retried on another backend after a failure.",
       "# TYPE denolb_retries_total counter",
       `denolb_retries_total ${this.retryCount}`,
+      "# HELP denolb_websockets_open WebSocket connections relayed now.",
+      "# TYPE denolb_websockets_open gauge",
+      `denolb_websockets_open ${this.webSocketsOpen}`,
+      "# HELP denolb_websocket_upgrades_total WebSocket upgrades relayed to a backend (101 sent).",
+      "# TYPE denolb_websocket_upgrades_total counter",
+      `denolb_websocket_upgrades_total ${this.webSocketUpgrades}`,
       "# HELP denolb_health_flips_total Health state changes, by backend and new state.",
       "# TYPE denolb_health_flips_total counter",
     );
