@@ -1,8 +1,9 @@
 /**
  * One backend: where it is, its weight, its health state and its in-flight count.
  *
- * Health state has one owner: the active health checker (and later the passive outlier
- * detector) change it through {@linkcode Backend.setHealth}; everything else only reads it.
+ * Health has two owners in the control plane: the active health checker sets its health state
+ * ({@linkcode Backend.setHealth}) and passive health (the outlier detector) ejects it
+ * ({@linkcode Backend.setEjection}); it takes traffic when both let it, and it is not draining.
  *
  * @module
  */
@@ -10,12 +11,27 @@
 /** Whether a backend takes traffic. */
 export type HealthState = "healthy" | "unhealthy";
 
+/** Why and until when passive health (the outlier detector) has a backend out of rotation. */
+export interface Ejection {
+  /** When it returns: milliseconds since the Unix epoch (for display). */
+  readonly untilMs: number;
+  /** How many times in a row it has been ejected, this one included. */
+  readonly count: number;
+  /** The kind of the failures that ejected it: `connect`, `timeout` or `5xx`. */
+  readonly reason: string;
+}
+
 /** Options for {@linkcode Backend}. */
 export interface BackendOptions {
   /** Relative share of traffic for weighted policies. Default: 1. */
   readonly weight?: number;
   /** The state before the first probe. Default: `"healthy"` (traffic flows at start-up). */
   readonly initialHealth?: HealthState;
+  /**
+   * Its {@linkcode Backend.returnCount} to start from: above 0 for a backend joining a pool
+   * that is serving, so slow start ramps it up. Default: 0 (present at start-up).
+   */
+  readonly returnCount?: number;
 }
 
 /** A backend's request counts in one isolate. */
@@ -37,6 +53,8 @@ export class Backend {
   #weight: number;
   #health: HealthState;
   #isDraining = false;
+  #ejection: Ejection | undefined;
+  #returnCount: number;
   #inFlight = 0;
   #requests = 0;
   #failures = 0;
@@ -52,6 +70,7 @@ export class Backend {
     this.name = url.pathname === "/" ? url.host : `${url.host}${url.pathname.slice(0, -1)}`;
     this.#weight = options.weight ?? 1;
     this.#health = options.initialHealth ?? "healthy";
+    this.#returnCount = options.returnCount ?? 0;
   }
 
   /** Relative share of traffic for weighted policies. */
@@ -83,9 +102,45 @@ export class Backend {
     return this.#isDraining;
   }
 
-  /** Whether policies may pick it for a new request: healthy and not draining. */
+  /** Whether policies may pick it: healthy (active), not ejected (passive), not draining. */
   get isAvailable(): boolean {
-    return this.#health === "healthy" && !this.#isDraining;
+    return this.#health === "healthy" && !this.#isDraining && this.#ejection === undefined;
+  }
+
+  /** Why and until when the outlier detector has it out; `undefined` when it does not. */
+  get ejection(): Ejection | undefined {
+    return this.#ejection;
+  }
+
+  /** Whether the outlier detector has it out of rotation. */
+  get isEjected(): boolean {
+    return this.#ejection !== undefined;
+  }
+
+  /**
+   * How many times it has come (back) into rotation: each change of health, drain or ejection
+   * that makes it available adds one. Slow start ramps a backend up when this changes.
+   */
+  get returnCount(): number {
+    return this.#returnCount;
+  }
+
+  /**
+   * Ejects it or lets it return. Called only by passive health (and the worker's mirror).
+   *
+   * @param ejection Why and until when, or `undefined` to return it.
+   * @returns Whether it changed between ejected and not.
+   */
+  setEjection(ejection: Ejection | undefined): boolean {
+    const wasEjected = this.#ejection !== undefined;
+    const wasAvailable = this.isAvailable;
+    this.#ejection = ejection;
+    this.#countReturn(wasAvailable);
+    return wasEjected !== (ejection !== undefined);
+  }
+
+  #countReturn(wasAvailable: boolean): void {
+    if (!wasAvailable && this.isAvailable) this.#returnCount++;
   }
 
   /**
@@ -96,7 +151,9 @@ export class Backend {
    */
   setDraining(isDraining: boolean): boolean {
     if (isDraining === this.#isDraining) return false;
+    const wasAvailable = this.isAvailable;
     this.#isDraining = isDraining;
+    this.#countReturn(wasAvailable);
     return true;
   }
 
@@ -145,7 +202,9 @@ export class Backend {
    */
   setHealth(next: HealthState): boolean {
     if (next === this.#health) return false;
+    const wasAvailable = this.isAvailable;
     this.#health = next;
+    this.#countReturn(wasAvailable);
     return true;
   }
 

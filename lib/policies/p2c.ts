@@ -8,6 +8,7 @@
 import { z } from "zod";
 import type { Backend } from "../backend.ts";
 import {
+  configuredWeight,
   definePolicy,
   isCandidate,
   type Policy,
@@ -30,6 +31,7 @@ export const P2C: RegisteredPolicy<"p2c"> = definePolicy({
  * @returns A p2c policy.
  */
 export function createP2c(deps: PolicyDeps): Policy {
+  const weightOf = deps.weightOf ?? configuredWeight;
   return {
     name: "p2c",
     pick(
@@ -38,12 +40,12 @@ export function createP2c(deps: PolicyDeps): Policy {
       exclude?: ReadonlySet<Backend>,
     ): Backend | undefined {
       const candidates = backends.filter((b) => isCandidate(b, exclude));
-      const first = pickWeighted(candidates, deps.random);
+      const first = pickWeighted(candidates, deps.random, weightOf);
       if (first === undefined || candidates.length === 1) return first;
-      const second = pickWeighted(candidates.filter((b) => b !== first), deps.random);
+      const second = pickWeighted(candidates.filter((b) => b !== first), deps.random, weightOf);
       if (second === undefined) return first;
       // On a tie the first draw wins, so an idle pool is split by weight.
-      return second.inFlight / second.weight < first.inFlight / first.weight ? second : first;
+      return second.inFlight / weightOf(second) < first.inFlight / weightOf(first) ? second : first;
     },
   };
 }

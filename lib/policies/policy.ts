@@ -70,6 +70,22 @@ export interface PolicySettings {
 export interface PolicyDeps {
   /** Uniform random numbers in [0, 1). */
   readonly random: () => number;
+  /**
+   * A backend's weight for this pick: slow start's ramp (`slow_start.ts`) gives a backend that
+   * just came back less than its configured weight. Weighted policies read weights only through
+   * it. Default: the configured weight.
+   */
+  readonly weightOf?: (backend: Backend) => number;
+}
+
+/**
+ * The configured weight: {@linkcode PolicyDeps.weightOf}'s default.
+ *
+ * @param backend A backend.
+ * @returns Its weight.
+ */
+export function configuredWeight(backend: Backend): number {
+  return backend.weight;
 }
 
 /** One policy as its file declares it: a name, the schema of its options, a factory. */

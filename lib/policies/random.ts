@@ -35,7 +35,8 @@ export function createRandom(deps: PolicyDeps): Policy {
       _request: Request,
       exclude?: ReadonlySet<Backend>,
     ): Backend | undefined {
-      return pickWeighted(backends.filter((b) => isCandidate(b, exclude)), deps.random);
+      const candidates = backends.filter((b) => isCandidate(b, exclude));
+      return pickWeighted(candidates, deps.random, deps.weightOf);
     },
   };
 }

@@ -6,13 +6,20 @@
  */
 import type { Backend } from "../backend.ts";
 import { z } from "zod";
-import { definePolicy, isCandidate, type Policy, type RegisteredPolicy } from "./policy.ts";
+import {
+  configuredWeight,
+  definePolicy,
+  isCandidate,
+  type Policy,
+  type PolicyDeps,
+  type RegisteredPolicy,
+} from "./policy.ts";
 
 /** `round-robin`: no options. */
 export const ROUND_ROBIN: RegisteredPolicy<"round-robin"> = definePolicy({
   name: "round-robin",
   optionsSchema: z.object({}),
-  create: () => createRoundRobin(),
+  create: (_options, deps) => createRoundRobin(deps),
 });
 
 /**
@@ -24,9 +31,15 @@ export const ROUND_ROBIN: RegisteredPolicy<"round-robin"> = definePolicy({
  * available backends or their weights change, the current weights restart from zero while the
  * cursor stays, so a backend that turns unhealthy is skipped without shifting the others.
  *
+ * Weights are read through `deps.weightOf` at each pick, so a backend that slow start is ramping
+ * up gets a share that grows with its effective weight; only the configured weights (and the
+ * available set) restart the current weights.
+ *
+ * @param deps `weightOf`, the effective weight. Default: the configured weight.
  * @returns A round-robin policy with its own cursor and current weights.
  */
-export function createRoundRobin(): Policy {
+export function createRoundRobin(deps: Pick<PolicyDeps, "weightOf"> = {}): Policy {
+  const weightOf = deps.weightOf ?? configuredWeight;
   let cursor = 0;
   let current = new Map<Backend, number>();
   let signature: ReadonlyArray<readonly [Backend, number]> = [];
@@ -55,7 +68,7 @@ export function createRoundRobin(): Policy {
         const index = (cursor + step) % count;
         const backend = backends[index];
         if (backend === undefined || !isCandidate(backend, exclude)) continue;
-        const weight = (current.get(backend) ?? 0) + (isRetry ? 0 : backend.weight);
+        const weight = (current.get(backend) ?? 0) + (isRetry ? 0 : weightOf(backend));
         current.set(backend, weight);
         if (weight > bestWeight) {
           best = backend;
@@ -65,7 +78,7 @@ export function createRoundRobin(): Policy {
       }
       if (best === undefined) return undefined;
       // A retry charges the full round too, so the pick after it starts a fresh turn.
-      const total = available.reduce((sum, backend) => sum + backend.weight, 0);
+      const total = available.reduce((sum, backend) => sum + weightOf(backend), 0);
       current.set(best, bestWeight - total);
       cursor = (bestIndex + 1) % count;
       return best;

@@ -21,16 +21,18 @@ import type { Backend } from "../backend.ts";
  *
  * @param candidates The backends to choose from.
  * @param random Uniform random numbers in [0, 1).
+ * @param weightOf A backend's effective weight (slow start). Default: its configured weight.
  * @returns The chosen backend, or `undefined` when there are none.
  */
 export function pickWeighted(
   candidates: readonly Backend[],
   random: () => number,
+  weightOf: (backend: Backend) => number = (backend) => backend.weight,
 ): Backend | undefined {
-  const total = candidates.reduce((sum, backend) => sum + backend.weight, 0);
+  const total = candidates.reduce((sum, backend) => sum + weightOf(backend), 0);
   let point = random() * total;
   for (const backend of candidates) {
-    point -= backend.weight;
+    point -= weightOf(backend);
     if (point < 0) return backend;
   }
   // Rounding can leave the point at the very end: it belongs to the last backend.
