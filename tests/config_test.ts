@@ -84,7 +84,10 @@ Deno.test("parseBalancerArgs() with no arguments gives the seed's defaults", asy
     requestBufferBytes: 1_048_576,
     upstream: "fetch",
     maxIdlePerHost: 64,
+    trustedProxies: [],
+    forwarded: "on",
   });
+  assertEquals(config.affinityCookie, { name: "denolb_affinity", maxAgeMs: 0 });
   assertEquals(config.log, { level: "info", format: "text" });
   assertEquals(config.accessLog, { path: "-", format: "combined" });
   assertEquals(config.admin, { listen: "127.0.0.1:9091" });
@@ -159,6 +162,18 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     "64KB",
     "--upstream",
     "http1",
+    "--cookie-name",
+    "sid",
+    "--cookie-secret",
+    "0123456789abcdef-secret",
+    "--cookie-max-age",
+    "1h",
+    "--trusted-proxies",
+    "10.0.0.0/8, 192.0.2.1",
+    "--trusted-proxies",
+    "2001:db8::/32",
+    "--forwarded",
+    "off",
     "--max-connections",
     "500",
     "--max-header-size",
@@ -199,6 +214,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     ],
     policy: "round-robin",
     hashKey: "client-ip",
+    affinityCookie: { name: "sid", secret: "0123456789abcdef-secret", maxAgeMs: 3_600_000 },
     health: { path: "/ready", intervalMs: 90_000, timeoutMs: 750, rise: 4, fall: 5 },
     client: { headerTimeoutMs: 5_000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 120_000 },
     proxy: {
@@ -207,6 +223,8 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
       requestBufferBytes: 64_000,
       upstream: "http1",
       maxIdlePerHost: 8,
+      trustedProxies: ["10.0.0.0/8", "192.0.2.1", "2001:db8::/32"],
+      forwarded: "off",
     },
     limits: {
       maxConnections: 500,
@@ -341,7 +359,24 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
   ],
   [
     ["--policy", "fastest"],
-    'Invalid --policy "fastest": must be one of round-robin, least-in-flight, random, p2c, hash',
+    'Invalid --policy "fastest": must be one of round-robin, least-in-flight, random, p2c, hash, cookie',
+  ],
+  [
+    ["--trusted-proxies", "10.0.0.0/8,10.0.0.0/33"],
+    'Invalid --trusted-proxies "10.0.0.0/33": the prefix length must be from 0 to 32',
+  ],
+  [
+    ["--trusted-proxies", "proxy.internal"],
+    'Invalid --trusted-proxies "proxy.internal": must be an IPv4 or IPv6 address or CIDR block, such as 10.0.0.0/8 or 2001:db8::/32',
+  ],
+  [["--forwarded", "yes"], 'Invalid --forwarded "yes": must be one of on, off'],
+  [
+    ["--cookie-name", "a;b"],
+    'Invalid --cookie-name "a;b": must be a cookie name: letters, digits and !#$%&\'*+-.^_`|~',
+  ],
+  [
+    ["--cookie-secret", "short"],
+    'Invalid --cookie-secret "short": must be at least 16 characters without spaces',
   ],
   [
     ["--health-path", "health"],
@@ -473,6 +508,7 @@ const FULL_FILE = JSON.stringify({
   backends: ["10.0.0.1:80", { url: "http://10.0.0.2:80", weight: 3, maxInFlight: 7 }],
   policy: "round-robin",
   hashKey: "path",
+  affinityCookie: { name: "lb", secret: "file-secret-0123456789", maxAgeMs: 60_000 },
   health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
   client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
   proxy: {
@@ -481,6 +517,8 @@ const FULL_FILE = JSON.stringify({
     requestBufferBytes: 0,
     upstream: "http1",
     maxIdlePerHost: 16,
+    trustedProxies: ["127.0.0.1", "::1"],
+    forwarded: "off",
   },
   limits: {
     maxConnections: 50,
@@ -509,6 +547,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     ],
     policy: "round-robin",
     hashKey: "path",
+    affinityCookie: { name: "lb", secret: "file-secret-0123456789", maxAgeMs: 60_000 },
     health: { path: "/livez", intervalMs: 5000, timeoutMs: 1000, rise: 1, fall: 2 },
     client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
     proxy: {
@@ -517,6 +556,8 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
       requestBufferBytes: 0,
       upstream: "http1",
       maxIdlePerHost: 16,
+      trustedProxies: ["127.0.0.1", "::1"],
+      forwarded: "off",
     },
     limits: {
       maxConnections: 50,
@@ -576,7 +617,7 @@ Deno.test("parseBalancerArgs() rejects an invalid config file naming the file an
     ['{"backends": [{"url": "a:1", "weight": 0}]}', "backends[0].weight must be a positive number"],
     [
       '{"policy": "fastest"}',
-      "policy must be one of round-robin, least-in-flight, random, p2c, hash",
+      "policy must be one of round-robin, least-in-flight, random, p2c, hash, cookie",
     ],
     ['{"health": {"path": "x"}}', 'health.path must start with "/" and contain no spaces'],
     ['{"health": {"rise": 0}}', "health.rise must be a whole number, 1 or more"],
@@ -605,6 +646,10 @@ Deno.test("parseBalancerArgs() rejects an invalid config file naming the file an
     [
       '{"proxy": {"requestBufferBytes": -1}}',
       "proxy.requestBufferBytes must be a whole number of bytes, 0 or more",
+    ],
+    [
+      '{"proxy": {"trustedProxies": ["10.0.0.0/8", "::1/200"]}}',
+      'proxy.trustedProxies[1] "::1/200" the prefix length must be from 0 to 128',
     ],
     ["[1, 2]", "the file must be a JSON object"],
     [
@@ -705,7 +750,11 @@ Deno.test("settings: each default, written as the help writes it, reads back unc
 
 Deno.test("every duration setting rejects more than the timer limit, as a flag and in the file", async () => {
   const durations = settingEntries().filter(({ setting }) => setting.metavar === "DURATION");
-  assertEquals(durations.length, 8, "health (2), client (3), proxy, queue and drain durations");
+  assertEquals(
+    durations.length,
+    9,
+    "health (2), client (3), proxy, queue, affinity cookie and drain durations",
+  );
   for (const { path, setting } of durations) {
     await assertUsageError(
       [`--${setting.flag}`, "720h"],
