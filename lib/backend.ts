@@ -56,6 +56,7 @@ export class Backend {
   #ejection: Ejection | undefined;
   #returnCount: number;
   #inFlight = 0;
+  #maxInFlight = 0;
   #requests = 0;
   #failures = 0;
   /** Counts reported by data-plane isolates, by isolate id (empty in a single isolate). */
@@ -206,6 +207,26 @@ export class Backend {
     this.#health = next;
     this.#countReturn(wasAvailable);
     return true;
+  }
+
+  /** Requests this isolate may have in flight to it at once; 0 is no limit. */
+  get maxInFlight(): number {
+    return this.#maxInFlight;
+  }
+
+  /**
+   * Sets the in-flight limit (`--max-in-flight` or the backend's own `maxInFlight`); the data
+   * plane applies it (`data/admission.ts`).
+   *
+   * @param limit Requests at once, per isolate; 0 is no limit.
+   */
+  setMaxInFlight(limit: number): void {
+    this.#maxInFlight = limit;
+  }
+
+  /** Whether this isolate's in-flight requests to it have reached its limit: policies skip it. */
+  get isFull(): boolean {
+    return this.#maxInFlight > 0 && this.#inFlight >= this.#maxInFlight;
   }
 
   /** Marks a forwarded request as started. Pair every call with {@linkcode end}. */

@@ -144,12 +144,12 @@ export function definePolicy<const Name extends string, Options>(
 }
 
 /**
- * Whether a policy may pick `backend`: available and not excluded.
+ * Whether a policy may pick `backend`: available, not at its in-flight limit, not excluded.
  *
  * @param backend A backend of the pool.
  * @param exclude Backends already tried.
  * @returns Whether it is a candidate.
  */
 export function isCandidate(backend: Backend, exclude: ReadonlySet<Backend> | undefined): boolean {
-  return backend.isAvailable && exclude?.has(backend) !== true;
+  return backend.isAvailable && !backend.isFull && exclude?.has(backend) !== true;
 }
