@@ -56,6 +56,11 @@ export interface TestBalancerOptions {
   readonly upstream?: Upstream;
   /** Receives the access records (such as a {@linkcode captureAccessLog} sink). Default: none. */
   readonly accessLog?: AccessLogSink;
+  /**
+   * Adjusts the configuration last (policy, affinity cookie, trusted proxies...).
+   * Default: none.
+   */
+  readonly config?: (config: BalancerConfig) => BalancerConfig;
 }
 
 /** The balancer's data plane served on port 0, with its parts for assertions. */
@@ -109,7 +114,7 @@ export function startBalancer(
     admin: { listen: "off" },
     accessLog: { ...D.accessLog, path: "off" },
   };
-  const plane = startDataPlane(config, {
+  const plane = startDataPlane(options.config?.(config) ?? config, {
     pool,
     metrics,
     clock: systemClock,
