@@ -19,7 +19,9 @@ export type BodyFailure =
   /** The connection closed or broke before the body ended. */
   | "client-abort"
   /** No bytes arrived within the body timeout. */
-  | "timeout";
+  | "timeout"
+  /** The body grew past `maxBytes`. */
+  | "too-large";
 
 /** A request body, ready to forward. */
 export type RequestBody =
@@ -59,10 +61,13 @@ export interface ReadBodyOptions {
   readonly deadlines: DeadlineQueue;
   /** The deadlines' clock's `now`. */
   readonly now: () => number;
+  /** The largest body accepted; a larger one fails `too-large`. Default: 0, no limit. */
+  readonly maxBytes?: number;
 }
 
 const NONE: RequestBody = { kind: "none" };
 const BODY_TIMEOUT = new DOMException("Request body timed out", "TimeoutError");
+const TOO_LARGE_MESSAGE = "Request body too large";
 
 /**
  * Whether the request carries a body to forward. `GET` and `HEAD` bodies are dropped (`fetch`
@@ -97,6 +102,7 @@ export async function readRequestBody(
   const isTooLarge = declared > options.limitBytes;
   const chunks: Uint8Array<ArrayBuffer>[] = [];
   let size = 0;
+  const maxBytes = options.maxBytes ?? 0;
   if (!isTooLarge && options.limitBytes > 0) {
     for (;;) {
       const read = await readWithTimeout(source, options);
@@ -109,10 +115,14 @@ export async function readRequestBody(
       }
       chunks.push(read.chunk);
       size += read.chunk.byteLength;
+      if (maxBytes > 0 && size > maxBytes) {
+        source.reader.cancel().catch(() => {});
+        return { ok: false, failure: "too-large", message: TOO_LARGE_MESSAGE };
+      }
       if (size > options.limitBytes) break;
     }
   }
-  return { ok: true, body: streamRest(chunks, source, options) };
+  return { ok: true, body: streamRest(chunks, size, source, options) };
 }
 
 type TimedRead =
@@ -154,13 +164,19 @@ function cancelForTimeout(source: Source): void {
   source.reader.cancel(BODY_TIMEOUT).catch(() => {});
 }
 
-/** A stream of the bytes already read followed by the rest of the client's body. */
+/**
+ * A stream of the bytes already read (`size` of them) followed by the rest of the client's
+ * body, erroring `too-large` when the whole passes `options.maxBytes`.
+ */
 function streamRest(
   chunks: Uint8Array<ArrayBuffer>[],
+  size: number,
   source: Source,
   options: ReadBodyOptions,
 ): RequestBody {
   const state: StreamState = { failure: undefined, isComplete: false, onComplete: undefined };
+  const maxBytes = options.maxBytes ?? 0;
+  let total = size;
   let index = 0;
   const complete = () => {
     state.isComplete = true;
@@ -183,6 +199,13 @@ function streamRest(
       if (read.chunk === undefined) {
         controller.close();
         complete();
+        return;
+      }
+      total += read.chunk.byteLength;
+      if (maxBytes > 0 && total > maxBytes) {
+        state.failure = "too-large";
+        source.reader.cancel().catch(() => {});
+        controller.error(new RangeError(TOO_LARGE_MESSAGE));
         return;
       }
       controller.enqueue(read.chunk);
