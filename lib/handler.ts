@@ -25,7 +25,15 @@ import { type AccessLogSink, NO_ACCESS_LOG } from "./data/access_log.ts";
 import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./data/trusted_proxies.ts";
 import { type BodyFailure, readRequestBody, type RequestBody } from "./data/request_body.ts";
 import { type AcceptedTarget, resolveTarget } from "./data/request_target.ts";
-import { canRetry, forward, type ForwardFailureReason } from "./proxy.ts";
+import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./data/request_limits.ts";
+import {
+  createWebSocketProxy,
+  isWebSocketUpgrade,
+  type WebSocketSettings,
+} from "./data/websocket.ts";
+import { canRetry, forward, type ForwardFailureReason, type IdleBodyContext } from "./proxy.ts";
+import type { IdleBodyWatch } from "./data/idle_body.ts";
+import { RetryGate } from "./data/retry_gate.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
 import { LogThrottle } from "./shared/log_throttle.ts";
 
@@ -55,6 +63,12 @@ export interface HandlerDeps {
    * a broken response (idempotent methods), when its body is absent or buffered.
    */
   readonly retries: number;
+  /** Retries allowed as a percentage of the last 10 s of requests (`retry_budget.ts`). Default: 20. */
+  readonly retryBudgetPercent?: number;
+  /** Retries per second the budget always allows. Default: 3. */
+  readonly retryBudgetMinPerSecond?: number;
+  /** Longest pause between two chunks of a backend's response body, in ms; 0 is none. Default: 0. */
+  readonly idleBodyTimeoutMs?: number;
   /** Request bodies up to this many bytes are read whole before forwarding. Default: 1 MiB. */
   readonly requestBufferBytes?: number;
   /** The longest pause between two reads of a request body, in ms; 0 is none. Default: 30000. */
@@ -73,6 +87,15 @@ export interface HandlerDeps {
   readonly trustedProxies?: TrustedProxies;
   /** Whether the RFC 7239 `Forwarded` header is sent. Default: true. */
   readonly isForwardedSent?: boolean;
+  /** WebSocket proxying (on/off, open sockets); upgrade requests go to `data/websocket.ts`. */
+  readonly webSockets?: WebSocketSettings;
+  /** Header, target and body size limits (413, 414, 431). Default: none. */
+  readonly limits?: RequestLimits;
+  /**
+   * Receives the requests refused with `Connection: close`, for the listener to close their
+   * connection after the response (Deno would wait for the unread body). Default: none.
+   */
+  readonly closeAfterResponse?: WeakSet<Request>;
 }
 
 /** A `Deno.serve` handler that never throws. */
@@ -87,9 +110,11 @@ const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 const FAILURE_STATUS: Readonly<Record<ForwardFailureReason, number>> = {
   connect: 502,
   protocol: 502,
-  timeout: 504,
+  "connect-timeout": 504,
+  "response-timeout": 504,
   "client-abort": 499,
   "client-timeout": 408,
+  "client-too-large": 413,
   "fd-exhausted": 503,
 };
 
@@ -97,6 +122,7 @@ const FAILURE_STATUS: Readonly<Record<ForwardFailureReason, number>> = {
 const NOT_BACKENDS_FAULT: ReadonlySet<ForwardFailureReason> = new Set([
   "client-abort",
   "client-timeout",
+  "client-too-large",
   "fd-exhausted",
 ]);
 
@@ -112,6 +138,11 @@ const FAILURE_BODY: Readonly<Record<number, string>> = {
 };
 
 const FD_EXHAUSTED_BODY = "Service unavailable: the balancer is out of file descriptors\n";
+
+/** No size limits (tests and embedders that give none). */
+const NO_LIMITS: RequestLimits = { maxHeaderBytes: 0, maxUrlLength: 0, maxBodyBytes: 0 };
+/** A refusal that leaves the rest of the request unread must close the connection. */
+const CLOSE = { connection: "close" } as const;
 
 /** Methods a reverse proxy should not pass on: nothing is tunnelled, nothing echoed. */
 const REFUSED_METHOD_STATUS: Readonly<Record<string, number>> = { CONNECT: 501, TRACE: 405 };
@@ -166,6 +197,9 @@ export function createHandler(deps: HandlerDeps): Handler {
   const accessLog = deps.accessLog ?? NO_ACCESS_LOG;
   const trustedProxies = deps.trustedProxies ?? NO_TRUSTED_PROXIES;
   const isForwardedSent = deps.isForwardedSent ?? true;
+  const webSockets = deps.webSockets === undefined
+    ? undefined
+    : createWebSocketProxy({ ...deps, accessLog, clock, webSockets: deps.webSockets });
   // One timer for every request's response-header timeout, one for body reads.
   const deadlines = new DeadlineQueue({ clock });
   const bodyDeadlines = new DeadlineQueue({ clock });
@@ -173,7 +207,9 @@ export function createHandler(deps: HandlerDeps): Handler {
   const sender = deps.fetch === undefined
     ? { client: deps.client }
     : { client: deps.client, fetch: deps.fetch };
+  const limits = deps.limits ?? NO_LIMITS;
   const bodyOptions = {
+    maxBytes: limits.maxBodyBytes,
     limitBytes: deps.requestBufferBytes ?? 1024 * 1024,
     idleTimeoutMs: deps.bodyTimeoutMs ?? 30_000,
     deadlines: bodyDeadlines,
@@ -181,6 +217,14 @@ export function createHandler(deps: HandlerDeps): Handler {
   };
   // Descriptor exhaustion comes in floods: one WARN per second says how many there were.
   const fdThrottle = new LogThrottle({ intervalMs: 1_000, clock });
+  const retryGate = new RetryGate({
+    percent: deps.retryBudgetPercent,
+    minPerSecond: deps.retryBudgetMinPerSecond,
+    clock,
+    metrics,
+    logger,
+  });
+  const idleBody = createIdleBodyWatch(deps.idleBodyTimeoutMs ?? 0, clock, logger, metrics);
 
   /**
    * Counts a finished request in the metrics and writes its access record.
@@ -217,10 +261,12 @@ export function createHandler(deps: HandlerDeps): Handler {
     status: number,
     reason: string,
     headers?: Record<string, string>,
+    body?: string,
   ): Response {
     // A refusal does not wait for the access log: it is cheap, and its line is kept anyway.
     void record(context, { outcome: "refused", backend: undefined, status, reason });
-    return textResponse(status, context.requestId, undefined, headers);
+    if (headers?.connection === "close") deps.closeAfterResponse?.add(context.request);
+    return textResponse(status, context.requestId, undefined, headers, body);
   }
 
   /** The client's body failed before any backend was involved. */
@@ -228,6 +274,10 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (failure === "timeout") {
       deps.onBodyTimeout?.();
       return refuse(context, 408, "request body timed out", { connection: "close" });
+    }
+    if (failure === "too-large") {
+      const { status, reason, body } = bodyTooLarge(limits.maxBodyBytes);
+      return refuse(context, status, reason, CLOSE, body);
     }
     void record(context, {
       outcome: "client-abort",
@@ -271,6 +321,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         if (full !== undefined) await full;
         return response;
       }
+      retryGate.recordRequest(context.started);
       let tried: Set<Backend> | undefined;
       let backend: Backend = first;
       for (let attempt = 0;; attempt++) {
@@ -287,6 +338,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           via: deps.via,
           clock,
           deadlines,
+          idleBody,
         });
         if (outcome.ok) {
           endWhenDelivered(backend, info);
@@ -314,6 +366,7 @@ export function createHandler(deps: HandlerDeps): Handler {
             outcome.message,
           );
         }
+        if (reason === "client-too-large") return bodyFailed(context, "too-large", "");
         const failed = backend;
         if (reason === "fd-exhausted") {
           const suppressed = fdThrottle.take("connect");
@@ -326,6 +379,9 @@ export function createHandler(deps: HandlerDeps): Handler {
           }
           metrics.recordEvent("connect-fd-exhausted");
         } else {
+          if (reason === "connect-timeout" || reason === "response-timeout") {
+            metrics.recordEvent(reason);
+          }
           logger.warn("Backend request failed", () => ({
             backend: failed.name,
             reason,
@@ -334,12 +390,16 @@ export function createHandler(deps: HandlerDeps): Handler {
             requestId,
           }));
         }
-        const retryable = attempt < deps.retries && reason !== "timeout" &&
+        const retryable = attempt < deps.retries &&
           canRetry(request.method, body, reason === "fd-exhausted" ? "connect" : reason);
         // The policy picks from the whole pool with the tried backends excluded, so its own
-        // position (the round-robin cursor) moves on as for any request.
-        const next = retryable
+        // position (the round-robin cursor) moves on as for any request. The budget is asked
+        // last: only a retry that would happen spends it.
+        const picked = retryable
           ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed), { clientIp })
+          : undefined;
+        const next = picked !== undefined && retryGate.allow(failed.name, reason)
+          ? picked
           : undefined;
         if (next === undefined) {
           const status = FAILURE_STATUS[reason];
@@ -369,6 +429,19 @@ export function createHandler(deps: HandlerDeps): Handler {
       const requestId = clientId !== null && clientId.length <= MAX_REQUEST_ID_LENGTH
         ? clientId
         : createRequestId();
+      const tooLarge = checkRequestLimits(request, limits);
+      if (tooLarge !== undefined) {
+        const context = {
+          request,
+          path: request.url.slice(0, MAX_LOGGED_TARGET),
+          started,
+          requestId,
+          client,
+        };
+        return Promise.resolve(
+          refuse(context, tooLarge.status, tooLarge.reason, CLOSE, tooLarge.body),
+        );
+      }
       const refusedStatus = REFUSED_METHOD_STATUS[request.method];
       const target = resolveTarget(request.url, request.headers.get("host"));
       if (!target.ok || refusedStatus !== undefined) {
@@ -388,6 +461,22 @@ export function createHandler(deps: HandlerDeps): Handler {
         }
         return Promise.resolve(refuse(context, 400, target.ok ? "" : target.reason));
       }
+      if (webSockets !== undefined && isWebSocketUpgrade(request)) {
+        const isPeerTrusted = !trustedProxies.isEmpty && trustedProxies.has(client);
+        return webSockets.proxy(request, target, {
+          started,
+          requestId,
+          forwarded: {
+            clientIp: client,
+            proto: "http",
+            host: target.authority,
+            requestId,
+            via: deps.via,
+            isPeerTrusted,
+            isForwardedSent,
+          },
+        });
+      }
       return proxy(request, info, target, {
         request,
         path: target.path,
@@ -398,6 +487,33 @@ export function createHandler(deps: HandlerDeps): Handler {
     } catch (error) {
       return Promise.resolve(failed(request, error));
     }
+  };
+}
+
+/**
+ * The idle-body timeout's watch, or none when it is off (0): then response bodies are not
+ * wrapped at all. When it fires the client's stream is cut; it is logged naming the backend.
+ */
+function createIdleBodyWatch(
+  timeoutMs: number,
+  clock: Clock,
+  logger: Logger,
+  metrics: Metrics,
+): IdleBodyWatch<IdleBodyContext> | undefined {
+  if (timeoutMs <= 0) return undefined;
+  return {
+    timeoutMs,
+    deadlines: new DeadlineQueue({ clock }),
+    now: () => clock.now(),
+    onTimeout: ({ backend, requestId }) => {
+      metrics.recordEvent("idle-body-timeout");
+      logger.warn("Backend response body stalled; cut the client's response", {
+        backend: backend.name,
+        reason: "idle-body-timeout",
+        timeoutMs,
+        requestId,
+      });
+    },
   };
 }
 

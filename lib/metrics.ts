@@ -95,7 +95,15 @@ export type MetricEvent =
   /** Writing the access log failed (it is retried). */
   | "access-log-write-failed"
   /** An access log line was lost: the log could not be written and its buffer was full. */
-  | "access-log-line-lost";
+  | "access-log-line-lost"
+  /** Connecting to a backend took longer than `--connect-timeout`. */
+  | "connect-timeout"
+  /** A backend sent no response headers within `--timeout`. */
+  | "response-timeout"
+  /** A backend's response body paused longer than `--idle-body-timeout`; the client's was cut. */
+  | "idle-body-timeout"
+  /** A retry was allowed by `--retries` but refused by the retry budget. */
+  | "retry-budget-exhausted";
 
 /** How events are rendered: one metric per entry, one series (labels) per event. */
 const EVENT_METRICS: ReadonlyArray<{
@@ -142,6 +150,20 @@ const EVENT_METRICS: ReadonlyArray<{
       ["access-log-write-failed", '{kind="write-failed"}'],
       ["access-log-line-lost", '{kind="line-lost"}'],
     ],
+  },
+  {
+    name: "denolb_backend_timeouts_total",
+    help: "Attempts cut by a backend timeout: connect, response headers, or an idle response body.",
+    series: [
+      ["connect-timeout", '{timeout="connect"}'],
+      ["response-timeout", '{timeout="response"}'],
+      ["idle-body-timeout", '{timeout="idle-body"}'],
+    ],
+  },
+  {
+    name: "denolb_retry_budget_exhausted_total",
+    help: "Retries --retries allowed that the retry budget refused (the failure was answered).",
+    series: [["retry-budget-exhausted", ""]],
   },
 ];
 

@@ -11,8 +11,9 @@
  */
 import type { Backend } from "./backend.ts";
 import { isFdExhaustion } from "./data/listener.ts";
-import type { RequestBody } from "./data/request_body.ts";
+import type { BodyFailure, RequestBody } from "./data/request_body.ts";
 import type { AcceptedTarget } from "./data/request_target.ts";
+import { type IdleBodyWatch, watchIdleBody } from "./data/idle_body.ts";
 import { type Deadline, DeadlineQueue } from "./deadlines.ts";
 import { removeHopByHop, upstreamRequestHeaders } from "./proxy_headers.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
@@ -21,12 +22,16 @@ import { type Clock, systemClock } from "./shared/clock.ts";
 export type ForwardFailureReason =
   /** No connection to the backend (refused, unreachable, DNS): the request was never sent. */
   | "connect"
-  /** The backend did not send response headers within the timeout. */
-  | "timeout"
+  /** Connecting took longer than the connect timeout: the request was never sent either. */
+  | "connect-timeout"
+  /** The backend did not send response headers within the response-header timeout. */
+  | "response-timeout"
   /** The client went away (or aborted its upload) before the response headers arrived. */
   | "client-abort"
   /** The client's streamed upload stalled past the body timeout. */
   | "client-timeout"
+  /** The client's streamed upload grew past the body size limit (`--max-body-size`). */
+  | "client-too-large"
   /** The balancer ran out of file descriptors connecting: nobody's fault but the load. */
   | "fd-exhausted"
   /**
@@ -91,6 +96,17 @@ export interface ForwardOptions {
   readonly deadlines?: DeadlineQueue | undefined;
   /** The `fetch` implementation. Default: `globalThis.fetch`. */
   readonly fetch?: typeof fetch;
+  /**
+   * Cuts a response body that pauses too long between chunks, calling `onTimeout` with the
+   * backend and request ID. Default: none (the body streams as Deno pipes it, untouched).
+   */
+  readonly idleBody?: IdleBodyWatch<IdleBodyContext> | undefined;
+}
+
+/** What an idle-body timeout reports: whose body stalled, for which request. */
+export interface IdleBodyContext {
+  readonly backend: Backend;
+  readonly requestId: string | undefined;
 }
 
 /** Options for {@linkcode createUpstreamClient}. */
@@ -146,9 +162,11 @@ const IDEMPOTENT: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "PUT"
 
 /**
  * Whether a request that failed with `reason` may be sent again to another backend. A connect
- * failure means the request never left, so any method may go again; after a connection was
- * made only idempotent methods may. Either way the body must still be in hand: absent or
- * buffered, not a stream the first attempt consumed.
+ * failure or connect timeout means the request never left, so any method may go again; after
+ * a connection was made only idempotent methods may, and only when it broke (a response-header
+ * timeout is not retried: the backend may still be working on it). Either way the body must
+ * still be in hand: absent or buffered (it fit `--request-buffer`, which is the replay
+ * buffer), not a stream the first attempt consumed.
  *
  * @param method The request's method.
  * @param body The request body as read.
@@ -164,12 +182,19 @@ const IDEMPOTENT: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "PUT"
  */
 export function canRetry(method: string, body: RequestBody, reason: ForwardFailureReason): boolean {
   if (body.kind === "streamed") return false;
-  if (reason === "connect") return true;
+  if (reason === "connect" || reason === "connect-timeout") return true;
   return reason === "protocol" && IDEMPOTENT.has(method);
 }
 
 const TIMEOUT_REASON = new DOMException("Backend response headers timed out", "TimeoutError");
 const CLIENT_ABORT_REASON = new DOMException("Client went away", "AbortError");
+
+/** How a streamed body's failure shows in the forward's outcome. */
+const CLIENT_BODY_FAILURE = {
+  "client-abort": "client-abort",
+  timeout: "client-timeout",
+  "too-large": "client-too-large",
+} as const satisfies Record<BodyFailure, ForwardFailureReason>;
 
 function abortForTimeout(controller: AbortController): void {
   controller.abort(TIMEOUT_REASON);
@@ -254,7 +279,12 @@ export async function forward(
     // The Response constructor copies a Headers object's fields directly (Set-Cookie and
     // repeated fields as they came); stripping the copy in place is three times cheaper than
     // building a filtered Headers (nginx sends `Connection: keep-alive` with every response).
-    const response = new Response(upstream.body, {
+    // Wrapped only when the idle-body timeout is on: otherwise Deno pipes the body natively.
+    const idleBody = options.idleBody;
+    const responseBody = idleBody === undefined || upstream.body === null
+      ? upstream.body
+      : watchIdleBody(upstream.body, idleBody, { backend, requestId: options.requestId });
+    const response = new Response(responseBody, {
       status: upstream.status,
       statusText: upstream.statusText,
       headers: upstream.headers,
@@ -267,10 +297,10 @@ export async function forward(
     const elapsedMs = clock.now() - started;
     const reason = controller.signal.reason;
     if (reason === TIMEOUT_REASON) {
-      return { ok: false, reason: "timeout", message: TIMEOUT_REASON.message, elapsedMs };
+      return { ok: false, reason: "response-timeout", message: TIMEOUT_REASON.message, elapsedMs };
     }
     if (body.kind === "streamed" && body.state.failure !== undefined) {
-      const failure = body.state.failure === "timeout" ? "client-timeout" : "client-abort";
+      const failure = CLIENT_BODY_FAILURE[body.state.failure];
       return { ok: false, reason: failure, message: "Client request body failed", elapsedMs };
     }
     if (reason === CLIENT_ABORT_REASON || clientSignal.aborted) {
@@ -282,13 +312,15 @@ export async function forward(
 
 /**
  * Sorts a `fetch` rejection into `connect` (the request never left: safe to retry anywhere),
- * `fd-exhausted` (no descriptor for the connection: also never left) or `protocol`. Deno
- * reports these as `TypeError("fetch failed")` with the cause's message naming the failed
- * stage: `client error (Connect)` for TCP and DNS failures.
+ * `connect-timeout` (the same, after too long a wait), `fd-exhausted` (no descriptor for the
+ * connection: also never left) or `protocol`. Deno reports these as `TypeError("fetch failed")`
+ * with the cause's message naming the failed stage: `client error (Connect)` for TCP and DNS
+ * failures. A connect that timed out has a `Deno.errors.TimedOut` below that (the http1
+ * upstream's connect timeout, or the operating system's), or says so in its message.
  */
 function classifyFetchError(
   error: unknown,
-): { reason: "connect" | "fd-exhausted" | "protocol"; message: string } {
+): { reason: "connect" | "connect-timeout" | "fd-exhausted" | "protocol"; message: string } {
   const cause = error instanceof Error ? error.cause : undefined;
   const message = cause instanceof Error
     ? cause.message
@@ -296,5 +328,8 @@ function classifyFetchError(
     ? error.message
     : String(error);
   if (isFdExhaustion(error)) return { reason: "fd-exhausted", message };
-  return { reason: message.includes("(Connect)") ? "connect" : "protocol", message };
+  if (!message.includes("(Connect)")) return { reason: "protocol", message };
+  const isTimedOut = (cause instanceof Error && cause.cause instanceof Deno.errors.TimedOut) ||
+    /timed out/i.test(message);
+  return { reason: isTimedOut ? "connect-timeout" : "connect", message };
 }

@@ -273,7 +273,10 @@ Deno.test("canRetry() retries any method after a connect failure, idempotent one
   }
   assertEquals(canRetry("POST", buffered, "protocol"), false);
   assertEquals(canRetry("PATCH", none, "protocol"), false);
-  assertEquals(canRetry("GET", none, "timeout"), false);
+  assertEquals(canRetry("GET", none, "response-timeout"), false);
+  // A connect timeout, like a refused connection: the request never left.
+  assertEquals(canRetry("POST", buffered, "connect-timeout"), true);
+  assertEquals(canRetry("POST", streamed, "connect-timeout"), false);
   assertEquals(canRetry("GET", none, "client-abort"), false);
 });
 

@@ -20,6 +20,7 @@ import type { Clock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
 import { listenForReopen, type SignalApi } from "../signals.ts";
 import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
+import { OpenWebSockets } from "./websocket.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
 import { parseTrustedProxies } from "./trusted_proxies.ts";
 
@@ -92,6 +93,8 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       http1?.close();
     }
   };
+  // Outlives reloads: sockets opened under an old configuration stay open and listed.
+  const openWebSockets = new OpenWebSockets();
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
@@ -110,13 +113,21 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       metrics,
       timeoutMs: c.proxy.timeoutMs,
       retries: c.proxy.retries,
+      retryBudgetPercent: c.proxy.retryBudgetPercent,
+      retryBudgetMinPerSecond: c.proxy.retryBudgetMinPerSecond,
+      idleBodyTimeoutMs: c.proxy.idleBodyTimeoutMs,
       requestBufferBytes: c.proxy.requestBufferBytes,
       bodyTimeoutMs: c.client.bodyTimeoutMs,
       onBodyTimeout: () => metrics.recordEvent("body-timeout"),
       retryAfterSeconds: Math.max(1, Math.ceil(c.health.intervalMs / 1000)),
+      webSockets: { isEnabled: c.websocket === "on", open: openWebSockets },
+      limits: c.limits,
+      closeAfterResponse,
       clock,
     });
   let current = config;
+  // Requests refused with their body unread: the listener closes their connections.
+  const closeAfterResponse = new WeakSet<Request>();
   let handler = buildHandler(config, upstreamSets[0] as Upstreams);
   // One indirection, so a reload swaps the request path under an unchanged listener.
   const serve: RequestHandler = (request, info) => handler(request, info);
@@ -129,6 +140,9 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         reusePort: deps.reusePort ?? false,
         headerTimeoutMs: c.client.headerTimeoutMs,
         keepAliveTimeoutMs: c.client.keepAliveTimeoutMs,
+        isNative: c.websocket === "on",
+        maxConnections: c.limits.maxConnections,
+        closeAfterResponse,
         clock,
         onEvent,
         // The handler answers every failure itself; this only catches what escapes it.
@@ -159,10 +173,13 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
     configure(next) {
       const isListenerChanged = next.host !== current.host || next.port !== current.port ||
         next.client.headerTimeoutMs !== current.client.headerTimeoutMs ||
-        next.client.keepAliveTimeoutMs !== current.client.keepAliveTimeoutMs;
+        next.client.keepAliveTimeoutMs !== current.client.keepAliveTimeoutMs ||
+        next.websocket !== current.websocket ||
+        next.limits.maxConnections !== current.limits.maxConnections;
       const nextListener = isListenerChanged ? bind(next) : undefined;
       const isClientChanged = next.proxy.maxIdlePerHost !== current.proxy.maxIdlePerHost ||
-        next.proxy.upstream !== current.proxy.upstream;
+        next.proxy.upstream !== current.proxy.upstream ||
+        next.proxy.connectTimeoutMs !== current.proxy.connectTimeoutMs;
       if (isClientChanged) upstreamSets.push(createUpstreams(next, clock));
       accessLogs.configure(next);
       handler = buildHandler(next, upstreamSets[upstreamSets.length - 1] as Upstreams);
@@ -180,6 +197,8 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       await accessLogs.close();
     },
     close() {
+      // What a drain left open: WebSockets get 1001 Going Away, not a dropped connection.
+      openWebSockets.closeAll(1001);
       listener.close();
       closeUpstreams();
       return accessLogs.close();
@@ -269,7 +288,11 @@ function createUpstreams(config: BalancerConfig, clock: Clock): Upstreams {
   return {
     client: createUpstreamClient({ maxIdlePerHost: config.proxy.maxIdlePerHost }),
     http1: config.proxy.upstream === "http1"
-      ? createHttp1Client({ maxIdlePerOrigin: config.proxy.maxIdlePerHost, clock })
+      ? createHttp1Client({
+        maxIdlePerOrigin: config.proxy.maxIdlePerHost,
+        connectTimeoutMs: config.proxy.connectTimeoutMs,
+        clock,
+      })
       : undefined,
   };
 }
@@ -319,6 +342,16 @@ function createListenerEventSink(
       case "degraded":
         logger.warn("Serving without connection timeouts", { detail: event.detail });
         return;
+      case "connection-refused": {
+        metrics.recordEvent("connection-refused");
+        const suppressed = throttle.take("refused");
+        if (suppressed === undefined) return;
+        logger.warn("Connection limit reached; refusing connections with 503", {
+          limit: event.limit,
+          suppressed,
+        });
+        return;
+      }
     }
   };
 }

@@ -8,7 +8,8 @@
  *
  * @module
  */
-import type { Clock } from "../shared/clock.ts";
+import { DeadlineQueue } from "../deadlines.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
 import { type Http1Connection, openConnection } from "./http1_connection.ts";
 import { Exchange, isBodySourceError } from "./http1_exchange.ts";
 import { ConnectionPool } from "./http1_pool.ts";
@@ -20,7 +21,13 @@ export interface Http1ClientOptions {
   readonly maxIdlePerOrigin?: number;
   /** How long an idle connection is kept, in milliseconds. Default: 30000. */
   readonly idleTimeoutMs?: number;
-  /** Runs the idle timeout. Default: the system clock. */
+  /**
+   * How long opening a connection may take, in milliseconds; then the request fails as a
+   * connect failure whose cause is a `Deno.errors.TimedOut`. 0 leaves it to the operating
+   * system. Default: 0.
+   */
+  readonly connectTimeoutMs?: number;
+  /** Runs the idle and connect timeouts. Default: the system clock. */
   readonly clock?: Clock;
 }
 
@@ -62,6 +69,14 @@ const encoder = new TextEncoder();
 export function createHttp1Client(options: Http1ClientOptions = {}): Http1Client {
   const pool = new ConnectionPool(options);
   const release = (conn: Http1Connection) => pool.put(conn);
+  const connectTimeoutMs = options.connectTimeoutMs ?? 0;
+  // One timer for every connect in progress (connects are rarer than requests: pooled
+  // connections skip them).
+  const clock = options.clock ?? systemClock;
+  const connectDeadlines = connectTimeoutMs > 0 ? new DeadlineQueue({ clock }) : undefined;
+  const connectTimeout = connectDeadlines === undefined
+    ? undefined
+    : { deadlines: connectDeadlines, timeoutMs: connectTimeoutMs, clock };
 
   const fetchHttp1 = async (
     input: RequestInfo | URL,
@@ -98,7 +113,7 @@ export function createHttp1Client(options: Http1ClientOptions = {}): Http1Client
 
     let pooled = pool.take(key);
     for (;;) {
-      const conn = pooled ?? await connect(hostname, port, key, signal);
+      const conn = pooled ?? await connect(hostname, port, key, signal, connectTimeout);
       const exchange = new Exchange(conn, request, release);
       try {
         return await exchange.run();
@@ -118,24 +133,68 @@ export function createHttp1Client(options: Http1ClientOptions = {}): Http1Client
 
   return {
     fetch: fetchHttp1,
-    close: () => pool.close(),
+    close: () => {
+      pool.close();
+      connectDeadlines?.clear();
+    },
     idleCount: (key) => pool.idleCount(key),
-    [Symbol.dispose]: () => pool.close(),
+    [Symbol.dispose]: () => {
+      pool.close();
+      connectDeadlines?.clear();
+    },
   };
 }
 
-/** Connects, rejecting as `fetch` does: the signal's reason, or a `(Connect)` failure. */
+/** The connect timeout: the client's deadline queue and how long a connect may take. */
+interface ConnectTimeout {
+  readonly deadlines: DeadlineQueue;
+  readonly timeoutMs: number;
+  /** The deadlines' clock. */
+  readonly clock: Clock;
+}
+
+const CONNECT_TIMED_OUT = new DOMException("Connect timed out", "TimeoutError");
+
+function abortConnect(controller: AbortController): void {
+  controller.abort(CONNECT_TIMED_OUT);
+}
+
+/**
+ * Connects, rejecting as `fetch` does: the signal's reason, or a `(Connect)` failure (one
+ * whose cause is a `Deno.errors.TimedOut` when the connect timeout fired).
+ */
 async function connect(
   hostname: string,
   port: number,
   key: string,
   signal: AbortSignal | undefined,
+  timeout: ConnectTimeout | undefined,
 ): Promise<Http1Connection> {
+  if (timeout === undefined) {
+    try {
+      return await openConnection(hostname, port, key, signal);
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw fetchFailed(`client error (Connect): ${messageOf(error)}`, error);
+    }
+  }
+  const controller = new AbortController();
+  const relay = () => controller.abort(signal?.reason);
+  signal?.addEventListener("abort", relay, { once: true });
+  const { deadlines, timeoutMs } = timeout;
+  const deadline = deadlines.add(timeout.clock.now() + timeoutMs, abortConnect, controller);
   try {
-    return await openConnection(hostname, port, key, signal);
+    return await openConnection(hostname, port, key, controller.signal);
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
+    if (controller.signal.reason === CONNECT_TIMED_OUT) {
+      const message = `connection timed out after ${timeoutMs}ms`;
+      throw fetchFailed(`client error (Connect): ${message}`, new Deno.errors.TimedOut(message));
+    }
     throw fetchFailed(`client error (Connect): ${messageOf(error)}`, error);
+  } finally {
+    deadlines.cancel(deadline);
+    signal?.removeEventListener("abort", relay);
   }
 }
 
