@@ -64,10 +64,23 @@ export type OutlierVerdict =
   };
 
 /**
+ * The failure reasons that are the backend's, by the kind they count as. A connect timeout is a
+ * connect failure (the request was never sent); reasons missing here (the client's, the
+ * balancer's own descriptors) are nobody's fault but the load's.
+ */
+const FAILURE_KINDS: Readonly<Partial<Record<string, OutlierKind>>> = {
+  connect: "connect",
+  "connect-timeout": "connect",
+  protocol: "connect",
+  timeout: "timeout",
+  "response-timeout": "timeout",
+};
+
+/**
  * Classifies an attempt for the detector: a counted failure, a success, or neither (failures
  * that are not the backend's: the client went away, the balancer ran out of descriptors).
- * A broken connection before any response counts as `connect`; a response is a success unless
- * it is a 5xx and `5xx` is counted.
+ * A connection that timed out or broke before any response counts as `connect`; a response is a
+ * success unless it is a 5xx and `5xx` is counted.
  *
  * @param result The backend's status code, or the forward's failure reason.
  * @param kinds The kinds counted.
@@ -86,17 +99,10 @@ export function classifyAttempt(
   result: AttemptResult,
   kinds: readonly OutlierKind[],
 ): OutlierKind | "success" | undefined {
-  let kind: OutlierKind;
-  if (typeof result === "number") {
-    if (result < 500) return "success";
-    kind = "5xx";
-  } else if (result === "connect" || result === "protocol") {
-    kind = "connect";
-  } else if (result === "timeout") {
-    kind = "timeout";
-  } else {
-    return undefined;
-  }
+  const kind = typeof result === "number"
+    ? (result < 500 ? undefined : "5xx")
+    : FAILURE_KINDS[result];
+  if (kind === undefined) return typeof result === "number" ? "success" : undefined;
   return kinds.includes(kind) ? kind : "success";
 }
 

@@ -28,6 +28,8 @@ import {
   text,
 } from "./setting_kinds.ts";
 import { parseBackendUrl } from "./backend.ts";
+import type { OutlierKind } from "./outlier.ts";
+import { outlierKindList } from "./outlier_setting_kinds.ts";
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from "./data/access_log.ts";
 
 export { type BackendConfig, type LogFormat, LONGEST_DURATION } from "./setting_kinds.ts";
@@ -64,6 +66,7 @@ export const SECTIONS = [
   "Listener",
   "Backends",
   "Health checks",
+  "Passive health",
   "Clients",
   "Proxy",
   "Limits",
@@ -169,6 +172,16 @@ export const SETTINGS = {
     section: "Backends",
     help: "What --policy hash hashes: client-ip, path, header:NAME or cookie:NAME.",
   } satisfies Setting<string>,
+  slowStartMs: {
+    kind: duration({ isZeroAllowed: true }),
+    default: 0,
+    flag: "slow-start",
+    metavar: "DURATION",
+    section: "Backends",
+    help: "A backend that comes back (recovered, returned from ejection, undrained) or is added " +
+      "while serving gets its weight ramped from 10% to full over this time (round-robin, " +
+      "random, p2c). Backends present at start-up take their full share at once. 0 turns it off.",
+  } satisfies Setting<number>,
   affinityCookie: {
     name: {
       kind: text(isValidCookieName, COOKIE_NAME_RULE),
@@ -243,6 +256,52 @@ export const SETTINGS = {
       section: "Health checks",
       help: "Consecutive failed probes to take a backend out. The first probe's result applies " +
         "at once, so a backend down at start-up leaves rotation after one probe.",
+    } satisfies Setting<number>,
+  },
+  outlier: {
+    failures: {
+      kind: count(0),
+      default: 5,
+      flag: "outlier-failures",
+      metavar: "COUNT",
+      section: "Passive health",
+      help: "Consecutive failed requests (of the --outlier-on kinds) that eject a backend " +
+        "between probes. 0 turns passive health off.",
+    } satisfies Setting<number>,
+    kinds: {
+      kind: outlierKindList(),
+      default: ["connect", "timeout"],
+      flag: "outlier-on",
+      metavar: "KIND,...",
+      section: "Passive health",
+      help: "What counts as a failure: connect (refused, or broken before a response), timeout " +
+        "(no response headers in time), 5xx (a 5xx response). Any other response resets the count.",
+    } satisfies Setting<readonly OutlierKind[]>,
+    baseEjectionMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 30_000,
+      flag: "outlier-ejection",
+      metavar: "DURATION",
+      section: "Passive health",
+      help: "How long the first ejection lasts; the n-th in a row lasts n times this (one is " +
+        "forgiven for each such time back in rotation). Then it returns if its probes pass.",
+    } satisfies Setting<number>,
+    maxEjectionMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 300_000,
+      flag: "outlier-max-ejection",
+      metavar: "DURATION",
+      section: "Passive health",
+      help: "The longest an ejection lasts.",
+    } satisfies Setting<number>,
+    maxEjectedPercent: {
+      kind: percent(),
+      default: 50,
+      flag: "outlier-max-ejected",
+      metavar: "PERCENT",
+      section: "Passive health",
+      help: "The most of the pool ejected at once; an ejection past it is skipped (so one " +
+        "backend of one or two is never ejected at 49 or less).",
     } satisfies Setting<number>,
   },
   client: {

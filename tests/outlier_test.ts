@@ -2,8 +2,10 @@
  * The outlier detector (passive health) on a fake clock: consecutive counting, reset on
  * success, growing ejection times, the ejected-share cap, and return after the ejection time.
  */
+import { parseBalancerArgs } from "../lib/config.ts";
 import { OutlierDetector, type OutlierSettings, type OutlierVerdict } from "../lib/outlier.ts";
-import { assert, assertEquals } from "./support/assert.ts";
+import { UsageError } from "../lib/shared/command.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./support/assert.ts";
 import { FakeClock } from "./support/fake_clock.ts";
 
 const SETTINGS: OutlierSettings = {
@@ -70,7 +72,7 @@ Deno.test("outlier: a success resets the count; 5xx is a success unless counted"
 
   const counting5xx = detector({ kinds: ["5xx"] }).detector;
   assertEquals(counting5xx.record(a, 500, 4), undefined);
-  assertEquals(counting5xx.record(a, "timeout", 4), undefined, "not counted: a success");
+  assertEquals(counting5xx.record(a, "response-timeout", 4), undefined, "not counted: a success");
   assertEquals(counting5xx.record(a, 502, 4), undefined);
   assertEquals(counting5xx.record(a, 502, 4), undefined);
   assertEquals(counting5xx.record(a, 504, 4)?.kind, "ejected");
@@ -81,7 +83,7 @@ Deno.test("outlier: failures that are not the backend's neither count nor reset"
   fail(on, a, 2);
   assertEquals(on.record(a, "client-abort", 4), undefined);
   assertEquals(on.record(a, "fd-exhausted", 4), undefined);
-  assertEquals(on.record(a, "timeout", 4)?.kind, "ejected", "2 connects + 1 timeout");
+  assertEquals(on.record(a, "response-timeout", 4)?.kind, "ejected", "2 connects + 1 timeout");
 });
 
 Deno.test("outlier: each ejection in a row lasts longer, up to the maximum", async () => {
@@ -139,4 +141,50 @@ Deno.test("outlier: returnAll and forget free the ejected share; failures 0 is o
   on.reconfigure({ ...SETTINGS, failures: 0 });
   assertEquals(fail(on, c, 50, 4), []);
   assertEquals(on.isEnabled, false);
+});
+
+Deno.test("outlier settings: flags, defaults and rejections", async () => {
+  const defaults = await parseBalancerArgs([], () => undefined);
+  assertEquals(defaults.outlier, {
+    failures: 5,
+    kinds: ["connect", "timeout"],
+    baseEjectionMs: 30_000,
+    maxEjectionMs: 300_000,
+    maxEjectedPercent: 50,
+  });
+  assertEquals(defaults.slowStartMs, 0);
+  const set = await parseBalancerArgs([
+    "--outlier-failures",
+    "3",
+    "--outlier-on",
+    "connect,5xx",
+    "--outlier-ejection",
+    "10s",
+    "--outlier-max-ejection",
+    "1m",
+    "--outlier-max-ejected",
+    "30",
+    "--slow-start",
+    "20s",
+  ], () => undefined);
+  assertEquals(set.outlier, {
+    failures: 3,
+    kinds: ["connect", "5xx"],
+    baseEjectionMs: 10_000,
+    maxEjectionMs: 60_000,
+    maxEjectedPercent: 30,
+  });
+  assertEquals(set.slowStartMs, 20_000);
+  for (
+    const [args, message] of [
+      [["--outlier-on", "connect,reset"], 'Invalid --outlier-on "connect,reset": must be a comma'],
+      [["--outlier-on", "5xx,5xx"], "each once"],
+      [["--outlier-max-ejected", "101"], "must be a whole number from 0 to 100"],
+      [["--outlier-failures", "-1"], "must be a whole number, 0 or more"],
+      [["--outlier-ejection", "0"], "must be more than 0"],
+    ] as const
+  ) {
+    const error = await assertRejects(() => parseBalancerArgs(args, () => undefined), UsageError);
+    assertStringIncludes(error.message, message);
+  }
 });
