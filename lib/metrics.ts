@@ -45,6 +45,8 @@ class Series {
   count = 0;
   healthyFlips = 0;
   unhealthyFlips = 0;
+  /** Passive health ejections (the control plane's own, like the flips). */
+  ejections = 0;
 
   constructor(name: string) {
     this.label = `backend="${escapeLabelValue(name)}"`;
@@ -254,6 +256,15 @@ export class Metrics {
   }
 
   /**
+   * Records a passive health ejection (called by the control plane's outlier detection).
+   *
+   * @param backend The backend ejected.
+   */
+  recordEjection(backend: Backend): void {
+    this.#seriesOf(backend.name).ejections++;
+  }
+
+  /**
    * Estimates a latency quantile of one backend's requests from its histogram buckets,
    * interpolating linearly inside the bucket (as Prometheus' `histogram_quantile` does).
    *
@@ -368,6 +379,7 @@ export class Metrics {
         if (local !== undefined) {
           into.healthyFlips = local.healthyFlips;
           into.unhealthyFlips = local.unhealthyFlips;
+          into.ejections = local.ejections;
         }
         merged.set(name, into);
       }
@@ -459,6 +471,15 @@ export class Metrics {
     }
 
     lines.push(
+      "# HELP denolb_backend_ejected Whether passive health has the backend ejected (1) or not (0).",
+      "# TYPE denolb_backend_ejected gauge",
+    );
+    for (const backend of this.#backends()) {
+      const ejected = backend.isEjected ? 1 : 0;
+      lines.push(`denolb_backend_ejected{${this.#seriesOf(backend.name).label}} ${ejected}`);
+    }
+
+    lines.push(
       "# HELP denolb_no_backend_total Requests answered 503 because no backend was healthy.",
       "# TYPE denolb_no_backend_total counter",
       `denolb_no_backend_total ${this.noBackendCount}`,
@@ -479,6 +500,13 @@ export class Metrics {
         `denolb_health_flips_total{${series.label},to="healthy"} ${series.healthyFlips}`,
         `denolb_health_flips_total{${series.label},to="unhealthy"} ${series.unhealthyFlips}`,
       );
+    }
+    lines.push(
+      "# HELP denolb_outlier_ejections_total Backends ejected by passive health (outlier detection).",
+      "# TYPE denolb_outlier_ejections_total counter",
+    );
+    for (const series of this.#series.values()) {
+      lines.push(`denolb_outlier_ejections_total{${series.label}} ${series.ejections}`);
     }
     for (const metric of EVENT_METRICS) {
       lines.push(`# HELP ${metric.name} ${metric.help}`, `# TYPE ${metric.name} counter`);
