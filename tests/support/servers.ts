@@ -44,6 +44,14 @@ export interface TestBalancerOptions {
   readonly retries?: number;
   /** Response-header timeout in milliseconds. Default: 5000. */
   readonly timeoutMs?: number;
+  /** Connect timeout (http1 upstream) in milliseconds. Default: the balancer's. */
+  readonly connectTimeoutMs?: number;
+  /** Idle-body timeout in milliseconds; 0 is off. Default: the balancer's (off). */
+  readonly idleBodyTimeoutMs?: number;
+  /** The retry budget's percentage. Default: the balancer's. */
+  readonly retryBudgetPercent?: number;
+  /** The retry budget's floor, retries per second. Default: the balancer's. */
+  readonly retryBudgetMinPerSecond?: number;
   /** Seconds in the 503's `Retry-After` (the health interval's). Default: 1. */
   readonly retryAfterSeconds?: number;
   /** Request bodies up to this size are read before forwarding. Default: the balancer's. */
@@ -61,6 +69,10 @@ export interface TestBalancerOptions {
    * Default: none.
    */
   readonly config?: (config: BalancerConfig) => BalancerConfig;
+  /** Limits replacing the defaults' (`--max-connections`, ...). Default: the balancer's. */
+  readonly limits?: Partial<BalancerConfig["limits"]>;
+  /** Each backend's own `maxInFlight`, by index. Default: none. */
+  readonly maxInFlight?: readonly (number | undefined)[];
 }
 
 /** The balancer's data plane served on port 0, with its parts for assertions. */
@@ -100,12 +112,22 @@ export function startBalancer(
     host: "127.0.0.1",
     port: 0,
     workers: "1",
-    backends: pool.backends.map((b) => ({ url: b.url, weight: b.weight })),
+    backends: pool.backends.map((b, i) => {
+      const maxInFlight = options.maxInFlight?.[i];
+      const backend = { url: b.url, weight: b.weight };
+      return maxInFlight === undefined ? backend : { ...backend, maxInFlight };
+    }),
+    limits: { ...D.limits, ...options.limits },
     health: { ...D.health, intervalMs, timeoutMs: Math.min(D.health.timeoutMs, intervalMs) },
     client: { ...D.client, bodyTimeoutMs: options.bodyTimeoutMs ?? D.client.bodyTimeoutMs },
     proxy: {
       ...D.proxy,
       timeoutMs: options.timeoutMs ?? 5_000,
+      connectTimeoutMs: options.connectTimeoutMs ?? D.proxy.connectTimeoutMs,
+      idleBodyTimeoutMs: options.idleBodyTimeoutMs ?? D.proxy.idleBodyTimeoutMs,
+      retryBudgetPercent: options.retryBudgetPercent ?? D.proxy.retryBudgetPercent,
+      retryBudgetMinPerSecond: options.retryBudgetMinPerSecond ??
+        D.proxy.retryBudgetMinPerSecond,
       retries: options.retries ?? 1,
       requestBufferBytes: options.requestBufferBytes ?? D.proxy.requestBufferBytes,
       upstream: options.upstream ?? "fetch",
