@@ -18,6 +18,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Backend } from "./backend.ts";
 import type { Metrics } from "./metrics.ts";
+import type { AttemptResult } from "./outlier.ts";
 import type { Policy } from "./policy.ts";
 import type { Pool } from "./pool.ts";
 import { DeadlineQueue } from "./deadlines.ts";
@@ -63,6 +64,11 @@ export interface HandlerDeps {
    * a broken response (idempotent methods), when its body is absent or buffered.
    */
   readonly retries: number;
+  /**
+   * Told each attempt's outcome, its status code or failure reason: passive health's outlier
+   * detection (`control/passive_health.ts`, or a worker's relay to it). Default: none.
+   */
+  readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
   /** Retries allowed as a percentage of the last 10 s of requests (`retry_budget.ts`). Default: 20. */
   readonly retryBudgetPercent?: number;
   /** Retries per second the budget always allows. Default: 3. */
@@ -341,6 +347,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           idleBody,
         });
         if (outcome.ok) {
+          deps.onAttempt?.(backend, outcome.response.status);
           endWhenDelivered(backend, info);
           // Such as the cookie policy's Set-Cookie.
           const added = policy.responseHeaders?.(backend, request);
@@ -359,6 +366,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         }
         const reason = outcome.reason;
         backend.end(!NOT_BACKENDS_FAULT.has(reason));
+        deps.onAttempt?.(backend, reason);
         if (reason === "client-abort" || reason === "client-timeout") {
           return bodyFailed(
             context,

@@ -56,6 +56,7 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
   const isHealthChanged = !isSame(running.health, next.health);
   const isHandlerChanged = running.policy !== next.policy ||
     running.hashKey !== next.hashKey || !isSame(running.proxy, next.proxy) ||
+    running.slowStartMs !== next.slowStartMs ||
     !isSame(running.affinityCookie, next.affinityCookie) ||
     running.client.bodyTimeoutMs !== next.client.bodyTimeoutMs ||
     running.health.intervalMs !== next.health.intervalMs;

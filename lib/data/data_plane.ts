@@ -9,7 +9,10 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import type { Backend } from "../backend.ts";
 import { createHandler } from "../handler.ts";
+import type { AttemptResult } from "../outlier.ts";
+import { SlowStart } from "../slow_start.ts";
 import { AccessLog, type AccessLogSink, accessLogTarget, NO_ACCESS_LOG } from "./access_log.ts";
 import type { Metrics } from "../metrics.ts";
 import { createPolicy } from "../policy.ts";
@@ -45,6 +48,8 @@ export interface DataPlaneDeps {
   readonly signals?: SignalApi;
   /** Bind with SO_REUSEPORT, so several isolates share the address. Default: false. */
   readonly reusePort?: boolean;
+  /** Told each forwarding attempt's outcome (passive health). Default: none. */
+  readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
 }
 
 /** A running data plane. */
@@ -95,6 +100,8 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   };
   // Outlives reloads: sockets opened under an old configuration stay open and listed.
   const openWebSockets = new OpenWebSockets();
+  // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
+  const slowStart = new SlowStart(clock);
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
@@ -103,7 +110,8 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         cookieName: c.affinityCookie.name,
         cookieSecret: c.affinityCookie.secret,
         cookieMaxAgeMs: c.affinityCookie.maxAgeMs,
-      }),
+      }, { random: Math.random, weightOf: slowStart.weigher(c.slowStartMs) }),
+      ...(deps.onAttempt === undefined ? {} : { onAttempt: deps.onAttempt }),
       trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
       isForwardedSent: c.proxy.forwarded === "on",
       client: upstreams.client,
