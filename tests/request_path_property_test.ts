@@ -4,7 +4,9 @@
  * - the path a backend receives is the path the balancer logged;
  * - nothing outside the pool is ever reached, whatever Host or absolute-form target says;
  * - hop-by-hop headers, and headers a client's Connection names, never pass;
- * - the balancer's X-Forwarded-For entry is always the last.
+ * - the balancer's X-Forwarded-For and Forwarded entries are always the last; from an
+ *   untrusted peer they are the only ones, from a trusted peer (`--trusted-proxies`) the
+ *   client's come first unless its Connection named them.
  */
 import fc from "fast-check";
 import { getLogger } from "@logtape/logtape";
@@ -14,6 +16,7 @@ import { Metrics } from "../lib/metrics.ts";
 import { createRoundRobin } from "../lib/policies/round_robin.ts";
 import { Pool } from "../lib/pool.ts";
 import { createUpstreamClient } from "../lib/proxy.ts";
+import { parseTrustedProxies } from "../lib/data/trusted_proxies.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { rawRequest } from "./support/raw_http.ts";
 import { captureAccessLog, startServer } from "./support/servers.ts";
@@ -56,17 +59,22 @@ async function checkInvariants(upstream: Upstream): Promise<void> {
   using client = createUpstreamClient({ maxIdlePerHost: 4 });
   using http1 = createHttp1Client();
   const access = captureAccessLog();
-  await using lb = startServer(createHandler({
-    ...(upstream === "http1" ? { fetch: http1.fetch } : {}),
-    pool,
-    policy: createRoundRobin(),
-    client,
-    logger: getLogger(["denolb", "proxy"]),
-    metrics: new Metrics(pool.backends),
-    timeoutMs: 5_000,
-    retries: 0,
-    accessLog: access.sink,
-  }));
+  // The same handler twice: one trusts no peer, one trusts 127.0.0.1 (the test client).
+  const startLb = (trustedProxies: readonly string[]) =>
+    startServer(createHandler({
+      ...(upstream === "http1" ? { fetch: http1.fetch } : {}),
+      pool,
+      policy: createRoundRobin(),
+      client,
+      logger: getLogger(["denolb", "proxy"]),
+      metrics: new Metrics(pool.backends),
+      timeoutMs: 5_000,
+      retries: 0,
+      accessLog: access.sink,
+      trustedProxies: parseTrustedProxies(trustedProxies),
+    }));
+  await using untrustedLb = startLb([]);
+  await using trustedLb = startLb(["127.0.0.1/32"]);
 
   const otherAuthority = `127.0.0.1:${elsewhere.port}`;
   const segment = fc.constantFrom(
@@ -103,6 +111,7 @@ async function checkInvariants(upstream: Upstream): Promise<void> {
   const headerName = fc.constantFrom(
     "x-custom",
     "x-forwarded-for",
+    "forwarded",
     "keep-alive",
     "te",
     "upgrade",
@@ -115,6 +124,10 @@ async function checkInvariants(upstream: Upstream): Promise<void> {
     forwardedFor: fc.option(fc.constantFrom("10.0.0.1", "10.0.0.1, 10.0.0.2", "1.2.3.4"), {
       nil: undefined,
     }),
+    forwarded: fc.option(fc.constantFrom("for=10.0.0.1", 'for="[2001:db8::1]";proto=https'), {
+      nil: undefined,
+    }),
+    isTrusted: fc.boolean(),
     keepAlive: fc.boolean(),
     te: fc.boolean(),
     upgrade: fc.boolean(),
@@ -131,10 +144,12 @@ async function checkInvariants(upstream: Upstream): Promise<void> {
       const lines = [`GET ${target} HTTP/1.1`, `Host: ${h}`];
       lines.push(`Connection: ${[...x.connectionNames, "close"].join(", ")}`);
       if (x.forwardedFor !== undefined) lines.push(`X-Forwarded-For: ${x.forwardedFor}`);
+      if (x.forwarded !== undefined) lines.push(`Forwarded: ${x.forwarded}`);
       if (x.keepAlive) lines.push("Keep-Alive: timeout=5");
       if (x.te) lines.push("TE: trailers");
       if (x.upgrade) lines.push("Upgrade: websocket");
       if (x.custom) lines.push("X-Custom: 1");
+      const lb = x.isTrusted ? trustedLb : untrustedLb;
       const response = await rawRequest(lb.port, lines.join("\r\n") + "\r\n\r\n");
       assertEquals(outside, [], "a request left the pool");
       if (response.status !== 200) {
@@ -149,11 +164,22 @@ async function checkInvariants(upstream: Upstream): Promise<void> {
       assertEquals(logged, [received.path]);
       for (const name of HOP_BY_HOP) assertEquals(received.headers.get(name), null, name);
       for (const name of x.connectionNames) {
-        if (name === "host" || name === "x-forwarded-for" || name === "x-request-id") continue;
+        if (["host", "x-forwarded-for", "forwarded", "x-request-id"].includes(name)) continue;
         assertEquals(received.headers.get(name), null, `${name} named in Connection`);
       }
       const forwardedFor = received.headers.get("x-forwarded-for")?.split(",").map((s) => s.trim());
       assertEquals(forwardedFor?.at(-1), "127.0.0.1");
+      const forwarded = received.headers.get("forwarded")?.split(", ");
+      assert(forwarded?.at(-1)?.startsWith("for=127.0.0.1;proto=http;host="), `${forwarded}`);
+      // What the client sent survives only from a trusted peer that did not name it hop-by-hop.
+      const keptFor = x.isTrusted && !x.connectionNames.includes("x-forwarded-for")
+        ? x.forwardedFor
+        : undefined;
+      assertEquals(forwardedFor?.slice(0, -1).join(", "), keptFor ?? "");
+      const keptForwarded = x.isTrusted && !x.connectionNames.includes("forwarded")
+        ? x.forwarded
+        : undefined;
+      assertEquals(forwarded?.slice(0, -1).join(", "), keptForwarded ?? "");
       assert(received.headers.get("host") !== null);
     }),
     { numRuns: 200, seed: 20261130 },
