@@ -147,7 +147,10 @@ const FD_EXHAUSTED_BODY = "Service unavailable: the balancer is out of file desc
 
 /** No size limits (tests and embedders that give none). */
 const NO_LIMITS: RequestLimits = { maxHeaderBytes: 0, maxUrlLength: 0, maxBodyBytes: 0 };
-/** A refusal that leaves the rest of the request unread must close the connection. */
+/**
+ * A refusal that leaves the rest of the request unread must close the connection; refused
+ * with this very object, the listener closes it once the answer is sent.
+ */
 const CLOSE = { connection: "close" } as const;
 
 /** Methods a reverse proxy should not pass on: nothing is tunnelled, nothing echoed. */
@@ -271,7 +274,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   ): Response {
     // A refusal does not wait for the access log: it is cheap, and its line is kept anyway.
     void record(context, { outcome: "refused", backend: undefined, status, reason });
-    if (headers?.connection === "close") deps.closeAfterResponse?.add(context.request);
+    if (headers === CLOSE) deps.closeAfterResponse?.add(context.request);
     return textResponse(status, context.requestId, undefined, headers, body);
   }
 
@@ -374,7 +377,12 @@ export function createHandler(deps: HandlerDeps): Handler {
             outcome.message,
           );
         }
-        if (reason === "client-too-large") return bodyFailed(context, "too-large", "");
+        if (reason === "client-too-large") {
+          // Deno settles this request's `completed` before writing the answer, so the listener
+          // must not close the connection: the client does, or the keep-alive timeout.
+          const { status, reason, body } = bodyTooLarge(limits.maxBodyBytes);
+          return refuse(context, status, reason, { connection: "close" }, body);
+        }
         const failed = backend;
         if (reason === "fd-exhausted") {
           const suppressed = fdThrottle.take("connect");

@@ -24,6 +24,7 @@
  */
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { type Deadline, DeadlineQueue } from "../deadlines.ts";
+import { ConnectionRefuser } from "./connection_limit.ts";
 
 /** Something that happened on the listener, for logs and metrics. */
 export type ListenerEvent =
@@ -33,6 +34,8 @@ export type ListenerEvent =
   | { readonly kind: "timeout"; readonly timeout: "header" | "keepalive" }
   /** A client connection broke with an HTTP error (bad framing, reset). */
   | { readonly kind: "connection-error"; readonly error: unknown }
+  /** A client connection beyond `maxConnections` was answered 503 and closed. */
+  | { readonly kind: "connection-refused"; readonly limit: number }
   /** Serving without per-connection control (see the module docs). */
   | { readonly kind: "degraded"; readonly detail: string };
 
@@ -66,6 +69,22 @@ export interface ListenOptions {
   readonly onError?: (error: unknown) => Response;
   /** Runs the timeouts and the accept back-off. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
+  /**
+   * Client connections open at once; one more is answered 503 and closed
+   * (`connection_limit.ts`). Default: 0, no limit.
+   */
+  readonly maxConnections?: number;
+  /**
+   * Requests whose connection is closed once their response has been sent (a refusal that
+   * left the request body unread, which Deno would otherwise wait for). Default: none.
+   */
+  readonly closeAfterResponse?: WeakSet<Request>;
+  /**
+   * Serve with `Deno.serve`'s own accept loop instead, as `--websocket on` needs: Deno 2.9
+   * force-closes a WebSocket upgraded on a per-connection server as soon as the HTTP
+   * connection hands it over. No header or keep-alive timeouts then. Default: false.
+   */
+  readonly isNative?: boolean;
 }
 
 /** A listener that is accepting connections. */
@@ -135,6 +154,8 @@ class Connection {
   readonly abort = new AbortController();
   server: ConnectionServer | undefined;
   inFlight = 0;
+  /** The request being answered (HTTP/1.1 answers one at a time). */
+  current: Request | undefined;
   /** The pending header or keep-alive deadline. */
   deadline: Deadline | undefined;
   /** The queue `deadline` is in (a queue must only cancel its own entries). */
@@ -169,6 +190,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const onEvent = options.onEvent ?? (() => {});
   const onError = options.onError ?? DEFAULT_ON_ERROR;
   const serveOnConnection = findServeOnConnection();
+  if (options.isNative === true) return fallbackListen(options, handler, onEvent, onError);
   if (serveOnConnection === undefined) {
     onEvent({ kind: "degraded", detail: "Deno.serve has no per-connection server" });
     return fallbackListen(options, handler, onEvent, onError);
@@ -185,6 +207,9 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const keepAliveDeadlines = new DeadlineQueue({ clock });
   const stopAccepting = new AbortController();
   let isClosing = false;
+  const maxConnections = options.maxConnections ?? 0;
+  const closeAfterResponse = options.closeAfterResponse;
+  const refuser = new ConnectionRefuser({ clock });
 
   const expire = (which: "header" | "keepalive") => (connection: Connection) => {
     connection.deadline = undefined;
@@ -204,6 +229,11 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     );
     const finished = () => {
       connection.inFlight--;
+      if (closeAfterResponse?.has(connection.current as Request) === true) {
+        // Deno would keep the connection open waiting for the unread body.
+        connection.abort.abort();
+        return;
+      }
       if (connection.inFlight > 0 || isClosing) return;
       if (options.keepAliveTimeoutMs <= 0) {
         connection.abort.abort();
@@ -220,6 +250,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     };
     const onRequest: RequestHandler = (request, info) => {
       connection.inFlight++;
+      connection.current = request;
       connection.clearDeadline();
       info.completed.then(finished, finished);
       return handler(request, info);
@@ -266,6 +297,11 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         continue;
       }
       backoffMs = ACCEPT_BACKOFF_MIN_MS;
+      if (maxConnections > 0 && connections.size >= maxConnections) {
+        void refuser.refuse(conn);
+        onEvent({ kind: "connection-refused", limit: maxConnections });
+        continue;
+      }
       serveConnection(conn);
     }
   };
@@ -276,6 +312,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     if (isClosing) return;
     isClosing = true;
     stopAccepting.abort();
+    refuser.close();
     try {
       listener.close();
     } catch {
@@ -324,7 +361,13 @@ function fallbackListen(
   let isClosing = false;
   const start = (port: number): Deno.HttpServer<Deno.NetAddr> => {
     const server = Deno.serve(
-      { hostname: options.hostname, port, onListen: noop, onError },
+      {
+        hostname: options.hostname,
+        port,
+        onListen: noop,
+        onError,
+        ...(options.reusePort === true ? { reusePort: true } : {}),
+      },
       handler,
     );
     server.finished.catch(async (error) => {

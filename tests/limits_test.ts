@@ -1,0 +1,139 @@
+/**
+ * Request size limits through the real data plane, with raw TCP clients and a recording raw
+ * backend: 431 for header fields, 414 for the target, 413 for a declared or a streamed body;
+ * what was refused from its head never reaches a backend.
+ */
+import { assert, assertEquals } from "./support/assert.ts";
+import { headerValues, RawConnection, rawRequest } from "./support/raw_http.ts";
+import { startRawBackend } from "./support/raw_backend.ts";
+import { captureAccessLog, startBalancer } from "./support/servers.ts";
+import { UPSTREAMS } from "../lib/settings.ts";
+
+const decoder = new TextDecoder();
+
+function get(target: string, headers = ""): string {
+  return `GET ${target} HTTP/1.1\r\nHost: a\r\n${headers}Connection: close\r\n\r\n`;
+}
+
+for (const upstream of UPSTREAMS) {
+  const test = (name: string, fn: () => Promise<void>) => Deno.test(`${name} [${upstream}]`, fn);
+
+  test("header fields over --max-header-size are 431 with Connection: close; under it pass", async () => {
+    await using backend = startRawBackend();
+    const access = captureAccessLog();
+    await using lb = startBalancer([`http://127.0.0.1:${backend.port}`], {
+      upstream,
+      accessLog: access.sink,
+      limits: { maxHeaderBytes: 4096 },
+    });
+    const big = await rawRequest(lb.port, get("/", `X-Big: ${"a".repeat(4100)}\r\n`));
+    assertEquals(big.status, 431);
+    assert(headerValues(big, "connection").includes("close"));
+    assertEquals(
+      decoder.decode(big.body),
+      "Request header fields too large: together they exceed 4KiB\n",
+    );
+    // Many small fields add up the same way.
+    const fields = Array.from({ length: 60 }, (_, i) => `X-F${i}: ${"v".repeat(80)}\r\n`);
+    assertEquals((await rawRequest(lb.port, get("/", fields.join("")))).status, 431);
+    assertEquals(backend.received.length, 0);
+    const ok = await rawRequest(lb.port, get("/", `X-Big: ${"a".repeat(3900)}\r\n`));
+    assertEquals(ok.status, 200);
+    assertEquals(backend.received.length, 1);
+    const refused = access.find("refused");
+    assertEquals(refused.map((r) => [r.status, r.reason]), [
+      [431, "request header fields exceed 4KiB"],
+      [431, "request header fields exceed 4KiB"],
+    ]);
+    assertEquals(refused[0]?.backend, null);
+  });
+
+  test("a target over --max-url-length is 414; at the limit it passes", async () => {
+    await using backend = startRawBackend();
+    await using lb = startBalancer([`http://127.0.0.1:${backend.port}`], { upstream });
+    // The default limit, 8KiB: the target counts from its first "/", query included.
+    const long = await rawRequest(lb.port, get(`/${"a".repeat(8000)}?q=${"b".repeat(200)}`));
+    assertEquals(long.status, 414);
+    assert(headerValues(long, "connection").includes("close"));
+    assertEquals(decoder.decode(long.body), "URI too long: the request target exceeds 8KiB\n");
+    assertEquals(backend.received.length, 0);
+    const atLimit = await rawRequest(lb.port, get(`/${"a".repeat(8191)}`));
+    assertEquals(atLimit.status, 200);
+    assertEquals(backend.received[0]?.target.length, 8192);
+  });
+
+  test("a Content-Length over --max-body-size is 413 at once, the body never read or forwarded", async () => {
+    await using backend = startRawBackend();
+    await using lb = startBalancer([`http://127.0.0.1:${backend.port}`], {
+      upstream,
+      limits: { maxBodyBytes: 1000 },
+    });
+    await using conn = await RawConnection.open(lb.port);
+    // Only the head is sent: the answer must not wait for the 5000 bytes announced.
+    await conn.send("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n");
+    const read = await conn.readResponse({ timeoutMs: 5_000 });
+    assert(read.kind === "response", read.kind);
+    assertEquals(read.response.status, 413);
+    assert(headerValues(read.response, "connection").includes("close"));
+    assertEquals(
+      decoder.decode(read.response.body),
+      "Content too large: the request body exceeds 1KB\n",
+    );
+    assert((await conn.readUntilClosed(5_000)).isClosed, "the connection is closed");
+    assertEquals(backend.connections.length, 0);
+    // The balancer still serves, and a body at the limit passes.
+    const ok = await rawRequest(
+      lb.port,
+      `POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n${
+        "x".repeat(1000)
+      }`,
+    );
+    assertEquals(ok.status, 200);
+    assertEquals(backend.received[0]?.bodyBytes, 1000);
+  });
+
+  test("a chunked body growing past --max-body-size while buffered is 413 and reaches no backend", async () => {
+    await using backend = startRawBackend();
+    await using lb = startBalancer([`http://127.0.0.1:${backend.port}`], {
+      upstream,
+      limits: { maxBodyBytes: 1000 },
+    });
+    await using conn = await RawConnection.open(lb.port);
+    await conn.send("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    await conn.send(`258\r\n${"x".repeat(600)}\r\n`);
+    await conn.send(`258\r\n${"x".repeat(600)}\r\n`);
+    const read = await conn.readResponse({ timeoutMs: 5_000 });
+    assert(read.kind === "response", read.kind);
+    assertEquals(read.response.status, 413);
+    assert(headerValues(read.response, "connection").includes("close"));
+    assert((await conn.readUntilClosed(5_000)).isClosed, "the connection is closed");
+    assertEquals(backend.connections.length, 0);
+  });
+
+  test("a chunked body growing past --max-body-size while streaming aborts the upstream request; the client gets 413", async () => {
+    await using backend = startRawBackend();
+    const access = captureAccessLog();
+    await using lb = startBalancer([`http://127.0.0.1:${backend.port}`], {
+      upstream,
+      accessLog: access.sink,
+      requestBufferBytes: 100,
+      limits: { maxBodyBytes: 1000 },
+    });
+    await using conn = await RawConnection.open(lb.port);
+    await conn.send("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    // The first 600 bytes pass the 100-byte buffer: the body streams toward the backend.
+    await conn.send(`258\r\n${"x".repeat(600)}\r\n`);
+    await conn.send(`258\r\n${"x".repeat(600)}\r\n`);
+    const read = await conn.readResponse({ timeoutMs: 5_000 });
+    assert(read.kind === "response", read.kind);
+    assertEquals(read.response.status, 413);
+    assert(headerValues(read.response, "connection").includes("close"));
+    await conn.close();
+    // The backend never got a complete request: the upload was cut off.
+    for (const connection of backend.connections) await connection.ended;
+    assertEquals(backend.received.length, 0);
+    assertEquals(lb.pool.backends[0]?.failures, 0, "not the backend's fault");
+    assertEquals(lb.pool.backends[0]?.inFlight, 0);
+    assertEquals(access.find("refused").map((r) => r.status), [413]);
+  });
+}
