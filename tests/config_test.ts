@@ -80,7 +80,11 @@ Deno.test("parseBalancerArgs() with no arguments gives the seed's defaults", asy
   });
   assertEquals(config.proxy, {
     timeoutMs: 30_000,
-    retries: 1,
+    connectTimeoutMs: 5_000,
+    idleBodyTimeoutMs: 0,
+    retries: 2,
+    retryBudgetPercent: 20,
+    retryBudgetMinPerSecond: 3,
     requestBufferBytes: 1_048_576,
     upstream: "fetch",
     maxIdlePerHost: 64,
@@ -147,6 +151,14 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     "--timeout",
     "45s",
     "--retries",
+    "0",
+    "--connect-timeout",
+    "2s",
+    "--idle-body-timeout",
+    "1m",
+    "--retry-budget",
+    "50",
+    "--retry-budget-min",
     "0",
     "--drain-timeout",
     "0",
@@ -219,7 +231,11 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     client: { headerTimeoutMs: 5_000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 120_000 },
     proxy: {
       timeoutMs: 45_000,
+      connectTimeoutMs: 2_000,
+      idleBodyTimeoutMs: 60_000,
       retries: 0,
+      retryBudgetPercent: 50,
+      retryBudgetMinPerSecond: 0,
       requestBufferBytes: 64_000,
       upstream: "http1",
       maxIdlePerHost: 8,
@@ -411,6 +427,11 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
   [["--timeout", "0ms"], 'Invalid --timeout "0ms": must be more than 0, such as 500ms or 5s'],
   [["--retries", "-1"], 'Invalid --retries "-1": must be a whole number, 0 or more'],
   [["--retries", "once"], 'Invalid --retries "once": must be a whole number, 0 or more'],
+  [["--retry-budget", "101"], 'Invalid --retry-budget "101": must be a whole number from 0 to 100'],
+  [
+    ["--connect-timeout", "-1s"],
+    'Invalid --connect-timeout "-1s": use a number with a unit such as 250ms, 5s, 1m or 1m30s',
+  ],
   [
     ["--drain-timeout", "soon"],
     'Invalid --drain-timeout "soon": use a number with a unit such as 250ms, 5s, 1m or 1m30s',
@@ -513,7 +534,11 @@ const FULL_FILE = JSON.stringify({
   client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
   proxy: {
     timeoutMs: 10_000,
+    connectTimeoutMs: 1_500,
+    idleBodyTimeoutMs: 0,
     retries: 2,
+    retryBudgetPercent: 10,
+    retryBudgetMinPerSecond: 5,
     requestBufferBytes: 0,
     upstream: "http1",
     maxIdlePerHost: 16,
@@ -552,7 +577,11 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     client: { headerTimeoutMs: 4000, keepAliveTimeoutMs: 0, bodyTimeoutMs: 0 },
     proxy: {
       timeoutMs: 10_000,
+      connectTimeoutMs: 1_500,
+      idleBodyTimeoutMs: 0,
       retries: 2,
+      retryBudgetPercent: 10,
+      retryBudgetMinPerSecond: 5,
       requestBufferBytes: 0,
       upstream: "http1",
       maxIdlePerHost: 16,
@@ -622,6 +651,10 @@ Deno.test("parseBalancerArgs() rejects an invalid config file naming the file an
     ['{"health": {"path": "x"}}', 'health.path must start with "/" and contain no spaces'],
     ['{"health": {"rise": 0}}', "health.rise must be a whole number, 1 or more"],
     ['{"proxy": {"retries": -1}}', "proxy.retries must be a whole number, 0 or more"],
+    [
+      '{"proxy": {"retryBudgetPercent": 20.5}}',
+      "proxy.retryBudgetPercent must be a whole number from 0 to 100",
+    ],
     [
       '{"log": {"level": "loud"}}',
       "log.level must be one of trace, debug, info, warning, error, fatal",
@@ -752,8 +785,9 @@ Deno.test("every duration setting rejects more than the timer limit, as a flag a
   const durations = settingEntries().filter(({ setting }) => setting.metavar === "DURATION");
   assertEquals(
     durations.length,
-    9,
-    "health (2), client (3), proxy, queue, affinity cookie and drain durations",
+    14,
+    "slow start, affinity cookie, health (2), outlier (2), client (3), proxy (3), queue and " +
+      "drain durations",
   );
   for (const { path, setting } of durations) {
     await assertUsageError(
