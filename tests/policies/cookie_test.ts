@@ -4,7 +4,9 @@
  * and through `lb --workers 2`, whose isolates must honour each other's cookies.
  */
 import { Backend, parseBackendUrl } from "../../lib/backend.ts";
-import { parseBalancerArgs } from "../../lib/config.ts";
+import { DEFAULT_BALANCER_CONFIG, parseBalancerArgs } from "../../lib/config.ts";
+import { withCookieSecret } from "../../lib/control/cookie_secret.ts";
+import { planReload } from "../../lib/control/reload.ts";
 import { backendId, createCookieAffinity, signCookieValue } from "../../lib/policies/cookie.ts";
 import { createPolicy, type Policy } from "../../lib/policy.ts";
 import { startBalancer as startLb } from "../../lib/server.ts";
@@ -188,6 +190,20 @@ Deno.test("cookie: an invalid cookie name is a RangeError naming it", () => {
     RangeError,
     `Invalid --policy "cookie": --cookie-name "a b" must be a cookie name`,
   );
+});
+
+Deno.test("cookie: the process's key fills a configuration without one, and a reload that changes the cookie rebuilds the handler", () => {
+  const running = withCookieSecret(DEFAULT_BALANCER_CONFIG, "process-key-0123456789");
+  assertEquals(running.affinityCookie.secret, "process-key-0123456789");
+  const configured = { ...running, affinityCookie: { ...running.affinityCookie, secret: SECRET } };
+  assertEquals(withCookieSecret(configured, "process-key-0123456789"), configured);
+  // The same process key on every reload: nothing changed.
+  const reloaded = withCookieSecret(DEFAULT_BALANCER_CONFIG, "process-key-0123456789");
+  assertEquals(planReload(running, reloaded).isHandlerChanged, false);
+  const renamed = { ...running, affinityCookie: { ...running.affinityCookie, name: "sid" } };
+  assertEquals(planReload(running, renamed).isHandlerChanged, true);
+  const trusting = { ...running, proxy: { ...running.proxy, trustedProxies: ["10.0.0.0/8"] } };
+  assertEquals(planReload(running, trusting).isHandlerChanged, true);
 });
 
 // ---------------------------------------------------------------------------------------------
