@@ -137,3 +137,52 @@ for (const upstream of UPSTREAMS) {
     assertEquals(access.find("refused").map((r) => r.status), [413]);
   });
 }
+
+Deno.test("connections beyond --max-connections get a 503 with Connection: close; the balancer keeps serving", async () => {
+  await using backend = startRawBackend();
+  await using lb = startBalancer([`http://127.0.0.1:${backend.port}`], {
+    limits: { maxConnections: 2 },
+  });
+  const keepAlive = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  const held: RawConnection[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const conn = await RawConnection.open(lb.port);
+      held.push(conn);
+      await conn.send(keepAlive);
+      const read = await conn.readResponse({ timeoutMs: 5_000 });
+      assert(read.kind === "response" && read.response.status === 200, "held connection served");
+    }
+    for (let i = 0; i < 3; i++) {
+      await using extra = await RawConnection.open(lb.port);
+      await extra.send(keepAlive);
+      const read = await extra.readResponse({ timeoutMs: 5_000 });
+      assert(read.kind === "response", read.kind);
+      assertEquals(read.response.status, 503);
+      assertEquals(headerValues(read.response, "connection"), ["close"]);
+      assertEquals(headerValues(read.response, "retry-after"), ["1"]);
+      assertEquals(
+        decoder.decode(read.response.body),
+        "Service unavailable: the balancer is at its connection limit\n",
+      );
+      assert((await extra.readUntilClosed(5_000)).isClosed, "the extra connection is closed");
+    }
+    assertEquals(lb.metrics.eventCount("connection-refused"), 3);
+    assert(lb.metrics.render().includes("denolb_connections_rejected_total 3\n"));
+    // The held connections still work, and a freed slot takes a new connection.
+    const again = held[0];
+    await again?.send(keepAlive);
+    const read = await again?.readResponse({ timeoutMs: 5_000 });
+    assert(read?.kind === "response" && read.response.status === 200, "still served");
+    // Once the balancer has seen a held connection close, a new one is served. It learns of
+    // the close a moment after the client: each try is a full exchange, at most 50 of them.
+    await held.shift()?.close();
+    let status = 503;
+    for (let tries = 0; tries < 50 && status === 503; tries++) {
+      status = (await rawRequest(lb.port, get("/"))).status;
+    }
+    assertEquals(status, 200);
+  } finally {
+    for (const conn of held) await conn.close();
+  }
+});
