@@ -147,6 +147,17 @@ export const SETTINGS = {
       "two isolates measured 1.2x one). Health checks, the admin API and reloads stay in one " +
       "control plane.",
   } satisfies Setting<string>,
+  websocket: {
+    kind: oneOf(["on", "off"]),
+    default: "off",
+    flag: "websocket",
+    metavar: "on|off",
+    section: "Listener",
+    help: "Proxy WebSocket upgrades. on serves with Deno's own HTTP server, which keeps " +
+      "upgraded connections open (Deno 2.9 closes a socket upgraded on the per-connection " +
+      "server the header and keep-alive timeouts need), so those timeouts do not apply; off " +
+      "answers upgrade requests 501.",
+  } satisfies Setting<"on" | "off">,
   backends: {
     kind: backendList(),
     default: SEED_BACKENDS,

@@ -219,6 +219,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     host: "0.0.0.0",
     port: 0,
     workers: "auto",
+    websocket: "off",
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2:8080/"), weight: 1 },
@@ -566,6 +567,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     host: "::1",
     port: 8000,
     workers: "2",
+    websocket: "off",
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2/"), weight: 3, maxInFlight: 7 },
