@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { type Backend, parseBackendUrl } from "./backend.ts";
+import { type Backend, type Ejection, parseBackendUrl } from "./backend.ts";
 import { SSE_HEADERS } from "./control/dashboard.ts";
 import type { BackendConfig } from "./settings.ts";
 import type { Metrics } from "./metrics.ts";
@@ -84,6 +84,11 @@ export interface BackendStatus {
   readonly health: string;
   /** Whether an operator is draining it. */
   readonly isDraining: boolean;
+  /**
+   * Passive health's ejection: until when (ms since the epoch), how many times in a row, and
+   * the kind of failure; `null` when it is not ejected.
+   */
+  readonly ejected: Ejection | null;
   /** Relative share of traffic. */
   readonly weight: number;
   /** Requests forwarded and not finished. */
@@ -130,6 +135,7 @@ export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): S
       url: backend.url.href,
       health: backend.health,
       isDraining: backend.isDraining,
+      ejected: backend.ejection ?? null,
       weight: backend.weight,
       inFlight: backend.inFlight,
       requests: backend.requests,

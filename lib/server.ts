@@ -12,6 +12,7 @@ import type { BalancerConfig } from "./config.ts";
 import { createCookieSecret, withCookieSecret } from "./control/cookie_secret.ts";
 import { planReload } from "./control/reload.ts";
 import { startServing } from "./control/serving.ts";
+import { PassiveHealth } from "./control/passive_health.ts";
 import { type BackendConfig, parseAdminAddress } from "./settings.ts";
 import { type AdminDeps, createAdminHandler, statusReport } from "./admin.ts";
 import { DASHBOARD_HTML, statusEventStream } from "./control/dashboard.ts";
@@ -57,6 +58,8 @@ export interface RunningBalancer extends AsyncDisposable {
   readonly metrics: Metrics;
   /** Its active health checker (already started). */
   readonly health: HealthChecker;
+  /** Its passive health (outlier detection, already started). */
+  readonly passiveHealth: PassiveHealth;
   /** Client connections currently open. */
   readonly connectionCount: number;
   /** Where the admin API listens, `http://host:port/`; `undefined` with `--admin off`. */
@@ -107,13 +110,23 @@ export async function startBalancer(
   let config = withCookieSecret(initial, cookieSecret);
   const pool = new Pool(config.backends.map((b) => new Backend(b.url, { weight: b.weight })));
   const metrics = new Metrics(pool);
+  // Passive health publishes its flips through the data plane, which starts after it.
+  let publish = (): void => {};
+  const passive = new PassiveHealth(pool, config.outlier, {
+    clock,
+    metrics,
+    onChange: () => publish(),
+  });
   const serving = await startServing(config, {
     pool,
     metrics,
     clock,
     logger,
+    onAttempt: passive.observe,
     ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
   });
+  publish = () => serving.publish();
+  passive.start();
   const health = new HealthChecker(pool, {
     ...config.health,
     clock,
@@ -143,7 +156,11 @@ export async function startBalancer(
       logger.info("Backend kept", { backend: returning.name, weight: returning.weight });
       return returning;
     }
-    const backend = new Backend(backendConfig.url, { weight: backendConfig.weight });
+    // A backend joining a serving pool is slow-started (returnCount above 0).
+    const backend = new Backend(backendConfig.url, {
+      weight: backendConfig.weight,
+      returnCount: 1,
+    });
     pool.add(backend);
     health.track(backend);
     serving.publish();
@@ -163,6 +180,7 @@ export async function startBalancer(
     if (!leaving.delete(backend)) return; // added back meanwhile
     pool.remove(backend);
     health.untrack(backend);
+    passive.forget(backend);
     serving.publish();
     logger.info("Backend removed", { backend: backend.name, inFlight: backend.inFlight });
   };
@@ -200,6 +218,7 @@ export async function startBalancer(
   } catch (error) {
     await serving.drain(0);
     await health.stop();
+    await passive.stop();
     throw error;
   }
   logger.info("Balancer listening", {
@@ -256,6 +275,7 @@ export async function startBalancer(
     }
     if (plan.reweighted.length > 0) serving.publish();
     if (plan.isHealthChanged) health.reconfigure(next.health);
+    passive.reconfigure(next.outlier);
     config = next;
     logger.info("Configuration reloaded", {
       changes: plan.summary,
@@ -287,6 +307,7 @@ export async function startBalancer(
       }
       await Promise.all(retiring);
       await health.stop();
+      await passive.stop();
       stopping.abort();
       await admin?.shutdown();
       logger.info("Balancer stopped", { isClean });
@@ -302,6 +323,7 @@ export async function startBalancer(
     pool,
     metrics,
     health,
+    passiveHealth: passive,
     get connectionCount() {
       return serving.connectionCount;
     },

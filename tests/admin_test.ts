@@ -82,6 +82,7 @@ Deno.test("admin /status and /backends report every backend's state and latency"
       url: a.url.href,
       health: "healthy",
       isDraining: false,
+      ejected: null,
       weight: 1,
       inFlight: 0,
       requests: 2,

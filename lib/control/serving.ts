@@ -7,6 +7,8 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import type { Backend } from "../backend.ts";
+import type { AttemptResult } from "../outlier.ts";
 import { type DataPlane, startDataPlane } from "../data/data_plane.ts";
 import { getModuleLogger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -45,6 +47,8 @@ export interface ServingDeps {
   readonly logger: Logger;
   /** The module workers start from; without it the data plane runs in this isolate. */
   readonly workerEntry?: URL;
+  /** Told each forwarding attempt's outcome, from every isolate (passive health). */
+  readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
 }
 
 /**
@@ -59,7 +63,7 @@ export async function startServing(
   config: BalancerConfig,
   deps: ServingDeps,
 ): Promise<Serving> {
-  const { pool, metrics, clock, logger } = deps;
+  const { pool, metrics, clock, logger, onAttempt } = deps;
   const isolateCount = deps.workerEntry === undefined
     ? 1
     : isolatesToRun(config.workers, resolveWorkers(config.workers), logger);
@@ -71,6 +75,12 @@ export async function startServing(
         pool,
         metrics,
         logger,
+        ...(onAttempt === undefined ? {} : {
+          onOutcome: (href: string, result: AttemptResult) => {
+            const backend = pool.find(href);
+            if (backend !== undefined) onAttempt(backend, result);
+          },
+        }),
       });
     } catch (error) {
       // An explicit count is a promise to the operator; auto may settle for one isolate.
@@ -80,7 +90,7 @@ export async function startServing(
       });
     }
   }
-  return serveHere(config, pool, metrics, clock, logger);
+  return serveHere(config, pool, metrics, clock, logger, onAttempt);
 }
 
 /**
@@ -145,8 +155,10 @@ function serveHere(
   metrics: Metrics,
   clock: Clock,
   logger: Logger,
+  onAttempt: ServingDeps["onAttempt"],
 ): Serving {
   const plane: DataPlane = startDataPlane(config, {
+    ...(onAttempt === undefined ? {} : { onAttempt }),
     pool,
     metrics,
     clock,

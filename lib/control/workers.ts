@@ -12,6 +12,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Metrics } from "../metrics.ts";
+import type { AttemptResult } from "../outlier.ts";
 import type { Pool } from "../pool.ts";
 import type { BalancerConfig } from "../settings.ts";
 import {
@@ -36,6 +37,8 @@ export interface WorkersOptions {
   readonly logger: Logger;
   /** How long a worker may take to start and bind, in milliseconds. Default: 30000. */
   readonly startTimeoutMs?: number;
+  /** Told the attempt outcomes workers relay for passive health. Default: none. */
+  readonly onOutcome?: (href: string, result: AttemptResult) => void;
 }
 
 /** Data-plane workers that are serving. */
@@ -86,6 +89,8 @@ export async function startWorkers(
       weight: b.weight,
       isHealthy: b.isHealthy,
       isDraining: b.isDraining,
+      ejection: b.ejection ?? null,
+      returnCount: b.returnCount,
     }));
   const handles: Handle[] = [];
   const send = (handle: Handle, message: ToWorker) => handle.worker.postMessage(message);
@@ -106,6 +111,9 @@ export async function startWorkers(
           for (const backend of pool.backends) {
             backend.setRemoteCounts(id, message.backends[backend.url.href]);
           }
+          return;
+        case "outcome":
+          options.onOutcome?.(message.href, message.result);
           return;
         case "drained":
           handle.drained.resolve(message.isClean);

@@ -12,6 +12,7 @@ import { Metrics } from "../metrics.ts";
 import { Pool } from "../pool.ts";
 import { systemClock } from "../shared/clock.ts";
 import { type DataPlane, startDataPlane } from "./data_plane.ts";
+import { OutlierRelay } from "./outlier_relay.ts";
 import {
   decodeConfig,
   type FromWorker,
@@ -41,6 +42,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
   let plane: DataPlane | undefined;
   let reporter: ReturnType<typeof setInterval> | undefined;
   let logging: AsyncDisposable | undefined;
+  let relay: OutlierRelay | undefined;
 
   const report = () => {
     if (plane === undefined) return;
@@ -75,7 +77,11 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             ...(config.log.file === undefined ? {} : { file: config.log.file }),
           });
           applySnapshot(pool, message.pool);
+          relay = new OutlierRelay(config.outlier, (href, result) => {
+            scope.postMessage({ kind: "outcome", id, href, result });
+          });
           plane = startDataPlane(config, {
+            onAttempt: relay.observe,
             pool,
             metrics,
             clock: systemClock,
@@ -90,9 +96,12 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
         case "snapshot":
           applySnapshot(pool, message.pool);
           return;
-        case "configure":
-          plane?.configure(decodeConfig(message.config));
+        case "configure": {
+          const config = decodeConfig(message.config);
+          relay?.configure(config.outlier);
+          plane?.configure(config);
           return;
+        }
         case "drain": {
           clearInterval(reporter);
           const current = plane;
@@ -123,7 +132,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
 
 /**
  * Makes the worker's pool mirror the control plane's: same backends, order, health, drain
- * state and weights. Backends that stay keep their objects (and their in-flight counts).
+ * state, ejections and weights. Backends that stay keep their objects (and their in-flight counts).
  *
  * @param pool The worker's pool.
  * @param snapshot The control plane's pool.
@@ -136,11 +145,15 @@ export function applySnapshot(pool: Pool, snapshot: PoolSnapshot): void {
   for (const entry of snapshot) {
     let backend = pool.find(entry.href);
     if (backend === undefined) {
-      backend = new Backend(new URL(entry.href), { weight: entry.weight });
+      backend = new Backend(new URL(entry.href), {
+        weight: entry.weight,
+        returnCount: entry.returnCount,
+      });
       pool.add(backend);
     }
     backend.setHealth(entry.isHealthy ? "healthy" : "unhealthy");
     backend.setDraining(entry.isDraining);
+    backend.setEjection(entry.ejection ?? undefined);
     backend.setWeight(entry.weight);
   }
 }

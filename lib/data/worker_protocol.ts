@@ -5,12 +5,14 @@
  * Control plane to worker: `start` (configuration and pool snapshot), `snapshot` (health,
  * drain and weight changes, sent as soon as they happen), `configure` (a reload), `drain`.
  * Worker to control plane: `listening`, `report` (cumulative counts, a few times a second),
- * `drained`, `failed`.
+ * `outcome` (an attempt outcome passive health must hear, `data/outlier_relay.ts`), `drained`,
+ * `failed`.
  *
  * @module
  */
 import { parseBackendUrl } from "../backend.ts";
-import type { BackendCounts } from "../backend.ts";
+import type { BackendCounts, Ejection } from "../backend.ts";
+import type { AttemptResult } from "../outlier.ts";
 import type { MetricsState } from "../metrics.ts";
 import type { BalancerConfig } from "../settings.ts";
 
@@ -30,6 +32,10 @@ export interface BackendSnapshot {
   readonly weight: number;
   readonly isHealthy: boolean;
   readonly isDraining: boolean;
+  /** Passive health's ejection, or `null`. */
+  readonly ejection: Ejection | null;
+  /** Times it came back into rotation (slow start ramps a backend the worker adds with one). */
+  readonly returnCount: number;
 }
 
 /** The pool, in order. */
@@ -56,6 +62,12 @@ export type FromWorker =
     readonly metrics: MetricsState;
     readonly backends: Readonly<Record<string, BackendCounts>>;
     readonly connections: number;
+  }
+  | {
+    readonly kind: "outcome";
+    readonly id: string;
+    readonly href: string;
+    readonly result: AttemptResult;
   }
   | { readonly kind: "drained"; readonly id: string; readonly isClean: boolean }
   | { readonly kind: "failed"; readonly id: string; readonly message: string };
