@@ -9,9 +9,12 @@
  * the request buffer (`data/request_body.ts`) before a backend is picked.
  *
  * Status mapping: no healthy backend 503 (with `Retry-After`); out of file descriptors 503;
- * backend unreachable or broken 502; no response headers in time 504; a client that went away
- * 499 (nobody reads it); a request body that stalled 408. Error bodies are one short line of
- * plain text: never a stack trace or a backend's error message.
+ * backend unreachable or broken 502; no connection (`connect-timeout`) or no response headers
+ * (`response-timeout`) in time 504; a client that went away 499 (nobody reads it); a request
+ * body that stalled 408. Error bodies are one short line of plain text: never a stack trace or
+ * a backend's error message. Retries go to another backend when `canRetry` allows and the retry
+ * budget (`data/retry_gate.ts`) has room; a response body that stalls past the idle-body timeout
+ * is cut (`data/idle_body.ts`).
  *
  * @module
  */
