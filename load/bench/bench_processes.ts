@@ -243,3 +243,16 @@ export async function treeMemory(
   }
   return { rssKb, peakRssKb, processes };
 }
+
+/**
+ * The machine's 1-minute load average (other work sharing the cores shows here).
+ *
+ * @returns The figure from `/proc/loadavg`, or NaN when unreadable.
+ */
+export async function loadAverage(): Promise<number> {
+  try {
+    return Number((await Deno.readTextFile("/proc/loadavg")).split(" ")[0]);
+  } catch {
+    return Number.NaN;
+  }
+}

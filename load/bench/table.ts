@@ -35,7 +35,12 @@ import {
   startNginxPeer,
   versionOf,
 } from "./bench_peers.ts";
-import { startNginxBackends, startOurBalancer, treeMemory } from "./bench_processes.ts";
+import {
+  loadAverage,
+  startNginxBackends,
+  startOurBalancer,
+  treeMemory,
+} from "./bench_processes.ts";
 import { freePort, median, writeLine, writeStaticSite } from "./bench_support.ts";
 import { formatTable, type TableRow } from "./table_report.ts";
 
@@ -127,6 +132,22 @@ interface Running {
   readonly loadtest: SliceResult[];
   readonly failures: string[];
   isDead: boolean;
+}
+
+/** The commit ours runs from, and whether lib/ or main.ts differ from it. */
+async function treeVersion(): Promise<string> {
+  const git = async (...args: string[]): Promise<string> => {
+    const output = await new Deno.Command("git", {
+      args: ["-C", new URL("../../", import.meta.url).pathname, ...args],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return new TextDecoder().decode(output.stdout).trim();
+  };
+  const head = await git("rev-parse", "--short", "HEAD");
+  const changed = await git("status", "--porcelain", "--", "lib", "main.ts");
+  return `the working tree at ${head || "an unknown commit"}` +
+    (changed === "" ? "" : " with uncommitted changes in lib/ or main.ts");
 }
 
 function positiveInteger(flag: string, value: unknown, fallback: number): number {
@@ -225,6 +246,7 @@ async function main(args: readonly string[]): Promise<void> {
     // A fresh isolate (and a cold upstream pool) is slower at first: warm every target up.
     for (const target of running) await wrkSlice(target.peer.url, connections, warmupMs);
     const jsonPath = `${directory}/loadtest.json`;
+    const loads: number[] = [];
     for (let round = 0; round < rounds; round++) {
       const order = running.map((_, i) => running[(i + round) % running.length])
         .filter((target): target is Running => target !== undefined && !target.isDead);
@@ -241,7 +263,12 @@ async function main(args: readonly string[]): Promise<void> {
         const own = target.loadtest.at(-1)?.requestsPerSecond.toFixed(0) ?? "failed";
         cells.push(`${target.spec.key} ${wrk}/${own}`);
       }
-      writeLine(`  round ${round + 1}/${rounds} (wrk/loadtest req/s): ${cells.join(", ")}`);
+      const load = await loadAverage();
+      loads.push(load);
+      writeLine(
+        `  round ${round + 1}/${rounds} (wrk/loadtest req/s): ${cells.join(", ")}; ` +
+          `load average ${load}`,
+      );
     }
     const rows: TableRow[] = [];
     for (const target of running) {
@@ -273,7 +300,12 @@ async function main(args: readonly string[]): Promise<void> {
       connections,
       versions,
       peerSettings: PEER_SETTINGS,
-      skipped: notes,
+      extraNotes: [
+        ...notes,
+        `ours: ${await treeVersion()}.`,
+        `1-minute load average at the end of each round: ${loads.join(", ")} ` +
+        `(${navigator.hardwareConcurrency} cores; above that, other work shared the machine).`,
+      ],
     });
     writeLine("");
     for (const line of report.lines) writeLine(line);

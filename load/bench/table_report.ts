@@ -39,8 +39,8 @@ export interface TableContext {
   readonly versions: Readonly<Record<string, string>>;
   /** Peer key to its settings. */
   readonly peerSettings: Readonly<Record<string, string>>;
-  /** Peers skipped, one sentence each. */
-  readonly skipped: readonly string[];
+  /** More notes (skipped peers, the version of ours), one sentence each. */
+  readonly extraNotes: readonly string[];
 }
 
 /** A ratio the issue sets a target for: `numerator / denominator >= target`. */
@@ -151,7 +151,7 @@ export function formatTable(
     const version = context.versions[key];
     notes.push(`${key}${version === undefined ? "" : ` (${version})`}: ${settings}.`);
   }
-  notes.push(...context.skipped);
+  notes.push(...context.extraNotes);
   for (const ratio of ratios) {
     notes.push(
       `${ratio.name}: ${fixed(ratio.wrk, 2)}x with wrk, ${fixed(ratio.loadtest, 2)}x with our ` +
