@@ -155,8 +155,8 @@ export const SETTINGS = {
     section: "Listener",
     help: "Proxy WebSocket upgrades. on serves with Deno's own HTTP server, which keeps " +
       "upgraded connections open (Deno 2.9 closes a socket upgraded on the per-connection " +
-      "server the header and keep-alive timeouts need), so those timeouts do not apply; off " +
-      "answers upgrade requests 501.",
+      "server the header and keep-alive timeouts need), so those timeouts and " +
+      "--max-connections do not apply; off answers upgrade requests 501.",
   } satisfies Setting<"on" | "off">,
   backends: {
     kind: backendList(),
