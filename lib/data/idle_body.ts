@@ -62,7 +62,9 @@ export function watchIdleBody<Context>(
   const reader = body.getReader();
   const { deadlines, timeoutMs } = watch;
   let deadline: Deadline | undefined;
+  // Once timed out or cancelled by the client, a read settling afterwards is ignored.
   let isTimedOut = false;
+  let isCancelled = false;
   const expire = (controller: ReadableStreamDefaultController<Uint8Array>) => {
     deadline = undefined;
     isTimedOut = true;
@@ -80,16 +82,18 @@ export function watchIdleBody<Context>(
         if (isTimedOut) return;
         if (deadline !== undefined) deadlines.cancel(deadline);
         deadline = undefined;
-        controller.error(error);
+        if (!isCancelled) controller.error(error);
         return;
       }
       if (isTimedOut) return;
       if (deadline !== undefined) deadlines.cancel(deadline);
       deadline = undefined;
+      if (isCancelled) return;
       if (result.done) controller.close();
       else controller.enqueue(result.value);
     },
     cancel(reason) {
+      isCancelled = true;
       if (deadline !== undefined) deadlines.cancel(deadline);
       deadline = undefined;
       return reader.cancel(reason);
