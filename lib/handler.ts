@@ -30,6 +30,7 @@ import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./data/trusted_proxies.
 import { type BodyFailure, readRequestBody, type RequestBody } from "./data/request_body.ts";
 import { type AcceptedTarget, resolveTarget } from "./data/request_target.ts";
 import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./data/request_limits.ts";
+import { Admission, type InFlightLimits, type Refusal } from "./data/admission.ts";
 import {
   createWebSocketProxy,
   isWebSocketUpgrade,
@@ -105,6 +106,8 @@ export interface HandlerDeps {
    * connection after the response (Deno would wait for the unread body). Default: none.
    */
   readonly closeAfterResponse?: WeakSet<Request>;
+  /** Per-backend in-flight limits and the queue for a slot (`data/admission.ts`). Default: none. */
+  readonly inFlightLimits?: InFlightLimits;
 }
 
 /** A `Deno.serve` handler that never throws. */
@@ -147,6 +150,8 @@ const FAILURE_BODY: Readonly<Record<number, string>> = {
 };
 
 const FD_EXHAUSTED_BODY = "Service unavailable: the balancer is out of file descriptors\n";
+
+const AT_CAPACITY_BODY = "Service unavailable: every backend is at its in-flight limit\n";
 
 /** No size limits (tests and embedders that give none). */
 const NO_LIMITS: RequestLimits = { maxHeaderBytes: 0, maxUrlLength: 0, maxBodyBytes: 0 };
@@ -220,6 +225,12 @@ export function createHandler(deps: HandlerDeps): Handler {
     ? { client: deps.client }
     : { client: deps.client, fetch: deps.fetch };
   const limits = deps.limits ?? NO_LIMITS;
+  const admission = new Admission({
+    pool,
+    policy,
+    clock,
+    ...(deps.inFlightLimits === undefined ? {} : { limits: deps.inFlightLimits }),
+  });
   const bodyOptions = {
     maxBytes: limits.maxBodyBytes,
     limitBytes: deps.requestBufferBytes ?? 1024 * 1024,
@@ -300,6 +311,14 @@ export function createHandler(deps: HandlerDeps): Handler {
     return textResponse(499, context.requestId);
   }
 
+  /** Every available backend stayed at its in-flight limit: 503, or 499 if the client left. */
+  function atCapacity(context: RequestContext, refusal: Exclude<Refusal, "no-backend">): Response {
+    if (refusal === "client-abort") return bodyFailed(context, "client-abort", "Client went away");
+    metrics.recordEvent(refusal);
+    const reason = `backends at capacity (${refusal})`;
+    return refuse(context, 503, reason, { "retry-after": "1" }, AT_CAPACITY_BODY);
+  }
+
   /** Answers 502 for an error that escaped; nothing should throw, and the client never sees it. */
   function failed(request: Request, error: unknown): Response {
     logger.error("Request handling failed", { error, method: request.method });
@@ -319,7 +338,13 @@ export function createHandler(deps: HandlerDeps): Handler {
       const body: RequestBody = read.body;
       const clientIp = context.client;
       const isPeerTrusted = !trustedProxies.isEmpty && trustedProxies.has(clientIp);
-      const first = policy.pick(pool.backends, request, undefined, { clientIp });
+      let admitted = admission.admit(request, { clientIp }, request.signal);
+      if (admitted instanceof Promise) admitted = await admitted;
+      if (typeof admitted === "string" && admitted !== "no-backend") {
+        cancelBody(body);
+        return atCapacity(context, admitted);
+      }
+      const first = typeof admitted === "string" ? undefined : admitted;
       if (first === undefined) {
         metrics.recordNoBackend();
         cancelBody(body);
@@ -337,7 +362,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       let tried: Set<Backend> | undefined;
       let backend: Backend = first;
       for (let attempt = 0;; attempt++) {
-        backend.begin();
+        if (attempt > 0) backend.begin(); // admission began the first
         const outcome = await forward(request, backend, {
           ...sender,
           target,
@@ -354,7 +379,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         });
         if (outcome.ok) {
           deps.onAttempt?.(backend, outcome.response.status);
-          endWhenDelivered(backend, info);
+          endWhenDelivered(backend, info, admission);
           // Such as the cookie policy's Set-Cookie.
           const added = policy.responseHeaders?.(backend, request);
           if (added !== undefined) {
@@ -372,6 +397,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         }
         const reason = outcome.reason;
         backend.end(!NOT_BACKENDS_FAULT.has(reason));
+        admission.release();
         deps.onAttempt?.(backend, reason);
         if (reason === "client-abort" || reason === "client-timeout") {
           return bodyFailed(
@@ -540,13 +566,21 @@ function createIdleBodyWatch(
  * Ends the backend's in-flight count when the response body has been delivered (or the client
  * went away mid-body), using `info.completed` rather than wrapping the body in a stream.
  */
-function endWhenDelivered(backend: Backend, info: Deno.ServeHandlerInfo): void {
+function endWhenDelivered(
+  backend: Backend,
+  info: Deno.ServeHandlerInfo,
+  admission: Admission,
+): void {
   const completed = info.completed as Promise<void> | undefined;
   if (completed === undefined) {
     backend.end(false);
+    admission.release();
     return;
   }
-  const end = () => backend.end(false);
+  const end = () => {
+    backend.end(false);
+    admission.release();
+  };
   completed.then(end, end);
 }
 

@@ -94,6 +94,10 @@ export type MetricEvent =
   | "connection-error"
   /** A client connection beyond `--max-connections` was answered 503 and closed. */
   | "connection-refused"
+  /** Every backend was at its in-flight limit and the queue was full: 503. */
+  | "queue-full"
+  /** Every backend stayed at its in-flight limit for the whole queue timeout: 503. */
+  | "queue-timeout"
   /** Writing the access log failed (it is retried). */
   | "access-log-write-failed"
   /** An access log line was lost: the log could not be written and its buffer was full. */
@@ -144,6 +148,14 @@ const EVENT_METRICS: ReadonlyArray<{
     name: "denolb_connections_rejected_total",
     help: "Client connections beyond --max-connections, answered 503 and closed.",
     series: [["connection-refused", ""]],
+  },
+  {
+    name: "denolb_queue_rejected_total",
+    help: "Requests answered 503 because every backend was at its in-flight limit, by reason.",
+    series: [["queue-full", '{reason="queue-full"}'], [
+      "queue-timeout",
+      '{reason="queue-timeout"}',
+    ]],
   },
   {
     name: "denolb_access_log_errors_total",

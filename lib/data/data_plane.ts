@@ -11,6 +11,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Backend } from "../backend.ts";
 import { createHandler } from "../handler.ts";
+import { inFlightLimitsOf } from "./admission.ts";
 import type { AttemptResult } from "../outlier.ts";
 import { SlowStart } from "../slow_start.ts";
 import { AccessLog, type AccessLogSink, accessLogTarget, NO_ACCESS_LOG } from "./access_log.ts";
@@ -130,6 +131,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       retryAfterSeconds: Math.max(1, Math.ceil(c.health.intervalMs / 1000)),
       webSockets: { isEnabled: c.websocket === "on", open: openWebSockets },
       limits: c.limits,
+      inFlightLimits: inFlightLimitsOf(c),
       closeAfterResponse,
       clock,
     });
