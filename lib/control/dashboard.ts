@@ -129,6 +129,7 @@ h2 { font-size: 1rem; margin: 1.25rem 0 .4rem; }
 .badge.healthy, .badge.serving { background: var(--ok); }
 .badge.unhealthy { background: var(--bad); }
 .badge.draining { background: var(--warn); }
+.badge.ejected { background: var(--bad); }
 #error { color: var(--bad); font-weight: 600; min-height: 1.4em; margin: .25rem 0; }
 table { width: 100%; border-collapse: collapse; }
 th, td { padding: .45rem .5rem; border-bottom: 1px solid var(--line); text-align: right;
@@ -136,7 +137,7 @@ th, td { padding: .45rem .5rem; border-bottom: 1px solid var(--line); text-align
 th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
 th { font-size: .8rem; text-transform: uppercase; letter-spacing: .03em; color: var(--muted); }
 td.name { font-family: ui-monospace, monospace; }
-tr[data-state="unhealthy"] td.name { color: var(--bad); }
+tr[data-state="unhealthy"] td.name, tr[data-state="ejected"] td.name { color: var(--bad); }
 tr.flipped td { background: var(--flash); color: #24292f; transition: background .3s; }
 button { font: inherit; padding: .25rem .8rem; border-radius: .4rem; border: 1px solid var(--line);
   background: transparent; color: inherit; cursor: pointer; min-height: 2rem; }
@@ -194,7 +195,15 @@ td { font-variant-numeric: tabular-nums; }
   var wasDraining = null;
 
   function byId(id) { return document.getElementById(id); }
-  function stateOf(b) { return b.isDraining ? "draining" : b.health; }
+  // Passive health's ejection shows beside active health: a healthy backend ejected is "ejected".
+  function stateOf(b) {
+    return b.isDraining ? "draining" : b.health === "healthy" && b.ejected ? "ejected" : b.health;
+  }
+  function ejectionOf(b) {
+    if (!b.ejected) return "";
+    return "ejected after " + b.ejected.reason + " failures until " + clock(b.ejected.untilMs) +
+      " (" + b.ejected.count + " in a row)";
+  }
   function clock(ms) { return new Date(ms).toLocaleTimeString(); }
   function ms(value) {
     if (typeof value !== "number") return "–";
@@ -307,6 +316,7 @@ td { font-variant-numeric: tabular-nums; }
       row.tr.dataset.state = state;
       row.badge.textContent = state;
       row.badge.className = "badge " + state;
+      row.badge.title = ejectionOf(b);
       row.cells.name.title = b.url;
       row.cells.weight.textContent = String(b.weight);
       row.cells.inflight.textContent = String(b.inFlight);

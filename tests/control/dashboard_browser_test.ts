@@ -19,6 +19,7 @@ interface FakeBackend {
   failures: number;
   p50Ms: number | null;
   p99Ms: number | null;
+  ejected?: { untilMs: number; count: number; reason: string } | null;
 }
 
 /** A drain or undrain call the page made. */
@@ -148,6 +149,21 @@ Deno.test(chromiumTest(
     assertStringIncludes(await page.text("#changes li"), "127.0.0.1:8081: healthy → unhealthy");
     await page.waitFor(`${row("127.0.0.1:8081")} td.errors:text-matches("%$")`);
     assertEquals(await page.attribute(row("127.0.0.1:8080"), "class"), null, "others unmarked");
+
+    // Passive health's ejection shows beside active health, with its reason on the badge.
+    const untilMs = Date.now() + 30_000;
+    server.backends[0] = {
+      ...fakeBackend(8080, 1),
+      ejected: { untilMs, count: 2, reason: "connect" },
+    };
+    await page.waitFor(`${row("127.0.0.1:8080")}[data-state="ejected"]`);
+    assertStringIncludes(await page.text("#changes li"), "127.0.0.1:8080: healthy → ejected");
+    assertStringIncludes(
+      await page.attribute(`${row("127.0.0.1:8080")} .badge`, "title") ?? "",
+      "ejected after connect failures until",
+    );
+    server.backends[0] = fakeBackend(8080, 1);
+    await page.waitFor(`${row("127.0.0.1:8080")}[data-state="healthy"]`);
 
     await page.click(`${row("127.0.0.1:8082")} button`);
     await page.waitFor(`${row("127.0.0.1:8082")}[data-state="draining"]`);
