@@ -3,11 +3,14 @@
  * window, under every weighted policy; backends present at start-up do not ramp.
  */
 import { Backend, parseBackendUrl } from "../lib/backend.ts";
+import { parseBalancerArgs } from "../lib/config.ts";
+import { startBalancer } from "../lib/server.ts";
 import { createPolicy, type PolicyName } from "../lib/policy.ts";
 import { SlowStart } from "../lib/slow_start.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { FakeClock } from "./support/fake_clock.ts";
 import { seededRandom } from "./policies/seeded_random.ts";
+import { startServer } from "./support/servers.ts";
 
 const REQUEST = new Request("http://127.0.0.1:9090/");
 const WINDOW_MS = 10_000;
@@ -99,4 +102,58 @@ Deno.test("slow start: returning from ejection counts as coming back", () => {
   assertEquals([backend.isAvailable, backend.returnCount], [false, 0], "still unhealthy");
   backend.setHealth("healthy");
   assertEquals([backend.isAvailable, backend.returnCount], [true, 1]);
+});
+
+Deno.test("slow start end to end: a backend that recovers gets a small share, then its full one", async () => {
+  let isCUp = true;
+  const serve = (name: string, isUp: () => boolean) =>
+    startServer((request) =>
+      new URL(request.url).pathname === "/health"
+        ? new Response(null, { status: isUp() ? 200 : 503 })
+        : new Response(name)
+    );
+  await using a = serve("a", () => true);
+  await using b = serve("b", () => true);
+  await using c = serve("c", () => isCUp);
+  const clock = new FakeClock();
+  const config = await parseBalancerArgs([
+    "--port",
+    "0",
+    "--admin",
+    "off",
+    "--access-log",
+    "off",
+    "--log-level",
+    "error",
+    "--health-interval",
+    "1h",
+    "--rise",
+    "1",
+    "--fall",
+    "1",
+    "--slow-start",
+    "10s",
+    "--backend",
+    [a, b, c].map((server) => server.url.href).join(","),
+  ], () => undefined);
+  await using lb = await startBalancer(config, { clock });
+  await lb.health.firstRound;
+  const send = async (count: number): Promise<Record<string, number>> => {
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < count; i++) {
+      const name = await (await fetch(lb.url)).text();
+      counts[name] = (counts[name] ?? 0) + 1;
+    }
+    return counts;
+  };
+  assertEquals(await send(30), { a: 10, b: 10, c: 10 }, "present at start-up: no ramp");
+
+  isCUp = false;
+  await lb.health.checkNow();
+  isCUp = true;
+  await lb.health.checkNow();
+  const ramping = await send(42);
+  assert((ramping.c ?? 0) <= 4, `fair would be 14: ${JSON.stringify(ramping)}`);
+  await clock.advance(10_000);
+  assertEquals(await send(30), { a: 10, b: 10, c: 10 }, "full share after the window");
 });
