@@ -2,7 +2,9 @@
  * The outlier detector (passive health) on a fake clock: consecutive counting, reset on
  * success, growing ejection times, the ejected-share cap, and return after the ejection time.
  */
+import { Backend, parseBackendUrl } from "../lib/backend.ts";
 import { parseBalancerArgs } from "../lib/config.ts";
+import { OutlierRelay } from "../lib/data/outlier_relay.ts";
 import { OutlierDetector, type OutlierSettings, type OutlierVerdict } from "../lib/outlier.ts";
 import { UsageError } from "../lib/shared/command.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./support/assert.ts";
@@ -187,4 +189,29 @@ Deno.test("outlier settings: flags, defaults and rejections", async () => {
     const error = await assertRejects(() => parseBalancerArgs(args, () => undefined), UsageError);
     assertStringIncludes(error.message, message);
   }
+});
+
+Deno.test("outlier relay: a worker sends counted failures and the success that ends a streak", () => {
+  const sent: string[] = [];
+  const relay = new OutlierRelay(
+    { failures: 3, kinds: ["connect"] },
+    (href, result) => sent.push(`${href} ${result}`),
+  );
+  const backend = new Backend(parseBackendUrl("10.0.0.1:8080"));
+  relay.observe(backend, 200);
+  relay.observe(backend, 500);
+  relay.observe(backend, "client-abort");
+  assertEquals(sent, [], "no streak: nothing to say");
+  relay.observe(backend, "connect");
+  relay.observe(backend, "protocol");
+  relay.observe(backend, 200);
+  relay.observe(backend, 200);
+  assertEquals(sent, [
+    "http://10.0.0.1:8080/ connect",
+    "http://10.0.0.1:8080/ protocol",
+    "http://10.0.0.1:8080/ 200",
+  ]);
+  relay.configure({ failures: 0, kinds: ["connect"] });
+  relay.observe(backend, "connect");
+  assertEquals(sent.length, 3, "off: nothing relayed");
 });

@@ -71,6 +71,7 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     ...reweighted.map((b) => `backend ${b.url.href} weight ${b.weight}`),
     ...(isHealthChanged ? ["health checks"] : []),
     ...(isHandlerChanged ? ["request handling"] : []),
+    ...(isSame(running.outlier, next.outlier) ? [] : ["passive health"]),
     ...(isListenerChanged ? [`listener ${next.host}:${next.port}`] : []),
     ...(isAdminChanged ? [`admin ${next.admin.listen}`] : []),
     ...(running.drainTimeoutMs === next.drainTimeoutMs ? [] : ["drain timeout"]),
