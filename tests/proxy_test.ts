@@ -71,7 +71,9 @@ for (const upstream of UPSTREAMS) {
     assertEquals(seen.host, "shop.example");
     assertEquals(seen["x-forwarded-host"], "shop.example");
     assertEquals(seen["x-forwarded-proto"], "http");
-    assertEquals(seen["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    // The client is no trusted proxy: its X-Forwarded-For is replaced, not appended to.
+    assertEquals(seen["x-forwarded-for"], "127.0.0.1");
+    assertEquals(seen.forwarded, "for=127.0.0.1;proto=http;host=shop.example");
     assert(typeof seen["x-request-id"] === "string" && seen["x-request-id"] !== "");
   });
 
