@@ -41,6 +41,11 @@ import { upstreamUrl } from "../proxy.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import type { AccessLogSink } from "./access_log.ts";
 import type { AcceptedTarget } from "./request_target.ts";
+import { openBackendSocket } from "./websocket_backend.ts";
+import { closeQuietly } from "./websocket_close.ts";
+import { type OpenWebSockets, relayWebSocket } from "./websocket_relay.ts";
+
+export { OpenWebSockets } from "./websocket_relay.ts";
 
 /** Whether WebSocket proxying is on, and the registry of open sockets (one per data plane). */
 export interface WebSocketSettings {
@@ -127,49 +132,6 @@ function hasToken(list: string, token: string): boolean {
   return false;
 }
 
-/** One client-backend pair, as the registry sees it. */
-interface Relay {
-  /** Closes both sides (the client with `code`). */
-  close(code: number, reason: string): void;
-}
-
-/**
- * The open WebSocket relays of one data plane. It outlives reloads: sockets opened under an
- * old configuration stay open and stay here.
- */
-export class OpenWebSockets {
-  readonly #relays = new Set<Relay>();
-
-  /** How many relays are open. */
-  get size(): number {
-    return this.#relays.size;
-  }
-
-  /** @internal Adds an open relay. */
-  add(relay: Relay): void {
-    this.#relays.add(relay);
-  }
-
-  /** @internal Forgets a closed relay. */
-  delete(relay: Relay): void {
-    this.#relays.delete(relay);
-  }
-
-  /**
-   * Closes every open socket: the client side with `code` (1001 Going Away by default), the
-   * backend side with 1000 (the only code below 3000 Deno's client may send).
-   *
-   * @param code The client's close code. Default: 1001.
-   * @param reason The close reason. Default: `"Balancer shutting down"`.
-   * @returns How many relays were closed.
-   */
-  closeAll(code = 1001, reason = "Balancer shutting down"): number {
-    const relays = [...this.#relays];
-    for (const relay of relays) relay.close(code, reason);
-    return relays.length;
-  }
-}
-
 const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 
 const FAILURE_BODY: Readonly<Record<number, string>> = {
@@ -178,21 +140,6 @@ const FAILURE_BODY: Readonly<Record<number, string>> = {
   503: "Service unavailable: no backend is healthy\n",
   504: "Gateway timeout: the backend did not accept the WebSocket upgrade in time\n",
 };
-
-/** Why the backend side did not open. */
-type OpenFailure =
-  /** No connection (refused, unreachable): the request never left; another backend may try. */
-  | { readonly reason: "connect"; readonly message: string }
-  /** The backend answered, but not 101; `status` when Deno's error names it. */
-  | { readonly reason: "refused"; readonly status: number | undefined; readonly message: string }
-  | { readonly reason: "timeout"; readonly message: string }
-  | { readonly reason: "client-abort"; readonly message: string };
-
-type OpenOutcome =
-  | { readonly ok: true; readonly socket: WebSocket }
-  | (
-    { readonly ok: false } & OpenFailure
-  );
 
 /** Request headers that describe the client's own handshake: Deno's client makes its own. */
 const HANDSHAKE_HEADER = /^sec-websocket-/;
@@ -275,7 +222,14 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       backend.begin();
       const sentAt = clock.now();
       const url = upstreamUrl(backend.url, target).replace(/^http/, "ws");
-      const opened = await openBackend(url, protocols, headers, request.signal, deps, clock);
+      const opened = await openBackendSocket(url, {
+        protocols,
+        headers,
+        signal: request.signal,
+        timeoutMs: deps.timeoutMs,
+        client: deps.client,
+        clock,
+      });
       if (opened.ok) {
         return upgradeClient(request, target, facts, backend, opened.socket, clock.now() - sentAt);
       }
@@ -348,6 +302,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     return upgrade.response;
   }
 
+  /** Relays the pair and does the accounting when it closes. */
   function startRelay(
     request: Request,
     target: AcceptedTarget,
@@ -357,14 +312,8 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     upstream: WebSocket,
     handshakeMs: number,
   ): void {
-    client.binaryType = "arraybuffer";
-    // Backend messages that arrive before the client side is open wait here.
-    let early: Array<string | ArrayBuffer> | undefined = [];
-    let isFinished = false;
-    const finish = (closedBy: string, code: number) => {
-      if (isFinished) return;
-      isFinished = true;
-      open.delete(relay);
+    const pair = relayWebSocket(client, upstream, (closedBy, code) => {
+      open.delete(pair);
       backend.end(false);
       metrics.recordWebSocketClosed();
       if (!accessLog.isEnabled) return;
@@ -384,192 +333,15 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         outcome: "forwarded",
         reason: `websocket closed by ${closedBy} (${code})`,
       });
-    };
-    const relay: Relay = {
-      close(code, reason) {
-        closeQuietly(client, code, reason);
-        closeQuietly(upstream, 1000, reason);
-      },
-    };
-    open.add(relay);
-    upstream.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
-      if (early !== undefined) early.push(event.data);
-      else if (client.readyState === WebSocket.OPEN) client.send(event.data);
-    };
-    client.onopen = () => {
-      const queued = early ?? [];
-      early = undefined;
-      for (const data of queued) client.send(data);
-    };
-    client.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
-      if (upstream.readyState === WebSocket.OPEN) upstream.send(event.data);
-    };
-    client.onclose = (event: CloseEvent) => {
-      const [code, reason] = toBackendClose(event.code, event.reason);
-      closeQuietly(upstream, code, reason);
-      finish("client", event.code);
-    };
-    upstream.onclose = (event: CloseEvent) => {
-      const [code, reason] = toClientClose(event.code, event.reason);
-      closeQuietly(client, code, reason);
-      finish("backend", event.code);
-    };
-    // An error is followed by a close event, which does the work.
-    client.onerror = () => {};
-    upstream.onerror = () => {};
+    });
+    open.add(pair);
   }
 
   return { proxy };
-}
-
-/**
- * Opens the backend side, within the timeout; a client that goes away meanwhile aborts it.
- */
-function openBackend(
-  url: string,
-  protocols: string[],
-  headers: Array<[string, string]>,
-  clientSignal: AbortSignal,
-  deps: WebSocketProxyDeps,
-  clock: Clock,
-): Promise<OpenOutcome> {
-  let socket: WebSocket;
-  try {
-    socket = new WebSocket(url, {
-      protocols,
-      headers,
-      ...(deps.client === undefined ? {} : { client: deps.client }),
-    });
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    return Promise.resolve({ ok: false, reason: "connect", message });
-  }
-  socket.binaryType = "arraybuffer";
-  const { promise, resolve } = Promise.withResolvers<OpenOutcome>();
-  const timer = new AbortController();
-  const settle = (outcome: OpenOutcome) => {
-    timer.abort();
-    clientSignal.removeEventListener("abort", onClientAbort);
-    socket.onopen = null;
-    socket.onerror = null;
-    if (!outcome.ok) closeQuietly(socket, 1000, "");
-    resolve(outcome);
-  };
-  const onClientAbort = () =>
-    settle({ ok: false, reason: "client-abort", message: "Client went away" });
-  clientSignal.addEventListener("abort", onClientAbort, { once: true });
-  clock.sleep(deps.timeoutMs, timer.signal).then(
-    () =>
-      settle({
-        ok: false,
-        reason: "timeout",
-        message: `No upgrade within ${deps.timeoutMs} ms`,
-      }),
-    () => {},
-  );
-  socket.onopen = () => settle({ ok: true, socket });
-  socket.onerror = (event: Event) => {
-    const message = event instanceof ErrorEvent ? event.message : "WebSocket error";
-    settle(classifyOpenError(message));
-  };
-  return promise;
-}
-
-/**
- * Classifies the error Deno's WebSocket client reports when it cannot open: a non-101 answer
- * names its status (`Invalid status code: 403`); anything else is a connect failure.
- *
- * @param message The `ErrorEvent`'s message.
- * @returns The failure.
- *
- * @example
- * ```ts
- * import { classifyOpenError } from "./websocket.ts";
- * const failure = classifyOpenError("NetworkError: failed to connect to WebSocket: Invalid status code: 403");
- * if (failure.reason !== "refused" || failure.status !== 403) throw new Error();
- * ```
- */
-export function classifyOpenError(message: string): { ok: false } & OpenFailure {
-  const match = /Invalid status code:? (\d{3})/.exec(message);
-  if (match !== null) {
-    return { ok: false, reason: "refused", status: Number(match[1]), message };
-  }
-  if (/status|protocol|header|handshake/i.test(message) && !/connect error/i.test(message)) {
-    return { ok: false, reason: "refused", status: undefined, message };
-  }
-  return { ok: false, reason: "connect", message };
 }
 
 /** The subprotocols a client offered, in its order. */
 function subprotocols(header: string | null): string[] {
   if (header === null) return [];
   return header.split(",").map((p) => p.trim()).filter((p) => p !== "");
-}
-
-/**
- * The close a backend's close becomes toward the client: the same code when a peer may send
- * it, 1011 for a backend that vanished (1006) or sent nothing valid, no code for 1005.
- *
- * @param code The backend side's close code.
- * @param reason Its reason.
- * @returns The code (`undefined`: none) and reason for the client.
- *
- * @example
- * ```ts
- * import { toClientClose } from "./websocket.ts";
- * if (toClientClose(1006, "")[0] !== 1011 || toClientClose(4001, "x")[0] !== 4001) throw new Error();
- * ```
- */
-export function toClientClose(
-  code: number,
-  reason: string,
-): [code: number | undefined, reason: string] {
-  if (code === 1005) return [undefined, ""];
-  if (isSendable(code)) return [code, reason];
-  return [1011, "Backend connection lost"];
-}
-
-/**
- * The close a client's close becomes toward the backend. Deno's client side may only send
- * 1000 or 3000-4999: those pass; 1005 passes as no code; any other becomes 1000 with a reason
- * naming it.
- *
- * @param code The client side's close code.
- * @param reason Its reason.
- * @returns The code (`undefined`: none) and reason for the backend.
- *
- * @example
- * ```ts
- * import { toBackendClose } from "./websocket.ts";
- * if (toBackendClose(4002, "y")[0] !== 4002 || toBackendClose(1001, "")[1] !== "client closed with 1001") throw new Error();
- * ```
- */
-export function toBackendClose(
-  code: number,
-  reason: string,
-): [code: number | undefined, reason: string] {
-  if (code === 1005) return [undefined, ""];
-  if (code === 1000 || (code >= 3000 && code <= 4999)) return [code, reason];
-  return [1000, reason === "" ? `client closed with ${code}` : reason];
-}
-
-/** Codes a peer may put in a close frame (RFC 6455 section 7.4). */
-function isSendable(code: number): boolean {
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-    (code >= 3000 && code <= 4999);
-}
-
-/** Closes a socket that may be closing or closed already. */
-function closeQuietly(socket: WebSocket, code: number | undefined, reason: string): void {
-  if (socket.readyState === WebSocket.CLOSING || socket.readyState === WebSocket.CLOSED) return;
-  try {
-    if (code === undefined) socket.close();
-    else socket.close(code, reason);
-  } catch {
-    try {
-      socket.close();
-    } catch {
-      // Already closed.
-    }
-  }
 }
