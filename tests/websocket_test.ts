@@ -521,3 +521,21 @@ Deno.test("classifyOpenError() and the close-code maps", () => {
   assertEquals(toBackendClose(1006, ""), [1000, "client closed with 1006"]);
   assertEquals(toBackendClose(3001, "r"), [3001, "r"]);
 });
+
+Deno.test("--websocket is on or off, off by default", async () => {
+  assertEquals(DEFAULT_BALANCER_CONFIG.websocket, "off");
+  const config = await parseBalancerArgs(["--websocket", "on"], () => undefined);
+  assertEquals(config.websocket, "on");
+  const error = await parseBalancerArgs(["--websocket", "maybe"], () => undefined).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assertEquals(error?.message, 'Invalid --websocket "maybe": must be one of on, off');
+});
+
+Deno.test("websocket: with --websocket on plain requests are still proxied", async () => {
+  await using backend = startEchoBackend("a");
+  await using lb = startPlane([backend.url]);
+  const response = await fetch(`http://127.0.0.1:${lb.plane.listener.addr.port}/plain`);
+  assertEquals([response.status, await response.text()], [200, "ok"]);
+});
