@@ -300,7 +300,7 @@ export const SETTINGS = {
     maxEjectionMs: {
       kind: duration({ isZeroAllowed: false }),
       default: 300_000,
-      flag: "outlier-max-ejection",
+      flag: "outlier-max-time",
       metavar: "DURATION",
       section: "Passive health",
       help: "The longest an ejection lasts.",
@@ -309,10 +309,10 @@ export const SETTINGS = {
       kind: percent(),
       default: 50,
       flag: "outlier-max-ejected",
-      metavar: "PERCENT",
+      metavar: "PCT",
       section: "Passive health",
-      help: "The most of the pool ejected at once; an ejection past it is skipped (so one " +
-        "backend of one or two is never ejected at 49 or less).",
+      help: "The most of the pool ejected at once, in percent; an ejection past it is skipped, " +
+        "so at 50 the last of two backends stays in.",
     } satisfies Setting<number>,
   },
   client: {

@@ -162,7 +162,7 @@ Deno.test("outlier settings: flags, defaults and rejections", async () => {
     "connect,5xx",
     "--outlier-ejection",
     "10s",
-    "--outlier-max-ejection",
+    "--outlier-max-time",
     "1m",
     "--outlier-max-ejected",
     "30",
