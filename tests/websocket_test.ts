@@ -7,6 +7,7 @@ import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../lib/backend.ts";
 import { type BalancerConfig, DEFAULT_BALANCER_CONFIG, parseBalancerArgs } from "../lib/config.ts";
 import { startDataPlane } from "../lib/data/data_plane.ts";
+import { listen } from "../lib/data/listener.ts";
 import { classifyOpenError } from "../lib/data/websocket_backend.ts";
 import { toBackendClose, toClientClose } from "../lib/data/websocket_close.ts";
 import { Metrics } from "../lib/metrics.ts";
@@ -538,4 +539,28 @@ Deno.test("websocket: with --websocket on plain requests are still proxied", asy
   await using lb = startPlane([backend.url]);
   const response = await fetch(`http://127.0.0.1:${lb.plane.listener.addr.port}/plain`);
   assertEquals([response.status, await response.text()], [200, "ok"]);
+});
+
+Deno.test("Deno 2.9.6 still closes a WebSocket upgraded on a per-connection server (why --websocket on serves natively)", async () => {
+  // When this fails, Deno keeps such sockets open: --websocket on can keep the own listener.
+  const listener = listen(
+    { hostname: "127.0.0.1", port: 0, headerTimeoutMs: 10_000, keepAliveTimeoutMs: 10_000 },
+    (request) => {
+      const { socket, response } = Deno.upgradeWebSocket(request);
+      socket.onmessage = (event) => socket.send(event.data);
+      return response;
+    },
+  );
+  try {
+    const client = new Client(`ws://127.0.0.1:${listener.addr.port}/`);
+    await client.opened.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const kept = new Promise<"kept">((resolve) => timer = setTimeout(() => resolve("kept"), 5_000));
+    const outcome = await Promise.race([client.closed, kept]);
+    clearTimeout(timer);
+    assert(outcome !== "kept", "Deno now keeps the socket open");
+    client.socket.close();
+  } finally {
+    listener.close();
+  }
 });
