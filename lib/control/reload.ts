@@ -62,7 +62,8 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     running.health.intervalMs !== next.health.intervalMs;
   const isListenerChanged = running.host !== next.host || running.port !== next.port ||
     running.client.headerTimeoutMs !== next.client.headerTimeoutMs ||
-    running.client.keepAliveTimeoutMs !== next.client.keepAliveTimeoutMs;
+    running.client.keepAliveTimeoutMs !== next.client.keepAliveTimeoutMs ||
+    running.websocket !== next.websocket;
   const isAdminChanged = !isSame(running.admin, next.admin);
   const needsRestart = isSame(running.log, next.log) ? [] : ["log"];
   const summary = [
