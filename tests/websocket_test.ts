@@ -7,6 +7,10 @@ import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../lib/backend.ts";
 import { type BalancerConfig, DEFAULT_BALANCER_CONFIG, parseBalancerArgs } from "../lib/config.ts";
 import { startDataPlane } from "../lib/data/data_plane.ts";
+import { OpenWebSockets } from "../lib/data/websocket.ts";
+import { createHandler } from "../lib/handler.ts";
+import type { AttemptResult } from "../lib/outlier.ts";
+import { createPolicy } from "../lib/policy.ts";
 import { listen } from "../lib/data/listener.ts";
 import { classifyOpenError } from "../lib/data/websocket_backend.ts";
 import { toBackendClose, toClientClose } from "../lib/data/websocket_close.ts";
@@ -562,5 +566,44 @@ Deno.test("Deno 2.9.6 still closes a WebSocket upgraded on a per-connection serv
     client.socket.close();
   } finally {
     listener.close();
+  }
+});
+
+Deno.test("websocket: each attempt's result reaches passive health (onAttempt)", async () => {
+  await using live = startEchoBackend("live");
+  await using forbidden = startServer(() => new Response("no", { status: 403 }));
+  const dead = new URL(`http://127.0.0.1:${unusedPort()}/`);
+  const pool = new Pool(
+    [dead, live.url, forbidden.url].map((url) => new Backend(parseBackendUrl(url.href))),
+  );
+  const results: Array<[string, AttemptResult]> = [];
+  using client = Deno.createHttpClient({ allowHost: true });
+  const handler = createHandler({
+    pool,
+    policy: createPolicy("round-robin"),
+    client,
+    logger: getLogger(["denolb", "proxy"]),
+    metrics: new Metrics(pool),
+    timeoutMs: 5_000,
+    retries: 1,
+    webSockets: { isEnabled: true, open: new OpenWebSockets() },
+    onAttempt: (backend, result) => results.push([backend.name, result]),
+  });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+  try {
+    // dead (connect, retried) then live (101); then forbidden (403).
+    const first = new Client(`ws://127.0.0.1:${server.addr.port}/`);
+    await first.opened;
+    const second = new Client(`ws://127.0.0.1:${server.addr.port}/`);
+    await second.opened.catch(() => {});
+    assertEquals(results, [
+      [`127.0.0.1:${dead.port}`, "connect"],
+      [`127.0.0.1:${live.port}`, 101],
+      [`127.0.0.1:${forbidden.port}`, 403],
+    ]);
+    first.socket.close();
+    await first.closed;
+  } finally {
+    await server.shutdown();
   }
 });

@@ -34,6 +34,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Backend } from "../backend.ts";
 import type { Metrics } from "../metrics.ts";
+import type { AttemptResult } from "../outlier.ts";
 import type { Policy } from "../policy.ts";
 import type { Pool } from "../pool.ts";
 import { type ForwardedInfo, upstreamRequestHeaders } from "../proxy_headers.ts";
@@ -41,7 +42,7 @@ import { upstreamUrl } from "../proxy.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import type { AccessLogSink } from "./access_log.ts";
 import type { AcceptedTarget } from "./request_target.ts";
-import { openBackendSocket } from "./websocket_backend.ts";
+import { openBackendSocket, type OpenOutcome } from "./websocket_backend.ts";
 import { closeQuietly } from "./websocket_close.ts";
 import { type OpenWebSockets, relayWebSocket } from "./websocket_relay.ts";
 
@@ -77,6 +78,8 @@ export interface WebSocketProxyDeps {
   readonly clock?: Clock;
   /** On/off and the registry. */
   readonly webSockets: WebSocketSettings;
+  /** Told each attempt's result (101, the backend's status, or why none), for passive health. */
+  readonly onAttempt?: ((backend: Backend, result: AttemptResult) => void) | undefined;
 }
 
 /** Facts about one upgrade request the handler already established. */
@@ -230,6 +233,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         client: deps.client,
         clock,
       });
+      deps.onAttempt?.(backend, attemptResult(opened));
       if (opened.ok) {
         return upgradeClient(request, target, facts, backend, opened.socket, clock.now() - sentAt);
       }
@@ -338,6 +342,21 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   }
 
   return { proxy };
+}
+
+/** What passive health is told about one attempt to open the backend side. */
+function attemptResult(opened: OpenOutcome): AttemptResult {
+  if (opened.ok) return 101;
+  switch (opened.reason) {
+    case "connect":
+      return "connect";
+    case "timeout":
+      return "response-timeout";
+    case "client-abort":
+      return "client-abort";
+    case "refused":
+      return opened.status ?? "protocol";
+  }
 }
 
 /** The subprotocols a client offered, in its order. */
