@@ -8,19 +8,24 @@
  * ```sh
  * deno run -A load/bench/soak.ts                                  # 10 min at 1000 req/s
  * deno run -A load/bench/soak.ts --duration 1m --rate 500 --interval 5s
- * deno run -A load/bench/soak.ts --lb "--workers 2 --access-log off" --json soak.json
+ * deno run -A load/bench/soak.ts --lb="--workers 2 --access-log off" --json soak.json
  * ```
  *
  * Setup: three nginx backends (one worker, a 612 B file); ours `main.ts lb` with `--workers 1`
- * and the access log to a file in a temp folder (override with `--lb "FLAGS"`, appended);
- * load from our own `main.ts loadtest --rate R --duration D` (open model, one worker). RSS is
+ * and the access log to a file in a temp folder (override with `--lb="FLAGS"`, appended);
+ * load from our own `main.ts loadtest --rate R --max-in-flight M --duration D` (open model, one
+ * worker). The in-flight cap keeps a constant, moderate load: when the machine is busy the
+ * load tester sends late instead of piling up connections on the balancer (uncapped, a busy
+ * moment left ~1000 requests in flight and the backlog never drained; latency then measures
+ * the backlog, not the balancer). RSS is
  * the balancer process's; with `--workers N` that process holds N+1 isolates (N data planes
  * and the control plane), so the per-isolate figure is at most RSS / (N+1) only on average.
  *
  * Flags: `--duration` (default 10m), `--rate` req/s (default 1000: about a third
  * of what one isolate serves here while the load tester shares the two cores; at 2000 req/s
  * requests queued), `--interval` between
- * samples (default 10s), `--lb "FLAGS"`, `--json FILE` (the series and summary).
+ * samples (default 10s), `--max-in-flight` (default 50), `--lb="FLAGS"`, `--json FILE` (the
+ * series and summary).
  *
  * @module
  */
@@ -71,7 +76,7 @@ function sleep(ms: number): Promise<void> {
 
 async function main(args: readonly string[]): Promise<void> {
   const flags = parseArgs(args, {
-    string: ["duration", "rate", "interval", "lb", "json"],
+    string: ["duration", "rate", "interval", "lb", "json", "max-in-flight"],
     unknown: (arg: string) => {
       throw new TypeError(`Invalid flag "${arg}": see the module docs of soak.ts`);
     },
@@ -79,6 +84,12 @@ async function main(args: readonly string[]): Promise<void> {
   const durationMs = parseDuration(String(flags.duration ?? "10m"));
   const rate = Number(flags.rate ?? 1000);
   const intervalMs = parseDuration(String(flags.interval ?? "10s"));
+  const maxInFlight = Number(flags["max-in-flight"] ?? 50);
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
+    throw new RangeError(
+      `Invalid --max-in-flight "${flags["max-in-flight"]}": must be a positive integer`,
+    );
+  }
   if (!Number.isFinite(rate) || rate <= 0) {
     throw new RangeError(`Invalid --rate "${flags.rate}": must be a positive number`);
   }
@@ -97,7 +108,8 @@ async function main(args: readonly string[]): Promise<void> {
   const jsonPath = `${directory}/loadtest.json`;
   try {
     writeLine(
-      `soak: denolb ${lbFlags.join(" ")}, ${rate} req/s (main.ts loadtest --rate, open model) ` +
+      `soak: denolb ${lbFlags.join(" ")}, ${rate} req/s (main.ts loadtest --rate, open model, ` +
+        `at most ${maxInFlight} in flight) ` +
         `for ${durationMs / 1000} s, RSS sampled every ${intervalMs / 1000} s, ` +
         `${navigator.hardwareConcurrency} CPUs, deno ${Deno.version.deno}, ` +
         `${new Date().toISOString()}`,
@@ -114,6 +126,8 @@ async function main(args: readonly string[]): Promise<void> {
         String(rate),
         "--duration",
         `${Math.round(durationMs / 1000)}s`,
+        "--max-in-flight",
+        String(maxInFlight),
         "--workers",
         "1",
         "--quiet",
@@ -156,6 +170,7 @@ async function main(args: readonly string[]): Promise<void> {
     const summary = {
       lbFlags,
       rate,
+      maxInFlight,
       durationMs,
       intervalMs,
       samples,
