@@ -6,7 +6,7 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { headerValues, RawConnection, rawRequest } from "./support/raw_http.ts";
 import { startRawBackend } from "./support/raw_backend.ts";
-import { captureAccessLog, startBalancer } from "./support/servers.ts";
+import { captureAccessLog, startBalancer, startServer } from "./support/servers.ts";
 import { UPSTREAMS } from "../lib/settings.ts";
 
 const decoder = new TextDecoder();
@@ -185,4 +185,116 @@ Deno.test("connections beyond --max-connections get a 503 with Connection: close
   } finally {
     for (const conn of held) await conn.close();
   }
+});
+
+/** A backend that holds every request until released, counting how many it holds at once. */
+function heldBackend() {
+  let holding = 0;
+  let maxHolding = 0;
+  let arrived = 0;
+  const release = Promise.withResolvers<void>();
+  const arrivals: Array<{ count: number; resolve: () => void }> = [];
+  const server = startServer(async () => {
+    arrived++;
+    holding++;
+    maxHolding = Math.max(maxHolding, holding);
+    for (const waiter of arrivals) if (arrived >= waiter.count) waiter.resolve();
+    await release.promise;
+    holding--;
+    return new Response("held");
+  });
+  return {
+    url: server.url,
+    close: () => {
+      release.resolve();
+      return server.close();
+    },
+    [Symbol.asyncDispose]: () => {
+      release.resolve();
+      return server.close();
+    },
+    get maxHolding() {
+      return maxHolding;
+    },
+    get arrived() {
+      return arrived;
+    },
+    /** Resolves once `count` requests have arrived in total. */
+    arrival(count: number): Promise<void> {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      arrivals.push({ count, resolve });
+      if (arrived >= count) resolve();
+      return promise;
+    },
+    release: () => release.resolve(),
+  };
+}
+
+async function textOf(response: Promise<Response>): Promise<[number, string]> {
+  const r = await response;
+  return [r.status, await r.text()];
+}
+
+for (const upstream of UPSTREAMS) {
+  Deno.test(`a backend at its maxInFlight gets no more; the others take the rest [${upstream}]`, async () => {
+    await using slow = heldBackend();
+    let fastCount = 0;
+    const fastDone = Promise.withResolvers<void>();
+    await using fast = startServer(() => {
+      if (++fastCount === 8) fastDone.resolve();
+      return new Response("fast");
+    });
+    await using lb = startBalancer([slow.url, fast.url], { upstream, maxInFlight: [2] });
+    const responses = Array.from({ length: 10 }, () => textOf(fetch(lb.url)));
+    await Promise.all([slow.arrival(2), fastDone.promise]);
+    assertEquals(lb.pool.backends[0]?.inFlight, 2);
+    slow.release();
+    const answered = await Promise.all(responses);
+    assertEquals(answered.filter(([, text]) => text === "held").length, 2);
+    assertEquals(answered.filter(([, text]) => text === "fast").length, 8);
+    assertEquals(slow.maxHolding, 2);
+    assertEquals(slow.arrived, 2);
+  });
+}
+
+Deno.test("when every backend is full a request waits for a slot; past --queue-size it is 503", async () => {
+  await using slow = heldBackend();
+  await using lb = startBalancer([slow.url], {
+    limits: { maxInFlight: 1, queueSize: 1, queueTimeoutMs: 60_000 },
+  });
+  const first = textOf(fetch(lb.url));
+  await slow.arrival(1);
+  // One of the next two waits in the queue; the other finds it full.
+  const second = textOf(fetch(lb.url));
+  const third = textOf(fetch(lb.url));
+  const refused = await Promise.race([second, third]);
+  assertEquals(refused, [503, "Service unavailable: every backend is at its in-flight limit\n"]);
+  assertEquals(lb.metrics.eventCount("queue-full"), 1);
+  assertEquals(slow.arrived, 1, "the queued request waits");
+  slow.release();
+  const all = await Promise.all([first, second, third]);
+  assertEquals(all.map(([status]) => status).sort(), [200, 200, 503]);
+  assertEquals(slow.maxHolding, 1);
+  assertEquals(slow.arrived, 2);
+});
+
+Deno.test("a queued request is 503 with Retry-After after --queue-timeout", async () => {
+  await using slow = heldBackend();
+  const access = captureAccessLog();
+  await using lb = startBalancer([slow.url], {
+    accessLog: access.sink,
+    limits: { maxInFlight: 1, queueSize: 5, queueTimeoutMs: 50 },
+  });
+  const first = textOf(fetch(lb.url));
+  await slow.arrival(1);
+  const waited = await fetch(lb.url);
+  assertEquals(waited.status, 503);
+  assertEquals(waited.headers.get("retry-after"), "1");
+  await waited.body?.cancel();
+  assertEquals(lb.metrics.eventCount("queue-timeout"), 1);
+  assertEquals(access.find("refused").map((r) => r.reason), [
+    "backends at capacity (queue-timeout)",
+  ]);
+  slow.release();
+  assertEquals(await first, [200, "held"]);
 });
