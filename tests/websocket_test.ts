@@ -607,3 +607,34 @@ Deno.test("websocket: each attempt's result reaches passive health (onAttempt)",
     await server.shutdown();
   }
 });
+
+Deno.test("websocket: a client that stops reading is closed once 16 MiB are unsent, not buffered without bound", async () => {
+  const chunk = new Uint8Array(1024 * 1024);
+  const closed = signal<{ code: number; reason: string }>();
+  await using backend = startServer((request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onopen = async () => {
+      // 64 MiB toward a client that reads nothing, a few MiB at a time.
+      for (let i = 0; i < 64 && socket.readyState === WebSocket.OPEN; i++) {
+        socket.send(chunk);
+        if (i % 4 === 3) await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    };
+    socket.onclose = (event) => closed.resolve({ code: event.code, reason: event.reason });
+    return response;
+  });
+  await using lb = startPlane([backend.url]);
+  // A raw client: the handshake, then it never reads a byte.
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.plane.listener.addr.port });
+  await conn.write(
+    new TextEncoder().encode(
+      "GET / HTTP/1.1\r\nhost: lb\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
+        "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+    ),
+  );
+  const event = await closed.promise;
+  assertEquals(event.code, 1000);
+  assertMatch(event.reason, /client too slow: over 16777216 bytes unsent/);
+  while (lb.pool.inFlight > 0) await new Promise((r) => setTimeout(r, 5));
+  assertEquals(lb.metrics.webSocketsOpen, 0);
+});

@@ -10,7 +10,8 @@
  *
  * What is relayed, and what Deno decides for us (Deno 2.9.6):
  * - text and binary messages, both ways, whole (Deno hands over complete messages, never
- *   fragments; there is no flow control beyond the socket buffers);
+ *   fragments). Deno has no flow control: a side with over 16 MiB unsent closes the pair
+ *   (`websocket_relay.ts`);
  * - close codes and reasons both ways. Toward the client (a server-side socket) every code a
  *   peer may send is passed on; a backend that vanished (1006) closes the client with 1011.
  *   Toward the backend (Deno's client-side socket may only send 1000 and 3000-4999) those codes
@@ -316,27 +317,29 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     upstream: WebSocket,
     handshakeMs: number,
   ): void {
-    const pair = relayWebSocket(client, upstream, (closedBy, code) => {
-      open.delete(pair);
-      backend.end(false);
-      metrics.recordWebSocketClosed();
-      if (!accessLog.isEnabled) return;
-      void accessLog.write({
-        time: Date.now(),
-        client: facts.forwarded.clientIp,
-        method: request.method,
-        path: target.path,
-        status: 101,
-        bytes: undefined,
-        referer: request.headers.get("referer"),
-        userAgent: request.headers.get("user-agent"),
-        backend: backend.name,
-        durationMs: clock.now() - facts.started,
-        backendMs: handshakeMs,
-        requestId: facts.requestId,
-        outcome: "forwarded",
-        reason: `websocket closed by ${closedBy} (${code})`,
-      });
+    const pair = relayWebSocket(client, upstream, {
+      onClosed: (closedBy, code) => {
+        open.delete(pair);
+        backend.end(false);
+        metrics.recordWebSocketClosed();
+        if (!accessLog.isEnabled) return;
+        void accessLog.write({
+          time: Date.now(),
+          client: facts.forwarded.clientIp,
+          method: request.method,
+          path: target.path,
+          status: 101,
+          bytes: undefined,
+          referer: request.headers.get("referer"),
+          userAgent: request.headers.get("user-agent"),
+          backend: backend.name,
+          durationMs: clock.now() - facts.started,
+          backendMs: handshakeMs,
+          requestId: facts.requestId,
+          outcome: "forwarded",
+          reason: `websocket closed by ${closedBy} (${code})`,
+        });
+      },
     });
     open.add(pair);
   }
