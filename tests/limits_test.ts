@@ -8,6 +8,7 @@ import { headerValues, RawConnection, rawRequest } from "./support/raw_http.ts";
 import { startRawBackend } from "./support/raw_backend.ts";
 import { captureAccessLog, startBalancer, startServer } from "./support/servers.ts";
 import { UPSTREAMS } from "../lib/settings.ts";
+import { Metrics } from "../lib/metrics.ts";
 
 const decoder = new TextDecoder();
 
@@ -297,4 +298,47 @@ Deno.test("a queued request is 503 with Retry-After after --queue-timeout", asyn
   ]);
   slow.release();
   assertEquals(await first, [200, "held"]);
+});
+
+/** Sends a request and returns the status line that came back, even if a reset followed it. */
+async function firstStatusLine(port: number, request: string): Promise<string> {
+  await using conn = await RawConnection.open(port);
+  await conn.send(request).catch(() => {});
+  const { bytes } = await conn.readUntilClosed(5_000);
+  return decoder.decode(bytes).split("\r\n")[0] ?? "";
+}
+
+Deno.test("Deno's own limits, pinned: a request head over 65,540 bytes or 128 fields is 400", async () => {
+  await using backend = startRawBackend();
+  await using lb = startBalancer([`http://127.0.0.1:${backend.port}`], {
+    limits: { maxHeaderBytes: 0, maxUrlLength: 0 },
+  });
+  // Request line, Host, the big field and Connection: the head ends with its empty line.
+  const withValue = (n: number) => get("/", `X-Big: ${"a".repeat(n)}\r\n`);
+  const fixed = withValue(0).length;
+  assertEquals((await rawRequest(lb.port, withValue(65_540 - fixed))).status, 200);
+  assertEquals(
+    await firstStatusLine(lb.port, withValue(65_541 - fixed)),
+    "HTTP/1.1 400 Bad Request",
+  );
+  const fields = (count: number) =>
+    get("/", Array.from({ length: count }, (_, i) => `X-F${i}: v\r\n`).join(""));
+  // Host and Connection are two of the 128.
+  assertEquals((await rawRequest(lb.port, fields(126))).status, 200);
+  assertEquals(await firstStatusLine(lb.port, fields(127)), "HTTP/1.1 400 Bad Request");
+  assertEquals(backend.received.length, 2);
+});
+
+Deno.test("limit counters survive the cross-isolate merge", () => {
+  const worker = new Metrics([]);
+  worker.recordEvent("connection-refused");
+  worker.recordEvent("queue-full");
+  worker.recordEvent("queue-timeout");
+  const control = new Metrics([]);
+  control.recordEvent("connection-refused");
+  control.absorb("worker-1", structuredClone(worker.exportState()));
+  const text = control.render();
+  assert(text.includes("denolb_connections_rejected_total 2\n"), text);
+  assert(text.includes('denolb_queue_rejected_total{reason="queue-full"} 1\n'));
+  assert(text.includes('denolb_queue_rejected_total{reason="queue-timeout"} 1\n'));
 });
