@@ -59,11 +59,12 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     running.slowStartMs !== next.slowStartMs ||
     !isSame(running.affinityCookie, next.affinityCookie) ||
     running.client.bodyTimeoutMs !== next.client.bodyTimeoutMs ||
-    running.health.intervalMs !== next.health.intervalMs;
+    running.health.intervalMs !== next.health.intervalMs || isLimitsChanged(running, next);
   const isListenerChanged = running.host !== next.host || running.port !== next.port ||
     running.client.headerTimeoutMs !== next.client.headerTimeoutMs ||
     running.client.keepAliveTimeoutMs !== next.client.keepAliveTimeoutMs ||
-    running.websocket !== next.websocket;
+    running.websocket !== next.websocket ||
+    running.limits.maxConnections !== next.limits.maxConnections;
   const isAdminChanged = !isSame(running.admin, next.admin);
   const needsRestart = isSame(running.log, next.log) ? [] : ["log"];
   const summary = [
@@ -88,6 +89,13 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     needsRestart,
     summary,
   };
+}
+
+/** Whether the request limits or any backend's own `maxInFlight` differ. */
+function isLimitsChanged(running: BalancerConfig, next: BalancerConfig): boolean {
+  const own = (config: BalancerConfig) =>
+    config.backends.map((b) => [b.url.href, b.maxInFlight ?? null]);
+  return !isSame(running.limits, next.limits) || !isSame(own(running), own(next));
 }
 
 /** Whether two plain settings groups hold the same values. */

@@ -63,6 +63,23 @@ async function postReload(adminUrl: URL | undefined) {
   return { status: response.status, body: await response.json() };
 }
 
+Deno.test("planReload() rebuilds the request path for new limits, the listener for --max-connections", async () => {
+  const running = await parseBalancerArgs(
+    ["--backend", "10.0.0.1:80,10.0.0.2:80"],
+    () => undefined,
+  );
+  const queue = planReload(running, { ...running, limits: { ...running.limits, queueSize: 7 } });
+  assert(queue.isHandlerChanged && !queue.isListenerChanged);
+  const own = planReload(running, {
+    ...running,
+    backends: running.backends.map((b, i) => i === 0 ? { ...b, maxInFlight: 3 } : b),
+  });
+  assert(own.isHandlerChanged, "a backend's own maxInFlight changed");
+  const connections = { ...running.limits, maxConnections: 5 };
+  assert(planReload(running, { ...running, limits: connections }).isListenerChanged);
+  assert(!planReload(running, running).isHandlerChanged);
+});
+
 Deno.test("POST /reload adds and removes backends; those that stay keep their counters", async () => {
   const directory = await Deno.makeTempDir();
   await using a = named("a");
