@@ -3,10 +3,13 @@
  * (the admin API has a listener of its own, `admin.ts`), with retries, status mapping, metrics
  * and one access log record per request.
  *
- * Before anything is forwarded the request is judged once (`data/request_target.ts`): an
- * invalid or missing `Host`, or a target that fails the path rule, is 400; `CONNECT` is 501 and
- * `TRACE` 405 (the balancer tunnels nothing and echoes nothing). The body is then read up to
- * the request buffer (`data/request_body.ts`) before a backend is picked.
+ * Before anything is forwarded the request is judged once: header fields, target and declared
+ * body over their limits are 431, 414 and 413 (`data/request_limits.ts`); an invalid or
+ * missing `Host`, or a target that fails the path rule, is 400 (`data/request_target.ts`);
+ * `CONNECT` is 501 and `TRACE` 405 (the balancer tunnels nothing and echoes nothing). The body
+ * is then read up to the request buffer (`data/request_body.ts`) before a backend is admitted
+ * (`data/admission.ts`: a backend at its in-flight limit is skipped; when all are, the request
+ * queues, then 503).
  *
  * Status mapping: no healthy backend 503 (with `Retry-After`); out of file descriptors 503;
  * backend unreachable or broken 502; no connection (`connect-timeout`) or no response headers
