@@ -285,8 +285,9 @@ export const SETTINGS = {
       flag: "outlier-on",
       metavar: "KIND,...",
       section: "Passive health",
-      help: "What counts as a failure: connect (refused, or broken before a response), timeout " +
-        "(no response headers in time), 5xx (a 5xx response). Any other response resets the count.",
+      help: "What counts as a failure: connect (refused, timed out, or broken before a " +
+        "response), timeout (no response headers in time), 5xx (a 5xx response). Any other " +
+        "response resets the count.",
     } satisfies Setting<readonly OutlierKind[]>,
     baseEjectionMs: {
       kind: duration({ isZeroAllowed: false }),

@@ -73,6 +73,11 @@ export class PassiveHealth implements AsyncDisposable {
     try {
       const verdict = this.#detector.record(backend, result, this.#pool.backends.length);
       if (verdict === undefined) return;
+      // An attempt that was in flight when its backend was removed must not eject a stranger.
+      if (this.#pool.find(backend.url.href) !== backend) {
+        this.#detector.forget(backend);
+        return;
+      }
       if (verdict.kind === "spared") {
         this.#logger.warn("Backend not ejected: the most of the pool is ejected already", {
           backend: backend.name,
