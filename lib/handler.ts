@@ -39,8 +39,18 @@ import {
   isWebSocketUpgrade,
   type WebSocketSettings,
 } from "./data/websocket.ts";
-import { canRetry, forward, type ForwardFailureReason, type IdleBodyContext } from "./proxy.ts";
+import { canRetry, forward, type IdleBodyContext } from "./proxy.ts";
+import {
+  ALLOWED_METHODS,
+  AT_CAPACITY_BODY,
+  FAILURE_STATUS,
+  FD_EXHAUSTED_BODY,
+  NOT_BACKENDS_FAULT,
+  REFUSED_METHOD_STATUS,
+  textResponse,
+} from "./data/answers.ts";
 import type { IdleBodyWatch } from "./data/idle_body.ts";
+import { createRequestIdSource, requestIdOf } from "./data/request_id.ts";
 import { RetryGate } from "./data/retry_gate.ts";
 import { type Clock, systemClock } from "./shared/clock.ts";
 import { LogThrottle } from "./shared/log_throttle.ts";
@@ -116,46 +126,6 @@ export interface HandlerDeps {
 /** A `Deno.serve` handler that never throws. */
 export type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
 
-/** The longest client `X-Request-Id` kept; a longer one is replaced. */
-const MAX_REQUEST_ID_LENGTH = 128;
-
-const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
-
-/** Status codes the balancer answers with itself, and their bodies. */
-const FAILURE_STATUS: Readonly<Record<ForwardFailureReason, number>> = {
-  connect: 502,
-  protocol: 502,
-  "connect-timeout": 504,
-  "response-timeout": 504,
-  "client-abort": 499,
-  "client-timeout": 408,
-  "client-too-large": 413,
-  "fd-exhausted": 503,
-};
-
-/** Failures that are not the backend's: they do not count against it. */
-const NOT_BACKENDS_FAULT: ReadonlySet<ForwardFailureReason> = new Set([
-  "client-abort",
-  "client-timeout",
-  "client-too-large",
-  "fd-exhausted",
-]);
-
-const FAILURE_BODY: Readonly<Record<number, string>> = {
-  400: "Bad request\n",
-  405: "Method not allowed\n",
-  408: "Request timeout: the request body stalled\n",
-  499: "Client closed request\n",
-  501: "Not implemented: the balancer does not tunnel (CONNECT)\n",
-  502: "Bad gateway: the backend could not be reached or failed\n",
-  503: "Service unavailable: no backend is healthy\n",
-  504: "Gateway timeout: the backend did not answer in time\n",
-};
-
-const FD_EXHAUSTED_BODY = "Service unavailable: the balancer is out of file descriptors\n";
-
-const AT_CAPACITY_BODY = "Service unavailable: every backend is at its in-flight limit\n";
-
 /** No size limits (tests and embedders that give none). */
 const NO_LIMITS: RequestLimits = { maxHeaderBytes: 0, maxUrlLength: 0, maxBodyBytes: 0 };
 /**
@@ -164,9 +134,6 @@ const NO_LIMITS: RequestLimits = { maxHeaderBytes: 0, maxUrlLength: 0, maxBodyBy
  */
 const CLOSE = { connection: "close" } as const;
 
-/** Methods a reverse proxy should not pass on: nothing is tunnelled, nothing echoed. */
-const REFUSED_METHOD_STATUS: Readonly<Record<string, number>> = { CONNECT: 501, TRACE: 405 };
-const ALLOWED_METHODS = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 /** How much of a rejected target the log keeps. */
 const MAX_LOGGED_TARGET = 256;
 
@@ -473,10 +440,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     try {
       const remoteAddr = info.remoteAddr;
       const client = "hostname" in remoteAddr ? remoteAddr.hostname : "unknown";
-      const clientId = request.headers.get("x-request-id");
-      const requestId = clientId !== null && clientId.length <= MAX_REQUEST_ID_LENGTH
-        ? clientId
-        : createRequestId();
+      const requestId = requestIdOf(request, createRequestId);
       const tooLarge = checkRequestLimits(request, limits);
       if (tooLarge !== undefined) {
         const context = {
@@ -587,33 +551,7 @@ function endWhenDelivered(
   completed.then(end, end);
 }
 
-function textResponse(
-  status: number,
-  requestId: string | undefined,
-  retryAfter?: string,
-  extraHeaders?: Record<string, string>,
-  body?: string,
-): Response {
-  const headers: Record<string, string> = { ...TEXT_HEADERS, ...extraHeaders };
-  if (requestId !== undefined) headers["x-request-id"] = requestId;
-  if (retryAfter !== undefined) headers["retry-after"] = retryAfter;
-  return new Response(body ?? FAILURE_BODY[status] ?? "Error\n", { status, headers });
-}
-
 /** Releases a streamed body nobody will forward. */
 function cancelBody(body: RequestBody): void {
   if (body.kind === "streamed") body.stream.cancel().catch(() => {});
-}
-
-/**
- * The default request ID source: a random per-isolate prefix and a counter, so IDs are unique
- * across isolates and cost one string concatenation each.
- *
- * @returns A function making the next ID, such as `"3f9a1c2e-1b"`.
- */
-export function createRequestIdSource(): () => string {
-  const bytes = crypto.getRandomValues(new Uint8Array(4));
-  const prefix = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
-  let counter = 0;
-  return () => `${prefix}-${(++counter).toString(36)}`;
 }

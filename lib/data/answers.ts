@@ -1,0 +1,87 @@
+/**
+ * The answers the balancer gives itself rather than a backend's: which status each forwarding
+ * failure maps to, which failures are not the backend's fault, the methods it refuses, and the
+ * one-line plain-text bodies (never a stack trace or a backend's error message).
+ *
+ * @module
+ */
+import type { ForwardFailureReason } from "../proxy.ts";
+
+const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
+
+/** The status the client gets for each reason a forward failed. */
+export const FAILURE_STATUS: Readonly<Record<ForwardFailureReason, number>> = {
+  connect: 502,
+  protocol: 502,
+  "connect-timeout": 504,
+  "response-timeout": 504,
+  "client-abort": 499,
+  "client-timeout": 408,
+  "client-too-large": 413,
+  "fd-exhausted": 503,
+};
+
+/** Failures that are not the backend's: they do not count against it. */
+export const NOT_BACKENDS_FAULT: ReadonlySet<ForwardFailureReason> = new Set([
+  "client-abort",
+  "client-timeout",
+  "client-too-large",
+  "fd-exhausted",
+]);
+
+/** The default body of each status the balancer answers with. */
+const FAILURE_BODY: Readonly<Record<number, string>> = {
+  400: "Bad request\n",
+  405: "Method not allowed\n",
+  408: "Request timeout: the request body stalled\n",
+  499: "Client closed request\n",
+  501: "Not implemented: the balancer does not tunnel (CONNECT)\n",
+  502: "Bad gateway: the backend could not be reached or failed\n",
+  503: "Service unavailable: no backend is healthy\n",
+  504: "Gateway timeout: the backend did not answer in time\n",
+};
+
+/** The 503's body when no descriptor was left to connect with. */
+export const FD_EXHAUSTED_BODY = "Service unavailable: the balancer is out of file descriptors\n";
+
+/** The 503's body when every available backend stayed at its in-flight limit. */
+export const AT_CAPACITY_BODY = "Service unavailable: every backend is at its in-flight limit\n";
+
+/** Methods a reverse proxy should not pass on: nothing is tunnelled, nothing echoed. */
+export const REFUSED_METHOD_STATUS: Readonly<Record<string, number>> = {
+  CONNECT: 501,
+  TRACE: 405,
+};
+
+/** The `Allow` header of a refused method's answer. */
+export const ALLOWED_METHODS = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
+
+/**
+ * A plain-text answer of the balancer's own.
+ *
+ * @param status The status code.
+ * @param requestId Sent back as `X-Request-Id`, when known.
+ * @param retryAfter Seconds for `Retry-After`, when the client should come back.
+ * @param extraHeaders More header fields (such as `Connection: close`).
+ * @param body The body. Default: the status's one-line text.
+ * @returns The response.
+ *
+ * @example
+ * ```ts
+ * import { textResponse } from "./answers.ts";
+ * const response = textResponse(502, "r-1");
+ * if (response.headers.get("x-request-id") !== "r-1") throw new Error();
+ * ```
+ */
+export function textResponse(
+  status: number,
+  requestId: string | undefined,
+  retryAfter?: string,
+  extraHeaders?: Record<string, string>,
+  body?: string,
+): Response {
+  const headers: Record<string, string> = { ...TEXT_HEADERS, ...extraHeaders };
+  if (requestId !== undefined) headers["x-request-id"] = requestId;
+  if (retryAfter !== undefined) headers["retry-after"] = retryAfter;
+  return new Response(body ?? FAILURE_BODY[status] ?? "Error\n", { status, headers });
+}
