@@ -39,6 +39,7 @@ import {
   loadAverage,
   startNginxBackends,
   startOurBalancer,
+  treeCpuMs,
   treeMemory,
 } from "./bench_processes.ts";
 import { freePort, median, writeLine, writeStaticSite } from "./bench_support.ts";
@@ -130,6 +131,8 @@ interface Running {
   readonly peer: RunningPeer;
   readonly wrk: SliceResult[];
   readonly loadtest: SliceResult[];
+  /** CPU microseconds the target's processes spent per request, one per wrk slice. */
+  readonly cpuUsPerRequest: number[];
   readonly failures: string[];
   isDead: boolean;
 }
@@ -236,7 +239,15 @@ async function main(args: readonly string[]): Promise<void> {
     for (const spec of specs) {
       try {
         const peer = await spec.start(directory, backends.ports);
-        running.push({ spec, peer, wrk: [], loadtest: [], failures: [], isDead: false });
+        running.push({
+          spec,
+          peer,
+          wrk: [],
+          loadtest: [],
+          cpuUsPerRequest: [],
+          failures: [],
+          isDead: false,
+        });
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
         notes.push(`${spec.label}: skipped, it did not start (${reason})`);
@@ -253,7 +264,15 @@ async function main(args: readonly string[]): Promise<void> {
       const cells: string[] = [];
       for (const target of order) {
         const url = target.peer.url;
+        const cpuBefore = await treeCpuMs(target.peer.pid);
+        const slicesBefore = target.wrk.length;
         await runSlice(target, () => wrkSlice(url, connections, sliceMs), target.wrk);
+        const slice = target.wrk.at(-1);
+        if (target.wrk.length > slicesBefore && slice !== undefined) {
+          const cpuMs = await treeCpuMs(target.peer.pid) - cpuBefore;
+          const requests = slice.requestsPerSecond * sliceMs / 1000;
+          if (requests > 0) target.cpuUsPerRequest.push(cpuMs * 1000 / requests);
+        }
         await runSlice(
           target,
           () => loadtestSlice(url, connections, sliceMs, jsonPath),
@@ -285,6 +304,9 @@ async function main(args: readonly string[]): Promise<void> {
         loadtestP50Ms: medianOf(target.loadtest, (r) => r.p50Ms),
         loadtestP99Ms: medianOf(target.loadtest, (r) => r.p99Ms),
         errors: [...target.wrk, ...target.loadtest].reduce((sum, r) => sum + r.errors, 0),
+        cpuUsPerRequest: target.cpuUsPerRequest.length === 0
+          ? Number.NaN
+          : median(target.cpuUsPerRequest),
         peakRssKb: memory.processes === 0 ? Number.NaN : memory.peakRssKb,
         processes: memory.processes,
         slices: { wrk: target.wrk, loadtest: target.loadtest },

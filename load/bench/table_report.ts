@@ -18,6 +18,8 @@ export interface TableRow {
   readonly loadtestP99Ms: number;
   /** Failed requests over all slices of both tools. */
   readonly errors: number;
+  /** Median CPU microseconds per request over the wrk slices, its process tree's. */
+  readonly cpuUsPerRequest: number;
   /** VmHWM summed over the target's process tree (NaN when it was gone). */
   readonly peakRssKb: number;
   readonly processes: number;
@@ -105,8 +107,8 @@ export function formatTable(
   const nginx = byKey.get("nginx")?.wrkRps ?? Number.NaN;
   const caddy = byKey.get("caddy")?.wrkRps ?? Number.NaN;
   const lines = [
-    "| target | req/s (wrk) | p50 | p99 | req/s (our loadtest) | peak RSS | x nginx | x Caddy |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|",
+    "| target | req/s (wrk) | p50 | p99 | req/s (our loadtest) | CPU µs/req | peak RSS | x nginx | x Caddy |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const row of rows) {
     const rss = Number.isFinite(row.peakRssKb)
@@ -116,7 +118,8 @@ export function formatTable(
       : "n/a";
     lines.push(
       `| ${row.label} | ${fixed(row.wrkRps, 0)} | ${ms(row.wrkP50Ms)} | ${ms(row.wrkP99Ms)} | ` +
-        `${fixed(row.loadtestRps, 0)} | ${rss} | ${fixed(row.wrkRps / nginx, 2)} | ` +
+        `${fixed(row.loadtestRps, 0)} | ${fixed(row.cpuUsPerRequest, 0)} | ${rss} | ` +
+        `${fixed(row.wrkRps / nginx, 2)} | ` +
         `${fixed(row.wrkRps / caddy, 2)} |`,
     );
   }
@@ -141,6 +144,9 @@ export function formatTable(
     `slice (closed model), ${context.sliceSeconds} s each; figures are medians over ` +
     `${context.rounds} round${context.rounds === 1 ? "" : "s"}; p50/p99 are wrk's. x nginx ` +
     `and x Caddy divide the wrk rates.`,
+    `CPU µs/req is the CPU time (user and system) the target's processes spent during each wrk ` +
+    `slice divided by the requests it served, median over the rounds: what a request costs, ` +
+    `which holds steadier than req/s when other work shares the cores.`,
     `Peak RSS is VmHWM at the end of the run (warm-up and both tools included), summed over ` +
     `the target's processes. Ours is one process whatever its isolates: \`--workers 2\` holds ` +
     `two data-plane isolates and the control plane. Every ours row runs \`--workers 1\` ` +
