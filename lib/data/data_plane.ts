@@ -346,7 +346,13 @@ function createListenerEventSink(
         metrics.recordEvent("connection-error");
         const suppressed = throttle.take("connection");
         if (suppressed === undefined) return;
-        logger.info("Client connection failed", { error: messageOf(event.error), suppressed });
+        // A client that resets or stops reading is routine (load generators do it at the end of
+        // every run); malformed framing and the like are worth a line at the default level.
+        const isRoutine = event.error instanceof Deno.errors.ConnectionReset ||
+          event.error instanceof Deno.errors.BrokenPipe;
+        const properties = { error: messageOf(event.error), suppressed };
+        if (isRoutine) logger.debug("Client connection failed", properties);
+        else logger.info("Client connection failed", properties);
         return;
       }
       case "degraded":
