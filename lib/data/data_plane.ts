@@ -181,12 +181,18 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       return listener;
     },
     configure(next) {
+      // A new address or server mode needs a new socket; timeouts and the connection limit
+      // apply in place (a second bind of the same port would fail without SO_REUSEPORT).
       const isListenerChanged = next.host !== current.host || next.port !== current.port ||
-        next.client.headerTimeoutMs !== current.client.headerTimeoutMs ||
-        next.client.keepAliveTimeoutMs !== current.client.keepAliveTimeoutMs ||
-        next.websocket !== current.websocket ||
-        next.limits.maxConnections !== current.limits.maxConnections;
+        next.websocket !== current.websocket;
       const nextListener = isListenerChanged ? bind(next) : undefined;
+      if (nextListener === undefined) {
+        listener.reconfigure({
+          headerTimeoutMs: next.client.headerTimeoutMs,
+          keepAliveTimeoutMs: next.client.keepAliveTimeoutMs,
+          maxConnections: next.limits.maxConnections,
+        });
+      }
       const isClientChanged = next.proxy.maxIdlePerHost !== current.proxy.maxIdlePerHost ||
         next.proxy.upstream !== current.proxy.upstream ||
         next.proxy.connectTimeoutMs !== current.proxy.connectTimeoutMs;

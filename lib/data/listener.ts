@@ -100,7 +100,21 @@ export interface Listener {
   shutdown(): Promise<void>;
   /** Closes every connection at once, mid-request or not. */
   close(): void;
+  /**
+   * Applies new connection timeouts and connection limit without binding anew (a reload):
+   * connections accepted from now on, and deadlines set from now on, use them. The plain
+   * `Deno.serve` mode has neither, so there it does nothing.
+   *
+   * @param settings The new timeouts and limit.
+   */
+  reconfigure(settings: ConnectionSettings): void;
 }
+
+/** What a reload may change on a listener without binding anew. */
+export type ConnectionSettings = Pick<
+  ListenOptions,
+  "headerTimeoutMs" | "keepAliveTimeoutMs" | "maxConnections"
+>;
 
 /** What `Deno.serve`'s per-connection server returns. */
 interface ConnectionServer {
@@ -207,7 +221,11 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const keepAliveDeadlines = new DeadlineQueue({ clock });
   const stopAccepting = new AbortController();
   let isClosing = false;
-  const maxConnections = options.maxConnections ?? 0;
+  let settings: ConnectionSettings = {
+    headerTimeoutMs: options.headerTimeoutMs,
+    keepAliveTimeoutMs: options.keepAliveTimeoutMs,
+    maxConnections: options.maxConnections ?? 0,
+  };
   const closeAfterResponse = options.closeAfterResponse;
   const refuser = new ConnectionRefuser({ clock });
 
@@ -225,7 +243,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     const connection = new Connection();
     connection.setDeadline(
       headerDeadlines,
-      headerDeadlines.add(clock.now() + options.headerTimeoutMs, expireHeader, connection),
+      headerDeadlines.add(clock.now() + settings.headerTimeoutMs, expireHeader, connection),
     );
     const finished = () => {
       connection.inFlight--;
@@ -235,14 +253,14 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         return;
       }
       if (connection.inFlight > 0 || isClosing) return;
-      if (options.keepAliveTimeoutMs <= 0) {
+      if (settings.keepAliveTimeoutMs <= 0) {
         connection.abort.abort();
         return;
       }
       connection.setDeadline(
         keepAliveDeadlines,
         keepAliveDeadlines.add(
-          clock.now() + options.keepAliveTimeoutMs,
+          clock.now() + settings.keepAliveTimeoutMs,
           expireKeepAlive,
           connection,
         ),
@@ -297,6 +315,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         continue;
       }
       backoffMs = ACCEPT_BACKOFF_MIN_MS;
+      const maxConnections = settings.maxConnections ?? 0;
       if (maxConnections > 0 && connections.size >= maxConnections) {
         void refuser.refuse(conn);
         onEvent({ kind: "connection-refused", limit: maxConnections });
@@ -323,6 +342,9 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     addr: listener.addr as Deno.NetAddr,
     get connectionCount() {
       return connections.size;
+    },
+    reconfigure(next) {
+      settings = { ...next };
     },
     shutdown() {
       shutDown ??= (async () => {
@@ -398,6 +420,9 @@ function fallbackListen(
     close() {
       isClosing = true;
       current.shutdown().catch(noop);
+    },
+    reconfigure() {
+      // Deno's own server has no connection timeouts or limit to change.
     },
   };
 }

@@ -185,3 +185,44 @@ Deno.test("a load run across five reloads, backends added and removed each time,
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+Deno.test("POST /reload applies new client timeouts in place: one isolate keeps its socket and port", async () => {
+  const directory = await Deno.makeTempDir();
+  await using a = named("a");
+  try {
+    const path = `${directory}/lb.json`;
+    await writeConfig(path, [a], { client: { headerTimeoutMs: 60_000 } });
+    const args = [...BASE_ARGS, "--workers", "1", "--config", path];
+    const config = await parseBalancerArgs(args, () => undefined);
+    await using lb = await startBalancer(config, {
+      loadConfig: () => parseBalancerArgs(args, () => undefined),
+    });
+    const listener = lb.url;
+    await writeConfig(path, [a], { client: { headerTimeoutMs: 200, keepAliveTimeoutMs: 200 } });
+    const reloaded = await postReload(lb.adminUrl);
+    assertEquals(reloaded.body.ok, true, JSON.stringify(reloaded.body));
+    // The same address still answers (a second bind of it would have failed, or with port 0
+    // moved the balancer to another port).
+    assertEquals(await (await fetch(listener)).text(), "a");
+    // A client that sends nothing is now cut after the new header timeout, not the old minute.
+    const conn = await Deno.connect({ hostname: listener.hostname, port: Number(listener.port) });
+    try {
+      const read = conn.read(new Uint8Array(16)).catch(() => null);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const outcome = await Promise.race([
+        read.then((n) => n === null ? "closed" : `read ${n} bytes`),
+        new Promise<string>((resolve) => timer = setTimeout(() => resolve("still open"), 10_000)),
+      ]);
+      clearTimeout(timer);
+      assertEquals(outcome, "closed");
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // Closed by the balancer.
+      }
+    }
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
