@@ -191,7 +191,7 @@ export const SETTINGS = {
     section: "Backends",
     help: "A backend that comes back (recovered, returned from ejection, undrained) or is added " +
       "while serving gets its weight ramped from 10% to full over this time (round-robin, " +
-      "random, p2c). Backends present at start-up take their full share at once. 0 turns it off.",
+      "random, p2c, least-in-flight). Backends present at start-up take their full share at once. 0 turns it off.",
   } satisfies Setting<number>,
   affinityCookie: {
     name: {

@@ -6,24 +6,36 @@
  */
 import { z } from "zod";
 import type { Backend } from "../backend.ts";
-import { definePolicy, isCandidate, type Policy, type RegisteredPolicy } from "./policy.ts";
+import {
+  configuredWeight,
+  definePolicy,
+  isCandidate,
+  type Policy,
+  type PolicyDeps,
+  type RegisteredPolicy,
+} from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
 
 /** `least-in-flight`: no options. */
 export const LEAST_IN_FLIGHT: RegisteredPolicy<"least-in-flight"> = definePolicy({
   name: "least-in-flight",
   optionsSchema: z.object({}),
-  create: () => createLeastInFlight(),
+  create: (_options, deps) => createLeastInFlight(deps),
 });
 
 /**
  * Creates a least-in-flight policy. A backend's load is its in-flight count over its weight, so
- * a weight-2 backend is as loaded with 2 requests as a weight-1 backend with 1.
+ * a weight-2 backend is as loaded with 2 requests as a weight-1 backend with 1. The weight is
+ * the effective one (`deps.weightOf`): a backend slow start is ramping up takes its share of
+ * the concurrency in step with its weight instead of every request while it has none.
  *
+ * @param deps `weightOf`, the effective weight. Default: the configured weight.
  * @returns A least-in-flight policy with its own tie-breaking cursor.
  */
-export function createLeastInFlight(): Policy {
-  const tieBreaker = createRoundRobin();
+export function createLeastInFlight(deps: Pick<PolicyDeps, "weightOf"> = {}): Policy {
+  const weightOf = deps.weightOf ?? configuredWeight;
+  const tieBreaker = createRoundRobin({ weightOf });
+  const load = (backend: Backend) => backend.inFlight / weightOf(backend);
   return {
     name: "least-in-flight",
     pick(
@@ -43,8 +55,4 @@ export function createLeastInFlight(): Policy {
       return tieBreaker.pick(backends, request, busier);
     },
   };
-}
-
-function load(backend: Backend): number {
-  return backend.inFlight / backend.weight;
 }

@@ -47,3 +47,17 @@ Deno.test("least-in-flight: the least loaded but excluded backend is passed over
   const tried = new Set([backends[0]].filter((b) => b !== undefined));
   assertStrictEquals(createLeastInFlight().pick(backends, REQUEST, tried), backends[2]);
 });
+
+Deno.test("least-in-flight: a backend slow start is ramping counts at its effective weight", () => {
+  const backends = makeBackends([1, 1, 1]);
+  load(backends[0], 5);
+  load(backends[1], 5);
+  load(backends[2], 1);
+  const ramping = backends[2];
+  // At 10% of its weight, 1 request in flight weighs as 10: the others (5 each) are less loaded.
+  const policy = createLeastInFlight({ weightOf: (b) => b === ramping ? 0.1 : b.weight });
+  const picked = policy.pick(backends, REQUEST);
+  assertEquals(picked === backends[0] || picked === backends[1], true);
+  // At its full weight it is the least loaded.
+  assertStrictEquals(createLeastInFlight().pick(backends, REQUEST), ramping);
+});
