@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { ForwardFailureReason } from "./proxy.ts";
+import type { ForwardFailureReason } from "./data/proxy.ts";
 import type { Clock } from "./shared/clock.ts";
 
 /** The kinds of failed attempt the detector can count. */

@@ -1,11 +1,11 @@
 import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../lib/backend.ts";
-import { createHandler } from "../lib/handler.ts";
+import { createHandler } from "../lib/data/handler.ts";
 import { Metrics } from "../lib/metrics.ts";
 import { createRoundRobin } from "../lib/policies/round_robin.ts";
 import type { Policy } from "../lib/policy.ts";
 import { Pool } from "../lib/pool.ts";
-import { createUpstreamClient } from "../lib/proxy.ts";
+import { createUpstreamClient } from "../lib/data/proxy.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { captureLogs } from "./support/capture_logs.ts";
 import { FakeClock } from "./support/fake_clock.ts";

@@ -5,11 +5,11 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../lib/backend.ts";
-import { createHandler, type HandlerDeps } from "../lib/handler.ts";
+import { createHandler, type HandlerDeps } from "../lib/data/handler.ts";
 import { Metrics } from "../lib/metrics.ts";
 import { createRoundRobin } from "../lib/policies/round_robin.ts";
 import { Pool } from "../lib/pool.ts";
-import { createUpstreamClient } from "../lib/proxy.ts";
+import { createUpstreamClient } from "../lib/data/proxy.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { FakeClock } from "./support/fake_clock.ts";
 import { headerValues, rawRequest } from "./support/raw_http.ts";

@@ -1,10 +1,10 @@
-import { canRetry, upstreamUrl } from "../lib/proxy.ts";
+import { canRetry, upstreamUrl } from "../lib/data/proxy.ts";
 import {
   clientResponseHeaders,
   type ForwardedInfo,
   removeHopByHop,
   upstreamRequestHeaders,
-} from "../lib/proxy_headers.ts";
+} from "../lib/data/proxy_headers.ts";
 import { assertEquals } from "./support/assert.ts";
 
 const INFO = { clientIp: "192.0.2.7", proto: "http" } as const;

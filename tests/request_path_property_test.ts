@@ -11,11 +11,11 @@
 import fc from "fast-check";
 import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../lib/backend.ts";
-import { createHandler } from "../lib/handler.ts";
+import { createHandler } from "../lib/data/handler.ts";
 import { Metrics } from "../lib/metrics.ts";
 import { createRoundRobin } from "../lib/policies/round_robin.ts";
 import { Pool } from "../lib/pool.ts";
-import { createUpstreamClient } from "../lib/proxy.ts";
+import { createUpstreamClient } from "../lib/data/proxy.ts";
 import { parseTrustedProxies } from "../lib/data/trusted_proxies.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { rawRequest } from "./support/raw_http.ts";

@@ -8,7 +8,7 @@ import { Backend, parseBackendUrl } from "../lib/backend.ts";
 import { type BalancerConfig, DEFAULT_BALANCER_CONFIG, parseBalancerArgs } from "../lib/config.ts";
 import { startDataPlane } from "../lib/data/data_plane.ts";
 import { OpenWebSockets } from "../lib/data/websocket.ts";
-import { createHandler } from "../lib/handler.ts";
+import { createHandler } from "../lib/data/handler.ts";
 import type { AttemptResult } from "../lib/outlier.ts";
 import { createPolicy } from "../lib/policy.ts";
 import { listen } from "../lib/data/listener.ts";

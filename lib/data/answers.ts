@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ForwardFailureReason } from "../proxy.ts";
+import type { ForwardFailureReason } from "./proxy.ts";
 
 const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 

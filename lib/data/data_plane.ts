@@ -10,7 +10,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Backend } from "../backend.ts";
-import { createHandler } from "../handler.ts";
+import { createHandler } from "./handler.ts";
 import { inFlightLimitsOf } from "./admission.ts";
 import type { AttemptResult } from "../outlier.ts";
 import { SlowStart } from "../slow_start.ts";
@@ -18,7 +18,7 @@ import { AccessLog, type AccessLogSink, accessLogTarget, NO_ACCESS_LOG } from ".
 import type { Metrics } from "../metrics.ts";
 import { createPolicy } from "../policy.ts";
 import type { Pool } from "../pool.ts";
-import { createUpstreamClient } from "../proxy.ts";
+import { createUpstreamClient } from "./proxy.ts";
 import type { BalancerConfig } from "../settings.ts";
 import type { Clock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";

@@ -24,7 +24,7 @@ const backend = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} 
 });
 backend.unref();
 const base = `http://127.0.0.1:${backend.addr.port}`;
-// The balancer's fetch client (lib/proxy.ts createUpstreamClient) against the http1 upstream.
+// The balancer's fetch client (lib/data/proxy.ts createUpstreamClient) against the http1 upstream.
 const fetchClient = Deno.createHttpClient({ allowHost: true, poolMaxIdlePerHost: 64 });
 const http1 = createHttp1Client();
 const headers: Array<[string, string]> = [["host", "bench.test"], ["x-forwarded-for", "10.0.0.1"]];

@@ -3,7 +3,7 @@
  * raw TCP backends for the exact bytes on the wire and for misbehaving backends.
  */
 import { Backend, parseBackendUrl } from "../../lib/backend.ts";
-import { forward } from "../../lib/proxy.ts";
+import { forward } from "../../lib/data/proxy.ts";
 import { createHttp1Client } from "../../lib/upstream/http1.ts";
 import {
   assert,

@@ -4,11 +4,11 @@
  * and one access log record per request.
  *
  * Before anything is forwarded the request is judged once: header fields, target and declared
- * body over their limits are 431, 414 and 413 (`data/request_limits.ts`); an invalid or
- * missing `Host`, or a target that fails the path rule, is 400 (`data/request_target.ts`);
+ * body over their limits are 431, 414 and 413 (`request_limits.ts`); an invalid or
+ * missing `Host`, or a target that fails the path rule, is 400 (`request_target.ts`);
  * `CONNECT` is 501 and `TRACE` 405 (the balancer tunnels nothing and echoes nothing). The body
- * is then read up to the request buffer (`data/request_body.ts`) before a backend is admitted
- * (`data/admission.ts`: a backend at its in-flight limit is skipped; when all are, the request
+ * is then read up to the request buffer (`request_body.ts`) before a backend is admitted
+ * (`admission.ts`: a backend at its in-flight limit is skipped; when all are, the request
  * queues, then 503).
  *
  * Status mapping: no healthy backend 503 (with `Retry-After`); out of file descriptors 503;
@@ -16,29 +16,25 @@
  * (`response-timeout`) in time 504; a client that went away 499 (nobody reads it); a request
  * body that stalled 408. Error bodies are one short line of plain text: never a stack trace or
  * a backend's error message. Retries go to another backend when `canRetry` allows and the retry
- * budget (`data/retry_gate.ts`) has room; a response body that stalls past the idle-body timeout
- * is cut (`data/idle_body.ts`).
+ * budget (`retry_gate.ts`) has room; a response body that stalls past the idle-body timeout
+ * is cut (`idle_body.ts`).
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Backend } from "./backend.ts";
-import type { Metrics } from "./metrics.ts";
-import type { AttemptResult } from "./outlier.ts";
-import type { Policy } from "./policy.ts";
-import type { Pool } from "./pool.ts";
-import { DeadlineQueue } from "./deadlines.ts";
-import { type AccessLogSink, NO_ACCESS_LOG } from "./data/access_log.ts";
-import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./data/trusted_proxies.ts";
-import { type BodyFailure, readRequestBody, type RequestBody } from "./data/request_body.ts";
-import { type AcceptedTarget, resolveTarget } from "./data/request_target.ts";
-import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./data/request_limits.ts";
-import { Admission, type InFlightLimits, type Refusal } from "./data/admission.ts";
-import {
-  createWebSocketProxy,
-  isWebSocketUpgrade,
-  type WebSocketSettings,
-} from "./data/websocket.ts";
+import type { Backend } from "../backend.ts";
+import type { Metrics } from "../metrics.ts";
+import type { AttemptResult } from "../outlier.ts";
+import type { Policy } from "../policy.ts";
+import type { Pool } from "../pool.ts";
+import { DeadlineQueue } from "../deadlines.ts";
+import { type AccessLogSink, NO_ACCESS_LOG } from "./access_log.ts";
+import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
+import { type BodyFailure, readRequestBody, type RequestBody } from "./request_body.ts";
+import { type AcceptedTarget, resolveTarget } from "./request_target.ts";
+import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./request_limits.ts";
+import { Admission, type InFlightLimits, type Refusal } from "./admission.ts";
+import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketSettings } from "./websocket.ts";
 import { canRetry, forward, type IdleBodyContext } from "./proxy.ts";
 import {
   ALLOWED_METHODS,
@@ -48,12 +44,12 @@ import {
   NOT_BACKENDS_FAULT,
   REFUSED_METHOD_STATUS,
   textResponse,
-} from "./data/answers.ts";
-import type { IdleBodyWatch } from "./data/idle_body.ts";
-import { createRequestIdSource, requestIdOf } from "./data/request_id.ts";
-import { RetryGate } from "./data/retry_gate.ts";
-import { type Clock, systemClock } from "./shared/clock.ts";
-import { LogThrottle } from "./shared/log_throttle.ts";
+} from "./answers.ts";
+import type { IdleBodyWatch } from "./idle_body.ts";
+import { createRequestIdSource, requestIdOf } from "./request_id.ts";
+import { RetryGate } from "./retry_gate.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
+import { LogThrottle } from "../shared/log_throttle.ts";
 
 /** Everything the handler needs, built once by the server. */
 export interface HandlerDeps {
@@ -110,7 +106,7 @@ export interface HandlerDeps {
   readonly trustedProxies?: TrustedProxies;
   /** Whether the RFC 7239 `Forwarded` header is sent. Default: true. */
   readonly isForwardedSent?: boolean;
-  /** WebSocket proxying (on/off, open sockets); upgrade requests go to `data/websocket.ts`. */
+  /** WebSocket proxying (on/off, open sockets); upgrade requests go to `websocket.ts`. */
   readonly webSockets?: WebSocketSettings;
   /** Header, target and body size limits (413, 414, 431). Default: none. */
   readonly limits?: RequestLimits;
@@ -119,7 +115,7 @@ export interface HandlerDeps {
    * connection after the response (Deno would wait for the unread body). Default: none.
    */
   readonly closeAfterResponse?: WeakSet<Request>;
-  /** Per-backend in-flight limits and the queue for a slot (`data/admission.ts`). Default: none. */
+  /** Per-backend in-flight limits and the queue for a slot (`admission.ts`). Default: none. */
   readonly inFlightLimits?: InFlightLimits;
 }
 

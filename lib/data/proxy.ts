@@ -9,14 +9,14 @@
  *
  * @module
  */
-import type { Backend } from "./backend.ts";
-import { isFdExhaustion } from "./data/listener.ts";
-import type { BodyFailure, RequestBody } from "./data/request_body.ts";
-import type { AcceptedTarget } from "./data/request_target.ts";
-import { type IdleBodyWatch, watchIdleBody } from "./data/idle_body.ts";
-import { type Deadline, DeadlineQueue } from "./deadlines.ts";
+import type { Backend } from "../backend.ts";
+import { isFdExhaustion } from "./listener.ts";
+import type { BodyFailure, RequestBody } from "./request_body.ts";
+import type { AcceptedTarget } from "./request_target.ts";
+import { type IdleBodyWatch, watchIdleBody } from "./idle_body.ts";
+import { type Deadline, DeadlineQueue } from "../deadlines.ts";
 import { removeHopByHop, upstreamRequestHeaders } from "./proxy_headers.ts";
-import { type Clock, systemClock } from "./shared/clock.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
 
 /** Why a forward produced no response. */
 export type ForwardFailureReason =

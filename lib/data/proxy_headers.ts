@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { forwardedElement } from "./data/forwarded.ts";
+import { forwardedElement } from "./forwarded.ts";
 
 /** Facts about the client connection that go into the forwarding headers. */
 export interface ForwardedInfo {
