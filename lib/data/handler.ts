@@ -179,6 +179,8 @@ export function createHandler(deps: HandlerDeps): Handler {
   const { pool, policy, logger, metrics } = deps;
   const accessLog = deps.accessLog ?? NO_ACCESS_LOG;
   const trustedProxies = deps.trustedProxies ?? NO_TRUSTED_PROXIES;
+  // Decided once: with no trusted proxies (the default) no peer address is parsed per request.
+  const isTrusted = trustedProxies.isEmpty ? () => false : (ip: string) => trustedProxies.has(ip);
   const isForwardedSent = deps.isForwardedSent ?? true;
   const webSockets = deps.webSockets === undefined
     ? undefined
@@ -303,7 +305,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       if (!read.ok) return bodyFailed(context, read.failure, read.message);
       const body: RequestBody = read.body;
       const clientIp = context.client;
-      const isPeerTrusted = !trustedProxies.isEmpty && trustedProxies.has(clientIp);
+      const isPeerTrusted = isTrusted(clientIp);
       let admitted = admission.admit(request, { clientIp }, request.signal);
       if (admitted instanceof Promise) admitted = await admitted;
       if (typeof admitted === "string" && admitted !== "no-backend") {
@@ -470,7 +472,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         return Promise.resolve(refuse(context, 400, target.ok ? "" : target.reason));
       }
       if (webSockets !== undefined && isWebSocketUpgrade(request)) {
-        const isPeerTrusted = !trustedProxies.isEmpty && trustedProxies.has(client);
+        const isPeerTrusted = isTrusted(client);
         return webSockets.proxy(request, target, {
           started,
           requestId,
