@@ -43,7 +43,6 @@ export class Exchange {
   readonly #release: (conn: Http1Connection) => void;
   readonly #parser: ResponseParser;
   #head: ResponseHead | undefined;
-  #body: ReadableStream<Uint8Array> | null = null;
   #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   /** Response bytes read so far: none means the backend may never have seen the request. */
@@ -54,6 +53,8 @@ export class Exchange {
   #isBodyDone = false;
   #isSettled = false;
   #hasEnqueued = false;
+  /** Body bytes parsed with the head, before the response was built. */
+  #early: Uint8Array[] | undefined;
 
   /**
    * @param conn The connection to use; the exchange owns it from now on.
@@ -72,12 +73,18 @@ export class Exchange {
       isStrict: true,
       onHead: (head) => {
         this.#head = head;
-        // The stream exists before the parser reports the body bytes that came with the head.
-        this.#body = this.#createBody(head.status);
+        // The body bytes that came in the same read as the head are kept aside: if they are
+        // the whole body, the response carries them as bytes and no stream is made at all.
+        this.#early = [];
       },
       onBody: (bytes) => {
-        if (this.#controller === undefined || this.#isBodyDone) return;
+        if (this.#isBodyDone) return;
         // The view points into the connection's buffer, which the next read overwrites.
+        if (this.#early !== undefined) {
+          this.#early.push(bytes.slice());
+          return;
+        }
+        if (this.#controller === undefined) return;
         this.#controller.enqueue(bytes.slice());
         this.#hasEnqueued = true;
       },
@@ -132,11 +139,21 @@ export class Exchange {
           bodyFailure = error;
         }
       }
-      const response = this.#respond(this.#head);
+      const head = this.#head;
+      const early = this.#early ?? [];
+      this.#early = undefined;
+      if (bodyFailure === undefined && this.#parser.isComplete) {
+        // The whole response came with its head (the common case for small bodies): its body
+        // is handed on as bytes, which Deno.serve writes directly, with no stream to pump.
+        const body = this.#hasNoBody(head.status) ? null : concat(early);
+        this.#isBodyDone = true;
+        this.#settleIfDone();
+        return this.#respond(head, body);
+      }
+      const body = this.#hasNoBody(head.status) ? null : this.#createBody(early);
+      const response = this.#respond(head, body);
       if (bodyFailure !== undefined) {
         this.#failBody(bodyFailure);
-      } else if (this.#parser.isComplete) {
-        this.#endBody();
       } else if (this.#controller === undefined) {
         // A body where none may be (a 205 with a length): nobody reads it, so drop the connection.
         this.#isBodyDone = true;
@@ -153,20 +170,25 @@ export class Exchange {
     }
   }
 
-  /** The body stream for a response with `status`, or null when it can have none. */
-  #createBody(status: number): ReadableStream<Uint8Array> | null {
-    if (this.#request.isHead || NULL_BODY_STATUSES.has(status)) return null;
+  /** Whether a response with `status` to this request can have no body. */
+  #hasNoBody(status: number): boolean {
+    return this.#request.isHead || NULL_BODY_STATUSES.has(status);
+  }
+
+  /** The body stream, starting with the bytes that came with the head. */
+  #createBody(early: readonly Uint8Array[]): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#controller = controller;
+        for (const bytes of early) controller.enqueue(bytes);
       },
       pull: () => this.#pull(),
       cancel: () => this.#cancelBody(),
     });
   }
 
-  #respond(head: ResponseHead): Response {
-    return new Response(this.#body, {
+  #respond(head: ResponseHead, body: BodyInit | null): Response {
+    return new Response(body, {
       status: head.status,
       statusText: head.reason,
       headers: head.headers,
@@ -295,6 +317,20 @@ export class Exchange {
       await this.#conn.write(LAST_CHUNK);
     }
   }
+}
+
+/** The chunks as one array (the only chunk itself when there is one). */
+function concat(chunks: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  if (chunks.length === 1) return chunks[0] as Uint8Array<ArrayBuffer>;
+  let length = 0;
+  for (const chunk of chunks) length += chunk.length;
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
 }
 
 /** One chunk with its size line and CRLF, in one buffer for one write. */
