@@ -135,13 +135,14 @@ export class Admission {
    *
    * @param request The client's request.
    * @param context What the policy may know of the client.
-   * @param signal Aborts the wait when the client goes away.
+   * @param signal Aborts the wait when the client goes away. Default: `request.signal`, read
+   *   only when the request queues (reading it costs Deno an operation).
    * @returns The backend, or why there is none; a promise of either when queued.
    */
   admit(
     request: Request,
     context: PickContext,
-    signal: AbortSignal,
+    signal?: AbortSignal,
   ): Admitted | Promise<Admitted> {
     const backends = this.#applyLimits();
     // Waiting requests go first: a newcomer may not overtake them.
@@ -155,8 +156,9 @@ export class Admission {
     }
     if (!backends.some(isFullButAvailable)) return "no-backend";
     if (this.#queue.length >= this.#limits.queueSize) return "queue-full";
-    if (signal.aborted) return "client-abort";
-    return this.#enqueue(request, context, signal);
+    const clientSignal = signal ?? request.signal;
+    if (clientSignal.aborted) return "client-abort";
+    return this.#enqueue(request, context, clientSignal);
   }
 
   /**

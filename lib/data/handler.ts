@@ -117,6 +117,12 @@ export interface HandlerDeps {
   readonly closeAfterResponse?: WeakSet<Request>;
   /** Per-backend in-flight limits and the queue for a slot (`admission.ts`). Default: none. */
   readonly inFlightLimits?: InFlightLimits;
+  /**
+   * How long a request waits for its backend's headers before the client is watched for
+   * departure, in ms (watching costs an operation per request; a client that leaves sooner is
+   * noticed then). 0 watches every request from the start. Default: 100.
+   */
+  readonly clientWatchDelayMs?: number;
 }
 
 /** A `Deno.serve` handler that never throws. */
@@ -188,6 +194,10 @@ export function createHandler(deps: HandlerDeps): Handler {
   // One timer for every request's response-header timeout, one for body reads.
   const deadlines = new DeadlineQueue({ clock });
   const bodyDeadlines = new DeadlineQueue({ clock });
+  const clientWatch = {
+    delayMs: deps.clientWatchDelayMs ?? 100,
+    deadlines: new DeadlineQueue({ clock }),
+  };
   // Built once: every attempt sends through the same client (and `fetch`, when one is given).
   const sender = deps.fetch === undefined
     ? { client: deps.client }
@@ -306,7 +316,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       const body: RequestBody = read.body;
       const clientIp = context.client;
       const isPeerTrusted = isTrusted(clientIp);
-      let admitted = admission.admit(request, { clientIp }, request.signal);
+      let admitted = admission.admit(request, { clientIp });
       if (admitted instanceof Promise) admitted = await admitted;
       if (typeof admitted === "string" && admitted !== "no-backend") {
         cancelBody(body);
@@ -344,6 +354,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           clock,
           deadlines,
           idleBody,
+          clientWatch,
         });
         if (outcome.ok) {
           deps.onAttempt?.(backend, outcome.response.status);

@@ -94,6 +94,13 @@ export interface ForwardOptions {
    * must run on `clock`. Default: a queue of this call's own, on `clock`.
    */
   readonly deadlines?: DeadlineQueue | undefined;
+  /**
+   * Watch the client for departure only once the backend has had `delayMs` to answer, on
+   * `deadlines` (shared across requests, on `clock`). Watching (`request.signal`) costs Deno
+   * one operation per request, and most responses come sooner; a client that leaves earlier
+   * is noticed at the delay. Default: none, watched from the start.
+   */
+  readonly clientWatch?: ClientWatch | undefined;
   /** The `fetch` implementation. Default: `globalThis.fetch`. */
   readonly fetch?: typeof fetch;
   /**
@@ -101,6 +108,14 @@ export interface ForwardOptions {
    * backend and request ID. Default: none (the body streams as Deno pipes it, untouched).
    */
   readonly idleBody?: IdleBodyWatch<IdleBodyContext> | undefined;
+}
+
+/** When a request starts watching its client, and the queue that times it. */
+export interface ClientWatch {
+  /** Milliseconds after the request is sent; 0 watches at once. */
+  readonly delayMs: number;
+  /** Runs the delays; it must run on the forward's clock. */
+  readonly deadlines: DeadlineQueue;
 }
 
 /** What an idle-body timeout reports: whose body stalled, for which request. */
@@ -196,6 +211,10 @@ const CLIENT_BODY_FAILURE = {
   "too-large": "client-too-large",
 } as const satisfies Record<BodyFailure, ForwardFailureReason>;
 
+function call(callback: () => void): void {
+  callback();
+}
+
 function abortForTimeout(controller: AbortController): void {
   controller.abort(TIMEOUT_REASON);
 }
@@ -220,17 +239,26 @@ export async function forward(
 ): Promise<ForwardOutcome> {
   const clock = options.clock ?? systemClock;
   const started = clock.now();
-  const clientSignal = request.signal;
-  if (clientSignal.aborted) {
-    return { ok: false, reason: "client-abort", message: "Client went away", elapsedMs: 0 };
-  }
   const controller = new AbortController();
-  // One listener instead of AbortSignal.any (cheaper). It matters until the headers arrive:
-  // after that `Deno.serve` pipes the fetch body natively, ignores this signal, and cancels the
-  // upstream body itself when the client leaves mid-download (tests/proxy_test.ts covers both).
-  clientSignal.addEventListener("abort", () => controller.abort(CLIENT_ABORT_REASON), {
-    once: true,
-  });
+  // The client's departure aborts the upstream request until its headers arrive: after that
+  // `Deno.serve` ignores this signal and cancels the upstream body itself when the client
+  // leaves mid-download (tests/proxy_test.ts covers both). One listener, not AbortSignal.any.
+  let clientSignal: AbortSignal | undefined;
+  const watchClient = () => {
+    clientSignal = request.signal;
+    if (clientSignal.aborted) controller.abort(CLIENT_ABORT_REASON);
+    else clientSignal.addEventListener("abort", () => controller.abort(CLIENT_ABORT_REASON));
+  };
+  const clientWatch = options.clientWatch;
+  let watch: Deadline | undefined;
+  if (clientWatch === undefined || clientWatch.delayMs <= 0) {
+    watchClient();
+    if (controller.signal.aborted) {
+      return { ok: false, reason: "client-abort", message: "Client went away", elapsedMs: 0 };
+    }
+  } else {
+    watch = clientWatch.deadlines.add(started + clientWatch.delayMs, call, watchClient);
+  }
   const deadlines = options.deadlines ?? new DeadlineQueue({ clock });
   const body = options.body;
   let deadline: Deadline | undefined;
@@ -264,6 +292,7 @@ export async function forward(
     const doFetch = options.fetch ?? fetch;
     const upstream = await doFetch(upstreamUrl(backend.url, options.target), init);
     if (deadline !== undefined) deadlines.cancel(deadline);
+    if (watch !== undefined) clientWatch?.deadlines.cancel(watch);
     const headersMs = clock.now() - started;
     if (upstream.status === 101) {
       // Nothing asked to switch protocols: passing it on would leave the client speaking HTTP
@@ -281,6 +310,13 @@ export async function forward(
     // building a filtered Headers (nginx sends `Connection: keep-alive` with every response).
     // Wrapped only when the idle-body timeout is on: otherwise Deno pipes the body natively.
     const idleBody = options.idleBody;
+    if (idleBody === undefined && upstream.type === "default") {
+      // Built in this realm, not by `fetch` (whose responses are "basic", their headers
+      // immutable): the http1 upstream's. It is passed on as it is, stripped in place, so a
+      // body that came whole with the head stays bytes that Deno.serve writes directly.
+      removeHopByHop(upstream.headers);
+      return { ok: true, response: upstream, headersMs };
+    }
     const responseBody = idleBody === undefined || upstream.body === null
       ? upstream.body
       : watchIdleBody(upstream.body, idleBody, { backend, requestId: options.requestId });
@@ -293,6 +329,7 @@ export async function forward(
     return { ok: true, response, headersMs };
   } catch (error) {
     if (deadline !== undefined) deadlines.cancel(deadline);
+    if (watch !== undefined) clientWatch?.deadlines.cancel(watch);
     if (body.kind === "streamed") body.state.onComplete = undefined;
     const elapsedMs = clock.now() - started;
     const reason = controller.signal.reason;
@@ -303,7 +340,7 @@ export async function forward(
       const failure = CLIENT_BODY_FAILURE[body.state.failure];
       return { ok: false, reason: failure, message: "Client request body failed", elapsedMs };
     }
-    if (reason === CLIENT_ABORT_REASON || clientSignal.aborted) {
+    if (reason === CLIENT_ABORT_REASON || clientSignal?.aborted === true) {
       return { ok: false, reason: "client-abort", message: CLIENT_ABORT_REASON.message, elapsedMs };
     }
     return { ok: false, ...classifyFetchError(error), elapsedMs };
