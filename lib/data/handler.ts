@@ -165,6 +165,8 @@ interface AccessEntry {
   readonly reason?: string;
   /** The response, for its body length. */
   readonly response?: Response;
+  /** The body length, when known without reading the response's headers. */
+  readonly bodyBytes?: number | undefined;
 }
 
 /**
@@ -237,7 +239,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     metrics.recordRequest(entry.backend, entry.status, durationMs);
     if (!accessLog.isEnabled) return undefined;
     const { request } = context;
-    const length = entry.response?.headers.get("content-length");
+    const length = entry.bodyBytes ?? entry.response?.headers.get("content-length");
     return accessLog.write({
       time: Date.now(),
       client: context.client,
@@ -370,6 +372,7 @@ export function createHandler(deps: HandlerDeps): Handler {
             status: outcome.response.status,
             backendMs: outcome.headersMs,
             response: outcome.response,
+            bodyBytes: outcome.bodyBytes,
           });
           if (full !== undefined) await full;
           return outcome.response;

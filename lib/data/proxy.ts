@@ -17,6 +17,7 @@ import { type IdleBodyWatch, watchIdleBody } from "./idle_body.ts";
 import { type Deadline, DeadlineQueue } from "../deadlines.ts";
 import { removeHopByHop, upstreamRequestHeaders } from "./proxy_headers.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
+import { Http1Response } from "../upstream/http1_response.ts";
 
 /** Why a forward produced no response. */
 export type ForwardFailureReason =
@@ -48,6 +49,11 @@ export type ForwardOutcome =
     readonly response: Response;
     /** Milliseconds from sending the request to receiving the backend's response headers. */
     readonly headersMs: number;
+    /**
+     * The body's length when known without reading the response's headers (which would cost
+     * the http1 upstream's prepared response); otherwise undefined.
+     */
+    readonly bodyBytes?: number | undefined;
   }
   | {
     readonly ok: false;
@@ -310,12 +316,11 @@ export async function forward(
     // building a filtered Headers (nginx sends `Connection: keep-alive` with every response).
     // Wrapped only when the idle-body timeout is on: otherwise Deno pipes the body natively.
     const idleBody = options.idleBody;
-    if (idleBody === undefined && upstream.type === "default") {
-      // Built in this realm, not by `fetch` (whose responses are "basic", their headers
-      // immutable): the http1 upstream's. It is passed on as it is, stripped in place, so a
-      // body that came whole with the head stays bytes that Deno.serve writes directly.
-      removeHopByHop(upstream.headers);
-      return { ok: true, response: upstream, headersMs };
+    if (idleBody === undefined && upstream instanceof Http1Response) {
+      // Already without hop-by-hop fields: passed on untouched, so a body that came whole with
+      // the head stays bytes, and the response Deno prepared for them at construction is the
+      // one it sends (touching its headers would throw that away).
+      return { ok: true, response: upstream, headersMs, bodyBytes: upstream.wholeBodyBytes };
     }
     const responseBody = idleBody === undefined || upstream.body === null
       ? upstream.body

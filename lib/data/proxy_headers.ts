@@ -16,6 +16,7 @@
  * @module
  */
 import { forwardedElement } from "./forwarded.ts";
+import { connectionNamed, HOP_BY_HOP } from "../shared/hop_by_hop.ts";
 
 /** Facts about the client connection that go into the forwarding headers. */
 export interface ForwardedInfo {
@@ -46,23 +47,6 @@ export interface ForwardedInfo {
 }
 
 /**
- * Headers that describe one connection rather than the message (RFC 9110 section 7.6.1), plus
- * `Proxy-Connection` (a non-standard relative of `Connection`). Never forwarded either way.
- */
-const HOP_BY_HOP: ReadonlySet<string> = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  // `TE: trailers` is dropped too: fetch cannot deliver trailers back to the client.
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
-
-/**
  * Request headers never copied to the backend: hop-by-hop ones; the framing headers, which
  * fetch computes from the body it sends (RFC 9112 section 6); and the ones the balancer sets.
  */
@@ -80,25 +64,6 @@ const REQUEST_DROPPED: ReadonlySet<string> = new Set([
  * naming them (`Connection: host`) must not make the next hop lose them.
  */
 const PROTECTED: ReadonlySet<string> = new Set(["host"]);
-
-/**
- * The header names listed in a `Connection` header (RFC 9110 section 7.6.1): the sender marks
- * them as hop-by-hop, so they are removed along with `Connection` itself.
- *
- * @param value The `Connection` header's value, or `null` when absent.
- * @returns The named headers in lower case, or `undefined` when there are none.
- */
-function connectionNamed(value: string | null): ReadonlySet<string> | undefined {
-  if (value === null) return undefined;
-  // The usual values name no other header; skip the split for them (nginx sends one always).
-  if (value === "keep-alive" || value === "close") return undefined;
-  const named = new Set<string>();
-  for (const token of value.split(",")) {
-    const name = token.trim().toLowerCase();
-    if (name !== "") named.add(name);
-  }
-  return named.size === 0 ? undefined : named;
-}
 
 /** A field name (RFC 9110 section 5.1), in lower case. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;

@@ -8,6 +8,8 @@
  */
 import { type ResponseHead, ResponseParser } from "../shared/http1_parser.ts";
 import type { Http1Connection } from "./http1_connection.ts";
+import { Http1Response } from "./http1_response.ts";
+import { withoutHopByHop } from "../shared/hop_by_hop.ts";
 
 /** What one exchange sends. */
 export interface ExchangeRequest {
@@ -187,12 +189,14 @@ export class Exchange {
     });
   }
 
-  #respond(head: ResponseHead, body: BodyInit | null): Response {
-    return new Response(body, {
-      status: head.status,
-      statusText: head.reason,
-      headers: head.headers,
-    });
+  #respond(
+    head: ResponseHead,
+    body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null,
+  ): Response {
+    // The connection's own fields are this client's business, not the caller's; a 101 is
+    // passed on as it came (the caller decides what to do with the switch).
+    const headers = head.status === 101 ? head.headers : withoutHopByHop(head.headers);
+    return new Http1Response(body, { status: head.status, statusText: head.reason, headers });
   }
 
   /** Reads until the body has given the stream something, or ends. */

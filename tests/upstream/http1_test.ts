@@ -5,6 +5,7 @@
 import { Backend, parseBackendUrl } from "../../lib/backend.ts";
 import { forward } from "../../lib/data/proxy.ts";
 import { createHttp1Client } from "../../lib/upstream/http1.ts";
+import { Http1Response } from "../../lib/upstream/http1_response.ts";
 import {
   assert,
   assertEquals,
@@ -145,6 +146,38 @@ Deno.test("fetch() resolves at the head and streams the body as it arrives", asy
     rest.push(decoder.decode(part.value));
   }
   assertEquals(rest.join(""), "last");
+});
+
+Deno.test("fetch() returns the whole body as bytes, without hop-by-hop fields", async () => {
+  await using backend = startScriptedBackend(async (conn) => {
+    await conn.readHead();
+    await conn.write(
+      "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n" +
+        "X-Hop: 1\r\nX-End: 2\r\ncontent-length: 5\r\n\r\nwhole",
+    );
+  });
+  using client = createHttp1Client();
+  const response = await client.fetch(backend.url);
+  assert(response instanceof Http1Response);
+  assertEquals(response.wholeBodyBytes, 5);
+  assertEquals([...response.headers], [["content-length", "5"], ["x-end", "2"]]);
+  assertEquals(await response.text(), "whole");
+});
+
+Deno.test("fetch() says nothing of a body's length while it streams", async () => {
+  const release = Promise.withResolvers<void>();
+  await using backend = startScriptedBackend(async (conn) => {
+    await conn.readHead();
+    await conn.write("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst");
+    await release.promise;
+    await conn.write("-last");
+  });
+  using client = createHttp1Client();
+  const response = await client.fetch(backend.url);
+  assert(response instanceof Http1Response);
+  assertEquals(response.wholeBodyBytes, undefined);
+  release.resolve();
+  assertEquals(await response.text(), "first-last");
 });
 
 Deno.test("fetch() decodes status, reason and repeated headers as sent", async () => {
