@@ -277,7 +277,7 @@ export async function forward(
   // The response timeout starts once the request is sent: at once for a body in hand, at the
   // last byte of a streamed one (a slow upload is the body timeout's business).
   if (body.kind === "streamed" && !body.state.isComplete) body.state.onComplete = armTimeout;
-  else armTimeout();
+  else deadline = deadlines.add(started + options.timeoutMs, abortForTimeout, controller);
   try {
     const init: RequestInit & { client?: Deno.HttpClient } = {
       method: request.method,

@@ -24,6 +24,13 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "upgrade",
 ]);
 
+/** 1 at the index of each hop-by-hop field name's length. */
+const HOP_BY_HOP_LENGTHS: Uint8Array = (() => {
+  const lengths = new Uint8Array(32);
+  for (const name of HOP_BY_HOP) lengths[name.length] = 1;
+  return lengths;
+})();
+
 /**
  * The header names listed in a `Connection` header: the sender marks them as hop-by-hop, so
  * they are removed along with `Connection` itself.
@@ -68,6 +75,8 @@ export function withoutHopByHop(fields: Array<[string, string]>): Array<[string,
   let connection: string | null = null;
   let isClean = true;
   for (const [name, value] of fields) {
+    // Most fields are told apart by their length alone, without lower-casing them.
+    if (HOP_BY_HOP_LENGTHS[name.length] !== 1) continue;
     const lower = name.toLowerCase();
     if (!HOP_BY_HOP.has(lower)) continue;
     isClean = false;
@@ -76,6 +85,7 @@ export function withoutHopByHop(fields: Array<[string, string]>): Array<[string,
   if (isClean) return fields;
   const named = connectionNamed(connection);
   return fields.filter(([name]) => {
+    if (named === undefined && HOP_BY_HOP_LENGTHS[name.length] !== 1) return true;
     const lower = name.toLowerCase();
     return !HOP_BY_HOP.has(lower) && named?.has(lower) !== true;
   });

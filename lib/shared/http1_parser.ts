@@ -265,8 +265,9 @@ export class ResponseParser {
       (buf[start + 11] ?? 0) - 0x30 * 111;
 
     const isStrict = this.#isStrict;
-    // Fields are decoded only for onHead, and kept only once the head proves whole.
-    const fields: Array<[string, string]> | undefined = this.#onHead === undefined ? undefined : [];
+    // Fields are decoded only for onHead, once the head proves whole: their offsets are kept
+    // meanwhile, four per field (name start and end, value start and end).
+    const offsets: number[] | undefined = this.#onHead === undefined ? undefined : [];
     if (isStrict && (status < 100 || status > 599)) {
       throw new SyntaxError(`Cannot parse status line: status ${status} is outside 100-599`);
     }
@@ -298,7 +299,7 @@ export class ResponseParser {
         const valueStart = skipSpaces(buf, colon + 1, contentEnd);
         const valueEnd = trimSpacesEnd(buf, valueStart, contentEnd);
         if (isStrict) checkField(buf, lineStart, colon, valueStart, valueEnd);
-        fields?.push([latin1(buf, lineStart, colon), latin1(buf, valueStart, valueEnd)]);
+        offsets?.push(lineStart, colon, valueStart, valueEnd);
         if (nameLength === 14 && equalsLower(buf, lineStart, CONTENT_LENGTH)) {
           if (isStrict && contentLength >= 0) {
             throw new SyntaxError("Cannot parse response head: Content-Length is repeated");
@@ -362,8 +363,17 @@ export class ResponseParser {
       this.#state = STATE_UNTIL_EOF;
       this.#canReuse = false;
     }
-    if (fields !== undefined) {
-      const reason = latin1(buf, Math.min(start + 13, statusEnd), statusEnd);
+    if (offsets !== undefined) {
+      // One decoding of the whole head, then slices: a byte is one character either way.
+      const text = latin1(buf, start, lineEnd);
+      const fields: Array<[string, string]> = [];
+      for (let i = 0; i < offsets.length; i += 4) {
+        fields.push([
+          text.slice((offsets[i] as number) - start, (offsets[i + 1] as number) - start),
+          text.slice((offsets[i + 2] as number) - start, (offsets[i + 3] as number) - start),
+        ]);
+      }
+      const reason = text.slice(Math.min(13, statusEnd - start), statusEnd - start);
       this.#onHead?.({ status, reason, headers: fields });
     }
     return used;
