@@ -123,7 +123,26 @@ const TARGETS: readonly TargetSpec[] = [
   ),
   ours("ours-http1", "ours `--upstream http1` (access log to a file)", ["--upstream", "http1"]),
   ours("ours-workers2", "ours `--workers 2` (access log to a file)", ["--workers", "2"]),
+  ours(
+    "ours-http1-workers2",
+    "ours `--upstream http1 --workers 2` (access log to a file)",
+    ["--upstream", "http1", "--workers", "2"],
+  ),
 ];
+
+/** What `--help` prints. */
+function usage(): string {
+  return `deno task bench [flags]: one benchmark table, ours beside nginx, HAProxy, Caddy and a
+bare Deno.serve + fetch proxy, in front of the same three nginx backends (needs nginx and wrk).
+
+  --slices N         rounds; each runs every target once (default 3)
+  --slice DURATION   length of each wrk and loadtest slice (default 5s)
+  --warmup DURATION  per target before the rounds (default 3s)
+  --connections C    concurrent connections (default 50)
+  --only KEY,...     targets to run: ${TARGETS.map((target) => target.key).join(",")}
+  --json FILE        also write the figures as JSON
+  -h, --help         this text`;
+}
 
 /** A target while the rounds run. */
 interface Running {
@@ -186,10 +205,14 @@ async function runSlice(target: Running, measure: () => Promise<SliceResult>, in
 }
 
 async function main(args: readonly string[]): Promise<void> {
+  if (args.includes("--help") || args.includes("-h")) {
+    writeLine(usage());
+    return;
+  }
   const flags = parseArgs(args, {
     string: ["slices", "slice", "warmup", "connections", "only", "json"],
     unknown: (arg: string) => {
-      throw new TypeError(`Invalid flag "${arg}": see the module docs of load/bench/table.ts`);
+      throw new TypeError(`Invalid flag "${arg}": see deno task bench --help`);
     },
   });
   const rounds = positiveInteger("slices", flags.slices, 3);

@@ -72,6 +72,12 @@ const RATIO_TARGETS: readonly RatioTarget[] = [
     denominator: "caddy",
     target: 1.5,
   },
+  {
+    name: "ours --upstream http1 --workers 2 / Caddy (both on two cores)",
+    numerator: "ours-http1-workers2",
+    denominator: "caddy",
+    target: 1.5,
+  },
   { name: "ours defaults / Caddy (the goal)", numerator: "ours", denominator: "caddy", target: 1 },
 ];
 
