@@ -311,10 +311,6 @@ export async function forward(
         elapsedMs: headersMs,
       };
     }
-    // The Response constructor copies a Headers object's fields directly (Set-Cookie and
-    // repeated fields as they came); stripping the copy in place is three times cheaper than
-    // building a filtered Headers (nginx sends `Connection: keep-alive` with every response).
-    // Wrapped only when the idle-body timeout is on: otherwise Deno pipes the body natively.
     const idleBody = options.idleBody;
     if (idleBody === undefined && upstream instanceof Http1Response) {
       // Already without hop-by-hop fields: passed on untouched, so a body that came whole with
@@ -322,6 +318,10 @@ export async function forward(
       // one it sends (touching its headers would throw that away).
       return { ok: true, response: upstream, headersMs, bodyBytes: upstream.wholeBodyBytes };
     }
+    // The Response constructor copies a Headers object's fields directly (Set-Cookie and
+    // repeated fields as they came); stripping the copy in place is three times cheaper than
+    // building a filtered Headers (nginx sends `Connection: keep-alive` with every response).
+    // Wrapped only when the idle-body timeout is on: otherwise Deno pipes the body natively.
     const responseBody = idleBody === undefined || upstream.body === null
       ? upstream.body
       : watchIdleBody(upstream.body, idleBody, { backend, requestId: options.requestId });

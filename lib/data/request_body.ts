@@ -13,6 +13,7 @@
  * @module
  */
 import type { Deadline, DeadlineQueue } from "../deadlines.ts";
+import { concatBytes } from "../shared/bytes.ts";
 
 /** Why a request body could not be read. */
 export type BodyFailure =
@@ -110,7 +111,7 @@ export async function readRequestBody(
       if (read.chunk === undefined) {
         return {
           ok: true,
-          body: size === 0 ? NONE : { kind: "buffered", bytes: concat(chunks, size) },
+          body: size === 0 ? NONE : { kind: "buffered", bytes: concatBytes(chunks) },
         };
       }
       chunks.push(read.chunk);
@@ -218,17 +219,6 @@ function streamRest(
 }
 
 const EMPTY = new Uint8Array(0);
-
-function concat(chunks: readonly Uint8Array<ArrayBuffer>[], size: number): Uint8Array<ArrayBuffer> {
-  if (chunks.length === 1 && chunks[0] !== undefined) return chunks[0];
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
-}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -10,6 +10,7 @@ import { type ResponseHead, ResponseParser } from "../shared/http1_parser.ts";
 import type { Http1Connection } from "./http1_connection.ts";
 import { Http1Response } from "./http1_response.ts";
 import { withoutHopByHop } from "../shared/hop_by_hop.ts";
+import { concatBytes } from "../shared/bytes.ts";
 
 /** What one exchange sends. */
 export interface ExchangeRequest {
@@ -56,7 +57,7 @@ export class Exchange {
   #isSettled = false;
   #hasEnqueued = false;
   /** Body bytes parsed with the head, before the response was built. */
-  #early: Uint8Array[] | undefined;
+  #early: Uint8Array<ArrayBuffer>[] | undefined;
 
   /**
    * @param conn The connection to use; the exchange owns it from now on.
@@ -147,7 +148,7 @@ export class Exchange {
       if (bodyFailure === undefined && this.#parser.isComplete) {
         // The whole response came with its head (the common case for small bodies): its body
         // is handed on as bytes, which Deno.serve writes directly, with no stream to pump.
-        const body = this.#hasNoBody(head.status) ? null : concat(early);
+        const body = this.#hasNoBody(head.status) ? null : concatBytes(early);
         this.#isBodyDone = true;
         this.#settleIfDone();
         return this.#respond(head, body);
@@ -178,7 +179,7 @@ export class Exchange {
   }
 
   /** The body stream, starting with the bytes that came with the head. */
-  #createBody(early: readonly Uint8Array[]): ReadableStream<Uint8Array> {
+  #createBody(early: readonly Uint8Array<ArrayBuffer>[]): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#controller = controller;
@@ -321,20 +322,6 @@ export class Exchange {
       await this.#conn.write(LAST_CHUNK);
     }
   }
-}
-
-/** The chunks as one array (the only chunk itself when there is one). */
-function concat(chunks: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
-  if (chunks.length === 1) return chunks[0] as Uint8Array<ArrayBuffer>;
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const bytes = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
 }
 
 /** One chunk with its size line and CRLF, in one buffer for one write. */
