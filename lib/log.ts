@@ -66,37 +66,45 @@ export interface LoggingOptions {
 /** How many records are buffered before a write is started regardless of the interval. */
 const BUFFER_RECORDS = 256;
 
+/** Logging as configured by {@linkcode configureLogging}. */
+export interface Logging extends AsyncDisposable {
+  /**
+   * Reopens the log file by its path before the next write, as after logrotate moved it
+   * (SIGUSR1). Records already buffered go to the new file. When the path cannot be opened
+   * the old file is kept and a warning says why. Does nothing when logging to a stream.
+   */
+  reopen(): void;
+}
+
 /**
  * Configures LogTape for the balancer. Records go through a buffered non-blocking stream sink,
  * so logging never blocks a request: under a flood the sink drops the oldest buffered records
- * rather than grow without bound. The returned handle flushes what is buffered, closes the
- * log file and resets LogTape; dispose it before exiting, since the sink's flush timer keeps
- * the process alive.
+ * rather than grow without bound (the access log, which must not lose a record, has a sink of
+ * its own: `data/access_log.ts`). The returned handle reopens the log file (SIGUSR1); its
+ * disposal flushes what is buffered, closes the log file and resets LogTape. Dispose it before
+ * exiting, since the sink's flush timer keeps the process alive.
  *
  * @param options Level, format and destination.
- * @returns A handle whose disposal flushes and resets logging.
+ * @returns A handle that reopens the log file and whose disposal flushes and resets logging.
  * @throws {Error} When the log file cannot be opened, naming the path.
  *
  * @example
  * ```ts ignore
- * await using _logging = await configureLogging({ level: "info", format: "json" });
+ * await using logging = await configureLogging({ level: "info", format: "json" });
  * getModuleLogger("server").info("Listening", { host: "127.0.0.1", port: 9090 });
+ * logging.reopen(); // on SIGUSR1
  * ```
  */
-export async function configureLogging(options: LoggingOptions): Promise<AsyncDisposable> {
+export async function configureLogging(options: LoggingOptions): Promise<Logging> {
   const formatter = createLogFormatter(options.format, { color: options.color ?? false });
   const nonBlocking = { bufferSize: BUFFER_RECORDS, flushInterval: options.flushIntervalMs ?? 100 };
   let output: Sink;
+  let reopen = () => {};
   if (options.file !== undefined) {
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(options.file, { write: true, create: true, append: true });
-    } catch (cause) {
-      const reason = cause instanceof Error ? cause.message : String(cause);
-      throw new Error(`Cannot open log file "${options.file}": ${reason}`, { cause });
-    }
+    const file = new ReopenableFile(options.file, await openLogFile(options.file));
+    reopen = () => file.reopen();
     // closeStream (the default) closes the file when LogTape disposes the sink.
-    output = getStreamSink(fileWritable(file), { formatter, nonBlocking });
+    output = getStreamSink(file.writable, { formatter, nonBlocking });
   } else {
     output = getStreamSink(options.stream ?? Deno.stderr.writable, {
       formatter,
@@ -117,29 +125,68 @@ export async function configureLogging(options: LoggingOptions): Promise<AsyncDi
   });
   let disposed: Promise<void> | undefined;
   return {
+    reopen,
     [Symbol.asyncDispose]: () => disposed ??= reset(),
   };
 }
 
+/** Opens a log file for appending, creating it; the error names the path. */
+async function openLogFile(path: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(path, { write: true, create: true, append: true });
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`Cannot open log file "${path}": ${reason}`, { cause });
+  }
+}
+
 /**
- * A stream that writes each chunk to the file at once. Deno 2.9.6's `FsFile.writable` kept
- * written chunks off the disk until the stream closed, so a running balancer's log file stayed
- * empty (`tail -f` showed nothing); `tests/log_test.ts` guards this.
+ * A log file as a stream that writes each chunk to the file at once, and opens its path again
+ * before the next chunk once asked to. Deno 2.9.6's `FsFile.writable` kept written chunks off
+ * the disk until the stream closed, so a running balancer's log file stayed empty (`tail -f`
+ * showed nothing); `tests/log_test.ts` guards this.
  */
-function fileWritable(file: Deno.FsFile): WritableStream<Uint8Array> {
-  return new WritableStream<Uint8Array>({
-    async write(chunk) {
-      for (let offset = 0; offset < chunk.length;) {
-        offset += await file.write(chunk.subarray(offset));
+class ReopenableFile {
+  readonly writable: WritableStream<Uint8Array>;
+  readonly #path: string;
+  #file: Deno.FsFile;
+  #isReopenWanted = false;
+
+  constructor(path: string, file: Deno.FsFile) {
+    this.#path = path;
+    this.#file = file;
+    this.writable = new WritableStream<Uint8Array>({
+      write: (chunk) => this.#write(chunk),
+      close: () => this.#file.close(),
+      abort: () => this.#file.close(),
+    });
+  }
+
+  /** Opens the path again before the next write. */
+  reopen(): void {
+    this.#isReopenWanted = true;
+  }
+
+  async #write(chunk: Uint8Array): Promise<void> {
+    if (this.#isReopenWanted) {
+      this.#isReopenWanted = false;
+      try {
+        const next = await openLogFile(this.#path);
+        this.#file.close();
+        this.#file = next;
+      } catch (error) {
+        // Written after this chunk, through LogTape, into the file still open.
+        queueMicrotask(() =>
+          getModuleLogger("log").warn("Log file not reopened; still writing to the old one", {
+            error,
+          })
+        );
       }
-    },
-    close() {
-      file.close();
-    },
-    abort() {
-      file.close();
-    },
-  });
+    }
+    for (let offset = 0; offset < chunk.length;) {
+      offset += await this.#file.write(chunk.subarray(offset));
+    }
+  }
 }
 
 /** Options for {@linkcode createLogFormatter}. */

@@ -158,6 +158,74 @@ Deno.test("configureLogging() writes to --log-file while running, not only at ex
   }
 });
 
+/** Reads `path` until it holds `text`, bounded (the sink flushes every millisecond here). */
+async function waitForText(path: string, text: string): Promise<string> {
+  let content = "";
+  for (let tries = 0; tries < 1000 && !content.includes(text); tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    content = await Deno.readTextFile(path).catch(() => "");
+  }
+  return content;
+}
+
+Deno.test("configureLogging() reopens --log-file by its path after logrotate moved it", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/lb.log`;
+  const logging = await configureLogging({
+    level: "info",
+    format: "text",
+    file: path,
+    flushIntervalMs: 1,
+  });
+  try {
+    const logger = getModuleLogger("server");
+    logger.info("Before rotation");
+    assertStringIncludes(await waitForText(path, "Before rotation"), "Before rotation");
+    await Deno.rename(path, `${path}.1`);
+    logging.reopen();
+    logger.info("After rotation");
+    assertStringIncludes(await waitForText(path, "After rotation"), "After rotation");
+  } finally {
+    await logging[Symbol.asyncDispose]();
+  }
+  const rotated = await Deno.readTextFile(`${path}.1`);
+  const current = await Deno.readTextFile(path);
+  assertStringIncludes(rotated, "Before rotation");
+  assert(!rotated.includes("After rotation"), rotated);
+  assert(!current.includes("Before rotation"), current);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("configureLogging() keeps the old file and warns when a reopen fails", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/logs/lb.log`;
+  await Deno.mkdir(`${dir}/logs`);
+  const logging = await configureLogging({
+    level: "info",
+    format: "text",
+    file: path,
+    flushIntervalMs: 1,
+  });
+  const moved = `${dir}/moved/lb.log`;
+  try {
+    const logger = getModuleLogger("server");
+    logger.info("First");
+    await waitForText(path, "First");
+    // The whole directory goes: the path cannot be opened again.
+    await Deno.rename(`${dir}/logs`, `${dir}/moved`);
+    logging.reopen();
+    logger.info("Second");
+    const text = await waitForText(moved, "Log file not reopened");
+    assertStringIncludes(text, "Second");
+    assertMatch(text, /WARN {2}log: Log file not reopened; still writing to the old one error=/);
+    logger.info("Third");
+    assertStringIncludes(await waitForText(moved, "Third"), "Third");
+  } finally {
+    await logging[Symbol.asyncDispose]();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("configureLogging() names a log file it cannot open", async () => {
   const dir = await Deno.makeTempDir();
   try {
