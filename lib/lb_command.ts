@@ -11,7 +11,7 @@ import { type FileLimitDeps, raiseFileLimit, type RaiseFileLimitOutcome } from "
 import { configureLogging, getModuleLogger } from "./log.ts";
 import { runBalancer, type RunningBalancer } from "./server.ts";
 import { type CommandContext, EXIT, UsageError } from "./shared/command.ts";
-import { listenForHangup, type SignalApi } from "./signals.ts";
+import { listenForHangup, listenForReopen, type SignalApi } from "./signals.ts";
 
 /** Process-level dependencies of {@linkcode lbCommand}, each with a production default. */
 export interface LbCommandDeps {
@@ -42,13 +42,18 @@ export async function lbCommand(
   }
   if (args[0] === "check-config") return await checkConfig(args.slice(1), ctx);
   const config = await parseBalancerArgs(args, ctx.env);
-  await using _logging = await configureLogging({
+  await using logging = await configureLogging({
     level: config.log.level,
     format: config.log.format,
     color: ctx.isTerminal && ctx.env("NO_COLOR") === undefined,
     ...(config.log.file === undefined ? {} : { file: config.log.file }),
   });
   const logger = getModuleLogger("lb");
+  const signalOptions = deps.signals === undefined ? {} : { api: deps.signals };
+  // SIGUSR1 and SIGHUP reopen the log file (logrotate); the data planes, their access logs.
+  using _reopen = config.log.file === undefined
+    ? undefined
+    : listenForReopen(() => logging.reopen(), signalOptions);
   // SIGHUP reloads: the same flags and config file, read again.
   let balancer: RunningBalancer | undefined;
   using _hangup = listenForHangup(
@@ -57,7 +62,7 @@ export async function lbCommand(
       if (balancer === undefined) logger.warn("Not started yet; SIGHUP ignored");
       else void balancer.reload();
     },
-    deps.signals === undefined ? {} : { api: deps.signals },
+    signalOptions,
   );
   logFileLimit(logger, raiseFileLimit(deps.fileLimit));
   await runBalancer(config, ctx.signal, {

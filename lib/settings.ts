@@ -478,7 +478,8 @@ export const SETTINGS = {
       flag: "log-file",
       metavar: "PATH",
       section: "Logging",
-      help: "Append logs to PATH instead of stderr; writes are buffered and never block requests.",
+      help: "Append logs to PATH instead of stderr, reopened on SIGHUP (logrotate); writes are " +
+        "buffered and never block requests.",
     } satisfies OptionalSetting<string>,
   },
   accessLog: {
@@ -489,7 +490,7 @@ export const SETTINGS = {
       metavar: "PATH",
       section: "Logging",
       help: "Where the access log (one line per request) goes: a file, appended to and reopened " +
-        "on SIGUSR1 (logrotate); - for stdout; off for none. Diagnostics stay on stderr " +
+        "on SIGHUP (logrotate); - for stdout; off for none. Diagnostics stay on stderr " +
         "(--log-file).",
     } satisfies Setting<string>,
     format: {

@@ -73,15 +73,20 @@ export function listenForHangup(onHangup: () => void, options: SignalOptions = {
 }
 
 /**
- * Calls `onReopen` on each SIGUSR1 (reopen log files, as after logrotate moved them). Does
- * nothing on Windows, which has no SIGUSR1.
+ * Calls `onReopen` on each SIGUSR1 and SIGHUP: reopen log files, as after logrotate moved them.
+ * nginx reopens on SIGUSR1, and so does the balancer; but on Deno 2.9.2 and later SIGUSR1 also
+ * starts the V8 inspector on 127.0.0.1:9229 (denoland/deno#35738, no opt-out), which any local
+ * user could attach to. SIGHUP (a reload, which also reopens) is the signal to give logrotate.
+ * Does nothing on Windows, which has neither signal.
  *
- * @param onReopen Called on each SIGUSR1.
+ * @param onReopen Called on each SIGUSR1 or SIGHUP.
  * @param options Where to listen.
- * @returns A handle whose disposal removes the listener.
+ * @returns A handle whose disposal removes the listeners.
  */
 export function listenForReopen(onReopen: () => void, options: SignalOptions = {}): Disposable {
-  const signals: Deno.Signal[] = (options.os ?? Deno.build.os) === "windows" ? [] : ["SIGUSR1"];
+  const signals: Deno.Signal[] = (options.os ?? Deno.build.os) === "windows"
+    ? []
+    : ["SIGUSR1", "SIGHUP"];
   return listen(signals, onReopen, options.api ?? Deno);
 }
 

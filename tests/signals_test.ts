@@ -2,8 +2,14 @@
  * Signals: the wiring in `lib/signals.ts` over a fake signal API, and the real balancer in a
  * subprocess reloading on SIGHUP and exiting promptly on SIGTERM.
  */
-import { listenForHangup, listenForShutdown, type SignalApi } from "../lib/signals.ts";
+import {
+  listenForHangup,
+  listenForReopen,
+  listenForShutdown,
+  type SignalApi,
+} from "../lib/signals.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
+import { startServer } from "./support/servers.ts";
 import { RUN_PERMISSIONS, startProcess } from "./support/subprocess.ts";
 
 /** A signal API that records listeners and lets a test raise signals. */
@@ -82,6 +88,22 @@ Deno.test("listenForHangup() registers nothing on Windows, which has no SIGHUP",
 // --- The real balancer in a subprocess. ---
 
 /** Bounds a wait without sleeping: rejects after `ms` unless `promise` settles first. */
+Deno.test("listenForReopen() calls back on SIGUSR1 and on SIGHUP, until disposed", () => {
+  const api = fakeSignalApi();
+  let reopens = 0;
+  const handle = listenForReopen(() => reopens++, { api, os: "linux" });
+  api.raise("SIGUSR1");
+  api.raise("SIGHUP");
+  assertEquals(reopens, 2);
+  handle[Symbol.dispose]();
+  api.raise("SIGUSR1");
+  api.raise("SIGHUP");
+  assertEquals(reopens, 2);
+  assertEquals(api.count("SIGUSR1") + api.count("SIGHUP"), 0);
+  listenForReopen(() => reopens++, { api, os: "windows" });
+  assertEquals(api.count("SIGUSR1") + api.count("SIGHUP"), 0, "Windows has neither signal");
+});
+
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -157,5 +179,79 @@ Deno.test({
     const elapsedMs = performance.now() - start;
     assertEquals(status.code, 0, lb.output);
     assert(elapsedMs < EXIT_BOUND_MS, `exited after ${elapsedMs.toFixed(0)} ms`);
+  },
+});
+
+/** Reads `path` until `pattern` matches, bounded; returns the text. */
+async function waitForFile(path: string, pattern: RegExp): Promise<string> {
+  let text = "";
+  for (let tries = 0; tries < 500 && !pattern.test(text); tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    text = await Deno.readTextFile(path).catch(() => "");
+  }
+  return text;
+}
+
+Deno.test({
+  name: "lb --workers 2 reopens both log files on SIGHUP after logrotate moved them",
+  ignore: !isPosix,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const log = `${dir}/lb.log`;
+    const access = `${dir}/access.log`;
+    await using backend = startServer(() => new Response("ok"));
+    await using lb = startProcess(Deno.execPath(), [
+      "run",
+      ...RUN_PERMISSIONS,
+      "main.ts",
+      "lb",
+      "--port",
+      "0",
+      "--admin",
+      "off",
+      "--workers",
+      "2",
+      "--backend",
+      backend.url.host,
+      "--log-file",
+      log,
+      "--access-log",
+      access,
+      "--access-log-format",
+      "json",
+    ]);
+    try {
+      const [, url] = (await waitForFile(log, /Balancer listening url=(\S+)/)).match(
+        /Balancer listening url=(\S+)/,
+      ) ?? [];
+      assert(url !== undefined, await Deno.readTextFile(log).catch(() => "no log file"));
+      const get = async (id: string) => {
+        const response = await fetch(url, { headers: { "x-request-id": id } });
+        assertEquals(await response.text(), "ok");
+      };
+      await get("before");
+      await waitForFile(access, /"before"/);
+      await Deno.rename(log, `${log}.1`);
+      await Deno.rename(access, `${access}.1`);
+      lb.child.kill("SIGHUP");
+      assertMatch(await waitForFile(log, /Configuration reloaded/), /SIGHUP: reloading/);
+      // Both isolates reopen; a few requests reach each of them.
+      for (let index = 0; index < 8; index++) await get(`after-${index}`);
+      const lines = (await waitForFile(access, /after-7/)).trimEnd().split("\n");
+      assertEquals(
+        lines.map((line) => JSON.parse(line).requestId).sort(),
+        Array.from({ length: 8 }, (_, index) => `after-${index}`),
+      );
+      const rotated = await Deno.readTextFile(`${access}.1`);
+      assertEquals(rotated.trimEnd().split("\n").map((line) => JSON.parse(line).requestId), [
+        "before",
+      ]);
+      assertStringIncludes(await Deno.readTextFile(`${log}.1`), "Balancer listening");
+    } finally {
+      lb.child.kill("SIGTERM");
+      const status = await within(lb.child.status, EXIT_BOUND_MS, "Exit after SIGTERM");
+      assertEquals(status.code, 0, lb.output);
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -158,7 +158,7 @@ export class AccessLog implements AccessLogSink, AsyncDisposable {
     return this.#room.promise;
   }
 
-  /** Reopens the file before the next write (SIGUSR1, after logrotate moved it). */
+  /** Reopens the file before the next write (SIGHUP or SIGUSR1, after logrotate moved it). */
   reopen(): void {
     this.#isReopenAsked = true;
     this.#flushing ??= this.#flushLoop();

@@ -45,7 +45,7 @@ export interface DataPlaneDeps {
    * with it). Default: the configured one.
    */
   readonly accessLog?: AccessLogSink;
-  /** Where the SIGUSR1 (reopen the access log) listener is registered. Default: `Deno`. */
+  /** Where the SIGHUP and SIGUSR1 (reopen the access log) listeners go. Default: `Deno`. */
   readonly signals?: SignalApi;
   /** Bind with SO_REUSEPORT, so several isolates share the address. Default: false. */
   readonly reusePort?: boolean;
@@ -224,8 +224,9 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
 
 /**
  * The data plane's access log: the one `accessLog` configures (rebuilt when a reload changes
- * its path or format), reopened on SIGUSR1. Every isolate listens for SIGUSR1 itself, so with
- * `--workers N` each reopens its own file handle (signals reach every isolate of the process).
+ * its path or format), reopened on SIGHUP or SIGUSR1. Every isolate listens for both itself, so
+ * with `--workers N` each reopens its own file handle (signals reach every isolate of the
+ * process).
  */
 class AccessLogs {
   readonly #deps: DataPlaneDeps;

@@ -7,10 +7,11 @@
  * @module
  */
 import { Backend, type BackendCounts } from "../backend.ts";
-import { configureLogging, getModuleLogger } from "../log.ts";
+import { configureLogging, getModuleLogger, type Logging } from "../log.ts";
 import { Metrics } from "../metrics.ts";
 import { Pool } from "../pool.ts";
 import { systemClock } from "../shared/clock.ts";
+import { listenForReopen } from "../signals.ts";
 import { type DataPlane, startDataPlane } from "./data_plane.ts";
 import { OutlierRelay } from "./outlier_relay.ts";
 import {
@@ -41,7 +42,9 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
   let id = "";
   let plane: DataPlane | undefined;
   let reporter: ReturnType<typeof setInterval> | undefined;
-  let logging: AsyncDisposable | undefined;
+  let logging: Logging | undefined;
+  /** SIGUSR1 reopens this isolate's handle on the log file (the data plane, its access log). */
+  let reopen: Disposable | undefined;
   let relay: OutlierRelay | undefined;
 
   const report = () => {
@@ -76,6 +79,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             color: false,
             ...(config.log.file === undefined ? {} : { file: config.log.file }),
           });
+          if (config.log.file !== undefined) reopen = listenForReopen(() => logging?.reopen());
           applySnapshot(pool, message.pool);
           relay = new OutlierRelay(config.outlier, (href, result) => {
             scope.postMessage({ kind: "outcome", id, href, result });
@@ -118,6 +122,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             report();
             await current.close();
           }
+          reopen?.[Symbol.dispose]();
           await logging?.[Symbol.asyncDispose]();
           scope.postMessage({ kind: "drained", id, isClean });
           scope.close();

@@ -213,7 +213,7 @@ Deno.test("a data plane logging to /dev/full keeps serving, with a WARN and a me
   }
 });
 
-Deno.test("a data plane reopens its access log on SIGUSR1", async () => {
+Deno.test("a data plane reopens its access log on SIGUSR1 and on SIGHUP", async () => {
   const directory = await Deno.makeTempDir();
   const handlers = new Map<Deno.Signal, () => void>();
   const signals: SignalApi = {
@@ -245,13 +245,22 @@ Deno.test("a data plane reopens its access log on SIGUSR1", async () => {
     assert(onReopen !== undefined, "SIGUSR1 has a listener");
     onReopen();
     await get("two");
+    while (!(await Deno.readTextFile(path).catch(() => "")).includes("two")) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await Deno.rename(path, `${path}.2`);
+    const onHangup = handlers.get("SIGHUP");
+    assert(onHangup !== undefined, "SIGHUP has a listener");
+    onHangup();
+    await get("three");
   } finally {
     await plane.shutdown();
     await plane.close();
   }
   assertEquals(handlers.size, 0, "the listener is removed on shutdown");
   assertEquals(JSON.parse(await Deno.readTextFile(`${path}.1`)).requestId, "one");
-  assertEquals(JSON.parse(await Deno.readTextFile(path)).requestId, "two");
+  assertEquals(JSON.parse(await Deno.readTextFile(`${path}.2`)).requestId, "two");
+  assertEquals(JSON.parse(await Deno.readTextFile(path)).requestId, "three");
   await Deno.remove(directory, { recursive: true });
 });
 
