@@ -99,10 +99,9 @@ export async function configureLogging(options: LoggingOptions): Promise<Logging
   const formatter = createLogFormatter(options.format, { color: options.color ?? false });
   const nonBlocking = { bufferSize: BUFFER_RECORDS, flushInterval: options.flushIntervalMs ?? 100 };
   let output: Sink;
-  let reopen = () => {};
+  let file: ReopenableFile | undefined;
   if (options.file !== undefined) {
-    const file = new ReopenableFile(options.file, await openLogFile(options.file));
-    reopen = () => file.reopen();
+    file = new ReopenableFile(options.file, await openLogFile(options.file));
     // closeStream (the default) closes the file when LogTape disposes the sink.
     output = getStreamSink(file.writable, { formatter, nonBlocking });
   } else {
@@ -125,7 +124,7 @@ export async function configureLogging(options: LoggingOptions): Promise<Logging
   });
   let disposed: Promise<void> | undefined;
   return {
-    reopen,
+    reopen: () => file?.reopen(),
     [Symbol.asyncDispose]: () => disposed ??= reset(),
   };
 }

@@ -8,6 +8,10 @@ import {
   assertStringIncludes,
 } from "./support/assert.ts";
 import { captureLogs } from "./support/capture_logs.ts";
+import { waitForFileText } from "./support/files.ts";
+
+/** Polling bounds for a sink that flushes every millisecond: 1000 reads 2 ms apart. */
+const FAST = { tries: 1000, intervalMs: 2 } as const;
 
 function record(overrides: Partial<LogRecord> = {}): LogRecord {
   return {
@@ -146,27 +150,13 @@ Deno.test("configureLogging() writes to --log-file while running, not only at ex
   try {
     getModuleLogger("server").info("Listening", { port: 9090 });
     // Wait for the condition (the record on disk), bounded: the flush runs every 1 ms.
-    let text = "";
-    for (let tries = 0; tries < 500 && text === ""; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 2));
-      text = await Deno.readTextFile(path);
-    }
+    const text = await waitForFileText(path, `"message":"Listening"`, { intervalMs: 2 });
     assertStringIncludes(text, `"message":"Listening"`);
   } finally {
     await logging[Symbol.asyncDispose]();
     await Deno.remove(path);
   }
 });
-
-/** Reads `path` until it holds `text`, bounded (the sink flushes every millisecond here). */
-async function waitForText(path: string, text: string): Promise<string> {
-  let content = "";
-  for (let tries = 0; tries < 1000 && !content.includes(text); tries++) {
-    await new Promise((resolve) => setTimeout(resolve, 2));
-    content = await Deno.readTextFile(path).catch(() => "");
-  }
-  return content;
-}
 
 Deno.test("configureLogging() reopens --log-file by its path after logrotate moved it", async () => {
   const dir = await Deno.makeTempDir();
@@ -180,11 +170,11 @@ Deno.test("configureLogging() reopens --log-file by its path after logrotate mov
   try {
     const logger = getModuleLogger("server");
     logger.info("Before rotation");
-    assertStringIncludes(await waitForText(path, "Before rotation"), "Before rotation");
+    assertStringIncludes(await waitForFileText(path, "Before rotation", FAST), "Before rotation");
     await Deno.rename(path, `${path}.1`);
     logging.reopen();
     logger.info("After rotation");
-    assertStringIncludes(await waitForText(path, "After rotation"), "After rotation");
+    assertStringIncludes(await waitForFileText(path, "After rotation", FAST), "After rotation");
   } finally {
     await logging[Symbol.asyncDispose]();
   }
@@ -210,16 +200,16 @@ Deno.test("configureLogging() keeps the old file and warns when a reopen fails",
   try {
     const logger = getModuleLogger("server");
     logger.info("First");
-    await waitForText(path, "First");
+    await waitForFileText(path, "First", FAST);
     // The whole directory goes: the path cannot be opened again.
     await Deno.rename(`${dir}/logs`, `${dir}/moved`);
     logging.reopen();
     logger.info("Second");
-    const text = await waitForText(moved, "Log file not reopened");
+    const text = await waitForFileText(moved, "Log file not reopened", FAST);
     assertStringIncludes(text, "Second");
     assertMatch(text, /WARN {2}log: Log file not reopened; still writing to the old one error=/);
     logger.info("Third");
-    assertStringIncludes(await waitForText(moved, "Third"), "Third");
+    assertStringIncludes(await waitForFileText(moved, "Third", FAST), "Third");
   } finally {
     await logging[Symbol.asyncDispose]();
     await Deno.remove(dir, { recursive: true });

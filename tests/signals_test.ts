@@ -9,6 +9,7 @@ import {
   type SignalApi,
 } from "../lib/signals.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
+import { waitForFileText } from "./support/files.ts";
 import { startServer } from "./support/servers.ts";
 import { RUN_PERMISSIONS, startProcess } from "./support/subprocess.ts";
 
@@ -182,16 +183,6 @@ Deno.test({
   },
 });
 
-/** Reads `path` until `pattern` matches, bounded; returns the text. */
-async function waitForFile(path: string, pattern: RegExp): Promise<string> {
-  let text = "";
-  for (let tries = 0; tries < 500 && !pattern.test(text); tries++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    text = await Deno.readTextFile(path).catch(() => "");
-  }
-  return text;
-}
-
 Deno.test({
   name: "lb --workers 2 reopens both log files on SIGHUP after logrotate moved them",
   ignore: !isPosix,
@@ -221,7 +212,7 @@ Deno.test({
       "json",
     ]);
     try {
-      const [, url] = (await waitForFile(log, /Balancer listening url=(\S+)/)).match(
+      const [, url] = (await waitForFileText(log, /Balancer listening url=(\S+)/)).match(
         /Balancer listening url=(\S+)/,
       ) ?? [];
       assert(url !== undefined, await Deno.readTextFile(log).catch(() => "no log file"));
@@ -230,14 +221,14 @@ Deno.test({
         assertEquals(await response.text(), "ok");
       };
       await get("before");
-      await waitForFile(access, /"before"/);
+      await waitForFileText(access, /"before"/);
       await Deno.rename(log, `${log}.1`);
       await Deno.rename(access, `${access}.1`);
       lb.child.kill("SIGHUP");
-      assertMatch(await waitForFile(log, /Configuration reloaded/), /SIGHUP: reloading/);
+      assertMatch(await waitForFileText(log, /Configuration reloaded/), /SIGHUP: reloading/);
       // Both isolates reopen; a few requests reach each of them.
       for (let index = 0; index < 8; index++) await get(`after-${index}`);
-      const lines = (await waitForFile(access, /after-7/)).trimEnd().split("\n");
+      const lines = (await waitForFileText(access, /after-7/)).trimEnd().split("\n");
       assertEquals(
         lines.map((line) => JSON.parse(line).requestId).sort(),
         Array.from({ length: 8 }, (_, index) => `after-${index}`),

@@ -16,6 +16,7 @@ import { systemClock } from "../../lib/shared/clock.ts";
 import type { SignalApi } from "../../lib/signals.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { captureLogs } from "../support/capture_logs.ts";
+import { waitForFileText } from "../support/files.ts";
 import { startServer } from "../support/servers.ts";
 import { REPO_ROOT, RUN_PERMISSIONS, startProcess } from "../support/subprocess.ts";
 
@@ -156,9 +157,7 @@ Deno.test("AccessLog reopens its file: lines after reopen() go to a new file at 
     const log = new AccessLog({ format: "text", target: accessLogTarget(path), logger });
     log.write(sample({ requestId: "before" }));
     // Waits for the first batch: reopen() after it, as logrotate does after moving the file.
-    while ((await Deno.readTextFile(path).catch(() => "")) === "") {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    await waitForFileText(path, "before", { tries: 5000, intervalMs: 1 });
     await Deno.rename(path, `${path}.1`);
     log.reopen();
     log.write(sample({ requestId: "after" }));
@@ -237,17 +236,13 @@ Deno.test("a data plane reopens its access log on SIGUSR1 and on SIGHUP", async 
     })).text();
   try {
     await get("one");
-    while ((await Deno.readTextFile(path).catch(() => "")) === "") {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    await waitForFileText(path, "one", { tries: 5000, intervalMs: 1 });
     await Deno.rename(path, `${path}.1`);
     const onReopen = handlers.get("SIGUSR1");
     assert(onReopen !== undefined, "SIGUSR1 has a listener");
     onReopen();
     await get("two");
-    while (!(await Deno.readTextFile(path).catch(() => "")).includes("two")) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    await waitForFileText(path, "two", { tries: 5000, intervalMs: 1 });
     await Deno.rename(path, `${path}.2`);
     const onHangup = handlers.get("SIGHUP");
     assert(onHangup !== undefined, "SIGHUP has a listener");
