@@ -1,0 +1,168 @@
+/**
+ * CPU cost per request, side by side (`deno task bench:cost`): the bare `Deno.serve` + `fetch`
+ * proxy and our balancer in several shapes, all running at once in front of the same three nginx
+ * backends, each driven by its own `wrk` in the same seconds. A benchmark, not a test: it needs
+ * `nginx` and `wrk` on PATH and Linux's `/proc`.
+ *
+ * ```sh
+ * deno task bench:cost                                   # 6 rounds of 5 s slices
+ * deno task bench:cost --rounds 10 --only bare,ours-lean,ours-defaults
+ * ```
+ *
+ * Why at once rather than in turn (as `deno task bench` does for req/s): on a shared 2-core
+ * machine the speed of the whole machine drifts by a factor of two within minutes, so slices
+ * taken in turn disagree by far more than the few percent an optimisation is worth. Targets
+ * that run in the same seconds share that drift. Each round gives every target's CPU
+ * microseconds per request (CPU time of its process tree from `/proc`, over the requests `wrk`
+ * completed) and its ratio to the first target's in the same round; the report gives the
+ * medians. Absolute figures are inflated by the shared cores and mean little. Keep to about four
+ * targets: more, and each gets too small a share of the cores for a steady figure.
+ *
+ * Flags: `--rounds N` (default 6), `--slice D` (default 5s), `--connections C` per target
+ * (default 20), `--only KEY,...` (the first is the reference).
+ *
+ * @module
+ */
+import { parseDuration } from "../../lib/shared/duration.ts";
+import { parseArgs } from "../../lib/shared/std.ts";
+import { type RunningPeer, startBareDenoProxy } from "./bench_peers.ts";
+import { startNginxBackends, startOurBalancer, treeCpuMs } from "./bench_processes.ts";
+import {
+  freePort,
+  median,
+  runTool,
+  writeLine,
+  writeStaticSite,
+  wrkErrors,
+} from "./bench_support.ts";
+
+/** A target before it runs. */
+interface CostTarget {
+  readonly key: string;
+  readonly label: string;
+  start(directory: string, backendPorts: readonly number[]): Promise<RunningPeer>;
+}
+
+const LEAN = ["--log-level", "warning", "--access-log", "off"];
+
+function ours(key: string, label: string, flags: (directory: string) => string[]): CostTarget {
+  return {
+    key,
+    label,
+    async start(directory, backendPorts) {
+      const port = freePort();
+      const process = await startOurBalancer(port, backendPorts, [
+        "--workers",
+        "1",
+        ...flags(directory),
+      ]);
+      return {
+        url: `http://127.0.0.1:${port}/index.html`,
+        pid: process.pid,
+        trouble: () => {
+          const code = process.exitCode();
+          return code === undefined ? undefined : `exited with code ${code}`;
+        },
+        stop: () => process.stop(),
+      };
+    },
+  };
+}
+
+/** Every target, the reference first; all but the last run by default. */
+const TARGETS: readonly CostTarget[] = [
+  { key: "bare", label: "bare Deno.serve + fetch", start: startBareDenoProxy },
+  ours("ours-lean", "ours: warning, access log off", () => LEAN),
+  ours(
+    "ours-lean-native",
+    "ours lean on Deno.serve's own listener (--websocket on)",
+    () => [...LEAN, "--websocket", "on"],
+  ),
+  ours("ours-http1", "ours lean, --upstream http1", () => [...LEAN, "--upstream", "http1"]),
+  ours(
+    "ours-defaults",
+    "ours: defaults, access log to a file",
+    (directory) => ["--access-log", `${directory}/access.log`],
+  ),
+];
+
+/** One target's figures over the rounds. */
+interface CostResult {
+  readonly target: CostTarget;
+  readonly peer: RunningPeer;
+  readonly cpuMicrosPerRequest: number[];
+  readonly ratioToReference: number[];
+  errors: number;
+}
+
+async function wrkRequests(url: string, connections: number, seconds: number) {
+  const text = await runTool("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, url]);
+  return { requests: Number(text.match(/(\d+) requests in/)?.[1] ?? 0), errors: wrkErrors(text) };
+}
+
+async function run(args: readonly string[]): Promise<void> {
+  const flags = parseArgs(args, { string: ["rounds", "slice", "connections", "only"] });
+  const rounds = Number(flags.rounds ?? 6);
+  const seconds = parseDuration(String(flags.slice ?? "5s")) / 1000;
+  const connections = Number(flags.connections ?? 20);
+  const only = flags.only === undefined ? undefined : String(flags.only).split(",");
+  const targets = only === undefined ? TARGETS.slice(0, -1) : only.map((key) => {
+    const target = TARGETS.find((t) => t.key === key);
+    if (target === undefined) throw new Error(`Unknown target ${key}`);
+    return target;
+  });
+  const directory = await Deno.makeTempDir({ prefix: "denolb-cost-" });
+  const site = await writeStaticSite(directory, 100);
+  const backends = await startNginxBackends(directory, site, 3);
+  const running: RunningPeer[] = [];
+  try {
+    for (const target of targets) running.push(await target.start(directory, backends.ports));
+    const results: CostResult[] = targets.map((target, i) => ({
+      target,
+      peer: running[i] as RunningPeer,
+      cpuMicrosPerRequest: [],
+      ratioToReference: [],
+      errors: 0,
+    }));
+    await Promise.all(running.map((peer) => wrkRequests(peer.url, connections, 2)));
+    /** One slice of one target: its CPU microseconds per request. */
+    const slice = async (result: CostResult): Promise<number> => {
+      const before = await treeCpuMs(result.peer.pid);
+      const { requests, errors } = await wrkRequests(result.peer.url, connections, seconds);
+      result.errors += errors;
+      return (await treeCpuMs(result.peer.pid) - before) * 1000 / Math.max(1, requests);
+    };
+    for (let round = 1; round <= rounds; round++) {
+      const costs = await Promise.all(results.map(slice));
+      const reference = costs[0] ?? Number.NaN;
+      results.forEach((result, i) => {
+        const cost = costs[i] ?? Number.NaN;
+        result.cpuMicrosPerRequest.push(cost);
+        result.ratioToReference.push(cost / reference);
+      });
+      writeLine(`round ${round}/${rounds}: ${costs.map((c) => c.toFixed(0)).join(" ")} µs/req`);
+      const trouble = running.map((peer) => peer.trouble()).find((t) => t !== undefined);
+      if (trouble !== undefined) throw new Error(`A target is in trouble: ${trouble}`);
+    }
+    writeLine("");
+    writeLine(
+      `${rounds} rounds of ${seconds} s, wrk -t1 -c${connections} per target, all at once; ` +
+        `ratio = CPU per request / ${targets[0]?.key}'s in the same round`,
+    );
+    writeLine("| target | CPU µs/req | ratio | ratio per round | wrk errors |");
+    writeLine("|---|---:|---:|---|---:|");
+    for (const r of results) {
+      writeLine(
+        `| ${r.target.label} | ${median(r.cpuMicrosPerRequest).toFixed(1)} | ` +
+          `${median(r.ratioToReference).toFixed(2)} | ` +
+          `${r.ratioToReference.map((x) => x.toFixed(2)).join(" ")} | ${r.errors} |`,
+      );
+    }
+  } finally {
+    await Promise.all(running.map((peer) => peer.stop()));
+    await backends.stop();
+    await Deno.remove(directory, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) await run(Deno.args);
