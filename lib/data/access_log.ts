@@ -4,7 +4,9 @@
  *
  * Built for speed and for never losing a record: a request's line is formatted once and
  * appended to an in-memory batch; one write at a time sends the whole batch (whole lines only)
- * to a file opened in append mode. With `O_APPEND` each `write(2)` lands at the end of the file
+ * to a file opened in append mode. Writes start at most every `flushIntervalMs` (5 ms) while
+ * lines keep coming, so under load a write carries tens of lines instead of a few (each write
+ * is a trip through Deno's blocking thread pool); a line after a quiet spell is written at once. With `O_APPEND` each `write(2)` lands at the end of the file
  * as one piece, so several isolates (`--workers N`) appending batches of whole lines to the same
  * file never tear or interleave a line. When the disk cannot keep up, the batch grows to
  * `maxBufferBytes` and then {@linkcode AccessLog.write} returns a promise the request path
@@ -97,9 +99,18 @@ export interface AccessLogOptions {
   readonly maxBufferBytes?: number;
   /** Wait between attempts while writing fails, in ms. Default: 1000. */
   readonly retryMs?: number;
-  /** Runs the retry wait. Default: {@linkcode systemClock}. */
+  /**
+   * Shortest time between the starts of two writes, in ms, while lines keep coming: the batch
+   * gathers meanwhile. A batch of 64 KiB (or a full buffer, or closing) is written at once.
+   * Default: 5.
+   */
+  readonly flushIntervalMs?: number;
+  /** Runs the retry wait and the flush interval. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
 }
+
+/** A batch this large is written without waiting for the flush interval. */
+const EAGER_BATCH_CHARS = 64 * 1024;
 
 const encoder = new TextEncoder();
 
@@ -115,7 +126,11 @@ export class AccessLog implements AccessLogSink, AsyncDisposable {
   readonly #onEvent: (event: MetricEvent) => void;
   readonly #maxBufferBytes: number;
   readonly #retryMs: number;
+  readonly #flushIntervalMs: number;
+  readonly #eagerBatchChars: number;
   readonly #clock: Clock;
+  /** When the last write started, on the clock. */
+  #lastWriteAt = Number.NEGATIVE_INFINITY;
   #batch: string[] = [];
   /** Characters in the batch (a cheap stand-in for bytes). */
   #batchLength = 0;
@@ -137,6 +152,8 @@ export class AccessLog implements AccessLogSink, AsyncDisposable {
     this.#onEvent = options.onEvent ?? (() => {});
     this.#maxBufferBytes = options.maxBufferBytes ?? 4 * 1024 * 1024;
     this.#retryMs = options.retryMs ?? 1_000;
+    this.#flushIntervalMs = options.flushIntervalMs ?? 5;
+    this.#eagerBatchChars = Math.min(EAGER_BATCH_CHARS, this.#maxBufferBytes);
     this.#clock = options.clock ?? systemClock;
   }
 
@@ -183,6 +200,7 @@ export class AccessLog implements AccessLogSink, AsyncDisposable {
   async #flushLoop(): Promise<void> {
     try {
       while (this.#batch.length > 0 || this.#isReopenAsked) {
+        await this.#gather();
         const isWritten = await this.#writeBatch();
         if (isWritten) continue;
         if (this.#isClosed) return;
@@ -199,6 +217,18 @@ export class AccessLog implements AccessLogSink, AsyncDisposable {
     }
   }
 
+  /** Waits out the rest of the flush interval, unless the batch should go now. */
+  async #gather(): Promise<void> {
+    const wait = this.#lastWriteAt + this.#flushIntervalMs - this.#clock.now();
+    if (wait <= 0 || this.#isClosed || this.#isReopenAsked) return;
+    if (this.#room !== undefined || this.#batchLength >= this.#eagerBatchChars) return;
+    try {
+      await this.#clock.sleep(wait, this.#stop.signal);
+    } catch {
+      // Closing: write now.
+    }
+  }
+
   /** One attempt to (re)open and write the whole batch; false when it failed. */
   async #writeBatch(): Promise<boolean> {
     try {
@@ -209,6 +239,7 @@ export class AccessLog implements AccessLogSink, AsyncDisposable {
       }
       this.#writer ??= await this.#target.open();
       if (this.#batch.length === 0) return true;
+      this.#lastWriteAt = this.#clock.now();
       // Only whole lines go into one write, so a write of another isolate lands between lines.
       const bytes = encoder.encode(this.#batch.join(""));
       const lines = this.#batch.length;

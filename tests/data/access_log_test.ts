@@ -13,6 +13,7 @@ import type { MetricEvent } from "../../lib/metrics.ts";
 import { Metrics } from "../../lib/metrics.ts";
 import { Pool } from "../../lib/pool.ts";
 import { systemClock } from "../../lib/shared/clock.ts";
+import { FakeClock, settle } from "../support/fake_clock.ts";
 import type { SignalApi } from "../../lib/signals.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { captureLogs } from "../support/capture_logs.ts";
@@ -118,6 +119,47 @@ Deno.test("AccessLog batches whole lines and makes writers wait only when its bu
   await gated.release();
   await closing;
   assertEquals(gated.written, [line, line.repeat(2)]);
+});
+
+Deno.test("AccessLog gathers the lines of a busy spell into one write; after a quiet one, at once", async () => {
+  const clock = new FakeClock(1_000);
+  const writes: string[] = [];
+  const writer: AccessLogWriter = {
+    write: (bytes) => {
+      writes.push(new TextDecoder().decode(bytes));
+      return Promise.resolve(bytes.length);
+    },
+    close: () => {},
+  };
+  const log = new AccessLog({
+    format: "text",
+    target: { open: () => Promise.resolve(writer) },
+    logger,
+    clock,
+    flushIntervalMs: 5,
+  });
+  const line = (id: string) => formatAccessRecord("text", sample({ requestId: id }));
+  log.write(sample({ requestId: "a" }));
+  await settle();
+  assertEquals(writes, [line("a")], "the first line goes out at once");
+  log.write(sample({ requestId: "b" }));
+  log.write(sample({ requestId: "c" }));
+  await settle();
+  assertEquals(writes.length, 1, "lines within the interval wait for it");
+  await clock.advance(4);
+  assertEquals(writes.length, 1);
+  await clock.advance(1);
+  assertEquals(writes, [line("a"), line("b") + line("c")], "then go out as one write");
+  await clock.advance(100);
+  log.write(sample({ requestId: "d" }));
+  await settle();
+  assertEquals(writes.at(-1), line("d"), "a line after a quiet spell goes out at once");
+  log.write(sample({ requestId: "e" }));
+  await settle();
+  assertEquals(writes.length, 3);
+  await log.close();
+  assertEquals(writes.at(-1), line("e"), "closing writes what waits without the interval");
+  assertEquals(clock.pendingSleeps, 0);
 });
 
 Deno.test("AccessLog on /dev/full: one WARN, failures counted, writers never wait", {
