@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { freePort, type RunningNginx, startNginx, waitForPort } from "./bench_support.ts";
+import { freePorts, type RunningNginx, startNginx, waitForPort } from "./bench_support.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url);
 const REPO = new URL("../../", import.meta.url);
@@ -35,7 +35,7 @@ export async function startNginxBackends(
   www: string,
   count: number,
 ): Promise<NginxBackends> {
-  const ports = Array.from({ length: count }, () => freePort());
+  const ports = freePorts(count);
   const nginx: RunningNginx = await startNginx(
     directory,
     ports.map((p) => `  server { listen 127.0.0.1:${p}; root ${www}; }`).join("\n"),

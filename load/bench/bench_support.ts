@@ -114,6 +114,24 @@ export function freePort(): number {
 }
 
 /**
+ * Distinct free TCP ports on 127.0.0.1: all are held until every one is known, so the system
+ * cannot hand the same port out twice (it may, to {@linkcode freePort} calls in a row, when
+ * other programs open and close many sockets meanwhile).
+ *
+ * @param count How many.
+ * @returns The ports.
+ */
+export function freePorts(count: number): number[] {
+  const listeners = Array.from(
+    { length: count },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((listener) => listener.addr.port);
+  for (const listener of listeners) listener.close();
+  return ports;
+}
+
+/**
  * Waits until something accepts connections on the port.
  *
  * @param port The port on 127.0.0.1.

@@ -24,6 +24,7 @@ import { parseDuration } from "../../lib/shared/duration.ts";
 import { parseArgs } from "../../lib/shared/std.ts";
 import {
   freePort,
+  freePorts,
   type Measurement,
   measureWrk,
   median,
@@ -93,7 +94,7 @@ async function main(args: readonly string[]): Promise<void> {
 
   const directory = await Deno.makeTempDir({ prefix: "denolb_lb_bench_" });
   const www = await writeStaticSite(directory, fileBytes);
-  const backendPorts = Array.from({ length: backendCount }, () => freePort());
+  const backendPorts = freePorts(backendCount);
   const backends = await startNginx(
     directory,
     backendPorts.map((p) => `  server { listen 127.0.0.1:${p}; root ${www}; }`).join("\n"),
