@@ -3,7 +3,7 @@
  */
 import { VERSION } from "../main.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
-import { REPO_ROOT, RUN_PERMISSIONS, runDeno, startProcess } from "./support/subprocess.ts";
+import { REPO_ROOT, RUN_PERMISSIONS, runDeno, startLbProcess } from "./support/subprocess.ts";
 
 const MAIN = ["run", ...RUN_PERMISSIONS, "main.ts"];
 
@@ -53,11 +53,7 @@ Deno.test("an unknown command exits 2 and names it", async () => {
 Deno.test("lb exits 0 on SIGTERM after draining", {
   ignore: Deno.build.os === "windows",
 }, async () => {
-  await using lb = startProcess(Deno.execPath(), [
-    ...MAIN,
-    "lb",
-    "--port",
-    "0",
+  await using lb = startLbProcess([
     "--backend",
     "127.0.0.1:9",
     "--health-interval",

@@ -11,7 +11,7 @@ import {
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { waitForFileText } from "./support/files.ts";
 import { startServer } from "./support/servers.ts";
-import { RUN_PERMISSIONS, startProcess } from "./support/subprocess.ts";
+import { startLbProcess } from "./support/subprocess.ts";
 
 /** A signal API that records listeners and lets a test raise signals. */
 function fakeSignalApi(): SignalApi & {
@@ -127,13 +127,7 @@ function closedPort(): number {
 
 /** Starts `main.ts lb` with the default health interval, as a user would. */
 function startLb() {
-  return startProcess(Deno.execPath(), [
-    "run",
-    ...RUN_PERMISSIONS,
-    "main.ts",
-    "lb",
-    "--port",
-    "0",
+  return startLbProcess([
     "--backend",
     `127.0.0.1:${closedPort()}`,
     "--admin",
@@ -191,13 +185,7 @@ Deno.test({
     const log = `${dir}/lb.log`;
     const access = `${dir}/access.log`;
     await using backend = startServer(() => new Response("ok"));
-    await using lb = startProcess(Deno.execPath(), [
-      "run",
-      ...RUN_PERMISSIONS,
-      "main.ts",
-      "lb",
-      "--port",
-      "0",
+    await using lb = startLbProcess([
       "--admin",
       "off",
       "--workers",

@@ -19,7 +19,7 @@ import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { captureLogs } from "../support/capture_logs.ts";
 import { waitForFileText } from "../support/files.ts";
 import { startServer } from "../support/servers.ts";
-import { REPO_ROOT, RUN_PERMISSIONS, startProcess } from "../support/subprocess.ts";
+import { REPO_ROOT, RUN_PERMISSIONS, startLbProcess } from "../support/subprocess.ts";
 
 const logger = getLogger(["denolb", "proxy"]);
 
@@ -311,13 +311,7 @@ Deno.test(
     try {
       const path = `${directory}/access.log`;
       await using backend = startServer(() => new Response("ok"));
-      await using lb = startProcess(Deno.execPath(), [
-        "run",
-        ...RUN_PERMISSIONS,
-        "main.ts",
-        "lb",
-        "--port",
-        "0",
+      await using lb = startLbProcess([
         "--admin",
         "off",
         "--backend",

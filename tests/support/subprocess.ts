@@ -110,3 +110,22 @@ export function startProcess(command: string, args: readonly string[]): LiveProc
     },
   };
 }
+
+/**
+ * Starts the balancer as a user does, `deno run main.ts lb --port 0` with `args` after, and
+ * follows its output.
+ *
+ * @param args More `lb` flags.
+ * @returns The live process; disposing it kills the child if still running.
+ */
+export function startLbProcess(args: readonly string[]): LiveProcess {
+  return startProcess(Deno.execPath(), [
+    "run",
+    ...RUN_PERMISSIONS,
+    "main.ts",
+    "lb",
+    "--port",
+    "0",
+    ...args,
+  ]);
+}
