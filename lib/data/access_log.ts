@@ -6,9 +6,10 @@
  * appended to an in-memory batch; one write at a time sends the whole batch (whole lines only)
  * to a file opened in append mode. Writes start at most every `flushIntervalMs` (5 ms) while
  * lines keep coming, so under load a write carries tens of lines instead of a few (each write
- * is a trip through Deno's blocking thread pool); a line after a quiet spell is written at once. With `O_APPEND` each `write(2)` lands at the end of the file
- * as one piece, so several isolates (`--workers N`) appending batches of whole lines to the same
- * file never tear or interleave a line. When the disk cannot keep up, the batch grows to
+ * is a trip through Deno's blocking thread pool); a line after a quiet spell is written at
+ * once. With `O_APPEND` each `write(2)` lands at the end of the file as one piece, so several
+ * isolates (`--workers N`) appending batches of whole lines to the same file never tear or
+ * interleave a line. When the disk cannot keep up, the batch grows to
  * `maxBufferBytes` and then {@linkcode AccessLog.write} returns a promise the request path
  * awaits (backpressure). When the file cannot be written at all (a deleted directory, a full
  * disk) there is one WARN, every failed attempt is counted (`access-log-write-failed`), the
@@ -220,8 +221,9 @@ export class AccessLog implements AccessLogSink, AsyncDisposable {
   /** Waits out the rest of the flush interval, unless the batch should go now. */
   async #gather(): Promise<void> {
     const wait = this.#lastWriteAt + this.#flushIntervalMs - this.#clock.now();
+    // A full buffer (writers waiting) is past the eager size too: it never waits.
     if (wait <= 0 || this.#isClosed || this.#isReopenAsked) return;
-    if (this.#room !== undefined || this.#batchLength >= this.#eagerBatchChars) return;
+    if (this.#batchLength >= this.#eagerBatchChars) return;
     try {
       await this.#clock.sleep(wait, this.#stop.signal);
     } catch {
