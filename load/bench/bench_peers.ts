@@ -7,7 +7,7 @@
  * @module
  */
 import { freePort, startNginx } from "./bench_support.ts";
-import { spawnWatched } from "./bench_processes.ts";
+import { spawnWatched, startOurBalancer } from "./bench_processes.ts";
 
 /** A balancer running for the benchmark. */
 export interface RunningPeer {
@@ -205,6 +205,24 @@ export async function startBareDenoProxy(
   );
   await process.listening(port, "bare Deno proxy");
   return peerOf(process, port);
+}
+
+/**
+ * Our balancer as a peer: `main.ts lb --workers 1` (before `flags`, which may override it) in
+ * front of the backends, on a free port. Its trouble is an exit, or stderr lines beyond those it
+ * wrote while starting.
+ *
+ * @param backendPorts The backends' ports.
+ * @param flags More `lb` flags.
+ * @returns The running peer.
+ */
+export async function startOursAsPeer(
+  backendPorts: readonly number[],
+  flags: readonly string[],
+): Promise<RunningPeer> {
+  const port = freePort();
+  const process = await startOurBalancer(port, backendPorts, ["--workers", "1", ...flags]);
+  return peerOf(process, port, process.stderr().count);
 }
 
 /** A watched process as a peer: trouble is an exit or stderr lines after `quietLines`. */

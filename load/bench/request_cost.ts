@@ -25,16 +25,9 @@
  */
 import { parseDuration } from "../../lib/shared/duration.ts";
 import { parseArgs } from "../../lib/shared/std.ts";
-import { type RunningPeer, startBareDenoProxy } from "./bench_peers.ts";
-import { startNginxBackends, startOurBalancer, treeCpuMs } from "./bench_processes.ts";
-import {
-  freePort,
-  median,
-  runTool,
-  writeLine,
-  writeStaticSite,
-  wrkErrors,
-} from "./bench_support.ts";
+import { type RunningPeer, startBareDenoProxy, startOursAsPeer } from "./bench_peers.ts";
+import { startNginxBackends, treeCpuMs } from "./bench_processes.ts";
+import { median, runTool, writeLine, writeStaticSite, wrkErrors } from "./bench_support.ts";
 
 /** A target before it runs. */
 interface CostTarget {
@@ -49,23 +42,7 @@ function ours(key: string, label: string, flags: (directory: string) => string[]
   return {
     key,
     label,
-    async start(directory, backendPorts) {
-      const port = freePort();
-      const process = await startOurBalancer(port, backendPorts, [
-        "--workers",
-        "1",
-        ...flags(directory),
-      ]);
-      return {
-        url: `http://127.0.0.1:${port}/index.html`,
-        pid: process.pid,
-        trouble: () => {
-          const code = process.exitCode();
-          return code === undefined ? undefined : `exited with code ${code}`;
-        },
-        stop: () => process.stop(),
-      };
-    },
+    start: (directory, backendPorts) => startOursAsPeer(backendPorts, flags(directory)),
   };
 }
 
@@ -119,17 +96,13 @@ async function run(args: readonly string[]): Promise<void> {
   const directory = await Deno.makeTempDir({ prefix: "denolb-cost-" });
   const site = await writeStaticSite(directory, 100);
   const backends = await startNginxBackends(directory, site, 3);
-  const running: RunningPeer[] = [];
+  const results: CostResult[] = [];
   try {
-    for (const target of targets) running.push(await target.start(directory, backends.ports));
-    const results: CostResult[] = targets.map((target, i) => ({
-      target,
-      peer: running[i] as RunningPeer,
-      cpuMicrosPerRequest: [],
-      ratioToReference: [],
-      errors: 0,
-    }));
-    await Promise.all(running.map((peer) => wrkRequests(peer.url, connections, 2)));
+    for (const target of targets) {
+      const peer = await target.start(directory, backends.ports);
+      results.push({ target, peer, cpuMicrosPerRequest: [], ratioToReference: [], errors: 0 });
+    }
+    await Promise.all(results.map((r) => wrkRequests(r.peer.url, connections, 2)));
     /** One slice of one target: its CPU microseconds per request. */
     const slice = async (result: CostResult): Promise<number> => {
       const before = await treeCpuMs(result.peer.pid);
@@ -146,8 +119,10 @@ async function run(args: readonly string[]): Promise<void> {
         result.ratioToReference.push(cost / reference);
       });
       writeLine(`round ${round}/${rounds}: ${costs.map((c) => c.toFixed(0)).join(" ")} µs/req`);
-      const trouble = running.map((peer) => peer.trouble()).find((t) => t !== undefined);
-      if (trouble !== undefined) throw new Error(`A target is in trouble: ${trouble}`);
+      const exited = results.find((r) => r.peer.trouble()?.startsWith("exited") === true);
+      if (exited !== undefined) {
+        throw new Error(`${exited.target.key} ${exited.peer.trouble()}`);
+      }
     }
     writeLine("");
     writeLine(
@@ -163,8 +138,12 @@ async function run(args: readonly string[]): Promise<void> {
           `${r.ratioToReference.map((x) => x.toFixed(2)).join(" ")} | ${r.errors} |`,
       );
     }
+    for (const r of results) {
+      const trouble = r.peer.trouble();
+      if (trouble !== undefined) writeLine(`- ${r.target.key}: ${trouble}`);
+    }
   } finally {
-    await Promise.all(running.map((peer) => peer.stop()));
+    await Promise.all(results.map((r) => r.peer.stop()));
     await backends.stop();
     await Deno.remove(directory, { recursive: true }).catch(() => {});
   }

@@ -33,16 +33,11 @@ import {
   startCaddyPeer,
   startHaproxyPeer,
   startNginxPeer,
+  startOursAsPeer,
   versionOf,
 } from "./bench_peers.ts";
-import {
-  loadAverage,
-  startNginxBackends,
-  startOurBalancer,
-  treeCpuMs,
-  treeMemory,
-} from "./bench_processes.ts";
-import { freePort, median, writeLine, writeStaticSite } from "./bench_support.ts";
+import { loadAverage, startNginxBackends, treeCpuMs, treeMemory } from "./bench_processes.ts";
+import { median, writeLine, writeStaticSite } from "./bench_support.ts";
 import { formatTable, type TableRow } from "./table_report.ts";
 
 /** A row of the table before it runs. */
@@ -58,30 +53,9 @@ function ours(key: string, label: string, flags: readonly string[], isLogged = t
   return {
     key,
     label,
-    async start(directory, backendPorts) {
-      const port = freePort();
+    start(directory, backendPorts) {
       const accessLog = isLogged ? ["--access-log", `${directory}/access_${key}.log`] : [];
-      const process = await startOurBalancer(port, backendPorts, [
-        "--workers",
-        "1",
-        ...accessLog,
-        ...flags,
-      ]);
-      const startupLines = process.stderr().count;
-      return {
-        url: `http://127.0.0.1:${port}/index.html`,
-        pid: process.pid,
-        trouble() {
-          const code = process.exitCode();
-          const { count, last } = process.stderr();
-          if (code !== undefined) return `exited with code ${code}: ${last.at(-1) ?? ""}`;
-          if (count > startupLines) {
-            return `${count - startupLines} stderr lines, last: ${last.at(-1)}`;
-          }
-          return undefined;
-        },
-        stop: () => process.stop(),
-      };
+      return startOursAsPeer(backendPorts, [...accessLog, ...flags]);
     },
   };
 }
