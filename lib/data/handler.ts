@@ -190,9 +190,6 @@ export function createHandler(deps: HandlerDeps): Handler {
   // Decided once: with no trusted proxies (the default) no peer address is parsed per request.
   const isTrusted = trustedProxies.isEmpty ? () => false : (ip: string) => trustedProxies.has(ip);
   const isForwardedSent = deps.isForwardedSent ?? true;
-  const webSockets = deps.webSockets === undefined
-    ? undefined
-    : createWebSocketProxy({ ...deps, accessLog, clock, webSockets: deps.webSockets });
   // One timer for every request's response-header timeout, one for body reads.
   const deadlines = new DeadlineQueue({ clock });
   const bodyDeadlines = new DeadlineQueue({ clock });
@@ -228,6 +225,15 @@ export function createHandler(deps: HandlerDeps): Handler {
     logger,
   });
   const idleBody = createIdleBodyWatch(deps.idleBodyTimeoutMs ?? 0, clock, logger, metrics);
+  // Upgrades share the admission and the retry budget with plain requests.
+  const webSockets = deps.webSockets === undefined ? undefined : createWebSocketProxy({
+    ...deps,
+    accessLog,
+    clock,
+    webSockets: deps.webSockets,
+    admission,
+    retryGate,
+  });
 
   /**
    * Counts a finished request in the metrics and writes its access record.

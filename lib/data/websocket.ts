@@ -5,8 +5,13 @@
  * only once it is open is the client upgraded (`Deno.upgradeWebSocket`) with the subprotocol the
  * backend chose, so a backend that refuses gives the client an HTTP answer rather than a socket
  * that closes at once: its status when Deno reports one (a 4xx or 5xx), otherwise 502; 504 when
- * it does not answer within the response-header timeout. A connect failure is retried on
- * another backend (up to `retries`), as for plain HTTP.
+ * it does not answer within the response-header timeout.
+ *
+ * An upgrade goes through the same steps as a plain request: the handler's `Admission` picks
+ * and `begin()`s the backend (a backend at its in-flight limit is skipped, a full balancer
+ * queues the upgrade, then answers 503), the request counts toward the retry budget, a connect
+ * failure is retried on another backend only while `retries` and the budget allow, and every
+ * attempt's result goes to passive health (`onAttempt`).
  *
  * What is relayed, and what Deno decides for us (Deno 2.9.6):
  * - text and binary messages, both ways, whole (Deno hands over complete messages, never
@@ -24,7 +29,8 @@
  *   the HTTP path sends (`proxy_headers.ts`), `Host` included; Deno's client prefixes any
  *   `User-Agent` with its own (`Deno/2.9.6, ...`).
  *
- * An open socket counts as in flight on its backend until it closes, and in the metrics'
+ * An open socket counts as in flight on its backend (and against its in-flight limit) until it
+ * closes, and in the metrics'
  * `denolb_websockets_open`; one access record is written when it closes (status 101, the
  * socket's whole life as the duration). Every open relay is in an {@linkcode OpenWebSockets}
  * registry that outlives reloads, so the data plane can close them all with 1001 when a drain
@@ -38,6 +44,9 @@ import type { Metrics } from "../metrics.ts";
 import type { AttemptResult } from "../outlier.ts";
 import type { Policy } from "../policy.ts";
 import type { Pool } from "../pool.ts";
+import type { Admission } from "./admission.ts";
+import { AT_CAPACITY_BODY } from "./answers.ts";
+import type { RetryGate } from "./retry_gate.ts";
 import { type ForwardedInfo, upstreamRequestHeaders } from "./proxy_headers.ts";
 import { upstreamUrl } from "./proxy.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
@@ -61,8 +70,12 @@ export interface WebSocketSettings {
 export interface WebSocketProxyDeps {
   /** The backends. */
   readonly pool: Pool;
-  /** Picks the backend, as for HTTP requests. */
+  /** Picks the backend for a retry, as for HTTP requests. */
   readonly policy: Policy;
+  /** Picks and `begin()`s the first backend under the in-flight limits: the handler's own. */
+  readonly admission: Admission;
+  /** The retry budget: the handler's own, so upgrades and plain requests share it. */
+  readonly retryGate: RetryGate;
   /** Counts upgrades, open sockets, failures and retries. */
   readonly metrics: Metrics;
   /** Receives backend failures. */
@@ -156,7 +169,7 @@ const HANDSHAKE_HEADER = /^sec-websocket-/;
  */
 export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   const clock = deps.clock ?? systemClock;
-  const { pool, policy, metrics, logger, accessLog } = deps;
+  const { pool, policy, metrics, logger, accessLog, admission, retryGate } = deps;
   const open = deps.webSockets.open;
 
   /** Counts a request that got no socket and logs it; returns its response. */
@@ -164,7 +177,14 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     request: Request,
     target: AcceptedTarget,
     facts: UpgradeFacts,
-    outcome: { status: number; backend: Backend | undefined; reason: string; kind: string },
+    outcome: {
+      status: number;
+      backend: Backend | undefined;
+      reason: string;
+      kind: string;
+      body?: string;
+      isRetryLater?: boolean;
+    },
   ): Response {
     const durationMs = clock.now() - facts.started;
     metrics.recordRequest(outcome.backend, outcome.status, durationMs);
@@ -186,11 +206,11 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         reason: outcome.reason,
       });
     }
-    const body = FAILURE_BODY[outcome.status] ?? `Backend refused the WebSocket upgrade\n`;
-    return new Response(body, {
-      status: outcome.status,
-      headers: { ...TEXT_HEADERS, "x-request-id": facts.requestId },
-    });
+    const body = outcome.body ?? FAILURE_BODY[outcome.status] ??
+      `Backend refused the WebSocket upgrade\n`;
+    const headers: Record<string, string> = { ...TEXT_HEADERS, "x-request-id": facts.requestId };
+    if (outcome.isRetryLater === true) headers["retry-after"] = "1";
+    return new Response(body, { status: outcome.status, headers });
   }
 
   async function proxy(
@@ -210,20 +230,19 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     const headers = upstreamRequestHeaders(request.headers, facts.forwarded)
       .filter(([name]) => !HANDSHAKE_HEADER.test(name) && name !== "accept-encoding");
     const protocols = subprotocols(request.headers.get("sec-websocket-protocol"));
-    const first = policy.pick(pool.backends, request, undefined, { clientIp });
-    if (first === undefined) {
-      metrics.recordNoBackend();
-      return fail(request, target, facts, {
-        status: 503,
-        backend: undefined,
-        reason: "no healthy backend",
-        kind: "no-backend",
-      });
+    let admitted = admission.admit(request, { clientIp });
+    if (admitted instanceof Promise) admitted = await admitted;
+    if (typeof admitted === "string") {
+      if (admitted === "no-backend") metrics.recordNoBackend();
+      else if (admitted !== "client-abort") metrics.recordEvent(admitted);
+      return fail(request, target, facts, refusalOutcome(admitted));
     }
+    retryGate.recordRequest(facts.started);
+    const first: Backend = admitted;
     let tried: Set<Backend> | undefined;
     let backend: Backend = first;
     for (let attempt = 0;; attempt++) {
-      backend.begin();
+      if (attempt > 0) backend.begin(); // admission began the first
       const sentAt = clock.now();
       const url = upstreamUrl(backend.url, target).replace(/^http/, "ws");
       const opened = await openBackendSocket(url, {
@@ -239,6 +258,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         return upgradeClient(request, target, facts, backend, opened.socket, clock.now() - sentAt);
       }
       backend.end(opened.reason !== "client-abort");
+      admission.release();
       const failed: Backend = backend;
       logger.warn("Backend WebSocket upgrade failed", () => ({
         backend: failed.name,
@@ -247,8 +267,13 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         attempt: attempt + 1,
         requestId: facts.requestId,
       }));
-      const next: Backend | undefined = opened.reason === "connect" && attempt < deps.retries
+      // As for plain requests: the policy picks with the tried backends excluded, and the
+      // budget is asked last, so only a retry that would happen spends it.
+      const picked: Backend | undefined = opened.reason === "connect" && attempt < deps.retries
         ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed), { clientIp })
+        : undefined;
+      const next = picked !== undefined && retryGate.allow(failed.name, opened.reason)
+        ? picked
         : undefined;
       if (next === undefined) {
         const status = opened.reason === "timeout"
@@ -289,6 +314,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       // Such as a subprotocol the client did not offer.
       closeQuietly(upstream, 1000, "Client upgrade failed");
       backend.end(false);
+      admission.release();
       return fail(request, target, facts, {
         status: 502,
         backend,
@@ -321,6 +347,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       onClosed: (closedBy, code) => {
         open.delete(pair);
         backend.end(false);
+        admission.release();
         metrics.recordWebSocketClosed();
         if (!accessLog.isEnabled) return;
         void accessLog.write({
@@ -345,6 +372,40 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   }
 
   return { proxy };
+}
+
+/** The answer to an upgrade that got no backend, as for a plain request. */
+function refusalOutcome(
+  refusal: "no-backend" | "queue-full" | "queue-timeout" | "client-abort",
+): {
+  status: number;
+  backend: undefined;
+  reason: string;
+  kind: string;
+  body?: string;
+  isRetryLater?: boolean;
+} {
+  switch (refusal) {
+    case "no-backend":
+      return {
+        status: 503,
+        backend: undefined,
+        reason: "no healthy backend",
+        kind: "no-backend",
+        isRetryLater: true,
+      };
+    case "client-abort":
+      return { status: 499, backend: undefined, reason: "Client went away", kind: "client-abort" };
+    default:
+      return {
+        status: 503,
+        backend: undefined,
+        reason: `backends at capacity (${refusal})`,
+        kind: "refused",
+        body: AT_CAPACITY_BODY,
+        isRetryLater: true,
+      };
+  }
 }
 
 /** What passive health is told about one attempt to open the backend side. */
