@@ -73,6 +73,9 @@ function startPlane(
     clock?: Clock;
     keepAliveTimeoutMs?: number;
     accessLog?: ReturnType<typeof captureAccessLog>;
+    limits?: Partial<BalancerConfig["limits"]>;
+    retryBudgetPercent?: number;
+    retryBudgetMinPerSecond?: number;
   } = {},
 ): TestPlane {
   const pool = new Pool(backends.map((url) => new Backend(parseBackendUrl(url.href))));
@@ -93,7 +96,10 @@ function startPlane(
       ...D.proxy,
       timeoutMs: options.timeoutMs ?? 5_000,
       retries: options.retries ?? 1,
+      retryBudgetPercent: options.retryBudgetPercent ?? D.proxy.retryBudgetPercent,
+      retryBudgetMinPerSecond: options.retryBudgetMinPerSecond ?? D.proxy.retryBudgetMinPerSecond,
     },
+    limits: { ...D.limits, ...options.limits },
     admin: { listen: "off" },
     accessLog: { ...D.accessLog, path: "off" },
   };
@@ -638,3 +644,80 @@ Deno.test("websocket: a client that stops reading is closed once 16 MiB are unse
   while (lb.pool.inFlight > 0) await new Promise((r) => setTimeout(r, 5));
   assertEquals(lb.metrics.webSocketsOpen, 0);
 });
+
+Deno.test("websocket: an upgrade goes through admission: a backend at its in-flight limit is skipped, a full balancer queues, then 503", async () => {
+  await using a = startEchoBackend("a");
+  await using b = startEchoBackend("b");
+  await using lb = startPlane([a.url, b.url], {
+    limits: { maxInFlight: 1, queueSize: 1, queueTimeoutMs: 200 },
+  });
+  const first = new Client(lb.url);
+  await first.opened;
+  assertEquals(await first.next(), "hello from a /");
+  // a holds one socket, its limit: the round-robin turn goes to b, and a third has nowhere.
+  const second = new Client(lb.url);
+  await second.opened;
+  assertEquals(await second.next(), "hello from b /");
+  const refused = await rawUpgrade(lb.plane.listener.addr.port);
+  assertMatch(refused, /^HTTP\/1\.1 503 /);
+  assertMatch(refused, /retry-after: 1/i);
+  assertMatch(refused, /every backend is at its in-flight limit/);
+  assertEquals(lb.metrics.webSocketsOpen, 2);
+  // A waiting upgrade gets the slot a closing socket frees.
+  const waiting = new Client(lb.url);
+  first.socket.close(1000);
+  await first.closed;
+  await waiting.opened;
+  assertEquals(await waiting.next(), "hello from a /");
+  for (const client of [second, waiting]) {
+    client.socket.close();
+    await client.closed;
+  }
+});
+
+Deno.test("websocket: a connect failure is retried only while the retry budget allows", async () => {
+  await using live = startEchoBackend("live");
+  const dead = new URL(`http://127.0.0.1:${unusedPort()}/`);
+  await using lb = startPlane([dead, live.url], {
+    retries: 1,
+    retryBudgetPercent: 0,
+    retryBudgetMinPerSecond: 0,
+  });
+  // The round-robin starts on the dead backend; the budget allows no retry: 502.
+  const answer = await rawUpgrade(lb.plane.listener.addr.port);
+  assertMatch(answer, /^HTTP\/1\.1 502 /);
+  assertEquals(lb.metrics.retryCount, 0);
+});
+
+/** Sends a WebSocket handshake on a raw connection and returns the answer (5 s at most). */
+async function rawUpgrade(port: number): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(
+    new TextEncoder().encode(
+      "GET / HTTP/1.1\r\nhost: lb\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
+        "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+    ),
+  );
+  const decoder = new TextDecoder();
+  const buffer = new Uint8Array(4096);
+  let text = "";
+  // The deadline: a connection that answers nothing more is closed, ending the read.
+  const deadline = setTimeout(() => conn.close(), 5_000);
+  try {
+    while (!/\r\n\r\n[\s\S]*\n$/.test(text)) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      text += decoder.decode(buffer.subarray(0, n));
+    }
+  } catch {
+    // Closed by the deadline: what came so far is the answer.
+  } finally {
+    clearTimeout(deadline);
+    try {
+      conn.close();
+    } catch {
+      // Closed by the deadline.
+    }
+  }
+  return text;
+}
