@@ -721,3 +721,97 @@ async function rawUpgrade(port: number): Promise<string> {
   }
   return text;
 }
+
+Deno.test("websocket: 50 sockets echo text and 1 MB binary byte-identical; close codes 1001 and 4000 both ways", async () => {
+  await using backend = startEchoBackend("a");
+  await using lb = startPlane([backend.url]);
+  const big = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) & 0xff;
+  const clients = Array.from({ length: 50 }, () => new Client(lb.url));
+  await Promise.all(clients.map((c) => c.opened));
+  await Promise.all(clients.map(async (client, i) => {
+    assertEquals(await client.next(), "hello from a /");
+    client.socket.send(`text ${i}`);
+    assertEquals(await client.next(), `text ${i}`);
+    client.socket.send(big);
+    const echoed = new Uint8Array(await client.next() as ArrayBuffer);
+    assertEquals(echoed.length, big.length);
+    assert(echoed.every((byte, j) => byte === big[j]), `socket ${i}: 1 MB intact`);
+  }));
+  assertEquals(lb.metrics.webSocketsOpen, 50);
+  // Backend to client: every code a peer may send passes as it is.
+  const byBackend = [...backend.sockets];
+  const [first, second] = [byBackend[0], byBackend[1]];
+  assert(first !== undefined && second !== undefined);
+  first.close(1001, "backend going away");
+  second.close(4000, "backend app code");
+  const seen: Array<[number, string]> = [];
+  for (const client of clients) void client.closed.then((e) => seen.push([e.code, e.reason]));
+  await waitFor(() => seen.length >= 2);
+  seen.sort();
+  assertEquals(seen, [[1001, "backend going away"], [4000, "backend app code"]]);
+  // Client to backend: 4000 passes; 1001 (a browser leaving the page; Deno's own client cannot
+  // send it, so a raw client does) reaches the backend as 1000 with a reason naming it: Deno's
+  // client socket toward the backend may not send 1001 either.
+  const open = clients.filter((c) => c.socket.readyState === WebSocket.OPEN);
+  const before = backend.closes.length;
+  open[0]?.socket.close(4000, "client app code");
+  await rawClientClose(lb.plane.listener.addr.port, 1001);
+  await waitFor(() => backend.closes.length >= before + 2);
+  const fromClients = backend.closes.slice(before).map((c) => [c.code, c.reason]).sort();
+  assertEquals(fromClients, [[1000, "client closed with 1001"], [4000, "client app code"]]);
+  for (const client of open) client.socket.close();
+  await Promise.all(open.map((c) => c.closed));
+  await waitFor(() => lb.metrics.webSocketsOpen === 0);
+});
+
+/** Polls `condition` every 10 ms until it holds; fails after 5 s. */
+async function waitFor(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!condition()) {
+    assert(Date.now() < deadline, "condition not met within 5 s");
+    await tick();
+  }
+}
+
+/**
+ * Opens a socket with a raw client, waits for the first message, then sends a close frame with
+ * `code` (masked, as a client must) and waits for the balancer to close the connection.
+ */
+async function rawClientClose(port: number, code: number): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const deadline = setTimeout(() => conn.close(), 5_000);
+  try {
+    await conn.write(
+      new TextEncoder().encode(
+        "GET / HTTP/1.1\r\nhost: lb\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
+          "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+      ),
+    );
+    const buffer = new Uint8Array(4096);
+    let text = "";
+    // The 101's head and the backend's hello message.
+    while (!text.includes("hello from")) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error("closed before the first message");
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    // FIN + close, masked with a zero key, 2-byte payload: the code.
+    await conn.write(new Uint8Array([0x88, 0x82, 0, 0, 0, 0, code >> 8, code & 0xff]));
+    while (await conn.read(buffer) !== null) {
+      // The balancer's close frame, then the end of the connection.
+    }
+  } finally {
+    clearTimeout(deadline);
+    try {
+      conn.close();
+    } catch {
+      // Closed by the deadline.
+    }
+  }
+}
+
+/** One turn of the event loop's timers: lets socket events in flight arrive. */
+function tick(): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), 10));
+}
