@@ -1,6 +1,7 @@
 /**
- * Reading the flags of `loadtest`, below the meaning of any one flag: the flag names, the seed's
- * space-separated lists, typed access to the parsed values, and readers for numbers, lists and
+ * Reading the flags of `loadtest`, below the meaning of any one flag: the flag names, the
+ * space-separated lists of the original Python load tester, typed access to the parsed values,
+ * and readers for numbers, lists and
  * durations that reject a bad value with a {@linkcode UsageError} naming the flag.
  *
  * @module
@@ -51,7 +52,7 @@ export const BOOLEAN_FLAGS: readonly string[] = [
 
 /**
  * Folds the values after `--concurrency`/`--rate` into one `--flag=a,b,c` argument, so the
- * seed's space-separated list parses, and joins a negative value (or `-`, stdout) to its flag,
+ * original space-separated list parses, and joins a negative value (or `-`, stdout) to its flag,
  * so `-5` is read as a (bad) value rather than as a flag.
  *
  * @param args Raw arguments, such as `["-c", "25", "50", "--total", "-1"]`.
@@ -204,7 +205,7 @@ export function parseList(flag: string, text: string, check: Check): number[] {
 
 /**
  * Reads a duration flag value into milliseconds. A bare number is seconds, for every flag of
- * every command (as the seed's `--timeout 4`).
+ * every command (as the original Python load tester's `--timeout 4`).
  *
  * @param flag The flag, such as `"--timeout"`, for the error message.
  * @param text The value, such as `"250ms"`, `"5s"` or a bare number of seconds.

@@ -1,7 +1,8 @@
 /**
  * Flags of `loadtest` into a validated {@linkcode LoadPlan} (or a `merge` command), checked once
- * before any request is sent. Seed-compatible: `--url --total --concurrency --rounds --timeout`
- * with the seed's defaults, and `--concurrency 25 50 100` as a space-separated list.
+ * before any request is sent. Compatible with the original Python load tester:
+ * `--url --total --concurrency --rounds --timeout` with its defaults, and
+ * `--concurrency 25 50 100` as a space-separated list.
  *
  * @module
  */
@@ -27,7 +28,7 @@ import { DEFAULT_SUCCESS_STATUSES, parseStatusRanges, type StatusRanges } from "
 import type { RequestSpec } from "./transport.ts";
 import { TRANSPORT_MODES, type TransportMode } from "./transports.ts";
 
-/** The seed's defaults. */
+/** The original Python load tester's defaults. */
 export const DEFAULTS = {
   url: "http://127.0.0.1:9090/",
   total: 200,
