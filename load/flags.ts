@@ -8,6 +8,7 @@
  */
 import { UsageError } from "../lib/shared/command.ts";
 import { formatDurationText, MAX_TIMER_MS, parseDuration } from "../lib/shared/duration.ts";
+import { LOADTEST_FLAGS } from "./flag_table.ts";
 
 /** The longest duration a flag takes, as a flag writes it (whole seconds, itself accepted). */
 const LONGEST_DURATION = formatDurationText(Math.floor(MAX_TIMER_MS / 1000) * 1000);
@@ -15,40 +16,21 @@ const LONGEST_DURATION = formatDurationText(Math.floor(MAX_TIMER_MS / 1000) * 10
 const LIST_FLAGS = /^(--concurrency|-c|--rate)(=.*)?$/;
 
 /** Flags of `loadtest` that take a value, without the leading `--`. */
-export const STRING_FLAGS: readonly string[] = [
-  "url",
-  "total",
-  "duration",
-  "concurrency",
-  "rate",
-  "stages",
-  "rounds",
-  "timeout",
-  "warmup",
-  "method",
-  "body",
-  "body-file",
-  "targets",
-  "success",
-  "workers",
-  "transport",
-  "max-in-flight",
-  "json",
-  "csv",
-  "chart",
-  "html",
-  "max-error-rate",
-  "max-p99",
-  "threshold",
-];
-/** Flags of `loadtest` that take no value, without the leading `--`. */
-export const BOOLEAN_FLAGS: readonly string[] = [
-  "help",
-  "markdown",
-  "find-capacity",
-  "keepalive",
-  "quiet",
-];
+export const STRING_FLAGS: readonly string[] = LOADTEST_FLAGS
+  .filter((flag) => flag.metavar !== undefined).map((flag) => flag.name);
+/** Flags of `loadtest` that take no value, without the leading `--` (or `--no-`). */
+export const BOOLEAN_FLAGS: readonly string[] = LOADTEST_FLAGS
+  .filter((flag) => flag.metavar === undefined).map((flag) => flag.name);
+/** Flags of `loadtest` that may be repeated, each value kept. */
+export const REPEATABLE_FLAGS: readonly string[] = LOADTEST_FLAGS
+  .filter((flag) => flag.isRepeatable === true).map((flag) => flag.name);
+/** Switches of `loadtest` written `--no-NAME`: on unless turned off. */
+export const NEGATED_FLAGS: readonly string[] = LOADTEST_FLAGS
+  .filter((flag) => flag.isNegated === true).map((flag) => flag.name);
+/** One-letter aliases of `loadtest`'s flags: `{ c: "concurrency" }`. */
+export const FLAG_ALIASES: Readonly<Record<string, string>> = Object.fromEntries(
+  LOADTEST_FLAGS.flatMap((flag) => flag.short === undefined ? [] : [[flag.short, flag.name]]),
+);
 
 /**
  * Folds the values after `--concurrency`/`--rate` into one `--flag=a,b,c` argument, so the
@@ -109,13 +91,12 @@ export class Flags {
   /** Names of value flags given on the command line (plus true booleans). */
   given(): Set<string> {
     const names = new Set<string>();
-    for (const name of STRING_FLAGS) if (this.#parsed[name] !== undefined) names.add(name);
+    for (const name of STRING_FLAGS) if (this.strings(name).length > 0) names.add(name);
     for (const name of BOOLEAN_FLAGS) {
-      if (name !== "keepalive" && this.#parsed[name] === true) names.add(name);
+      if (NEGATED_FLAGS.includes(name)) {
+        if (this.#parsed[name] === false) names.add(`no-${name}`);
+      } else if (this.#parsed[name] === true) names.add(name);
     }
-    if (this.#parsed.keepalive === false) names.add("no-keepalive");
-    if (this.strings("header").length > 0) names.add("header");
-    if (this.strings("threshold").length > 0) names.add("threshold");
     return names;
   }
 
