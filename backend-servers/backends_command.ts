@@ -1,5 +1,6 @@
 /**
- * `backends`: starts the three demo backends of the seed (`server8080/` to `server8082/`) on
+ * `backends`: starts the three demo backends of the original Python balancer (`server8080/` to
+ * `server8082/`) on
  * consecutive ports and runs until interrupted.
  *
  * @module
@@ -20,7 +21,8 @@ import { ADMIN_PREFIX, DEMO_BACKENDS, serveBackend } from "./serve.ts";
 export const BACKENDS_HELP: string = `Usage: deno task backends [options]
 
 Starts the three demo backends (server8080, server8081, server8082) on consecutive ports, as the
-seed's "python -m http.server 8080 --directory server8080" did, and runs until Ctrl-C.
+original Python balancer's "python -m http.server 8080 --directory server8080" did, and runs
+until Ctrl-C.
 
 Options:
   --host HOST            Address to bind (default 127.0.0.1)

@@ -26,17 +26,17 @@ import { StaticFiles } from "./static_files.ts";
 /** Path prefix of the runtime knobs. */
 export const ADMIN_PREFIX = "/_backend";
 
-/** One of the three demo backends of the seed. */
+/** One of the three demo backends (the original Python balancer's). */
 export interface DemoBackend {
   /** The folder's name, such as `server8080`. */
   readonly name: string;
-  /** The port the seed served it on. */
+  /** The port the original Python balancer's demo served it on. */
   readonly port: number;
   /** The folder, resolved next to this module (works from a bundle or a compiled binary). */
   readonly root: URL;
 }
 
-/** The seed's demo backends: `server8080/`, `server8081/` and `server8082/` on their ports. */
+/** The demo backends: `server8080/`, `server8081/` and `server8082/` on their ports. */
 export const DEMO_BACKENDS: readonly DemoBackend[] = [
   { name: "server8080", port: 8080, root: new URL("./server8080/", import.meta.url) },
   { name: "server8081", port: 8081, root: new URL("./server8081/", import.meta.url) },

@@ -4,10 +4,11 @@
  *
  * Everything is validated here, once, before any listener opens; the rest of the balancer trusts
  * a {@linkcode BalancerConfig}. Precedence, lowest first: defaults, `--config FILE.json`, the
- * `LOGLEVEL` environment variable, the seed's positional health period, flags. Every setting is
- * declared once in `settings.ts`; the defaults and merging (`config_layers.ts`), the flags
- * (`config_flags.ts`), the file (`config_file.ts`) and the help (`config_help.ts`) derive from
- * it. This module adds the sources that are not one setting's flag and the rules that tie
+ * `LOGLEVEL` environment variable, the positional health period (the original Python balancer's
+ * argument), flags. Every setting is declared once in `settings.ts`; the defaults and merging
+ * (`config_layers.ts`), the flags (`config_flags.ts`), the file (`config_file.ts`) and the help
+ * (`config_help.ts`) derive from it. This module adds the sources that are not one setting's flag
+ * and the rules that tie
  * settings together, and re-exports what callers need.
  *
  * @module
@@ -65,7 +66,7 @@ export async function parseBalancerArgs(
   return finish(layers, timeoutSource(flags, file, filePath));
 }
 
-/** The settings the environment gives: `LOGLEVEL`, as the seed read it. */
+/** The settings the environment gives: `LOGLEVEL`, as the original Python balancer read it. */
 function envLayer(env: (name: string) => string | undefined): ConfigLayer {
   const text = env("LOGLEVEL");
   if (text === undefined || text.trim() === "") return {};
@@ -75,7 +76,8 @@ function envLayer(env: (name: string) => string | undefined): ConfigLayer {
 }
 
 /**
- * The settings the seed's positional health period gives (seconds, floored at 1).
+ * The settings the positional health period gives (seconds, floored at 1), the original Python
+ * balancer's only argument.
  *
  * @throws {UsageError} For more than one argument or one that is not a number of seconds.
  */
@@ -95,7 +97,7 @@ function positionalLayer(positionals: readonly string[]): ConfigLayer {
       `Invalid health check period "${text}": must be a number of seconds, such as 5 or 0.5`,
     );
   }
-  // The seed floors the period at one second.
+  // The original Python balancer floors the period at one second.
   const intervalMs = Math.max(1, seconds) * 1000;
   if (intervalMs > MAX_TIMER_MS) {
     throw new UsageError(

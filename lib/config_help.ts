@@ -21,8 +21,9 @@ export const LB_HELP: string = `Usage: denolb lb [options] [health_check_period_
        denolb lb check-config FILE [options]   (validate a config file; exit 0 or 2)
 
 Balances HTTP requests over backends (round-robin over the healthy ones) and probes their health.
-With no arguments it behaves as the seed balancer: listens on ${D.host}:${D.port} and balances
-over http://127.0.0.1:8080, :8081 and :8082, probing GET ${D.health.path} every ${DEFAULT_PERIOD_SECONDS} seconds.
+With no arguments it behaves as the original Python balancer: listens on ${D.host}:${D.port}
+and balances over http://127.0.0.1:8080, :8081 and :8082, probing GET ${D.health.path} every
+${DEFAULT_PERIOD_SECONDS} seconds.
 
 Arguments:
 ${
@@ -49,7 +50,7 @@ is at most ${LONGEST_DURATION}, the longest a timer can wait. Sizes are written 
 (powers of 1000), 64KiB or 1MiB (powers of 1024).
 
 Examples:
-  deno task lb                  # the seed: 127.0.0.1:9090 over :8080-:8082, probes every 10 s
+  deno task lb                  # as the original: 127.0.0.1:9090 over :8080-:8082, every 10 s
   deno task lb 5                # probe every 5 seconds
   deno task lb --port 8000 --backend 10.0.0.1:80,10.0.0.2:80 --health-interval 2s --fall 2
   deno task lb --header-timeout 5s --request-buffer 64KB --timeout 10s

@@ -58,5 +58,5 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** The configuration of a plain `lb` with no arguments: the seed's behaviour. */
+/** A plain `lb` with no arguments: the original Python balancer's behaviour. */
 export const DEFAULT_BALANCER_CONFIG: BalancerConfig = deepFreeze(mergeLayers([]));

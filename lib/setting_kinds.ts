@@ -201,7 +201,7 @@ export function oneOf<const Name extends string>(names: readonly [Name, ...Name[
   };
 }
 
-/** Python's names for levels, as `LOGLEVEL` is in the seed, and common short forms. */
+/** Python's names for levels (`LOGLEVEL` of the original Python balancer), and short forms. */
 const LEVEL_ALIASES: Readonly<Record<string, LogLevel>> = {
   warn: "warning",
   critical: "fatal",

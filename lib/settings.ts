@@ -106,8 +106,8 @@ export function isSetting(node: object): node is Setting<unknown> | OptionalSett
   return "kind" in node;
 }
 
-/** The seed's three local backends. */
-const SEED_BACKENDS: readonly BackendConfig[] = [8080, 8081, 8082].map((port) => ({
+/** The three demo backends on 8080-8082, as the original Python balancer used them. */
+const DEMO_BACKENDS: readonly BackendConfig[] = [8080, 8081, 8082].map((port) => ({
   url: parseBackendUrl(`http://127.0.0.1:${port}`),
   weight: 1,
 }));
@@ -160,7 +160,7 @@ export const SETTINGS = {
   } satisfies Setting<"on" | "off">,
   backends: {
     kind: backendList(),
-    default: SEED_BACKENDS,
+    default: DEMO_BACKENDS,
     flag: "backend",
     metavar: "URL",
     section: "Backends",

@@ -31,7 +31,7 @@ import {
   formatSummaryTable,
   type LoadReport,
   REPORT_VERSION,
-  seedLabel,
+  shortLabel,
 } from "./report.ts";
 import { formatCsv, formatJson, formatMarkdown } from "./report_formats.ts";
 import { reportJsonSchema } from "./report_schema.ts";
@@ -160,7 +160,7 @@ async function runCommand(
   let progress: Progress | undefined;
   const hooks: SweepHooks = {
     onRunStart: ({ round, level, job }) => {
-      const label = seedLabel({ round, model: plan.model, level });
+      const label = shortLabel({ round, model: plan.model, level });
       progress = startProgress(label, job.stop, counter, { write: ctx.stderr, mode, clock });
     },
     onRunEnd: (record) => {

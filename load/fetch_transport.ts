@@ -19,7 +19,7 @@ const ABORTED: Outcome = { ok: false, error: "network", message: "aborted" };
  * Creates a transport that sends `spec` with `fetch`.
  *
  * With `keepAlive` off, the client keeps no idle connection, so every request opens (and the
- * response closes) its own connection, as the seed's `requests.get` did.
+ * response closes) its own connection, as the original Python load tester's `requests.get` did.
  *
  * @param spec What to send.
  * @param options Fetch override.

@@ -1,12 +1,14 @@
 /**
- * Reading the flags of `loadtest`, below the meaning of any one flag: the flag names, the seed's
- * space-separated lists, typed access to the parsed values, and readers for numbers, lists and
+ * Reading the flags of `loadtest`, below the meaning of any one flag: the flag names, the
+ * space-separated lists of the original Python load tester, typed access to the parsed values,
+ * and readers for numbers, lists and
  * durations that reject a bad value with a {@linkcode UsageError} naming the flag.
  *
  * @module
  */
 import { UsageError } from "../lib/shared/command.ts";
 import { formatDurationText, MAX_TIMER_MS, parseDuration } from "../lib/shared/duration.ts";
+import { LOADTEST_FLAGS } from "./flag_table.ts";
 
 /** The longest duration a flag takes, as a flag writes it (whole seconds, itself accepted). */
 const LONGEST_DURATION = formatDurationText(Math.floor(MAX_TIMER_MS / 1000) * 1000);
@@ -14,44 +16,25 @@ const LONGEST_DURATION = formatDurationText(Math.floor(MAX_TIMER_MS / 1000) * 10
 const LIST_FLAGS = /^(--concurrency|-c|--rate)(=.*)?$/;
 
 /** Flags of `loadtest` that take a value, without the leading `--`. */
-export const STRING_FLAGS: readonly string[] = [
-  "url",
-  "total",
-  "duration",
-  "concurrency",
-  "rate",
-  "stages",
-  "rounds",
-  "timeout",
-  "warmup",
-  "method",
-  "body",
-  "body-file",
-  "targets",
-  "success",
-  "workers",
-  "transport",
-  "max-in-flight",
-  "json",
-  "csv",
-  "chart",
-  "html",
-  "max-error-rate",
-  "max-p99",
-  "threshold",
-];
-/** Flags of `loadtest` that take no value, without the leading `--`. */
-export const BOOLEAN_FLAGS: readonly string[] = [
-  "help",
-  "markdown",
-  "find-capacity",
-  "keepalive",
-  "quiet",
-];
+export const STRING_FLAGS: readonly string[] = LOADTEST_FLAGS
+  .filter((flag) => flag.metavar !== undefined).map((flag) => flag.name);
+/** Flags of `loadtest` that take no value, without the leading `--` (or `--no-`). */
+export const BOOLEAN_FLAGS: readonly string[] = LOADTEST_FLAGS
+  .filter((flag) => flag.metavar === undefined).map((flag) => flag.name);
+/** Flags of `loadtest` that may be repeated, each value kept. */
+export const REPEATABLE_FLAGS: readonly string[] = LOADTEST_FLAGS
+  .filter((flag) => flag.isRepeatable === true).map((flag) => flag.name);
+/** Switches of `loadtest` written `--no-NAME`: on unless turned off. */
+export const NEGATED_FLAGS: readonly string[] = LOADTEST_FLAGS
+  .filter((flag) => flag.isNegated === true).map((flag) => flag.name);
+/** One-letter aliases of `loadtest`'s flags: `{ c: "concurrency" }`. */
+export const FLAG_ALIASES: Readonly<Record<string, string>> = Object.fromEntries(
+  LOADTEST_FLAGS.flatMap((flag) => flag.short === undefined ? [] : [[flag.short, flag.name]]),
+);
 
 /**
  * Folds the values after `--concurrency`/`--rate` into one `--flag=a,b,c` argument, so the
- * seed's space-separated list parses, and joins a negative value (or `-`, stdout) to its flag,
+ * original space-separated list parses, and joins a negative value (or `-`, stdout) to its flag,
  * so `-5` is read as a (bad) value rather than as a flag.
  *
  * @param args Raw arguments, such as `["-c", "25", "50", "--total", "-1"]`.
@@ -108,13 +91,12 @@ export class Flags {
   /** Names of value flags given on the command line (plus true booleans). */
   given(): Set<string> {
     const names = new Set<string>();
-    for (const name of STRING_FLAGS) if (this.#parsed[name] !== undefined) names.add(name);
+    for (const name of STRING_FLAGS) if (this.strings(name).length > 0) names.add(name);
     for (const name of BOOLEAN_FLAGS) {
-      if (name !== "keepalive" && this.#parsed[name] === true) names.add(name);
+      if (NEGATED_FLAGS.includes(name)) {
+        if (this.#parsed[name] === false) names.add(`no-${name}`);
+      } else if (this.#parsed[name] === true) names.add(name);
     }
-    if (this.#parsed.keepalive === false) names.add("no-keepalive");
-    if (this.strings("header").length > 0) names.add("header");
-    if (this.strings("threshold").length > 0) names.add("threshold");
     return names;
   }
 
@@ -204,7 +186,7 @@ export function parseList(flag: string, text: string, check: Check): number[] {
 
 /**
  * Reads a duration flag value into milliseconds. A bare number is seconds, for every flag of
- * every command (as the seed's `--timeout 4`).
+ * every command (as the original Python load tester's `--timeout 4`).
  *
  * @param flag The flag, such as `"--timeout"`, for the error message.
  * @param text The value, such as `"250ms"`, `"5s"` or a bare number of seconds.

@@ -1,93 +1,26 @@
 /**
- * The help text of `loadtest`: every flag with its default, the exit codes and examples, kept
- * out of `cli.ts` so the command reads as code. `cli.ts` re-exports it for `main.ts`.
+ * The help text of `loadtest`: the flags with their help and defaults, derived from
+ * {@linkcode LOADTEST_FLAG_SECTIONS}, around a fixed introduction, `merge`, the exit codes and
+ * examples. Kept out of `cli.ts` so the command reads as code; `cli.ts` re-exports it for
+ * `main.ts`.
  *
  * @module
  */
+import { flagSynopsis, LOADTEST_FLAG_SECTIONS, type LoadtestFlagSection } from "./flag_table.ts";
+
+/** Column where a flag's description starts; the width lines wrap at. */
+const DESCRIPTION_COLUMN = 26;
+const WIDTH = 94;
 
 /** The full help of `loadtest`. */
-export const LOADTEST_HELP = `Usage: loadtest [flags]
+export const LOADTEST_HELP: string = `Usage: loadtest [flags]
        loadtest merge FILE.json... [output and threshold flags]
        loadtest schema
 
 Sends load to one URL and reports throughput, latency percentiles (HdrHistogram, from each
 request's intended start), errors by class and status, and a capacity estimate.
 
-Target and request:
-  --url URL               Target (http or https). Default: http://127.0.0.1:9090/
-  --method METHOD         HTTP method. Default: GET
-  -H, --header "N: V"     Request header; repeatable
-  --body TEXT             Request body
-  --body-file PATH        Request body read from a file
-  --targets FILE          Mixed traffic from a vegeta-format file: blank-line separated
-                          targets of "METHOD URL", header lines and an optional @body-file
-                          line; "# weight: N" weights a target (default: take turns).
-                          -H headers apply to every target. Replaces --url, --method, --body
-  --timeout DURATION      Per-request timeout, to the end of the body; a bare number is
-                          seconds (as the seed's --timeout 4). Default: 5s
-  --no-keepalive          A new connection per request (as the seed's requests.get).
-                          Default: keep-alive
-  --success STATUSES      Statuses that count as success: codes, classes, ranges.
-                          Default: 2xx,3xx (a 5xx is an error)
-
-Load (closed model, as the seed):
-  -c, --concurrency N...  Concurrency levels, space- or comma-separated: 25 50 100 or
-                          25,50,100. Each level runs --rounds times. Default: 50
-  --total N               Requests per run. Default: 200
-  --duration DURATION     Run for a time instead of --total; requests still in flight at
-                          the end are counted as cut off
-  --rounds N              Runs per level. Default: 1
-  --warmup DURATION       Unrecorded warm-up at the first level before measuring
-
-Load (open model):
-  --rate R...             Constant arrival rates in requests/s, space- or comma-separated.
-                          Latency is timed from each request's planned start (no
-                          coordinated omission); late and never-sent requests are reported.
-                          Use with --duration (or --total)
-  --stages D:R,...        Ramping arrival rate (k6's ramping-arrival-rate): each stage moves
-                          the rate linearly from the previous target (0 at the start) to R
-                          req/s over D, e.g. 30s:100,1m:500,30s:0; replaces --rate and
-                          --duration, timed from each request's intended start as --rate
-  --max-in-flight N       Cap on requests in flight. Default: rate x timeout, at most 1000
-                          and at most the open-files limit less 64 (from /proc/self/limits);
-                          a run that reaches the cap and runs late says so
-
-Scale:
-  --workers N             Web Workers to spread the load over. Default: 1 for small runs
-                          (under 5000 requests); otherwise a 0.5s probe against the target
-                          in-process and with one worker per core, and the workers only
-                          when they are at least 10% faster, so the default is never slower
-                          than one worker on this machine (the header line shows the figures)
-  --transport MODE        auto (lean HTTP/1.1 client for http, fetch for https), fetch or
-                          http1. Default: auto
-
-Output (paths are checked before the run starts):
-  --json FILE             Full results: per run the label (c25-r1), counts, errors by
-                          class, rps, meanMs, p50Ms ... p999Ms, maxMs (null, shown as n/a,
-                          when nothing succeeded) and the encoded histogram (input of merge).
-                          "-" writes it to stdout and moves the text report to stderr
-  --csv FILE              One row per run; "-" for stdout, as --json
-  --markdown              Print the report as Markdown
-  --chart FILE.svg        Throughput and p50/p95/p99 against concurrency or rate (against
-                          time for a single rate run); SVG only
-  --html FILE.html        One self-contained page: settings, summary, charts, and each run
-                          with its histogram and status distribution
-  --quiet                 No live view or progress lines
-  While a run goes, stderr shows elapsed time, req/s, errors by class and rolling p50/p99:
-  one line redrawn in place on a terminal, a plain line every 5s otherwise.
-
-Thresholds (exit 1 when breached, with a line saying which and by how much):
-  --max-error-rate X      Highest share of failed requests: 0.01 or 1%
-  --max-p99 DURATION      Highest p99 latency, such as 200ms (a bare number is seconds)
-  --threshold RULE        A rule on any statistic, repeatable (as k6): STAT OP LIMIT with
-                          STAT mean, p50, p90, p95, p99, p99.9, max, rps or errors and OP
-                          < <= > >=: 'p95<200ms', 'errors<1%', 'rps>=1000'. Checked
-                          against every run; n/a (nothing succeeded) never passes
-  --find-capacity         Ramp from the first level (x2 each step) until errors (over
-                          --max-error-rate, default any), unsent requests or --max-p99,
-                          bisect, and report the highest level that held; the thresholds
-                          then judge levels instead of failing the command
-
+${LOADTEST_FLAG_SECTIONS.map(sectionHelp).join("\n")}
 Merge:
   loadtest merge a.json b.json ...   Combine runs made at the same time on several
                           machines (each with --json) into one report: counts and levels
@@ -96,8 +29,6 @@ Merge:
 
 Durations: a bare number is seconds in every flag (--timeout 4, --max-p99 0.2); give a
 unit for anything else: 250ms, 5s, 1m, 1m30s.
-
-  -h, --help              Show this help
 
 Exit codes: 0 ok; 1 threshold breached, a run in which nothing succeeded, interrupted, or
 no capacity found; 2 bad flags or an output path that cannot be written.
@@ -111,3 +42,43 @@ Examples:
   loadtest --find-capacity -c 16 --duration 10s --max-p99 250ms
   loadtest merge host-a.json host-b.json --markdown
 `;
+
+/** One section: its title, each flag with help and default, and its note. */
+function sectionHelp(section: LoadtestFlagSection): string {
+  const lines = section.flags.map((flag) =>
+    item(
+      flagSynopsis(flag),
+      flag.help + (flag.default === undefined ? "" : ` Default:\u00a0${flag.default}`),
+    )
+  );
+  const note = section.note === undefined ? [] : [wrap(section.note, "  ")];
+  return `${section.title}:\n${[...lines, ...note].join("\n")}\n`;
+}
+
+/** A term and its description wrapped beside it; a long term gets a line of its own. */
+function item(term: string, description: string): string {
+  let first = `  ${term}`.padEnd(DESCRIPTION_COLUMN);
+  const lines: string[] = [];
+  if (first.length > DESCRIPTION_COLUMN) {
+    lines.push(first.trimEnd());
+    first = " ".repeat(DESCRIPTION_COLUMN);
+  }
+  const body = wrap(description, " ".repeat(DESCRIPTION_COLUMN));
+  lines.push(first + body.slice(DESCRIPTION_COLUMN));
+  return lines.join("\n");
+}
+
+/** Words wrapped at {@linkcode WIDTH}, each line starting with `indent`. */
+function wrap(text: string, indent: string): string {
+  const lines: string[] = [];
+  let line = indent;
+  for (const word of text.split(" ")) {
+    if (line.length + 1 + word.length > WIDTH && line.trim() !== "") {
+      lines.push(line.trimEnd());
+      line = indent;
+    }
+    line += line.trim() === "" ? word : ` ${word}`;
+  }
+  lines.push(line);
+  return lines.join("\n").replaceAll("\u00a0", " ");
+}

@@ -10,7 +10,7 @@ import {
   formatCapacityLine,
   formatRunBlock,
   type LoadReport,
-  seedLabel,
+  shortLabel,
   summaryHeaders,
   summaryRows,
 } from "./report.ts";
@@ -60,8 +60,8 @@ export function renderHtml(
     `<tr>${row.map((cell) => `<td>${escapeHtml(cell)}</td>`).join("")}</tr>`
   );
   const runs = report.runs.map((run) =>
-    `<details open id="${escapeHtml(seedLabel(run))}"><summary>${
-      escapeHtml(seedLabel(run))
+    `<details open id="${escapeHtml(shortLabel(run))}"><summary>${
+      escapeHtml(shortLabel(run))
     }</summary><pre>${escapeHtml(formatRunBlock(run, report))}</pre></details>`
   );
   return [

@@ -1,7 +1,8 @@
 /**
  * Flags of `loadtest` into a validated {@linkcode LoadPlan} (or a `merge` command), checked once
- * before any request is sent. Seed-compatible: `--url --total --concurrency --rounds --timeout`
- * with the seed's defaults, and `--concurrency 25 50 100` as a space-separated list.
+ * before any request is sent. Compatible with the original Python load tester:
+ * `--url --total --concurrency --rounds --timeout` with its defaults, and
+ * `--concurrency 25 50 100` as a space-separated list.
  *
  * @module
  */
@@ -13,28 +14,25 @@ import { parseThresholdRule, type Thresholds } from "./threshold_rules.ts";
 import { parseArgs } from "../lib/shared/std.ts";
 import {
   BOOLEAN_FLAGS,
+  FLAG_ALIASES,
   Flags,
   joinListValues,
+  NEGATED_FLAGS,
   parseDurationFlag,
   parseList,
   parseValue,
   positiveInteger,
   positiveNumber,
+  REPEATABLE_FLAGS,
   STRING_FLAGS,
 } from "./flags.ts";
 import type { Stop } from "./scheduler.ts";
 import { DEFAULT_SUCCESS_STATUSES, parseStatusRanges, type StatusRanges } from "./stats.ts";
 import type { RequestSpec } from "./transport.ts";
 import { TRANSPORT_MODES, type TransportMode } from "./transports.ts";
+import { DEFAULTS } from "./flag_table.ts";
 
-/** The seed's defaults. */
-export const DEFAULTS = {
-  url: "http://127.0.0.1:9090/",
-  total: 200,
-  concurrency: 50,
-  timeoutMs: 5000,
-  rounds: 1,
-} as const;
+export { DEFAULTS } from "./flag_table.ts";
 
 /** Upper bound on `--workers`. */
 export const MAX_WORKERS = 256;
@@ -152,10 +150,10 @@ export function parseLoadArgs(args: readonly string[], deps: ParseLoadDeps = {})
   const parsed = parseArgs(joinListValues(isMerge ? args.slice(1) : args), {
     string: STRING_FLAGS,
     boolean: BOOLEAN_FLAGS,
-    collect: ["header", "threshold"],
-    negatable: ["keepalive"],
-    alias: { c: "concurrency", H: "header", h: "help" },
-    default: { keepalive: true },
+    collect: REPEATABLE_FLAGS,
+    negatable: NEGATED_FLAGS,
+    alias: FLAG_ALIASES,
+    default: Object.fromEntries(NEGATED_FLAGS.map((name) => [name, true])),
     unknown: (arg: string) => {
       if (arg.startsWith("-")) unknown.push(arg);
       return !arg.startsWith("-");

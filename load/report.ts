@@ -1,5 +1,6 @@
 /**
- * The human-readable report of a load test, as strings: the seed-style block per run, the
+ * The human-readable report of a load test, as strings: the block per run (as
+ * the original Python load tester printed it), the
  * summary table and the capacity estimate, plus the {@linkcode LoadReport} they all format. The
  * machine-readable writers (JSON, CSV, Markdown) live in `report_formats.ts`. Nothing here
  * prints.
@@ -47,18 +48,19 @@ function formatRps(rps: number | null): string {
 }
 
 /**
- * The seed's short run label: `c25-r1` (concurrency 25, round 1), or `rate500-r1` for a rate.
+ * The short run label, as the original Python load tester wrote it: `c25-r1` (concurrency 25,
+ * round 1), or `rate500-r1` for a rate.
  *
  * @param record The run.
  * @returns The label.
  *
  * @example
  * ```ts
- * import { seedLabel } from "./report.ts";
- * if (seedLabel({ round: 1, model: "closed", level: 25 }) !== "c25-r1") throw new Error();
+ * import { shortLabel } from "./report.ts";
+ * if (shortLabel({ round: 1, model: "closed", level: 25 }) !== "c25-r1") throw new Error();
  * ```
  */
-export function seedLabel(record: Pick<RunRecord, "round" | "model" | "level">): string {
+export function shortLabel(record: Pick<RunRecord, "round" | "model" | "level">): string {
   return `${record.model === "closed" ? "c" : "rate"}${record.level}-r${record.round}`;
 }
 
@@ -84,7 +86,7 @@ export function allFailedLine(record: RunRecord): string | undefined {
   const computed = computeStats(record.stats);
   if (!computed.isAllFailed) return undefined;
   const classes = Object.entries(computed.errorsByClass).map(([name, n]) => `${name}=${n}`);
-  return `Nothing succeeded in ${seedLabel(record)} (${
+  return `Nothing succeeded in ${shortLabel(record)} (${
     runLabel(record)
   }): all ${record.stats.requests} requests failed (${
     classes.join(" ")
@@ -102,7 +104,7 @@ function formatNumber(value: number): string {
 }
 
 /**
- * The run's label, as the seed printed it.
+ * The run's label, as the original Python load tester printed it.
  *
  * @param record The run.
  * @returns For example `Run 1/2 @ concurrency=25` or `Run 1/1 @ rate=500/s`.
@@ -208,7 +210,7 @@ export function summaryRows(runs: readonly RunRecord[]): string[][] {
   return runs.map((record) => {
     const { stats, computed } = view(record);
     return [
-      seedLabel(record),
+      shortLabel(record),
       `${record.round}/${record.rounds}`,
       levelText(record.model, record.level),
       String(stats.requests),
@@ -236,7 +238,8 @@ export function summaryHeaders(runs: readonly RunRecord[]): string[] {
 }
 
 /**
- * The summary table: one row per run with Label (the seed's `c25-r1`), Run, Conc (or Rate), Total, OK, Err, Req/s, Avg ms,
+ * The summary table: one row per run with Label (`c25-r1`),
+ * Run, Conc (or Rate), Total, OK, Err, Req/s, Avg ms,
  * p50, p95, p99 and max (latencies in ms).
  *
  * @param runs The runs.
@@ -268,7 +271,7 @@ export interface CapacityEstimate {
 }
 
 /**
- * The seed's capacity estimate: the first level that produced errors.
+ * The capacity estimate of the original Python load tester: the first level that produced errors.
  *
  * @param runs The runs, in plan order.
  * @returns The first failing and last clean levels.

@@ -9,7 +9,7 @@ import {
   formatCapacityLine,
   type LoadReport,
   runLabel,
-  seedLabel,
+  shortLabel,
   summaryHeaders,
   summaryRows,
 } from "./report.ts";
@@ -17,7 +17,7 @@ import type { LoadReportJson } from "./report_schema.ts";
 import { computeStats } from "./run_summary.ts";
 
 /**
- * The report as JSON data: every run with its seed label and its computed statistics
+ * The report as JSON data: every run with its short label and its computed statistics
  * (`p99Ms`, `rps`, ...) beside the measured counters and encoded histogram.
  *
  * @param report The results.
@@ -27,7 +27,7 @@ export function toReportJson(report: LoadReport): LoadReportJson {
   return {
     ...report,
     runs: report.runs.map((run) => ({
-      label: seedLabel(run),
+      label: shortLabel(run),
       ...run,
       stats: { ...computeStats(run.stats), ...run.stats },
     })),
@@ -113,7 +113,7 @@ export function formatCsv(report: LoadReport): string {
       stats.networkErrors.reset,
       stats.networkErrors.network,
       Object.entries(stats.statuses).map(([status, count]) => `${status}=${count}`).join(" "),
-      seedLabel(record),
+      shortLabel(record),
     ].map((cell) => quote(String(cell))).join(",");
   });
   return [CSV_HEADERS.join(","), ...rows].join("\n") + "\n";

@@ -74,7 +74,7 @@ const model = z.enum(["closed", "open"]);
 
 /** One run as the JSON report writes it. */
 const reportRunSchema = z.object({
-  label: z.string().describe('The seed\'s run label, such as "c25-r1" or "rate500-r1"'),
+  label: z.string().describe('The short run label, such as "c25-r1" or "rate500-r1"'),
   round: z.number().int().positive().describe("Round of this level, from 1"),
   rounds: z.number().int().positive().describe("Rounds per level"),
   model: model.describe("closed (concurrency) or open (arrival rate)"),

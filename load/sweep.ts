@@ -1,5 +1,6 @@
 /**
- * The seed's sweep: every level of a plan (concurrency or rate) for the given rounds, after an
+ * The original Python load tester's sweep: every level of a plan (concurrency or rate) for the
+ * given rounds, after an
  * unrecorded warm-up, one {@linkcode RunRecord} per run.
  *
  * @module
@@ -122,7 +123,8 @@ export async function warmUp(
 }
 
 /**
- * Runs each level of the plan for its rounds (levels outer, rounds inner, as the seed did).
+ * Runs each level of the plan for its rounds (levels outer, rounds inner, as the
+ * original Python load tester did).
  * Stops early, keeping the finished runs, when `signal` aborts.
  *
  * @param plan The plan.

@@ -19,7 +19,10 @@ export interface RequestSpec {
   readonly headers: ReadonlyArray<readonly [string, string]>;
   /** Request body, sent with every request. */
   readonly body?: Uint8Array;
-  /** Reuse connections. When false, one connection per request (as the seed's `requests.get`). */
+  /**
+   * Reuse connections. When false, one connection per request (as the original Python load
+   * tester's `requests.get`).
+   */
   readonly keepAlive: boolean;
   /** Per-request timeout in milliseconds, from the start of the send to the end of the body. */
   readonly timeoutMs: number;

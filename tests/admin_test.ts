@@ -8,6 +8,7 @@ import { parseBalancerArgs } from "../lib/config.ts";
 import { type RunningBalancer, startBalancer } from "../lib/server.ts";
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { startServer, type TestServer } from "./support/servers.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const TOKEN = "admin-token-0123456789";
 
@@ -21,6 +22,8 @@ async function startWith(backends: readonly TestServer[], extra: readonly string
     "1h",
     "--log-level",
     "fatal",
+    "--access-log",
+    "off",
     "--backend",
     backends.map((b) => b.url.href).join(","),
     ...extra,
@@ -178,7 +181,18 @@ Deno.test("with --admin-token every admin route but /health needs the bearer tok
 Deno.test("--admin off runs no admin listener", async () => {
   await using a = named("a");
   const config = await parseBalancerArgs(
-    ["--port", "0", "--admin", "off", "--log-level", "fatal", "--backend", a.url.href],
+    [
+      "--port",
+      "0",
+      "--admin",
+      "off",
+      "--log-level",
+      "fatal",
+      "--access-log",
+      "off",
+      "--backend",
+      a.url.href,
+    ],
     () => undefined,
   );
   await using lb = await startBalancer(config);
@@ -215,7 +229,7 @@ Deno.test("POST /backends adds a backend and DELETE /backends/{name} drains then
   assertEquals(removed.status, 202);
   // Draining at once, gone from the pool once its in-flight count is zero.
   for (let i = 0; i < 4; i++) assertEquals((await (await fetch(lb.url)).text()).split(" ")[0], "a");
-  while (lb.pool.backends.length > 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  await waitUntil("the removed backend to leave the pool", () => lb.pool.backends.length === 1);
   assertEquals(lb.pool.backends.map((x) => x.name), [`127.0.0.1:${a.port}`]);
 });
 

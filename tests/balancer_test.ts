@@ -45,6 +45,8 @@ async function startCluster(
     "5s",
     "--log-level",
     "fatal",
+    "--access-log",
+    "off",
     ...backends.flatMap((b) => ["--backend", b.url]),
     ...extraArgs,
   ], () => undefined);

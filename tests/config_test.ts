@@ -52,9 +52,9 @@ async function assertUsageError(
 const hrefs = (config: BalancerConfig): string[] => config.backends.map((b) => b.url.href);
 
 // ---------------------------------------------------------------------------------------------
-// Defaults and the seed's positional period.
+// Defaults and the positional period (the original Python balancer's argument).
 
-Deno.test("parseBalancerArgs() with no arguments gives the seed's defaults", async () => {
+Deno.test("parseBalancerArgs() with no arguments gives the original Python balancer's defaults", async () => {
   const config = await parseBalancerArgs([], noEnv);
   assertEquals(config, DEFAULT_BALANCER_CONFIG);
   assertEquals(config.host, "127.0.0.1");
@@ -98,7 +98,7 @@ Deno.test("parseBalancerArgs() with no arguments gives the seed's defaults", asy
   assertEquals(config.drainTimeoutMs, 10_000);
 });
 
-Deno.test("parseBalancerArgs() reads the seed's positional health period in seconds", async () => {
+Deno.test("parseBalancerArgs() reads the original Python balancer's positional health period in seconds", async () => {
   assertEquals((await parse(["5"])).health.intervalMs, 5_000);
   assertEquals((await parse(["2.5"])).health.intervalMs, 2_500);
   assertEquals((await parse(["30"])).health.timeoutMs, 2_000);

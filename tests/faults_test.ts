@@ -8,6 +8,7 @@ import { startBalancer } from "../lib/server.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { FakeClock, settle } from "./support/fake_clock.ts";
 import { startServer } from "./support/servers.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const encoder = new TextEncoder();
 
@@ -22,6 +23,8 @@ async function balancerFor(backends: readonly URL[], extra: readonly string[], c
       "1h",
       "--log-level",
       "error",
+      "--access-log",
+      "off",
       "--backend",
       backends.map((u) => u.href).join(","),
       ...extra,
@@ -57,7 +60,10 @@ Deno.test("slowloris connections are cut at the header timeout while other clien
   }
   const closed = slow.map(closedByServer);
   // Time starts for a connection when the balancer accepts it.
-  while (lb.connectionCount < slow.length) await settle();
+  await waitUntil(`${slow.length} open connections`, async () => {
+    await settle();
+    return lb.connectionCount >= slow.length;
+  });
   // A byte a "second" keeps none of them alive: the head must be complete in time.
   for (let second = 0; second < 4; second++) {
     for (const conn of slow) await conn.write(encoder.encode("x"));

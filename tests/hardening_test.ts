@@ -18,6 +18,7 @@ import type { Upstream } from "../lib/settings.ts";
 import { UPSTREAMS } from "../lib/settings.ts";
 import { createHttp1Client } from "../lib/upstream/http1.ts";
 import { startRawBackend } from "./support/raw_backend.ts";
+import { waitUntil } from "./support/wait.ts";
 /** What a backend saw of one request. */
 interface Seen {
   readonly method: string;
@@ -27,9 +28,15 @@ interface Seen {
 }
 
 /** A backend that records every request and answers 200 "ok". */
-function recordingBackend(): TestServer & { readonly seen: Seen[] } {
+function recordingBackend(): TestServer & {
+  readonly seen: Seen[];
+  /** Resolves when the first request's head has arrived (its body may still be coming). */
+  readonly arrived: Promise<void>;
+} {
   const seen: Seen[] = [];
+  const arrived = Promise.withResolvers<void>();
   const server = startServer(async (request) => {
+    arrived.resolve();
     const url = new URL(request.url);
     seen.push({
       method: request.method,
@@ -39,7 +46,7 @@ function recordingBackend(): TestServer & { readonly seen: Seen[] } {
     });
     return new Response("ok");
   });
-  return Object.assign(server, { seen });
+  return Object.assign(server, { seen, arrived: arrived.promise });
 }
 
 /** The real handler on a real server, on a fake clock. */
@@ -238,7 +245,7 @@ for (const upstream of UPSTREAMS) {
     await using backend = recordingBackend();
     await using lb = startLb([backend.url], upstream, { bodyTimeoutMs: 30_000 });
     const upload = slowUpload(lb.url, "part one;");
-    while (lb.clock.pendingSleeps === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    await waitUntil("the body timeout's timer", () => lb.clock.pendingSleeps > 0);
     await lb.clock.advance(29_999);
     assertEquals(backend.seen, []);
     await lb.clock.advance(1);
@@ -257,12 +264,10 @@ for (const upstream of UPSTREAMS) {
     await using backend = recordingBackend();
     await using lb = startLb([backend.url], upstream);
     const upload = slowUpload(lb.url, "part one;");
-    while (lb.clock.pendingSleeps === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    await waitUntil("the body timeout's timer", () => lb.clock.pendingSleeps > 0);
     upload.abort();
     await upload.response;
-    while (lb.access.find("client-abort").length === 0) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    await waitUntil("the client-abort record", () => lb.access.find("client-abort").length > 0);
     assertEquals(backend.seen, []);
     assertEquals(lb.pool.backends[0]?.failures, 0);
     assertEquals(lb.access.find("failed"), []);
@@ -277,7 +282,8 @@ for (const upstream of UPSTREAMS) {
       bodyTimeoutMs: 0,
     });
     const upload = slowUpload(lb.url, "part one;");
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Once the backend has the request's head, a timer armed too early would be running.
+    await backend.arrived;
     // Far past the response timeout while the client is still uploading.
     await lb.clock.advance(10_000);
     upload.finish("part two");

@@ -10,6 +10,7 @@ import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { captureLogs } from "./support/capture_logs.ts";
 import { FakeClock } from "./support/fake_clock.ts";
 import { startServer, type TestServer } from "./support/servers.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url);
 
@@ -181,7 +182,11 @@ Deno.test("passive health with --workers 2: one ejection state in the control pl
     // Separate connections, so both isolates serve; every answer is 200 from a live backend.
     const during = await sendGets(lb, 30, true);
     assertEquals(Object.keys(tally(during)).sort(), ["a", "c"]);
-    while (!dead.isEjected) await clock.advance(0);
+    // The workers relay their failures to the control plane, which ejects.
+    await waitUntil("the dead backend's ejection", async () => {
+      await clock.advance(0);
+      return dead.isEjected;
+    });
     const after = await sendGets(lb, 10, true);
     assertEquals(Object.keys(tally(after)).sort(), ["a", "c"]);
     await clock.advance(10_000);

@@ -22,6 +22,7 @@ import { systemClock } from "../lib/shared/clock.ts";
 import { assert, assertEquals, assertLess, assertMatch } from "./support/assert.ts";
 import { FakeClock } from "./support/fake_clock.ts";
 import { captureAccessLog, signal, startServer, unusedPort } from "./support/servers.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url);
 
@@ -257,7 +258,7 @@ Deno.test("websocket: text, binary, 1 MB, path and query, forwarded headers, clo
   client.socket.close(4001, "client says bye");
   const closeEvent = await client.closed;
   assertEquals(closeEvent.code, 4001);
-  while (backend.closes.length === 0) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil("the backend to see a close", () => backend.closes.length > 0);
   assertEquals(backend.closes[0], { code: 4001, reason: "client says bye" });
 
   // Backend closes with a code and reason: the client sees them.
@@ -269,9 +270,10 @@ Deno.test("websocket: text, binary, 1 MB, path and query, forwarded headers, clo
   assertEquals([backendClose.code, backendClose.reason], [4010, "backend says bye"]);
 
   // One access record per socket, written when it closed: status 101 and the socket's life.
-  while (log.records.filter((r) => r.status === 101).length < 2) {
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitUntil(
+    "two access records with status 101",
+    () => log.records.filter((r) => r.status === 101).length >= 2,
+  );
   const record = log.records.find((r) => r.requestId === "ws-1");
   assert(record !== undefined);
   assertEquals(record.status, 101);
@@ -319,7 +321,7 @@ Deno.test("websocket: 200 concurrent sockets spread round-robin over 3 backends"
   }));
   for (const client of clients) client.socket.close();
   await Promise.all(clients.map((client) => client.closed));
-  while (lb.pool.inFlight > 0) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil("no request in flight", () => lb.pool.inFlight === 0);
   assertEquals(lb.metrics.webSocketsOpen, 0);
   assertEquals(lb.metrics.webSocketUpgrades, 200);
   // 560 ms measured on the development machine.
@@ -376,7 +378,7 @@ Deno.test("websocket: a backend killed mid-socket closes the client with 1011", 
   dying.die();
   const event = await client.closed;
   assertEquals(event.code, 1011);
-  while (lb.pool.inFlight > 0) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil("no request in flight", () => lb.pool.inFlight === 0);
   assertEquals(lb.metrics.webSocketsOpen, 0);
 });
 
@@ -393,7 +395,7 @@ Deno.test("websocket: an open socket is in flight on its backend and in denolb_w
   assertMatch(text, /^denolb_requests_total\{backend="[^"]+",code="101"\} 1$/m);
   client.socket.close();
   await client.closed;
-  while (lb.pool.inFlight > 0) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil("no request in flight", () => lb.pool.inFlight === 0);
   assertMatch(lb.metrics.render(), /^denolb_websockets_open 0$/m);
   // The gauge survives the cross-isolate merge.
   const other = new Metrics([]);
@@ -437,7 +439,7 @@ Deno.test("websocket: closing the data plane (a drain that timed out) closes soc
   const event = await client.closed;
   // 1001 from our registry or from Deno's own shutdown of the server, whichever is first.
   assertEquals(event.code, 1001);
-  while (backend.closes.length === 0) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil("the backend to see a close", () => backend.closes.length > 0);
   assertEquals(lb.metrics.webSocketsOpen, 0);
 });
 
@@ -474,7 +476,7 @@ Deno.test("websocket: a drain closes open sockets with 1001 and does not wait ou
   assertEquals(isClean, true);
   assertLess(performance.now() - started, 5_000);
   // The backend side is closed too (Deno reports the server-initiated close as 1005 here).
-  while (backend.closes.length === 0) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil("the backend to see a close", () => backend.closes.length > 0);
   assertEquals(backend.sockets.size, 0);
 });
 
@@ -505,12 +507,12 @@ Deno.test("websocket: --workers 2 relays sockets and reports them in one view", 
     for (const client of clients) assertEquals(await client.next(), "hello from a /");
     assert(lb.adminUrl !== undefined);
     // Workers report a few times a second.
+    const adminUrl = lb.adminUrl;
     let metrics = "";
-    for (;;) {
-      metrics = await (await fetch(new URL("/metrics", lb.adminUrl))).text();
-      if (/^denolb_websockets_open 20$/m.test(metrics)) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitUntil("20 open sockets in /metrics", async () => {
+      metrics = await (await fetch(new URL("/metrics", adminUrl))).text();
+      return /^denolb_websockets_open 20$/m.test(metrics);
+    }, { intervalMs: 50 });
     assertMatch(metrics, /^denolb_websocket_upgrades_total 20$/m);
     for (const client of clients) client.socket.close();
     await Promise.all(clients.map((client) => client.closed));
@@ -641,7 +643,7 @@ Deno.test("websocket: a client that stops reading is closed once 16 MiB are unse
   const event = await closed.promise;
   assertEquals(event.code, 1000);
   assertMatch(event.reason, /client too slow: over 16777216 bytes unsent/);
-  while (lb.pool.inFlight > 0) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil("no request in flight", () => lb.pool.inFlight === 0);
   assertEquals(lb.metrics.webSocketsOpen, 0);
 });
 

@@ -24,7 +24,7 @@ const UNIT_MS: Readonly<Record<string, number>> = {
  * Parses a duration into milliseconds. A bare number is read in `defaultUnit`.
  *
  * @param text The duration, such as `"250ms"`, `"5s"`, `"1m30s"` or `"4"`.
- * @param defaultUnit The unit of a bare number. Default: `"s"` (as the seed's `--timeout 4`).
+ * @param defaultUnit The unit of a bare number. Default: `"s"` (as in `--timeout 4`).
  * @returns The duration in milliseconds.
  * @throws {SyntaxError} When the text is not a duration, or so long it is not finite.
  *

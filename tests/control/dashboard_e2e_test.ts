@@ -36,6 +36,8 @@ Deno.test(
         "1",
         "--log-level",
         "error",
+        "--access-log",
+        "off",
         "--backend",
         backends.map((b) => b.url).join(","),
       ], () => undefined);

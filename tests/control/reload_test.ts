@@ -9,8 +9,18 @@ import { startBalancer } from "../../lib/server.ts";
 import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
 import { REPO_ROOT } from "../support/subprocess.ts";
 import { startServer, type TestServer } from "../support/servers.ts";
+import { waitUntil } from "../support/wait.ts";
 
-const BASE_ARGS = ["--port", "0", "--admin", "127.0.0.1:0", "--log-level", "fatal"];
+const BASE_ARGS = [
+  "--port",
+  "0",
+  "--admin",
+  "127.0.0.1:0",
+  "--log-level",
+  "fatal",
+  "--access-log",
+  "off",
+];
 
 Deno.test("planReload() names what changed and only that", async () => {
   const before = await parseBalancerArgs(
@@ -162,17 +172,16 @@ Deno.test("a load run across five reloads, backends added and removed each time,
       env: { NO_COLOR: "1" },
     }).spawn();
     // Wait until traffic flows, then reload five times while it does.
-    while (lb.pool.backends.reduce((sum, b) => sum + b.requests, 0) < 50) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const served = () => lb.pool.backends.reduce((sum, b) => sum + b.requests, 0);
+    await waitUntil("50 requests served", () => served() >= 50, { intervalMs: 20 });
     for (let i = 1; i <= 5; i++) {
       await writeConfig(path, pick(i));
       const reloaded = await postReload(lb.adminUrl);
       assertEquals(reloaded.body.ok, true, JSON.stringify(reloaded.body));
-      const before = lb.pool.backends.reduce((sum, b) => sum + b.requests, 0);
-      while (lb.pool.backends.reduce((sum, b) => sum + b.requests, 0) < before + 30) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      const before = served();
+      await waitUntil(`30 requests served after reload ${i}`, () => served() >= before + 30, {
+        intervalMs: 20,
+      });
     }
     const output = await load.output();
     const report = JSON.parse(new TextDecoder().decode(output.stdout));

@@ -7,6 +7,7 @@ import { startBalancer } from "../../lib/server.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { startServer } from "../support/servers.ts";
+import { waitUntil } from "../support/wait.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url);
 
@@ -38,6 +39,8 @@ Deno.test("--workers 2 serves from two isolates with one health owner and one co
     "1s",
     "--log-level",
     "error",
+    "--access-log",
+    "off",
     "--backend",
     `${a.url.href},${b.url.href}`,
   ], () => undefined);
@@ -57,7 +60,10 @@ Deno.test("--workers 2 serves from two isolates with one health owner and one co
     // The control plane probes; the flip reaches every isolate before the next request.
     isUp = false;
     await clock.advance(1_000);
-    while (lb.pool.backends[0]?.isHealthy) await clock.advance(0);
+    await waitUntil("the first backend to turn unhealthy", async () => {
+      await clock.advance(0);
+      return lb.pool.backends[0]?.isHealthy !== true;
+    });
     const before = hits.a;
     for (let i = 0; i < 20; i++) {
       const response = await fetch(lb.url, { headers: { connection: "close" } });
@@ -67,14 +73,14 @@ Deno.test("--workers 2 serves from two isolates with one health owner and one co
 
     // Reports arrive a few times a second; wait for every request to be counted.
     assert(lb.adminUrl !== undefined);
+    const adminUrl = lb.adminUrl;
     let metrics = "";
-    for (;;) {
-      metrics = await (await fetch(new URL("/metrics", lb.adminUrl))).text();
+    await waitUntil(`${N + 20} requests in /metrics`, async () => {
+      metrics = await (await fetch(new URL("/metrics", adminUrl))).text();
       const total = [...metrics.matchAll(/^denolb_requests_total\{[^}]*\} (\d+)$/gm)]
         .reduce((sum, m) => sum + Number(m[1]), 0);
-      if (total >= N + 20) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+      return total >= N + 20;
+    }, { intervalMs: 50 });
     assertMatch(
       metrics,
       new RegExp(`denolb_request_duration_seconds_count\\{backend="127.0.0.1:${b.port}"\\} \\d+`),

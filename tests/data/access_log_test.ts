@@ -20,6 +20,7 @@ import { captureLogs } from "../support/capture_logs.ts";
 import { waitForFileText } from "../support/files.ts";
 import { startServer } from "../support/servers.ts";
 import { REPO_ROOT, RUN_PERMISSIONS, startLbProcess } from "../support/subprocess.ts";
+import { waitUntil } from "../support/wait.ts";
 
 const logger = getLogger(["denolb", "proxy"]);
 
@@ -61,11 +62,11 @@ function gatedWriter() {
     written,
     /** Resolves once a write is pending. */
     async issued(): Promise<void> {
-      while (gates.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      await waitUntil("a pending write", () => gates.length > 0);
     },
     /** Finishes the oldest pending write; resolves once it has been issued. */
     async release(): Promise<void> {
-      while (gates.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      await waitUntil("a pending write", () => gates.length > 0);
       gates.shift()?.();
     },
   };
@@ -176,14 +177,13 @@ Deno.test("AccessLog on /dev/full: one WARN, failures counted, writers never wai
     retryMs: 5,
   });
   log.write(sample());
-  while (!events.includes("access-log-write-failed")) {
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
+  await waitUntil("a failed write", () => events.includes("access-log-write-failed"));
   // Once the file is known to fail, a full buffer loses lines rather than stop serving.
   for (let i = 0; i < 100; i++) assertEquals(log.write(sample()), undefined);
-  while (events.filter((e) => e === "access-log-write-failed").length < 3) {
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
+  await waitUntil(
+    "three failed writes",
+    () => events.filter((e) => e === "access-log-write-failed").length >= 3,
+  );
   await log.close();
   assertEquals(
     logs.find("Cannot write the access log; retrying, requests keep being served").length,
@@ -240,9 +240,7 @@ Deno.test("a data plane logging to /dev/full keeps serving, with a WARN and a me
       const response = await fetch(`http://127.0.0.1:${plane.listener.addr.port}/`);
       assertEquals(await response.text(), "ok");
     }
-    while (metrics.eventCount("access-log-write-failed") === 0) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    await waitUntil("a failed write", () => metrics.eventCount("access-log-write-failed") > 0);
     assertEquals(
       logs.find("Cannot write the access log; retrying, requests keep being served").length,
       1,

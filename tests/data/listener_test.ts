@@ -1,6 +1,7 @@
 import { assertEquals } from "@std/assert";
 import { listen, type ListenerEvent } from "../../lib/data/listener.ts";
 import { FakeClock } from "../support/fake_clock.ts";
+import { waitUntil } from "../support/wait.ts";
 
 const encoder = new TextEncoder();
 
@@ -117,7 +118,7 @@ Deno.test("listen() reports a connection that broke on bad chunked framing", asy
     // Deno's HTTP server closes such a connection before any handler runs and writes nothing:
     // the best a Deno.serve program can do is notice and count it.
     assertEquals(await readToEnd(conn), "");
-    while (events.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitUntil("a connection event", () => events.length > 0);
     assertEquals(events.map((e) => e.kind), ["connection-error"]);
   } finally {
     await listener.shutdown();

@@ -11,7 +11,7 @@ import {
 import { captureContext, startBackend, startQuarterFailingBackend } from "./load_fixtures.ts";
 import { assertValidReport } from "./report_validation.ts";
 
-Deno.test("loadtestCommand() runs the seed sweep and prints blocks, summary and capacity", async () => {
+Deno.test("loadtestCommand() runs the original sweep and prints blocks, summary and capacity", async () => {
   await using backend = startQuarterFailingBackend();
   const { ctx, stdout } = captureContext();
   const code = await loadtestCommand([

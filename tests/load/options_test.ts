@@ -8,7 +8,7 @@ function plan(args: string[]): LoadPlan {
   return command.plan;
 }
 
-Deno.test("parseLoadArgs() applies the seed's defaults", () => {
+Deno.test("parseLoadArgs() applies the original Python load tester's defaults", () => {
   const p = plan([]);
   assertEquals(p.request.url.href, "http://127.0.0.1:9090/");
   assertEquals(p.stop, { kind: "count", total: 200 });
@@ -24,7 +24,7 @@ Deno.test("parseLoadArgs() applies the seed's defaults", () => {
   assertEquals(p.warmupMs, 0);
 });
 
-Deno.test("parseLoadArgs() reads the seed command exactly as typed", () => {
+Deno.test("parseLoadArgs() reads the original Python load tester's command exactly as typed", () => {
   const p = plan([
     "--url",
     "http://127.0.0.1:9090/",

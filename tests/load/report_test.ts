@@ -42,7 +42,7 @@ Deno.test("runLabel() names the round and the level", () => {
   assertEquals(runLabel(run(500, emptyRunStats(), "open")), "Run 1/1 @ rate=500/s");
 });
 
-Deno.test("formatRunBlock() shows the seed's fields and the breakdowns", () => {
+Deno.test("formatRunBlock() shows the original fields and the breakdowns", () => {
   const block = formatRunBlock(run(10, stats(9, 1)), {
     url: "http://x/",
     stop: { kind: "count", total: 10 },
@@ -65,7 +65,7 @@ Deno.test("formatRunBlock() shows the seed's fields and the breakdowns", () => {
   assertStringIncludes(block, "    HTTP 502 Bad Gateway (x1)\n");
 });
 
-Deno.test("formatSummaryTable() has the seed's columns and more", () => {
+Deno.test("formatSummaryTable() has the original columns and more", () => {
   const table = formatSummaryTable([run(5, stats(10, 0)), run(50, stats(8, 2))]).split("\n");
   assertEquals(table[0]?.split(/\s+/), [
     "Label",

@@ -1,0 +1,189 @@
+/**
+ * `deno task docs`: writes `lib/REFERENCE.md`, every flag of every command, from the tables the
+ * commands themselves read and print as `--help`: `lib/settings.ts` for `lb`,
+ * `load/flag_table.ts` for `loadtest`, and the help texts of `backends` and `demo`.
+ * `tests/reference_test.ts` fails when the file and the tables disagree.
+ *
+ * It lives under `tests/` because it is a developer's tool, not part of the program, and
+ * `tests/` is the one folder allowed to import `lib/`, `load/` and `backend-servers/` together
+ * (`lib/` may not import `load/`, nor `load/` import `lib/` outside `lib/shared/`).
+ *
+ * @module
+ */
+import { SECTIONS, settingEntries } from "../../lib/settings.ts";
+import { CONFIG_FLAG } from "../../lib/config_flags.ts";
+import { BACKENDS_HELP } from "../../backend-servers/backends_command.ts";
+import { DEMO_HELP } from "../../backend-servers/demo_command.ts";
+import { flagSynopsis, LOADTEST_FLAG_SECTIONS } from "../../load/flag_table.ts";
+import { REPO_ROOT } from "./subprocess.ts";
+
+/** Where the reference is written, from the repository root. */
+export const REFERENCE_PATH = "lib/REFERENCE.md";
+
+/** A Markdown table cell: pipes escaped, line breaks flattened. */
+function cell(text: string): string {
+  return text.replaceAll("|", "\\|").replaceAll("\n", " ");
+}
+
+/** Code in a table cell. */
+function code(text: string): string {
+  return `\`${cell(text)}\``;
+}
+
+/** A Markdown table. */
+function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  return [
+    `| ${head.join(" | ")} |`,
+    `| ${head.map(() => "---").join(" | ")} |`,
+    ...rows.map((row) => `| ${row.join(" | ")} |`),
+  ].join("\n");
+}
+
+/** The `lb` part: a table per section of `lb --help`, each setting with its config-file key. */
+function lbReference(): string {
+  const head = ["flag", "default", "config file key", "meaning"];
+  const sections = SECTIONS.map((section) => {
+    const rows = settingEntries()
+      .filter(({ setting }) => setting.section === section)
+      .map(({ path, setting }) => {
+        const defaultText = setting.defaultHelp ??
+          ("default" in setting ? setting.kind.format(setting.default) : "none");
+        return [
+          code(`--${setting.flag} ${setting.metavar}`),
+          cell(defaultText),
+          code(path.join(".")),
+          cell(setting.help),
+        ];
+      });
+    return `### ${section}\n\n${table(head, rows)}`;
+  });
+  const other = table(head, [
+    [
+      code("[period]"),
+      "10",
+      "",
+      "Seconds between health probes, the original Python balancer's only argument; below 1 " +
+      "becomes 1. `--health-interval` overrides it.",
+    ],
+    [
+      code(`--${CONFIG_FLAG} FILE`),
+      "none",
+      "",
+      "JSON file with any of these settings; flags override it.",
+    ],
+  ]);
+  return [
+    "## `lb`",
+    "",
+    "`denolb lb [flags] [health_check_period_seconds]`, or `deno task lb ...` from source;",
+    "`denolb lb check-config FILE [flags]` validates a config file and exits 0 or 2.",
+    "",
+    `Precedence, lowest first: defaults, the \`--${CONFIG_FLAG}\` file, \`LOGLEVEL\`, the`,
+    "positional period, flags. In the JSON config file every setting sits at its key below",
+    '(`health.intervalMs` is `{ "health": { "intervalMs": ... } }`); times there are in',
+    "milliseconds and sizes in bytes. Durations are written `250ms`, `5s`, `1m`, `1m30s`; a bare",
+    "number means seconds. Sizes are written `512` (bytes), `64KB` or `1MB` (powers of 1000),",
+    "`64KiB` or `1MiB` (powers of 1024).",
+    "",
+    "### Arguments and the config file",
+    "",
+    other,
+    "",
+    sections.join("\n\n"),
+  ].join("\n");
+}
+
+/** The `loadtest` part: one table per section of its help. */
+function loadtestReference(): string {
+  const sections = LOADTEST_FLAG_SECTIONS.map((section) =>
+    [
+      `### ${section.title}`,
+      "",
+      table(
+        ["flag", "default", "meaning"],
+        section.flags.map((flag) => [
+          code(flagSynopsis(flag)),
+          flag.default === undefined ? "" : cell(flag.default),
+          cell(flag.help),
+        ]),
+      ),
+      ...(section.note === undefined ? [] : ["", section.note]),
+    ].join("\n")
+  );
+  return [
+    "## `loadtest`",
+    "",
+    "`denolb loadtest [flags]`, `denolb loadtest merge FILE.json... [output and threshold flags]`,",
+    "`denolb loadtest schema`. A bare number is seconds in every duration flag.",
+    "",
+    sections.join("\n\n"),
+  ].join("\n");
+}
+
+/** A command whose help is a hand-written text: the text itself. */
+function helpReference(command: string, help: string): string {
+  return [`## \`${command}\``, "", "```", help.trimEnd(), "```"].join("\n");
+}
+
+/**
+ * The reference as Markdown, before formatting.
+ *
+ * @returns The text of `lib/REFERENCE.md` without `deno fmt`'s alignment.
+ */
+export function renderReference(): string {
+  return [
+    "# denolb flag reference",
+    "",
+    "Generated by `deno task docs` from the tables the commands read and print as `--help`;",
+    "do not edit by hand (`tests/reference_test.ts` fails when this file is out of date). It",
+    "lives in `lib/` because the repository's top level is fixed; the README is the way in.",
+    "",
+    lbReference(),
+    "",
+    loadtestReference(),
+    "",
+    helpReference("backends", BACKENDS_HELP),
+    "",
+    helpReference("demo", DEMO_HELP),
+    "",
+  ].join("\n");
+}
+
+/**
+ * Formats Markdown as `deno fmt` does, so the written file passes `deno fmt --check`.
+ *
+ * @param markdown The text.
+ * @returns The formatted text.
+ * @throws {Error} When `deno fmt` fails.
+ */
+export async function formatMarkdown(markdown: string): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--ext", "md", "-"],
+    cwd: REPO_ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(markdown));
+  await writer.close();
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  if (!output.success) throw new Error(`deno fmt failed: ${decoder.decode(output.stderr)}`);
+  return decoder.decode(output.stdout);
+}
+
+/**
+ * The reference as it must be on disk.
+ *
+ * @returns The formatted text of `lib/REFERENCE.md`.
+ */
+export async function expectedReference(): Promise<string> {
+  return await formatMarkdown(renderReference());
+}
+
+if (import.meta.main) {
+  const path = new URL(REFERENCE_PATH, REPO_ROOT);
+  await Deno.writeTextFile(path, await expectedReference());
+  await Deno.stdout.write(new TextEncoder().encode(`Wrote ${REFERENCE_PATH}\n`));
+}
