@@ -9,38 +9,41 @@
  * @module
  */
 import denoJson from "./deno.json" with { type: "json" };
-import { BACKENDS_HELP, backendsCommand } from "./backend-servers/backends_command.ts";
-import { DEMO_HELP, demoCommand } from "./backend-servers/demo_command.ts";
-import { LB_HELP } from "./lib/config.ts";
-import { runDataPlaneWorker, type WorkerScope } from "./lib/data/worker.ts";
+import type { WorkerScope } from "./lib/data/worker.ts";
 import { DATA_PLANE_WORKER_NAME } from "./lib/data/worker_protocol.ts";
-import { lbCommand } from "./lib/lb_command.ts";
 import { listenForShutdown } from "./lib/signals.ts";
 import { type CommandContext, EXIT, UsageError } from "./lib/shared/command.ts";
-import { LOADTEST_HELP, loadtestCommand } from "./load/cli.ts";
-import { runLoadWorker } from "./load/worker.ts";
 
 /** The program's version, from `deno.json`. */
 export const VERSION: string = denoJson.version;
 
+/**
+ * A command, loaded only when it runs: an isolate (a data-plane worker above all) holds the code
+ * of its own command alone, not the load tester, the demo and the balancer together.
+ */
 interface Command {
   readonly summary: string;
-  readonly help: string;
-  readonly run: (args: readonly string[], ctx: CommandContext) => Promise<number>;
+  readonly load: () => Promise<
+    (args: readonly string[], ctx: CommandContext) => Promise<number>
+  >;
 }
 
 const COMMANDS: Readonly<Record<string, Command>> = {
-  lb: { summary: "Run the load balancer", help: LB_HELP, run: lbCommand },
+  lb: {
+    summary: "Run the load balancer",
+    load: async () => (await import("./lib/lb_command.ts")).lbCommand,
+  },
   loadtest: {
     summary: "Measure an HTTP endpoint under load (also: loadtest merge a.json b.json)",
-    help: LOADTEST_HELP,
-    run: loadtestCommand,
+    load: async () => (await import("./load/cli.ts")).loadtestCommand,
   },
-  backends: { summary: "Run the three demo backends", help: BACKENDS_HELP, run: backendsCommand },
+  backends: {
+    summary: "Run the three demo backends",
+    load: async () => (await import("./backend-servers/backends_command.ts")).backendsCommand,
+  },
   demo: {
     summary: "Run the demo backends and the balancer together",
-    help: DEMO_HELP,
-    run: demoCommand,
+    load: async () => (await import("./backend-servers/demo_command.ts")).demoCommand,
   },
 };
 
@@ -87,7 +90,8 @@ export async function main(args: readonly string[], ctx: CommandContext): Promis
     return EXIT.usage;
   }
   try {
-    return await command.run(rest, ctx);
+    const run = await command.load();
+    return await run(rest, ctx);
   } catch (error) {
     if (error instanceof UsageError) {
       ctx.stderr(`error: ${error.message}\n`);
@@ -122,8 +126,14 @@ function processContext(signal: AbortSignal): CommandContext {
 if (import.meta.main) {
   if ("WorkerGlobalScope" in globalThis) {
     // One entry module for every worker, so the bundle and the binary need no other file.
-    if (self.name === DATA_PLANE_WORKER_NAME) runDataPlaneWorker(self as unknown as WorkerScope);
-    else runLoadWorker(self);
+    // Each kind of worker loads its own code only: a data plane never holds the load tester.
+    if (self.name === DATA_PLANE_WORKER_NAME) {
+      const { runDataPlaneWorker } = await import("./lib/data/worker.ts");
+      runDataPlaneWorker(self as unknown as WorkerScope);
+    } else {
+      const { runLoadWorker } = await import("./load/worker.ts");
+      runLoadWorker(self);
+    }
   } else {
     // The first SIGINT/SIGTERM starts an orderly stop; a second one exits at once.
     using shutdown = listenForShutdown({ onRepeat: () => Deno.exit(130) });
