@@ -24,6 +24,7 @@
 import { type Backend, type Ejection, parseBackendUrl } from "./backend.ts";
 import { SSE_HEADERS } from "./control/dashboard.ts";
 import type { BackendConfig } from "./settings.ts";
+import { checkWeight } from "./setting_kinds.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Pool } from "./pool.ts";
 
@@ -258,9 +259,13 @@ async function addBackend(request: Request, control: AdminControl): Promise<Resp
     ? body as { url?: unknown; weight?: unknown }
     : {};
   if (typeof fields.url !== "string") return badRequest("Invalid body: url must be a string");
-  const weight = fields.weight ?? 1;
-  if (typeof weight !== "number" || !(weight > 0)) {
-    return badRequest(`Invalid weight ${JSON.stringify(weight)}: must be a positive number`);
+  // The settings' own rule, so the config file, check-config and this route agree.
+  const weight = checkWeight(fields.weight ?? 1);
+  if (!weight.ok) {
+    const given = typeof fields.weight === "number"
+      ? String(fields.weight)
+      : JSON.stringify(fields.weight);
+    return badRequest(`Invalid weight ${given}: ${weight.rule}`);
   }
   let url: URL;
   try {
@@ -269,8 +274,10 @@ async function addBackend(request: Request, control: AdminControl): Promise<Resp
     return badRequest(error instanceof Error ? error.message : String(error));
   }
   try {
-    const backend = control.addBackend({ url, weight });
-    return Response.json({ added: backend.name, url: backend.url.href, weight }, { status: 201 });
+    const backend = control.addBackend({ url, weight: weight.value });
+    return Response.json({ added: backend.name, url: backend.url.href, weight: weight.value }, {
+      status: 201,
+    });
   } catch (error) {
     return new Response(`${error instanceof Error ? error.message : String(error)}\n`, {
       status: 409,
