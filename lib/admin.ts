@@ -19,9 +19,15 @@
  * opened as `/#token=TOKEN`, and a fragment never reaches the server); its event stream takes
  * `?token=`, as a browser's `EventSource` cannot send headers.
  *
+ * Every route but `/health` also passes `control/admin_guard.ts` first: without a token `Host`
+ * must be an IP address, `localhost` or the admin host (DNS rebinding), and a POST or DELETE
+ * must come from no other site (`Origin`, `Sec-Fetch-Site`) and carry no body but JSON (403,
+ * 415 otherwise).
+ *
  * @module
  */
 import { type Backend, type Ejection, parseBackendUrl } from "./backend.ts";
+import { checkAdminRequest } from "./control/admin_guard.ts";
 import { SSE_HEADERS } from "./control/dashboard.ts";
 import type { BackendConfig } from "./settings.ts";
 import { checkWeight } from "./setting_kinds.ts";
@@ -63,6 +69,11 @@ export interface AdminDeps {
   readonly isDraining: () => boolean;
   /** The bearer token every route but `/health` requires. Default: none required. */
   readonly token?: string | undefined;
+  /**
+   * The admin address's host as configured: without a token, `Host` must name it, an IP
+   * address or `localhost` (`control/admin_guard.ts`). Default: `localhost`.
+   */
+  readonly hostname?: string | undefined;
   /** The dashboard. Default: `/` and `/events` answer 404. */
   readonly dashboard?: Dashboard | undefined;
   /** Told when an operator drains or undrains a backend, for the log. Default: nothing. */
@@ -168,6 +179,11 @@ export function createAdminHandler(
     return isSameSecret(new TextEncoder().encode(offered), tokenBytes);
   };
 
+  const guard = {
+    hostname: deps.hostname ?? "localhost",
+    isTokenRequired: tokenBytes !== undefined,
+  };
+
   const findBackend = (encoded: string): Backend | undefined => {
     const name = safeDecode(encoded);
     return deps.pool.backends.find((b) => b.name === name);
@@ -183,6 +199,16 @@ export function createAdminHandler(
       return deps.isDraining()
         ? new Response("draining\n", { status: 503, headers: TEXT_HEADERS })
         : new Response("ok\n", { headers: TEXT_HEADERS });
+    }
+    // Host, Origin and body type, before anything is read or changed.
+    const refusal = checkAdminRequest(request, guard);
+    if (refusal !== undefined) {
+      return new Response(`${refusal.message}\n`, {
+        status: refusal.status,
+        headers: refusal.status === 415
+          ? { ...TEXT_HEADERS, "accept-post": "application/json" }
+          : TEXT_HEADERS,
+      });
     }
     if (path === "/" && deps.dashboard !== undefined) {
       if (!isRead) return notAllowed("GET, HEAD");

@@ -189,6 +189,7 @@ export async function startBalancer(
     metrics,
     isDraining: () => isDraining,
     token: c.admin.token,
+    hostname: parseAdminAddress(c.admin.listen)?.hostname,
     onDrainChange: (backend, isDrainingBackend) => {
       serving.publish();
       logger.info(isDrainingBackend ? "Backend draining" : "Backend undrained", {

@@ -524,7 +524,8 @@ export const SETTINGS = {
       metavar: "ADDRESS",
       section: "Admin",
       help: "Where the admin API and dashboard listen (status, metrics, drain, /health for an " +
-        "upstream load balancer), apart from the proxy port; off turns it off.",
+        "upstream load balancer), apart from the proxy port; off turns it off. An address " +
+        "other than loopback needs --admin-token (or --admin-insecure on).",
     } satisfies Setting<string>,
     token: {
       kind: text(
@@ -537,6 +538,16 @@ export const SETTINGS = {
       section: "Admin",
       help: "Bearer token every admin route but /health requires (Authorization: Bearer TOKEN).",
     } satisfies OptionalSetting<string>,
+    insecure: {
+      kind: oneOf(["on", "off"]),
+      default: "off",
+      flag: "admin-insecure",
+      metavar: "on|off",
+      section: "Admin",
+      help: "on lets the admin API listen on an address other than loopback without " +
+        "--admin-token, so anyone who can reach it can add, drain and remove backends; off " +
+        "refuses to start that way.",
+    } satisfies Setting<"on" | "off">,
   },
   limits: {
     maxConnections: {

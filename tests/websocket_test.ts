@@ -94,7 +94,7 @@ function startPlane(
       timeoutMs: options.timeoutMs ?? 5_000,
       retries: options.retries ?? 1,
     },
-    admin: { listen: "off" },
+    admin: { listen: "off", insecure: "off" },
     accessLog: { ...D.accessLog, path: "off" },
   };
   const plane = startDataPlane(config, {
