@@ -252,7 +252,8 @@ export async function startBalancer(
         // A new address: the old one closes only once the new one is bound.
         nextAdmin = startAdmin(next, adminDeps(next));
       }
-      if (plan.isListenerChanged || plan.isHandlerChanged) serving.configure(next);
+      // Every isolate binds what it needs before any switches: all of them apply it, or none.
+      if (plan.isListenerChanged || plan.isHandlerChanged) await serving.configure(next);
     } catch (error) {
       await nextAdmin?.shutdown();
       const problems = [error instanceof Error ? error.message : String(error)];
