@@ -107,8 +107,13 @@ export interface BackendStatus {
   readonly inFlight: number;
   /** Requests forwarded since start. */
   readonly requests: number;
-  /** Forwarded requests that failed since start. */
+  /**
+   * Forwarded requests the backend did not answer since start (refused, timed out, broken): the
+   * balancer's own failures, answered 502 or 504 or retried elsewhere.
+   */
   readonly failures: number;
+  /** Responses with a 5xx status the backend sent since start, relayed to the client. */
+  readonly responses5xx: number;
   /** Median latency to response headers, estimated from the histogram; `null` before traffic. */
   readonly p50Ms: number | null;
   /** 99th percentile latency, likewise. */
@@ -123,6 +128,14 @@ export interface StatusReport {
   readonly draining: boolean;
   /** How many backends take traffic. */
   readonly healthy: number;
+  /** Requests forwarded to any backend since start (each attempt counts). */
+  readonly requests: number;
+  /** 5xx responses the backends sent, over every backend. */
+  readonly responses5xx: number;
+  /** Forwarded requests no backend answered (the balancer's own 502/504), over every backend. */
+  readonly failures: number;
+  /** Requests answered 503 because no backend was available. */
+  readonly noBackend: number;
   /** Every backend, in configuration order. */
   readonly backends: readonly BackendStatus[];
   /** The serving isolates (data-plane workers), when there are several. */
@@ -138,10 +151,16 @@ export interface StatusReport {
  * @returns A JSON-ready report.
  */
 export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): StatusReport {
+  const sum = (count: (backend: Backend) => number) =>
+    pool.backends.reduce((total, backend) => total + count(backend), 0);
   return {
     atMs: Date.now(),
     draining,
     healthy: pool.backends.filter((backend) => backend.isAvailable).length,
+    requests: sum((backend) => backend.requests),
+    responses5xx: sum((backend) => backend.responses5xx),
+    failures: sum((backend) => backend.failures),
+    noBackend: metrics.noBackendCount,
     backends: pool.backends.map((backend) => ({
       name: backend.name,
       url: backend.url.href,
@@ -152,6 +171,7 @@ export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): S
       inFlight: backend.inFlight,
       requests: backend.requests,
       failures: backend.failures,
+      responses5xx: backend.responses5xx,
       p50Ms: round(metrics.latencyQuantileMs(backend, 0.5)),
       p99Ms: round(metrics.latencyQuantileMs(backend, 0.99)),
     })),

@@ -87,6 +87,7 @@ Deno.test("admin /status and /backends report every backend's state and latency"
       inFlight: 0,
       requests: 2,
       failures: 0,
+      responses5xx: 0,
       p50Ms: "number",
       p99Ms: "number",
     },

@@ -123,6 +123,12 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       http1?.close();
     }
   };
+  // Every attempt's outcome: a backend's own answer is counted (its 5xx for /status and the
+  // dashboard), then passive health hears it.
+  const onAttempt = (backend: Backend, result: AttemptResult): void => {
+    if (typeof result === "number") backend.recordResponse(result);
+    deps.onAttempt?.(backend, result);
+  };
   // Outlives reloads: sockets opened under an old configuration stay open and listed.
   const openWebSockets = new OpenWebSockets();
   // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
@@ -136,7 +142,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         cookieSecret: c.affinityCookie.secret,
         cookieMaxAgeMs: c.affinityCookie.maxAgeMs,
       }, { random: Math.random, weightOf: slowStart.weigher(c.slowStartMs) }),
-      ...(deps.onAttempt === undefined ? {} : { onAttempt: deps.onAttempt }),
+      onAttempt,
       trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
       isForwardedSent: c.proxy.forwarded === "on",
       client: upstreams.client,
