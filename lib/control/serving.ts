@@ -110,7 +110,10 @@ export async function startServing(
  * option or without, so this fails whoever holds it (another balancer's isolates, nginx,
  * anything). What stays open is the moment between this release and the first isolate's bind:
  * only a program that binds that very port in that moment, with SO_REUSEPORT and as the same
- * user, can still join.
+ * user, can still join. The probe cannot stay open through the isolates' binds instead: a
+ * listener without SO_REUSEPORT keeps every listener that sets it off the port. (Counting the
+ * port's listeners afterwards in `/proc/net/tcp` would close the moment, but Deno 2.9 reads
+ * `/proc` only with `--allow-all`.)
  *
  * @param hostname The address to listen on.
  * @param port The port; 0 finds a free one.
