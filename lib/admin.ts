@@ -19,11 +19,18 @@
  * opened as `/#token=TOKEN`, and a fragment never reaches the server); its event stream takes
  * `?token=`, as a browser's `EventSource` cannot send headers.
  *
+ * Every route but `/health` also passes `control/admin_guard.ts` first: without a token `Host`
+ * must be an IP address, `localhost` or the admin host (DNS rebinding), and a POST or DELETE
+ * must come from no other site (`Origin`, `Sec-Fetch-Site`) and carry no body but JSON (403,
+ * 415 otherwise).
+ *
  * @module
  */
 import { type Backend, type Ejection, parseBackendUrl } from "./backend.ts";
+import { checkAdminRequest } from "./control/admin_guard.ts";
 import { SSE_HEADERS } from "./control/dashboard.ts";
 import type { BackendConfig } from "./settings.ts";
+import { checkWeight } from "./setting_kinds.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Pool } from "./pool.ts";
 
@@ -62,6 +69,11 @@ export interface AdminDeps {
   readonly isDraining: () => boolean;
   /** The bearer token every route but `/health` requires. Default: none required. */
   readonly token?: string | undefined;
+  /**
+   * The admin address's host as configured: without a token, `Host` must name it, an IP
+   * address or `localhost` (`control/admin_guard.ts`). Default: `localhost`.
+   */
+  readonly hostname?: string | undefined;
   /** The dashboard. Default: `/` and `/events` answer 404. */
   readonly dashboard?: Dashboard | undefined;
   /** Told when an operator drains or undrains a backend, for the log. Default: nothing. */
@@ -95,8 +107,13 @@ export interface BackendStatus {
   readonly inFlight: number;
   /** Requests forwarded since start. */
   readonly requests: number;
-  /** Forwarded requests that failed since start. */
+  /**
+   * Forwarded requests the backend did not answer since start (refused, timed out, broken): the
+   * balancer's own failures, answered 502 or 504 or retried elsewhere.
+   */
   readonly failures: number;
+  /** Responses with a 5xx status the backend sent since start, relayed to the client. */
+  readonly responses5xx: number;
   /** Median latency to response headers, estimated from the histogram; `null` before traffic. */
   readonly p50Ms: number | null;
   /** 99th percentile latency, likewise. */
@@ -111,6 +128,14 @@ export interface StatusReport {
   readonly draining: boolean;
   /** How many backends take traffic. */
   readonly healthy: number;
+  /** Requests forwarded to any backend since start (each attempt counts). */
+  readonly requests: number;
+  /** 5xx responses the backends sent, over every backend. */
+  readonly responses5xx: number;
+  /** Forwarded requests no backend answered (the balancer's own 502/504), over every backend. */
+  readonly failures: number;
+  /** Requests answered 503 because no backend was available. */
+  readonly noBackend: number;
   /** Every backend, in configuration order. */
   readonly backends: readonly BackendStatus[];
   /** The serving isolates (data-plane workers), when there are several. */
@@ -126,10 +151,16 @@ export interface StatusReport {
  * @returns A JSON-ready report.
  */
 export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): StatusReport {
+  const sum = (count: (backend: Backend) => number) =>
+    pool.backends.reduce((total, backend) => total + count(backend), 0);
   return {
     atMs: Date.now(),
     draining,
     healthy: pool.backends.filter((backend) => backend.isAvailable).length,
+    requests: sum((backend) => backend.requests),
+    responses5xx: sum((backend) => backend.responses5xx),
+    failures: sum((backend) => backend.failures),
+    noBackend: metrics.noBackendCount,
     backends: pool.backends.map((backend) => ({
       name: backend.name,
       url: backend.url.href,
@@ -140,6 +171,7 @@ export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): S
       inFlight: backend.inFlight,
       requests: backend.requests,
       failures: backend.failures,
+      responses5xx: backend.responses5xx,
       p50Ms: round(metrics.latencyQuantileMs(backend, 0.5)),
       p99Ms: round(metrics.latencyQuantileMs(backend, 0.99)),
     })),
@@ -167,6 +199,11 @@ export function createAdminHandler(
     return isSameSecret(new TextEncoder().encode(offered), tokenBytes);
   };
 
+  const guard = {
+    hostname: deps.hostname ?? "localhost",
+    isTokenRequired: tokenBytes !== undefined,
+  };
+
   const findBackend = (encoded: string): Backend | undefined => {
     const name = safeDecode(encoded);
     return deps.pool.backends.find((b) => b.name === name);
@@ -182,6 +219,16 @@ export function createAdminHandler(
       return deps.isDraining()
         ? new Response("draining\n", { status: 503, headers: TEXT_HEADERS })
         : new Response("ok\n", { headers: TEXT_HEADERS });
+    }
+    // Host, Origin and body type, before anything is read or changed.
+    const refusal = checkAdminRequest(request, guard);
+    if (refusal !== undefined) {
+      return new Response(`${refusal.message}\n`, {
+        status: refusal.status,
+        headers: refusal.status === 415
+          ? { ...TEXT_HEADERS, "accept-post": "application/json" }
+          : TEXT_HEADERS,
+      });
     }
     if (path === "/" && deps.dashboard !== undefined) {
       if (!isRead) return notAllowed("GET, HEAD");
@@ -258,9 +305,13 @@ async function addBackend(request: Request, control: AdminControl): Promise<Resp
     ? body as { url?: unknown; weight?: unknown }
     : {};
   if (typeof fields.url !== "string") return badRequest("Invalid body: url must be a string");
-  const weight = fields.weight ?? 1;
-  if (typeof weight !== "number" || !(weight > 0)) {
-    return badRequest(`Invalid weight ${JSON.stringify(weight)}: must be a positive number`);
+  // The settings' own rule, so the config file, check-config and this route agree.
+  const weight = checkWeight(fields.weight ?? 1);
+  if (!weight.ok) {
+    const given = typeof fields.weight === "number"
+      ? String(fields.weight)
+      : JSON.stringify(fields.weight);
+    return badRequest(`Invalid weight ${given}: ${weight.rule}`);
   }
   let url: URL;
   try {
@@ -269,8 +320,10 @@ async function addBackend(request: Request, control: AdminControl): Promise<Resp
     return badRequest(error instanceof Error ? error.message : String(error));
   }
   try {
-    const backend = control.addBackend({ url, weight });
-    return Response.json({ added: backend.name, url: backend.url.href, weight }, { status: 201 });
+    const backend = control.addBackend({ url, weight: weight.value });
+    return Response.json({ added: backend.name, url: backend.url.href, weight: weight.value }, {
+      status: 201,
+    });
   } catch (error) {
     return new Response(`${error instanceof Error ? error.message : String(error)}\n`, {
       status: 409,

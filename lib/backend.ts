@@ -42,6 +42,8 @@ export interface BackendCounts {
   readonly requests: number;
   /** Forwarded requests that failed since start. */
   readonly failures: number;
+  /** Responses with a 5xx status the backend sent since start. */
+  readonly responses5xx: number;
 }
 
 /** A server the balancer forwards to. */
@@ -59,6 +61,7 @@ export class Backend {
   #maxInFlight = 0;
   #requests = 0;
   #failures = 0;
+  #responses5xx = 0;
   /** Counts reported by data-plane isolates, by isolate id (empty in a single isolate). */
   readonly #remote = new Map<string, BackendCounts>();
 
@@ -168,14 +171,32 @@ export class Backend {
     return this.#remote.size === 0 ? this.#requests : this.#requests + this.#sum("requests");
   }
 
-  /** Forwarded requests that failed (no response, or timed out) since start, in every isolate. */
+  /**
+   * Forwarded requests that failed (no response, or timed out) since start, in every isolate:
+   * the balancer answered them itself (502, 504) or retried them elsewhere.
+   */
   get failures(): number {
     return this.#remote.size === 0 ? this.#failures : this.#failures + this.#sum("failures");
   }
 
+  /**
+   * Responses with a 5xx status the backend itself sent since start, in every isolate: errors
+   * it answered, beside the {@linkcode failures} it did not answer at all.
+   */
+  get responses5xx(): number {
+    return this.#remote.size === 0
+      ? this.#responses5xx
+      : this.#responses5xx + this.#sum("responses5xx");
+  }
+
   /** This isolate's own counts, to report to the control plane. */
   get localCounts(): BackendCounts {
-    return { inFlight: this.#inFlight, requests: this.#requests, failures: this.#failures };
+    return {
+      inFlight: this.#inFlight,
+      requests: this.#requests,
+      failures: this.#failures,
+      responses5xx: this.#responses5xx,
+    };
   }
 
   /**
@@ -233,6 +254,15 @@ export class Backend {
   begin(): void {
     this.#inFlight++;
     this.#requests++;
+  }
+
+  /**
+   * Counts a response the backend sent (its status), for {@linkcode responses5xx}.
+   *
+   * @param status The response's status code.
+   */
+  recordResponse(status: number): void {
+    if (status >= 500 && status <= 599) this.#responses5xx++;
   }
 
   /**

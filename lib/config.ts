@@ -16,7 +16,14 @@
 import { CONFIG_FLAG, flagLayer, type Flags, readFlags } from "./config_flags.ts";
 import { loadConfigFile } from "./config_file.ts";
 import { mergeLayers } from "./config_layers.ts";
-import { type BalancerConfig, type ConfigLayer, LONGEST_DURATION, SETTINGS } from "./settings.ts";
+import { isLoopbackHost } from "./control/admin_guard.ts";
+import {
+  type BalancerConfig,
+  type ConfigLayer,
+  LONGEST_DURATION,
+  parseAdminAddress,
+  SETTINGS,
+} from "./settings.ts";
 import { UsageError } from "./shared/command.ts";
 import { formatDuration, MAX_TIMER_MS } from "./shared/duration.ts";
 
@@ -133,9 +140,29 @@ function finish(
     }
     seen.add(backend.url.href);
   }
+  checkAdminExposure(merged);
   // An unset probe timeout defaults to 2 s, but never more than the interval.
   const timeoutMs = explicitTimeoutMs ?? Math.min(merged.health.timeoutMs, intervalMs);
   return { ...merged, health: { ...merged.health, timeoutMs } };
+}
+
+/**
+ * Refuses an admin API open to the network: without a token anyone who reaches it can add,
+ * drain and remove backends, so an address other than loopback needs `--admin-token` or an
+ * explicit `--admin-insecure on`.
+ *
+ * @throws {UsageError} Naming the address and both ways out.
+ */
+function checkAdminExposure(config: BalancerConfig): void {
+  const { listen, token, insecure } = config.admin;
+  const address = listen === "off" ? undefined : parseAdminAddress(listen);
+  if (address === undefined || token !== undefined || insecure === "on") return;
+  if (isLoopbackHost(address.hostname)) return;
+  throw new UsageError(
+    `Invalid --admin "${listen}": an admin address other than loopback needs --admin-token ` +
+      "(anyone who can reach it could add, drain and remove backends); " +
+      "--admin-insecure on runs it without one",
+  );
 }
 
 /** Words a health-timeout rule into a message naming where the timeout was set. */

@@ -189,6 +189,7 @@ export async function startBalancer(
     metrics,
     isDraining: () => isDraining,
     token: c.admin.token,
+    hostname: parseAdminAddress(c.admin.listen)?.hostname,
     onDrainChange: (backend, isDrainingBackend) => {
       serving.publish();
       logger.info(isDrainingBackend ? "Backend draining" : "Backend undrained", {
@@ -251,7 +252,8 @@ export async function startBalancer(
         // A new address: the old one closes only once the new one is bound.
         nextAdmin = startAdmin(next, adminDeps(next));
       }
-      if (plan.isListenerChanged || plan.isHandlerChanged) serving.configure(next);
+      // Every isolate binds what it needs before any switches: all of them apply it, or none.
+      if (plan.isListenerChanged || plan.isHandlerChanged) await serving.configure(next);
     } catch (error) {
       await nextAdmin?.shutdown();
       const problems = [error instanceof Error ? error.message : String(error)];

@@ -45,6 +45,41 @@ export interface BackendConfig {
   readonly maxInFlight?: number;
 }
 
+/**
+ * The largest backend weight: HAProxy's range too (0 to 256). Weights are relative, so 256 to 1
+ * is every ratio a pool needs, and the weighted policies' sums stay far from overflowing (a
+ * weight of 1e308 made them Infinity, and the pool answered 503).
+ */
+export const MAX_WEIGHT = 256;
+
+const WEIGHT_RULE = "must be a positive number";
+const MAX_WEIGHT_RULE = `must be at most ${MAX_WEIGHT}`;
+
+/**
+ * A backend weight as the config file and the admin API take it: a positive number, at most
+ * {@linkcode MAX_WEIGHT}.
+ */
+export const WEIGHT_SCHEMA: z.ZodType<number> = z.number({
+  error: (issue) => issue.input === Number.POSITIVE_INFINITY ? MAX_WEIGHT_RULE : WEIGHT_RULE,
+}).positive({ error: WEIGHT_RULE }).max(MAX_WEIGHT, { error: MAX_WEIGHT_RULE });
+
+/**
+ * Checks a backend weight from any source (the config file, `POST /backends`).
+ *
+ * @param value The weight as given.
+ * @returns The weight, or the rule it broke.
+ *
+ * @example
+ * ```ts
+ * import { checkWeight } from "./setting_kinds.ts";
+ * if (!checkWeight(2).ok || checkWeight(1e308).ok || checkWeight(0).ok) throw new Error();
+ * ```
+ */
+export function checkWeight(value: unknown): Parsed<number> {
+  const parsed = WEIGHT_SCHEMA.safeParse(value);
+  return parsed.success ? ok(parsed.data) : fail(parsed.error.issues[0]?.message ?? WEIGHT_RULE);
+}
+
 /** The log levels, most verbose first. */
 const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
 
@@ -80,19 +115,31 @@ const MAX_FILE_RULE = `must be at most ${MAX_TIMER_MS}, ${TIMER_LIMIT}`;
  * A duration: flags take `250ms`, `5s`, `1m30s` or a bare number of seconds; the file takes
  * milliseconds. Never more than {@linkcode MAX_TIMER_MS}, which a timer cannot wait.
  *
- * @param options `isZeroAllowed`: whether 0 (off) is a valid value.
+ * @param options `isZeroAllowed`: whether 0 (off) is a valid value; `min`: the shortest
+ *   positive duration accepted, in milliseconds, and `why` it is the shortest (stated in the
+ *   rule). Default: any positive duration.
  */
-export function duration(options: { readonly isZeroAllowed: boolean }): Kind<number> {
+export function duration(
+  options: { readonly isZeroAllowed: boolean; readonly min?: number; readonly why?: string },
+): Kind<number> {
   const flagRule = options.isZeroAllowed
     ? "must be 0 or more, such as 0, 500ms or 5s"
     : "must be more than 0, such as 500ms or 5s";
   const fileRule = options.isZeroAllowed
     ? "must be a number, 0 or more"
     : "must be a positive number";
+  const min = options.min ?? 0;
+  const why = options.why === undefined ? "" : `: ${options.why}`;
+  const minFlagRule = `must be at least ${formatDurationText(min)}${why}`;
+  const minFileRule = `must be at least ${min}${why}`;
   // JSON's 1e999 is Infinity, which z.number() refuses as not a number: it is too long.
   const base = z.number({
     error: (issue) => issue.input === Number.POSITIVE_INFINITY ? MAX_FILE_RULE : fileRule,
   });
+  // `abort`: a negative value breaks one rule, not the minimum's too.
+  const signed = options.isZeroAllowed
+    ? base.min(0, { error: fileRule, abort: true })
+    : base.positive({ error: fileRule, abort: true });
   return {
     parse(text) {
       let ms: number;
@@ -102,13 +149,12 @@ export function duration(options: { readonly isZeroAllowed: boolean }): Kind<num
         return fail(ruleOf(cause));
       }
       if (options.isZeroAllowed ? ms < 0 : ms <= 0) return fail(flagRule);
+      if (ms > 0 && ms < min) return fail(minFlagRule);
       return ms > MAX_TIMER_MS ? fail(MAX_FLAG_RULE) : ok(ms);
     },
-    schema:
-      (options.isZeroAllowed
-        ? base.min(0, { error: fileRule })
-        : base.positive({ error: fileRule }))
-        .max(MAX_TIMER_MS, { error: MAX_FILE_RULE }),
+    schema: signed
+      .refine((ms) => ms === 0 || ms >= min, { error: minFileRule })
+      .max(MAX_TIMER_MS, { error: MAX_FILE_RULE }),
     format: formatDurationText,
   };
 }
@@ -242,8 +288,7 @@ export function backendList(): Kind<readonly BackendConfig[]> {
     z.string(),
     z.strictObject({
       url: z.string({ error: "must be a URL string" }),
-      weight: z.number({ error: "must be a positive number" })
-        .positive({ error: "must be a positive number" }).optional(),
+      weight: WEIGHT_SCHEMA.optional(),
       maxInFlight: z.int({ error: "must be a whole number, 0 or more" })
         .min(0, { error: "must be a whole number, 0 or more" }).optional(),
     }),

@@ -112,6 +112,16 @@ const DEMO_BACKENDS: readonly BackendConfig[] = [8080, 8081, 8082].map((port) =>
   weight: 1,
 }));
 
+/**
+ * The shortest health interval and probe timeout. HAProxy takes `inter 1` (it refuses only 0)
+ * and nginx has no active checks; Kubernetes, AWS and Google Cloud floor both at one second.
+ * 100 ms keeps sub-second checks for those who want them (ten probes a second per backend)
+ * while refusing the values that fail every healthy backend: at `--health-interval 1ms` the
+ * default timeout followed it down to 1 ms, and the whole pool went unhealthy.
+ */
+const HEALTH_FLOOR_MS = 100;
+const HEALTH_FLOOR_WHY = "a shorter probe interval or timeout fails healthy backends";
+
 const isValidHost = (value: string): boolean => value !== "" && !/[\s/]/.test(value);
 const isValidHealthPath = (value: string): boolean => value.startsWith("/") && !/\s/.test(value);
 
@@ -235,20 +245,20 @@ export const SETTINGS = {
         "within the timeout.",
     } satisfies Setting<string>,
     intervalMs: {
-      kind: duration({ isZeroAllowed: false }),
+      kind: duration({ isZeroAllowed: false, min: HEALTH_FLOOR_MS, why: HEALTH_FLOOR_WHY }),
       default: 10_000,
       flag: "health-interval",
       metavar: "DURATION",
       section: "Health checks",
-      help: "Time between probes of a backend.",
+      help: "Time between probes of a backend; at least 100ms.",
     } satisfies Setting<number>,
     timeoutMs: {
-      kind: duration({ isZeroAllowed: false }),
+      kind: duration({ isZeroAllowed: false, min: HEALTH_FLOOR_MS, why: HEALTH_FLOOR_WHY }),
       default: 2_000,
       flag: "health-timeout",
       metavar: "DURATION",
       section: "Health checks",
-      help: "Probe timeout; at most the interval.",
+      help: "Probe timeout; at least 100ms and at most the interval.",
       defaultHelp: "2s, or the interval when that is shorter",
     } satisfies Setting<number>,
     rise: {
@@ -514,7 +524,8 @@ export const SETTINGS = {
       metavar: "ADDRESS",
       section: "Admin",
       help: "Where the admin API and dashboard listen (status, metrics, drain, /health for an " +
-        "upstream load balancer), apart from the proxy port; off turns it off.",
+        "upstream load balancer), apart from the proxy port; off turns it off. An address " +
+        "other than loopback needs --admin-token (or --admin-insecure on).",
     } satisfies Setting<string>,
     token: {
       kind: text(
@@ -527,6 +538,16 @@ export const SETTINGS = {
       section: "Admin",
       help: "Bearer token every admin route but /health requires (Authorization: Bearer TOKEN).",
     } satisfies OptionalSetting<string>,
+    insecure: {
+      kind: oneOf(["on", "off"]),
+      default: "off",
+      flag: "admin-insecure",
+      metavar: "on|off",
+      section: "Admin",
+      help: "on lets the admin API listen on an address other than loopback without " +
+        "--admin-token, so anyone who can reach it can add, drain and remove backends; off " +
+        "refuses to start that way.",
+    } satisfies Setting<"on" | "off">,
   },
   limits: {
     maxConnections: {

@@ -90,6 +90,7 @@ Deno.test("admin /status and /backends report every backend's state and latency"
       inFlight: 0,
       requests: 2,
       failures: 0,
+      responses5xx: 0,
       p50Ms: "number",
       p99Ms: "number",
     },
@@ -205,6 +206,7 @@ Deno.test("POST /backends adds a backend and DELETE /backends/{name} drains then
   await using lb = await startWith([a]);
   const added = await fetch(adminUrl(lb, "/backends"), {
     method: "POST",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ url: b.url.href, weight: 2 }),
   });
   assertEquals(added.status, 201);
@@ -214,12 +216,14 @@ Deno.test("POST /backends adds a backend and DELETE /backends/{name} drains then
   assertEquals([...seen].sort(), ["a", "b"]);
   const twice = await fetch(adminUrl(lb, "/backends"), {
     method: "POST",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ url: b.url.href }),
   });
   await twice.body?.cancel();
   assertEquals(twice.status, 409);
   const bad = await fetch(adminUrl(lb, "/backends"), {
     method: "POST",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ url: "ftp://x" }),
   });
   assertStringIncludes(await bad.text(), "protocol must be http or https");

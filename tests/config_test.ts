@@ -94,7 +94,7 @@ Deno.test("parseBalancerArgs() with no arguments gives the original Python balan
   assertEquals(config.affinityCookie, { name: "denolb_affinity", maxAgeMs: 0 });
   assertEquals(config.log, { level: "info", format: "text" });
   assertEquals(config.accessLog, { path: "-", format: "combined" });
-  assertEquals(config.admin, { listen: "127.0.0.1:9091" });
+  assertEquals(config.admin, { listen: "127.0.0.1:9091", insecure: "off" });
   assertEquals(config.drainTimeoutMs, 10_000);
 });
 
@@ -272,7 +272,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
       queueSize: 0,
       queueTimeoutMs: 2_000,
     },
-    admin: { listen: "[::1]:0", token: "0123456789abcdef" },
+    admin: { listen: "[::1]:0", token: "0123456789abcdef", insecure: "off" },
     log: { level: "debug", format: "json", file: "lb.log" },
     accessLog: { path: "/var/log/lb/access.log", format: "json" },
     drainTimeoutMs: 0,
@@ -635,7 +635,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
       queueSize: 5,
       queueTimeoutMs: 600,
     },
-    admin: { listen: "off" },
+    admin: { listen: "off", insecure: "off" },
     log: { level: "warning", format: "json", file: "/var/log/lb.log" },
     accessLog: { path: "off", format: "text" },
     drainTimeoutMs: 3000,

@@ -101,7 +101,7 @@ function startPlane(
       retryBudgetMinPerSecond: options.retryBudgetMinPerSecond ?? D.proxy.retryBudgetMinPerSecond,
     },
     limits: { ...D.limits, ...options.limits },
-    admin: { listen: "off" },
+    admin: { listen: "off", insecure: "off" },
     accessLog: { ...D.accessLog, path: "off" },
   };
   const plane = startDataPlane(config, {

@@ -101,8 +101,10 @@ export function statusEventStream(
 }
 
 /**
- * The dashboard page: every backend's state (colour-coded), weight, in-flight, req/s, p50/p99
- * and error rate, and whether the balancer drains; live from `events`, flips highlighted, with
+ * The dashboard page: every backend's state (colour-coded), weight, in-flight, req/s, p50/p99,
+ * and two error rates named apart (5xx responses the backend sent; requests it failed to answer,
+ * which the balancer answered 502/504 or retried), with the same two over the whole pool, and
+ * whether the balancer drains; live from `events`, flips highlighted, with
  * drain/undrain buttons. Inline CSS and script only. A `#token=...` fragment is sent as a bearer
  * token on every POST and as `?token=` on the event stream (an `EventSource` cannot send
  * headers); a fragment never reaches server logs.
@@ -168,11 +170,14 @@ td { font-variant-numeric: tabular-nums; }
   <span id="healthy" class="muted"></span>
   <span id="connection" class="muted">connecting…</span>
   <span id="updated" class="muted"></span>
+  <span id="errors" class="muted"></span>
 </div>
 <p id="error" role="alert"></p>
 <table>
   <thead><tr><th>Backend</th><th>State</th><th>Weight</th><th>In-flight</th><th>req/s</th>
-    <th>p50 ms</th><th>p99 ms</th><th>Errors</th><th></th></tr></thead>
+    <th>p50 ms</th><th>p99 ms</th><th title="5xx responses the backend sent">5xx</th>
+    <th title="requests the backend did not answer (refused, timed out, broken)">Failed</th>
+    <th></th></tr></thead>
   <tbody id="backends"></tbody>
 </table>
 <h2>Recent changes</h2>
@@ -184,8 +189,8 @@ td { font-variant-numeric: tabular-nums; }
   var MAX_CHANGES = 20;
   var COLUMNS = [
     ["name", "Backend"], ["state", "State"], ["weight", "Weight"], ["inflight", "In-flight"],
-    ["rate", "req/s"], ["p50", "p50 ms"], ["p99", "p99 ms"], ["errors", "Errors"],
-    ["action", ""]
+    ["rate", "req/s"], ["p50", "p50 ms"], ["p99", "p99 ms"], ["responses5xx", "5xx"],
+    ["failures", "Failed"], ["action", ""]
   ];
   var token = new URLSearchParams(location.hash.slice(1)).get("token");
   var tokenQuery = token ? "?token=" + encodeURIComponent(token) : "";
@@ -270,15 +275,22 @@ td { font-variant-numeric: tabular-nums; }
       .finally(function () { button.disabled = false; });
   }
 
+  // Shares of the requests since the last snapshot: a backend's own 5xx answers, and the
+  // requests it did not answer (the balancer's 502/504 or a retry), named apart.
   function rates(b, before, dtMs) {
-    if (!before || dtMs <= 0 || b.requests < before.requests || b.failures < before.failures) {
-      return { rate: "–", errors: "–" };
+    var fresh = { rate: "–", responses5xx: "–", failures: "–" };
+    if (!before || dtMs <= 0 || b.requests < before.requests || b.failures < before.failures ||
+      (b.responses5xx || 0) < (before.responses5xx || 0)) {
+      return fresh;
     }
     var requests = b.requests - before.requests;
-    var failures = b.failures - before.failures;
+    function share(count) {
+      return requests > 0 ? (count * 100 / requests).toFixed(1) + "%" : "–";
+    }
     return {
       rate: (requests * 1000 / dtMs).toFixed(1),
-      errors: requests > 0 ? (failures * 100 / requests).toFixed(1) + "%" : "–"
+      responses5xx: share((b.responses5xx || 0) - (before.responses5xx || 0)),
+      failures: share(b.failures - before.failures)
     };
   }
 
@@ -322,7 +334,8 @@ td { font-variant-numeric: tabular-nums; }
       row.cells.inflight.textContent = String(b.inFlight);
       var r = rates(b, before.get(b.name), dtMs);
       row.cells.rate.textContent = r.rate;
-      row.cells.errors.textContent = r.errors;
+      row.cells.responses5xx.textContent = r.responses5xx;
+      row.cells.failures.textContent = r.failures;
       row.cells.p50.textContent = ms(b.p50Ms);
       row.cells.p99.textContent = ms(b.p99Ms);
       var action = b.isDraining ? "undrain" : "drain";
@@ -339,7 +352,11 @@ td { font-variant-numeric: tabular-nums; }
         addChange(snapshot.atMs, name + ": removed");
       }
     });
-    previous = { atMs: snapshot.atMs, backends: backends };
+    var total = rates(snapshot, previous && previous.totals, dtMs);
+    byId("errors").textContent = total.rate === "–" ? "" : "pool: backend 5xx " +
+      total.responses5xx + ", failed " + total.failures + ", no backend " +
+      Math.max(0, (snapshot.noBackend || 0) - ((previous && previous.totals.noBackend) || 0));
+    previous = { atMs: snapshot.atMs, backends: backends, totals: snapshot };
   }
 
   var events = new EventSource("events" + tokenQuery);

@@ -29,8 +29,11 @@ export interface Serving {
   isolates(): Array<{ id: string; connections: number }> | undefined;
   /** Tells the data plane about pool changes (workers mirror the pool). */
   publish(): void;
-  /** Applies a reload; throws, changing nothing, when a new address cannot be bound. */
-  configure(config: BalancerConfig): void;
+  /**
+   * Applies a reload in every isolate, or in none: rejects, changing nothing, when a new
+   * address cannot be bound (or is held by another program).
+   */
+  configure(config: BalancerConfig): Promise<void>;
   /** Drains within `timeoutMs`; resolves whether every request finished. */
   drain(timeoutMs: number): Promise<boolean>;
 }
@@ -64,12 +67,17 @@ export async function startServing(
   deps: ServingDeps,
 ): Promise<Serving> {
   const { pool, metrics, clock, logger, onAttempt } = deps;
-  const isolateCount = deps.workerEntry === undefined
-    ? 1
-    : isolatesToRun(config.workers, resolveWorkers(config.workers), logger);
-  if (isolateCount > 1 && deps.workerEntry !== undefined) {
+  const wanted = deps.workerEntry === undefined ? 1 : resolveWorkers(config.workers);
+  if (wanted > 1 && deps.workerEntry !== undefined) {
+    // The isolates share the address with SO_REUSEPORT, which would also let them join another
+    // program's listener on it: the address must be free before the first one binds. Port 0
+    // becomes the free port found, which every isolate then shares.
+    const port = claimAddress(config.host, config.port);
+    const claimed = { ...config, port };
+    const isolateCount = isolatesToRun(config.workers, wanted, logger);
+    if (isolateCount === 1) return serveHere(claimed, pool, metrics, clock, logger, onAttempt);
     try {
-      return await serveInWorkers(config, {
+      return await serveInWorkers(claimed, {
         count: isolateCount,
         entry: deps.workerEntry,
         pool,
@@ -83,14 +91,47 @@ export async function startServing(
         }),
       });
     } catch (error) {
-      // An explicit count is a promise to the operator; auto may settle for one isolate.
-      if (config.workers !== "auto") throw error;
+      // An explicit count is a promise to the operator; auto may settle for one isolate, but
+      // not for an address someone else took meanwhile: one isolate could not have it either.
+      const isTaken = error instanceof Error && error.cause instanceof Deno.errors.AddrInUse;
+      if (config.workers !== "auto" || isTaken) throw error;
       logger.warn("Serving from one isolate: the data-plane workers did not start", {
         error: error instanceof Error ? error.message : String(error),
       });
+      return serveHere(claimed, pool, metrics, clock, logger, onAttempt);
     }
   }
   return serveHere(config, pool, metrics, clock, logger, onAttempt);
+}
+
+/**
+ * Checks that an address is free by binding it without SO_REUSEPORT, and releases it at once.
+ * A listener without the option conflicts with every other listener on the port, with the
+ * option or without, so this fails whoever holds it (another balancer's isolates, nginx,
+ * anything). What stays open is the moment between this release and the first isolate's bind:
+ * only a program that binds that very port in that moment, with SO_REUSEPORT and as the same
+ * user, can still join. The probe cannot stay open through the isolates' binds instead: a
+ * listener without SO_REUSEPORT keeps every listener that sets it off the port. (Counting the
+ * port's listeners afterwards in `/proc/net/tcp` would close the moment, but Deno 2.9 reads
+ * `/proc` only with `--allow-all`.)
+ *
+ * @param hostname The address to listen on.
+ * @param port The port; 0 finds a free one.
+ * @returns The port checked (the one found, for 0).
+ * @throws {Error} `Cannot listen on HOST:PORT: Address already in use (os error 98)` and the
+ *   like, with the `Deno.listen` error as its cause.
+ */
+export function claimAddress(hostname: string, port: number): number {
+  let probe: Deno.Listener;
+  try {
+    probe = Deno.listen({ hostname, port });
+  } catch (cause) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`Cannot listen on ${hostname}:${port}: ${detail}`, { cause });
+  }
+  const claimed = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  return claimed;
 }
 
 /**
@@ -176,7 +217,8 @@ function serveHere(
     isolates: () => undefined,
     publish() {},
     configure(next) {
-      void plane.configure(next);
+      // The new listener, if any, binds without SO_REUSEPORT: a taken address throws here.
+      return Promise.resolve().then(() => void plane.prepare(next).commit());
     },
     async drain(timeoutMs) {
       const deadline = new AbortController();
@@ -198,14 +240,23 @@ async function serveInWorkers(
 ): Promise<Serving> {
   const workers: Workers = await startWorkers(config, options);
   return {
-    addr: workers.addr,
+    get addr() {
+      return workers.addr;
+    },
     get connectionCount() {
       return workers.connectionCount;
     },
     isolateCount: options.count,
     isolates: () => workers.isolates(),
     publish: () => workers.publish(),
-    configure: (next) => workers.configure(next),
+    async configure(next) {
+      // A new port must be free before the workers share it (see claimAddress); the port they
+      // hold already is theirs.
+      const current = workers.addr.port;
+      const port = next.port === 0 ? current : next.port;
+      if (port !== current) claimAddress(next.host, port);
+      await workers.configure(next);
+    },
     drain: (timeoutMs) => workers.drain(timeoutMs),
   };
 }

@@ -1,7 +1,8 @@
 /**
  * The control plane's side of `lb --workers N`: starts N data-plane workers on one address
  * (the first binds it, the others join it with SO_REUSEPORT, so the kernel spreads
- * connections), publishes every pool change to all of them at once (`postMessage`, so a
+ * connections; `serving.ts` has checked the address is free), applies a reload in all of them
+ * or none (prepare, then commit or abort), publishes every pool change to all of them at once (`postMessage`, so a
  * health flip reaches every isolate within one event-loop turn), folds their reports into the
  * control plane's metrics and backend counts, and drains them together.
  *
@@ -51,8 +52,14 @@ export interface Workers {
   isolates(): Array<{ id: string; connections: number }>;
   /** Sends the pool's current state to every worker. */
   publish(): void;
-  /** Sends a new configuration to every worker. */
-  configure(config: BalancerConfig): void;
+  /**
+   * Applies a new configuration in every worker or in none: each prepares it (binding a new
+   * address, if any) and only when all have does each commit it.
+   *
+   * @throws {Error} Naming the first worker's problem (such as its new address in use), once
+   *   every worker has dropped what it prepared.
+   */
+  configure(config: BalancerConfig): Promise<void>;
   /**
    * Drains every worker: each stops accepting and lets its requests finish within
    * `timeoutMs`; then they end.
@@ -68,6 +75,8 @@ interface Handle {
   readonly worker: Worker;
   connections: number;
   readonly drained: PromiseWithResolvers<boolean>;
+  /** Answers to `prepare`, by sequence number. */
+  readonly preparing: Map<number, (problem: string | undefined) => void>;
 }
 
 /**
@@ -97,7 +106,13 @@ export async function startWorkers(
   const spawn = (index: number, port: number): Promise<{ handle: Handle; port: number }> => {
     const id = `w${index + 1}`;
     const worker = new Worker(options.entry, { type: "module", name: DATA_PLANE_WORKER_NAME });
-    const handle: Handle = { id, worker, connections: 0, drained: Promise.withResolvers() };
+    const handle: Handle = {
+      id,
+      worker,
+      connections: 0,
+      drained: Promise.withResolvers(),
+      preparing: new Map(),
+    };
     const listening = Promise.withResolvers<number>();
     worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
@@ -115,11 +130,22 @@ export async function startWorkers(
         case "outcome":
           options.onOutcome?.(message.href, message.result);
           return;
+        case "prepared":
+          handle.preparing.get(message.seq)?.(message.problem);
+          handle.preparing.delete(message.seq);
+          return;
         case "drained":
           handle.drained.resolve(message.isClean);
           return;
         case "failed":
-          listening.reject(new Error(`Data-plane worker ${id} failed: ${message.message}`));
+          listening.reject(
+            new Error(`Data-plane worker ${id} failed: ${message.message}`, {
+              // Kept as the cause, so the caller knows there is nothing to fall back to.
+              ...(message.isAddrInUse === true
+                ? { cause: new Deno.errors.AddrInUse(message.message) }
+                : {}),
+            }),
+          );
           logger.error("Data-plane worker failed", { worker: id, message: message.message });
           return;
       }
@@ -128,6 +154,8 @@ export async function startWorkers(
       event.preventDefault();
       const message = event.message ?? "worker error";
       listening.reject(new Error(`Data-plane worker ${id} failed: ${message}`));
+      for (const answer of handle.preparing.values()) answer(`worker ${id} crashed: ${message}`);
+      handle.preparing.clear();
       handle.drained.resolve(false);
       logger.error("Data-plane worker crashed", { worker: id, message });
     };
@@ -157,9 +185,13 @@ export async function startWorkers(
       Array.from({ length: options.count - 1 }, (_, i) => spawn(i + 1, first.port)),
     );
     void rest;
-    const addr: Deno.NetAddr = { transport: "tcp", hostname: config.host, port: first.port };
+    // Where the workers listen now: a reload may move them.
+    let addr: Deno.NetAddr = { transport: "tcp", hostname: config.host, port: first.port };
+    let reloads = 0;
     return {
-      addr,
+      get addr() {
+        return addr;
+      },
       get connectionCount() {
         return handles.reduce((sum, h) => sum + h.connections, 0);
       },
@@ -168,9 +200,37 @@ export async function startWorkers(
         const pool = snapshot();
         for (const handle of handles) send(handle, { kind: "snapshot", pool });
       },
-      configure(next) {
-        const encoded = encodeConfig({ ...next, port: next.port === 0 ? first.port : next.port });
-        for (const handle of handles) send(handle, { kind: "configure", config: encoded });
+      async configure(next) {
+        const seq = ++reloads;
+        // Port 0 in a reload keeps the port the workers hold.
+        const port = next.port === 0 ? addr.port : next.port;
+        const encoded = encodeConfig({ ...next, port });
+        const answers = handles.map((handle) =>
+          new Promise<string | undefined>((resolve) => {
+            handle.preparing.set(seq, resolve);
+            send(handle, { kind: "prepare", seq, config: encoded });
+          })
+        );
+        const timeoutMs = options.startTimeoutMs ?? 30_000;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timedOut = new Promise<string>((resolve) => {
+          timer = setTimeout(
+            () => resolve(`a data-plane worker did not prepare within ${timeoutMs}ms`),
+            timeoutMs,
+          );
+        });
+        const problems = await Promise.race([
+          Promise.all(answers),
+          timedOut.then((problem) => [problem]),
+        ]).finally(() => clearTimeout(timer));
+        const problem = problems.find((p) => p !== undefined);
+        const verdict = problem === undefined ? "commit" : "abort";
+        for (const handle of handles) {
+          handle.preparing.delete(seq);
+          send(handle, { kind: verdict, seq });
+        }
+        if (problem !== undefined) throw new Error(problem);
+        addr = { transport: "tcp", hostname: next.host, port };
       },
       async drain(timeoutMs) {
         for (const handle of handles) send(handle, { kind: "drain", timeoutMs });

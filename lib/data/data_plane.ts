@@ -2,9 +2,10 @@
  * One isolate's data plane: the request handler built from a configuration, the upstream
  * clients it sends with, and the listener it serves on. The control plane (`server.ts`) runs
  * one in its own isolate with `--workers 1`, and each data-plane worker runs one with more.
- * A reload calls {@linkcode DataPlane.configure}: the handler is swapped under the listener,
- * and a listener whose address or connection timeouts changed is bound anew before the old
- * one closes.
+ * A reload calls {@linkcode DataPlane.prepare} (which binds a new listener when the address or
+ * server mode changed, and may fail) and then commits it: the handler is swapped under the
+ * listener and the old listener, if replaced, closes after its connections. With several
+ * isolates every one prepares before any commits, so a reload applies everywhere or nowhere.
  *
  * @module
  */
@@ -58,18 +59,41 @@ export interface DataPlane {
   /** The listener serving now. */
   readonly listener: Listener;
   /**
-   * Applies a new configuration to new requests. Binds a new listener first when its
-   * address or timeouts changed; the old one then finishes its connections in the background.
+   * Applies a new configuration to new requests: {@linkcode DataPlane.prepare}, then commit.
    *
    * @param config The new configuration.
    * @returns The old listener's shutdown, when it was replaced.
    * @throws {Error} When the new address cannot be bound; nothing changed then.
    */
   configure(config: BalancerConfig): Promise<void> | undefined;
+  /**
+   * The first half of a reload, the half that can fail: binds a new listener when the address
+   * or server mode changed, and changes nothing else. Several isolates all prepare before any
+   * commits, so a reload is applied everywhere or nowhere.
+   *
+   * @param config The new configuration.
+   * @returns The change, ready to commit (swap the listener and the request path) or abort
+   *   (close the new listener).
+   * @throws {Error} When the new address cannot be bound, naming it; nothing changed then.
+   */
+  prepare(config: BalancerConfig): PreparedChange;
   /** Stops accepting and lets open requests finish; resolves when they have. */
   shutdown(): Promise<void>;
   /** Closes every connection and upstream client at once; resolves when the access log is. */
   close(): Promise<void>;
+}
+
+/** A reload a data plane has prepared: the new listener, if any, is bound and not serving. */
+export interface PreparedChange {
+  /**
+   * Applies it to new requests; the old listener, if replaced, finishes its connections in the
+   * background. Never throws.
+   *
+   * @returns The old listener's shutdown, when it was replaced.
+   */
+  commit(): Promise<void> | undefined;
+  /** Drops it: closes the listener it bound. */
+  abort(): void;
 }
 
 /** The upstream clients of one configuration. */
@@ -99,6 +123,12 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       http1?.close();
     }
   };
+  // Every attempt's outcome: a backend's own answer is counted (its 5xx for /status and the
+  // dashboard), then passive health hears it.
+  const onAttempt = (backend: Backend, result: AttemptResult): void => {
+    if (typeof result === "number") backend.recordResponse(result);
+    deps.onAttempt?.(backend, result);
+  };
   // Outlives reloads: sockets opened under an old configuration stay open and listed.
   const openWebSockets = new OpenWebSockets();
   // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
@@ -112,7 +142,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         cookieSecret: c.affinityCookie.secret,
         cookieMaxAgeMs: c.affinityCookie.maxAgeMs,
       }, { random: Math.random, weightOf: slowStart.weigher(c.slowStartMs) }),
-      ...(deps.onAttempt === undefined ? {} : { onAttempt: deps.onAttempt }),
+      onAttempt,
       trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
       isForwardedSent: c.proxy.forwarded === "on",
       client: upstreams.client,
@@ -175,39 +205,57 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
     throw error;
   }
   const retiring = new Set<Promise<void>>();
+  /** Swaps in a prepared configuration (and its listener, when one was bound). */
+  const apply = (next: BalancerConfig, nextListener: Listener | undefined) => {
+    if (nextListener === undefined) {
+      listener.reconfigure({
+        headerTimeoutMs: next.client.headerTimeoutMs,
+        keepAliveTimeoutMs: next.client.keepAliveTimeoutMs,
+        maxConnections: next.limits.maxConnections,
+      });
+    }
+    const isClientChanged = next.proxy.maxIdlePerHost !== current.proxy.maxIdlePerHost ||
+      next.proxy.upstream !== current.proxy.upstream ||
+      next.proxy.connectTimeoutMs !== current.proxy.connectTimeoutMs;
+    if (isClientChanged) upstreamSets.push(createUpstreams(next, clock));
+    accessLogs.configure(next);
+    handler = buildHandler(next, upstreamSets[upstreamSets.length - 1] as Upstreams);
+    current = next;
+    if (nextListener === undefined) return undefined;
+    const old = listener;
+    listener = nextListener;
+    const closing = old.shutdown();
+    retiring.add(closing);
+    void closing.finally(() => retiring.delete(closing));
+    return closing;
+  };
+  const prepare = (next: BalancerConfig): PreparedChange => {
+    // A new address or server mode needs a new socket; timeouts and the connection limit
+    // apply in place (a second bind of the same port would fail without SO_REUSEPORT).
+    const isListenerChanged = next.host !== current.host || next.port !== current.port ||
+      next.websocket !== current.websocket;
+    const nextListener = isListenerChanged ? bind(next) : undefined;
+    let isSettled = false;
+    return {
+      commit() {
+        if (isSettled) return undefined;
+        isSettled = true;
+        return apply(next, nextListener);
+      },
+      abort() {
+        if (isSettled) return;
+        isSettled = true;
+        nextListener?.close();
+      },
+    };
+  };
 
   return {
     get listener() {
       return listener;
     },
-    configure(next) {
-      // A new address or server mode needs a new socket; timeouts and the connection limit
-      // apply in place (a second bind of the same port would fail without SO_REUSEPORT).
-      const isListenerChanged = next.host !== current.host || next.port !== current.port ||
-        next.websocket !== current.websocket;
-      const nextListener = isListenerChanged ? bind(next) : undefined;
-      if (nextListener === undefined) {
-        listener.reconfigure({
-          headerTimeoutMs: next.client.headerTimeoutMs,
-          keepAliveTimeoutMs: next.client.keepAliveTimeoutMs,
-          maxConnections: next.limits.maxConnections,
-        });
-      }
-      const isClientChanged = next.proxy.maxIdlePerHost !== current.proxy.maxIdlePerHost ||
-        next.proxy.upstream !== current.proxy.upstream ||
-        next.proxy.connectTimeoutMs !== current.proxy.connectTimeoutMs;
-      if (isClientChanged) upstreamSets.push(createUpstreams(next, clock));
-      accessLogs.configure(next);
-      handler = buildHandler(next, upstreamSets[upstreamSets.length - 1] as Upstreams);
-      current = next;
-      if (nextListener === undefined) return undefined;
-      const old = listener;
-      listener = nextListener;
-      const closing = old.shutdown();
-      retiring.add(closing);
-      void closing.finally(() => retiring.delete(closing));
-      return closing;
-    },
+    prepare,
+    configure: (next) => prepare(next).commit(),
     async shutdown() {
       await Promise.all([listener.shutdown(), ...retiring]);
       await accessLogs.close();

@@ -12,8 +12,9 @@ import { Metrics } from "../metrics.ts";
 import { Pool } from "../pool.ts";
 import { systemClock } from "../shared/clock.ts";
 import { listenForReopen } from "../signals.ts";
-import { type DataPlane, startDataPlane } from "./data_plane.ts";
+import { type DataPlane, type PreparedChange, startDataPlane } from "./data_plane.ts";
 import { OutlierRelay } from "./outlier_relay.ts";
+import type { BalancerConfig } from "../settings.ts";
 import {
   decodeConfig,
   type FromWorker,
@@ -46,6 +47,10 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
   /** SIGUSR1 reopens this isolate's handle on the log file (the data plane, its access log). */
   let reopen: Disposable | undefined;
   let relay: OutlierRelay | undefined;
+  /** The reload prepared and not yet committed or aborted, by its sequence number. */
+  let prepared:
+    | { seq: number; change: PreparedChange; outlier: BalancerConfig["outlier"] }
+    | undefined;
 
   const report = () => {
     if (plane === undefined) return;
@@ -63,7 +68,8 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
     scope.postMessage({
       kind: "failed",
       id,
-      message: error instanceof Error ? error.message : String(error),
+      message: messageOf(error),
+      ...(isAddrInUse(error) ? { isAddrInUse: true } : {}),
     });
 
   scope.onmessage = async (event) => {
@@ -100,10 +106,36 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
         case "snapshot":
           applySnapshot(pool, message.pool);
           return;
-        case "configure": {
+        case "prepare": {
+          prepared?.change.abort();
+          prepared = undefined;
           const config = decodeConfig(message.config);
-          relay?.configure(config.outlier);
-          plane?.configure(config);
+          try {
+            if (plane === undefined) throw new Error("the data plane has not started");
+            prepared = { seq: message.seq, change: plane.prepare(config), outlier: config.outlier };
+          } catch (error) {
+            scope.postMessage({
+              kind: "prepared",
+              id,
+              seq: message.seq,
+              problem: messageOf(error),
+            });
+            return;
+          }
+          scope.postMessage({ kind: "prepared", id, seq: message.seq });
+          return;
+        }
+        case "commit":
+        case "abort": {
+          const change = prepared;
+          if (change === undefined || change.seq !== message.seq) return;
+          prepared = undefined;
+          if (message.kind === "abort") {
+            change.change.abort();
+            return;
+          }
+          relay?.configure(change.outlier);
+          void change.change.commit();
           return;
         }
         case "drain": {
@@ -133,6 +165,16 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
       fail(error);
     }
   };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Whether binding failed because the address is taken (the cause a data plane keeps). */
+function isAddrInUse(error: unknown): boolean {
+  return error instanceof Deno.errors.AddrInUse ||
+    (error instanceof Error && error.cause instanceof Deno.errors.AddrInUse);
 }
 
 /**

@@ -3,10 +3,11 @@
  * `lb --workers N`. Plain, structured-cloneable data only: URLs travel as strings.
  *
  * Control plane to worker: `start` (configuration and pool snapshot), `snapshot` (health,
- * drain and weight changes, sent as soon as they happen), `configure` (a reload), `drain`.
+ * drain and weight changes, sent as soon as they happen), `prepare` then `commit` or `abort` (a
+ * reload, applied by every worker or by none), `drain`.
  * Worker to control plane: `listening`, `report` (cumulative counts, a few times a second),
- * `outcome` (an attempt outcome passive health must hear, `data/outlier_relay.ts`), `drained`,
- * `failed`.
+ * `outcome` (an attempt outcome passive health must hear, `data/outlier_relay.ts`), `prepared`
+ * (whether a reload's new listener is bound), `drained`, `failed`.
  *
  * @module
  */
@@ -50,7 +51,12 @@ export type ToWorker =
     readonly pool: PoolSnapshot;
   }
   | { readonly kind: "snapshot"; readonly pool: PoolSnapshot }
-  | { readonly kind: "configure"; readonly config: EncodedConfig }
+  /** Bind what the reload needs, change nothing yet, and answer `prepared`. */
+  | { readonly kind: "prepare"; readonly seq: number; readonly config: EncodedConfig }
+  /** Apply the prepared reload. */
+  | { readonly kind: "commit"; readonly seq: number }
+  /** Drop the prepared reload (another worker could not prepare it). */
+  | { readonly kind: "abort"; readonly seq: number }
   | { readonly kind: "drain"; readonly timeoutMs: number };
 
 /** Worker to control plane. */
@@ -69,8 +75,21 @@ export type FromWorker =
     readonly href: string;
     readonly result: AttemptResult;
   }
+  | {
+    readonly kind: "prepared";
+    readonly id: string;
+    readonly seq: number;
+    /** Why it could not prepare (such as a new address in use); absent when it did. */
+    readonly problem?: string;
+  }
   | { readonly kind: "drained"; readonly id: string; readonly isClean: boolean }
-  | { readonly kind: "failed"; readonly id: string; readonly message: string };
+  | {
+    readonly kind: "failed";
+    readonly id: string;
+    readonly message: string;
+    /** Whether it failed because its address is in use (nothing to fall back to). */
+    readonly isAddrInUse?: boolean;
+  };
 
 /**
  * Turns a configuration into plain data.

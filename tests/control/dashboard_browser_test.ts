@@ -17,6 +17,7 @@ interface FakeBackend {
   inFlight: number;
   requests: number;
   failures: number;
+  responses5xx: number;
   p50Ms: number | null;
   p99Ms: number | null;
   ejected?: { untilMs: number; count: number; reason: string } | null;
@@ -50,6 +51,7 @@ function fakeBackend(port: number, weight: number): FakeBackend {
     inFlight: port % 5,
     requests: 0,
     failures: 0,
+    responses5xx: 0,
     p50Ms: 1.5 + (port % 3),
     p99Ms: 12 + (port % 7),
   };
@@ -68,6 +70,8 @@ function startDashboardServer(): DashboardServer {
     for (const backend of state.backends) {
       backend.requests += 10 * backend.weight;
       if (backend.health === "unhealthy") backend.failures += 2;
+      // 8082 answers 500 to one request in ten: 1 of its 10 each snapshot.
+      if (backend.name === "127.0.0.1:8082") backend.responses5xx += 1;
     }
     const healthy = state.backends.filter((b) => b.health === "healthy" && !b.isDraining);
     return {
@@ -142,12 +146,16 @@ Deno.test(chromiumTest(
     assertEquals(server.eventQueries[0], "?token=t1", "the event stream carries the token");
     // A second snapshot gives a rate: 10 requests per snapshot for weight 1.
     await page.waitFor(`${row("127.0.0.1:8080")} td.rate:text-matches("^[0-9]+\\\\.[0-9]$")`);
-    assertEquals(await page.text(`${row("127.0.0.1:8080")} td.errors`), "0.0%");
+    assertEquals(await page.text(`${row("127.0.0.1:8080")} td.responses5xx`), "0.0%");
+    assertEquals(await page.text(`${row("127.0.0.1:8080")} td.failures`), "0.0%");
+    // A backend's own 5xx answers are errors too, named apart from the balancer's failures.
+    assertEquals(await page.text(`${row("127.0.0.1:8082")} td.responses5xx`), "10.0%");
+    assertEquals(await page.text(`${row("127.0.0.1:8082")} td.failures`), "0.0%");
 
     server.backends[1] = { ...fakeBackend(8081, 2), health: "unhealthy" };
     await page.waitFor(`${row("127.0.0.1:8081")}[data-state="unhealthy"].flipped`);
     assertStringIncludes(await page.text("#changes li"), "127.0.0.1:8081: healthy → unhealthy");
-    await page.waitFor(`${row("127.0.0.1:8081")} td.errors:text-matches("%$")`);
+    await page.waitFor(`${row("127.0.0.1:8081")} td.failures:text-matches("%$")`);
     assertEquals(await page.attribute(row("127.0.0.1:8080"), "class"), null, "others unmarked");
 
     // Passive health's ejection shows beside active health, with its reason on the badge.

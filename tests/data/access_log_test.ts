@@ -219,7 +219,7 @@ function balancerConfig(backend: URL, accessLog: BalancerConfig["accessLog"]): B
     port: 0,
     workers: "1",
     backends: [{ url: parseBackendUrl(backend.href), weight: 1 }],
-    admin: { listen: "off" },
+    admin: { listen: "off", insecure: "off" },
     accessLog,
   };
 }

@@ -133,7 +133,7 @@ export function startBalancer(
       upstream: options.upstream ?? "fetch",
       maxIdlePerHost: 8,
     },
-    admin: { listen: "off" },
+    admin: { listen: "off", insecure: "off" },
     accessLog: { ...D.accessLog, path: "off" },
   };
   const plane = startDataPlane(options.config?.(config) ?? config, {
