@@ -86,6 +86,7 @@ Deno.test("createClosedScheduler() stops after the total or at the deadline", as
 /** A transport whose every request takes `latencyMs` of fake time and honours the signal. */
 function slowTransport(clock: FakeClock, latencyMs: number): TransportFactory {
   return (): Transport => ({
+    resent: 0,
     async send(signal?: AbortSignal): Promise<Outcome> {
       try {
         await clock.sleep(latencyMs, signal);

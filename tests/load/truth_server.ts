@@ -62,7 +62,7 @@ export function startTruthServer(
   let resets = 0;
   let closes = 0;
   let connections = 0;
-  const timers = new Set<number>();
+  const timers = new Set<ReturnType<typeof setTimeout>>();
 
   const serveConnection = async (conn: Deno.Conn): Promise<void> => {
     const first = new Uint8Array(1);
