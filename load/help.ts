@@ -10,8 +10,19 @@ export const LOADTEST_HELP = `Usage: loadtest [flags]
        loadtest merge FILE.json... [output and threshold flags]
        loadtest schema
 
-Sends load to one URL and reports throughput, latency percentiles (HdrHistogram, from each
-request's intended start), errors by class and status, and a capacity estimate.
+Sends load to one URL and reports throughput, latency percentiles (HdrHistogram), errors by
+class and status, and a capacity estimate.
+
+Every request is counted once, as the target saw it: a request that fails is an error in its
+class (a reset is a reset), never silently sent again. Only when the server had closed an idle
+kept-alive connection and its close was seen before the request was written does the request
+go on a new connection; the report shows these as "Resent". Nothing is sent that was not
+asked for: no probe, no extra warm-up.
+
+Latency counts what users waited. Timeouts enter it at their timeout, requests in flight when
+a run ends with the time they had waited, and open-model requests never sent with their
+lateness at the end; these lower bounds are "censored" samples (wrk2's and HdrHistogram's
+practice), named in the report and seen by the thresholds.
 
 Target and request:
   --url URL               Target (http or https). Default: http://127.0.0.1:9090/
@@ -30,20 +41,25 @@ Target and request:
   --success STATUSES      Statuses that count as success: codes, classes, ranges.
                           Default: 2xx,3xx (a 5xx is an error)
 
-Load (closed model, as the seed):
+Load (closed model, as the seed; while the target stalls, its users wait instead of
+arriving, so a stall barely moves the percentiles: a run whose max is far above its p99.9
+says so; use --rate to see what arriving users would wait):
   -c, --concurrency N...  Concurrency levels, space- or comma-separated: 25 50 100 or
                           25,50,100. Each level runs --rounds times. Default: 50
   --total N               Requests per run. Default: 200
   --duration DURATION     Run for a time instead of --total; requests still in flight at
-                          the end are counted as cut off
+                          the end enter the latency with the time they had waited (not
+                          waited for)
   --rounds N              Runs per level. Default: 1
   --warmup DURATION       Unrecorded warm-up at the first level before measuring
 
 Load (open model):
   --rate R...             Constant arrival rates in requests/s, space- or comma-separated.
-                          Latency is timed from each request's planned start (no
-                          coordinated omission); late and never-sent requests are reported.
-                          Use with --duration (or --total)
+                          A request that waited for a free slot under --max-in-flight is
+                          timed from its planned start (no coordinated omission); the
+                          generator's own lateness (timers, CPU) is measured apart and kept
+                          out of the latency, and when the generator fell behind the report
+                          says so. Use with --duration (or --total)
   --stages D:R,...        Ramping arrival rate (k6's ramping-arrival-rate): each stage moves
                           the rate linearly from the previous target (0 at the start) to R
                           req/s over D, e.g. 30s:100,1m:500,30s:0; replaces --rate and
@@ -53,11 +69,12 @@ Load (open model):
                           a run that reaches the cap and runs late says so
 
 Scale:
-  --workers N             Web Workers to spread the load over. Default: 1 for small runs
-                          (under 5000 requests); otherwise a 0.5s probe against the target
-                          in-process and with one worker per core, and the workers only
-                          when they are at least 10% faster, so the default is never slower
-                          than one worker on this machine (the header line shows the figures)
+  --workers N             Web Workers to spread the load over. Default, decided without
+                          sending anything: 1 for runs under 20000 requests; else half
+                          the cores when the target is on this machine (it needs CPU
+                          too: 1 on 2 cores), one per core when it is elsewhere; never
+                          more than the lowest concurrency, or one per 20000 req/s of
+                          rate. The header line says which rule decided
   --transport MODE        auto (lean HTTP/1.1 client for http, fetch for https), fetch or
                           http1. Default: auto
 
@@ -78,7 +95,8 @@ Output (paths are checked before the run starts):
 
 Thresholds (exit 1 when breached, with a line saying which and by how much):
   --max-error-rate X      Highest share of failed requests: 0.01 or 1%
-  --max-p99 DURATION      Highest p99 latency, such as 200ms (a bare number is seconds)
+  --max-p99 DURATION      Highest p99 latency, such as 200ms (a bare number is seconds, so
+                          --max-p99 200 is 200s and earns a warning)
   --threshold RULE        A rule on any statistic, repeatable (as k6): STAT OP LIMIT with
                           STAT mean, p50, p90, p95, p99, p99.9, max, rps or errors and OP
                           < <= > >=: 'p95<200ms', 'errors<1%', 'rps>=1000'. Checked

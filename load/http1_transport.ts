@@ -287,7 +287,9 @@ class Http1Transport implements Transport {
     this.#idle = "quiet";
     read.then(
       (count) => {
-        if (this.#idleRead === read && !this.#isBusy) this.#idle = count === null ? "closed" : "spoke";
+        if (this.#idleRead === read && !this.#isBusy) {
+          this.#idle = count === null ? "closed" : "spoke";
+        }
       },
       () => {
         if (this.#idleRead === read && !this.#isBusy) this.#idle = "closed";

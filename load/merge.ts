@@ -50,13 +50,18 @@ export function parseLoadReport(text: string, name: string): LoadReport {
       networkErrors: stats.networkErrors,
       cutOff: stats.cutOff,
       late: stats.late,
+      // Before version 3 nothing was censored or resent, and lateness was not kept apart.
+      lateByGenerator: stats.lateByGenerator ?? 0,
       unsent: stats.unsent,
+      censored: stats.censored ?? 0,
+      resent: stats.resent ?? 0,
       peakInFlight: stats.peakInFlight ?? 0,
       inFlightCap: stats.inFlightCap ?? 0,
       bodyBytes: stats.bodyBytes,
       elapsedMs: stats.elapsedMs,
       errorSamples: stats.errorSamples,
       histogram: stats.histogram,
+      lateness: stats.lateness ?? "",
     };
     return {
       round,
