@@ -91,6 +91,7 @@ export async function loadtestCommand(
     ctx.stdout(JSON.stringify(reportJsonSchema(), null, 2) + "\n");
     return EXIT.ok;
   }
+  for (const warning of command.warnings) ctx.stderr(warning + "\n");
   await checkOutputs(command.kind === "merge" ? command.outputs : command.plan.outputs, deps);
   // With `--json -` or `--csv -` the data owns stdout and the human report moves to stderr.
   const outputs = command.kind === "merge" ? command.outputs : command.plan.outputs;
@@ -134,7 +135,12 @@ async function runCommand(
   let progress: Progress | undefined;
   const hooks: SweepHooks = {
     onRunStart: ({ round, level, job }) => {
-      const label = seedLabel({ round, model: plan.model, level });
+      const label = seedLabel({
+        round,
+        model: plan.model,
+        level,
+        ...(plan.stages === undefined ? {} : { isStaged: true }),
+      });
       progress = startProgress(label, job.stop, counter, { write: ctx.stderr, mode, clock });
     },
     onRunEnd: (record) => {

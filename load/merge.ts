@@ -38,7 +38,7 @@ export function parseLoadReport(text: string, name: string): LoadReport {
   }
   const report = result.data;
   // The computed statistics and labels are derived again from the counters and histograms.
-  const runs: RunRecord[] = report.runs.map(({ round, rounds, model, level, stats }) => {
+  const runs: RunRecord[] = report.runs.map(({ round, rounds, model, level, isStaged, stats }) => {
     const raw: RunStats = {
       requests: stats.requests,
       ok: stats.ok,
@@ -68,6 +68,7 @@ export function parseLoadReport(text: string, name: string): LoadReport {
       rounds,
       model,
       level,
+      ...(isStaged === true ? { isStaged } : {}),
       stats: stats.timeline === undefined ? raw : { ...raw, timeline: stats.timeline },
     };
   });
@@ -114,6 +115,7 @@ export function mergeReports(
       rounds: run.rounds,
       model: run.model,
       level: slices.reduce((sum, slice) => sum + slice.level, 0),
+      ...(run.isStaged === true ? { isStaged: true } : {}),
       stats: mergeRunStats(slices.map((slice) => slice.stats)),
     };
   });

@@ -60,7 +60,10 @@ function formatRps(rps: number | null): string {
  * if (seedLabel({ round: 1, model: "closed", level: 25 }) !== "c25-r1") throw new Error();
  * ```
  */
-export function seedLabel(record: Pick<RunRecord, "round" | "model" | "level">): string {
+export function seedLabel(
+  record: Pick<RunRecord, "round" | "model" | "level" | "isStaged">,
+): string {
+  if (record.isStaged === true) return `stages-r${record.round}`;
   return `${record.model === "closed" ? "c" : "rate"}${record.level}-r${record.round}`;
 }
 
@@ -196,6 +199,11 @@ function formatNumber(value: number): string {
  * ```
  */
 export function runLabel(record: RunRecord): string {
+  if (record.isStaged === true) {
+    return `Run ${record.round}/${record.rounds} @ stages (peak ${
+      levelText(record.model, record.level)
+    })`;
+  }
   return `Run ${record.round}/${record.rounds} @ ${levelName(record.model)}=${
     levelText(record.model, record.level)
   }`;
@@ -227,8 +235,8 @@ export function formatRunBlock(
   else if (report.stages === undefined) row("Rate", `${formatNumber(record.level)} req/s`);
   else {
     row(
-      "Rate",
-      `${formatNumber(record.level)} req/s at the peak of --stages ${formatStages(report.stages)}`,
+      "Stages",
+      `--stages ${formatStages(report.stages)} (peak ${formatNumber(record.level)} req/s)`,
     );
   }
   row(
@@ -313,7 +321,9 @@ export function summaryRows(runs: readonly RunRecord[]): string[][] {
     return [
       seedLabel(record),
       `${record.round}/${record.rounds}`,
-      levelText(record.model, record.level),
+      record.isStaged === true
+        ? `≤${levelText(record.model, record.level)}`
+        : levelText(record.model, record.level),
       String(stats.requests),
       String(stats.ok),
       String(stats.errors),

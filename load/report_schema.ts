@@ -95,7 +95,12 @@ const reportRunSchema = z.object({
   round: z.number().int().positive().describe("Round of this level, from 1"),
   rounds: z.number().int().positive().describe("Rounds per level"),
   model: model.describe("closed (concurrency) or open (arrival rate)"),
-  level: z.number().positive().describe("Concurrency, or rate in requests per second"),
+  level: z.number().positive().describe(
+    "Concurrency, or rate in requests per second (the peak of the plan for a --stages run)",
+  ),
+  isStaged: z.boolean().optional().describe(
+    "The run followed the report's --stages plan (labelled by the plan, not its peak)",
+  ),
   stats: runStatsSchema.extend(computedStatsSchema.shape),
 });
 

@@ -147,7 +147,14 @@ export async function runSweep(
         ...(signal === undefined ? {} : { signal }),
         ...(progress === undefined ? {} : { progress }),
       });
-      const record: RunRecord = { round, rounds: plan.rounds, model: plan.model, level, stats };
+      const record: RunRecord = {
+        round,
+        rounds: plan.rounds,
+        model: plan.model,
+        level,
+        ...(plan.stages === undefined ? {} : { isStaged: true }),
+        stats,
+      };
       records.push(record);
       hooks?.onRunEnd?.(record);
     }
