@@ -29,7 +29,7 @@ export interface SweepHooks {
 
 /** Options of {@linkcode runSweep}. */
 export interface SweepOptions {
-  /** Stops the sweep: the current run ends with its in-flight requests cut off. Default: none. */
+  /** Stops the sweep: the current run ends, its in-flight requests recorded as waited so far. Default: none. */
   readonly signal?: AbortSignal;
   /** Live counters for the progress view. Default: none. */
   readonly progress?: LiveStats;
