@@ -50,7 +50,7 @@ const escapeHtml = (text: string): string =>
  * ```ts
  * import { renderHtml } from "./html_report.ts";
  * const html = renderHtml({
- *   version: 2, url: "http://127.0.0.1/", method: "GET", model: "closed",
+ *   version: 3, url: "http://127.0.0.1/", method: "GET", model: "closed",
  *   stop: { kind: "count", total: 1 }, sources: 1, isInterrupted: false, runs: [],
  * }, [["Model", "closed"]]);
  * if (!html.startsWith("<!doctype html>") || html.includes("<script")) throw new Error();
