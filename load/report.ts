@@ -68,13 +68,24 @@ export function seedLabel(
 }
 
 /**
+ * Whether a run's never-sent requests are the target's doing: the in-flight cap was reached
+ * (the target answered too slowly for the rate). Otherwise the generator itself fell behind.
+ * One function decides it for every report line and the capacity estimate.
+ *
+ * @param stats The run.
+ * @returns True when the open model's cap was reached.
+ */
+export function isCapReached(stats: RunStats): boolean {
+  return stats.inFlightCap > 0 && stats.peakInFlight >= stats.inFlightCap;
+}
+
+/**
  * The line that says the in-flight cap made requests late, or `undefined` when it did not (no
  * late request, or the cap was never reached).
  */
 function inFlightCapLine(stats: RunStats): string | undefined {
-  const isCapped = stats.inFlightCap > 0 && stats.peakInFlight >= stats.inFlightCap;
   const heldBack = stats.late - stats.lateByGenerator + stats.unsent;
-  if (!isCapped || heldBack === 0) return undefined;
+  if (!isCapReached(stats) || heldBack === 0) return undefined;
   return `The in-flight cap (${stats.inFlightCap}, --max-in-flight) was reached: ${heldBack} requests started late or never, as the target answered too slowly for this rate with ${stats.inFlightCap} in flight; lower the rate, or raise --max-in-flight (the descriptor limit allowing)`;
 }
 
@@ -89,8 +100,7 @@ const msText = (microseconds: number): string => (microseconds / 1000).toFixed(2
  * @returns The line, or `undefined`.
  */
 export function generatorBehindLine(stats: RunStats): string | undefined {
-  const isCapped = stats.inFlightCap > 0 && stats.peakInFlight >= stats.inFlightCap;
-  const unsent = isCapped ? 0 : stats.unsent;
+  const unsent = isCapReached(stats) ? 0 : stats.unsent;
   if (stats.lateByGenerator + unsent === 0) return undefined;
   const lateness = LatencyHistogram.decode(stats.lateness).summary();
   const parts = [
@@ -372,7 +382,7 @@ export function formatSummaryTable(runs: readonly RunRecord[]): string {
 
 /** Where errors started, by level. */
 export interface CapacityEstimate {
-  /** The first level (in plan order) where any run had errors or unsent requests. */
+  /** The first level (in plan order) where any run had errors, or requests the cap kept unsent. */
   readonly firstFailingLevel?: number;
   /** The last level before it with no such run. */
   readonly lastCleanLevel?: number;
@@ -390,8 +400,10 @@ export function estimateCapacity(runs: readonly RunRecord[]): CapacityEstimate {
   const levels = [...new Set(runs.map((run) => run.level))];
   let lastCleanLevel: number | undefined;
   for (const level of levels) {
+    // Requests the generator failed to send (its own lateness) say nothing about the target.
     const isFailing = runs.some((run) =>
-      run.level === level && (run.stats.errors > 0 || run.stats.unsent > 0)
+      run.level === level &&
+      (run.stats.errors > 0 || (run.stats.unsent > 0 && isCapReached(run.stats)))
     );
     if (isFailing) {
       return {
