@@ -225,7 +225,7 @@ Deno.test("at 500/s against a 1 ms server the median is the server's plus the ro
   const serverP50 = held[Math.floor(held.length / 2)] ?? 0;
   const clientP50 = ms(latencySummary(stats).p50);
   // The round trip (client and server parsing, two threads on a shared 2-core machine) gets a
-  // loose bound here; load/README.md gives the figure against a separate server process.
+  // loose bound here; load/README.md has the figures against a separate server process.
   assert(
     clientP50 - serverP50 < 1.5,
     `client p50 ${clientP50.toFixed(3)} ms, server p50 ${serverP50.toFixed(3)} ms`,
