@@ -37,8 +37,11 @@ export interface TruthServer extends AsyncDisposable {
 
 /** Options of {@linkcode startTruthServer}. */
 export interface TruthServerOptions {
-  /** Closes each connection once idle for this long after a response. Default: never. */
-  readonly idleCloseMs?: number;
+  /**
+   * Closes each connection right after its response, without saying so (no `Connection:
+   * close`), as a server whose keep-alive timeout ran out does. Default: false.
+   */
+  readonly closeAfterResponse?: boolean;
 }
 
 const ANSWER: TruthAction = { kind: "answer" };
@@ -47,7 +50,7 @@ const ANSWER: TruthAction = { kind: "answer" };
  * Starts the server.
  *
  * @param action What to do with the n-th request. Default: answer 200 at once.
- * @param options Idle close.
+ * @param options Closing after each response.
  * @returns The server; `await using` closes it and every connection.
  */
 export function startTruthServer(
@@ -68,13 +71,7 @@ export function startTruthServer(
     const first = new Uint8Array(1);
     for (;;) {
       // One byte first: the request has arrived, and a reset can leave the rest unread.
-      const idleTimer = options.idleCloseMs === undefined
-        ? undefined
-        : setTimeout(() => close(conn), options.idleCloseMs);
-      if (idleTimer !== undefined) timers.add(idleTimer);
       const count = await conn.read(first).catch(() => null);
-      clearTimeout(idleTimer);
-      if (idleTimer !== undefined) timers.delete(idleTimer);
       if (count === null) return;
       const arrivedMs = performance.now();
       const n = ++received;
@@ -104,6 +101,7 @@ export function startTruthServer(
       const status = todo.status ?? 200;
       await writeText(conn, `HTTP/1.1 ${status} X\r\nContent-Length: 2\r\n\r\nok`);
       held.push(performance.now() - arrivedMs);
+      if (options.closeAfterResponse === true) return;
     }
   };
 

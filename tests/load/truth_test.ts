@@ -68,20 +68,24 @@ Deno.test("a reset is an error in its class, counted as the server sent it", asy
 });
 
 Deno.test("a request goes on a new connection only when the idle one's close was seen first", async () => {
-  // The server closes every connection 5 ms after it goes idle; requests come every 100 ms.
-  await using server = startTruthServer(undefined, { idleCloseMs: 5 });
+  // The server closes every connection right after its response; requests come every 100 ms,
+  // so the client has normally seen the close before its next request.
+  await using server = startTruthServer(undefined, { closeAfterResponse: true });
   const stats = await run(
     job(server.url, { model: "open", ratePerSecond: 10, maxInFlight: 1 }, {
       kind: "count",
       total: 6,
     }),
   );
-  assertEquals(server.received(), 6);
   assertEquals(stats.requests, 6);
-  assertEquals(stats.errors, 0, JSON.stringify(stats.errorSamples));
-  // A request after the first found its connection closed and went once, on a new one.
-  assertEquals(server.connections(), 1 + stats.resent);
-  assert(stats.resent >= 4, String(stats.resent));
+  // Each request after the first found its connection closed. Seen before it was written, it
+  // went once, on a new connection (resent). Not seen in time (a machine so busy that the
+  // slot came late, right after the response), it was written to the closed connection and is
+  // a reset: the server never read it, and it is not sent again.
+  assertEquals(stats.resent + stats.networkErrors.reset, 5);
+  assertEquals(stats.errors, stats.networkErrors.reset);
+  assertEquals(server.received(), 6 - stats.errors);
+  assert(stats.resent >= 3, String(stats.resent));
   const block = formatRunBlock({ round: 1, rounds: 1, model: "open", level: 10, stats }, {
     url: server.url.href,
     stop: { kind: "count", total: 6 },
