@@ -72,10 +72,11 @@ Deno.test("an open-model run sends no more than its schedule", async () => {
     { cores: 2 },
   );
   assertEquals(code, 0, stderr());
-  // What the target received is what the report counts, in flight at the end included, and
-  // never more than the 200 planned.
+  // What the target received is what the report counts (requests in flight at the end may not
+  // have been read yet), and never more than the 200 planned.
   const report = JSON.parse(stdout());
   const stats = report.runs[0].stats;
-  assertEquals(server.received(), stats.requests + stats.cutOff);
+  assert(server.received() >= stats.requests, String(server.received()));
+  assert(server.received() <= stats.requests + stats.cutOff, String(server.received()));
   assert(server.received() <= 200, String(server.received()));
 });
