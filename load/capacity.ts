@@ -8,6 +8,7 @@
 import { LatencyHistogram } from "./histogram.ts";
 import type { LoadPlan } from "./options.ts";
 import type { LiveStats } from "./live_stats.ts";
+import { isCapReached } from "./report.ts";
 import type { Executor } from "./run.ts";
 import { errorRate, type RunStats } from "./stats.ts";
 import type { Thresholds } from "./threshold_rules.ts";
@@ -47,7 +48,13 @@ export function judgeLevel(stats: RunStats, thresholds: Thresholds): Verdict {
   if (rate > (thresholds.maxErrorRate ?? 0)) {
     return { isHeld: false, reason: `${(rate * 100).toFixed(2)}% errors` };
   }
-  if (stats.unsent > 0) return { isHeld: false, reason: `${stats.unsent} requests never sent` };
+  if (stats.unsent > 0) {
+    // Not held either way: the level was not delivered. Whose doing it was goes in the reason.
+    const whose = isCapReached(stats)
+      ? "the in-flight cap was reached"
+      : "the generator fell behind";
+    return { isHeld: false, reason: `${stats.unsent} requests never sent (${whose})` };
+  }
   if (thresholds.maxP99Ms !== undefined) {
     const p99Ms = LatencyHistogram.decode(stats.histogram).percentile(99) / 1000;
     if (p99Ms > thresholds.maxP99Ms) {

@@ -128,7 +128,9 @@ const PANEL_HEIGHT = 230;
 const MARGIN = { left: 80, right: 150, top: 50, gap: 70 };
 const COLORS = {
   rps: "#1f77b4",
-  target: "#7f7f7f",
+  // Near black, dashed and drawn last: a measured rate that meets its target hides under it
+  // otherwise (grey dashes over the blue line all but vanished).
+  target: "#111111",
   p50: "#2ca02c",
   p95: "#ff7f0e",
   p99: "#d62728",
@@ -265,7 +267,12 @@ function panel(
       MARGIN.left - 55
     } ${yMid})">${escape(yLabel)}</text>`,
   );
-  series.forEach((s, index) => {
+  // Measured lines (with their points) first, then dashed reference lines over them.
+  const ordered = [
+    ...series.filter((s) => s.isDashed !== true),
+    ...series.filter((s) => s.isDashed === true),
+  ];
+  ordered.forEach((s, index) => {
     const coords = s.values.map((v, i) =>
       `${xScale(xs[i] ?? 0).toFixed(1)},${yScale(v).toFixed(1)}`
     );

@@ -39,13 +39,10 @@ import { type RunRecord, runSweep, type SweepHooks } from "./sweep.ts";
 import type { Thresholds } from "./threshold_rules.ts";
 import { checkThresholds } from "./thresholds.ts";
 import { createDispatchingFactory, type TransportFactories } from "./transports.ts";
-import { chooseExecutor, WORKER_PROBE_MS } from "./worker_choice.ts";
+import { chooseWorkers, startExecutor } from "./worker_choice.ts";
 
 // `main.ts` takes the help from the command it describes.
 export { LOADTEST_HELP };
-
-/** Runs below this many requests stay in one isolate by default: workers would cost more. */
-export const SMALL_RUN_REQUESTS = 5000;
 
 /** Dependencies of {@linkcode loadtestCommand} (tests override them). */
 export interface LoadtestDeps {
@@ -94,6 +91,7 @@ export async function loadtestCommand(
     ctx.stdout(JSON.stringify(reportJsonSchema(), null, 2) + "\n");
     return EXIT.ok;
   }
+  for (const warning of command.warnings) ctx.stderr(warning + "\n");
   await checkOutputs(command.kind === "merge" ? command.outputs : command.plan.outputs, deps);
   // With `--json -` or `--csv -` the data owns stdout and the human report moves to stderr.
   const outputs = command.kind === "merge" ? command.outputs : command.plan.outputs;
@@ -102,28 +100,6 @@ export async function loadtestCommand(
     return await mergeCommand(command.files, command.outputs, command.thresholds, ctx, human, deps);
   }
   return await runCommand(command.plan, ctx, human, deps);
-}
-
-/**
- * How many workers a plan may get: `--workers`, else one per core, but one for small runs (and
- * never more than the smallest closed-model concurrency can feed). Without `--workers` the count
- * is then measured against one isolate (`worker_choice.ts`).
- *
- * @param plan The plan.
- * @param cores CPU count.
- * @returns The worker count (1 means in-process).
- */
-export function resolveWorkers(plan: LoadPlan, cores: number): number {
-  if (plan.workers !== undefined) return plan.workers;
-  const highest = Math.max(...plan.levels);
-  const requests = plan.stop.kind === "count"
-    ? plan.stop.total
-    : plan.model === "open"
-    ? (highest * plan.stop.durationMs) / 1000
-    : Number.POSITIVE_INFINITY;
-  if (requests < SMALL_RUN_REQUESTS) return 1;
-  const limit = plan.model === "closed" ? Math.min(...plan.levels) : Number.POSITIVE_INFINITY;
-  return Math.max(1, Math.min(cores, limit));
 }
 
 async function checkOutputs(outputs: OutputOptions, deps: LoadtestDeps): Promise<void> {
@@ -147,20 +123,24 @@ async function runCommand(
   const descriptorLimit = deps.descriptorLimit ?? readDescriptorLimit();
   const plan: LoadPlan = descriptorLimit === undefined ? parsed : { ...parsed, descriptorLimit };
   const clock = deps.clock ?? systemClock;
-  const candidate = resolveWorkers(plan, deps.cores ?? navigator.hardwareConcurrency ?? 1);
+  const { workers, reason } = chooseWorkers(plan, deps.cores ?? navigator.hardwareConcurrency ?? 1);
   const createTransport = createDispatchingFactory(plan.transport, deps.factories);
-  const { executor, workers, measurements } = await chooseExecutor(plan, candidate, {
+  const executor = await startExecutor(plan, workers, {
     clock,
     createTransport,
     workerUrl: ctx.workerUrl,
-    signal: ctx.signal,
   });
   const counter = new LiveStats();
   const mode = plan.outputs.quiet ? "off" : ctx.isTerminal ? "terminal" : "lines";
   let progress: Progress | undefined;
   const hooks: SweepHooks = {
     onRunStart: ({ round, level, job }) => {
-      const label = shortLabel({ round, model: plan.model, level });
+      const label = shortLabel({
+        round,
+        model: plan.model,
+        level,
+        ...(plan.stages === undefined ? {} : { isStaged: true }),
+      });
       progress = startProgress(label, job.stop, counter, { write: ctx.stderr, mode, clock });
     },
     onRunEnd: (record) => {
@@ -179,15 +159,9 @@ async function runCommand(
   const what = plan.targets === undefined
     ? `${plan.request.method} ${plan.request.url.href}`
     : `${plan.targets.length} targets (${targetUrls(plan)})`;
-  const measured = measurements.map(({ workers: n, rps }) =>
-    `${n === 1 ? "in-process" : `${n} workers`} ${rps.toFixed(0)} req/s`
-  );
   ctx.stderr(
     `Load test: ${what}, ${plan.model} model, ` +
-      `${workers === 1 ? "in-process" : `${workers} workers`}` +
-      (measured.length === 0
-        ? ""
-        : ` (measured over ${formatDuration(WORKER_PROBE_MS)} each: ${measured.join(", ")})`) +
+      `${workers === 1 ? "in-process" : `${workers} workers`} (${reason})` +
       (plan.warmupMs > 0 ? `, warm-up ${formatDuration(plan.warmupMs)}` : "") + "\n",
   );
   let records: RunRecord[];

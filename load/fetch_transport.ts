@@ -45,6 +45,9 @@ export function createFetchTransport(
   let isClosed = false;
 
   return {
+    // fetch's pool (hyper's `retry_canceled_requests`) resends only a request it had not begun
+    // to write on a connection it found closed, and does not say when: none can be counted.
+    resent: 0,
     async send(signal?: AbortSignal): Promise<Outcome> {
       if (signal?.aborted) return ABORTED;
       const timeout = AbortSignal.timeout(timeoutMs);

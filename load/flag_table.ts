@@ -92,6 +92,9 @@ export const LOADTEST_FLAG_SECTIONS: readonly LoadtestFlagSection[] = [
   },
   {
     title: "Load (closed model, as the original Python load tester)",
+    note: "While the target stalls, the closed model's users wait instead of arriving, so a " +
+      "stall barely moves the percentiles: a run whose max is far above its p99.9 says so; " +
+      "use --rate to see what arriving users would wait.",
     flags: [
       {
         name: "concurrency",
@@ -110,8 +113,8 @@ export const LOADTEST_FLAG_SECTIONS: readonly LoadtestFlagSection[] = [
       {
         name: "duration",
         metavar: "DURATION",
-        help: "Run for a time instead of --total; requests still in flight at the end are " +
-          "counted as cut off.",
+        help: "Run for a time instead of --total; requests still in flight at the end enter " +
+          "the latency with the time they had waited (not waited for).",
       },
       { name: "rounds", metavar: "N", help: "Runs per level.", default: String(DEFAULTS.rounds) },
       {
@@ -127,9 +130,11 @@ export const LOADTEST_FLAG_SECTIONS: readonly LoadtestFlagSection[] = [
       {
         name: "rate",
         metavar: "R...",
-        help: "Constant arrival rates in requests/s, space- or comma-separated. Latency is " +
-          "timed from each request's planned start (no coordinated omission); late and " +
-          "never-sent requests are reported. Use with --duration (or --total).",
+        help: "Constant arrival rates in requests/s, space- or comma-separated. A request " +
+          "that waited for a free slot under --max-in-flight is timed from its planned start " +
+          "(no coordinated omission); the generator's own lateness (timers, CPU) is measured " +
+          "apart and kept out of the latency, and when the generator fell behind the report " +
+          "says so. Use with --duration (or --total).",
       },
       {
         name: "stages",
@@ -155,9 +160,10 @@ export const LOADTEST_FLAG_SECTIONS: readonly LoadtestFlagSection[] = [
         name: "workers",
         metavar: "N",
         help: "Web Workers to spread the load over; results merge exactly.",
-        default: "1 for runs under 5000 requests; otherwise a 0.5s probe against the target " +
-          "in-process and with one worker per core, keeping the workers only when they are " +
-          "at least 10% faster (the header line shows the figures)",
+        default: "decided without sending anything: 1 for runs under 20000 requests; else " +
+          "half the cores when the target is on this machine (it needs CPU too: 1 on 2 " +
+          "cores), one per core when it is elsewhere; never more than the lowest concurrency, " +
+          "or one per 20000 req/s of rate. The header line says which rule decided",
       },
       {
         name: "transport",
@@ -208,7 +214,8 @@ export const LOADTEST_FLAG_SECTIONS: readonly LoadtestFlagSection[] = [
       {
         name: "max-p99",
         metavar: "DURATION",
-        help: "Highest p99 latency, such as 200ms (a bare number is seconds).",
+        help: "Highest p99 latency, such as 200ms (a bare number is seconds, so --max-p99 200 " +
+          "is 200s and earns a warning).",
       },
       {
         name: "threshold",

@@ -17,8 +17,19 @@ export const LOADTEST_HELP: string = `Usage: loadtest [flags]
        loadtest merge FILE.json... [output and threshold flags]
        loadtest schema
 
-Sends load to one URL and reports throughput, latency percentiles (HdrHistogram, from each
-request's intended start), errors by class and status, and a capacity estimate.
+Sends load to one URL and reports throughput, latency percentiles (HdrHistogram), errors by
+class and status, and a capacity estimate.
+
+Every request is counted once, as the target saw it: a request that fails is an error in its
+class (a reset is a reset), never silently sent again. Only when the server had closed an idle
+kept-alive connection and its close was seen before the request was written does the request
+go on a new connection; the report shows these as "Resent". Nothing is sent that was not
+asked for: no probe, no extra warm-up.
+
+Latency counts what users waited. Timeouts enter it at their timeout, requests in flight when
+a run ends with the time they had waited, and open-model requests never sent with their
+lateness at the end; these lower bounds are "censored" samples (wrk2's and HdrHistogram's
+practice), named in the report and seen by the thresholds.
 
 ${LOADTEST_FLAG_SECTIONS.map(sectionHelp).join("\n")}
 Merge:

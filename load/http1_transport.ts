@@ -41,6 +41,8 @@ const CLOSED: Outcome = { ok: false, error: "network", message: "transport close
 
 /** Why the current request was cut short from outside the read/write loop. */
 type Interruption = "timeout" | "aborted" | "closed";
+/** An idle kept-alive connection: nothing heard, closed by the server, or sent unasked bytes. */
+type IdleState = "quiet" | "closed" | "spoke";
 
 /**
  * Encodes the request head and body a spec describes, once for a whole run.
@@ -112,9 +114,9 @@ export function encodeRequest(spec: RequestSpec): Uint8Array {
 /**
  * Creates the lean HTTP/1.1 {@linkcode Transport} for an `http:` spec.
  *
- * Keep-alive reuses one connection and reconnects when the server closed it; when a reused
- * connection fails before any response byte arrives (the server closed it while idle), the
- * request is sent once more on a new connection. Without keep-alive every request opens and
+ * Keep-alive reuses one connection. When the server closed it while idle and its EOF arrived
+ * before the next request was written, that request goes on a new connection and counts in
+ * `resent`; a request that fails after it was written is an error, never resent. Without keep-alive every request opens and
  * closes its own connection. The timeout covers connect, write and the whole body; on timeout
  * or error the connection is closed. A `timeoutMs` of 0 or `Infinity` means no timeout.
  *
@@ -144,8 +146,12 @@ class Http1Transport implements Transport {
   #buffer = new Uint8Array(INITIAL_BUFFER_BYTES);
   #conn: Deno.TcpConn | undefined;
   #connecting: AbortController | undefined;
-  /** Whether `#conn` already carried a response (so the server may have closed it idle). */
-  #isReused = false;
+  /** The read started when `#conn` went idle; it carries the next response (see `#watchIdle`). */
+  #idleRead: Promise<number | null> | undefined;
+  /** What the idle connection did before the next request was written. */
+  #idle: IdleState = "quiet";
+  /** Requests moved to a new connection because the idle one had closed (see `#exchange`). */
+  #resent = 0;
   #isBusy = false;
   #isClosed = false;
   #interruption: Interruption | undefined;
@@ -189,6 +195,10 @@ class Http1Transport implements Transport {
       signal?.removeEventListener("abort", this.#onAbort);
       this.#isBusy = false;
     }
+  }
+
+  get resent(): number {
+    return this.#resent;
   }
 
   close(): Promise<void> {
@@ -241,35 +251,50 @@ class Http1Transport implements Transport {
   }
 
   async #exchange(): Promise<Outcome> {
-    for (let attempt = 1;; attempt++) {
-      const isReused = this.#isReused;
-      const conn = this.#conn ?? await this.#connect();
-      this.#receivedBytes = 0;
-      try {
-        await writeAll(conn, this.#request);
-        await this.#readResponse(conn);
-      } catch (error) {
-        // A kept-alive connection the server closed while idle (its keep-alive timeout) fails
-        // before any byte of the response. Sending once more on a new connection is what
-        // browsers and Deno's fetch do for pooled connections (RFC 9112 §9.3.1); it is done
-        // for every method, since a server closing an idle connection has not read the request.
-        if (
-          isReused && this.#receivedBytes === 0 && attempt === 1 &&
-          this.#interruption === undefined && isStaleConnectionError(error)
-        ) {
-          this.#dropConnection();
-          continue;
-        }
-        throw error;
-      }
-      const parser = this.#parser;
-      if (this.#isKeepAlive && parser.canReuseConnection && this.#conn === conn) {
-        this.#isReused = true;
-      } else {
-        this.#dropConnection();
-      }
-      return { ok: true, status: parser.status, bodyBytes: parser.bodyBytes };
+    let conn = this.#conn;
+    if (conn !== undefined && this.#idle !== "quiet") {
+      // The server closed the kept-alive connection while it was idle (its keep-alive timeout),
+      // or spoke out of turn, and we saw it before writing a byte of this request: the request
+      // goes on a new connection and reaches the server once. A connection that fails after the
+      // request was written is never resent: the server may have acted on it (RFC 9110 §9.2.2
+      // allows retrying only idempotent methods, and even then a load generator that retries
+      // hides the very failures it is there to count).
+      this.#dropConnection();
+      this.#resent++;
+      conn = undefined;
     }
+    conn ??= await this.#connect();
+    this.#receivedBytes = 0;
+    await writeAll(conn, this.#request);
+    await this.#readResponse(conn);
+    const parser = this.#parser;
+    if (this.#isKeepAlive && parser.canReuseConnection && this.#conn === conn) {
+      this.#watchIdle(conn);
+    } else {
+      this.#dropConnection();
+    }
+    return { ok: true, status: parser.status, bodyBytes: parser.bodyBytes };
+  }
+
+  /**
+   * Starts the read of the next response at once, so the connection's EOF (the server closing
+   * it while idle) is seen before the next request is written rather than after. The same read
+   * then carries the next response's first bytes, so this costs no extra read per request.
+   */
+  #watchIdle(conn: Deno.TcpConn): void {
+    const read = conn.read(this.#buffer);
+    this.#idleRead = read;
+    this.#idle = "quiet";
+    read.then(
+      (count) => {
+        if (this.#idleRead === read && !this.#isBusy) {
+          this.#idle = count === null ? "closed" : "spoke";
+        }
+      },
+      () => {
+        if (this.#idleRead === read && !this.#isBusy) this.#idle = "closed";
+      },
+    );
   }
 
   async #connect(): Promise<Deno.TcpConn> {
@@ -287,7 +312,6 @@ class Http1Transport implements Transport {
       }
       conn.setNoDelay(true);
       this.#conn = conn;
-      this.#isReused = false;
       return conn;
     } finally {
       this.#connecting = undefined;
@@ -312,7 +336,11 @@ class Http1Transport implements Transport {
           buffer = this.#grow(end);
         }
       }
-      const read = await conn.read(end === 0 ? buffer : buffer.subarray(end));
+      const idleRead = this.#idleRead;
+      this.#idleRead = undefined;
+      const read = idleRead !== undefined
+        ? await idleRead
+        : await conn.read(end === 0 ? buffer : buffer.subarray(end));
       if (read === null) {
         if (parser.end()) return;
         throw new Deno.errors.UnexpectedEof(
@@ -350,7 +378,8 @@ class Http1Transport implements Transport {
   #dropConnection(): void {
     const conn = this.#conn;
     this.#conn = undefined;
-    this.#isReused = false;
+    this.#idleRead = undefined;
+    this.#idle = "quiet";
     if (conn === undefined) return;
     try {
       conn.close();

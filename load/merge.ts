@@ -38,7 +38,7 @@ export function parseLoadReport(text: string, name: string): LoadReport {
   }
   const report = result.data;
   // The computed statistics and labels are derived again from the counters and histograms.
-  const runs: RunRecord[] = report.runs.map(({ round, rounds, model, level, stats }) => {
+  const runs: RunRecord[] = report.runs.map(({ round, rounds, model, level, isStaged, stats }) => {
     const raw: RunStats = {
       requests: stats.requests,
       ok: stats.ok,
@@ -50,19 +50,25 @@ export function parseLoadReport(text: string, name: string): LoadReport {
       networkErrors: stats.networkErrors,
       cutOff: stats.cutOff,
       late: stats.late,
+      // Before version 3 nothing was censored or resent, and lateness was not kept apart.
+      lateByGenerator: stats.lateByGenerator ?? 0,
       unsent: stats.unsent,
+      censored: stats.censored ?? 0,
+      resent: stats.resent ?? 0,
       peakInFlight: stats.peakInFlight ?? 0,
       inFlightCap: stats.inFlightCap ?? 0,
       bodyBytes: stats.bodyBytes,
       elapsedMs: stats.elapsedMs,
       errorSamples: stats.errorSamples,
       histogram: stats.histogram,
+      lateness: stats.lateness ?? "",
     };
     return {
       round,
       rounds,
       model,
       level,
+      ...(isStaged === true ? { isStaged } : {}),
       stats: stats.timeline === undefined ? raw : { ...raw, timeline: stats.timeline },
     };
   });
@@ -109,6 +115,7 @@ export function mergeReports(
       rounds: run.rounds,
       model: run.model,
       level: slices.reduce((sum, slice) => sum + slice.level, 0),
+      ...(run.isStaged === true ? { isStaged: true } : {}),
       stats: mergeRunStats(slices.map((slice) => slice.stats)),
     };
   });

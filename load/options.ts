@@ -7,7 +7,7 @@
  * @module
  */
 import { UsageError } from "../lib/shared/command.ts";
-import { formatDurationText, MAX_TIMER_MS } from "../lib/shared/duration.ts";
+import { formatDuration, formatDurationText, MAX_TIMER_MS } from "../lib/shared/duration.ts";
 import { parseStages, peakRate, type Stage } from "./arrivals.ts";
 import { parseTargets, type Target } from "./targets.ts";
 import { parseThresholdRule, type Thresholds } from "./threshold_rules.ts";
@@ -102,12 +102,19 @@ export interface LoadPlan {
 export type LoadCommand =
   | { readonly kind: "help" }
   | { readonly kind: "schema" }
-  | { readonly kind: "run"; readonly plan: LoadPlan }
+  | {
+    readonly kind: "run";
+    readonly plan: LoadPlan;
+    /** Flags that parse but are almost certainly not what was meant, one line each. */
+    readonly warnings: readonly string[];
+  }
   | {
     readonly kind: "merge";
     readonly files: readonly string[];
     readonly outputs: OutputOptions;
     readonly thresholds: Thresholds;
+    /** As for a run. */
+    readonly warnings: readonly string[];
   };
 
 /** Dependencies of {@linkcode parseLoadArgs}. */
@@ -178,7 +185,7 @@ export function parseLoadArgs(args: readonly string[], deps: ParseLoadDeps = {})
     if (files.length === 0) {
       throw new UsageError(`Missing files for merge: give one or more JSON results of --json`);
     }
-    return { kind: "merge", files, outputs, thresholds };
+    return { kind: "merge", files, outputs, thresholds, warnings: p99Warnings(flags) };
   }
   const positional = parsed._[0];
   if (positional !== undefined) {
@@ -186,7 +193,28 @@ export function parseLoadArgs(args: readonly string[], deps: ParseLoadDeps = {})
       `Unexpected argument "${positional}": loadtest takes flags only (or "merge FILE...")`,
     );
   }
-  return { kind: "run", plan: parsePlan(flags, outputs, thresholds, deps) };
+  const plan = parsePlan(flags, outputs, thresholds, deps);
+  return { kind: "run", plan, warnings: p99Warnings(flags, plan.request.timeoutMs) };
+}
+
+/** A bare `--max-p99` at least this large is almost certainly milliseconds written as seconds. */
+const BARE_P99_SECONDS_WARNING = 10;
+
+/**
+ * Warns about `--max-p99 200`: a bare number is seconds (as in every duration flag), and a
+ * p99 limit of 10 s or more is almost always a limit in milliseconds missing its unit.
+ */
+function p99Warnings(flags: Flags, timeoutMs?: number): string[] {
+  const text = flags.string("max-p99")?.trim();
+  if (text === undefined || !/^\d+(\.\d+)?$/.test(text)) return [];
+  const seconds = Number(text);
+  if (seconds < BARE_P99_SECONDS_WARNING) return [];
+  const beyond = timeoutMs !== undefined && seconds * 1000 >= timeoutMs
+    ? `, which no request can reach with --timeout ${formatDuration(timeoutMs)}`
+    : "";
+  return [
+    `Warning: --max-p99 ${text} means ${text} seconds (a bare number is seconds)${beyond}; write --max-p99 ${text}ms if you meant milliseconds`,
+  ];
 }
 
 function parsePlan(

@@ -9,6 +9,8 @@
  */
 import { formatDuration } from "../lib/shared/duration.ts";
 import { formatStages } from "./arrivals.ts";
+import { LatencyHistogram } from "./histogram.ts";
+import { DEFAULT_LATE_AFTER_MS } from "./scheduler.ts";
 import type { ComputedStats, LoadReportJson, RunStats } from "./report_schema.ts";
 import { formatLatencyHistogram, formatStatusBreakdown } from "./run_breakdown.ts";
 import { computeStats } from "./run_summary.ts";
@@ -60,8 +62,23 @@ function formatRps(rps: number | null): string {
  * if (shortLabel({ round: 1, model: "closed", level: 25 }) !== "c25-r1") throw new Error();
  * ```
  */
-export function shortLabel(record: Pick<RunRecord, "round" | "model" | "level">): string {
+export function shortLabel(
+  record: Pick<RunRecord, "round" | "model" | "level" | "isStaged">,
+): string {
+  if (record.isStaged === true) return `stages-r${record.round}`;
   return `${record.model === "closed" ? "c" : "rate"}${record.level}-r${record.round}`;
+}
+
+/**
+ * Whether a run's never-sent requests are the target's doing: the in-flight cap was reached
+ * (the target answered too slowly for the rate). Otherwise the generator itself fell behind.
+ * One function decides it for every report line and the capacity estimate.
+ *
+ * @param stats The run.
+ * @returns True when the open model's cap was reached.
+ */
+export function isCapReached(stats: RunStats): boolean {
+  return stats.inFlightCap > 0 && stats.peakInFlight >= stats.inFlightCap;
 }
 
 /**
@@ -69,11 +86,87 @@ export function shortLabel(record: Pick<RunRecord, "round" | "model" | "level">)
  * late request, or the cap was never reached).
  */
 function inFlightCapLine(stats: RunStats): string | undefined {
-  const isCapped = stats.inFlightCap > 0 && stats.peakInFlight >= stats.inFlightCap;
-  if (!isCapped || stats.late + stats.unsent === 0) return undefined;
-  return `The in-flight cap (${stats.inFlightCap}, --max-in-flight) was reached: ${
-    stats.late + stats.unsent
-  } requests started late or never, as the target answered too slowly for this rate with ${stats.inFlightCap} in flight; lower the rate, or raise --max-in-flight (the descriptor limit allowing)`;
+  const heldBack = stats.late - stats.lateByGenerator + stats.unsent;
+  if (!isCapReached(stats) || heldBack === 0) return undefined;
+  return `The in-flight cap (${stats.inFlightCap}, --max-in-flight) was reached: ${heldBack} requests started late or never, as the target answered too slowly for this rate with ${stats.inFlightCap} in flight; lower the rate, or raise --max-in-flight (the descriptor limit allowing)`;
+}
+
+const msText = (microseconds: number): string => (microseconds / 1000).toFixed(2);
+
+/**
+ * The line that says the load generator fell behind its own schedule (a late timer, a busy
+ * CPU) rather than the target, or `undefined` when it kept up: requests it started late while
+ * users were free, and planned requests never sent while the in-flight cap was not reached.
+ *
+ * @param stats The run.
+ * @returns The line, or `undefined`.
+ */
+export function generatorBehindLine(stats: RunStats): string | undefined {
+  const unsent = isCapReached(stats) ? 0 : stats.unsent;
+  if (stats.lateByGenerator + unsent === 0) return undefined;
+  const lateness = LatencyHistogram.decode(stats.lateness).summary();
+  const parts = [
+    ...(stats.lateByGenerator > 0
+      ? [
+        `${stats.lateByGenerator} requests started over ${DEFAULT_LATE_AFTER_MS} ms late while users were free (generator lateness max ${
+          msText(lateness.max)
+        } ms)`,
+      ]
+      : []),
+    ...(unsent > 0 ? [`${unsent} planned requests were never sent below the in-flight cap`] : []),
+  ];
+  return `The load generator fell behind its own schedule, not the target: ${
+    parts.join("; ")
+  }. Its timers or CPU were late, so the target saw less than the rate asked for; give it more CPU (--workers, a quieter machine) or lower the rate`;
+}
+
+/**
+ * The line that says which latencies are lower bounds (censored samples).
+ *
+ * @param stats The run.
+ * @returns For example `Censored: 12 latencies are lower bounds: 10 timed out (at the timeout), 2 in flight at the end (the time they had waited)`.
+ */
+export function censoredLine(stats: RunStats): string {
+  const timeouts = stats.censored - stats.cutOff - stats.unsent;
+  const parts = [
+    ...(timeouts > 0 ? [`${timeouts} timed out (recorded at the timeout)`] : []),
+    ...(stats.cutOff > 0
+      ? [`${stats.cutOff} in flight at the end (the time they had waited)`]
+      : []),
+    ...(stats.unsent > 0 ? [`${stats.unsent} never sent (their lateness at the end)`] : []),
+  ];
+  return `Censored: ${stats.censored} latencies are lower bounds, in the percentiles and thresholds: ${
+    parts.join(", ")
+  }`;
+}
+
+/** A closed-model max this many times its p99.9 means a stall the model mostly hid. */
+const STALL_RATIO = 10;
+/** ...and at least this far above it, so a 0.1 ms p99.9 with a 2 ms max says nothing. */
+const STALL_MIN_GAP_US = 100_000;
+
+/**
+ * The line that says a closed-model run's max stands far above its p99.9, which is what a
+ * stall looks like when users wait instead of arriving: during a one-second freeze N users send
+ * N requests, not a second's worth, so the percentiles barely move. `undefined` otherwise.
+ *
+ * @param record The run.
+ * @returns The warning, or `undefined`.
+ */
+export function closedModelStallLine(record: RunRecord): string | undefined {
+  if (record.model !== "closed") return undefined;
+  const latency = LatencyHistogram.decode(record.stats.histogram).summary();
+  if (latency.count === 0) return undefined;
+  const isStall = latency.max >= latency.p999 * STALL_RATIO &&
+    latency.max - latency.p999 >= STALL_MIN_GAP_US;
+  if (!isStall) return undefined;
+  const rps = computeStats(record.stats).rps;
+  const rate = rps === null || rps <= 0 ? "" : ` ${Math.max(1, Math.round(rps))}`;
+  return `Warning: max ${msText(latency.max)} ms is ${
+    Math.round(latency.max / Math.max(1, latency.p999))
+  }x p99.9 (${
+    msText(latency.p999)
+  } ms). The closed model hides stalls: while the target stalled its ${record.level} users waited instead of sending, so few requests recorded it. Run the open model (--rate${rate}) to see what users arriving at that rate would wait`;
 }
 
 /**
@@ -118,6 +211,11 @@ function formatNumber(value: number): string {
  * ```
  */
 export function runLabel(record: RunRecord): string {
+  if (record.isStaged === true) {
+    return `Run ${record.round}/${record.rounds} @ stages (peak ${
+      levelText(record.model, record.level)
+    })`;
+  }
   return `Run ${record.round}/${record.rounds} @ ${levelName(record.model)}=${
     levelText(record.model, record.level)
   }`;
@@ -149,8 +247,8 @@ export function formatRunBlock(
   else if (report.stages === undefined) row("Rate", `${formatNumber(record.level)} req/s`);
   else {
     row(
-      "Rate",
-      `${formatNumber(record.level)} req/s at the peak of --stages ${formatStages(report.stages)}`,
+      "Stages",
+      `--stages ${formatStages(report.stages)} (peak ${formatNumber(record.level)} req/s)`,
     );
   }
   row(
@@ -168,14 +266,37 @@ export function formatRunBlock(
   );
   row("", `p90 ${ms(computed.p90Ms)}  p99 ${ms(computed.p99Ms)}  p99.9 ${ms(computed.p999Ms)}`);
   if (stats.cutOff > 0 || report.stop.kind === "time") {
-    row("Cut off", `${stats.cutOff} (in flight at the end)`);
+    row("In flight", `${stats.cutOff} at the end (in the latency with the time they had waited)`);
   }
   if (record.model === "open") {
-    row("Late", `${stats.late} (started after their planned time)`);
-    row("Unsent", `${stats.unsent} (planned but never sent)`);
+    row(
+      "Late",
+      `${stats.late} (started over ${DEFAULT_LATE_AFTER_MS} ms after their planned time)`,
+    );
+    row("Unsent", `${stats.unsent} (planned but never sent; in the latency with their lateness)`);
+    const lateness = LatencyHistogram.decode(stats.lateness).summary();
+    if (lateness.count > 0) {
+      row(
+        "Schedule",
+        `generator lateness p50 ${msText(lateness.p50)}  p99 ${msText(lateness.p99)}  max ${
+          msText(lateness.max)
+        } ms (kept out of the latency)`,
+      );
+    }
     const capLine = inFlightCapLine(stats);
     if (capLine !== undefined) lines.push(`  ${capLine}`);
+    const generatorLine = generatorBehindLine(stats);
+    if (generatorLine !== undefined) lines.push(`  ${generatorLine}`);
   }
+  if (stats.censored > 0) lines.push(`  ${censoredLine(stats)}`);
+  if (stats.resent > 0) {
+    row(
+      "Resent",
+      `${stats.resent} (the server had closed the idle connection before they were written; sent once, on a new one)`,
+    );
+  }
+  const stallLine = closedModelStallLine(record);
+  if (stallLine !== undefined) lines.push(`  ${stallLine}`);
   if (stats.errorSamples.length > 0) {
     lines.push("  Sample errors:");
     for (const sample of stats.errorSamples) lines.push(`    ${sample.message} (x${sample.count})`);
@@ -212,7 +333,9 @@ export function summaryRows(runs: readonly RunRecord[]): string[][] {
     return [
       shortLabel(record),
       `${record.round}/${record.rounds}`,
-      levelText(record.model, record.level),
+      record.isStaged === true
+        ? `≤${levelText(record.model, record.level)}`
+        : levelText(record.model, record.level),
       String(stats.requests),
       String(stats.ok),
       String(stats.errors),
@@ -262,7 +385,7 @@ export function formatSummaryTable(runs: readonly RunRecord[]): string {
 
 /** Where errors started, by level. */
 export interface CapacityEstimate {
-  /** The first level (in plan order) where any run had errors or unsent requests. */
+  /** The first level (in plan order) where any run had errors, or requests the cap kept unsent. */
   readonly firstFailingLevel?: number;
   /** The last level before it with no such run. */
   readonly lastCleanLevel?: number;
@@ -280,8 +403,10 @@ export function estimateCapacity(runs: readonly RunRecord[]): CapacityEstimate {
   const levels = [...new Set(runs.map((run) => run.level))];
   let lastCleanLevel: number | undefined;
   for (const level of levels) {
+    // Requests the generator failed to send (its own lateness) say nothing about the target.
     const isFailing = runs.some((run) =>
-      run.level === level && (run.stats.errors > 0 || run.stats.unsent > 0)
+      run.level === level &&
+      (run.stats.errors > 0 || (run.stats.unsent > 0 && isCapReached(run.stats)))
     );
     if (isFailing) {
       return {

@@ -149,7 +149,9 @@ export function formatMarkdown(report: LoadReport): string {
       const samples = run.stats.errorSamples.map((s) => `${s.message} (x${s.count})`).join("; ");
       const statuses = Object.entries(run.stats.statuses).map(([s, n]) => `${s}=${n}`).join(" ");
       lines.push(
-        `- ${runLabel(run)}: ${run.stats.errors} errors, ${run.stats.cutOff} cut off; statuses ${
+        `- ${
+          runLabel(run)
+        }: ${run.stats.errors} errors, ${run.stats.cutOff} in flight at the end; statuses ${
           statuses || "none"
         }; ${samples || "no samples"}`,
       );

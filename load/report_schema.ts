@@ -7,8 +7,9 @@
  */
 import { z } from "zod";
 
-/** Version of the JSON report layout (2 added computed statistics and run labels). */
-export const REPORT_VERSION = 2;
+/** Version of the JSON report layout (2 added computed statistics and run labels; 3 puts
+ * censored samples in the histogram and adds censored, resent, lateness and lateByGenerator). */
+export const REPORT_VERSION = 3;
 
 const count = z.number().int().nonnegative();
 /** A statistic that has no value when nothing succeeded: JSON `null`, shown as `n/a`. */
@@ -35,9 +36,22 @@ const runStatsSchema = z.object({
   ),
   networkErrors: z.object({ timeout: count, refused: count, reset: count, network: count })
     .describe("Requests that ended without an HTTP response, by kind"),
-  cutOff: count.describe("Requests in flight when a timed run ended; in no other count"),
+  cutOff: count.describe(
+    "Requests in flight when the run ended; not in requests, but in the histogram with the time they had waited",
+  ),
   late: count.describe("Open model: requests that started later than planned"),
-  unsent: count.describe("Open model: requests planned before the end that never started"),
+  lateByGenerator: count.describe(
+    "Open model: late requests held back by the load generator itself (timers, CPU), not by the in-flight cap",
+  ),
+  unsent: count.describe(
+    "Open model: requests planned before the end that never started; in the histogram with their lateness at the end",
+  ),
+  censored: count.describe(
+    "Latencies in the histogram that are lower bounds: timeouts (at the timeout), cutOff and unsent",
+  ),
+  resent: count.describe(
+    "Requests sent on a new connection because the server had closed the idle one before they were written (each reached the server once)",
+  ),
   peakInFlight: count.describe("Most requests in flight at once"),
   inFlightCap: count.describe("Open model: the cap on requests in flight (0 in the closed model)"),
   bodyBytes: count.describe("Response body bytes read"),
@@ -45,7 +59,10 @@ const runStatsSchema = z.object({
   errorSamples: z.array(z.object({ message: z.string(), count }))
     .describe("Up to 5 distinct error messages with their counts"),
   histogram: z.string().describe(
-    "Latency histogram (µs) of every response, HdrHistogram V2 compressed base64; empty when none",
+    "Latency histogram (µs) of every response, timeout, request in flight at the end and unsent request (see censored), HdrHistogram V2 compressed base64; empty when none",
+  ),
+  lateness: z.string().describe(
+    "Open model: histogram (µs) of how late the generator started requests the in-flight cap did not hold back; kept out of histogram",
   ),
   timeline: z.array(timelineBucketSchema).optional().describe(
     "Per-second buckets, kept for rate runs",
@@ -78,7 +95,12 @@ const reportRunSchema = z.object({
   round: z.number().int().positive().describe("Round of this level, from 1"),
   rounds: z.number().int().positive().describe("Rounds per level"),
   model: model.describe("closed (concurrency) or open (arrival rate)"),
-  level: z.number().positive().describe("Concurrency, or rate in requests per second"),
+  level: z.number().positive().describe(
+    "Concurrency, or rate in requests per second (the peak of the plan for a --stages run)",
+  ),
+  isStaged: z.boolean().optional().describe(
+    "The run followed the report's --stages plan (labelled by the plan, not its peak)",
+  ),
   stats: runStatsSchema.extend(computedStatsSchema.shape),
 });
 
@@ -113,10 +135,18 @@ export const loadReportSchema = z.object({
  * computed statistics and labels existed; they are recomputed anyway).
  */
 export const mergeInputSchema = loadReportSchema.extend({
-  version: z.union([z.literal(1), z.literal(REPORT_VERSION)]),
+  version: z.union([z.literal(1), z.literal(2), z.literal(REPORT_VERSION)]),
   runs: z.array(
     reportRunSchema.partial({ label: true }).extend({
-      stats: runStatsSchema.partial({ failedStatuses: true, peakInFlight: true, inFlightCap: true })
+      stats: runStatsSchema.partial({
+        failedStatuses: true,
+        peakInFlight: true,
+        inFlightCap: true,
+        lateByGenerator: true,
+        censored: true,
+        resent: true,
+        lateness: true,
+      })
         .extend(
           computedStatsSchema.partial().shape,
         ),

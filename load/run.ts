@@ -48,7 +48,10 @@ export interface RunDeps {
   readonly clock: Clock;
   /** Creates each user's transport. */
   readonly createTransport: TransportFactory;
-  /** Ends the run early: in-flight requests count as cut off. Default: none. */
+  /**
+   * Ends the run early: requests in flight are recorded with the time they had waited.
+   * Default: none.
+   */
   readonly signal?: AbortSignal;
   /** Live counters for the progress view, fed per finished request. Default: none. */
   readonly progress?: LiveStats;
@@ -100,10 +103,14 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
 
   let started = 0;
   let inFlight = 0;
-  if (job.load.model === "open") recorder.inFlightCap = users;
+  const isOpen = job.load.model === "open";
+  if (isOpen) recorder.inFlightCap = users;
   const transports: Transport[] = [];
   const user = async (): Promise<void> => {
     let transport: Transport | undefined;
+    // Whether this user's last request ended while every user was busy: the slot it claims
+    // next waited for a free user, which is the target's slowness rather than the generator's.
+    let wasFreedFromFull = false;
     for (;;) {
       let intended = scheduler.acquire(signal);
       if (intended instanceof Promise) intended = await intended;
@@ -114,7 +121,20 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
       }
       const begin = clock.now();
       started++;
-      if (begin - intended > lateAfterMs) recorder.late++;
+      // The latency's origin. A slot that waited because every user was busy is timed from its
+      // planned start (no coordinated omission); a slot the generator itself started late (a
+      // late timer, a busy CPU) is timed from when it was sent, and its lateness is kept apart.
+      let origin = begin;
+      if (isOpen) {
+        const latenessMs = begin - intended;
+        const isHeldByCap = wasFreedFromFull && latenessMs > 0;
+        if (isHeldByCap) origin = intended;
+        else recorder.recordLateness(latenessMs);
+        if (latenessMs > lateAfterMs) {
+          recorder.late++;
+          if (!isHeldByCap) recorder.lateByGenerator++;
+        }
+      }
       let outcome: Outcome;
       inFlight++;
       if (inFlight > recorder.peakInFlight) recorder.peakInFlight = inFlight;
@@ -123,16 +143,17 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
       } catch {
         outcome = BROKEN;
       } finally {
+        wasFreedFromFull = inFlight === users;
         inFlight--;
       }
+      const endMs = clock.now();
       if (!outcome.ok && signal.aborted) {
-        recorder.cutOff++;
+        recorder.recordCensored("inFlight", origin, endMs);
         return;
       }
-      const endMs = clock.now();
-      const isOk = recorder.record(intended, endMs, outcome);
+      const isOk = recorder.record(origin, endMs, outcome);
       progress?.record(
-        outcome.ok ? (endMs - intended) * 1000 : undefined,
+        outcome.ok ? (endMs - origin) * 1000 : undefined,
         isOk ? undefined : outcome.ok ? `${Math.floor(outcome.status / 100)}xx` : outcome.error,
       );
     }
@@ -152,12 +173,20 @@ export async function runOnce(job: RunJob, deps: RunDeps): Promise<RunStats> {
   const elapsedMs = job.stop.kind === "time"
     ? Math.min(endMs - startMs, job.stop.durationMs)
     : endMs - startMs;
+  recorder.resent = transports.reduce((sum, transport) => sum + transport.resent, 0);
   // Slots due within the lateness grace of the end were not missed yet: only timer jitter
   // stood between them and the deadline.
-  const dueMs =
-    Math.min(endMs, startMs + (job.stop.kind === "time" ? job.stop.durationMs : Infinity)) -
-    (Number.isFinite(lateAfterMs) ? lateAfterMs : 0);
-  recorder.unsent = Math.max(0, scheduler.dueBy(dueMs) - started);
+  const runEndMs = Math.min(
+    endMs,
+    startMs + (job.stop.kind === "time" ? job.stop.durationMs : Infinity),
+  );
+  const dueMs = runEndMs - (Number.isFinite(lateAfterMs) ? lateAfterMs : 0);
+  // Each slot planned and never sent was a user kept waiting until the end: it enters the
+  // latency with its lateness then, a lower bound.
+  const due = scheduler.dueBy(dueMs);
+  for (let index = started; index < due; index++) {
+    recorder.recordCensored("unsent", scheduler.slotAt(index), runEndMs);
+  }
   return recorder.finish(elapsedMs);
 }
 

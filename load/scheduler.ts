@@ -32,6 +32,13 @@ export interface Scheduler {
    * timed run), capped by the total.
    */
   dueBy(endMs: number): number;
+  /**
+   * When a slot was planned, to record the lateness of slots never sent.
+   *
+   * @param index The slot, counting from 0.
+   * @returns Its intended start (clock milliseconds); the run's start in the closed model.
+   */
+  slotAt(index: number): number;
   /** A request starting later than this after its intended start counts as late. */
   readonly lateAfterMs: number;
 }
@@ -61,12 +68,12 @@ export interface ClosedSchedulerOptions {
 export function createClosedScheduler(options: ClosedSchedulerOptions): Scheduler {
   const { clock, stop } = options;
   const total = stop.kind === "count" ? stop.total : Number.POSITIVE_INFINITY;
-  const deadline = stop.kind === "time"
-    ? (options.startMs ?? clock.now()) + stop.durationMs
-    : Number.POSITIVE_INFINITY;
+  const startMs = options.startMs ?? clock.now();
+  const deadline = stop.kind === "time" ? startMs + stop.durationMs : Number.POSITIVE_INFINITY;
   let issued = 0;
   return {
     lateAfterMs: Number.POSITIVE_INFINITY,
+    slotAt: () => startMs,
     acquire(signal: AbortSignal): number | undefined {
       if (issued >= total || signal.aborted) return undefined;
       const now = clock.now();
@@ -167,6 +174,7 @@ export function createRateScheduler(options: RateSchedulerOptions): Scheduler {
 
   return {
     lateAfterMs: options.lateAfterMs ?? DEFAULT_LATE_AFTER_MS,
+    slotAt: (index: number): number => startMs + arrivals.offsetOf(index),
     acquire(signal: AbortSignal): number | undefined | Promise<number | undefined> {
       if (issued < total && !signal.aborted) {
         const intended = startMs + arrivals.offsetOf(issued);

@@ -72,6 +72,9 @@ export interface RunRecorderOptions {
   readonly startMs?: number;
 }
 
+/** Why a latency is a lower bound rather than a measured time (a censored sample). */
+export type CensoredKind = "timeout" | "inFlight" | "unsent";
+
 interface MutableBucket {
   ok: number;
   errors: number;
@@ -81,6 +84,7 @@ interface MutableBucket {
 /** Folds each request's samples into counters and histograms as they arrive. */
 export class RunRecorder {
   readonly #latency = new LatencyHistogram();
+  readonly #lateness = new LatencyHistogram();
   readonly #statusCounts = new Uint32Array(600);
   readonly #isSuccess = new Uint8Array(600);
   readonly #networkCounts = new Uint32Array(NETWORK_KINDS.length);
@@ -90,12 +94,17 @@ export class RunRecorder {
   #ok = 0;
   #errors = 0;
   #bodyBytes = 0;
-  /** Requests in flight when the run ended. */
+  #censored = 0;
+  /** Requests in flight when the run ended (recorded by {@linkcode RunRecorder.recordCensored}). */
   cutOff = 0;
   /** Requests that started later than planned. */
   late = 0;
-  /** Requests planned that never started. */
+  /** Open model: late requests held back by the generator itself, not by the in-flight cap. */
+  lateByGenerator = 0;
+  /** Requests planned that never started (recorded by {@linkcode RunRecorder.recordCensored}). */
   unsent = 0;
+  /** Requests sent on a new connection because the idle one had closed (see `Transport`). */
+  resent = 0;
   /** Most requests in flight at once. */
   peakInFlight = 0;
   /** Open model: the in-flight cap (0: closed model). */
@@ -121,6 +130,13 @@ export class RunRecorder {
   record(intendedMs: number, endMs: number, outcome: Outcome): boolean {
     let isOk = false;
     let latencyUs = -1;
+    if (!outcome.ok && outcome.error === "timeout") {
+      // A user who gave up waited at least the timeout: leaving it out would let p90 hide a
+      // tenth of requests timing out. It is a lower bound, counted as censored.
+      latencyUs = (endMs - intendedMs) * 1000;
+      this.#latency.record(latencyUs);
+      this.#censored++;
+    }
     if (outcome.ok) {
       const status = outcome.status;
       latencyUs = (endMs - intendedMs) * 1000;
@@ -145,13 +161,41 @@ export class RunRecorder {
     return isOk;
   }
 
+  /**
+   * Records a request that has no end: in flight when the run ended, or planned and never sent
+   * (the open model). Its latency is the time it had waited by the end, a lower bound (wrk2's
+   * and HdrHistogram's practice for censored samples), so percentiles and thresholds see it.
+   *
+   * @param kind In flight at the end, or never sent.
+   * @param intendedMs When it started or should have started.
+   * @param endMs When the run ended.
+   */
+  recordCensored(kind: Exclude<CensoredKind, "timeout">, intendedMs: number, endMs: number): void {
+    const latencyUs = Math.max(0, endMs - intendedMs) * 1000;
+    this.#latency.record(latencyUs);
+    this.#censored++;
+    if (kind === "inFlight") this.cutOff++;
+    else this.unsent++;
+    if (this.#timeline !== undefined) this.#bucket(endMs, false, latencyUs, false);
+  }
+
+  /**
+   * Records how late the generator started a request it was not held back from by the
+   * in-flight cap (open model): its own timers and CPU, kept out of the target's latency.
+   *
+   * @param latenessMs Start minus planned start.
+   */
+  recordLateness(latenessMs: number): void {
+    this.#lateness.record(latenessMs * 1000);
+  }
+
   #sample(message: string): void {
     const count = this.#samples.get(message);
     if (count !== undefined) this.#samples.set(message, count + 1);
     else if (this.#samples.size < MAX_ERROR_SAMPLES) this.#samples.set(message, 1);
   }
 
-  #bucket(endMs: number, isOk: boolean, latencyUs: number): void {
+  #bucket(endMs: number, isOk: boolean, latencyUs: number, isCounted = true): void {
     const timeline = this.#timeline ?? [];
     const second = Math.max(0, Math.floor((endMs - this.#startMs) / 1000));
     while (timeline.length <= second) {
@@ -160,7 +204,7 @@ export class RunRecorder {
     const bucket = timeline[second];
     if (bucket === undefined) return;
     if (isOk) bucket.ok++;
-    else bucket.errors++;
+    else if (isCounted) bucket.errors++;
     if (latencyUs >= 0) bucket.histogram.record(latencyUs);
   }
 
@@ -192,13 +236,17 @@ export class RunRecorder {
       networkErrors: networkCounts((kind) => this.#networkCounts[NETWORK_KINDS.indexOf(kind)] ?? 0),
       cutOff: this.cutOff,
       late: this.late,
+      lateByGenerator: this.lateByGenerator,
       unsent: this.unsent,
+      censored: this.#censored,
+      resent: this.resent,
       peakInFlight: this.peakInFlight,
       inFlightCap: this.inFlightCap,
       bodyBytes: this.#bodyBytes,
       elapsedMs,
       errorSamples: [...this.#samples].map(([message, count]) => ({ message, count })),
       histogram: this.#latency.encode(),
+      lateness: this.#lateness.encode(),
     };
     if (this.#timeline === undefined) return stats;
     const timeline = this.#timeline.map((bucket, second) => ({
@@ -235,6 +283,7 @@ export function emptyRunStats(): RunStats {
  */
 export function mergeRunStats(parts: readonly RunStats[]): RunStats {
   const latency = new LatencyHistogram();
+  const lateness = new LatencyHistogram();
   const statuses: Record<string, number> = {};
   const failedStatuses: Record<string, number> = {};
   const samples = new Map<string, number>();
@@ -242,6 +291,7 @@ export function mergeRunStats(parts: readonly RunStats[]): RunStats {
   let hasTimeline = false;
   for (const part of parts) {
     latency.add(LatencyHistogram.decode(part.histogram));
+    lateness.add(LatencyHistogram.decode(part.lateness));
     for (const [status, count] of Object.entries(part.statuses)) {
       statuses[status] = (statuses[status] ?? 0) + count;
     }
@@ -276,7 +326,10 @@ export function mergeRunStats(parts: readonly RunStats[]): RunStats {
     networkErrors: networkCounts((kind) => sum((p) => p.networkErrors[kind])),
     cutOff: sum((p) => p.cutOff),
     late: sum((p) => p.late),
+    lateByGenerator: sum((p) => p.lateByGenerator),
     unsent: sum((p) => p.unsent),
+    censored: sum((p) => p.censored),
+    resent: sum((p) => p.resent),
     // Slices ran side by side: their peaks and caps add up (an upper bound for the peak).
     peakInFlight: sum((p) => p.peakInFlight),
     inFlightCap: sum((p) => p.inFlightCap),
@@ -284,6 +337,7 @@ export function mergeRunStats(parts: readonly RunStats[]): RunStats {
     elapsedMs: parts.reduce((max, p) => Math.max(max, p.elapsedMs), 0),
     errorSamples: [...samples].map(([message, count]) => ({ message, count })),
     histogram: latency.encode(),
+    lateness: lateness.encode(),
   };
   if (!hasTimeline) return stats;
   const timeline = buckets.map((bucket, second) => ({

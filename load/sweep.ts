@@ -30,7 +30,7 @@ export interface SweepHooks {
 
 /** Options of {@linkcode runSweep}. */
 export interface SweepOptions {
-  /** Stops the sweep: the current run ends with its in-flight requests cut off. Default: none. */
+  /** Stops the sweep: the current run ends, its in-flight requests recorded as waited so far. Default: none. */
   readonly signal?: AbortSignal;
   /** Live counters for the progress view. Default: none. */
   readonly progress?: LiveStats;
@@ -149,7 +149,14 @@ export async function runSweep(
         ...(signal === undefined ? {} : { signal }),
         ...(progress === undefined ? {} : { progress }),
       });
-      const record: RunRecord = { round, rounds: plan.rounds, model: plan.model, level, stats };
+      const record: RunRecord = {
+        round,
+        rounds: plan.rounds,
+        model: plan.model,
+        level,
+        ...(plan.stages === undefined ? {} : { isStaged: true }),
+        stats,
+      };
       records.push(record);
       hooks?.onRunEnd?.(record);
     }

@@ -183,6 +183,11 @@ export function createTargetsFactory(
   return () => {
     const transports = new Map<number, Transport>();
     return {
+      get resent(): number {
+        let sum = 0;
+        for (const transport of transports.values()) sum += transport.resent;
+        return sum;
+      },
       send(signal?: AbortSignal): Promise<Outcome> {
         const index = order[next++ % order.length] ?? 0;
         let transport = transports.get(index);

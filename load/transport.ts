@@ -44,6 +44,12 @@ export interface Transport {
    * cancellation: the outcome is `{ ok: false, error: "network", message: "aborted" }`.
    */
   send(signal?: AbortSignal): Promise<Outcome>;
+  /**
+   * Requests sent on a new connection because the server had closed the idle kept-alive one
+   * and its EOF was seen before the request was written; each reached the server once. A
+   * request that failed after it was written is an error and is never sent again.
+   */
+  readonly resent: number;
   /** Closes the connection(s). Idempotent. */
   close(): Promise<void>;
 }

@@ -1,124 +1,132 @@
 /**
- * The default `--workers`: more workers only when they are measured to be faster. Workers share
- * the machine with the target when it is local, so on a small machine two workers can be slower
- * than one (60k requests at c50 against nginx on 2 cores: 38k req/s with 2, 44k with 1). Before
- * the first run, a short closed-model probe runs in-process and over the candidate workers, and
- * the workers are kept only if they beat one isolate by a clear margin.
+ * The default `--workers`, decided from the plan and the machine without sending a request:
+ * a probe would be load nobody asked for (a 500 ms closed-model probe at concurrency 64 once
+ * turned 10,000 planned requests into 33,280 at the target), and one hiccup of the target
+ * during it could pick the wrong count.
+ *
+ * What decides it: on 2 cores, 60k requests at c50 against nginx on 127.0.0.1 ran at 44k req/s
+ * in one isolate and 38k with two workers. A worker costs a fresh isolate and its start-up, and
+ * when the target is on this machine every core a worker takes is a core the target does not
+ * get. So:
+ *
+ * - a small run stays in this isolate: a worker's start-up would cost more than it saves;
+ * - a target on this machine (a loopback address or `localhost`) gets half the cores, and the
+ *   generator the other half, so on 2 cores (or 3) it stays in one isolate;
+ * - a target elsewhere gets a worker per core;
+ * - the closed model never gets more workers than its smallest concurrency can feed, and the
+ *   open model no more than one per {@linkcode OPEN_RATE_PER_WORKER} requests per second.
  *
  * @module
  */
 import type { Clock } from "../lib/shared/clock.ts";
 import type { LoadPlan } from "./options.ts";
-import { createInProcessExecutor, type Executor, type RunJob } from "./run.ts";
-import { throughput } from "./stats.ts";
+import { createInProcessExecutor, type Executor } from "./run.ts";
 import type { TransportFactory } from "./transport.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
-/** How long each probe runs. */
-export const WORKER_PROBE_MS = 500;
-/** How much faster workers must be than one isolate to be chosen (10%). */
-const WORKER_GAIN = 1.1;
-/** Concurrency of the probe when the plan has none (open model). */
-const OPEN_MODEL_PROBE_CONCURRENCY = 64;
+/** Runs of fewer requests stay in one isolate by default (about half a second of one isolate). */
+export const SMALL_RUN_REQUESTS = 20_000;
+/** An arrival rate one isolate keeps to its schedule comfortably (it sends about 40k/s). */
+export const OPEN_RATE_PER_WORKER = 20_000;
 
-/** Throughput measured with a worker count. */
-export interface WorkerMeasurement {
-  /** 1 for in-process. */
+/** The default worker count and why. */
+export interface WorkerChoice {
+  /** 1 means in this isolate. */
   readonly workers: number;
-  /** Completed requests per second. */
-  readonly rps: number;
+  /** Why, for the header line: `--workers`, or the rule that decided. */
+  readonly reason: string;
 }
 
 /**
- * Picks the worker count from probe results: the fastest, but more workers only when they are
- * at least {@linkcode WORKER_GAIN} times as fast as fewer, so the default is never slower than
- * one worker (within the probe's noise).
+ * Whether a host name is this machine: `localhost`, 127.0.0.0/8, `::1` or `0.0.0.0`.
  *
- * @param measurements Probe results.
- * @returns The worker count.
+ * @param hostname A URL's hostname (IPv6 in brackets or not).
+ * @returns True for a loopback (or unspecified) address.
  *
  * @example
  * ```ts
- * import { pickWorkers } from "./worker_choice.ts";
- * if (pickWorkers([{ workers: 1, rps: 44_000 }, { workers: 2, rps: 38_000 }]) !== 1) throw new Error();
- * if (pickWorkers([{ workers: 1, rps: 30_000 }, { workers: 4, rps: 90_000 }]) !== 4) throw new Error();
- * if (pickWorkers([{ workers: 1, rps: 30_000 }, { workers: 2, rps: 31_000 }]) !== 1) throw new Error();
+ * import { isLocalHost } from "./worker_choice.ts";
+ * if (!isLocalHost("127.0.0.1") || !isLocalHost("[::1]") || isLocalHost("10.0.0.1")) throw new Error();
  * ```
  */
-export function pickWorkers(measurements: readonly WorkerMeasurement[]): number {
-  const sorted = [...measurements].sort((a, b) => a.workers - b.workers);
-  let best = sorted[0];
-  for (const next of sorted.slice(1)) {
-    if (best === undefined || next.rps >= best.rps * WORKER_GAIN) best = next;
+export function isLocalHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return host === "localhost" || host.endsWith(".localhost") || /^127\./.test(host) ||
+    host === "::1" || host === "0.0.0.0" || host === "::";
+}
+
+/**
+ * Decides how many workers a plan runs on, without sending anything.
+ *
+ * @param plan The plan.
+ * @param cores CPU count.
+ * @returns The worker count (1 means in-process) and the reason.
+ *
+ * @example
+ * ```ts
+ * import { chooseWorkers } from "./worker_choice.ts";
+ * import { parseLoadArgs } from "./options.ts";
+ * const command = parseLoadArgs(["--url", "http://127.0.0.1:8080/", "--total", "60000", "-c", "50"]);
+ * if (command.kind !== "run") throw new Error();
+ * if (chooseWorkers(command.plan, 2).workers !== 1) throw new Error();
+ * if (chooseWorkers(command.plan, 8).workers !== 4) throw new Error();
+ * ```
+ */
+export function chooseWorkers(plan: LoadPlan, cores: number): WorkerChoice {
+  if (plan.workers !== undefined) return { workers: plan.workers, reason: "--workers" };
+  const highest = Math.max(...plan.levels);
+  const requests = plan.stop.kind === "count"
+    ? plan.stop.total
+    : plan.model === "open"
+    ? (highest * plan.stop.durationMs) / 1000
+    : Number.POSITIVE_INFINITY;
+  if (requests < SMALL_RUN_REQUESTS) {
+    return { workers: 1, reason: `under ${SMALL_RUN_REQUESTS} requests` };
   }
-  return best?.workers ?? 1;
+  const urls = plan.targets === undefined
+    ? [plan.request.url]
+    : plan.targets.map((target) => target.spec.url);
+  const isLocal = urls.some((url) => isLocalHost(url.hostname));
+  let workers = isLocal ? Math.floor(cores / 2) : cores;
+  const reasons = [
+    isLocal ? `target on this machine: half of ${cores} cores` : `target elsewhere: ${cores} cores`,
+  ];
+  if (plan.model === "closed") {
+    const lowest = Math.min(...plan.levels);
+    if (lowest < workers) reasons.push(`concurrency ${lowest}`);
+    workers = Math.min(workers, lowest);
+  } else {
+    const needed = Math.ceil(highest / OPEN_RATE_PER_WORKER);
+    if (needed < workers) reasons.push(`${highest} req/s`);
+    workers = Math.min(workers, needed);
+  }
+  return { workers: Math.max(1, workers), reason: reasons.join(", ") };
 }
 
-/** The outcome of {@linkcode chooseExecutor}. */
-export interface ExecutorChoice {
-  /** Where the runs go. */
-  readonly executor: Executor & { close?: () => Promise<void> };
-  /** Worker count (1: in-process). */
-  readonly workers: number;
-  /** What was measured, for the header line; empty when nothing was. */
-  readonly measurements: readonly WorkerMeasurement[];
-}
-
-/** What {@linkcode chooseExecutor} needs. */
-export interface ChooseExecutorDeps {
+/** What {@linkcode startExecutor} needs. */
+export interface StartExecutorDeps {
   /** Source of time. */
   readonly clock: Clock;
   /** Transport factory of the in-process executor. */
   readonly createTransport: TransportFactory;
   /** The worker module. */
   readonly workerUrl: URL;
-  /** Cancels the probes. */
-  readonly signal: AbortSignal;
 }
 
 /**
- * Starts the executor for a plan: `candidate` workers when `--workers` was given (or the run is
- * small, candidate 1), else whichever of in-process and `candidate` workers the probe finds
- * faster.
+ * Starts the executor for a worker count: this isolate for 1, else a pool of workers.
  *
- * @param plan The plan.
- * @param candidate Worker count before measuring (from the cores and the size of the run).
- * @param deps Clock, transports, worker module and cancellation.
- * @returns The executor, its worker count and the measurements.
+ * @param plan The plan (its transport mode goes to the workers).
+ * @param workers How many.
+ * @param deps Clock, transports and the worker module.
+ * @returns The executor; `close` stops the workers.
  * @throws {Error} When a worker fails to start.
  */
-export async function chooseExecutor(
+export async function startExecutor(
   plan: LoadPlan,
-  candidate: number,
-  deps: ChooseExecutorDeps,
-): Promise<ExecutorChoice> {
-  const inProcess = createInProcessExecutor(deps.clock, deps.createTransport);
-  if (candidate <= 1) return { executor: inProcess, workers: 1, measurements: [] };
-  const pool = await WorkerPool.start(deps.workerUrl, candidate, plan.transport);
-  if (plan.workers !== undefined) return { executor: pool, workers: candidate, measurements: [] };
-  const job = probeJob(plan);
-  const measure = async (executor: Executor, workers: number): Promise<WorkerMeasurement> => ({
-    workers,
-    rps: throughput(await executor.execute(job, { signal: deps.signal })),
-  });
-  const measurements = [await measure(inProcess, 1), await measure(pool, candidate)];
-  if (pickWorkers(measurements) === candidate) {
-    return { executor: pool, workers: candidate, measurements };
-  }
-  await pool.close();
-  return { executor: inProcess, workers: 1, measurements };
-}
-
-function probeJob(plan: LoadPlan): RunJob {
-  const concurrency = plan.model === "closed"
-    ? Math.min(...plan.levels)
-    : Math.min(OPEN_MODEL_PROBE_CONCURRENCY, plan.maxInFlight ?? OPEN_MODEL_PROBE_CONCURRENCY);
-  return {
-    request: plan.request,
-    load: { model: "closed", concurrency },
-    stop: { kind: "time", durationMs: WORKER_PROBE_MS },
-    successStatuses: plan.successStatuses,
-    timeline: false,
-    ...(plan.targets === undefined ? {} : { targets: plan.targets }),
-  };
+  workers: number,
+  deps: StartExecutorDeps,
+): Promise<Executor & { close?: () => Promise<void> }> {
+  if (workers <= 1) return createInProcessExecutor(deps.clock, deps.createTransport);
+  return await WorkerPool.start(deps.workerUrl, workers, plan.transport);
 }

@@ -58,7 +58,16 @@ Deno.test("the chart draws the error rate and, for a rate sweep, the target rate
   assertEquals(data.points.map((p) => p.targetRps), [50, 100]);
   assertEquals(data.points.map((p) => p.errorPercent), [25, 25]);
   const svg = renderChart(report);
-  assertStringIncludes(svg, 'stroke-dasharray="6 4" data-series="target"');
+  assertStringIncludes(
+    svg,
+    'stroke="#111111" stroke-width="2" stroke-dasharray="6 4" data-series="target"',
+  );
+  // The target line is drawn over the measured line and its points, so a rate that meets its
+  // target does not hide it.
+  const measured = svg.indexOf('data-series="req/s"');
+  const lastPoint = svg.lastIndexOf("<circle", svg.indexOf('data-series="target"'));
+  assert(measured > 0 && lastPoint > measured);
+  assert(svg.indexOf('data-series="target"') > lastPoint);
   assertStringIncludes(svg, 'data-series="error %"');
   assertStringIncludes(svg, ">Errors<");
 });

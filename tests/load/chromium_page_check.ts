@@ -21,6 +21,12 @@ export interface PageCheck {
   readonly lineWidths: readonly number[];
   readonly svg: { readonly width: number; readonly height: number } | null;
   readonly requests: readonly string[];
+  /** On a 390 px wide phone: the page's own width, and the widest element that scrolls in a box. */
+  readonly phone: {
+    readonly pageWidth: number;
+    readonly viewportWidth: number;
+    readonly fontPx: number;
+  };
 }
 
 /**
@@ -44,6 +50,19 @@ export async function checkPage(pagePath: string, screenshotPath: string): Promi
     }
     const svgBox = await page.locator("svg").boundingBox();
     await page.screenshot({ path: screenshotPath, fullPage: true });
+    const phonePage = await browser.newPage({
+      viewport: { width: 390, height: 844 },
+      deviceScaleFactor: 3,
+      isMobile: true,
+      hasTouch: true,
+    });
+    await phonePage.goto(`file://${pagePath}`);
+    // Evaluated in the page (as text: this module is type-checked without the DOM library).
+    const phone = await phonePage.evaluate(
+      "({ pageWidth: document.documentElement.scrollWidth, viewportWidth: innerWidth," +
+        " fontPx: parseFloat(getComputedStyle(document.body).fontSize) })",
+    ) as PageCheck["phone"];
+    await phonePage.screenshot({ path: screenshotPath.replace(/\.png$/, "-phone.png") });
     return {
       title: await page.title(),
       heading: (await page.locator("h1").textContent()) ?? "",
@@ -51,6 +70,7 @@ export async function checkPage(pagePath: string, screenshotPath: string): Promi
       lineWidths,
       svg: svgBox === null ? null : { width: svgBox.width, height: svgBox.height },
       requests,
+      phone,
     };
   } finally {
     await browser.close();

@@ -278,6 +278,7 @@ Deno.test("loadtestCommand() --find-capacity reports the highest level that held
   // its first request in the same tick, so levels above 5 always fail and the rest never do.
   let inFlight = 0;
   const transport = (): Transport => ({
+    resent: 0,
     async send(): Promise<Outcome> {
       inFlight++;
       const isOver = inFlight > 5;

@@ -43,6 +43,10 @@ Deno.test("--html writes one self-contained page with settings, summary, charts 
     for (
       const text of ["<h2>Settings</h2>", "closed (concurrency)", "1, 4, 16", "<svg", "c16-r1"]
     ) assertStringIncludes(html, text);
+    assertStringIncludes(
+      html,
+      '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    );
     assertStringIncludes(html, "Latency histogram (ms, up to):");
     assertStringIncludes(html, "Status distribution:");
   } finally {
@@ -81,6 +85,11 @@ Deno.test(chromiumTest(
       assert(page.svg !== null && page.svg.width > 400 && page.svg.height > 400);
       assertEquals(page.requests.filter((url) => !url.startsWith("file://")), [], "loads nothing");
       assert(Deno.statSync(screenshot).size > 10_000, "the screenshot is kept");
+      // A 390 px phone lays the page out at its own width (the viewport meta), with nothing
+      // pushing the page wider: wide tables and run blocks scroll inside their boxes.
+      assertEquals(page.phone.viewportWidth, 390, JSON.stringify(page.phone));
+      assert(page.phone.pageWidth <= 390, JSON.stringify(page.phone));
+      assert(page.phone.fontPx >= 14, JSON.stringify(page.phone));
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

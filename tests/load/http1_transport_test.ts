@@ -148,6 +148,24 @@ Deno.test("send() does not retry a reused connection that failed mid-response", 
   assertEquals(server.connectionCount(), 1);
 });
 
+Deno.test("send() never resends a request the server closed on after it was written", async () => {
+  let received = 0;
+  await using server = serveRaw(async (conn) => {
+    while (await readRequest(conn) !== null) {
+      // The second request on a kept-alive connection is read and dropped: no response byte.
+      if (++received === 2) return;
+      await writeText(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    }
+  });
+  await using transport = disposable(createHttp1Transport(specFor(server.url.href)));
+  assertEquals(await transport.send(), { ok: true, status: 200, bodyBytes: 2 });
+  const outcome = await transport.send();
+  assertEquals(outcome.ok ? undefined : outcome.error, "reset");
+  assertEquals(received, 2);
+  assertEquals(server.connectionCount(), 1);
+  assertEquals(transport.resent, 0);
+});
+
 Deno.test("send() refuses a second request while one is in flight", async () => {
   let onRequest = () => {};
   const requested = new Promise<void>((resolve) => onRequest = resolve);

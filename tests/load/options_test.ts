@@ -138,7 +138,25 @@ Deno.test("parseLoadArgs() recognises help and merge", () => {
     files: ["a.json", "b.json"],
     outputs: { markdown: true, quiet: false },
     thresholds: { maxP99Ms: 1000 },
+    warnings: [],
   });
+});
+
+Deno.test("parseLoadArgs() warns that --max-p99 200 means 200 seconds", () => {
+  const run = parseLoadArgs(["--max-p99", "200"]);
+  assertEquals(run.kind === "run" ? run.plan.thresholds.maxP99Ms : undefined, 200_000);
+  assertEquals(run.kind === "run" ? run.warnings : undefined, [
+    "Warning: --max-p99 200 means 200 seconds (a bare number is seconds), which no request can reach with --timeout 5.0s; write --max-p99 200ms if you meant milliseconds",
+  ]);
+  const merge = parseLoadArgs(["merge", "a.json", "--max-p99", "250"]);
+  assertEquals(merge.kind === "merge" ? merge.warnings : undefined, [
+    "Warning: --max-p99 250 means 250 seconds (a bare number is seconds); write --max-p99 250ms if you meant milliseconds",
+  ]);
+  // A unit, or a bare number a p99 could sensibly be, draws no warning.
+  for (const text of ["200ms", "200s", "0.2", "2"]) {
+    const command = parseLoadArgs(["--max-p99", text]);
+    assertEquals(command.kind === "run" ? command.warnings : undefined, [], text);
+  }
 });
 
 const REJECTIONS: ReadonlyArray<readonly [string[], string]> = [

@@ -116,6 +116,18 @@ Deno.test("estimateCapacity() finds the first level with errors", () => {
   );
 });
 
+Deno.test("estimateCapacity() blames a level for unsent requests only when its cap was reached", () => {
+  // The generator fell behind (cap 100 never reached): the target is not to blame.
+  const behind = { ...stats(5, 0), unsent: 3, inFlightCap: 100, peakInFlight: 12 };
+  // The target answered too slowly: every slot under the cap was taken.
+  const capped = { ...stats(5, 0), unsent: 3, inFlightCap: 100, peakInFlight: 100 };
+  assertEquals(estimateCapacity([run(10, behind)]), { highestLevel: 10 });
+  assertEquals(estimateCapacity([run(10, behind), run(20, capped)]), {
+    firstFailingLevel: 20,
+    lastCleanLevel: 10,
+  });
+});
+
 Deno.test("checkThresholds() says which threshold and by how much", () => {
   const breaches = checkThresholds([run(10, stats(9, 1, 300))], {
     maxErrorRate: 0.05,
@@ -144,7 +156,7 @@ Deno.test("judgeLevel() fails on errors, unsent requests and p99", () => {
   assertEquals(judgeLevel(stats(9, 1), { maxErrorRate: 0.2 }).isHeld, true);
   assertEquals(judgeLevel({ ...stats(10, 0), unsent: 3 }, {}), {
     isHeld: false,
-    reason: "3 requests never sent",
+    reason: "3 requests never sent (the generator fell behind)",
   });
   assertEquals(judgeLevel(stats(10, 0, 50), { maxP99Ms: 20 }).isHeld, false);
   assertEquals(judgeLevel(emptyRunStats(), {}).isHeld, false);

@@ -2,12 +2,12 @@ import { LiveStats } from "../../load/live_stats.ts";
 import { systemClock } from "../../lib/shared/clock.ts";
 import { toWireJob } from "../../load/protocol.ts";
 import { type RunJob, runOnce, splitJob } from "../../load/run.ts";
-import type { RunStats } from "../../load/stats.ts";
+import { latencySummary, type RunStats } from "../../load/stats.ts";
 import type { RequestSpec } from "../../load/transport.ts";
 import { selectTransportFactory, type TransportMode } from "../../load/transports.ts";
 import { runLoadWorker } from "../../load/worker.ts";
 import { WorkerPool } from "../../load/worker_pool.ts";
-import { assertEquals, fail } from "../support/assert.ts";
+import { assert, assertEquals, fail } from "../support/assert.ts";
 import {
   refusedUrl,
   startBackend,
@@ -62,13 +62,18 @@ for (const mode of ["http1", "fetch"] as const) {
   });
 }
 
-Deno.test("runOnce() counts requests in flight when a timed run ends as cut off", async () => {
+Deno.test("runOnce() records requests in flight when a timed run ends with the time they had waited", async () => {
   await using server = startSilentServer();
   const job: RunJob = { ...closedJob(server.url, 3, 1), stop: { kind: "time", durationMs: 100 } };
   const stats = await run(job, "auto");
   assertEquals(stats.requests, 0);
   assertEquals(stats.cutOff, 3);
+  assertEquals(stats.censored, 3);
   assertEquals(stats.errors, 0);
+  // Each had waited the whole run: about 100 ms, a lower bound.
+  const latency = latencySummary(stats);
+  assertEquals(latency.count, 3);
+  assert(latency.min >= 90_000 && latency.max < 1_000_000, JSON.stringify(latency));
 });
 
 Deno.test("runOnce() honours a custom success rule", async () => {

@@ -86,6 +86,7 @@ Deno.test("createClosedScheduler() stops after the total or at the deadline", as
 /** A transport whose every request takes `latencyMs` of fake time and honours the signal. */
 function slowTransport(clock: FakeClock, latencyMs: number): TransportFactory {
   return (): Transport => ({
+    resent: 0,
     async send(signal?: AbortSignal): Promise<Outcome> {
       try {
         await clock.sleep(latencyMs, signal);
@@ -128,12 +129,19 @@ Deno.test("runOnce() open model times from intended starts and counts late, unse
   // Ten slots were due before 100 ms; seven started.
   assertEquals(stats.unsent, 3);
   assertEquals(stats.elapsedMs, 100);
+  // Slots 4, 5 and 6 each waited for a user freed while both were busy: the in-flight cap, not
+  // the generator, held them back, so they are timed from their planned start.
+  assertEquals(stats.lateByGenerator, 0);
+  // Responses from planned start to end: 30, 30, 40, 40, 50 ms. Censored lower bounds: slots 5
+  // and 6 in flight at 100 ms (planned at 50 and 60: 50 and 40 ms) and slots 7, 8 and 9 never
+  // sent (planned at 70, 80 and 90: 30, 20 and 10 ms late at the end).
+  assertEquals(stats.censored, 5);
   const latency = latencySummary(stats);
-  // From planned start to end: 30, 30, 40, 40, 50 ms.
+  assertEquals(latency.count, 10);
   // Whole milliseconds: above 2048 µs the histogram keeps 3 significant digits.
   assertEquals([latency.min, latency.p50, latency.max].map((us) => Math.round(us / 1000)), [
+    10,
     30,
-    40,
     50,
   ]);
   assertEquals(stats.timeline?.map((bucket) => bucket.ok), [5]);

@@ -95,8 +95,11 @@ Deno.test("loadtest --stages ramps up and down against a real server", async () 
     { durationMs: 300, targetRate: 100 },
     { durationMs: 300, targetRate: 0 },
   ]);
-  assertEquals(report.runs[0]?.label, "rate100-r1");
+  // Labelled by its plan, not by its peak as if it had run at 100/s throughout.
+  assertEquals(report.runs[0]?.label, "stages-r1");
   assertEquals(report.runs[0]?.stats.requests, 30);
   assertEquals(report.runs[0]?.stats.unsent, 0);
-  assert(stderr().includes("at the peak of --stages 300ms:100,300ms:0"), stderr());
+  assert(stderr().includes("Run 1/1 @ stages (peak 100/s)"), stderr());
+  assert(stderr().includes("Stages:       --stages 300ms:100,300ms:0 (peak 100 req/s)"), stderr());
+  assert(/^stages-r1 +1\/1 +≤100\/s +30 /m.test(stderr()), stderr());
 });

@@ -87,7 +87,8 @@ Deno.test("RunRecorder counts statuses, success and network errors", () => {
   recorder.record(0, 4, { ok: true, status: 503, bodyBytes: 5 });
   recorder.record(0, 5, { ok: false, error: "timeout", message: "slow" });
   recorder.record(0, 6, { ok: false, error: "refused", message: "nobody home" });
-  recorder.cutOff = 2;
+  recorder.recordCensored("inFlight", 0, 7);
+  recorder.recordCensored("inFlight", 3, 7);
   const stats = recorder.finish(1000);
   assertEquals(stats.requests, 6);
   assertEquals(stats.ok, 2);
@@ -102,9 +103,12 @@ Deno.test("RunRecorder counts statuses, success and network errors", () => {
     { message: "timeout: slow", count: 1 },
     { message: "refused: nobody home", count: 1 },
   ]);
-  // Only responses are timed: 1, 2, 3 and 4 ms.
-  assertEquals(latencySummary(stats).count, 4);
-  assertAlmostEquals(latencySummary(stats).max, 4000, 4);
+  // Responses are timed (1, 2, 3 and 4 ms), and so are the censored samples, as lower bounds:
+  // the timeout at 5 ms and the two requests in flight at the end (7 and 4 ms); the refused
+  // request has no latency.
+  assertEquals(latencySummary(stats).count, 7);
+  assertEquals(stats.censored, 3);
+  assertAlmostEquals(latencySummary(stats).max, 7000, 7);
   assertEquals(throughput(stats), 6);
   assertEquals(errorRate(stats), 4 / 6);
 });
