@@ -11,7 +11,7 @@
 import denoJson from "./deno.json" with { type: "json" };
 import type { WorkerScope } from "./lib/data/worker.ts";
 import { DATA_PLANE_WORKER_NAME } from "./lib/data/worker_protocol.ts";
-import { listenForShutdown } from "./lib/signals.ts";
+import { listenForShutdown } from "./lib/process/signals.ts";
 import { type CommandContext, EXIT, UsageError } from "./lib/shared/command.ts";
 
 /** The program's version, from `deno.json`. */

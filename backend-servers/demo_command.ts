@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { parseBalancerArgs } from "../lib/config.ts";
-import { configureLogging } from "../lib/log.ts";
-import { startBalancer } from "../lib/server.ts";
+import { parseBalancerArgs } from "../lib/config/config.ts";
+import { configureLogging } from "../lib/process/log.ts";
+import { startBalancer } from "../lib/control/balancer.ts";
 import { type CommandContext, EXIT, UsageError } from "../lib/shared/command.ts";
 import { parseArgs } from "../lib/shared/std.ts";
 import { ADMIN_PREFIX, DEMO_BACKENDS, type RunningBackend, serveBackend } from "./serve.ts";

@@ -6,12 +6,16 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { isHelpRequested, LB_HELP, parseBalancerArgs } from "./config.ts";
-import { type FileLimitDeps, raiseFileLimit, type RaiseFileLimitOutcome } from "./fd_limit.ts";
-import { configureLogging, getModuleLogger } from "./log.ts";
-import { runBalancer, type RunningBalancer } from "./server.ts";
+import { isHelpRequested, LB_HELP, parseBalancerArgs } from "./config/config.ts";
+import {
+  type FileLimitDeps,
+  raiseFileLimit,
+  type RaiseFileLimitOutcome,
+} from "./process/fd_limit.ts";
+import { configureLogging, getModuleLogger } from "./process/log.ts";
+import { runBalancer, type RunningBalancer } from "./control/balancer.ts";
 import { type CommandContext, EXIT, UsageError } from "./shared/command.ts";
-import { listenForHangup, listenForReopen, type SignalApi } from "./signals.ts";
+import { listenForHangup, listenForReopen, type SignalApi } from "./process/signals.ts";
 
 /** Process-level dependencies of {@linkcode lbCommand}, each with a production default. */
 export interface LbCommandDeps {

@@ -1,7 +1,15 @@
 /**
- * The architecture's import rules, checked over the source tree: the load tester never imports
- * the balancer (only `lib/shared/`), the balancer never imports the load tester, and no module
- * imports itself through others.
+ * The floor plan: one folder per layer, and the import rules between them, checked over the
+ * source tree (see the README's layout section):
+ *
+ * - `lib/lb_command.ts` is the only file in `lib/`'s root;
+ * - `shared/` imports nothing of ours; `core/` only `shared/`; `config/` only `shared/` and
+ *   `core/`; `policies/` only `core/` and `shared/`;
+ * - `data/` never imports `control/`; `control/` reaches `data/` only through `data_plane.ts`
+ *   and the worker protocol;
+ * - the load tester imports nothing of the balancer but `lib/shared/`, the balancer nothing of
+ *   the load tester or the demo backends, and nothing outside `tests/` imports `tests/`;
+ * - no module imports itself through others.
  */
 import { assert, assertEquals } from "./support/assert.ts";
 
@@ -52,10 +60,52 @@ Deno.test("lib/ never imports load/ or backend-servers/", async () => {
   assertEquals(bad, []);
 });
 
-Deno.test("lib/shared/ imports nothing outside itself", async () => {
-  const bad = (await importsUnder("lib/shared/"))
-    .filter(({ target }) => !target.startsWith("lib/shared/"));
+Deno.test("lib/lb_command.ts is the only file in lib/'s root; every other file is in a layer", async () => {
+  const LAYERS = ["config", "control", "core", "data", "policies", "process", "shared", "upstream"];
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(new URL("lib/", ROOT))) {
+    if (entry.isDirectory) assert(LAYERS.includes(entry.name), `lib/${entry.name}/ is no layer`);
+    else found.push(entry.name);
+  }
+  assertEquals(found, ["lb_command.ts"]);
+});
+
+/** Each layer and the folders of `lib/` it may import besides its own. */
+const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
+  "lib/shared/": [],
+  "lib/core/": ["lib/shared/"],
+  "lib/config/": ["lib/shared/", "lib/core/"],
+  "lib/policies/": ["lib/core/", "lib/shared/"],
+};
+
+for (const [layer, allowed] of Object.entries(MAY_IMPORT)) {
+  Deno.test(`${layer} imports only ${allowed.length === 0 ? "itself" : allowed.join(", ")}`, async () => {
+    const bad = (await importsUnder(layer)).filter(({ target }) =>
+      !target.startsWith(layer) && !allowed.some((folder) => target.startsWith(folder))
+    );
+    assertEquals(bad, []);
+  });
+}
+
+Deno.test("lib/data/ never imports lib/control/", async () => {
+  const bad = (await importsUnder("lib/data/"))
+    .filter(({ target }) => target.startsWith("lib/control/"));
   assertEquals(bad, []);
+});
+
+Deno.test("lib/control/ reaches lib/data/ only through the data plane and the worker protocol", async () => {
+  const DOORS = ["lib/data/data_plane.ts", "lib/data/worker_protocol.ts"];
+  const bad = (await importsUnder("lib/control/"))
+    .filter(({ target }) => target.startsWith("lib/data/") && !DOORS.includes(target));
+  assertEquals(bad, []);
+});
+
+Deno.test("nothing outside tests/ imports tests/", async () => {
+  const edges = [];
+  for (const folder of ["lib/", "load/", "backend-servers/", "main.ts"]) {
+    edges.push(...await importsUnder(folder));
+  }
+  assertEquals(edges.filter(({ target }) => target.startsWith("tests/")), []);
 });
 
 /**
@@ -100,6 +150,6 @@ Deno.test("no import cycles among lib/, load/, backend-servers/ and main.ts", as
   for (const folder of ["lib/", "load/", "backend-servers/", "main.ts"]) {
     edges.push(...await importsUnder(folder));
   }
-  assert(edges.some(({ target }) => target === "lib/config.ts"), "the parser sees imports");
+  assert(edges.some(({ target }) => target === "lib/config/config.ts"), "the parser sees imports");
   assertEquals(findCycle(edges), undefined);
 });

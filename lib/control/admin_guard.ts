@@ -17,11 +17,11 @@
  *   defence: a rebinding page does not have it.
  *
  * And the listener refuses to start on a non-loopback address without a token unless the
- * operator says `--admin-insecure on` ({@linkcode isLoopbackHost}, checked in `config.ts`).
+ * operator says `--admin-insecure on` (`isLoopbackHost` in `shared/ip.ts`, checked in `config/config.ts`).
  *
  * @module
  */
-import { parseIp } from "../data/trusted_proxies.ts";
+import { parseIp } from "../shared/ip.ts";
 
 /** A request the guard refuses: the status and the one-line reason sent as the body. */
 export interface AdminRefusal {
@@ -37,32 +37,6 @@ export interface AdminGuardOptions {
   readonly hostname: string;
   /** Whether a bearer token protects the API: then `Host` is not checked. */
   readonly isTokenRequired: boolean;
-}
-
-/**
- * Whether an admin host is loopback only: `localhost`, 127.0.0.0/8, `::1` (or 127/8 mapped
- * into IPv6). Any other name counts as reachable from the network: it may resolve anywhere.
- *
- * @param hostname The host of the admin address, without brackets.
- * @returns Whether only this machine can reach it.
- *
- * @example
- * ```ts
- * import { isLoopbackHost } from "./admin_guard.ts";
- * if (!isLoopbackHost("127.0.0.1") || !isLoopbackHost("::1") || !isLoopbackHost("localhost")) {
- *   throw new Error();
- * }
- * if (isLoopbackHost("0.0.0.0") || isLoopbackHost("::") || isLoopbackHost("lb.internal")) {
- *   throw new Error();
- * }
- * ```
- */
-export function isLoopbackHost(hostname: string): boolean {
-  if (hostname.toLowerCase() === "localhost") return true;
-  const bytes = parseIp(hostname);
-  if (bytes === undefined) return false;
-  if (bytes.length === 4) return bytes[0] === 127;
-  return bytes.every((byte, i) => byte === (i === 15 ? 1 : 0));
 }
 
 /**

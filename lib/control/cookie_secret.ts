@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { BalancerConfig } from "../settings.ts";
+import type { BalancerConfig } from "../config/settings.ts";
 
 /**
  * Makes a random signing key: 32 bytes in hex.
@@ -28,7 +28,7 @@ export function createCookieSecret(): string {
  * @example
  * ```ts
  * import { withCookieSecret } from "./cookie_secret.ts";
- * import { DEFAULT_BALANCER_CONFIG } from "../config.ts";
+ * import { DEFAULT_BALANCER_CONFIG } from "../config/config.ts";
  * const config = withCookieSecret(DEFAULT_BALANCER_CONFIG, "0123456789abcdef");
  * if (config.affinityCookie.secret !== "0123456789abcdef") throw new Error();
  * ```

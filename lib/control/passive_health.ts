@@ -12,11 +12,11 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Backend } from "../backend.ts";
-import { getModuleLogger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
-import { type AttemptResult, OutlierDetector, type OutlierSettings } from "../outlier.ts";
-import type { Pool } from "../pool.ts";
+import type { Backend } from "../core/backend.ts";
+import { getModuleLogger } from "../process/log.ts";
+import type { Metrics } from "../core/metrics.ts";
+import { type AttemptResult, OutlierDetector, type OutlierSettings } from "../core/outlier.ts";
+import type { Pool } from "../core/pool.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 
 /** Options for {@linkcode PassiveHealth}. */

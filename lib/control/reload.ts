@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { BackendConfig, BalancerConfig } from "../settings.ts";
+import type { BackendConfig, BalancerConfig } from "../config/settings.ts";
 
 /** The steps a reload takes, each only when something it owns changed. */
 export interface ReloadPlan {
@@ -39,7 +39,7 @@ export interface ReloadPlan {
  * @example
  * ```ts
  * import { planReload } from "./reload.ts";
- * import { DEFAULT_BALANCER_CONFIG } from "../config.ts";
+ * import { DEFAULT_BALANCER_CONFIG } from "../config/config.ts";
  * const plan = planReload(DEFAULT_BALANCER_CONFIG, { ...DEFAULT_BALANCER_CONFIG, policy: "round-robin" });
  * if (plan.summary.length !== 0 || plan.isHandlerChanged) throw new Error("nothing changed");
  * ```

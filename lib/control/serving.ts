@@ -7,13 +7,13 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Backend } from "../backend.ts";
-import type { AttemptResult } from "../outlier.ts";
+import type { Backend } from "../core/backend.ts";
+import type { AttemptResult } from "../core/outlier.ts";
 import { type DataPlane, startDataPlane } from "../data/data_plane.ts";
-import { getModuleLogger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
-import type { Pool } from "../pool.ts";
-import type { BalancerConfig } from "../settings.ts";
+import { getModuleLogger } from "../process/log.ts";
+import type { Metrics } from "../core/metrics.ts";
+import type { Pool } from "../core/pool.ts";
+import type { BalancerConfig } from "../config/settings.ts";
 import type { Clock } from "../shared/clock.ts";
 import { startWorkers, type Workers } from "./workers.ts";
 

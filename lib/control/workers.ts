@@ -12,10 +12,10 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Metrics } from "../metrics.ts";
-import type { AttemptResult } from "../outlier.ts";
-import type { Pool } from "../pool.ts";
-import type { BalancerConfig } from "../settings.ts";
+import type { Metrics } from "../core/metrics.ts";
+import type { AttemptResult } from "../core/outlier.ts";
+import type { Pool } from "../core/pool.ts";
+import type { BalancerConfig } from "../config/settings.ts";
 import {
   DATA_PLANE_WORKER_NAME,
   encodeConfig,

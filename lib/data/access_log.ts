@@ -19,14 +19,9 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { MetricEvent } from "../metrics.ts";
+import type { AccessLogFormat } from "../config/settings.ts";
+import type { MetricEvent } from "../core/metrics.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
-
-/** Access log formats: nginx's combined, JSON lines, or a short text line. */
-export const ACCESS_LOG_FORMATS = ["combined", "json", "text"] as const;
-
-/** An access log format. */
-export type AccessLogFormat = typeof ACCESS_LOG_FORMATS[number];
 
 /** One request as the access log sees it. */
 export interface AccessRecord {

@@ -14,10 +14,10 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
-import { type Deadline, DeadlineQueue } from "../deadlines.ts";
+import type { Backend } from "../core/backend.ts";
+import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import type { PickContext, Policy } from "../policies/policy.ts";
-import type { Pool } from "../pool.ts";
+import type { Pool } from "../core/pool.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 
 /** The in-flight limits and queue bounds, as configured. */

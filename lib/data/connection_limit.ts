@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { type Deadline, DeadlineQueue } from "../deadlines.ts";
+import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 
 /** The one-line body of the refusal. */

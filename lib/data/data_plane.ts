@@ -10,24 +10,24 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../core/backend.ts";
 import { createHandler } from "./handler.ts";
 import { inFlightLimitsOf } from "./admission.ts";
-import type { AttemptResult } from "../outlier.ts";
-import { SlowStart } from "../slow_start.ts";
+import type { AttemptResult } from "../core/outlier.ts";
+import { SlowStart } from "../policies/slow_start.ts";
 import { AccessLog, type AccessLogSink, accessLogTarget, NO_ACCESS_LOG } from "./access_log.ts";
-import type { Metrics } from "../metrics.ts";
-import { createPolicy } from "../policy.ts";
-import type { Pool } from "../pool.ts";
+import type { Metrics } from "../core/metrics.ts";
+import { createPolicy } from "../policies/registry.ts";
+import type { Pool } from "../core/pool.ts";
 import { createUpstreamClient } from "./proxy.ts";
-import type { BalancerConfig } from "../settings.ts";
+import type { BalancerConfig } from "../config/settings.ts";
 import type { Clock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
-import { listenForReopen, type SignalApi } from "../signals.ts";
+import { listenForReopen, type SignalApi } from "../process/signals.ts";
 import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { OpenWebSockets } from "./websocket.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
-import { parseTrustedProxies } from "./trusted_proxies.ts";
+import { parseTrustedProxies } from "../shared/ip.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -136,12 +136,10 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
-      policy: createPolicy(c.policy, {
-        hashKey: c.hashKey,
-        cookieName: c.affinityCookie.name,
-        cookieSecret: c.affinityCookie.secret,
-        cookieMaxAgeMs: c.affinityCookie.maxAgeMs,
-      }, { random: Math.random, weightOf: slowStart.weigher(c.slowStartMs) }),
+      policy: createPolicy(c.policy, c, {
+        random: Math.random,
+        weightOf: slowStart.weigher(c.slowStartMs),
+      }),
       onAttempt,
       trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
       isForwardedSent: c.proxy.forwarded === "on",

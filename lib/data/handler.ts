@@ -22,14 +22,14 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Backend } from "../backend.ts";
-import type { Metrics } from "../metrics.ts";
-import type { AttemptResult } from "../outlier.ts";
-import type { Policy } from "../policy.ts";
-import type { Pool } from "../pool.ts";
-import { DeadlineQueue } from "../deadlines.ts";
+import type { Backend } from "../core/backend.ts";
+import type { Metrics } from "../core/metrics.ts";
+import type { AttemptResult } from "../core/outlier.ts";
+import type { Policy } from "../policies/registry.ts";
+import type { Pool } from "../core/pool.ts";
+import { DeadlineQueue } from "../shared/deadlines.ts";
 import { type AccessLogSink, NO_ACCESS_LOG } from "./access_log.ts";
-import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
+import { NO_TRUSTED_PROXIES, type TrustedProxies } from "../shared/ip.ts";
 import { type BodyFailure, readRequestBody, type RequestBody } from "./request_body.ts";
 import { type AcceptedTarget, resolveTarget } from "./request_target.ts";
 import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./request_limits.ts";

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Deadline, DeadlineQueue } from "../deadlines.ts";
+import type { Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 
 /** What the idle-body timeout runs on; built once per handler. */
 export interface IdleBodyWatch<Context> {
@@ -42,7 +42,7 @@ export const IDLE_BODY_TIMEOUT: DOMException = new DOMException(
  *
  * @example
  * ```ts
- * import { DeadlineQueue } from "../deadlines.ts";
+ * import { DeadlineQueue } from "../shared/deadlines.ts";
  * import { watchIdleBody } from "./idle_body.ts";
  * const watch = {
  *   timeoutMs: 1000,

@@ -23,7 +23,7 @@
  * @module
  */
 import { type Clock, systemClock } from "../shared/clock.ts";
-import { type Deadline, DeadlineQueue } from "../deadlines.ts";
+import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { ConnectionRefuser } from "./connection_limit.ts";
 
 /** Something that happened on the listener, for logs and metrics. */

@@ -10,8 +10,8 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
-import { type AttemptResult, classifyAttempt, type OutlierSettings } from "../outlier.ts";
+import type { Backend } from "../core/backend.ts";
+import { type AttemptResult, classifyAttempt, type OutlierSettings } from "../core/outlier.ts";
 
 /** Filters one isolate's attempt outcomes down to those the control plane must hear. */
 export class OutlierRelay {

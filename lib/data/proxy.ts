@@ -9,37 +9,18 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../core/backend.ts";
 import { isFdExhaustion } from "./listener.ts";
 import type { BodyFailure, RequestBody } from "./request_body.ts";
 import type { AcceptedTarget } from "./request_target.ts";
 import { type IdleBodyWatch, watchIdleBody } from "./idle_body.ts";
-import { type Deadline, DeadlineQueue } from "../deadlines.ts";
+import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { removeHopByHop, upstreamRequestHeaders } from "./proxy_headers.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { Http1Response } from "../upstream/http1_response.ts";
 
-/** Why a forward produced no response. */
-export type ForwardFailureReason =
-  /** No connection to the backend (refused, unreachable, DNS): the request was never sent. */
-  | "connect"
-  /** Connecting took longer than the connect timeout: the request was never sent either. */
-  | "connect-timeout"
-  /** The backend did not send response headers within the response-header timeout. */
-  | "response-timeout"
-  /** The client went away (or aborted its upload) before the response headers arrived. */
-  | "client-abort"
-  /** The client's streamed upload stalled past the body timeout. */
-  | "client-timeout"
-  /** The client's streamed upload grew past the body size limit (`--max-body-size`). */
-  | "client-too-large"
-  /** The balancer ran out of file descriptors connecting: nobody's fault but the load. */
-  | "fd-exhausted"
-  /**
-   * The connection broke, the backend answered with something that is not HTTP, or with a
-   * `101 Switching Protocols` nobody asked for.
-   */
-  | "protocol";
+export type { ForwardFailureReason } from "../core/forward_failure.ts";
+import type { ForwardFailureReason } from "../core/forward_failure.ts";
 
 /** The result of {@linkcode forward}. */
 export type ForwardOutcome =

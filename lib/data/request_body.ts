@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { Deadline, DeadlineQueue } from "../deadlines.ts";
+import type { Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { concatBytes } from "../shared/bytes.ts";
 
 /** Why a request body could not be read. */

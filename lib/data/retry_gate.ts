@@ -6,7 +6,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Metrics } from "../metrics.ts";
+import type { Metrics } from "../core/metrics.ts";
 import type { Clock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
 import { RetryBudget } from "./retry_budget.ts";

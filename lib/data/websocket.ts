@@ -39,11 +39,11 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Backend } from "../backend.ts";
-import type { Metrics } from "../metrics.ts";
-import type { AttemptResult } from "../outlier.ts";
-import type { Policy } from "../policy.ts";
-import type { Pool } from "../pool.ts";
+import type { Backend } from "../core/backend.ts";
+import type { Metrics } from "../core/metrics.ts";
+import type { AttemptResult } from "../core/outlier.ts";
+import type { Policy } from "../policies/registry.ts";
+import type { Pool } from "../core/pool.ts";
 import type { Admission } from "./admission.ts";
 import { AT_CAPACITY_BODY } from "./answers.ts";
 import type { RetryGate } from "./retry_gate.ts";

@@ -6,15 +6,15 @@
  *
  * @module
  */
-import { Backend, type BackendCounts } from "../backend.ts";
-import { configureLogging, getModuleLogger, type Logging } from "../log.ts";
-import { Metrics } from "../metrics.ts";
-import { Pool } from "../pool.ts";
+import { Backend, type BackendCounts } from "../core/backend.ts";
+import { configureLogging, getModuleLogger, type Logging } from "../process/log.ts";
+import { Metrics } from "../core/metrics.ts";
+import { Pool } from "../core/pool.ts";
 import { systemClock } from "../shared/clock.ts";
-import { listenForReopen } from "../signals.ts";
+import { listenForReopen } from "../process/signals.ts";
 import { type DataPlane, type PreparedChange, startDataPlane } from "./data_plane.ts";
 import { OutlierRelay } from "./outlier_relay.ts";
-import type { BalancerConfig } from "../settings.ts";
+import type { BalancerConfig } from "../config/settings.ts";
 import {
   decodeConfig,
   type FromWorker,

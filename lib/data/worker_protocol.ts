@@ -11,11 +11,11 @@
  *
  * @module
  */
-import { parseBackendUrl } from "../backend.ts";
-import type { BackendCounts, Ejection } from "../backend.ts";
-import type { AttemptResult } from "../outlier.ts";
-import type { MetricsState } from "../metrics.ts";
-import type { BalancerConfig } from "../settings.ts";
+import { parseBackendUrl } from "../core/backend.ts";
+import type { BackendCounts, Ejection } from "../core/backend.ts";
+import type { AttemptResult } from "../core/outlier.ts";
+import type { MetricsState } from "../core/metrics.ts";
+import type { BalancerConfig } from "../config/settings.ts";
 
 /** The name the data-plane workers are started with; `main.ts` dispatches on it. */
 export const DATA_PLANE_WORKER_NAME = "denolb-data-plane";
@@ -113,7 +113,7 @@ export function encodeConfig(config: BalancerConfig): EncodedConfig {
  * @example
  * ```ts
  * import { decodeConfig, encodeConfig } from "./worker_protocol.ts";
- * import { DEFAULT_BALANCER_CONFIG } from "../config.ts";
+ * import { DEFAULT_BALANCER_CONFIG } from "../config/config.ts";
  * const copy = decodeConfig(structuredClone(encodeConfig(DEFAULT_BALANCER_CONFIG)));
  * if (copy.backends[0]?.url.href !== "http://127.0.0.1:8080/") throw new Error();
  * ```

@@ -15,57 +15,19 @@
  * @module
  */
 import { createHash, createHmac } from "node:crypto";
-import { z } from "zod";
-import type { Backend } from "../backend.ts";
-import { definePolicy, isCandidate, type Policy, type RegisteredPolicy } from "./policy.ts";
+import type { Backend } from "../core/backend.ts";
+import { isCandidate, type Policy } from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
-
-/** The affinity cookie's name unless `--cookie-name` says otherwise. */
-export const DEFAULT_COOKIE_NAME = "denolb_affinity";
-
-/** A cookie name (RFC 6265 section 4.1.1: an HTTP token). */
-const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-/** The rule `--cookie-name` follows, worded for error messages. */
-export const COOKIE_NAME_RULE = "must be a cookie name: letters, digits and !#$%&'*+-.^_`|~";
-
-/**
- * Whether `name` may name a cookie.
- *
- * @param name The name as given.
- * @returns Whether it is an HTTP token.
- */
-export function isValidCookieName(name: string): boolean {
-  return COOKIE_NAME.test(name);
-}
 
 /** Options of {@linkcode createCookieAffinity}. */
 export interface CookieAffinityOptions {
-  /** The cookie's name. Default: {@linkcode DEFAULT_COOKIE_NAME}. */
-  readonly name?: string;
+  /** The cookie's name. */
+  readonly name: string;
   /** The signing key. Default: 32 random bytes, this policy's own. */
-  readonly secret?: string;
+  readonly secret?: string | undefined;
   /** The cookie's `Max-Age` in milliseconds; 0 makes it a session cookie. Default: 0. */
   readonly maxAgeMs?: number;
 }
-
-/** `cookie`: `cookieName`, `cookieSecret`, `cookieMaxAgeMs`. */
-export const COOKIE: RegisteredPolicy<"cookie"> = definePolicy({
-  name: "cookie",
-  optionsSchema: z.object({
-    cookieName: z.string().default(DEFAULT_COOKIE_NAME).refine(isValidCookieName, {
-      error: (issue) => `--cookie-name "${String(issue.input)}" ${COOKIE_NAME_RULE}`,
-    }),
-    cookieSecret: z.string().optional(),
-    cookieMaxAgeMs: z.number().min(0).default(0),
-  }),
-  create: (options) =>
-    createCookieAffinity({
-      name: options.cookieName,
-      maxAgeMs: options.cookieMaxAgeMs,
-      ...(options.cookieSecret === undefined ? {} : { secret: options.cookieSecret }),
-    }),
-});
 
 /** One backend's cookie: its value and the whole `Set-Cookie` field that sets it. */
 interface SignedCookie {
@@ -80,8 +42,8 @@ interface SignedCookie {
  * @returns A policy whose `responseHeaders` sets the cookie whenever the client did not send
  *   the valid one for the backend that answered.
  */
-export function createCookieAffinity(options: CookieAffinityOptions = {}): Policy {
-  const name = options.name ?? DEFAULT_COOKIE_NAME;
+export function createCookieAffinity(options: CookieAffinityOptions): Policy {
+  const name = options.name;
   const secret = options.secret ?? randomSecret();
   const maxAgeSeconds = Math.floor((options.maxAgeMs ?? 0) / 1000);
   const attributes = "; Path=/; HttpOnly; SameSite=Lax" +

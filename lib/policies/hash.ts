@@ -4,36 +4,12 @@
  *
  * @module
  */
-import { z } from "zod";
-import type { Backend } from "../backend.ts";
-import { HASH_KEY_RULE, type HashKey, parseHashKey, readHashKey } from "./hash_key.ts";
+import type { Backend } from "../core/backend.ts";
+import type { HashKey } from "../shared/hash_key.ts";
+import { readHashKey } from "./hash_key.ts";
 import { buildHashRing, type HashRing, lookupHashRing } from "./hash_ring.ts";
-import {
-  definePolicy,
-  isCandidate,
-  type PickContext,
-  type Policy,
-  type RegisteredPolicy,
-} from "./policy.ts";
+import { isCandidate, type PickContext, type Policy } from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
-
-/** `hash`: `hashKey`, default `client-ip`. */
-export const HASH: RegisteredPolicy<"hash"> = definePolicy({
-  name: "hash",
-  optionsSchema: z.object({
-    hashKey: z.string().default("client-ip").transform((text, context): HashKey => {
-      const key = parseHashKey(text);
-      if (key !== undefined) return key;
-      context.issues.push({
-        code: "custom",
-        input: text,
-        message: `--hash-key "${text}" ${HASH_KEY_RULE}`,
-      });
-      return z.NEVER;
-    }),
-  }),
-  create: (options) => createHash(options.hashKey),
-});
 
 /**
  * Creates a hash policy. The ring is rebuilt only when the pool's backends or weights change;

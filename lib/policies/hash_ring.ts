@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../core/backend.ts";
 
 /** Points per unit of weight: enough that shares stay within a few percent of the weights. */
 const POINTS_PER_WEIGHT = 160;

@@ -4,24 +4,9 @@
  *
  * @module
  */
-import { z } from "zod";
-import type { Backend } from "../backend.ts";
-import {
-  configuredWeight,
-  definePolicy,
-  isCandidate,
-  type Policy,
-  type PolicyDeps,
-  type RegisteredPolicy,
-} from "./policy.ts";
+import type { Backend } from "../core/backend.ts";
+import { configuredWeight, isCandidate, type Policy, type PolicyDeps } from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
-
-/** `least-in-flight`: no options. */
-export const LEAST_IN_FLIGHT: RegisteredPolicy<"least-in-flight"> = definePolicy({
-  name: "least-in-flight",
-  optionsSchema: z.object({}),
-  create: (_options, deps) => createLeastInFlight(deps),
-});
 
 /**
  * Creates a least-in-flight policy. A backend's load is its in-flight count over its weight, so

@@ -5,24 +5,9 @@
  *
  * @module
  */
-import { z } from "zod";
-import type { Backend } from "../backend.ts";
-import {
-  configuredWeight,
-  definePolicy,
-  isCandidate,
-  type Policy,
-  type PolicyDeps,
-  type RegisteredPolicy,
-} from "./policy.ts";
+import type { Backend } from "../core/backend.ts";
+import { configuredWeight, isCandidate, type Policy, type PolicyDeps } from "./policy.ts";
 import { pickWeighted } from "./weighted_choice.ts";
-
-/** `p2c`: no options. */
-export const P2C: RegisteredPolicy<"p2c"> = definePolicy({
-  name: "p2c",
-  optionsSchema: z.object({}),
-  create: (_options, deps) => createP2c(deps),
-});
 
 /**
  * Creates a power-of-two-choices policy.

@@ -1,6 +1,6 @@
 /**
- * What every selection policy is: the interface each file in `policies/` implements, and the
- * definition each file exports so the registry (`policies/registry.ts`) can list it.
+ * What every selection policy is: the interface each file in `policies/` implements; the
+ * registry (`policies/registry.ts`) creates them by name.
  *
  * A policy is pure: it reads the backends' state and its own cursor, does no I/O, is never
  * async and gets randomness injected, so every policy runs the same conformance suite
@@ -8,8 +8,7 @@
  *
  * @module
  */
-import type { z } from "zod";
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../core/backend.ts";
 
 /** What a policy may know about a request beyond the `Request` itself. */
 export interface PickContext {
@@ -54,16 +53,22 @@ export interface Policy {
   ): ReadonlyArray<readonly [name: string, value: string]> | undefined;
 }
 
-/** The balancer settings a policy's options are read from (each policy reads what it needs). */
+/**
+ * The balancer settings policies read, shaped as `config/settings.ts` declares them (the whole
+ * balancer configuration is one), so no policy keeps a default of its own.
+ */
 export interface PolicySettings {
-  /** What `hash` hashes: `client-ip`, `path`, `header:NAME` or `cookie:NAME`. Default: `client-ip`. */
-  readonly hashKey?: string | undefined;
-  /** The `cookie` policy's cookie name. Default: `denolb_affinity`. */
-  readonly cookieName?: string | undefined;
-  /** The key the `cookie` policy signs with. Default: random per policy. */
-  readonly cookieSecret?: string | undefined;
-  /** The affinity cookie's `Max-Age` in ms; 0 is a session cookie. Default: 0. */
-  readonly cookieMaxAgeMs?: number | undefined;
+  /** What `hash` hashes: `client-ip`, `path`, `header:NAME` or `cookie:NAME`. */
+  readonly hashKey: string;
+  /** The `cookie` policy's cookie. */
+  readonly affinityCookie: {
+    /** The cookie's name. */
+    readonly name: string;
+    /** The key it is signed with; none gives each policy a random key. */
+    readonly secret?: string | undefined;
+    /** The cookie's `Max-Age` in ms; 0 is a session cookie. */
+    readonly maxAgeMs: number;
+  };
 }
 
 /** What a policy is given rather than reaching for. */
@@ -86,61 +91,6 @@ export interface PolicyDeps {
  */
 export function configuredWeight(backend: Backend): number {
   return backend.weight;
-}
-
-/** One policy as its file declares it: a name, the schema of its options, a factory. */
-export interface PolicyDefinition<Name extends string, Options> {
-  /** The name given to `--policy`. */
-  readonly name: Name;
-  /** Reads and validates the policy's options from the balancer settings. */
-  readonly optionsSchema: z.ZodType<Options, PolicySettings>;
-  /**
-   * Creates a policy with its own state.
-   *
-   * @param options The validated options.
-   * @param deps Randomness.
-   * @returns A new policy.
-   */
-  create(options: Options, deps: PolicyDeps): Policy;
-}
-
-/** A definition with its options type hidden, so definitions of different options share a list. */
-export interface RegisteredPolicy<Name extends string> {
-  /** The name given to `--policy`. */
-  readonly name: Name;
-  /**
-   * Validates the options from `settings` and creates the policy.
-   *
-   * @param settings The balancer settings.
-   * @param deps Randomness.
-   * @returns A new policy.
-   * @throws {RangeError} When the settings break the policy's options schema.
-   */
-  create(settings: PolicySettings, deps: PolicyDeps): Policy;
-}
-
-/**
- * Declares a policy for the registry.
- *
- * @param definition The policy's name, options schema and factory.
- * @returns The policy as the registry lists it.
- */
-export function definePolicy<const Name extends string, Options>(
-  definition: PolicyDefinition<Name, Options>,
-): RegisteredPolicy<Name> {
-  return {
-    name: definition.name,
-    create(settings: PolicySettings, deps: PolicyDeps): Policy {
-      const parsed = definition.optionsSchema.safeParse(settings);
-      if (!parsed.success) {
-        const message = parsed.error.issues[0]?.message ?? "invalid options";
-        throw new RangeError(`Invalid --policy "${definition.name}": ${message}`, {
-          cause: parsed.error,
-        });
-      }
-      return definition.create(parsed.data, deps);
-    },
-  };
 }
 
 /**

@@ -3,23 +3,9 @@
  *
  * @module
  */
-import { z } from "zod";
-import type { Backend } from "../backend.ts";
-import {
-  definePolicy,
-  isCandidate,
-  type Policy,
-  type PolicyDeps,
-  type RegisteredPolicy,
-} from "./policy.ts";
+import type { Backend } from "../core/backend.ts";
+import { isCandidate, type Policy, type PolicyDeps } from "./policy.ts";
 import { pickWeighted } from "./weighted_choice.ts";
-
-/** `random`: no options. */
-export const RANDOM: RegisteredPolicy<"random"> = definePolicy({
-  name: "random",
-  optionsSchema: z.object({}),
-  create: (_options, deps) => createRandom(deps),
-});
 
 /**
  * Creates a weighted random policy.

@@ -4,23 +4,8 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
-import { z } from "zod";
-import {
-  configuredWeight,
-  definePolicy,
-  isCandidate,
-  type Policy,
-  type PolicyDeps,
-  type RegisteredPolicy,
-} from "./policy.ts";
-
-/** `round-robin`: no options. */
-export const ROUND_ROBIN: RegisteredPolicy<"round-robin"> = definePolicy({
-  name: "round-robin",
-  optionsSchema: z.object({}),
-  create: (_options, deps) => createRoundRobin(deps),
-});
+import type { Backend } from "../core/backend.ts";
+import { configuredWeight, isCandidate, type Policy, type PolicyDeps } from "./policy.ts";
 
 /**
  * Creates a round-robin policy.

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend.ts";
+import type { Backend } from "../core/backend.ts";
 
 /**
  * Picks one of `candidates` with probability proportional to its weight.
@@ -11,7 +11,7 @@ import type { Backend } from "../backend.ts";
  * @example
  * ```ts
  * import { assertStrictEquals } from "@std/assert";
- * import { Backend, parseBackendUrl } from "../backend.ts";
+ * import { Backend, parseBackendUrl } from "../core/backend.ts";
  * import { pickWeighted } from "./weighted_choice.ts";
  * const a = new Backend(parseBackendUrl("10.0.0.1:80"), { weight: 3 });
  * const b = new Backend(parseBackendUrl("10.0.0.2:80"), { weight: 1 });

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { DeadlineQueue } from "../deadlines.ts";
+import { DeadlineQueue } from "../shared/deadlines.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { type Http1Connection, openConnection } from "./http1_connection.ts";
 import { Exchange, isBodySourceError } from "./http1_exchange.ts";

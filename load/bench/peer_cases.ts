@@ -35,8 +35,8 @@ import {
   type RawBackendAnswer,
   type RecordedRequest,
   startRawBackend,
-} from "../../tests/support/raw_backend.ts";
-import { RawConnection, type RawReadOutcome } from "../../tests/support/raw_http.ts";
+} from "./raw_backend.ts";
+import { RawConnection, type RawReadOutcome } from "./raw_http.ts";
 import { freePort, startNginx, waitForPort, writeLine } from "./bench_support.ts";
 
 const REPO = new URL("../../", import.meta.url);

@@ -4,8 +4,8 @@
  * the page within a probe interval; Drain on another stops its traffic. The screenshot is kept
  * in dist/test-artifacts/.
  */
-import { parseBalancerArgs } from "../../lib/config.ts";
-import { startBalancer } from "../../lib/server.ts";
+import { parseBalancerArgs } from "../../lib/config/config.ts";
+import { startBalancer } from "../../lib/control/balancer.ts";
 import { DEMO_BACKENDS, serveBackend } from "../../backend-servers/serve.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 import { chromiumTest, openRemotePage } from "../support/chromium.ts";

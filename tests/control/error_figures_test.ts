@@ -3,10 +3,10 @@
  * answers backends send, beside the requests they did not answer at all (the balancer's own
  * 502/504), each under its own name, with one isolate and with two.
  */
-import { parseBalancerArgs } from "../../lib/config.ts";
-import { type RunningBalancer, startBalancer } from "../../lib/server.ts";
+import { parseBalancerArgs } from "../../lib/config/config.ts";
+import { type RunningBalancer, startBalancer } from "../../lib/control/balancer.ts";
 import { assert, assertEquals } from "../support/assert.ts";
-import { startRawBackend } from "../support/raw_backend.ts";
+import { startRawBackend } from "../../load/bench/raw_backend.ts";
 import { startServer } from "../support/servers.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url);

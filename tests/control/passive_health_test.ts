@@ -3,12 +3,12 @@
  * state, are logged and published once each, counted in metrics that survive the cross-isolate
  * merge, and leave no timer behind.
  */
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import { PassiveHealth } from "../../lib/control/passive_health.ts";
-import { getModuleLogger } from "../../lib/log.ts";
-import { Metrics } from "../../lib/metrics.ts";
-import type { OutlierSettings } from "../../lib/outlier.ts";
-import { Pool } from "../../lib/pool.ts";
+import { getModuleLogger } from "../../lib/process/log.ts";
+import { Metrics } from "../../lib/core/metrics.ts";
+import type { OutlierSettings } from "../../lib/core/outlier.ts";
+import { Pool } from "../../lib/core/pool.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { captureLogs } from "../support/capture_logs.ts";
 import { FakeClock } from "../support/fake_clock.ts";

@@ -3,9 +3,9 @@
  * through `POST /reload` (backends added and removed, an invalid file changing nothing), then
  * a load run from our own load tester across five reloads with zero errors.
  */
-import { parseBalancerArgs } from "../../lib/config.ts";
+import { parseBalancerArgs } from "../../lib/config/config.ts";
 import { planReload } from "../../lib/control/reload.ts";
-import { startBalancer } from "../../lib/server.ts";
+import { startBalancer } from "../../lib/control/balancer.ts";
 import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
 import { REPO_ROOT } from "../support/subprocess.ts";
 import { startServer, type TestServer } from "../support/servers.ts";

@@ -2,8 +2,8 @@
  * `lb --workers 2`: two data-plane isolates on one address, one control plane. Health flips
  * reach both, counts and histograms add up in one view, drain stops both.
  */
-import { parseBalancerArgs } from "../../lib/config.ts";
-import { startBalancer } from "../../lib/server.ts";
+import { parseBalancerArgs } from "../../lib/config/config.ts";
+import { startBalancer } from "../../lib/control/balancer.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { startServer } from "../support/servers.ts";

@@ -7,14 +7,14 @@ import {
   formatAccessRecord,
 } from "../../lib/data/access_log.ts";
 import { startDataPlane } from "../../lib/data/data_plane.ts";
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
-import { type BalancerConfig, DEFAULT_BALANCER_CONFIG } from "../../lib/config.ts";
-import type { MetricEvent } from "../../lib/metrics.ts";
-import { Metrics } from "../../lib/metrics.ts";
-import { Pool } from "../../lib/pool.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
+import { type BalancerConfig, DEFAULT_BALANCER_CONFIG } from "../../lib/config/config.ts";
+import type { MetricEvent } from "../../lib/core/metrics.ts";
+import { Metrics } from "../../lib/core/metrics.ts";
+import { Pool } from "../../lib/core/pool.ts";
 import { systemClock } from "../../lib/shared/clock.ts";
 import { FakeClock, settle } from "../support/fake_clock.ts";
-import type { SignalApi } from "../../lib/signals.ts";
+import type { SignalApi } from "../../lib/process/signals.ts";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { captureLogs } from "../support/capture_logs.ts";
 import { waitForFileText } from "../support/files.ts";

@@ -1,7 +1,7 @@
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import { Admission, type Admitted, inFlightLimitsOf } from "../../lib/data/admission.ts";
 import { createRoundRobin } from "../../lib/policies/round_robin.ts";
-import { Pool } from "../../lib/pool.ts";
+import { Pool } from "../../lib/core/pool.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 

@@ -3,8 +3,8 @@
  * noticed once the delay has passed (reading `request.signal` costs Deno an operation per
  * request, so the handler only does it for requests still waiting), and never before.
  */
-import { Backend } from "../../lib/backend.ts";
-import { DeadlineQueue } from "../../lib/deadlines.ts";
+import { Backend } from "../../lib/core/backend.ts";
+import { DeadlineQueue } from "../../lib/shared/deadlines.ts";
 import { forward } from "../../lib/data/proxy.ts";
 import { createHttp1Client } from "../../lib/upstream/http1.ts";
 import { assert, assertEquals } from "../support/assert.ts";

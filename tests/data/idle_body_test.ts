@@ -1,5 +1,5 @@
 import { IDLE_BODY_TIMEOUT, watchIdleBody } from "../../lib/data/idle_body.ts";
-import { DeadlineQueue } from "../../lib/deadlines.ts";
+import { DeadlineQueue } from "../../lib/shared/deadlines.ts";
 import { assertEquals, assertRejects, assertStrictEquals } from "../support/assert.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 

@@ -1,7 +1,8 @@
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
-import { createPolicy } from "../../lib/policy.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
+import { createPolicy } from "../../lib/policies/registry.ts";
 import { createHash } from "../../lib/policies/hash.ts";
-import { parseHashKey } from "../../lib/policies/hash_key.ts";
+import { parseHashKey } from "../../lib/shared/hash_key.ts";
+import { DEFAULT_BALANCER_CONFIG } from "../../lib/config/config.ts";
 import { assert, assertEquals, assertStrictEquals, assertThrows } from "../support/assert.ts";
 
 function makeBackends(count: number): Backend[] {
@@ -106,8 +107,8 @@ Deno.test("parseHashKey() accepts the four forms and rejects others", () => {
 
 Deno.test("createPolicy() rejects a bad hash key with a RangeError naming it", () => {
   assertThrows(
-    () => createPolicy("hash", { hashKey: "query:x" }),
+    () => createPolicy("hash", { ...DEFAULT_BALANCER_CONFIG, hashKey: "query:x" }),
     RangeError,
-    'Invalid --policy "hash": --hash-key "query:x" must be client-ip, path, header:NAME or cookie:NAME',
+    'Invalid --hash-key "query:x": must be client-ip, path, header:NAME or cookie:NAME',
   );
 });

@@ -1,4 +1,4 @@
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import { createLeastInFlight } from "../../lib/policies/least_in_flight.ts";
 import { assertEquals, assertStrictEquals } from "../support/assert.ts";
 

@@ -1,4 +1,4 @@
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import { createP2c } from "../../lib/policies/p2c.ts";
 import { assert, assertStrictEquals } from "../support/assert.ts";
 import { seededRandom } from "./seeded_random.ts";

@@ -1,4 +1,4 @@
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import { createRandom } from "../../lib/policies/random.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 import { seededRandom } from "./seeded_random.ts";

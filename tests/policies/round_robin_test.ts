@@ -1,4 +1,4 @@
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import { createRoundRobin } from "../../lib/policies/round_robin.ts";
 import { assertEquals } from "../support/assert.ts";
 

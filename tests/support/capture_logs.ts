@@ -6,7 +6,7 @@
  * @module
  */
 import { configure, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
-import { LOG_ROOT } from "../../lib/log.ts";
+import { LOG_ROOT } from "../../lib/process/log.ts";
 
 /** Options for {@linkcode captureLogs}. */
 export interface CaptureLogsOptions {

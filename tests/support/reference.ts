@@ -1,5 +1,5 @@
 /**
- * `deno task docs`: writes `lib/REFERENCE.md`, every flag of every command, from the tables the
+ * `deno task docs`: writes `lib/config/REFERENCE.md`, every flag of every command, from the tables the
  * commands themselves read and print as `--help`: `lib/settings.ts` for `lb`,
  * `load/flag_table.ts` for `loadtest`, and the help texts of `backends` and `demo`.
  * `tests/reference_test.ts` fails when the file and the tables disagree.
@@ -10,15 +10,15 @@
  *
  * @module
  */
-import { SECTIONS, settingEntries } from "../../lib/settings.ts";
-import { CONFIG_FLAG } from "../../lib/config_flags.ts";
+import { SECTIONS, settingEntries } from "../../lib/config/settings.ts";
+import { CONFIG_FLAG } from "../../lib/config/flags.ts";
 import { BACKENDS_HELP } from "../../backend-servers/backends_command.ts";
 import { DEMO_HELP } from "../../backend-servers/demo_command.ts";
 import { flagSynopsis, LOADTEST_FLAG_SECTIONS } from "../../load/flag_table.ts";
 import { REPO_ROOT } from "./subprocess.ts";
 
 /** Where the reference is written, from the repository root. */
-export const REFERENCE_PATH = "lib/REFERENCE.md";
+export const REFERENCE_PATH = "lib/config/REFERENCE.md";
 
 /** A Markdown table cell: pipes escaped, line breaks flattened. */
 function cell(text: string): string {
@@ -128,7 +128,7 @@ function helpReference(command: string, help: string): string {
 /**
  * The reference as Markdown, before formatting.
  *
- * @returns The text of `lib/REFERENCE.md` without `deno fmt`'s alignment.
+ * @returns The text of `lib/config/REFERENCE.md` without `deno fmt`'s alignment.
  */
 export function renderReference(): string {
   return [
@@ -176,7 +176,7 @@ export async function formatMarkdown(markdown: string): Promise<string> {
 /**
  * The reference as it must be on disk.
  *
- * @returns The formatted text of `lib/REFERENCE.md`.
+ * @returns The formatted text of `lib/config/REFERENCE.md`.
  */
 export async function expectedReference(): Promise<string> {
   return await formatMarkdown(renderReference());

@@ -5,13 +5,13 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
-import { type BalancerConfig, DEFAULT_BALANCER_CONFIG } from "../../lib/config.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
+import { type BalancerConfig, DEFAULT_BALANCER_CONFIG } from "../../lib/config/config.ts";
 import { startDataPlane } from "../../lib/data/data_plane.ts";
 import type { AccessLogSink, AccessRecord } from "../../lib/data/access_log.ts";
-import { Metrics } from "../../lib/metrics.ts";
-import { Pool } from "../../lib/pool.ts";
-import type { Upstream } from "../../lib/settings.ts";
+import { Metrics } from "../../lib/core/metrics.ts";
+import { Pool } from "../../lib/core/pool.ts";
+import type { Upstream } from "../../lib/config/settings.ts";
 import { systemClock } from "../../lib/shared/clock.ts";
 
 /** A server listening on 127.0.0.1 and a port the OS chose. */

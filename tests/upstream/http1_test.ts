@@ -2,7 +2,7 @@
  * The `http1` upstream against real servers on port 0: `Deno.serve` backends for behaviour,
  * raw TCP backends for the exact bytes on the wire and for misbehaving backends.
  */
-import { Backend, parseBackendUrl } from "../../lib/backend.ts";
+import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import { forward } from "../../lib/data/proxy.ts";
 import { createHttp1Client } from "../../lib/upstream/http1.ts";
 import { Http1Response } from "../../lib/upstream/http1_response.ts";
@@ -15,7 +15,7 @@ import {
   assertStringIncludes,
 } from "../support/assert.ts";
 import { FakeClock } from "../support/fake_clock.ts";
-import { startRawBackend } from "../support/raw_backend.ts";
+import { startRawBackend } from "../../load/bench/raw_backend.ts";
 import { startServer } from "../support/servers.ts";
 import { startScriptedBackend } from "./scripted_backend.ts";
 

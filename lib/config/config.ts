@@ -1,0 +1,182 @@
+/**
+ * The balancer's configuration: building it from the command line, an optional JSON file and
+ * the environment.
+ *
+ * Everything is validated here, once, before any listener opens; the rest of the balancer trusts
+ * a {@linkcode BalancerConfig}. Precedence, lowest first: defaults, `--config FILE.json`, the
+ * `LOGLEVEL` environment variable, the positional health period (the original Python balancer's
+ * argument), flags. Every setting is declared once in `settings.ts`; the defaults and merging
+ * (`config_layers.ts`), the flags (`config_flags.ts`), the file (`config_file.ts`) and the help
+ * (`config_help.ts`) derive from it. This module adds the sources that are not one setting's flag
+ * and the rules that tie
+ * settings together, and re-exports what callers need.
+ *
+ * @module
+ */
+import { CONFIG_FLAG, flagLayer, type Flags, readFlags } from "./flags.ts";
+import { loadConfigFile } from "./file.ts";
+import { mergeLayers } from "./layers.ts";
+import { isLoopbackHost } from "../shared/ip.ts";
+import {
+  type BalancerConfig,
+  type ConfigLayer,
+  LONGEST_DURATION,
+  parseAdminAddress,
+  SETTINGS,
+} from "./settings.ts";
+import { UsageError } from "../shared/command.ts";
+import { formatDuration, MAX_TIMER_MS } from "../shared/duration.ts";
+
+export { isHelpRequested, LB_FLAG_NAMES } from "./flags.ts";
+export { parseConfigFile } from "./file.ts";
+export { LB_HELP } from "./help.ts";
+export {
+  type BackendConfig,
+  type BalancerConfig,
+  type ConfigLayer,
+  type LogFormat,
+} from "./settings.ts";
+export { DEFAULT_BALANCER_CONFIG } from "./layers.ts";
+
+/** Options for {@linkcode parseBalancerArgs}. */
+export interface ParseBalancerArgsOptions {
+  /** Reads the `--config` file. Default: `Deno.readTextFile`. */
+  readonly readTextFile?: (path: string) => Promise<string>;
+}
+
+/**
+ * Builds the balancer's configuration from `lb`'s arguments, an optional `--config` JSON file
+ * and the `LOGLEVEL` environment variable.
+ *
+ * @param args The arguments after `lb`, such as `["5"]` or `["--port", "0", "--backend", "a:1"]`.
+ * @param env Reads an environment variable (`LOGLEVEL`).
+ * @param options How to read the config file.
+ * @returns The validated configuration.
+ * @throws {UsageError} For an unknown flag, a bad value, an unreadable or invalid config file,
+ *   with one line naming the flag (or field) and the value.
+ */
+export async function parseBalancerArgs(
+  args: readonly string[],
+  env: (name: string) => string | undefined,
+  options: ParseBalancerArgsOptions = {},
+): Promise<BalancerConfig> {
+  const { flags, positionals } = readFlags(args);
+  const readTextFile = options.readTextFile ?? ((path: string) => Deno.readTextFile(path));
+  const filePath = flags.get(CONFIG_FLAG)?.at(-1);
+  const file = filePath === undefined ? {} : await loadConfigFile(filePath, readTextFile);
+  const layers: ConfigLayer[] = [
+    file,
+    envLayer(env),
+    positionalLayer(positionals),
+    flagLayer(flags),
+  ];
+  return finish(layers, timeoutSource(flags, file, filePath));
+}
+
+/** The settings the environment gives: `LOGLEVEL`, as the original Python balancer read it. */
+function envLayer(env: (name: string) => string | undefined): ConfigLayer {
+  const text = env("LOGLEVEL");
+  if (text === undefined || text.trim() === "") return {};
+  const parsed = SETTINGS.log.level.kind.parse(text);
+  if (!parsed.ok) throw new UsageError(`Invalid LOGLEVEL "${text}": ${parsed.rule}`);
+  return { log: { level: parsed.value } };
+}
+
+/**
+ * The settings the positional health period gives (seconds, floored at 1), the original Python
+ * balancer's only argument.
+ *
+ * @throws {UsageError} For more than one argument or one that is not a number of seconds.
+ */
+function positionalLayer(positionals: readonly string[]): ConfigLayer {
+  if (positionals.length === 0) return {};
+  if (positionals.length > 1) {
+    throw new UsageError(
+      `Unexpected argument "${
+        positionals[1]
+      }": lb takes at most one argument, the health check period in seconds`,
+    );
+  }
+  const text = positionals[0] ?? "";
+  const seconds = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isFinite(seconds)) {
+    throw new UsageError(
+      `Invalid health check period "${text}": must be a number of seconds, such as 5 or 0.5`,
+    );
+  }
+  // The original Python balancer floors the period at one second.
+  const intervalMs = Math.max(1, seconds) * 1000;
+  if (intervalMs > MAX_TIMER_MS) {
+    throw new UsageError(
+      `Invalid health check period "${text}": must be at most ${
+        Math.floor(MAX_TIMER_MS / 1000)
+      } seconds (${LONGEST_DURATION}), the longest a timer can wait`,
+    );
+  }
+  return { health: { intervalMs } };
+}
+
+/** Merges the layers over the defaults and applies the rules that tie settings together. */
+function finish(
+  layers: readonly ConfigLayer[],
+  timeout: TimeoutSource | undefined,
+): BalancerConfig {
+  const merged = mergeLayers(layers);
+  const intervalMs = merged.health.intervalMs;
+  let explicitTimeoutMs: number | undefined;
+  for (const layer of layers) explicitTimeoutMs = layer.health?.timeoutMs ?? explicitTimeoutMs;
+  if (explicitTimeoutMs !== undefined && explicitTimeoutMs > intervalMs) {
+    const rule = `must not exceed the health interval (${formatDuration(intervalMs)})`;
+    throw new UsageError(
+      timeout === undefined
+        ? `Invalid health timeout ${formatDuration(explicitTimeoutMs)}: ${rule}`
+        : timeout(rule),
+    );
+  }
+  const seen = new Set<string>();
+  for (const backend of merged.backends) {
+    if (seen.has(backend.url.href)) {
+      throw new UsageError(`Backend "${backend.url.href}" is listed twice`);
+    }
+    seen.add(backend.url.href);
+  }
+  checkAdminExposure(merged);
+  // An unset probe timeout defaults to 2 s, but never more than the interval.
+  const timeoutMs = explicitTimeoutMs ?? Math.min(merged.health.timeoutMs, intervalMs);
+  return { ...merged, health: { ...merged.health, timeoutMs } };
+}
+
+/**
+ * Refuses an admin API open to the network: without a token anyone who reaches it can add,
+ * drain and remove backends, so an address other than loopback needs `--admin-token` or an
+ * explicit `--admin-insecure on`.
+ *
+ * @throws {UsageError} Naming the address and both ways out.
+ */
+function checkAdminExposure(config: BalancerConfig): void {
+  const { listen, token, insecure } = config.admin;
+  const address = listen === "off" ? undefined : parseAdminAddress(listen);
+  if (address === undefined || token !== undefined || insecure === "on") return;
+  if (isLoopbackHost(address.hostname)) return;
+  throw new UsageError(
+    `Invalid --admin "${listen}": an admin address other than loopback needs --admin-token ` +
+      "(anyone who can reach it could add, drain and remove backends); " +
+      "--admin-insecure on runs it without one",
+  );
+}
+
+/** Words a health-timeout rule into a message naming where the timeout was set. */
+type TimeoutSource = (rule: string) => string;
+
+function timeoutSource(
+  flags: Flags,
+  file: ConfigLayer,
+  filePath: string | undefined,
+): TimeoutSource | undefined {
+  const flag = flags.get(SETTINGS.health.timeoutMs.flag)?.at(-1);
+  if (flag !== undefined) return (rule) => `Invalid --health-timeout "${flag}": ${rule}`;
+  if (file.health?.timeoutMs !== undefined && filePath !== undefined) {
+    return (rule) => `Invalid config "${filePath}": health.timeoutMs ${rule}`;
+  }
+  return undefined;
+}

@@ -1,0 +1,398 @@
+/**
+ * The balancer's lifecycle and the one place that wires it: the control plane (pool, health
+ * checker, admin API, metrics, reload, drain) in this isolate, and the data plane
+ * (`data/data_plane.ts`: listener, request handler, upstream clients) either here too
+ * (`--workers 1`) or in N worker isolates sharing the address (`control/workers.ts`).
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import { Backend } from "../core/backend.ts";
+import type { BalancerConfig } from "../config/config.ts";
+import { createCookieSecret, withCookieSecret } from "./cookie_secret.ts";
+import { planReload } from "./reload.ts";
+import { startServing } from "./serving.ts";
+import { PassiveHealth } from "./passive_health.ts";
+import { type BackendConfig, parseAdminAddress } from "../config/settings.ts";
+import { type AdminDeps, createAdminHandler, statusReport } from "./admin.ts";
+import { DASHBOARD_HTML, statusEventStream } from "./dashboard.ts";
+import { HealthChecker } from "./health.ts";
+import { getModuleLogger } from "../process/log.ts";
+import { Metrics } from "../core/metrics.ts";
+import { Pool } from "../core/pool.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
+
+/** Dependencies of the balancer, each with a production default. */
+export interface BalancerDeps {
+  /** Drives health probes and the drain deadline. Default: {@linkcode systemClock}. */
+  readonly clock?: Clock;
+  /** Receives lifecycle records. Default: the `["denolb", "server"]` logger. */
+  readonly logger?: Logger;
+  /** Called once the listener is bound, with its address. Default: none. */
+  readonly onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * Reads the configuration anew for a reload (SIGHUP, `POST /reload`); throws a
+   * `UsageError` naming the problem when the new configuration is invalid. Default: reloads
+   * are refused.
+   */
+  readonly loadConfig?: () => Promise<BalancerConfig>;
+  /**
+   * The module data-plane workers start from (the program's entry module). Default: none, so
+   * the data plane runs in this isolate whatever `--workers` says.
+   */
+  readonly workerEntry?: URL;
+}
+
+/** The outcome of a reload. */
+export type ReloadOutcome =
+  | { readonly ok: true; readonly changes: readonly string[] }
+  | { readonly ok: false; readonly problems: readonly string[] };
+
+/** A balancer that is serving. */
+export interface RunningBalancer extends AsyncDisposable {
+  /** Where it listens now: `http://host:port/` (a reload may move it). */
+  readonly url: URL;
+  /** The backends and their state. */
+  readonly pool: Pool;
+  /** Its counters and histograms. */
+  readonly metrics: Metrics;
+  /** Its active health checker (already started). */
+  readonly health: HealthChecker;
+  /** Its passive health (outlier detection, already started). */
+  readonly passiveHealth: PassiveHealth;
+  /** Client connections currently open. */
+  readonly connectionCount: number;
+  /** Where the admin API listens, `http://host:port/`; `undefined` with `--admin off`. */
+  readonly adminUrl: URL | undefined;
+  /** How many isolates serve requests (1 without workers). */
+  readonly isolateCount: number;
+  /**
+   * Reads the configuration again and applies it to new requests without dropping in-flight
+   * ones or open connections: backends that stay keep their state and counters, removed ones
+   * drain first, a new listener address is bound before the old one closes. An invalid
+   * configuration changes nothing. Reloads run one at a time.
+   *
+   * @returns What changed, or every problem found.
+   */
+  reload(): Promise<ReloadOutcome>;
+  /**
+   * Stops accepting, fails the admin `/health`, lets in-flight requests finish within the
+   * configured drain timeout, then stops health checks, closes upstream connections and the
+   * admin listener. Idempotent.
+   *
+   * @returns Whether every in-flight request finished within the timeout.
+   */
+  drain(): Promise<boolean>;
+}
+
+/** How often the dashboard gets a new snapshot, in milliseconds. */
+const DASHBOARD_INTERVAL_MS = 1_000;
+
+/** How often a removed backend is checked for its last in-flight request. */
+const RETIRE_POLL_MS = 50;
+
+/**
+ * Starts the balancer and resolves once it listens.
+ *
+ * @param initial The validated configuration.
+ * @param deps Clock, logger, listen callback, how to reload, and the workers' entry module.
+ * @returns The running balancer; drain it (or `await using` it) to stop.
+ * @throws {Error} When an address cannot be bound, or a data-plane worker fails to start.
+ */
+export async function startBalancer(
+  initial: BalancerConfig,
+  deps: BalancerDeps = {},
+): Promise<RunningBalancer> {
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? getModuleLogger("server");
+  // One affinity cookie key per process unless configured: every isolate and reload shares it.
+  const cookieSecret = createCookieSecret();
+  let config = withCookieSecret(initial, cookieSecret);
+  const pool = new Pool(config.backends.map((b) => new Backend(b.url, { weight: b.weight })));
+  const metrics = new Metrics(pool);
+  // Passive health publishes its flips through the data plane, which starts after it.
+  let publish = (): void => {};
+  const passive = new PassiveHealth(pool, config.outlier, {
+    clock,
+    metrics,
+    onChange: () => publish(),
+  });
+  const serving = await startServing(config, {
+    pool,
+    metrics,
+    clock,
+    logger,
+    onAttempt: passive.observe,
+    ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
+  });
+  publish = () => serving.publish();
+  passive.start();
+  const health = new HealthChecker(pool, {
+    ...config.health,
+    clock,
+    onChange: (backend, state) => {
+      metrics.recordHealthFlip(backend, state);
+      serving.publish();
+    },
+  });
+  let isDraining = false;
+  const stopping = new AbortController();
+  const retiring = new Set<Promise<void>>();
+  const own = (task: Promise<void>) => {
+    retiring.add(task);
+    void task.finally(() => retiring.delete(task));
+  };
+  health.start();
+
+  // Backends being drained for removal; taking one out of here cancels its removal.
+  const leaving = new Set<Backend>();
+  const addBackend = (backendConfig: BackendConfig): Backend => {
+    const returning = pool.find(backendConfig.url.href);
+    if (returning !== undefined && leaving.delete(returning)) {
+      // Removed by an earlier reload and still draining: it simply stays.
+      returning.setDraining(false);
+      returning.setWeight(backendConfig.weight);
+      serving.publish();
+      logger.info("Backend kept", { backend: returning.name, weight: returning.weight });
+      return returning;
+    }
+    // A backend joining a serving pool is slow-started (returnCount above 0).
+    const backend = new Backend(backendConfig.url, {
+      weight: backendConfig.weight,
+      returnCount: 1,
+    });
+    pool.add(backend);
+    health.track(backend);
+    serving.publish();
+    logger.info("Backend added", { backend: backend.name, weight: backend.weight });
+    return backend;
+  };
+  /** Drains a backend, then takes it out of the pool and stops probing it. */
+  const removeBackend = async (backend: Backend): Promise<void> => {
+    if (leaving.has(backend)) return;
+    leaving.add(backend);
+    backend.setDraining(true);
+    serving.publish();
+    const deadline = clock.now() + config.drainTimeoutMs;
+    while (backend.inFlight > 0 && clock.now() < deadline && leaving.has(backend)) {
+      await clock.sleep(RETIRE_POLL_MS);
+    }
+    if (!leaving.delete(backend)) return; // added back meanwhile
+    pool.remove(backend);
+    health.untrack(backend);
+    passive.forget(backend);
+    serving.publish();
+    logger.info("Backend removed", { backend: backend.name, inFlight: backend.inFlight });
+  };
+  const adminDeps = (c: BalancerConfig): AdminDeps => ({
+    pool,
+    metrics,
+    isDraining: () => isDraining,
+    token: c.admin.token,
+    hostname: parseAdminAddress(c.admin.listen)?.hostname,
+    onDrainChange: (backend, isDrainingBackend) => {
+      serving.publish();
+      logger.info(isDrainingBackend ? "Backend draining" : "Backend undrained", {
+        backend: backend.name,
+        inFlight: backend.inFlight,
+      });
+    },
+    isolates: () => serving.isolates(),
+    dashboard: {
+      html: DASHBOARD_HTML,
+      // Streams end with their client, or when the balancer stops (a shutdown waits for them).
+      events: (signal) =>
+        statusEventStream(() => statusReport(pool, metrics, isDraining), {
+          intervalMs: DASHBOARD_INTERVAL_MS,
+          signal: AbortSignal.any([signal, stopping.signal]),
+        }),
+    },
+    control: {
+      reload: () => reload(),
+      addBackend: (backendConfig) => addBackend(backendConfig),
+      removeBackend: (backend) => own(removeBackend(backend)),
+    },
+  });
+  let admin: Deno.HttpServer<Deno.NetAddr> | undefined;
+  try {
+    admin = startAdmin(config, adminDeps(config));
+  } catch (error) {
+    await serving.drain(0);
+    await health.stop();
+    await passive.stop();
+    throw error;
+  }
+  logger.info("Balancer listening", {
+    url: httpUrl(serving.addr).href,
+    admin: admin === undefined ? "off" : httpUrl(admin.addr).href,
+    backends: pool.backends.map((b) => b.name),
+    policy: config.policy,
+    workers: serving.isolateCount,
+    healthIntervalMs: config.health.intervalMs,
+  });
+  deps.onListen?.(serving.addr);
+
+  const applyReload = async (): Promise<ReloadOutcome> => {
+    if (deps.loadConfig === undefined) {
+      return { ok: false, problems: ["this balancer was started without a way to reload"] };
+    }
+    let next: BalancerConfig;
+    try {
+      next = withCookieSecret(await deps.loadConfig(), cookieSecret);
+    } catch (error) {
+      const problems = [error instanceof Error ? error.message : String(error)];
+      logger.warn("Reload rejected; the running configuration is unchanged", { problems });
+      return { ok: false, problems };
+    }
+    const plan = planReload(config, next);
+    // What can fail comes first, so a failure leaves everything as it was.
+    let nextAdmin: Deno.HttpServer<Deno.NetAddr> | undefined;
+    try {
+      if (plan.isAdminChanged && next.admin.listen !== config.admin.listen) {
+        // A new address: the old one closes only once the new one is bound.
+        nextAdmin = startAdmin(next, adminDeps(next));
+      }
+      // Every isolate binds what it needs before any switches: all of them apply it, or none.
+      if (plan.isListenerChanged || plan.isHandlerChanged) await serving.configure(next);
+    } catch (error) {
+      await nextAdmin?.shutdown();
+      const problems = [error instanceof Error ? error.message : String(error)];
+      logger.warn("Reload rejected; the running configuration is unchanged", { problems });
+      return { ok: false, problems };
+    }
+    if (plan.isAdminChanged) {
+      const old = admin;
+      // Same address, new token: the old listener must close before the new one binds.
+      if (nextAdmin === undefined) await old?.shutdown();
+      admin = nextAdmin ?? startAdmin(next, adminDeps(next));
+      if (nextAdmin !== undefined) own(old?.shutdown() ?? Promise.resolve());
+    }
+    for (const backendConfig of plan.added) addBackend(backendConfig);
+    for (const href of plan.removed) {
+      const backend = pool.find(href);
+      if (backend !== undefined) own(removeBackend(backend));
+    }
+    for (const backendConfig of plan.reweighted) {
+      pool.find(backendConfig.url.href)?.setWeight(backendConfig.weight);
+    }
+    if (plan.reweighted.length > 0) serving.publish();
+    if (plan.isHealthChanged) health.reconfigure(next.health);
+    passive.reconfigure(next.outlier);
+    config = next;
+    logger.info("Configuration reloaded", {
+      changes: plan.summary,
+      ...(plan.needsRestart.length === 0 ? {} : { needsRestart: plan.needsRestart }),
+    });
+    return { ok: true, changes: plan.summary };
+  };
+  let reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true, changes: [] });
+  const reload = (): Promise<ReloadOutcome> => {
+    if (isDraining) return Promise.resolve({ ok: false, problems: ["the balancer is draining"] });
+    const safely = () =>
+      applyReload().catch((error): ReloadOutcome => {
+        const problems = [error instanceof Error ? error.message : String(error)];
+        logger.error("Reload failed", { problems });
+        return { ok: false, problems };
+      });
+    reloading = reloading.then(safely, safely);
+    return reloading;
+  };
+
+  let drained: Promise<boolean> | undefined;
+  const drain = (): Promise<boolean> => {
+    drained ??= (async () => {
+      isDraining = true;
+      logger.info("Draining", { inFlight: pool.inFlight, timeoutMs: config.drainTimeoutMs });
+      const isClean = await serving.drain(config.drainTimeoutMs);
+      if (!isClean) {
+        logger.warn("Drain timed out; closed the remaining requests", { inFlight: pool.inFlight });
+      }
+      await Promise.all(retiring);
+      await health.stop();
+      await passive.stop();
+      stopping.abort();
+      await admin?.shutdown();
+      logger.info("Balancer stopped", { isClean });
+      return isClean;
+    })();
+    return drained;
+  };
+
+  return {
+    get url() {
+      return httpUrl(serving.addr);
+    },
+    pool,
+    metrics,
+    health,
+    passiveHealth: passive,
+    get connectionCount() {
+      return serving.connectionCount;
+    },
+    get adminUrl() {
+      return admin === undefined ? undefined : httpUrl(admin.addr);
+    },
+    isolateCount: serving.isolateCount,
+    reload,
+    drain,
+    async [Symbol.asyncDispose]() {
+      await drain();
+    },
+  };
+}
+
+/** `http://host:port/` for a bound address, with an IPv6 host in brackets. */
+function httpUrl(addr: Deno.NetAddr): URL {
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  return new URL(`http://${host}:${addr.port}/`);
+}
+
+/**
+ * Starts the admin listener, unless `--admin off`.
+ *
+ * @throws {Error} When its address cannot be bound, naming it.
+ */
+function startAdmin(
+  config: BalancerConfig,
+  deps: AdminDeps,
+): Deno.HttpServer<Deno.NetAddr> | undefined {
+  if (config.admin.listen === "off") return undefined;
+  const address = parseAdminAddress(config.admin.listen);
+  if (address === undefined) throw new Error(`Invalid admin address "${config.admin.listen}"`);
+  try {
+    return Deno.serve(
+      { hostname: address.hostname, port: address.port, onListen: () => {} },
+      createAdminHandler(deps),
+    );
+  } catch (cause) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`Cannot listen on admin address ${config.admin.listen}: ${detail}`, {
+      cause,
+    });
+  }
+}
+
+/**
+ * Runs the balancer until `signal` aborts, then drains it. SIGHUP-style reloads go through
+ * `onStarted`'s balancer (`reload()`).
+ *
+ * @param config The validated configuration.
+ * @param signal Aborted on SIGINT or SIGTERM.
+ * @param deps Clock, logger, listen callback, how to reload, and a callback with the running
+ *   balancer.
+ * @returns Whether the drain finished within its timeout.
+ */
+export async function runBalancer(
+  config: BalancerConfig,
+  signal: AbortSignal,
+  deps: BalancerDeps & { readonly onStarted?: (balancer: RunningBalancer) => void } = {},
+): Promise<boolean> {
+  const balancer = await startBalancer(config, deps);
+  deps.onStarted?.(balancer);
+  if (!signal.aborted) {
+    await new Promise<void>((resolve) =>
+      signal.addEventListener("abort", () => resolve(), { once: true })
+    );
+  }
+  return await balancer.drain();
+}
