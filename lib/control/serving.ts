@@ -14,6 +14,7 @@ import { getModuleLogger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Pool } from "../pool.ts";
 import type { BalancerConfig } from "../settings.ts";
+import type { SharedState } from "../shared_state.ts";
 import type { Clock } from "../shared/clock.ts";
 import { startWorkers, type Workers } from "./workers.ts";
 
@@ -27,7 +28,7 @@ export interface Serving {
   readonly isolateCount: number;
   /** Per-isolate figures, when there are workers. */
   isolates(): Array<{ id: string; connections: number }> | undefined;
-  /** Tells the data plane about pool changes (workers mirror the pool). */
+  /** Tells the data plane about membership and weight changes (workers mirror the pool). */
   publish(): void;
   /** Applies a reload; throws, changing nothing, when a new address cannot be bound. */
   configure(config: BalancerConfig): void;
@@ -39,6 +40,13 @@ export interface Serving {
 export interface ServingDeps {
   /** The control plane's pool (mirrored into workers). */
   readonly pool: Pool;
+  /** The balancer's shared state: its pool's slots, rotation, queue and counters. */
+  readonly shared: SharedState;
+  /**
+   * Told, with workers, that a backend's shared failure streak reached passive health's
+   * threshold. Default: none.
+   */
+  readonly onStreak?: (backend: Backend, result: AttemptResult) => void;
   /** The control plane's metrics (workers' counts are folded in). */
   readonly metrics: Metrics;
   /** Runs the timeouts of an in-isolate data plane. */
@@ -47,7 +55,7 @@ export interface ServingDeps {
   readonly logger: Logger;
   /** The module workers start from; without it the data plane runs in this isolate. */
   readonly workerEntry?: URL;
-  /** Told each forwarding attempt's outcome, from every isolate (passive health). */
+  /** Told each forwarding attempt's outcome in this isolate (passive health). */
   readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
 }
 
@@ -63,7 +71,7 @@ export async function startServing(
   config: BalancerConfig,
   deps: ServingDeps,
 ): Promise<Serving> {
-  const { pool, metrics, clock, logger, onAttempt } = deps;
+  const { pool, metrics, logger, onStreak, shared } = deps;
   const isolateCount = deps.workerEntry === undefined
     ? 1
     : isolatesToRun(config.workers, resolveWorkers(config.workers), logger);
@@ -73,12 +81,13 @@ export async function startServing(
         count: isolateCount,
         entry: deps.workerEntry,
         pool,
+        shared,
         metrics,
         logger,
-        ...(onAttempt === undefined ? {} : {
+        ...(onStreak === undefined ? {} : {
           onOutcome: (href: string, result: AttemptResult) => {
             const backend = pool.find(href);
-            if (backend !== undefined) onAttempt(backend, result);
+            if (backend !== undefined) onStreak(backend, result);
           },
         }),
       });
@@ -90,7 +99,8 @@ export async function startServing(
       });
     }
   }
-  return serveHere(config, pool, metrics, clock, logger, onAttempt);
+  shared.setIsolateCount(1);
+  return serveHere(config, deps);
 }
 
 /**
@@ -149,14 +159,8 @@ function canReusePort(): boolean {
 }
 
 /** The data plane in this isolate. */
-function serveHere(
-  config: BalancerConfig,
-  pool: Pool,
-  metrics: Metrics,
-  clock: Clock,
-  logger: Logger,
-  onAttempt: ServingDeps["onAttempt"],
-): Serving {
+function serveHere(config: BalancerConfig, deps: ServingDeps): Serving {
+  const { pool, metrics, clock, logger, onAttempt, shared } = deps;
   const plane: DataPlane = startDataPlane(config, {
     ...(onAttempt === undefined ? {} : { onAttempt }),
     pool,
@@ -164,6 +168,7 @@ function serveHere(
     clock,
     logger,
     proxyLogger: getModuleLogger("proxy"),
+    shared,
   });
   return {
     get addr() {
@@ -196,6 +201,8 @@ async function serveInWorkers(
   config: BalancerConfig,
   options: Parameters<typeof startWorkers>[1],
 ): Promise<Serving> {
+  // Set first: a worker's queue polls for the others' freed slots from its first request.
+  options.shared.setIsolateCount(options.count);
   const workers: Workers = await startWorkers(config, options);
   return {
     addr: workers.addr,

@@ -18,6 +18,7 @@ import { AccessLog, type AccessLogSink, accessLogTarget, NO_ACCESS_LOG } from ".
 import type { Metrics } from "../metrics.ts";
 import { createPolicy } from "../policy.ts";
 import type { Pool } from "../pool.ts";
+import { SharedState } from "../shared_state.ts";
 import { createUpstreamClient } from "./proxy.ts";
 import type { BalancerConfig } from "../settings.ts";
 import type { Clock } from "../shared/clock.ts";
@@ -51,6 +52,11 @@ export interface DataPlaneDeps {
   readonly reusePort?: boolean;
   /** Told each forwarding attempt's outcome (passive health). Default: none. */
   readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
+  /**
+   * The balancer's shared state (rotation, connection count, queue, retry budget), the same
+   * buffer in every isolate. Default: this data plane's own.
+   */
+  readonly shared?: SharedState;
 }
 
 /** A running data plane. */
@@ -88,6 +94,8 @@ interface Upstreams {
  */
 export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): DataPlane {
   const { pool, metrics, clock, logger } = deps;
+  // Outlives reloads: the rotation, the queue and the retry budget carry over.
+  const shared = deps.shared ?? SharedState.create();
   const accessLogs = new AccessLogs(deps, metrics, clock);
   accessLogs.configure(config);
   // Every set of clients ever made: one replaced by a reload still serves its requests in
@@ -111,7 +119,12 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         cookieName: c.affinityCookie.name,
         cookieSecret: c.affinityCookie.secret,
         cookieMaxAgeMs: c.affinityCookie.maxAgeMs,
-      }, { random: Math.random, weightOf: slowStart.weigher(c.slowStartMs) }),
+      }, {
+        random: Math.random,
+        weightOf: slowStart.weigher(c.slowStartMs),
+        rotation: shared.rotation,
+      }),
+      shared,
       ...(deps.onAttempt === undefined ? {} : { onAttempt: deps.onAttempt }),
       trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
       isForwardedSent: c.proxy.forwarded === "on",
@@ -152,6 +165,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         keepAliveTimeoutMs: c.client.keepAliveTimeoutMs,
         isNative: c.websocket === "on",
         maxConnections: c.limits.maxConnections,
+        openConnections: shared.connections,
         closeAfterResponse,
         clock,
         onEvent,

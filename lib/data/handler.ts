@@ -27,6 +27,7 @@ import type { Metrics } from "../metrics.ts";
 import type { AttemptResult } from "../outlier.ts";
 import type { Policy } from "../policy.ts";
 import type { Pool } from "../pool.ts";
+import type { SharedState } from "../shared_state.ts";
 import { DeadlineQueue } from "../deadlines.ts";
 import { type AccessLogSink, NO_ACCESS_LOG } from "./access_log.ts";
 import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
@@ -117,6 +118,11 @@ export interface HandlerDeps {
   readonly closeAfterResponse?: WeakSet<Request>;
   /** Per-backend in-flight limits and the queue for a slot (`admission.ts`). Default: none. */
   readonly inFlightLimits?: InFlightLimits;
+  /**
+   * The balancer's shared state: the queue's length and the retry budget are counted there,
+   * once for every isolate. Default: this handler's own.
+   */
+  readonly shared?: SharedState;
   /**
    * How long a request waits for its backend's headers before the client is watched for
    * departure, in ms (watching costs an operation per request; a client that leaves sooner is
@@ -210,6 +216,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     policy,
     clock,
     ...(deps.inFlightLimits === undefined ? {} : { limits: deps.inFlightLimits }),
+    ...(deps.shared === undefined ? {} : { queue: deps.shared.queue }),
   });
   const bodyOptions = {
     maxBytes: limits.maxBodyBytes,
@@ -223,6 +230,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   const retryGate = new RetryGate({
     percent: deps.retryBudgetPercent,
     minPerSecond: deps.retryBudgetMinPerSecond,
+    storage: deps.shared?.retryBudget,
     clock,
     metrics,
     logger,

@@ -13,11 +13,13 @@
  * every request gets at most 1.2 attempts per request (plus the floor), where `--retries 2`
  * alone would make it 3.
  *
- * Pure: time comes in as arguments. One budget per isolate (per handler), so with `--workers N`
- * each isolate spends its share of its own requests.
+ * Pure: time comes in as arguments. The window may live in the balancer's shared memory
+ * (`shared_state.ts`), behind a lock, so with `--workers N` the budget counts the whole
+ * balancer's requests and retries once, on the creating isolate's time base.
  *
  * @module
  */
+import { RETRY_BUDGET_FLOATS, type RetryBudgetStorage } from "../shared_state.ts";
 
 /** The window the budget looks back over, in milliseconds. */
 export const RETRY_BUDGET_WINDOW_MS = 10_000;
@@ -31,6 +33,21 @@ export interface RetryBudgetOptions {
   readonly percent?: number;
   /** Retries per second always allowed, however few the requests. Default: 3. */
   readonly minPerSecond?: number;
+  /** Where the window lives: the balancer's shared one. Default: this budget's own. */
+  readonly storage?: RetryBudgetStorage;
+}
+
+/** The window's float64s: the newest second, the two sums, then the slots. */
+const SECOND = 0;
+const REQUEST_SUM = 1;
+const RETRY_SUM = 2;
+const REQUESTS = 3;
+const RETRIES = REQUESTS + SLOTS;
+
+function ownStorage(): RetryBudgetStorage {
+  const floats = new Float64Array(RETRY_BUDGET_FLOATS);
+  floats[SECOND] = -Infinity;
+  return { floats, acquire() {}, release() {}, timeDeltaMs: 0 };
 }
 
 /**
@@ -48,15 +65,11 @@ export interface RetryBudgetOptions {
 export class RetryBudget {
   readonly #share: number;
   readonly #floor: number;
-  /** Requests and retries per one-second slot; slot `i` holds the second `s` with `s % SLOTS`. */
-  readonly #requests = new Float64Array(SLOTS);
-  readonly #retries = new Float64Array(SLOTS);
-  /** The second (time / SLOT_MS, floored) the newest slot holds. */
-  #second = -Infinity;
-  #requestSum = 0;
-  #retrySum = 0;
+  readonly #storage: RetryBudgetStorage;
+  /** The window: see the layout constants; slot `i` holds the second `s` with `s % SLOTS`. */
+  readonly #window: Float64Array;
 
-  /** @param options The share of requests and the floor. */
+  /** @param options The share of requests, the floor, and where the window lives. */
   constructor(options: RetryBudgetOptions = {}) {
     const percent = options.percent ?? 20;
     const minPerSecond = options.minPerSecond ?? 3;
@@ -68,16 +81,18 @@ export class RetryBudget {
     }
     this.#share = percent / 100;
     this.#floor = minPerSecond * SLOTS;
+    this.#storage = options.storage ?? ownStorage();
+    this.#window = this.#storage.floats;
   }
 
   /** Requests counted in the window (as of the last call). */
   get requestCount(): number {
-    return this.#requestSum;
+    return this.#window[REQUEST_SUM] ?? 0;
   }
 
   /** Retries counted in the window (as of the last call). */
   get retryCount(): number {
-    return this.#retrySum;
+    return this.#window[RETRY_SUM] ?? 0;
   }
 
   /**
@@ -86,9 +101,15 @@ export class RetryBudget {
    * @param nowMs The time, on any monotonic millisecond clock (the same for every call).
    */
   recordRequest(nowMs: number): void {
-    const slot = this.#advance(nowMs);
-    this.#requests[slot] = (this.#requests[slot] ?? 0) + 1;
-    this.#requestSum++;
+    const window = this.#window;
+    this.#storage.acquire();
+    try {
+      const slot = this.#advance(nowMs);
+      window[REQUESTS + slot] = (window[REQUESTS + slot] ?? 0) + 1;
+      window[REQUEST_SUM] = (window[REQUEST_SUM] ?? 0) + 1;
+    } finally {
+      this.#storage.release();
+    }
   }
 
   /**
@@ -98,30 +119,40 @@ export class RetryBudget {
    * @returns Whether the retry may go ahead (it is then counted).
    */
   tryRetry(nowMs: number): boolean {
-    const slot = this.#advance(nowMs);
-    const allowed = Math.max(this.#requestSum * this.#share, this.#floor);
-    if (this.#retrySum + 1 > allowed) return false;
-    this.#retries[slot] = (this.#retries[slot] ?? 0) + 1;
-    this.#retrySum++;
-    return true;
+    const window = this.#window;
+    this.#storage.acquire();
+    try {
+      const slot = this.#advance(nowMs);
+      const retries = window[RETRY_SUM] ?? 0;
+      const allowed = Math.max((window[REQUEST_SUM] ?? 0) * this.#share, this.#floor);
+      if (retries + 1 > allowed) return false;
+      window[RETRIES + slot] = (window[RETRIES + slot] ?? 0) + 1;
+      window[RETRY_SUM] = retries + 1;
+      return true;
+    } finally {
+      this.#storage.release();
+    }
   }
 
-  /** Moves the window to `nowMs`, emptying the slots of seconds that left it. */
+  /** Moves the window to `nowMs`, emptying the slots of seconds that left it (lock held). */
   #advance(nowMs: number): number {
-    const second = Math.floor(nowMs / SLOT_MS);
-    if (second > this.#second) {
+    const window = this.#window;
+    const second = Math.floor((nowMs + this.#storage.timeDeltaMs) / SLOT_MS);
+    const newest = window[SECOND] ?? -Infinity;
+    if (second > newest) {
       // Every slot from the one after the newest up to now's held a second that left.
-      const stale = Math.min(second - this.#second, SLOTS);
+      const stale = Math.min(second - newest, SLOTS);
       for (let step = stale - 1; step >= 0; step--) {
         const index = (((second - step) % SLOTS) + SLOTS) % SLOTS;
-        this.#requestSum -= this.#requests[index] ?? 0;
-        this.#retrySum -= this.#retries[index] ?? 0;
-        this.#requests[index] = 0;
-        this.#retries[index] = 0;
+        window[REQUEST_SUM] = (window[REQUEST_SUM] ?? 0) - (window[REQUESTS + index] ?? 0);
+        window[RETRY_SUM] = (window[RETRY_SUM] ?? 0) - (window[RETRIES + index] ?? 0);
+        window[REQUESTS + index] = 0;
+        window[RETRIES + index] = 0;
       }
-      this.#second = second;
+      window[SECOND] = second;
     }
-    // A clock that steps back (never a monotonic one) counts in the newest slot.
-    return ((this.#second % SLOTS) + SLOTS) % SLOTS;
+    // A clock that steps back (or an isolate a little behind another) counts in the newest slot.
+    const current = window[SECOND] ?? 0;
+    return ((current % SLOTS) + SLOTS) % SLOTS;
   }
 }

@@ -19,6 +19,7 @@ import { z } from "zod";
 import type { Backend } from "../backend.ts";
 import { definePolicy, isCandidate, type Policy, type RegisteredPolicy } from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
+import type { Rotation } from "../shared_state.ts";
 
 /** The affinity cookie's name unless `--cookie-name` says otherwise. */
 export const DEFAULT_COOKIE_NAME = "denolb_affinity";
@@ -47,6 +48,8 @@ export interface CookieAffinityOptions {
   readonly secret?: string;
   /** The cookie's `Max-Age` in milliseconds; 0 makes it a session cookie. Default: 0. */
   readonly maxAgeMs?: number;
+  /** The rotation clients without a valid cookie take turns in. Default: a private one. */
+  readonly rotation?: Rotation;
 }
 
 /** `cookie`: `cookieName`, `cookieSecret`, `cookieMaxAgeMs`. */
@@ -59,8 +62,9 @@ export const COOKIE: RegisteredPolicy<"cookie"> = definePolicy({
     cookieSecret: z.string().optional(),
     cookieMaxAgeMs: z.number().min(0).default(0),
   }),
-  create: (options) =>
+  create: (options, deps) =>
     createCookieAffinity({
+      ...(deps.rotation === undefined ? {} : { rotation: deps.rotation }),
       name: options.cookieName,
       maxAgeMs: options.cookieMaxAgeMs,
       ...(options.cookieSecret === undefined ? {} : { secret: options.cookieSecret }),
@@ -86,7 +90,9 @@ export function createCookieAffinity(options: CookieAffinityOptions = {}): Polic
   const maxAgeSeconds = Math.floor((options.maxAgeMs ?? 0) / 1000);
   const attributes = "; Path=/; HttpOnly; SameSite=Lax" +
     (maxAgeSeconds > 0 ? `; Max-Age=${maxAgeSeconds}` : "");
-  const fallback = createRoundRobin();
+  const fallback = createRoundRobin(
+    options.rotation === undefined ? {} : { rotation: options.rotation },
+  );
   // Signed once per backend URL; kept for the backends of the latest pool only.
   let signed = new Map<string, SignedCookie>();
   let byValue = new Map<string, Backend>();

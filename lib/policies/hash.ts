@@ -16,6 +16,7 @@ import {
   type RegisteredPolicy,
 } from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
+import type { Rotation } from "../shared_state.ts";
 
 /** `hash`: `hashKey`, default `client-ip`. */
 export const HASH: RegisteredPolicy<"hash"> = definePolicy({
@@ -32,7 +33,7 @@ export const HASH: RegisteredPolicy<"hash"> = definePolicy({
       return z.NEVER;
     }),
   }),
-  create: (options) => createHash(options.hashKey),
+  create: (options, deps) => createHash(options.hashKey, deps.rotation),
 });
 
 /**
@@ -41,10 +42,11 @@ export const HASH: RegisteredPolicy<"hash"> = definePolicy({
  * it does.
  *
  * @param key What to hash.
+ * @param rotation The rotation requests without the key take turns in. Default: a private one.
  * @returns A hash policy.
  */
-export function createHash(key: HashKey): Policy {
-  const keyless = createRoundRobin();
+export function createHash(key: HashKey, rotation?: Rotation): Policy {
+  const keyless = createRoundRobin(rotation === undefined ? {} : { rotation });
   let ring: HashRing = buildHashRing([]);
   let built: ReadonlyArray<readonly [Backend, number]> = [];
   return {

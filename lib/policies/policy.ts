@@ -10,6 +10,7 @@
  */
 import type { z } from "zod";
 import type { Backend } from "../backend.ts";
+import type { Rotation } from "../shared_state.ts";
 
 /** What a policy may know about a request beyond the `Request` itself. */
 export interface PickContext {
@@ -76,6 +77,11 @@ export interface PolicyDeps {
    * it. Default: the configured weight.
    */
   readonly weightOf?: (backend: Backend) => number;
+  /**
+   * Round-robin's rotation (cursor and smooth weights): the balancer's shared one, so every
+   * isolate's picks are one sequence. Default: a private one per policy.
+   */
+  readonly rotation?: Rotation;
 }
 
 /**
