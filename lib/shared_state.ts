@@ -9,14 +9,14 @@
  * Layout, in 32-bit words from the start: a header ({@linkcode HEADER_WORDS}), then one slot of
  * {@linkcode SLOT_WORDS} words per backend (its 64-bit fields at the slot's end, 8-byte aligned),
  * then the rotation's current weights (one float64 per pool position), then the retry budget's
- * window. Slots are handed out by the control plane, one per backend; a reload that adds a
+ * window ({@linkcode RETRY_BUDGET_WORDS}). Slots are handed out by the control plane, one per backend; a reload that adds a
  * backend gets a slot never used (or the one freed longest ago), so a request still in flight to
  * a removed backend cannot count against its successor.
  *
  * Who writes what: health, drain, ejection and the return count are written by the control
  * plane only (one writer, many readers); in-flight counts, streaks and the whole-balancer
- * counters by every isolate, each change one atomic operation; the rotation and the budget under
- * small spin locks (a pick holds its lock for well under a microsecond).
+ * counters by every isolate, each change one atomic operation; the rotation under a small spin
+ * lock (a pick holds it for one pass over the pool).
  *
  * @module
  */
@@ -31,7 +31,6 @@ const H_CURSOR = 1;
 const H_SIGNATURE = 2;
 const H_CONNECTIONS = 3;
 const H_QUEUED = 4;
-const H_BUDGET_LOCK = 6;
 const H_ISOLATES = 7;
 /** The creating isolate's `performance.timeOrigin`, as a float64 at words 8-9. */
 const H_ORIGIN_F64 = 4;
@@ -51,14 +50,14 @@ const UNHEALTHY = 1;
 const DRAINING = 2;
 const EJECTED = 4;
 
-/** Float64s in the retry budget's window (`data/retry_budget.ts` lays them out). */
-export const RETRY_BUDGET_FLOATS = 23;
+/** Words in the retry budget's window (`data/retry_budget.ts` lays them out). */
+export const RETRY_BUDGET_WORDS = 24;
 
 /** Spins before a lock is taken anyway: its holder must have died mid-section. */
 const MAX_SPINS = 1_000_000;
 
 function bytesFor(capacity: number): number {
-  return (HEADER_WORDS + capacity * SLOT_WORDS) * 4 + capacity * 8 + RETRY_BUDGET_FLOATS * 8;
+  return (HEADER_WORDS + capacity * SLOT_WORDS) * 4 + capacity * 8 + RETRY_BUDGET_WORDS * 4;
 }
 
 /** Takes the spin lock at `index`; pair with {@linkcode unlock}. */
@@ -421,20 +420,16 @@ export class SharedQueue {
   }
 }
 
-/** A retry budget window's storage and lock (`data/retry_budget.ts`). */
+/** A retry budget window's storage (`data/retry_budget.ts`). */
 export interface RetryBudgetStorage {
-  /** Float64s laid out by the budget. */
-  readonly floats: Float64Array;
-  /** Takes the window; pair with `release`. */
-  acquire(): void;
-  /** Gives it back. */
-  release(): void;
+  /** Words laid out by the budget (its lock among them). */
+  readonly words: Int32Array;
   /** Milliseconds to add to this isolate's clock to reach the window's time base. */
   readonly timeDeltaMs: number;
 }
 
 function capacityOf(buffer: SharedArrayBuffer): number {
-  return (buffer.byteLength - RETRY_BUDGET_FLOATS * 8 - HEADER_WORDS * 4) / (SLOT_WORDS * 4 + 8);
+  return (buffer.byteLength - RETRY_BUDGET_WORDS * 4 - HEADER_WORDS * 4) / (SLOT_WORDS * 4 + 8);
 }
 
 /**
@@ -466,16 +461,9 @@ export class SharedState {
     this.rotation = new Rotation(buffer);
     this.connections = new SharedCounter(this.#words, H_CONNECTIONS);
     this.queue = new SharedQueue(buffer);
-    const words = this.#words;
     const origin = new Float64Array(buffer, 0, HEADER_WORDS / 2)[H_ORIGIN_F64] ?? 0;
     this.retryBudget = {
-      floats: new Float64Array(
-        buffer,
-        buffer.byteLength - RETRY_BUDGET_FLOATS * 8,
-        RETRY_BUDGET_FLOATS,
-      ),
-      acquire: () => lock(words, H_BUDGET_LOCK),
-      release: () => unlock(words, H_BUDGET_LOCK),
+      words: new Int32Array(buffer, buffer.byteLength - RETRY_BUDGET_WORDS * 4, RETRY_BUDGET_WORDS),
       timeDeltaMs: performance.timeOrigin - origin,
     };
   }

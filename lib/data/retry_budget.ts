@@ -14,12 +14,13 @@
  * alone would make it 3.
  *
  * Pure: time comes in as arguments. The window may live in the balancer's shared memory
- * (`shared_state.ts`), behind a lock, so with `--workers N` the budget counts the whole
- * balancer's requests and retries once, on the creating isolate's time base.
+ * (`shared_state.ts`), so with `--workers N` the budget counts the whole balancer's requests and
+ * retries once, on the creating isolate's time base. Counting is lock-free (an atomic add per
+ * request, a compare-and-swap per retry); only moving the window to a new second takes a lock.
  *
  * @module
  */
-import { RETRY_BUDGET_FLOATS, type RetryBudgetStorage } from "../shared_state.ts";
+import { RETRY_BUDGET_WORDS, type RetryBudgetStorage } from "../shared_state.ts";
 
 /** The window the budget looks back over, in milliseconds. */
 export const RETRY_BUDGET_WINDOW_MS = 10_000;
@@ -37,17 +38,16 @@ export interface RetryBudgetOptions {
   readonly storage?: RetryBudgetStorage;
 }
 
-/** The window's float64s: the newest second, the two sums, then the slots. */
-const SECOND = 0;
-const REQUEST_SUM = 1;
-const RETRY_SUM = 2;
-const REQUESTS = 3;
+/** The window's words: a lock, the newest second, the two sums, then the slots. */
+const LOCK = 0;
+const SECOND = 1;
+const REQUEST_SUM = 2;
+const RETRY_SUM = 3;
+const REQUESTS = 4;
 const RETRIES = REQUESTS + SLOTS;
 
 function ownStorage(): RetryBudgetStorage {
-  const floats = new Float64Array(RETRY_BUDGET_FLOATS);
-  floats[SECOND] = -Infinity;
-  return { floats, acquire() {}, release() {}, timeDeltaMs: 0 };
+  return { words: new Int32Array(RETRY_BUDGET_WORDS), timeDeltaMs: 0 };
 }
 
 /**
@@ -65,9 +65,9 @@ function ownStorage(): RetryBudgetStorage {
 export class RetryBudget {
   readonly #share: number;
   readonly #floor: number;
-  readonly #storage: RetryBudgetStorage;
+  readonly #timeDeltaMs: number;
   /** The window: see the layout constants; slot `i` holds the second `s` with `s % SLOTS`. */
-  readonly #window: Float64Array;
+  readonly #window: Int32Array;
 
   /** @param options The share of requests, the floor, and where the window lives. */
   constructor(options: RetryBudgetOptions = {}) {
@@ -81,18 +81,19 @@ export class RetryBudget {
     }
     this.#share = percent / 100;
     this.#floor = minPerSecond * SLOTS;
-    this.#storage = options.storage ?? ownStorage();
-    this.#window = this.#storage.floats;
+    const storage = options.storage ?? ownStorage();
+    this.#window = storage.words;
+    this.#timeDeltaMs = storage.timeDeltaMs;
   }
 
   /** Requests counted in the window (as of the last call). */
   get requestCount(): number {
-    return this.#window[REQUEST_SUM] ?? 0;
+    return Atomics.load(this.#window, REQUEST_SUM);
   }
 
   /** Retries counted in the window (as of the last call). */
   get retryCount(): number {
-    return this.#window[RETRY_SUM] ?? 0;
+    return Atomics.load(this.#window, RETRY_SUM);
   }
 
   /**
@@ -101,15 +102,9 @@ export class RetryBudget {
    * @param nowMs The time, on any monotonic millisecond clock (the same for every call).
    */
   recordRequest(nowMs: number): void {
-    const window = this.#window;
-    this.#storage.acquire();
-    try {
-      const slot = this.#advance(nowMs);
-      window[REQUESTS + slot] = (window[REQUESTS + slot] ?? 0) + 1;
-      window[REQUEST_SUM] = (window[REQUEST_SUM] ?? 0) + 1;
-    } finally {
-      this.#storage.release();
-    }
+    const slot = this.#advance(nowMs);
+    Atomics.add(this.#window, REQUESTS + slot, 1);
+    Atomics.add(this.#window, REQUEST_SUM, 1);
   }
 
   /**
@@ -120,39 +115,48 @@ export class RetryBudget {
    */
   tryRetry(nowMs: number): boolean {
     const window = this.#window;
-    this.#storage.acquire();
-    try {
-      const slot = this.#advance(nowMs);
-      const retries = window[RETRY_SUM] ?? 0;
-      const allowed = Math.max((window[REQUEST_SUM] ?? 0) * this.#share, this.#floor);
+    const slot = this.#advance(nowMs);
+    for (;;) {
+      const retries = Atomics.load(window, RETRY_SUM);
+      const allowed = Math.max(Atomics.load(window, REQUEST_SUM) * this.#share, this.#floor);
       if (retries + 1 > allowed) return false;
-      window[RETRIES + slot] = (window[RETRIES + slot] ?? 0) + 1;
-      window[RETRY_SUM] = retries + 1;
-      return true;
-    } finally {
-      this.#storage.release();
+      // Two isolates at the budget's edge: only one of them takes the last retry.
+      if (Atomics.compareExchange(window, RETRY_SUM, retries, retries + 1) === retries) break;
     }
+    Atomics.add(window, RETRIES + slot, 1);
+    return true;
   }
 
-  /** Moves the window to `nowMs`, emptying the slots of seconds that left it (lock held). */
+  /**
+   * Moves the window to `nowMs`, emptying the slots of seconds that left it, and returns the
+   * newest second's slot. Only a new second takes the lock; a slot is emptied before the newer
+   * second is published, so no count lands in a slot about to be emptied.
+   */
   #advance(nowMs: number): number {
     const window = this.#window;
-    const second = Math.floor((nowMs + this.#storage.timeDeltaMs) / SLOT_MS);
-    const newest = window[SECOND] ?? -Infinity;
-    if (second > newest) {
-      // Every slot from the one after the newest up to now's held a second that left.
-      const stale = Math.min(second - newest, SLOTS);
-      for (let step = stale - 1; step >= 0; step--) {
-        const index = (((second - step) % SLOTS) + SLOTS) % SLOTS;
-        window[REQUEST_SUM] = (window[REQUEST_SUM] ?? 0) - (window[REQUESTS + index] ?? 0);
-        window[RETRY_SUM] = (window[RETRY_SUM] ?? 0) - (window[RETRIES + index] ?? 0);
-        window[REQUESTS + index] = 0;
-        window[RETRIES + index] = 0;
+    const second = Math.floor((nowMs + this.#timeDeltaMs) / SLOT_MS);
+    if (second > Atomics.load(window, SECOND)) {
+      while (Atomics.compareExchange(window, LOCK, 0, 1) !== 0) {
+        // Another isolate is moving the window; it takes a few slots' worth of work.
       }
-      window[SECOND] = second;
+      try {
+        const newest = Atomics.load(window, SECOND);
+        if (second > newest) {
+          // Every slot from the one after the newest up to now's held a second that left.
+          const stale = Math.min(second - newest, SLOTS);
+          for (let step = stale - 1; step >= 0; step--) {
+            const index = (((second - step) % SLOTS) + SLOTS) % SLOTS;
+            Atomics.sub(window, REQUEST_SUM, Atomics.exchange(window, REQUESTS + index, 0));
+            Atomics.sub(window, RETRY_SUM, Atomics.exchange(window, RETRIES + index, 0));
+          }
+          Atomics.store(window, SECOND, second);
+        }
+      } finally {
+        Atomics.store(window, LOCK, 0);
+      }
     }
     // A clock that steps back (or an isolate a little behind another) counts in the newest slot.
-    const current = window[SECOND] ?? 0;
-    return ((current % SLOTS) + SLOTS) % SLOTS;
+    const newest = Atomics.load(window, SECOND);
+    return ((newest % SLOTS) + SLOTS) % SLOTS;
   }
 }

@@ -10,7 +10,6 @@ import { z } from "zod";
 import {
   configuredWeight,
   definePolicy,
-  isCandidate,
   type Policy,
   type PolicyDeps,
   type RegisteredPolicy,
@@ -53,6 +52,8 @@ export const ROUND_ROBIN: RegisteredPolicy<"round-robin"> = definePolicy({
 export function createRoundRobin(deps: Pick<PolicyDeps, "weightOf" | "rotation"> = {}): Policy {
   const weightOf = deps.weightOf ?? configuredWeight;
   const rotation = deps.rotation ?? new Rotation();
+  // Each backend's availability, read once per pick (one atomic load each).
+  let isUp = new Uint8Array(8);
   return {
     name: "round-robin",
     pick(
@@ -61,12 +62,15 @@ export function createRoundRobin(deps: Pick<PolicyDeps, "weightOf" | "rotation">
       exclude?: ReadonlySet<Backend>,
     ): Backend | undefined {
       const count = backends.length;
+      if (count > isUp.length) isUp = new Uint8Array(count * 2);
       let signature = FNV_OFFSET;
       for (let index = 0; index < count; index++) {
         const backend = backends[index] as Backend;
-        if (!backend.isAvailable) continue;
+        const isAvailable = backend.isAvailable;
+        isUp[index] = isAvailable ? 1 : 0;
+        if (!isAvailable) continue;
         signature = Math.imul(signature ^ index, FNV_PRIME);
-        signature = Math.imul(signature ^ Math.round(backend.weight * 1000), FNV_PRIME);
+        signature = Math.imul(signature ^ ((backend.weight * 1000) | 0), FNV_PRIME);
       }
       // A pick with backends excluded is a retry: the round already happened when the failed
       // backend was picked, so the turn passes to the next candidate without a new round of
@@ -83,11 +87,12 @@ export function createRoundRobin(deps: Pick<PolicyDeps, "weightOf" | "rotation">
         // Walking from the cursor makes ties go to the next backend in pool order.
         for (let step = 0; step < count; step++) {
           const index = (cursor + step) % count;
+          if (isUp[index] === 0) continue;
           const backend = backends[index] as Backend;
-          if (!backend.isAvailable) continue;
           const effective = weightOf(backend);
           total += effective;
-          if (!isCandidate(backend, exclude)) continue;
+          // isCandidate(), with availability already read.
+          if (backend.isFull || (isRetry && exclude.has(backend))) continue;
           const weight = rotation.weightAt(index) + (isRetry ? 0 : effective);
           rotation.setWeightAt(index, weight);
           if (weight > bestWeight) {
