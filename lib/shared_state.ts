@@ -35,8 +35,8 @@ const H_ISOLATES = 7;
 /** The creating isolate's `performance.timeOrigin`, as a float64 at words 8-9. */
 const H_ORIGIN_F64 = 4;
 
-/** Words per backend slot. */
-const SLOT_WORDS = 8;
+/** Words per backend slot (even, so its float64s stay 8-byte aligned). */
+const SLOT_WORDS = 12;
 const S_IN_FLIGHT = 0;
 const S_FLAGS = 1;
 const S_RETURNS = 2;
@@ -45,6 +45,10 @@ const S_EJECTIONS = 4;
 const S_EJECTION_REASON = 5;
 /** The ejection's end (wall-clock ms), a float64 at the slot's words 6-7. */
 const S_EJECTION_UNTIL_F64 = 3;
+/** When slow start's current ramp began (shared time base), a float64 at words 8-9. */
+const S_RAMP_SINCE_F64 = 4;
+/** The return count that ramp belongs to. */
+const S_RAMP_RETURNS = 10;
 
 const UNHEALTHY = 1;
 const DRAINING = 2;
@@ -226,6 +230,24 @@ export class SharedBackendState {
     }
     Atomics.store(this.#words, this.#base + S_STREAK, 0);
     return this.#setFlag(EJECTED, ejection !== undefined);
+  }
+
+  /**
+   * When slow start's ramp for return number `returnCount` began: the first isolate to ask
+   * sets it, so every isolate ramps the backend on the same time. (Two asking at once both set
+   * it, to times a moment apart.)
+   *
+   * @param returnCount The backend's return count now.
+   * @param nowMs The time now, on the shared time base ({@linkcode SharedState.timeDeltaMs}).
+   * @returns The ramp's start, on the shared time base.
+   */
+  rampSince(returnCount: number, nowMs: number): number {
+    const floatIndex = (this.#base >> 1) + S_RAMP_SINCE_F64;
+    if (Atomics.load(this.#words, this.#base + S_RAMP_RETURNS) !== returnCount) {
+      this.#floats[floatIndex] = nowMs;
+      Atomics.store(this.#words, this.#base + S_RAMP_RETURNS, returnCount);
+    }
+    return this.#floats[floatIndex] ?? nowMs;
   }
 
   /** Counts a request started; pair with {@linkcode end}. */
@@ -447,6 +469,11 @@ export class SharedState {
   readonly queue: SharedQueue;
   /** The retry budget's window, counted once for the whole balancer. */
   readonly retryBudget: RetryBudgetStorage;
+  /**
+   * Milliseconds to add to this isolate's clock (`performance.now()`) to reach the balancer's
+   * time base: the creating isolate's clock. Workers start later, so their clocks start later.
+   */
+  readonly timeDeltaMs: number;
   readonly #words: Int32Array;
   readonly #capacity: number;
   /** Slots never handed out start here. */
@@ -462,9 +489,10 @@ export class SharedState {
     this.connections = new SharedCounter(this.#words, H_CONNECTIONS);
     this.queue = new SharedQueue(buffer);
     const origin = new Float64Array(buffer, 0, HEADER_WORDS / 2)[H_ORIGIN_F64] ?? 0;
+    this.timeDeltaMs = performance.timeOrigin - origin;
     this.retryBudget = {
       words: new Int32Array(buffer, buffer.byteLength - RETRY_BUDGET_WORDS * 4, RETRY_BUDGET_WORDS),
-      timeDeltaMs: performance.timeOrigin - origin,
+      timeDeltaMs: this.timeDeltaMs,
     };
   }
 

@@ -239,3 +239,21 @@ Deno.test("slots: fresh ones first, a freed one is reused last, and the capacity
   assertEquals(error.message, "Cannot add a backend: one balancer holds at most 3");
   assertThrows(() => state.slot(3), RangeError, 'Invalid backend slot "3": must be 0 to 2');
 });
+
+Deno.test("slow start ramps a returning backend on one time for every isolate", async () => {
+  const state = SharedState.create(1);
+  const control = new Backend(urlOf(0), { weight: 10, shared: state.allocate() });
+  const worker = new Backend(urlOf(0), { weight: 10, shared: state.slot(0) });
+  const clock = new FakeClock();
+  // The worker's clock started 250 ms after the control plane's: its delta says so.
+  const here = new SlowStart(clock);
+  const there = new SlowStart({ now: () => clock.now() - 250 }, 250);
+  control.setHealth("unhealthy");
+  control.setHealth("healthy");
+  await clock.advance(1_000);
+  assertEquals(here.effectiveWeight(control, 10_000), 1, "the floor, 10%: the ramp starts now");
+  await clock.advance(4_000);
+  // The worker picks it first only now, yet it ramps from when the first isolate did.
+  assertEquals(there.effectiveWeight(worker, 10_000), 4);
+  assertEquals(here.effectiveWeight(control, 10_000), 4);
+});

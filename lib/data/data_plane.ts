@@ -110,7 +110,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   // Outlives reloads: sockets opened under an old configuration stay open and listed.
   const openWebSockets = new OpenWebSockets();
   // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
-  const slowStart = new SlowStart(clock);
+  const slowStart = new SlowStart(clock, shared.timeDeltaMs);
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
