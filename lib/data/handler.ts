@@ -350,7 +350,6 @@ export function createHandler(deps: HandlerDeps): Handler {
       let tried: Set<Backend> | undefined;
       let backend: Backend = first;
       for (let attempt = 0;; attempt++) {
-        if (attempt > 0) backend.begin(); // admission began the first
         const outcome = await forward(request, backend, {
           ...sender,
           target,
@@ -433,7 +432,9 @@ export function createHandler(deps: HandlerDeps): Handler {
         const picked = retryable
           ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed), { clientIp })
           : undefined;
-        const next = picked !== undefined && retryGate.allow(failed.name, reason)
+        // Begun here, like admission's, against the whole balancer's limit for the backend.
+        const next = picked !== undefined && retryGate.allow(failed.name, reason) &&
+            picked.tryBegin()
           ? picked
           : undefined;
         if (next === undefined) {
