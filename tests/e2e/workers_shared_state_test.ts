@@ -2,9 +2,13 @@
  * `lb --workers 2` as a user runs it (a subprocess) behaves as one balancer: one rotation for
  * clients on new connections, and in-flight limits and the queue of the whole balancer.
  */
+import { parseBalancerArgs } from "../../lib/config.ts";
+import { startBalancer } from "../../lib/server.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 import { startServer, type TestServer } from "../support/servers.ts";
 import { type LiveProcess, startLbProcess } from "../support/subprocess.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url);
 
 /** Every wait in these tests ends by this deadline. */
 const DEADLINE_MS = 20_000;
@@ -185,4 +189,42 @@ Deno.test("--workers 2: a backend with maxInFlight 2 never holds more than 2 of 
 
 Deno.test("--workers 2: a queue of 1 over it answers exactly the excess with 503", async () => {
   await overSlowBackend(1);
+});
+
+Deno.test("--workers 2: a reload that removes one backend and adds another keeps one rotation", async () => {
+  const order: string[] = [];
+  await using a = recordingBackend("a", order);
+  await using b = recordingBackend("b", order);
+  await using c = recordingBackend("c", order);
+  await using d = recordingBackend("d", order);
+  const flags = ["--port", "0", "--admin", "off", "--workers", "2", "--log-level", "error"];
+  const parse = (backends: readonly TestServer[]) =>
+    parseBalancerArgs(
+      [...flags, "--backend", backends.map((s) => s.url.href).join(",")],
+      () => undefined,
+    );
+  let next = await parse([a, b, c]);
+  await using lb = await startBalancer(next, {
+    workerEntry: MAIN,
+    loadConfig: () => Promise.resolve(next),
+  });
+  const url = new URL("/r", lb.url);
+  await sequential(url, 6);
+  next = await parse([a, c, d]);
+  const outcome = await lb.reload();
+  assert(outcome.ok, JSON.stringify(outcome));
+  // b drains, then leaves the pool; every isolate hears of it by message.
+  const deadline = Date.now() + DEADLINE_MS;
+  while (lb.pool.backends.length > 3 || !order.includes("d")) {
+    assert(Date.now() < deadline, "b never left, or d never got a request");
+    await sequential(url, 1);
+  }
+  order.length = 0;
+  await sequential(url, 12);
+  const start = order.indexOf("a");
+  assertEquals(
+    [...order.slice(start), ...order.slice(0, start)].join(" "),
+    Array(4).fill("a c d").join(" "),
+    "one strict rotation over the new pool",
+  );
 });
