@@ -40,7 +40,7 @@ export interface BackendConfig {
   /** Relative share of traffic for weighted policies; round-robin ignores it. */
   readonly weight: number;
   /**
-   * Requests this backend takes at once, per isolate, overriding `--max-in-flight`; 0 is no
+   * Requests this backend takes at once, over every isolate, overriding `--max-in-flight`; 0 is no
    * limit. Default: `--max-in-flight`.
    */
   readonly maxInFlight?: number;

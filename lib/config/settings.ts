@@ -408,7 +408,7 @@ export const SETTINGS = {
       flag: "retry-budget",
       metavar: "PERCENT",
       section: "Proxy",
-      help: "Retries allowed, per isolate, as a share of the requests of the last 10 seconds " +
+      help: "Retries allowed as a share of the requests of the last 10 seconds " +
         "(or --retry-budget-min per second, whichever is more); beyond it a failure is " +
         "answered as it is, not retried. 0 leaves only the minimum.",
     } satisfies Setting<number>,
@@ -561,8 +561,8 @@ export const SETTINGS = {
       flag: "max-connections",
       metavar: "COUNT",
       section: "Limits",
-      help: "Client connections open at once, per isolate (with --workers N the process takes " +
-        "up to N times this); one more is answered 503 with Connection: close. 0 is no limit.",
+      help: "Client connections open at once, over every isolate; one more is answered 503 " +
+        "with Connection: close. 0 is no limit.",
     } satisfies Setting<number>,
     maxHeaderBytes: {
       kind: size({ max: 32 * 1024, why: "below Deno's own 64KiB limit on a request head" }),
@@ -596,7 +596,8 @@ export const SETTINGS = {
       flag: "max-in-flight",
       metavar: "COUNT",
       section: "Limits",
-      help: "Requests each backend takes at once, per isolate; a full backend is skipped. A " +
+      help: "Requests each backend takes at once, over every isolate; a full backend is " +
+        "skipped. A " +
         'backend\'s "maxInFlight" in the config file overrides it. 0 is no limit.',
     } satisfies Setting<number>,
     queueSize: {
@@ -605,7 +606,8 @@ export const SETTINGS = {
       flag: "queue-size",
       metavar: "COUNT",
       section: "Limits",
-      help: "Requests that wait, per isolate, when every backend is full; one more is answered " +
+      help: "Requests that wait, over every isolate, when every backend is full; one more is " +
+        "answered " +
         "503. 0 answers 503 at once.",
     } satisfies Setting<number>,
     queueTimeoutMs: {

@@ -20,6 +20,7 @@ import { HealthChecker } from "./health.ts";
 import { getModuleLogger } from "../process/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import { Pool } from "../core/pool.ts";
+import { SharedState } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 
 /** Dependencies of the balancer, each with a production default. */
@@ -108,31 +109,30 @@ export async function startBalancer(
   // One affinity cookie key per process unless configured: every isolate and reload shares it.
   const cookieSecret = createCookieSecret();
   let config = withCookieSecret(initial, cookieSecret);
-  const pool = new Pool(config.backends.map((b) => new Backend(b.url, { weight: b.weight })));
+  // What every isolate decides on: each backend's slot, the rotation, the queue, the counters.
+  const shared = SharedState.create();
+  const pool = new Pool(
+    config.backends.map((b) => new Backend(b.url, { weight: b.weight, shared: shared.allocate() })),
+  );
   const metrics = new Metrics(pool);
-  // Passive health publishes its flips through the data plane, which starts after it.
-  let publish = (): void => {};
-  const passive = new PassiveHealth(pool, config.outlier, {
-    clock,
-    metrics,
-    onChange: () => publish(),
-  });
+  // Ejections are written to the shared state: every isolate sees them without a message.
+  const passive = new PassiveHealth(pool, config.outlier, { clock, metrics });
   const serving = await startServing(config, {
     pool,
+    shared,
     metrics,
     clock,
     logger,
     onAttempt: passive.observe,
+    onStreak: passive.observeStreak,
     ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
   });
-  publish = () => serving.publish();
   passive.start();
   const health = new HealthChecker(pool, {
     ...config.health,
     clock,
     onChange: (backend, state) => {
       metrics.recordHealthFlip(backend, state);
-      serving.publish();
     },
   });
   let isDraining = false;
@@ -159,7 +159,7 @@ export async function startBalancer(
     // A backend joining a serving pool is slow-started (returnCount above 0).
     const backend = new Backend(backendConfig.url, {
       weight: backendConfig.weight,
-      returnCount: 1,
+      shared: shared.allocate("healthy", 1),
     });
     pool.add(backend);
     health.track(backend);
@@ -172,7 +172,6 @@ export async function startBalancer(
     if (leaving.has(backend)) return;
     leaving.add(backend);
     backend.setDraining(true);
-    serving.publish();
     const deadline = clock.now() + config.drainTimeoutMs;
     while (backend.inFlight > 0 && clock.now() < deadline && leaving.has(backend)) {
       await clock.sleep(RETIRE_POLL_MS);
@@ -182,6 +181,7 @@ export async function startBalancer(
     health.untrack(backend);
     passive.forget(backend);
     serving.publish();
+    shared.free(backend.shared);
     logger.info("Backend removed", { backend: backend.name, inFlight: backend.inFlight });
   };
   const adminDeps = (c: BalancerConfig): AdminDeps => ({
@@ -191,7 +191,6 @@ export async function startBalancer(
     token: c.admin.token,
     hostname: parseAdminAddress(c.admin.listen)?.hostname,
     onDrainChange: (backend, isDrainingBackend) => {
-      serving.publish();
       logger.info(isDrainingBackend ? "Backend draining" : "Backend undrained", {
         backend: backend.name,
         inFlight: backend.inFlight,

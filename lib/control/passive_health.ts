@@ -1,9 +1,11 @@
 /**
  * Passive health as the control plane runs it: the one {@linkcode OutlierDetector} of the
- * process, fed every forwarding attempt's outcome (directly by the handler in this isolate, or
- * relayed by data-plane workers), ejecting backends in the pool, returning them when their time
- * is up (a `sleep` on the injected clock, never `setInterval`), and telling the metrics, the log
- * and the workers (`onChange` publishes a snapshot) about each flip, once.
+ * process, fed every forwarding attempt's outcome by the handler in this isolate, or by
+ * data-plane workers the news that a backend's failure streak (counted once, in shared memory,
+ * `data/outlier_relay.ts`) reached the threshold; it ejects backends in the pool (the flag is in
+ * the shared state, so every isolate sees it at once), returns them when their time is up (a
+ * `sleep` on the injected clock, never `setInterval`), and tells the metrics and the log about
+ * each flip, once.
  *
  * Ejected and active health combine in {@linkcode Backend.isAvailable}: a backend whose ejection
  * ends returns only if its probes still pass; one that failed them meanwhile stays out until it
@@ -109,7 +111,20 @@ export class PassiveHealth implements AsyncDisposable {
   };
 
   /**
-   * Finds the pool's backend by URL and counts its attempt (a worker's relayed outcome).
+   * Counts a failure that brought the backend's shared streak (every isolate's consecutive
+   * failures) to the threshold: a worker saw it, so the detector decides as if it had counted
+   * the whole streak itself. Never throws.
+   *
+   * @param backend The backend.
+   * @param result The failure that reached the threshold.
+   */
+  readonly observeStreak = (backend: Backend, result: AttemptResult): void => {
+    this.#detector.reachThreshold(backend);
+    this.observe(backend, result);
+  };
+
+  /**
+   * Finds the pool's backend by URL and counts its attempt.
    *
    * @param href The backend's base URL.
    * @param result Its status code, or the forward's failure reason.

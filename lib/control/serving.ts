@@ -14,6 +14,7 @@ import { getModuleLogger } from "../process/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Pool } from "../core/pool.ts";
 import type { BalancerConfig } from "../config/settings.ts";
+import type { SharedState } from "../core/shared_state.ts";
 import type { Clock } from "../shared/clock.ts";
 import { startWorkers, type Workers } from "./workers.ts";
 
@@ -27,7 +28,7 @@ export interface Serving {
   readonly isolateCount: number;
   /** Per-isolate figures, when there are workers. */
   isolates(): Array<{ id: string; connections: number }> | undefined;
-  /** Tells the data plane about pool changes (workers mirror the pool). */
+  /** Tells the data plane about membership and weight changes (workers mirror the pool). */
   publish(): void;
   /**
    * Applies a reload in every isolate, or in none: rejects, changing nothing, when a new
@@ -42,6 +43,13 @@ export interface Serving {
 export interface ServingDeps {
   /** The control plane's pool (mirrored into workers). */
   readonly pool: Pool;
+  /** The balancer's shared state: its pool's slots, rotation, queue and counters. */
+  readonly shared: SharedState;
+  /**
+   * Told, with workers, that a backend's shared failure streak reached passive health's
+   * threshold. Default: none.
+   */
+  readonly onStreak?: (backend: Backend, result: AttemptResult) => void;
   /** The control plane's metrics (workers' counts are folded in). */
   readonly metrics: Metrics;
   /** Runs the timeouts of an in-isolate data plane. */
@@ -50,7 +58,7 @@ export interface ServingDeps {
   readonly logger: Logger;
   /** The module workers start from; without it the data plane runs in this isolate. */
   readonly workerEntry?: URL;
-  /** Told each forwarding attempt's outcome, from every isolate (passive health). */
+  /** Told each forwarding attempt's outcome in this isolate (passive health). */
   readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
 }
 
@@ -66,7 +74,7 @@ export async function startServing(
   config: BalancerConfig,
   deps: ServingDeps,
 ): Promise<Serving> {
-  const { pool, metrics, clock, logger, onAttempt } = deps;
+  const { pool, metrics, logger, onStreak, shared } = deps;
   const wanted = deps.workerEntry === undefined ? 1 : resolveWorkers(config.workers);
   if (wanted > 1 && deps.workerEntry !== undefined) {
     // The isolates share the address with SO_REUSEPORT, which would also let them join another
@@ -75,18 +83,22 @@ export async function startServing(
     const port = claimAddress(config.host, config.port);
     const claimed = { ...config, port };
     const isolateCount = isolatesToRun(config.workers, wanted, logger);
-    if (isolateCount === 1) return serveHere(claimed, pool, metrics, clock, logger, onAttempt);
+    if (isolateCount === 1) {
+      shared.setIsolateCount(1);
+      return serveHere(claimed, deps);
+    }
     try {
       return await serveInWorkers(claimed, {
         count: isolateCount,
         entry: deps.workerEntry,
         pool,
+        shared,
         metrics,
         logger,
-        ...(onAttempt === undefined ? {} : {
+        ...(onStreak === undefined ? {} : {
           onOutcome: (href: string, result: AttemptResult) => {
             const backend = pool.find(href);
-            if (backend !== undefined) onAttempt(backend, result);
+            if (backend !== undefined) onStreak(backend, result);
           },
         }),
       });
@@ -98,10 +110,12 @@ export async function startServing(
       logger.warn("Serving from one isolate: the data-plane workers did not start", {
         error: error instanceof Error ? error.message : String(error),
       });
-      return serveHere(claimed, pool, metrics, clock, logger, onAttempt);
+      shared.setIsolateCount(1);
+      return serveHere(claimed, deps);
     }
   }
-  return serveHere(config, pool, metrics, clock, logger, onAttempt);
+  shared.setIsolateCount(1);
+  return serveHere(config, deps);
 }
 
 /**
@@ -190,14 +204,8 @@ function canReusePort(): boolean {
 }
 
 /** The data plane in this isolate. */
-function serveHere(
-  config: BalancerConfig,
-  pool: Pool,
-  metrics: Metrics,
-  clock: Clock,
-  logger: Logger,
-  onAttempt: ServingDeps["onAttempt"],
-): Serving {
+function serveHere(config: BalancerConfig, deps: ServingDeps): Serving {
+  const { pool, metrics, clock, logger, onAttempt, shared } = deps;
   const plane: DataPlane = startDataPlane(config, {
     ...(onAttempt === undefined ? {} : { onAttempt }),
     pool,
@@ -205,6 +213,7 @@ function serveHere(
     clock,
     logger,
     proxyLogger: getModuleLogger("proxy"),
+    shared,
   });
   return {
     get addr() {
@@ -238,6 +247,8 @@ async function serveInWorkers(
   config: BalancerConfig,
   options: Parameters<typeof startWorkers>[1],
 ): Promise<Serving> {
+  // Set first: a worker's queue polls for the others' freed slots from its first request.
+  options.shared.setIsolateCount(options.count);
   const workers: Workers = await startWorkers(config, options);
   return {
     get addr() {

@@ -1,10 +1,12 @@
 /**
  * The control plane's side of `lb --workers N`: starts N data-plane workers on one address
  * (the first binds it, the others join it with SO_REUSEPORT, so the kernel spreads
- * connections; `serving.ts` has checked the address is free), applies a reload in all of them
- * or none (prepare, then commit or abort), publishes every pool change to all of them at once (`postMessage`, so a
- * health flip reaches every isolate within one event-loop turn), folds their reports into the
- * control plane's metrics and backend counts, and drains them together.
+ * connections; `serving.ts` has checked the address is free), hands each the balancer's shared
+ * state (health, drain, ejection, in-flight counts, rotation, queue, connections and retry
+ * budget: every isolate reads the same memory), applies a reload in all of them or none
+ * (prepare, then commit or abort), publishes membership and weight changes to all of them at
+ * once (`postMessage`), folds their reports into the control plane's metrics and backend
+ * counts, and drains them together.
  *
  * Each worker starts from the program's own entry module (`main.ts`, the bundle or the compiled
  * binary), which runs the data plane when its worker name is `DATA_PLANE_WORKER_NAME`.
@@ -16,6 +18,7 @@ import type { Metrics } from "../core/metrics.ts";
 import type { AttemptResult } from "../core/outlier.ts";
 import type { Pool } from "../core/pool.ts";
 import type { BalancerConfig } from "../config/settings.ts";
+import type { SharedState } from "../core/shared_state.ts";
 import {
   DATA_PLANE_WORKER_NAME,
   encodeConfig,
@@ -32,13 +35,18 @@ export interface WorkersOptions {
   readonly entry: URL;
   /** The control plane's pool, mirrored into every worker. */
   readonly pool: Pool;
+  /** The balancer's shared state; every worker maps its buffer. */
+  readonly shared: SharedState;
   /** Where the workers' counts are folded in. */
   readonly metrics: Metrics;
   /** Lifecycle records. */
   readonly logger: Logger;
   /** How long a worker may take to start and bind, in milliseconds. Default: 30000. */
   readonly startTimeoutMs?: number;
-  /** Told the attempt outcomes workers relay for passive health. Default: none. */
+  /**
+   * Told when a worker saw a backend's shared failure streak reach passive health's threshold,
+   * with the failure that did it. Default: none.
+   */
   readonly onOutcome?: (href: string, result: AttemptResult) => void;
 }
 
@@ -50,7 +58,7 @@ export interface Workers {
   readonly connectionCount: number;
   /** Per-worker figures, for `/status`. */
   isolates(): Array<{ id: string; connections: number }>;
-  /** Sends the pool's current state to every worker. */
+  /** Sends the pool's membership and weights to every worker. */
   publish(): void;
   /**
    * Applies a new configuration in every worker or in none: each prepares it (binding a new
@@ -96,10 +104,7 @@ export async function startWorkers(
     pool.backends.map((b) => ({
       href: b.url.href,
       weight: b.weight,
-      isHealthy: b.isHealthy,
-      isDraining: b.isDraining,
-      ejection: b.ejection ?? null,
-      returnCount: b.returnCount,
+      slot: b.shared.index,
     }));
   const handles: Handle[] = [];
   const send = (handle: Handle, message: ToWorker) => handle.worker.postMessage(message);
@@ -164,6 +169,7 @@ export async function startWorkers(
       id,
       config: encodeConfig({ ...config, port }),
       pool: snapshot(),
+      shared: options.shared.buffer,
     });
     const timeoutMs = options.startTimeoutMs ?? 30_000;
     let timer: ReturnType<typeof setTimeout> | undefined;

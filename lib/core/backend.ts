@@ -1,43 +1,49 @@
 /**
- * One backend: where it is, its weight, its health state and its in-flight count.
+ * One backend, in three parts (Pingora's split): its configuration ({@linkcode BackendSpec},
+ * immutable: a reload that reweights it swaps in a new one), its shared state
+ * ({@linkcode SharedBackendState}: health, drain, ejection, return count and in-flight count,
+ * one slot of the balancer's `SharedArrayBuffer` that every isolate reads), and this isolate's
+ * own counters (requests and failures, reported to the control plane by message).
  *
  * Health has two owners in the control plane: the active health checker sets its health state
  * ({@linkcode Backend.setHealth}) and passive health (the outlier detector) ejects it
  * ({@linkcode Backend.setEjection}); it takes traffic when both let it, and it is not draining.
+ * Data-plane workers never write these: they read the slot the control plane writes.
  *
  * @module
  */
+import { type Ejection, type HealthState, SharedBackendState } from "./shared_state.ts";
 
-/** Whether a backend takes traffic. */
-export type HealthState = "healthy" | "unhealthy";
-
-/** Why and until when passive health (the outlier detector) has a backend out of rotation. */
-export interface Ejection {
-  /** When it returns: milliseconds since the Unix epoch (for display). */
-  readonly untilMs: number;
-  /** How many times in a row it has been ejected, this one included. */
-  readonly count: number;
-  /** The kind of the failures that ejected it: `connect`, `timeout` or `5xx`. */
-  readonly reason: string;
-}
+export type { Ejection, HealthState } from "./shared_state.ts";
 
 /** Options for {@linkcode Backend}. */
 export interface BackendOptions {
   /** Relative share of traffic for weighted policies. Default: 1. */
   readonly weight?: number;
-  /** The state before the first probe. Default: `"healthy"` (traffic flows at start-up). */
+  /**
+   * Its slot of the balancer's shared state. Default: a slot of its own, reset to
+   * `initialHealth` and `returnCount` (a backend outside any balancer: tests, tools).
+   */
+  readonly shared?: SharedBackendState;
+  /** The state before the first probe, for a slot of its own. Default: `"healthy"`. */
   readonly initialHealth?: HealthState;
   /**
-   * Its {@linkcode Backend.returnCount} to start from: above 0 for a backend joining a pool
-   * that is serving, so slow start ramps it up. Default: 0 (present at start-up).
+   * Its {@linkcode Backend.returnCount} to start from, for a slot of its own: above 0 for a
+   * backend joining a pool that is serving, so slow start ramps it up. Default: 0.
    */
   readonly returnCount?: number;
 }
 
-/** A backend's request counts in one isolate. */
+/** A backend's configuration: immutable; a reload replaces it whole. */
+export interface BackendSpec {
+  /** Relative share of traffic for weighted policies. */
+  readonly weight: number;
+  /** Requests it takes at once over the whole balancer; 0 is no limit. */
+  readonly maxInFlight: number;
+}
+
+/** A backend's request counts. */
 export interface BackendCounts {
-  /** Requests forwarded and not finished. */
-  readonly inFlight: number;
   /** Requests forwarded since start. */
   readonly requests: number;
   /** Forwarded requests that failed since start. */
@@ -52,13 +58,10 @@ export class Backend {
   readonly url: URL;
   /** Short name for logs and metrics: `host:port` plus the path prefix, if any. */
   readonly name: string;
-  #weight: number;
-  #health: HealthState;
-  #isDraining = false;
-  #ejection: Ejection | undefined;
-  #returnCount: number;
-  #inFlight = 0;
-  #maxInFlight = 0;
+  /** Its shared state: the same slot in every isolate of the balancer. */
+  readonly shared: SharedBackendState;
+  #spec: BackendSpec;
+  /** This isolate's own counters. */
   #requests = 0;
   #failures = 0;
   #responses5xx = 0;
@@ -67,58 +70,79 @@ export class Backend {
 
   /**
    * @param url The backend's base URL, already validated by {@linkcode parseBackendUrl}.
-   * @param options Weight and initial health.
+   * @param options Weight, and its shared slot (or the initial state of a slot of its own).
    */
   constructor(url: URL, options: BackendOptions = {}) {
     this.url = url;
     this.name = url.pathname === "/" ? url.host : `${url.host}${url.pathname.slice(0, -1)}`;
-    this.#weight = options.weight ?? 1;
-    this.#health = options.initialHealth ?? "healthy";
-    this.#returnCount = options.returnCount ?? 0;
+    this.#spec = Object.freeze({ weight: options.weight ?? 1, maxInFlight: 0 });
+    if (options.shared === undefined) {
+      this.shared = SharedBackendState.standalone();
+      this.shared.reset(options.initialHealth ?? "healthy", options.returnCount ?? 0);
+    } else {
+      this.shared = options.shared;
+    }
+  }
+
+  /** Its configuration now. */
+  get spec(): BackendSpec {
+    return this.#spec;
+  }
+
+  /**
+   * Replaces its configuration (a reload, or a worker mirroring one). Requests in flight keep
+   * the counts they began with.
+   *
+   * @param spec What changes.
+   */
+  reconfigure(spec: Partial<BackendSpec>): void {
+    const next = { ...this.#spec, ...spec };
+    if (next.weight === this.#spec.weight && next.maxInFlight === this.#spec.maxInFlight) return;
+    this.#spec = Object.freeze(next);
   }
 
   /** Relative share of traffic for weighted policies. */
   get weight(): number {
-    return this.#weight;
+    return this.#spec.weight;
   }
 
   /**
-   * Changes the weight (a reload). Called only by the control plane.
+   * Changes the weight (a reload).
    *
    * @param weight The new weight, already validated as positive.
    */
   setWeight(weight: number): void {
-    this.#weight = weight;
+    this.reconfigure({ weight });
   }
 
   /** The current health state. */
   get health(): HealthState {
-    return this.#health;
+    return this.shared.health;
   }
 
   /** Whether the backend passes its health checks. */
   get isHealthy(): boolean {
-    return this.#health === "healthy";
+    return this.shared.health === "healthy";
   }
 
   /** Whether an operator is draining it: no new requests; in-flight ones finish. */
   get isDraining(): boolean {
-    return this.#isDraining;
+    return this.shared.isDraining;
   }
 
   /** Whether policies may pick it: healthy (active), not ejected (passive), not draining. */
   get isAvailable(): boolean {
-    return this.#health === "healthy" && !this.#isDraining && this.#ejection === undefined;
+    return this.shared.isAvailable;
   }
 
   /** Why and until when the outlier detector has it out; `undefined` when it does not. */
   get ejection(): Ejection | undefined {
-    return this.#ejection;
+    return this.shared.ejection;
   }
 
   /** Whether the outlier detector has it out of rotation. */
   get isEjected(): boolean {
-    return this.#ejection !== undefined;
+    return this.shared.isEjected;
   }
 
   /**
@@ -126,44 +150,42 @@ export class Backend {
    * that makes it available adds one. Slow start ramps a backend up when this changes.
    */
   get returnCount(): number {
-    return this.#returnCount;
+    return this.shared.returnCount;
   }
 
   /**
-   * Ejects it or lets it return. Called only by passive health (and the worker's mirror).
+   * Ejects it or lets it return. Called only by passive health, in the control plane.
    *
    * @param ejection Why and until when, or `undefined` to return it.
    * @returns Whether it changed between ejected and not.
    */
   setEjection(ejection: Ejection | undefined): boolean {
-    const wasEjected = this.#ejection !== undefined;
-    const wasAvailable = this.isAvailable;
-    this.#ejection = ejection;
-    this.#countReturn(wasAvailable);
-    return wasEjected !== (ejection !== undefined);
-  }
-
-  #countReturn(wasAvailable: boolean): void {
-    if (!wasAvailable && this.isAvailable) this.#returnCount++;
+    return this.shared.setEjection(ejection);
   }
 
   /**
-   * Starts or stops draining. Called only by the control plane (the admin API).
+   * Starts or stops draining. Called only by the control plane (the admin API, a reload).
    *
    * @param isDraining Whether new requests must avoid the backend.
    * @returns Whether the state changed.
    */
   setDraining(isDraining: boolean): boolean {
-    if (isDraining === this.#isDraining) return false;
-    const wasAvailable = this.isAvailable;
-    this.#isDraining = isDraining;
-    this.#countReturn(wasAvailable);
-    return true;
+    return this.shared.setDraining(isDraining);
+  }
+
+  /**
+   * Sets the health state. Called only by health checking, in the control plane.
+   *
+   * @param next The new state.
+   * @returns Whether the state changed.
+   */
+  setHealth(next: HealthState): boolean {
+    return this.shared.setHealth(next);
   }
 
   /** Requests forwarded to this backend whose response has not finished, in every isolate. */
   get inFlight(): number {
-    return this.#remote.size === 0 ? this.#inFlight : this.#inFlight + this.#sum("inFlight");
+    return this.shared.inFlight;
   }
 
   /** Requests forwarded to this backend since start, in every isolate. */
@@ -192,7 +214,6 @@ export class Backend {
   /** This isolate's own counts, to report to the control plane. */
   get localCounts(): BackendCounts {
     return {
-      inFlight: this.#inFlight,
       requests: this.#requests,
       failures: this.#failures,
       responses5xx: this.#responses5xx,
@@ -216,43 +237,30 @@ export class Backend {
     return total;
   }
 
-  /**
-   * Sets the health state. Called only by health checking.
-   *
-   * @param next The new state.
-   * @returns Whether the state changed.
-   */
-  setHealth(next: HealthState): boolean {
-    if (next === this.#health) return false;
-    const wasAvailable = this.isAvailable;
-    this.#health = next;
-    this.#countReturn(wasAvailable);
-    return true;
-  }
-
-  /** Requests this isolate may have in flight to it at once; 0 is no limit. */
+  /** Requests the whole balancer may have in flight to it at once; 0 is no limit. */
   get maxInFlight(): number {
-    return this.#maxInFlight;
+    return this.#spec.maxInFlight;
   }
 
   /**
    * Sets the in-flight limit (`--max-in-flight` or the backend's own `maxInFlight`); the data
    * plane applies it (`data/admission.ts`).
    *
-   * @param limit Requests at once, per isolate; 0 is no limit.
+   * @param limit Requests at once over the whole balancer; 0 is no limit.
    */
   setMaxInFlight(limit: number): void {
-    this.#maxInFlight = limit;
+    this.reconfigure({ maxInFlight: limit });
   }
 
-  /** Whether this isolate's in-flight requests to it have reached its limit: policies skip it. */
+  /** Whether the whole balancer's in-flight requests to it have reached its limit. */
   get isFull(): boolean {
-    return this.#maxInFlight > 0 && this.#inFlight >= this.#maxInFlight;
+    const limit = this.#spec.maxInFlight;
+    return limit > 0 && this.shared.inFlight >= limit;
   }
 
-  /** Marks a forwarded request as started. Pair every call with {@linkcode end}. */
+  /** Marks a forwarded request as started, whatever the limit. Pair with {@linkcode end}. */
   begin(): void {
-    this.#inFlight++;
+    this.shared.begin();
     this.#requests++;
   }
 
@@ -266,12 +274,24 @@ export class Backend {
   }
 
   /**
+   * Marks a forwarded request as started if the whole balancer has room under its limit: the
+   * check and the count are one atomic step, so two isolates cannot both take the last slot.
+   *
+   * @returns Whether it started (then pair it with {@linkcode end}).
+   */
+  tryBegin(): boolean {
+    if (!this.shared.tryBegin(this.#spec.maxInFlight)) return false;
+    this.#requests++;
+    return true;
+  }
+
+  /**
    * Marks a forwarded request as finished.
    *
    * @param isFailure Whether the backend failed it (no response or a timeout).
    */
   end(isFailure: boolean): void {
-    this.#inFlight--;
+    this.shared.end();
     if (isFailure) this.#failures++;
   }
 }

@@ -258,6 +258,27 @@ export class OutlierDetector<Key extends object> {
   }
 
   /**
+   * Sets a backend's streak one short of the threshold, so the next counted failure decides:
+   * the streak was counted elsewhere (the balancer's shared memory, over every isolate).
+   *
+   * @param key The backend.
+   */
+  reachThreshold(key: Key): void {
+    const track = this.#tracks.get(key);
+    if (track === undefined) {
+      this.#tracks.set(key, {
+        failures: Math.max(0, this.#settings.failures - 1),
+        ejections: 0,
+        untilMs: undefined,
+        returnedAtMs: this.#clock.now(),
+        isSpareReported: false,
+      });
+    } else if (track.untilMs === undefined) {
+      track.failures = Math.max(track.failures, this.#settings.failures - 1);
+    }
+  }
+
+  /**
    * When the next ejected backend is due back, on the detector's clock.
    *
    * @returns The earliest end of an ejection, or `undefined` when none is ejected.

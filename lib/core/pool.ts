@@ -57,6 +57,17 @@ export class Pool {
   }
 
   /**
+   * Replaces the whole list at once (a worker mirroring the control plane's pool, in its order:
+   * round-robin's shared rotation keys its state by position).
+   *
+   * @param backends The backends, in configuration order.
+   * @throws {RangeError} When two backends have the same URL.
+   */
+  replace(backends: readonly Backend[]): void {
+    this.#backends = new Pool(backends).backends;
+  }
+
+  /**
    * The backend with this URL, if it is in the pool.
    *
    * @param href A base URL as {@linkcode parseBackendUrl} gives it.

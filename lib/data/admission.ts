@@ -6,11 +6,15 @@
  * timeout it is refused (the handler answers 503 with `Retry-After`). HAProxy's per-server
  * `maxconn` with its queue and `timeout queue` work the same way.
  *
- * Limits and queue are per isolate: with `--workers N` each isolate counts its own requests,
- * so a backend may have up to N times its limit in flight from the whole process.
+ * Limits and queue are the whole balancer's: in-flight counts and the queue's length live in
+ * shared memory (`shared_state.ts`), so with `--workers N` a backend never has more than its
+ * limit in flight and no more than `--queue-size` requests wait, over every isolate. Each
+ * isolate keeps its own waiters in FIFO order; while other isolates serve, it looks for a freed
+ * slot every {@linkcode QUEUE_POLL_MS} as well as whenever one of its own requests ends.
  *
- * The picked backend is `begin()`-ed here, in the same synchronous step as the pick, so two
- * wake-ups can never both take a backend's last slot.
+ * The picked backend is `tryBegin()`-ed here, right after the pick: the check against the limit
+ * and the count are one atomic step, so two isolates (or two wake-ups) can never both take a
+ * backend's last slot; one that loses the race picks again.
  *
  * @module
  */
@@ -19,10 +23,14 @@ import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import type { PickContext, Policy } from "../policies/policy.ts";
 import type { Pool } from "../core/pool.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
+import { SharedQueue } from "../core/shared_state.ts";
+
+/** How often an isolate with waiters looks for slots freed by other isolates, in ms. */
+export const QUEUE_POLL_MS = 2;
 
 /** The in-flight limits and queue bounds, as configured. */
 export interface InFlightLimits {
-  /** Requests each backend takes at once, per isolate; 0 is no limit. */
+  /** Requests each backend takes at once, over the whole balancer; 0 is no limit. */
   readonly maxInFlight: number;
   /** A backend's own limit by its base URL (`url.href`), overriding `maxInFlight`. */
   readonly byBackend: ReadonlyMap<string, number>;
@@ -79,7 +87,7 @@ export type Refusal =
   /** The client went away while its request waited. */
   | "client-abort";
 
-/** The outcome of {@linkcode Admission.admit}: a backend, already `begin()`-ed, or a refusal. */
+/** The outcome of {@linkcode Admission.admit}: a backend, already begun, or a refusal. */
 export type Admitted = Backend | Refusal;
 
 /** Options for {@linkcode Admission}. */
@@ -92,6 +100,8 @@ export interface AdmissionOptions {
   readonly limits?: InFlightLimits;
   /** Runs the queue timeouts. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
+  /** The queue's whole-balancer count. Default: this admission's own. */
+  readonly queue?: SharedQueue;
 }
 
 /** A request waiting for a slot. */
@@ -112,6 +122,9 @@ export class Admission {
   readonly #deadlines: DeadlineQueue;
   readonly #clock: Clock;
   readonly #queue: Waiter[] = [];
+  readonly #shared: SharedQueue;
+  /** Looks for slots other isolates freed while this one has waiters. */
+  #isWatching = false;
   /** The pool's list the limits were last applied to (the pool replaces it on a change). */
   #applied: readonly Backend[] | undefined;
 
@@ -122,6 +135,7 @@ export class Admission {
     this.#limits = options.limits ?? NO_IN_FLIGHT_LIMITS;
     this.#clock = options.clock ?? systemClock;
     this.#deadlines = new DeadlineQueue({ clock: this.#clock });
+    this.#shared = options.queue ?? new SharedQueue();
   }
 
   /** Requests waiting for a slot. */
@@ -130,7 +144,7 @@ export class Admission {
   }
 
   /**
-   * Picks a backend and `begin()`s it, or queues the request while every available backend
+   * Picks a backend and begins a request on it, or queues the request while every available backend
    * is full. Synchronous unless it queues.
    *
    * @param request The client's request.
@@ -148,17 +162,27 @@ export class Admission {
     // Waiting requests go first: a newcomer may not overtake them.
     if (this.#queue.length > 0) this.release();
     if (this.#queue.length === 0) {
-      const backend = this.#policy.pick(backends, request, undefined, context);
-      if (backend !== undefined) {
-        backend.begin();
-        return backend;
-      }
+      const backend = this.#take(backends, request, context);
+      if (backend !== undefined) return backend;
     }
     if (!backends.some(isFullButAvailable)) return "no-backend";
-    if (this.#queue.length >= this.#limits.queueSize) return "queue-full";
     const clientSignal = signal ?? request.signal;
     if (clientSignal.aborted) return "client-abort";
+    const { queueSize } = this.#limits;
+    if (queueSize <= 0 || !this.#shared.waiting.tryAcquire(queueSize)) return "queue-full";
     return this.#enqueue(request, context, clientSignal);
+  }
+
+  /**
+   * Picks a backend with room and counts the request on it; a pick that loses the last slot to
+   * another isolate between the pick and the count picks again, a bounded number of times.
+   */
+  #take(backends: readonly Backend[], request: Request, context: PickContext): Backend | undefined {
+    for (let tries = 0; tries <= backends.length; tries++) {
+      const backend = this.#policy.pick(backends, request, undefined, context);
+      if (backend === undefined || backend.tryBegin()) return backend;
+    }
+    return undefined;
   }
 
   /**
@@ -170,16 +194,26 @@ export class Admission {
     while (queue.length > 0) {
       const waiter = queue[0] as Waiter;
       const backends = this.#pool.backends;
-      const backend = this.#policy.pick(backends, waiter.request, undefined, waiter.context);
+      const backend = this.#take(backends, waiter.request, waiter.context);
       if (backend === undefined) {
         // Nothing is full any more, only unavailable: waiting would be for nothing.
         if (!backends.some(isFullButAvailable)) this.#refuseAll("no-backend");
         return;
       }
       queue.shift();
-      backend.begin();
       this.#settle(waiter, backend);
     }
+  }
+
+  /** While waiters are here and other isolates serve, looks for their freed slots. */
+  #watchOthers(): void {
+    if (this.#isWatching || this.#queue.length === 0 || !this.#shared.isShared) return;
+    this.#isWatching = true;
+    void this.#clock.sleep(QUEUE_POLL_MS).then(() => {
+      this.#isWatching = false;
+      this.release();
+      this.#watchOthers();
+    });
   }
 
   #enqueue(request: Request, context: PickContext, signal: AbortSignal): Promise<Admitted> {
@@ -199,6 +233,7 @@ export class Admission {
       );
       signal.addEventListener("abort", waiter.onAbort, { once: true });
       this.#queue.push(waiter);
+      this.#watchOthers();
     });
   }
 
@@ -215,6 +250,7 @@ export class Admission {
   }
 
   #settle(waiter: Waiter, admitted: Admitted): void {
+    this.#shared.waiting.release();
     if (waiter.deadline !== undefined) this.#deadlines.cancel(waiter.deadline);
     waiter.deadline = undefined;
     waiter.signal.removeEventListener("abort", waiter.onAbort);

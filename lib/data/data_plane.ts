@@ -19,6 +19,7 @@ import { AccessLog, type AccessLogSink, accessLogTarget, NO_ACCESS_LOG } from ".
 import type { Metrics } from "../core/metrics.ts";
 import { createPolicy } from "../policies/registry.ts";
 import type { Pool } from "../core/pool.ts";
+import { SharedState } from "../core/shared_state.ts";
 import { createUpstreamClient } from "./proxy.ts";
 import type { BalancerConfig } from "../config/settings.ts";
 import type { Clock } from "../shared/clock.ts";
@@ -52,6 +53,11 @@ export interface DataPlaneDeps {
   readonly reusePort?: boolean;
   /** Told each forwarding attempt's outcome (passive health). Default: none. */
   readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
+  /**
+   * The balancer's shared state (rotation, connection count, queue, retry budget), the same
+   * buffer in every isolate. Default: this data plane's own.
+   */
+  readonly shared?: SharedState;
 }
 
 /** A running data plane. */
@@ -112,6 +118,8 @@ interface Upstreams {
  */
 export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): DataPlane {
   const { pool, metrics, clock, logger } = deps;
+  // Outlives reloads: the rotation, the queue and the retry budget carry over.
+  const shared = deps.shared ?? SharedState.create();
   const accessLogs = new AccessLogs(deps, metrics, clock);
   accessLogs.configure(config);
   // Every set of clients ever made: one replaced by a reload still serves its requests in
@@ -132,14 +140,16 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   // Outlives reloads: sockets opened under an old configuration stay open and listed.
   const openWebSockets = new OpenWebSockets();
   // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
-  const slowStart = new SlowStart(clock);
+  const slowStart = new SlowStart(clock, shared.timeDeltaMs);
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
       policy: createPolicy(c.policy, c, {
         random: Math.random,
         weightOf: slowStart.weigher(c.slowStartMs),
+        rotation: shared.rotation,
       }),
+      shared,
       onAttempt,
       trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
       isForwardedSent: c.proxy.forwarded === "on",
@@ -180,6 +190,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         keepAliveTimeoutMs: c.client.keepAliveTimeoutMs,
         isNative: c.websocket === "on",
         maxConnections: c.limits.maxConnections,
+        openConnections: shared.connections,
         closeAfterResponse,
         clock,
         onEvent,

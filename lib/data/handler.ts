@@ -27,6 +27,7 @@ import type { Metrics } from "../core/metrics.ts";
 import type { AttemptResult } from "../core/outlier.ts";
 import type { Policy } from "../policies/registry.ts";
 import type { Pool } from "../core/pool.ts";
+import type { SharedState } from "../core/shared_state.ts";
 import { DeadlineQueue } from "../shared/deadlines.ts";
 import { type AccessLogSink, NO_ACCESS_LOG } from "./access_log.ts";
 import { NO_TRUSTED_PROXIES, type TrustedProxies } from "../shared/ip.ts";
@@ -118,6 +119,11 @@ export interface HandlerDeps {
   /** Per-backend in-flight limits and the queue for a slot (`admission.ts`). Default: none. */
   readonly inFlightLimits?: InFlightLimits;
   /**
+   * The balancer's shared state: the queue's length and the retry budget are counted there,
+   * once for every isolate. Default: this handler's own.
+   */
+  readonly shared?: SharedState;
+  /**
    * How long a request waits for its backend's headers before the client is watched for
    * departure, in ms (watching costs an operation per request; a client that leaves sooner is
    * noticed then). 0 watches every request from the start. Default: 100.
@@ -207,6 +213,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     policy,
     clock,
     ...(deps.inFlightLimits === undefined ? {} : { limits: deps.inFlightLimits }),
+    ...(deps.shared === undefined ? {} : { queue: deps.shared.queue }),
   });
   const bodyOptions = {
     maxBytes: limits.maxBodyBytes,
@@ -220,6 +227,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   const retryGate = new RetryGate({
     percent: deps.retryBudgetPercent,
     minPerSecond: deps.retryBudgetMinPerSecond,
+    storage: deps.shared?.retryBudget,
     clock,
     metrics,
     logger,
@@ -348,7 +356,6 @@ export function createHandler(deps: HandlerDeps): Handler {
       let tried: Set<Backend> | undefined;
       let backend: Backend = first;
       for (let attempt = 0;; attempt++) {
-        if (attempt > 0) backend.begin(); // admission began the first
         const outcome = await forward(request, backend, {
           ...sender,
           target,
@@ -431,7 +438,9 @@ export function createHandler(deps: HandlerDeps): Handler {
         const picked = retryable
           ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed), { clientIp })
           : undefined;
-        const next = picked !== undefined && retryGate.allow(failed.name, reason)
+        // Begun here, like admission's, against the whole balancer's limit for the backend.
+        const next = picked !== undefined && retryGate.allow(failed.name, reason) &&
+            picked.tryBegin()
           ? picked
           : undefined;
         if (next === undefined) {

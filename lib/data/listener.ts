@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { SharedCounter } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { ConnectionRefuser } from "./connection_limit.ts";
@@ -74,6 +75,11 @@ export interface ListenOptions {
    * (`connection_limit.ts`). Default: 0, no limit.
    */
   readonly maxConnections?: number;
+  /**
+   * Counts the client connections open over every isolate of the balancer (shared memory), so
+   * `maxConnections` is the whole balancer's limit. Default: this listener's own count.
+   */
+  readonly openConnections?: SharedCounter;
   /**
    * Requests whose connection is closed once their response has been sent (a refusal that
    * left the request body unread, which Deno would otherwise wait for). Default: none.
@@ -227,6 +233,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     maxConnections: options.maxConnections ?? 0,
   };
   const closeAfterResponse = options.closeAfterResponse;
+  const openConnections = options.openConnections ?? SharedCounter.standalone();
   const refuser = new ConnectionRefuser({ clock });
 
   const expire = (which: "header" | "keepalive") => (connection: Connection) => {
@@ -275,7 +282,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     };
     connections.add(connection);
     const done = () => {
-      connections.delete(connection);
+      if (connections.delete(connection)) openConnections.release();
       connection.clearDeadline();
     };
     try {
@@ -316,7 +323,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       }
       backoffMs = ACCEPT_BACKOFF_MIN_MS;
       const maxConnections = settings.maxConnections ?? 0;
-      if (maxConnections > 0 && connections.size >= maxConnections) {
+      if (!openConnections.tryAcquire(maxConnections)) {
         void refuser.refuse(conn);
         onEvent({ kind: "connection-refused", limit: maxConnections });
         continue;

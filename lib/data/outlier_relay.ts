@@ -1,28 +1,25 @@
 /**
  * A data-plane worker's side of passive health: the control plane holds the one outlier
- * detector, so a worker relays the attempt outcomes that can change its decision. Every counted
- * failure is relayed at once (a dead backend is ejected after a handful of them, so they are
- * few), and of the successes only the one that ends a streak this worker relayed. Successes on
- * a backend with no streak, the common case, cost no message.
- *
- * The detector's count is thus every isolate's consecutive failures added up, each isolate's
- * own success resetting it: across isolates "consecutive" is approximate, within one exact.
+ * detector, and the failure streaks are counted in shared memory (each backend's slot), once
+ * for the whole balancer: a counted failure in any isolate adds one, a success in any isolate
+ * ends the streak. The worker tells the control plane only when a streak reaches the threshold
+ * (or a multiple of it, as the detector starts over after sparing a backend), so neither a
+ * success nor an ordinary failure costs a message.
  *
  * @module
  */
 import type { Backend } from "../core/backend.ts";
 import { type AttemptResult, classifyAttempt, type OutlierSettings } from "../core/outlier.ts";
 
-/** Filters one isolate's attempt outcomes down to those the control plane must hear. */
+/** Counts one isolate's attempt outcomes into the shared streaks. */
 export class OutlierRelay {
   readonly #send: (href: string, result: AttemptResult) => void;
-  /** Backends with failures relayed and no success since. */
-  readonly #streaks = new Set<string>();
   #settings: Pick<OutlierSettings, "failures" | "kinds">;
 
   /**
    * @param settings Whether detection is on, and which failures count.
-   * @param send Posts one outcome to the control plane.
+   * @param send Tells the control plane a backend's streak reached the threshold, with the
+   *   failure that did it.
    */
   constructor(
     settings: Pick<OutlierSettings, "failures" | "kinds">,
@@ -39,25 +36,26 @@ export class OutlierRelay {
    */
   configure(settings: Pick<OutlierSettings, "failures" | "kinds">): void {
     this.#settings = settings;
-    if (settings.failures <= 0) this.#streaks.clear();
   }
 
   /**
-   * The handler's `onAttempt`: relays a counted failure, or the success that ends a streak.
+   * The handler's `onAttempt`: counts a failure into the backend's shared streak, or ends the
+   * streak on a success.
    *
    * @param backend The backend tried.
    * @param result Its status code, or the forward's failure reason.
    */
   readonly observe = (backend: Backend, result: AttemptResult): void => {
-    if (this.#settings.failures <= 0) return;
+    const { failures } = this.#settings;
+    if (failures <= 0) return;
     const kind = classifyAttempt(result, this.#settings.kinds);
     if (kind === undefined) return;
-    const href = backend.url.href;
     if (kind === "success") {
-      if (this.#streaks.size === 0 || !this.#streaks.delete(href)) return;
-    } else {
-      this.#streaks.add(href);
+      backend.shared.clearStreak();
+      return;
     }
-    this.#send(href, result);
+    // Outcomes of requests in flight when it was ejected do not count (as in the detector).
+    if (backend.isEjected) return;
+    if (backend.shared.addFailure() % failures === 0) this.#send(backend.url.href, result);
   };
 }

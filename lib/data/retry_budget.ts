@@ -13,11 +13,14 @@
  * every request gets at most 1.2 attempts per request (plus the floor), where `--retries 2`
  * alone would make it 3.
  *
- * Pure: time comes in as arguments. One budget per isolate (per handler), so with `--workers N`
- * each isolate spends its share of its own requests.
+ * Pure: time comes in as arguments. The window may live in the balancer's shared memory
+ * (`shared_state.ts`), so with `--workers N` the budget counts the whole balancer's requests and
+ * retries once, on the creating isolate's time base. Counting is lock-free (an atomic add per
+ * request, a compare-and-swap per retry); only moving the window to a new second takes a lock.
  *
  * @module
  */
+import { RETRY_BUDGET_WORDS, type RetryBudgetStorage } from "../core/shared_state.ts";
 
 /** The window the budget looks back over, in milliseconds. */
 export const RETRY_BUDGET_WINDOW_MS = 10_000;
@@ -31,6 +34,20 @@ export interface RetryBudgetOptions {
   readonly percent?: number;
   /** Retries per second always allowed, however few the requests. Default: 3. */
   readonly minPerSecond?: number;
+  /** Where the window lives: the balancer's shared one. Default: this budget's own. */
+  readonly storage?: RetryBudgetStorage;
+}
+
+/** The window's words: a lock, the newest second, the two sums, then the slots. */
+const LOCK = 0;
+const SECOND = 1;
+const REQUEST_SUM = 2;
+const RETRY_SUM = 3;
+const REQUESTS = 4;
+const RETRIES = REQUESTS + SLOTS;
+
+function ownStorage(): RetryBudgetStorage {
+  return { words: new Int32Array(RETRY_BUDGET_WORDS), timeDeltaMs: 0 };
 }
 
 /**
@@ -48,15 +65,11 @@ export interface RetryBudgetOptions {
 export class RetryBudget {
   readonly #share: number;
   readonly #floor: number;
-  /** Requests and retries per one-second slot; slot `i` holds the second `s` with `s % SLOTS`. */
-  readonly #requests = new Float64Array(SLOTS);
-  readonly #retries = new Float64Array(SLOTS);
-  /** The second (time / SLOT_MS, floored) the newest slot holds. */
-  #second = -Infinity;
-  #requestSum = 0;
-  #retrySum = 0;
+  readonly #timeDeltaMs: number;
+  /** The window: see the layout constants; slot `i` holds the second `s` with `s % SLOTS`. */
+  readonly #window: Int32Array;
 
-  /** @param options The share of requests and the floor. */
+  /** @param options The share of requests, the floor, and where the window lives. */
   constructor(options: RetryBudgetOptions = {}) {
     const percent = options.percent ?? 20;
     const minPerSecond = options.minPerSecond ?? 3;
@@ -68,16 +81,19 @@ export class RetryBudget {
     }
     this.#share = percent / 100;
     this.#floor = minPerSecond * SLOTS;
+    const storage = options.storage ?? ownStorage();
+    this.#window = storage.words;
+    this.#timeDeltaMs = storage.timeDeltaMs;
   }
 
   /** Requests counted in the window (as of the last call). */
   get requestCount(): number {
-    return this.#requestSum;
+    return Atomics.load(this.#window, REQUEST_SUM);
   }
 
   /** Retries counted in the window (as of the last call). */
   get retryCount(): number {
-    return this.#retrySum;
+    return Atomics.load(this.#window, RETRY_SUM);
   }
 
   /**
@@ -87,8 +103,8 @@ export class RetryBudget {
    */
   recordRequest(nowMs: number): void {
     const slot = this.#advance(nowMs);
-    this.#requests[slot] = (this.#requests[slot] ?? 0) + 1;
-    this.#requestSum++;
+    Atomics.add(this.#window, REQUESTS + slot, 1);
+    Atomics.add(this.#window, REQUEST_SUM, 1);
   }
 
   /**
@@ -98,30 +114,49 @@ export class RetryBudget {
    * @returns Whether the retry may go ahead (it is then counted).
    */
   tryRetry(nowMs: number): boolean {
+    const window = this.#window;
     const slot = this.#advance(nowMs);
-    const allowed = Math.max(this.#requestSum * this.#share, this.#floor);
-    if (this.#retrySum + 1 > allowed) return false;
-    this.#retries[slot] = (this.#retries[slot] ?? 0) + 1;
-    this.#retrySum++;
+    for (;;) {
+      const retries = Atomics.load(window, RETRY_SUM);
+      const allowed = Math.max(Atomics.load(window, REQUEST_SUM) * this.#share, this.#floor);
+      if (retries + 1 > allowed) return false;
+      // Two isolates at the budget's edge: only one of them takes the last retry.
+      if (Atomics.compareExchange(window, RETRY_SUM, retries, retries + 1) === retries) break;
+    }
+    Atomics.add(window, RETRIES + slot, 1);
     return true;
   }
 
-  /** Moves the window to `nowMs`, emptying the slots of seconds that left it. */
+  /**
+   * Moves the window to `nowMs`, emptying the slots of seconds that left it, and returns the
+   * newest second's slot. Only a new second takes the lock; a slot is emptied before the newer
+   * second is published, so no count lands in a slot about to be emptied.
+   */
   #advance(nowMs: number): number {
-    const second = Math.floor(nowMs / SLOT_MS);
-    if (second > this.#second) {
-      // Every slot from the one after the newest up to now's held a second that left.
-      const stale = Math.min(second - this.#second, SLOTS);
-      for (let step = stale - 1; step >= 0; step--) {
-        const index = (((second - step) % SLOTS) + SLOTS) % SLOTS;
-        this.#requestSum -= this.#requests[index] ?? 0;
-        this.#retrySum -= this.#retries[index] ?? 0;
-        this.#requests[index] = 0;
-        this.#retries[index] = 0;
+    const window = this.#window;
+    const second = Math.floor((nowMs + this.#timeDeltaMs) / SLOT_MS);
+    if (second > Atomics.load(window, SECOND)) {
+      while (Atomics.compareExchange(window, LOCK, 0, 1) !== 0) {
+        // Another isolate is moving the window; it takes a few slots' worth of work.
       }
-      this.#second = second;
+      try {
+        const newest = Atomics.load(window, SECOND);
+        if (second > newest) {
+          // Every slot from the one after the newest up to now's held a second that left.
+          const stale = Math.min(second - newest, SLOTS);
+          for (let step = stale - 1; step >= 0; step--) {
+            const index = (((second - step) % SLOTS) + SLOTS) % SLOTS;
+            Atomics.sub(window, REQUEST_SUM, Atomics.exchange(window, REQUESTS + index, 0));
+            Atomics.sub(window, RETRY_SUM, Atomics.exchange(window, RETRIES + index, 0));
+          }
+          Atomics.store(window, SECOND, second);
+        }
+      } finally {
+        Atomics.store(window, LOCK, 0);
+      }
     }
-    // A clock that steps back (never a monotonic one) counts in the newest slot.
-    return ((this.#second % SLOTS) + SLOTS) % SLOTS;
+    // A clock that steps back (or an isolate a little behind another) counts in the newest slot.
+    const newest = Atomics.load(window, SECOND);
+    return ((newest % SLOTS) + SLOTS) % SLOTS;
   }
 }

@@ -10,6 +10,7 @@ import type { Metrics } from "../core/metrics.ts";
 import type { Clock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
 import { RetryBudget } from "./retry_budget.ts";
+import type { RetryBudgetStorage } from "../core/shared_state.ts";
 
 /** Options for {@linkcode RetryGate}. */
 export interface RetryGateOptions {
@@ -17,6 +18,8 @@ export interface RetryGateOptions {
   readonly percent?: number | undefined;
   /** Retries per second always allowed. Default: 3. */
   readonly minPerSecond?: number | undefined;
+  /** Where the budget's window lives: the balancer's shared one. Default: the gate's own. */
+  readonly storage?: RetryBudgetStorage | undefined;
   /** Times the window and the log throttle. */
   readonly clock: Clock;
   /** Counts refusals. */
@@ -38,6 +41,7 @@ export class RetryGate {
     this.#budget = new RetryBudget({
       percent: options.percent ?? 20,
       minPerSecond: options.minPerSecond ?? 3,
+      ...(options.storage === undefined ? {} : { storage: options.storage }),
     });
     this.#clock = options.clock;
     this.#metrics = options.metrics;

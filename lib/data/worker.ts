@@ -1,8 +1,9 @@
 /**
  * A data-plane worker of `lb --workers N`: one isolate running a {@linkcode DataPlane} on the
  * shared address (SO_REUSEPORT). It owns no health: it routes over a mirror of the control
- * plane's pool, updated by every `snapshot` message, and reports its counts back a few times a
- * second so the admin API shows one coherent view.
+ * plane's pool (membership and weights from `snapshot` messages; health, drain, ejection and
+ * in-flight counts read from the shared state's slots, which the control plane writes), and
+ * reports its own counters back a few times a second so the admin API shows one coherent view.
  *
  * @module
  */
@@ -11,6 +12,7 @@ import { configureLogging, getModuleLogger, type Logging } from "../process/log.
 import { Metrics } from "../core/metrics.ts";
 import { Pool } from "../core/pool.ts";
 import { systemClock } from "../shared/clock.ts";
+import { SharedState } from "../core/shared_state.ts";
 import { listenForReopen } from "../process/signals.ts";
 import { type DataPlane, type PreparedChange, startDataPlane } from "./data_plane.ts";
 import { OutlierRelay } from "./outlier_relay.ts";
@@ -51,6 +53,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
   let prepared:
     | { seq: number; change: PreparedChange; outlier: BalancerConfig["outlier"] }
     | undefined;
+  let shared: SharedState | undefined;
 
   const report = () => {
     if (plane === undefined) return;
@@ -86,7 +89,8 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             ...(config.log.file === undefined ? {} : { file: config.log.file }),
           });
           if (config.log.file !== undefined) reopen = listenForReopen(() => logging?.reopen());
-          applySnapshot(pool, message.pool);
+          shared = SharedState.attach(message.shared);
+          applySnapshot(pool, message.pool, shared);
           relay = new OutlierRelay(config.outlier, (href, result) => {
             scope.postMessage({ kind: "outcome", id, href, result });
           });
@@ -98,13 +102,14 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             logger: getModuleLogger("server"),
             proxyLogger: getModuleLogger("proxy"),
             reusePort: true,
+            shared,
           });
           reporter = setInterval(report, REPORT_INTERVAL_MS);
           scope.postMessage({ kind: "listening", id, port: plane.listener.addr.port });
           return;
         }
         case "snapshot":
-          applySnapshot(pool, message.pool);
+          if (shared !== undefined) applySnapshot(pool, message.pool, shared);
           return;
         case "prepare": {
           prepared?.change.abort();
@@ -178,29 +183,26 @@ function isAddrInUse(error: unknown): boolean {
 }
 
 /**
- * Makes the worker's pool mirror the control plane's: same backends, order, health, drain
- * state, ejections and weights. Backends that stay keep their objects (and their in-flight counts).
+ * Makes the worker's pool mirror the control plane's: same backends, order, weights and slots.
+ * Backends that stay keep their objects (and this isolate's counters); one whose slot changed
+ * (removed and added again) gets a new object.
  *
  * @param pool The worker's pool.
  * @param snapshot The control plane's pool.
+ * @param shared The shared state the slots are in.
  */
-export function applySnapshot(pool: Pool, snapshot: PoolSnapshot): void {
-  const wanted = new Set(snapshot.map((b) => b.href));
+export function applySnapshot(pool: Pool, snapshot: PoolSnapshot, shared: SharedState): void {
+  const wanted = new Map(snapshot.map((b) => [b.href, b.slot]));
   for (const backend of pool.backends) {
-    if (!wanted.has(backend.url.href)) pool.remove(backend);
+    if (wanted.get(backend.url.href) !== backend.shared.index) pool.remove(backend);
   }
+  const byHref = new Map(pool.backends.map((b) => [b.url.href, b]));
+  const ordered: Backend[] = [];
   for (const entry of snapshot) {
-    let backend = pool.find(entry.href);
-    if (backend === undefined) {
-      backend = new Backend(new URL(entry.href), {
-        weight: entry.weight,
-        returnCount: entry.returnCount,
-      });
-      pool.add(backend);
-    }
-    backend.setHealth(entry.isHealthy ? "healthy" : "unhealthy");
-    backend.setDraining(entry.isDraining);
-    backend.setEjection(entry.ejection ?? undefined);
+    const backend = byHref.get(entry.href) ??
+      new Backend(new URL(entry.href), { weight: entry.weight, shared: shared.slot(entry.slot) });
     backend.setWeight(entry.weight);
+    ordered.push(backend);
   }
+  pool.replace(ordered);
 }

@@ -2,17 +2,18 @@
  * The messages between the control plane (main isolate) and the data-plane workers of
  * `lb --workers N`. Plain, structured-cloneable data only: URLs travel as strings.
  *
- * Control plane to worker: `start` (configuration and pool snapshot), `snapshot` (health,
- * drain and weight changes, sent as soon as they happen), `prepare` then `commit` or `abort` (a
- * reload, applied by every worker or by none), `drain`.
+ * Control plane to worker: `start` (configuration, pool snapshot and the shared state's buffer),
+ * `snapshot` (membership and weight changes), `prepare` then `commit` or `abort` (a reload,
+ * applied by every worker or by none), `drain`. Health, drain and ejection travel through the
+ * shared state, not by message.
  * Worker to control plane: `listening`, `report` (cumulative counts, a few times a second),
- * `outcome` (an attempt outcome passive health must hear, `data/outlier_relay.ts`), `prepared`
- * (whether a reload's new listener is bound), `drained`, `failed`.
+ * `outcome` (a failure streak reached passive health's threshold, `data/outlier_relay.ts`),
+ * `prepared` (whether a reload's new listener is bound), `drained`, `failed`.
  *
  * @module
  */
 import { parseBackendUrl } from "../core/backend.ts";
-import type { BackendCounts, Ejection } from "../core/backend.ts";
+import type { BackendCounts } from "../core/backend.ts";
 import type { AttemptResult } from "../core/outlier.ts";
 import type { MetricsState } from "../core/metrics.ts";
 import type { BalancerConfig } from "../config/settings.ts";
@@ -27,16 +28,15 @@ export type EncodedConfig = Omit<BalancerConfig, "backends"> & {
   >;
 };
 
-/** One backend as the control plane sees it: what the data plane routes on. */
+/**
+ * One backend of the control plane's pool: its configuration and its slot of the shared state
+ * (health, drain, ejection and counts are read there, not sent).
+ */
 export interface BackendSnapshot {
   readonly href: string;
   readonly weight: number;
-  readonly isHealthy: boolean;
-  readonly isDraining: boolean;
-  /** Passive health's ejection, or `null`. */
-  readonly ejection: Ejection | null;
-  /** Times it came back into rotation (slow start ramps a backend the worker adds with one). */
-  readonly returnCount: number;
+  /** Its slot in the shared state. */
+  readonly slot: number;
 }
 
 /** The pool, in order. */
@@ -49,6 +49,8 @@ export type ToWorker =
     readonly id: string;
     readonly config: EncodedConfig;
     readonly pool: PoolSnapshot;
+    /** The balancer's shared state (`shared_state.ts`). */
+    readonly shared: SharedArrayBuffer;
   }
   | { readonly kind: "snapshot"; readonly pool: PoolSnapshot }
   /** Bind what the reload needs, change nothing yet, and answer `prepared`. */

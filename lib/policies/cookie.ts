@@ -18,6 +18,7 @@ import { createHash, createHmac } from "node:crypto";
 import type { Backend } from "../core/backend.ts";
 import { isCandidate, type Policy } from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
+import type { Rotation } from "../core/shared_state.ts";
 
 /** Options of {@linkcode createCookieAffinity}. */
 export interface CookieAffinityOptions {
@@ -27,6 +28,8 @@ export interface CookieAffinityOptions {
   readonly secret?: string | undefined;
   /** The cookie's `Max-Age` in milliseconds; 0 makes it a session cookie. Default: 0. */
   readonly maxAgeMs?: number;
+  /** The rotation clients without a valid cookie take turns in. Default: a private one. */
+  readonly rotation?: Rotation;
 }
 
 /** One backend's cookie: its value and the whole `Set-Cookie` field that sets it. */
@@ -48,7 +51,9 @@ export function createCookieAffinity(options: CookieAffinityOptions): Policy {
   const maxAgeSeconds = Math.floor((options.maxAgeMs ?? 0) / 1000);
   const attributes = "; Path=/; HttpOnly; SameSite=Lax" +
     (maxAgeSeconds > 0 ? `; Max-Age=${maxAgeSeconds}` : "");
-  const fallback = createRoundRobin();
+  const fallback = createRoundRobin(
+    options.rotation === undefined ? {} : { rotation: options.rotation },
+  );
   // Signed once per backend URL; kept for the backends of the latest pool only.
   let signed = new Map<string, SignedCookie>();
   let byValue = new Map<string, Backend>();

@@ -10,6 +10,7 @@ import { readHashKey } from "./hash_key.ts";
 import { buildHashRing, type HashRing, lookupHashRing } from "./hash_ring.ts";
 import { isCandidate, type PickContext, type Policy } from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
+import type { Rotation } from "../core/shared_state.ts";
 
 /**
  * Creates a hash policy. The ring is rebuilt only when the pool's backends or weights change;
@@ -17,10 +18,11 @@ import { createRoundRobin } from "./round_robin.ts";
  * it does.
  *
  * @param key What to hash.
+ * @param rotation The rotation requests without the key take turns in. Default: a private one.
  * @returns A hash policy.
  */
-export function createHash(key: HashKey): Policy {
-  const keyless = createRoundRobin();
+export function createHash(key: HashKey, rotation?: Rotation): Policy {
+  const keyless = createRoundRobin(rotation === undefined ? {} : { rotation });
   let ring: HashRing = buildHashRing([]);
   let built: ReadonlyArray<readonly [Backend, number]> = [];
   return {

@@ -14,12 +14,15 @@ import { createRoundRobin } from "./round_robin.ts";
  * the effective one (`deps.weightOf`): a backend slow start is ramping up takes its share of
  * the concurrency in step with its weight instead of every request while it has none.
  *
- * @param deps `weightOf`, the effective weight. Default: the configured weight.
- * @returns A least-in-flight policy with its own tie-breaking cursor.
+ * @param deps `weightOf`, the effective weight (default: the configured weight), and the
+ *   tie-break's rotation (default: a private one).
+ * @returns A least-in-flight policy.
  */
-export function createLeastInFlight(deps: Pick<PolicyDeps, "weightOf"> = {}): Policy {
+export function createLeastInFlight(
+  deps: Pick<PolicyDeps, "weightOf" | "rotation"> = {},
+): Policy {
   const weightOf = deps.weightOf ?? configuredWeight;
-  const tieBreaker = createRoundRobin({ weightOf });
+  const tieBreaker = createRoundRobin(deps);
   const load = (backend: Backend) => backend.inFlight / weightOf(backend);
   return {
     name: "least-in-flight",

@@ -9,6 +9,7 @@
  * @module
  */
 import type { Backend } from "../core/backend.ts";
+import type { Rotation } from "../core/shared_state.ts";
 
 /** What a policy may know about a request beyond the `Request` itself. */
 export interface PickContext {
@@ -81,6 +82,11 @@ export interface PolicyDeps {
    * it. Default: the configured weight.
    */
   readonly weightOf?: (backend: Backend) => number;
+  /**
+   * Round-robin's rotation (cursor and smooth weights): the balancer's shared one, so every
+   * isolate's picks are one sequence. Default: a private one per policy.
+   */
+  readonly rotation?: Rotation;
 }
 
 /**

@@ -25,14 +25,18 @@ const FACTORIES: {
   "least-in-flight": (_settings, deps) => createLeastInFlight(deps),
   random: (_settings, deps) => createRandom(deps),
   p2c: (_settings, deps) => createP2c(deps),
-  hash: (settings) => {
+  hash: (settings, deps) => {
     const key = parseHashKey(settings.hashKey);
     if (key === undefined) {
       throw new RangeError(`Invalid --hash-key "${settings.hashKey}": ${HASH_KEY_RULE}`);
     }
-    return createHash(key);
+    return createHash(key, deps.rotation);
   },
-  cookie: ({ affinityCookie }) => createCookieAffinity(affinityCookie),
+  cookie: ({ affinityCookie }, deps) =>
+    createCookieAffinity({
+      ...affinityCookie,
+      ...(deps.rotation === undefined ? {} : { rotation: deps.rotation }),
+    }),
 };
 
 /**

@@ -5,7 +5,8 @@
  * @module
  */
 import type { Backend } from "../core/backend.ts";
-import { configuredWeight, isCandidate, type Policy, type PolicyDeps } from "./policy.ts";
+import { Rotation } from "../core/shared_state.ts";
+import { configuredWeight, type Policy, type PolicyDeps } from "./policy.ts";
 
 /**
  * Creates a round-robin policy.
@@ -16,18 +17,29 @@ import { configuredWeight, isCandidate, type Policy, type PolicyDeps } from "./p
  * available backends or their weights change, the current weights restart from zero while the
  * cursor stays, so a backend that turns unhealthy is skipped without shifting the others.
  *
+ * The cursor and current weights live in a {@linkcode Rotation}, by pool position, and a pick
+ * holds its lock: with the balancer's shared rotation, the picks of every isolate are one
+ * sequence, so a client sees with `--workers N` exactly the order one isolate gives. (A
+ * precomputed schedule indexed by a shared counter would pick without a lock, but it cannot
+ * follow slow start's continuously changing weights or keep the "restart on change, cursor
+ * stays" rule without the same shared state; the lock is held for one pass over the pool.)
+ * Positions rather than backend objects key the state, as each isolate has its own objects for
+ * the same pool; the signature of the available positions and their configured weights tells
+ * when to restart.
+ *
  * Weights are read through `deps.weightOf` at each pick, so a backend that slow start is ramping
  * up gets a share that grows with its effective weight; only the configured weights (and the
  * available set) restart the current weights.
  *
- * @param deps `weightOf`, the effective weight. Default: the configured weight.
- * @returns A round-robin policy with its own cursor and current weights.
+ * @param deps `weightOf`, the effective weight (default: the configured weight), and the
+ *   rotation (default: a private one).
+ * @returns A round-robin policy.
  */
-export function createRoundRobin(deps: Pick<PolicyDeps, "weightOf"> = {}): Policy {
+export function createRoundRobin(deps: Pick<PolicyDeps, "weightOf" | "rotation"> = {}): Policy {
   const weightOf = deps.weightOf ?? configuredWeight;
-  let cursor = 0;
-  let current = new Map<Backend, number>();
-  let signature: ReadonlyArray<readonly [Backend, number]> = [];
+  const rotation = deps.rotation ?? new Rotation();
+  // Each backend's availability, read once per pick (one atomic load each).
+  let isUp = new Uint8Array(8);
   return {
     name: "round-robin",
     pick(
@@ -35,48 +47,57 @@ export function createRoundRobin(deps: Pick<PolicyDeps, "weightOf"> = {}): Polic
       _request: Request,
       exclude?: ReadonlySet<Backend>,
     ): Backend | undefined {
-      const available = backends.filter((backend) => backend.isAvailable);
-      if (!isSameSignature(signature, available)) {
-        signature = available.map((backend) => [backend, backend.weight] as const);
-        current = new Map();
+      const count = backends.length;
+      if (count > isUp.length) isUp = new Uint8Array(count * 2);
+      let signature = FNV_OFFSET;
+      for (let index = 0; index < count; index++) {
+        const backend = backends[index] as Backend;
+        const isAvailable = backend.isAvailable;
+        isUp[index] = isAvailable ? 1 : 0;
+        if (!isAvailable) continue;
+        signature = Math.imul(signature ^ index, FNV_PRIME);
+        signature = Math.imul(signature ^ ((backend.weight * 1000) | 0), FNV_PRIME);
       }
       // A pick with backends excluded is a retry: the round already happened when the failed
       // backend was picked, so the turn passes to the next candidate without a new round of
       // weights (which would hand that candidate a second turn in a row).
       const isRetry = exclude !== undefined && exclude.size > 0;
-      const count = backends.length;
-      let best: Backend | undefined;
-      let bestIndex = 0;
-      let bestWeight = -Infinity;
-      // Walking from the cursor makes ties go to the next backend in pool order.
-      for (let step = 0; step < count; step++) {
-        const index = (cursor + step) % count;
-        const backend = backends[index];
-        if (backend === undefined || !isCandidate(backend, exclude)) continue;
-        const weight = (current.get(backend) ?? 0) + (isRetry ? 0 : weightOf(backend));
-        current.set(backend, weight);
-        if (weight > bestWeight) {
-          best = backend;
-          bestIndex = index;
-          bestWeight = weight;
+      rotation.acquire();
+      try {
+        rotation.adopt(signature, count);
+        const cursor = count === 0 ? 0 : rotation.cursor % count;
+        let best: Backend | undefined;
+        let bestIndex = 0;
+        let bestWeight = -Infinity;
+        let total = 0;
+        // Walking from the cursor makes ties go to the next backend in pool order.
+        for (let step = 0; step < count; step++) {
+          const index = (cursor + step) % count;
+          if (isUp[index] === 0) continue;
+          const backend = backends[index] as Backend;
+          const effective = weightOf(backend);
+          total += effective;
+          // isCandidate(), with availability already read.
+          if (backend.isFull || (isRetry && exclude.has(backend))) continue;
+          const weight = rotation.weightAt(index) + (isRetry ? 0 : effective);
+          rotation.setWeightAt(index, weight);
+          if (weight > bestWeight) {
+            best = backend;
+            bestIndex = index;
+            bestWeight = weight;
+          }
         }
+        if (best === undefined) return undefined;
+        // A retry charges the full round too, so the pick after it starts a fresh turn.
+        rotation.setWeightAt(bestIndex, bestWeight - total);
+        rotation.cursor = (bestIndex + 1) % count;
+        return best;
+      } finally {
+        rotation.release();
       }
-      if (best === undefined) return undefined;
-      // A retry charges the full round too, so the pick after it starts a fresh turn.
-      const total = available.reduce((sum, backend) => sum + weightOf(backend), 0);
-      current.set(best, bestWeight - total);
-      cursor = (bestIndex + 1) % count;
-      return best;
     },
   };
 }
 
-function isSameSignature(
-  signature: ReadonlyArray<readonly [Backend, number]>,
-  available: readonly Backend[],
-): boolean {
-  return signature.length === available.length &&
-    signature.every(([backend, weight], i) =>
-      available[i] === backend && backend.weight === weight
-    );
-}
+const FNV_OFFSET = 0x811c9dc5 | 0;
+const FNV_PRIME = 16777619;

@@ -5,7 +5,9 @@
  * warmed up is not handed its full share at once. Backends present at start-up do not ramp.
  *
  * The ramp begins at the first pick after the backend's {@linkcode Backend.returnCount}
- * changed, on this isolate's clock, so each isolate ramps on its own time without sharing one.
+ * changed, in whichever isolate picks first: its start is kept in the backend's shared slot, on
+ * the balancer's time base, so every isolate ramps the backend on the same time (and round-robin's
+ * one rotation sees the same weights whichever isolate picks).
  *
  * @module
  */
@@ -40,7 +42,7 @@ export function slowStartFactor(elapsedMs: number, durationMs: number): number {
 interface Ramp {
   /** The backend's return count the ramp belongs to. */
   readonly returnCount: number;
-  /** When it began; `-Infinity` for a backend present at start-up. */
+  /** When it began, on the shared time base; `-Infinity` for a backend present at start-up. */
   readonly sinceMs: number;
   /** Whether it has reached full weight (no more clock reads for it). */
   isDone: boolean;
@@ -52,11 +54,16 @@ interface Ramp {
  */
 export class SlowStart {
   readonly #clock: Pick<Clock, "now">;
+  readonly #timeDeltaMs: number;
   readonly #ramps = new WeakMap<Backend, Ramp>();
 
-  /** @param clock The clock ramps are measured on. */
-  constructor(clock: Pick<Clock, "now">) {
+  /**
+   * @param clock The clock ramps are measured on.
+   * @param timeDeltaMs Added to the clock to reach the balancer's shared time base. Default: 0.
+   */
+  constructor(clock: Pick<Clock, "now">, timeDeltaMs = 0) {
     this.#clock = clock;
+    this.#timeDeltaMs = timeDeltaMs;
   }
 
   /**
@@ -71,12 +78,15 @@ export class SlowStart {
     let ramp = this.#ramps.get(backend);
     if (ramp === undefined || ramp.returnCount !== returnCount) {
       // A backend seen for the first time with no return is one from start-up: no ramp.
-      const sinceMs = returnCount === 0 ? -Infinity : this.#clock.now();
+      const sinceMs = returnCount === 0
+        ? -Infinity
+        : backend.shared.rampSince(returnCount, this.#clock.now() + this.#timeDeltaMs);
       ramp = { returnCount, sinceMs, isDone: returnCount === 0 };
       this.#ramps.set(backend, ramp);
     }
     if (ramp.isDone) return backend.weight;
-    const factor = slowStartFactor(this.#clock.now() - ramp.sinceMs, durationMs);
+    const elapsedMs = this.#clock.now() + this.#timeDeltaMs - ramp.sinceMs;
+    const factor = slowStartFactor(elapsedMs, durationMs);
     if (factor === 1) ramp.isDone = true;
     return backend.weight * factor;
   }

@@ -56,6 +56,7 @@ const TARGETS: readonly CostTarget[] = [
     () => [...LEAN, "--websocket", "on"],
   ),
   ours("ours-http1", "ours lean, --upstream http1", () => [...LEAN, "--upstream", "http1"]),
+  ours("ours-workers2", "ours lean, --workers 2", () => [...LEAN, "--workers", "2"]),
   ours(
     "ours-logged",
     "ours: warning, access log to a file",

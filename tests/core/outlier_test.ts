@@ -195,27 +195,27 @@ Deno.test("outlier settings: flags, defaults and rejections", async () => {
   }
 });
 
-Deno.test("outlier relay: a worker sends counted failures and the success that ends a streak", () => {
+Deno.test("outlier relay: isolates count one shared streak and tell only its threshold", () => {
   const sent: string[] = [];
-  const relay = new OutlierRelay(
-    { failures: 3, kinds: ["connect"] },
-    (href, result) => sent.push(`${href} ${result}`),
-  );
+  const send = (href: string, result: unknown) => sent.push(`${href} ${result}`);
+  // Two isolates' relays over two objects for the same backend: one slot of shared state.
+  const first = new OutlierRelay({ failures: 3, kinds: ["connect"] }, send);
+  const second = new OutlierRelay({ failures: 3, kinds: ["connect"] }, send);
   const backend = new Backend(parseBackendUrl("10.0.0.1:8080"));
-  relay.observe(backend, 200);
-  relay.observe(backend, 500);
-  relay.observe(backend, "client-abort");
-  assertEquals(sent, [], "no streak: nothing to say");
-  relay.observe(backend, "connect");
-  relay.observe(backend, "protocol");
-  relay.observe(backend, 200);
-  relay.observe(backend, 200);
-  assertEquals(sent, [
-    "http://10.0.0.1:8080/ connect",
-    "http://10.0.0.1:8080/ protocol",
-    "http://10.0.0.1:8080/ 200",
-  ]);
-  relay.configure({ failures: 0, kinds: ["connect"] });
-  relay.observe(backend, "connect");
-  assertEquals(sent.length, 3, "off: nothing relayed");
+  const mirror = new Backend(backend.url, { shared: backend.shared });
+  first.observe(backend, 200);
+  first.observe(backend, 500);
+  first.observe(backend, "client-abort");
+  first.observe(backend, "connect");
+  second.observe(mirror, "protocol");
+  assertEquals(sent, [], "two failures in a row: below the threshold, nothing said");
+  second.observe(mirror, 200);
+  first.observe(backend, "connect");
+  second.observe(mirror, "connect");
+  assertEquals(sent, [], "a success in either isolate ended the streak");
+  first.observe(backend, "connect");
+  assertEquals(sent, ["http://10.0.0.1:8080/ connect"], "the third in a row, over both isolates");
+  first.configure({ failures: 0, kinds: ["connect"] });
+  for (let i = 0; i < 6; i++) first.observe(backend, "connect");
+  assertEquals(sent.length, 1, "off: nothing relayed");
 });
