@@ -127,12 +127,23 @@ if (import.meta.main) {
   if ("WorkerGlobalScope" in globalThis) {
     // One entry module for every worker, so the bundle and the binary need no other file.
     // Each kind of worker loads its own code only: a data plane never holds the load tester.
+    // Messages that arrive while that code loads would find no listener: they are held, then
+    // handed over in order.
+    const early: MessageEvent[] = [];
+    const hold = (event: Event) => {
+      early.push(event as MessageEvent);
+    };
+    self.addEventListener("message", hold);
     if (self.name === DATA_PLANE_WORKER_NAME) {
       const { runDataPlaneWorker } = await import("./lib/data/worker.ts");
       runDataPlaneWorker(self as unknown as WorkerScope);
     } else {
       const { runLoadWorker } = await import("./load/worker.ts");
       runLoadWorker(self);
+    }
+    self.removeEventListener("message", hold);
+    for (const event of early) {
+      self.dispatchEvent(new MessageEvent("message", { data: event.data }));
     }
   } else {
     // The first SIGINT/SIGTERM starts an orderly stop; a second one exits at once.
