@@ -13,6 +13,7 @@ import type { WorkerScope } from "./lib/data/worker.ts";
 import { DATA_PLANE_WORKER_NAME } from "./lib/data/worker_protocol.ts";
 import { listenForShutdown } from "./lib/process/signals.ts";
 import { type CommandContext, EXIT, UsageError } from "./lib/shared/command.ts";
+import { errorText } from "./lib/shared/error_text.ts";
 
 /** The program's version, from `deno.json`. */
 export const VERSION: string = denoJson.version;
@@ -97,7 +98,7 @@ export async function main(args: readonly string[], ctx: CommandContext): Promis
       ctx.stderr(`error: ${error.message}\n`);
       return EXIT.usage;
     }
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorText(error);
     ctx.stderr(`error: ${message}\n`);
     if (ctx.env("DENOLB_DEBUG") !== undefined && error instanceof Error) {
       ctx.stderr(`${error.stack ?? ""}\n`);

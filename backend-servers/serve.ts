@@ -22,6 +22,7 @@ import type { Clock } from "../lib/shared/clock.ts";
 import { systemClock } from "../lib/shared/clock.ts";
 import { parseDuration } from "../lib/shared/duration.ts";
 import { StaticFiles } from "./static_files.ts";
+import { errorText } from "../lib/shared/error_text.ts";
 
 /** Path prefix of the runtime knobs. */
 export const ADMIN_PREFIX = "/_backend";
@@ -190,7 +191,7 @@ class BackendServer implements RunningBackend {
         onError: () => text(500, "Internal backend error"),
       }, (request) => this.#handle(request));
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorText(error);
       throw new Error(`Cannot listen on ${hostname}:${options.port}: ${reason}`, { cause: error });
     }
     this.port = this.#server.addr.port;
@@ -334,7 +335,7 @@ class BackendServer implements RunningBackend {
     try {
       setter();
     } catch (error) {
-      return text(400, error instanceof Error ? error.message : String(error));
+      return text(400, errorText(error));
     }
     return this.#state();
   }

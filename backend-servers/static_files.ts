@@ -9,6 +9,7 @@
  * @module
  */
 import { contentType } from "../lib/shared/std.ts";
+import { errorText } from "../lib/shared/error_text.ts";
 
 const SEPARATOR = Deno.build.os === "windows" ? "\\" : "/";
 const PLAIN_TEXT = "text/plain; charset=UTF-8";
@@ -99,7 +100,7 @@ export class StaticFiles {
     try {
       real = await Deno.realPath(root);
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorText(error);
       throw new Error(`Cannot serve files from "${shown}": ${reason}`, { cause: error });
     }
     const info = await Deno.stat(real);

@@ -40,6 +40,7 @@ import type { Thresholds } from "./threshold_rules.ts";
 import { checkThresholds } from "./thresholds.ts";
 import { createDispatchingFactory, type TransportFactories } from "./transports.ts";
 import { chooseWorkers, startExecutor } from "./worker_choice.ts";
+import { errorText } from "../lib/shared/error_text.ts";
 
 // `main.ts` takes the help from the command it describes.
 export { LOADTEST_HELP };
@@ -227,7 +228,7 @@ async function mergeCommand(
       text = await read(name);
     } catch (error) {
       throw new UsageError(
-        `Cannot read "${name}": ${error instanceof Error ? error.message : String(error)}`,
+        `Cannot read "${name}": ${errorText(error)}`,
         {
           cause: error,
         },
@@ -236,7 +237,7 @@ async function mergeCommand(
     try {
       inputs.push({ name, report: parseLoadReport(text, name) });
     } catch (error) {
-      throw new UsageError(error instanceof Error ? error.message : String(error), {
+      throw new UsageError(errorText(error), {
         cause: error,
       });
     }
@@ -245,7 +246,7 @@ async function mergeCommand(
   try {
     report = mergeReports(inputs);
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error), { cause: error });
+    throw new UsageError(errorText(error), { cause: error });
   }
   human(
     outputs.markdown

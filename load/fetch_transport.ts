@@ -6,6 +6,7 @@
  * @module
  */
 import type { NetworkErrorKind, Outcome, RequestSpec, Transport } from "./transport.ts";
+import { errorText } from "../lib/shared/error_text.ts";
 
 /** Options of {@linkcode createFetchTransport}. */
 export interface FetchTransportOptions {
@@ -106,7 +107,7 @@ export function classifyNetworkError(error: unknown): NetworkErrorKind {
       current instanceof Deno.errors.UnexpectedEof
     ) return "reset";
     if (current instanceof Deno.errors.TimedOut) return "timeout";
-    const message = current instanceof Error ? current.message : String(current);
+    const message = errorText(current);
     if (REFUSED.test(message)) return "refused";
     if (RESET.test(message)) return "reset";
     if (TIMED_OUT.test(message)) return "timeout";
@@ -118,7 +119,7 @@ export function classifyNetworkError(error: unknown): NetworkErrorKind {
 function errorMessage(error: unknown): string {
   const parts: string[] = [];
   for (let current: unknown = error, depth = 0; current !== undefined && depth < 4; depth++) {
-    parts.push(current instanceof Error ? current.message : String(current));
+    parts.push(errorText(current));
     current = current instanceof Error ? current.cause : undefined;
   }
   return parts.join(": ");

@@ -9,9 +9,11 @@
  *
  * @module
  */
+import { isHttpToken } from "../lib/shared/tokens.ts";
 import { MAX_TIMER_MS } from "../lib/shared/duration.ts";
 import { ResponseParser } from "../lib/shared/http1_parser.ts";
 import type { NetworkErrorKind, Outcome, RequestSpec, Transport } from "./transport.ts";
+import { errorText } from "../lib/shared/error_text.ts";
 
 /** The `User-Agent` sent unless the spec's headers name one. */
 export const DEFAULT_USER_AGENT = "denolb-loadtest/0.1";
@@ -26,7 +28,6 @@ const INITIAL_BUFFER_BYTES = 8_192;
  * `MAX_HEAD_BYTES`), so they take fewer reads; it never shrinks.
  */
 const MAX_BUFFER_BYTES = 65_536;
-const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values may hold visible characters, spaces and tabs, never CR, LF or NUL (RFC 9110 §5.5).
 const FIELD_VALUE = /^[^\0\r\n]*$/;
 /** Headers the client computes itself, so a spec's copies would frame the body wrongly. */
@@ -76,13 +77,13 @@ type IdleState = "quiet" | "closed" | "spoke";
  * ```
  */
 export function encodeRequest(spec: RequestSpec): Uint8Array {
-  if (!HTTP_TOKEN.test(spec.method)) {
+  if (!isHttpToken(spec.method)) {
     throw new TypeError(`Cannot use method "${spec.method}": it must be an HTTP token`);
   }
   const given = new Set<string>();
   const fields: string[] = [];
   for (const [name, value] of spec.headers) {
-    if (!HTTP_TOKEN.test(name)) {
+    if (!isHttpToken(name)) {
       throw new TypeError(`Cannot send header "${name}": its name must be an HTTP token`);
     }
     if (!FIELD_VALUE.test(value)) {
@@ -419,5 +420,5 @@ export function classifyError(error: unknown): NetworkErrorKind {
 
 function describeError(error: unknown): string {
   if (error instanceof SyntaxError) return `malformed response: ${error.message}`;
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }

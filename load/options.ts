@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { isHttpToken } from "../lib/shared/tokens.ts";
 import { UsageError } from "../lib/shared/command.ts";
 import { formatDuration, formatDurationText, MAX_TIMER_MS } from "../lib/shared/duration.ts";
 import { parseStages, peakRate, type Stage } from "./arrivals.ts";
@@ -31,6 +32,7 @@ import { DEFAULT_SUCCESS_STATUSES, parseStatusRanges, type StatusRanges } from "
 import type { RequestSpec } from "./transport.ts";
 import { TRANSPORT_MODES, type TransportMode } from "./transports.ts";
 import { DEFAULTS } from "./flag_table.ts";
+import { errorText } from "../lib/shared/error_text.ts";
 
 export { DEFAULTS } from "./flag_table.ts";
 
@@ -340,7 +342,7 @@ function parseStagesFlag(text: string, flags: Flags): Stage[] {
   try {
     stages = parseStages(text);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorText(error);
     throw new UsageError(`Invalid --stages "${text}": ${reason}`, { cause: error });
   }
   // The run lasts as long as the stages together, and waits for its end on one timer.
@@ -375,7 +377,7 @@ function parseTargetsFlag(flags: Flags, deps: ParseLoadDeps): Target[] | undefin
   try {
     text = new TextDecoder().decode(readFile(path));
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorText(error);
     throw new UsageError(`Cannot read --targets "${path}": ${reason}`, { cause: error });
   }
   try {
@@ -386,7 +388,7 @@ function parseTargetsFlag(flags: Flags, deps: ParseLoadDeps): Target[] | undefin
       readFile,
     });
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorText(error);
     throw new UsageError(`Invalid --targets "${path}": ${reason}`, { cause: error });
   }
 }
@@ -403,7 +405,7 @@ function parseRequest(flags: Flags, deps: ParseLoadDeps): RequestSpec {
     throw new UsageError(`Invalid --url "${urlText}": protocol must be http or https`);
   }
   const methodText = flags.string("method") ?? "GET";
-  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(methodText)) {
+  if (!isHttpToken(methodText)) {
     throw new UsageError(
       `Invalid --method "${methodText}": must be an HTTP method token such as GET`,
     );
@@ -411,7 +413,7 @@ function parseRequest(flags: Flags, deps: ParseLoadDeps): RequestSpec {
   const headers = flags.strings("header").map((text): readonly [string, string] => {
     const colon = text.indexOf(":");
     const name = colon < 0 ? "" : text.slice(0, colon).trim();
-    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
+    if (!isHttpToken(name)) {
       throw new UsageError(`Invalid --header "${text}": use "Name: value" with a token name`);
     }
     return [name, text.slice(colon + 1).trim()];
@@ -427,7 +429,7 @@ function parseRequest(flags: Flags, deps: ParseLoadDeps): RequestSpec {
     try {
       body = (deps.readFile ?? Deno.readFileSync)(bodyFile);
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorText(error);
       throw new UsageError(`Cannot read --body-file "${bodyFile}": ${reason}`, { cause: error });
     }
   }
@@ -502,7 +504,7 @@ function parseThresholds(flags: Flags): Thresholds {
     try {
       return parseThresholdRule(text);
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorText(error);
       throw new UsageError(`Invalid --threshold "${text}": ${reason}`, { cause: error });
     }
   });

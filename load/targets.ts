@@ -9,7 +9,9 @@
  *
  * @module
  */
+import { isHttpToken } from "../lib/shared/tokens.ts";
 import type { Outcome, RequestSpec, Transport, TransportFactory } from "./transport.ts";
+import { errorText } from "../lib/shared/error_text.ts";
 
 /** One request of the mix. */
 export interface Target {
@@ -33,8 +35,6 @@ export interface TargetDefaults {
   /** Reads an `@path` body. */
   readonly readFile: (path: string) => Uint8Array;
 }
-
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
  * Parses a targets file.
@@ -70,7 +70,7 @@ export function parseTargets(text: string, defaults: TargetDefaults): Target[] {
     const fail = (lineNo: number, rule: string) =>
       new SyntaxError(`Cannot parse target at line ${lineNo}: ${rule}`);
     const [method = "", urlText = "", ...extra] = line.split(/\s+/);
-    if (!TOKEN.test(method) || urlText === "" || extra.length > 0) {
+    if (!isHttpToken(method) || urlText === "" || extra.length > 0) {
       throw fail(at, `"${line}" is not "METHOD URL"`);
     }
     let url: URL;
@@ -104,7 +104,7 @@ export function parseTargets(text: string, defaults: TargetDefaults): Target[] {
         try {
           body = defaults.readFile(entry.slice(1));
         } catch (error) {
-          const reason = error instanceof Error ? error.message : String(error);
+          const reason = errorText(error);
           throw new SyntaxError(
             `Cannot parse target at line ${lineNo}: cannot read body "${
               entry.slice(1)
@@ -115,7 +115,7 @@ export function parseTargets(text: string, defaults: TargetDefaults): Target[] {
       } else {
         const colon = entry.indexOf(":");
         const name = colon < 0 ? "" : entry.slice(0, colon).trim();
-        if (!TOKEN.test(name)) throw fail(lineNo, `"${entry}" is not a "Name: value" header`);
+        if (!isHttpToken(name)) throw fail(lineNo, `"${entry}" is not a "Name: value" header`);
         headers.push([name, entry.slice(colon + 1).trim()]);
       }
     }

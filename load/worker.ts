@@ -11,6 +11,7 @@ import { fromWireJob, type FromWorker, isToWorker } from "./protocol.ts";
 import { LiveStats } from "./live_stats.ts";
 import { runOnce } from "./run.ts";
 import { createDispatchingFactory, type TransportFactories } from "./transports.ts";
+import { errorText } from "../lib/shared/error_text.ts";
 
 /**
  * A worker's global scope as the load worker sees it: an event target for `message` events
@@ -63,7 +64,7 @@ export function runLoadWorker(scope: LoadWorkerScope, options: LoadWorkerOptions
       if (live !== undefined) post({ type: "progress", id, delta: live.drain() });
       post({ type: "result", id, stats });
     } catch (error) {
-      post({ type: "error", id, message: error instanceof Error ? error.message : String(error) });
+      post({ type: "error", id, message: errorText(error) });
     } finally {
       clearInterval(timer);
       running.delete(id);

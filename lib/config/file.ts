@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { type ConfigLayer, isSetting, SETTINGS } from "./settings.ts";
 import { UsageError } from "../shared/command.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /**
  * Parses and validates the text of a JSON config file (see `LB_HELP` for its keys).
@@ -24,7 +25,7 @@ export function parseConfigFile(text: string, path: string): ConfigLayer {
   try {
     json = JSON.parse(text);
   } catch (cause) {
-    const detail = cause instanceof Error ? cause.message : String(cause);
+    const detail = errorText(cause);
     throw new UsageError(`Invalid config "${path}": not valid JSON (${detail})`, { cause });
   }
   const result = FILE_SCHEMA.safeParse(json);

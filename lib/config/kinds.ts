@@ -13,6 +13,7 @@ import { ipBlockRule, TRUSTED_PROXY_RULE } from "../shared/ip.ts";
 import { parseBackendUrl } from "../core/backend.ts";
 import { formatDurationText, MAX_TIMER_MS, parseDuration } from "../shared/duration.ts";
 import { formatSize, parseSize } from "../shared/size.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** A value read from text, or the rule it broke (and the part of the text that broke it). */
 export type Parsed<T> =
@@ -96,7 +97,7 @@ const fail = <T>(rule: string, text?: string): Parsed<T> =>
 
 /** The rule part of a parser's message: `Cannot parse X "v": rule` gives `rule`. */
 function ruleOf(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorText(error);
   const match = /^[^"]*"[^"]*": (.+)$/s.exec(message);
   return match?.[1] ?? message;
 }

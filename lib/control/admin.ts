@@ -33,6 +33,7 @@ import type { BackendConfig } from "../config/settings.ts";
 import { checkWeight } from "../config/kinds.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Pool } from "../core/pool.ts";
+import { errorText } from "../shared/error_text.ts";
 
 const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 
@@ -317,7 +318,7 @@ async function addBackend(request: Request, control: AdminControl): Promise<Resp
   try {
     url = parseBackendUrl(fields.url);
   } catch (error) {
-    return badRequest(error instanceof Error ? error.message : String(error));
+    return badRequest(errorText(error));
   }
   try {
     const backend = control.addBackend({ url, weight: weight.value });
@@ -325,7 +326,7 @@ async function addBackend(request: Request, control: AdminControl): Promise<Resp
       status: 201,
     });
   } catch (error) {
-    return new Response(`${error instanceof Error ? error.message : String(error)}\n`, {
+    return new Response(`${errorText(error)}\n`, {
       status: 409,
       headers: TEXT_HEADERS,
     });

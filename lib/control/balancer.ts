@@ -22,6 +22,7 @@ import { Metrics } from "../core/metrics.ts";
 import { Pool } from "../core/pool.ts";
 import { SharedState } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** Dependencies of the balancer, each with a production default. */
 export interface BalancerDeps {
@@ -239,7 +240,7 @@ export async function startBalancer(
     try {
       next = withCookieSecret(await deps.loadConfig(), cookieSecret);
     } catch (error) {
-      const problems = [error instanceof Error ? error.message : String(error)];
+      const problems = [errorText(error)];
       logger.warn("Reload rejected; the running configuration is unchanged", { problems });
       return { ok: false, problems };
     }
@@ -255,7 +256,7 @@ export async function startBalancer(
       if (plan.isListenerChanged || plan.isHandlerChanged) await serving.configure(next);
     } catch (error) {
       await nextAdmin?.shutdown();
-      const problems = [error instanceof Error ? error.message : String(error)];
+      const problems = [errorText(error)];
       logger.warn("Reload rejected; the running configuration is unchanged", { problems });
       return { ok: false, problems };
     }
@@ -289,7 +290,7 @@ export async function startBalancer(
     if (isDraining) return Promise.resolve({ ok: false, problems: ["the balancer is draining"] });
     const safely = () =>
       applyReload().catch((error): ReloadOutcome => {
-        const problems = [error instanceof Error ? error.message : String(error)];
+        const problems = [errorText(error)];
         logger.error("Reload failed", { problems });
         return { ok: false, problems };
       });
@@ -364,7 +365,7 @@ function startAdmin(
       createAdminHandler(deps),
     );
   } catch (cause) {
-    const detail = cause instanceof Error ? cause.message : String(cause);
+    const detail = errorText(cause);
     throw new Error(`Cannot listen on admin address ${config.admin.listen}: ${detail}`, {
       cause,
     });

@@ -17,6 +17,7 @@ import type { BalancerConfig } from "../config/settings.ts";
 import type { SharedState } from "../core/shared_state.ts";
 import type { Clock } from "../shared/clock.ts";
 import { startWorkers, type Workers } from "./workers.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** The data plane as the control plane drives it. */
 export interface Serving {
@@ -108,7 +109,7 @@ export async function startServing(
       const isTaken = error instanceof Error && error.cause instanceof Deno.errors.AddrInUse;
       if (config.workers !== "auto" || isTaken) throw error;
       logger.warn("Serving from one isolate: the data-plane workers did not start", {
-        error: error instanceof Error ? error.message : String(error),
+        error: errorText(error),
       });
       shared.setIsolateCount(1);
       return serveHere(claimed, deps);
@@ -140,7 +141,7 @@ export function claimAddress(hostname: string, port: number): number {
   try {
     probe = Deno.listen({ hostname, port });
   } catch (cause) {
-    const detail = cause instanceof Error ? cause.message : String(cause);
+    const detail = errorText(cause);
     throw new Error(`Cannot listen on ${hostname}:${port}: ${detail}`, { cause });
   }
   const claimed = (probe.addr as Deno.NetAddr).port;

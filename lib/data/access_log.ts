@@ -22,6 +22,7 @@ import type { Logger } from "@logtape/logtape";
 import type { AccessLogFormat } from "../config/settings.ts";
 import type { MetricEvent } from "../core/metrics.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** One request as the access log sees it. */
 export interface AccessRecord {
@@ -262,7 +263,7 @@ export class AccessLog implements AccessLogSink, AsyncDisposable {
         this.#isFailing = true;
         this.#logger.warn(
           "Cannot write the access log; retrying, requests keep being served",
-          { error: error instanceof Error ? error.message : String(error) },
+          { error: errorText(error) },
         );
       }
       // Writers waiting for room are let go: a log that cannot be written must not stop serving.

@@ -29,6 +29,7 @@ import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { OpenWebSockets } from "./websocket.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
 import { parseTrustedProxies } from "../shared/ip.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -201,7 +202,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         },
       }, serve);
     } catch (cause) {
-      const detail = cause instanceof Error ? cause.message : String(cause);
+      const detail = errorText(cause);
       throw new Error(`Cannot listen on ${c.host}:${c.port}: ${detail}`, { cause });
     }
   };
@@ -437,5 +438,5 @@ function createListenerEventSink(
 }
 
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }

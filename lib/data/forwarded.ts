@@ -4,9 +4,7 @@
  *
  * @module
  */
-
-/** A token (RFC 9110 section 5.6.2): a value that needs no quotes. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+import { isHttpToken } from "../shared/tokens.ts";
 
 /**
  * A `Forwarded` parameter value: as it is when it is a token, otherwise a quoted string with
@@ -16,7 +14,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  * @returns The value as written in the header.
  */
 function forwardedValue(value: string): string {
-  return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, "\\$&")}"`;
+  return isHttpToken(value) ? value : `"${value.replace(/["\\]/g, "\\$&")}"`;
 }
 
 /**

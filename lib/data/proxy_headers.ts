@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { isHttpToken } from "../shared/tokens.ts";
 import { forwardedElement } from "./forwarded.ts";
 import { connectionNamed, HOP_BY_HOP } from "../shared/hop_by_hop.ts";
 
@@ -64,9 +65,6 @@ const REQUEST_DROPPED: ReadonlySet<string> = new Set([
  * naming them (`Connection: host`) must not make the next hop lose them.
  */
 const PROTECTED: ReadonlySet<string> = new Set(["host"]);
-
-/** A field name (RFC 9110 section 5.1), in lower case. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
 /** Header fields as name-value pairs, names in lower case: what `fetch` copies fastest. */
 export type HeaderList = Array<[name: string, value: string]>;
@@ -187,7 +185,7 @@ export function removeHopByHop(headers: Headers): void {
   const named = connectionNamed(headers.get("connection"));
   if (named !== undefined) {
     // `delete` throws for a name that is not a token; such a name matches no field anyway.
-    for (const name of named) if (TOKEN.test(name)) headers.delete(name);
+    for (const name of named) if (isHttpToken(name)) headers.delete(name);
   }
   for (const name of HOP_BY_HOP) {
     if (headers.has(name)) headers.delete(name);

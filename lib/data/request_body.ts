@@ -14,6 +14,7 @@
  */
 import type { Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { concatBytes } from "../shared/bytes.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** Why a request body could not be read. */
 export type BodyFailure =
@@ -221,5 +222,5 @@ function streamRest(
 const EMPTY = new Uint8Array(0);
 
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }

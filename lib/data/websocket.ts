@@ -55,6 +55,7 @@ import type { AcceptedTarget } from "./request_target.ts";
 import { openBackendSocket, type OpenOutcome } from "./websocket_backend.ts";
 import { closeQuietly } from "./websocket_close.ts";
 import { type OpenWebSockets, relayWebSocket } from "./websocket_relay.ts";
+import { errorText } from "../shared/error_text.ts";
 
 export { OpenWebSockets } from "./websocket_relay.ts";
 
@@ -318,7 +319,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       return fail(request, target, facts, {
         status: 502,
         backend,
-        reason: error instanceof Error ? error.message : String(error),
+        reason: errorText(error),
         kind: "failed",
       });
     }

@@ -8,6 +8,7 @@
  */
 import type { Clock } from "../shared/clock.ts";
 import { closeQuietly } from "./websocket_close.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** Why the backend side did not open. */
 export type OpenFailure =
@@ -60,7 +61,7 @@ export function openBackendSocket(url: string, options: OpenBackendOptions): Pro
       ...(options.client === undefined ? {} : { client: options.client }),
     });
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorText(error);
     return Promise.resolve({ ok: false, reason: "connect", message });
   }
   socket.binaryType = "arraybuffer";

@@ -23,6 +23,7 @@ import {
   type PoolSnapshot,
   type ToWorker,
 } from "./worker_protocol.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** How often a worker reports its counts, in milliseconds. */
 const REPORT_INTERVAL_MS = 250;
@@ -71,7 +72,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
     scope.postMessage({
       kind: "failed",
       id,
-      message: messageOf(error),
+      message: errorText(error),
       ...(isAddrInUse(error) ? { isAddrInUse: true } : {}),
     });
 
@@ -123,7 +124,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
               kind: "prepared",
               id,
               seq: message.seq,
-              problem: messageOf(error),
+              problem: errorText(error),
             });
             return;
           }
@@ -170,10 +171,6 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
       fail(error);
     }
   };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Whether binding failed because the address is taken (the cause a data plane keeps). */

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { errorText } from "../shared/error_text.ts";
 
 /** An open-file limit; `Infinity` stands for unlimited (`RLIM_INFINITY`). */
 export interface FileLimit {
@@ -116,7 +117,7 @@ export function readFileLimit(deps: FileLimitDeps = {}): ReadFileLimitOutcome {
     using syscalls = (deps.open ?? openLibcFileLimit)();
     return { ok: true, ...syscalls.getLimit() };
   } catch (error) {
-    return { ok: false, reason: messageOf(error) };
+    return { ok: false, reason: errorText(error) };
   }
 }
 
@@ -133,14 +134,14 @@ export function raiseFileLimit(deps: FileLimitDeps = {}): RaiseFileLimitOutcome 
   try {
     syscalls = (deps.open ?? openLibcFileLimit)();
   } catch (error) {
-    return { raised: false, soft: undefined, hard: undefined, reason: messageOf(error) };
+    return { raised: false, soft: undefined, hard: undefined, reason: errorText(error) };
   }
   using _syscalls = syscalls;
   let before: FileLimit;
   try {
     before = syscalls.getLimit();
   } catch (error) {
-    return { raised: false, soft: undefined, hard: undefined, reason: messageOf(error) };
+    return { raised: false, soft: undefined, hard: undefined, reason: errorText(error) };
   }
   const targets = fileLimitTargets(before);
   if (targets.length === 0) return { raised: true, ...before, previousSoft: before.soft };
@@ -150,14 +151,14 @@ export function raiseFileLimit(deps: FileLimitDeps = {}): RaiseFileLimitOutcome 
       syscalls.setLimit({ soft, hard: before.hard });
       break;
     } catch (error) {
-      refusals.push(messageOf(error));
+      refusals.push(errorText(error));
     }
   }
   let after: FileLimit;
   try {
     after = syscalls.getLimit();
   } catch (error) {
-    return { raised: false, ...before, reason: messageOf(error) };
+    return { raised: false, ...before, reason: errorText(error) };
   }
   if (refusals.length === targets.length) {
     return { raised: false, ...after, reason: refusals.join("; ") };
@@ -231,8 +232,4 @@ export function openLibcFileLimit(os: typeof Deno.build.os = Deno.build.os): Fil
       library.close();
     },
   };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

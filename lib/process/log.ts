@@ -24,6 +24,7 @@ import {
   type TextFormatter,
 } from "@logtape/logtape";
 import type { LogFormat } from "../config/kinds.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** The root category of every balancer log record. */
 export const LOG_ROOT = "denolb";
@@ -134,7 +135,7 @@ async function openLogFile(path: string): Promise<Deno.FsFile> {
   try {
     return await Deno.open(path, { write: true, create: true, append: true });
   } catch (cause) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
+    const reason = errorText(cause);
     throw new Error(`Cannot open log file "${path}": ${reason}`, { cause });
   }
 }

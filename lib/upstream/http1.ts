@@ -14,6 +14,7 @@ import { type Http1Connection, openConnection } from "./http1_connection.ts";
 import { Exchange, isBodySourceError } from "./http1_exchange.ts";
 import { ConnectionPool } from "./http1_pool.ts";
 import { type BodyFraming, encodeRequestHead } from "./http1_request.ts";
+import { errorText } from "../shared/error_text.ts";
 
 /** Options for {@linkcode createHttp1Client}. */
 export interface Http1ClientOptions {
@@ -175,7 +176,7 @@ async function connect(
       return await openConnection(hostname, port, key, signal);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
-      throw fetchFailed(`client error (Connect): ${messageOf(error)}`, error);
+      throw fetchFailed(`client error (Connect): ${errorText(error)}`, error);
     }
   }
   const controller = new AbortController();
@@ -191,7 +192,7 @@ async function connect(
       const message = `connection timed out after ${timeoutMs}ms`;
       throw fetchFailed(`client error (Connect): ${message}`, new Deno.errors.TimedOut(message));
     }
-    throw fetchFailed(`client error (Connect): ${messageOf(error)}`, error);
+    throw fetchFailed(`client error (Connect): ${errorText(error)}`, error);
   } finally {
     deadlines.cancel(deadline);
     signal?.removeEventListener("abort", relay);
@@ -236,13 +237,9 @@ function isClosedByPeer(error: unknown): boolean {
 function toFetchError(error: unknown): TypeError {
   if (isBodySourceError(error)) return fetchFailed("request body stream failed", error);
   if (error instanceof SyntaxError) return fetchFailed(`invalid response: ${error.message}`, error);
-  return fetchFailed(messageOf(error), error);
+  return fetchFailed(errorText(error), error);
 }
 
 function fetchFailed(message: string, cause?: unknown): TypeError {
   return new TypeError("fetch failed", { cause: new Error(message, { cause }) });
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

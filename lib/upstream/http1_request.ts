@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { isHttpToken } from "../shared/tokens.ts";
 
 /** How the request body is framed on the wire. */
 export type BodyFraming =
@@ -24,7 +25,6 @@ export interface EncodedHead {
   readonly isClose: boolean;
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values are byte strings without CR, LF or NUL (RFC 9110 §5.5); anything above U+00FF
 // cannot be sent as one byte.
 const FIELD_VALUE = /^[^\0\r\n\u0100-\uffff]*$/;
@@ -64,14 +64,14 @@ export function encodeRequestHead(
   headers: Iterable<readonly [string, string]>,
   framing: BodyFraming,
 ): EncodedHead {
-  if (!TOKEN.test(method)) {
+  if (!isHttpToken(method)) {
     throw new TypeError(`Invalid method "${method}": it must be an HTTP token`);
   }
   let fields = "";
   let hasHost = false;
   let isClose = false;
   for (const [name, value] of headers) {
-    if (!TOKEN.test(name)) {
+    if (!isHttpToken(name)) {
       throw new TypeError(`Invalid header name "${name}": it must be an HTTP token`);
     }
     if (!FIELD_VALUE.test(value)) {

@@ -38,6 +38,7 @@ import {
 } from "./raw_backend.ts";
 import { RawConnection, type RawReadOutcome } from "./raw_http.ts";
 import { freePort, startNginx, waitForPort, writeLine } from "./bench_support.ts";
+import { errorText } from "../../lib/shared/error_text.ts";
 
 const REPO = new URL("../../", import.meta.url);
 const PROBE_PATH = "/__peer_cases_probe";
@@ -158,7 +159,7 @@ async function runCase(
       isSettleNeeded = !result.isComplete;
     }
   } catch (error) {
-    outcome = `client error: ${error instanceof Error ? error.message : String(error)}`;
+    outcome = `client error: ${errorText(error)}`;
   } finally {
     await client.close();
   }

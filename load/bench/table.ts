@@ -39,6 +39,7 @@ import {
 import { loadAverage, startNginxBackends, treeCpuMs, treeMemory } from "./bench_processes.ts";
 import { median, writeLine, writeStaticSite } from "./bench_support.ts";
 import { formatTable, type TableRow } from "./table_report.ts";
+import { errorText } from "../../lib/shared/error_text.ts";
 
 /** A row of the table before it runs. */
 interface TargetSpec {
@@ -172,7 +173,7 @@ async function runSlice(target: Running, measure: () => Promise<SliceResult>, in
   try {
     into.push(await measure());
   } catch (error) {
-    target.failures.push(error instanceof Error ? error.message : String(error));
+    target.failures.push(errorText(error));
   }
   const trouble = target.peer.trouble();
   if (trouble?.startsWith("exited") === true) target.isDead = true;
@@ -246,7 +247,7 @@ async function main(args: readonly string[]): Promise<void> {
           isDead: false,
         });
       } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
+        const reason = errorText(error);
         notes.push(`${spec.label}: skipped, it did not start (${reason})`);
         writeLine(`  ${spec.key} did not start: ${reason}`);
       }

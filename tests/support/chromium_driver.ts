@@ -9,6 +9,7 @@
  */
 import type { Page } from "playwright-core";
 import { type DriverCommand, type DriverReply, launchChromium } from "./chromium.ts";
+import { errorText } from "../../lib/shared/error_text.ts";
 
 /** Runs one step. */
 async function run(page: Page, command: DriverCommand, errors: string[]): Promise<unknown> {
@@ -67,7 +68,7 @@ if (import.meta.main) {
         try {
           reply = { ok: true, value: await run(page, command, errors) };
         } catch (error) {
-          reply = { ok: false, error: error instanceof Error ? error.message : String(error) };
+          reply = { ok: false, error: errorText(error) };
         }
         await stdout.write(encoder.encode(JSON.stringify(reply) + "\n"));
       }
