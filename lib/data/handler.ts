@@ -30,7 +30,12 @@ import type { Pool } from "../pool.ts";
 import { DeadlineQueue } from "../deadlines.ts";
 import { type AccessLogSink, NO_ACCESS_LOG } from "./access_log.ts";
 import { NO_TRUSTED_PROXIES, type TrustedProxies } from "./trusted_proxies.ts";
-import { type BodyFailure, readRequestBody, type RequestBody } from "./request_body.ts";
+import {
+  type BodyFailure,
+  hasHiddenBody,
+  readRequestBody,
+  type RequestBody,
+} from "./request_body.ts";
 import { type AcceptedTarget, resolveTarget } from "./request_target.ts";
 import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./request_limits.ts";
 import { Admission, type InFlightLimits, type Refusal } from "./admission.ts";
@@ -41,8 +46,9 @@ import {
   AT_CAPACITY_BODY,
   FAILURE_STATUS,
   FD_EXHAUSTED_BODY,
+  GET_BODY_REFUSED_BODY,
   NOT_BACKENDS_FAULT,
-  REFUSED_METHOD_STATUS,
+  refusedMethodStatus,
   textResponse,
 } from "./answers.ts";
 import type { IdleBodyWatch } from "./idle_body.ts";
@@ -135,6 +141,8 @@ const NO_LIMITS: RequestLimits = { maxHeaderBytes: 0, maxUrlLength: 0, maxBodyBy
  * with this very object, the listener closes it once the answer is sent.
  */
 const CLOSE = { connection: "close" } as const;
+/** A refused method's answer: its body, if any, is never read, so the connection closes. */
+const REFUSED_METHOD_HEADERS = { allow: ALLOWED_METHODS, connection: "close" } as const;
 
 /** How much of a rejected target the log keeps. */
 const MAX_LOGGED_TARGET = 256;
@@ -144,6 +152,8 @@ interface RequestContext {
   readonly request: Request;
   /** The normalized path forwarded, or for a rejected request the raw target (cut short). */
   readonly path: string;
+  /** The query forwarded, with its `?`; empty or absent when there was none. */
+  readonly query?: string;
   /** When the request arrived, on the handler's clock. */
   readonly started: number;
   readonly requestId: string;
@@ -245,6 +255,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       client: context.client,
       method: request.method,
       path: context.path,
+      ...(context.query === undefined || context.query === "" ? {} : { query: context.query }),
       status: entry.status,
       bytes: length === undefined || length === null ? undefined : Number(length),
       referer: request.headers.get("referer"),
@@ -268,7 +279,9 @@ export function createHandler(deps: HandlerDeps): Handler {
   ): Response {
     // A refusal does not wait for the access log: it is cheap, and its line is kept anyway.
     void record(context, { outcome: "refused", backend: undefined, status, reason });
-    if (headers === CLOSE) deps.closeAfterResponse?.add(context.request);
+    if (headers === CLOSE || headers === REFUSED_METHOD_HEADERS) {
+      deps.closeAfterResponse?.add(context.request);
+    }
     return textResponse(status, context.requestId, undefined, headers, body);
   }
 
@@ -282,13 +295,18 @@ export function createHandler(deps: HandlerDeps): Handler {
       const { status, reason, body } = bodyTooLarge(limits.maxBodyBytes);
       return refuse(context, status, reason, CLOSE, body);
     }
+    // 499 is a log code (the client closed its side first), never a response: a client that
+    // is gone reads nothing, and one that only stopped sending (a half-closed upload, a chunk
+    // Deno would not parse) gets a 400. Deno tells neither apart (the read fails alike and
+    // `request.signal` does not abort), so both are logged 499 and answered 400.
     void record(context, {
       outcome: "client-abort",
       backend: undefined,
       status: 499,
       reason: message,
     });
-    return textResponse(499, context.requestId);
+    deps.closeAfterResponse?.add(context.request);
+    return textResponse(400, context.requestId, undefined, CLOSE);
   }
 
   /** Every available backend stayed at its in-flight limit: 503, or 499 if the client left. */
@@ -310,6 +328,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     info: Deno.ServeHandlerInfo,
     target: AcceptedTarget,
     context: RequestContext,
+    isPeerTrusted: boolean,
   ): Promise<Response> {
     try {
       const { requestId } = context;
@@ -317,7 +336,6 @@ export function createHandler(deps: HandlerDeps): Handler {
       if (!read.ok) return bodyFailed(context, read.failure, read.message);
       const body: RequestBody = read.body;
       const clientIp = context.client;
-      const isPeerTrusted = isTrusted(clientIp);
       let admitted = admission.admit(request, { clientIp });
       if (admitted instanceof Promise) admitted = await admitted;
       if (typeof admitted === "string" && admitted !== "no-backend") {
@@ -378,9 +396,15 @@ export function createHandler(deps: HandlerDeps): Handler {
           return outcome.response;
         }
         const reason = outcome.reason;
-        backend.end(!NOT_BACKENDS_FAULT.has(reason));
+        const isBackendsFault = !NOT_BACKENDS_FAULT.has(reason);
+        backend.end(isBackendsFault);
         admission.release();
-        deps.onAttempt?.(backend, reason);
+        // Only a failure the backend caused feeds passive health.
+        if (isBackendsFault) deps.onAttempt?.(backend, reason);
+        if (reason === "unsendable") {
+          cancelBody(body);
+          return refuse(context, 400, outcome.message, CLOSE, GET_BODY_REFUSED_BODY);
+        }
         if (reason === "client-abort" || reason === "client-timeout") {
           return bodyFailed(
             context,
@@ -452,7 +476,8 @@ export function createHandler(deps: HandlerDeps): Handler {
     try {
       const remoteAddr = info.remoteAddr;
       const client = "hostname" in remoteAddr ? remoteAddr.hostname : "unknown";
-      const requestId = requestIdOf(request, createRequestId);
+      const isPeerTrusted = isTrusted(client);
+      const requestId = requestIdOf(request, isPeerTrusted, createRequestId);
       const tooLarge = checkRequestLimits(request, limits);
       if (tooLarge !== undefined) {
         const context = {
@@ -466,7 +491,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           refuse(context, tooLarge.status, tooLarge.reason, CLOSE, tooLarge.body),
         );
       }
-      const refusedStatus = REFUSED_METHOD_STATUS[request.method];
+      const refusedStatus = refusedMethodStatus(request.method);
       const target = resolveTarget(request.url, request.headers.get("host"));
       if (!target.ok || refusedStatus !== undefined) {
         const context: RequestContext = {
@@ -478,15 +503,23 @@ export function createHandler(deps: HandlerDeps): Handler {
         };
         if (refusedStatus !== undefined) {
           return Promise.resolve(
-            refuse(context, refusedStatus, `method ${request.method} is not supported`, {
-              allow: ALLOWED_METHODS,
-            }),
+            refuse(
+              context,
+              refusedStatus,
+              `method ${request.method} is not supported`,
+              REFUSED_METHOD_HEADERS,
+            ),
           );
         }
-        return Promise.resolve(refuse(context, 400, target.ok ? "" : target.reason));
+        // A body behind a refused target is never read: the connection closes.
+        return Promise.resolve(refuse(context, 400, target.ok ? "" : target.reason, CLOSE));
+      }
+      if (hasHiddenBody(request)) {
+        const context = { request, path: target.path, started, requestId, client };
+        const reason = `a ${request.method} request's body cannot be forwarded`;
+        return Promise.resolve(refuse(context, 400, reason, CLOSE, GET_BODY_REFUSED_BODY));
       }
       if (webSockets !== undefined && isWebSocketUpgrade(request)) {
-        const isPeerTrusted = isTrusted(client);
         return webSockets.proxy(request, target, {
           started,
           requestId,
@@ -504,10 +537,11 @@ export function createHandler(deps: HandlerDeps): Handler {
       return proxy(request, info, target, {
         request,
         path: target.path,
+        query: target.query,
         started,
         requestId,
         client,
-      });
+      }, isPeerTrusted);
     } catch (error) {
       return Promise.resolve(failed(request, error));
     }

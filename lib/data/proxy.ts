@@ -36,6 +36,11 @@ export type ForwardFailureReason =
   /** The balancer ran out of file descriptors connecting: nobody's fault but the load. */
   | "fd-exhausted"
   /**
+   * The upstream client refused the request before connecting (`fetch` will not send a body
+   * with `GET` or `HEAD`, nor the methods the handler refuses first): the request's fault.
+   */
+  | "unsendable"
+  /**
    * The connection broke, the backend answered with something that is not HTTP, or with a
    * `101 Switching Protocols` nobody asked for.
    */
@@ -330,6 +335,9 @@ export async function forward(
       statusText: upstream.statusText,
       headers: upstream.headers,
     });
+    // Both framings at once (a smuggling shape): `fetch` read the body by its chunks, and
+    // Transfer-Encoding wins (RFC 9112 section 6.3); its Content-Length would cut the body.
+    if (response.headers.has("transfer-encoding")) response.headers.delete("content-length");
     removeHopByHop(response.headers);
     return { ok: true, response, headersMs };
   } catch (error) {
@@ -362,7 +370,11 @@ export async function forward(
  */
 function classifyFetchError(
   error: unknown,
-): { reason: "connect" | "connect-timeout" | "fd-exhausted" | "protocol"; message: string } {
+): {
+  reason: "connect" | "connect-timeout" | "fd-exhausted" | "protocol" | "unsendable";
+  message: string;
+} {
+  if (isUnsendable(error)) return { reason: "unsendable", message: (error as Error).message };
   const cause = error instanceof Error ? error.cause : undefined;
   const message = cause instanceof Error
     ? cause.message
@@ -374,4 +386,14 @@ function classifyFetchError(
   const isTimedOut = (cause instanceof Error && cause.cause instanceof Deno.errors.TimedOut) ||
     /timed out/i.test(message);
   return { reason: isTimedOut ? "connect-timeout" : "connect", message };
+}
+
+/**
+ * Whether `fetch` refused the request itself, before any connection: a plain `TypeError` with
+ * no cause, such as "Request with GET/HEAD method cannot have body" or "Method is forbidden"
+ * (a failure on the way to the backend is `TypeError("fetch failed")` with a cause).
+ */
+function isUnsendable(error: unknown): boolean {
+  return error instanceof TypeError && error.cause === undefined &&
+    /cannot have body|method is forbidden/i.test(error.message);
 }
