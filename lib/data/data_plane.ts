@@ -27,6 +27,7 @@ import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { OpenWebSockets } from "./websocket.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
 import { parseTrustedProxies } from "./trusted_proxies.ts";
+import { ResponseBodyCut } from "./response_body.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -157,6 +158,9 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         onEvent,
         // The handler answers every failure itself; this only catches what escapes it.
         onError: (error) => {
+          // A response body cut because its backend failed mid-way: logged and counted by
+          // the handler already (Deno reports a body stream's error here too).
+          if (error instanceof ResponseBodyCut) return new Response(null, { status: 502 });
           logger.error("Unhandled error in request handler", { error });
           return new Response("Internal error\n", { status: 500 });
         },

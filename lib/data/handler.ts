@@ -51,9 +51,11 @@ import {
   refusedMethodStatus,
   textResponse,
 } from "./answers.ts";
-import type { IdleBodyWatch } from "./idle_body.ts";
+import { IDLE_BODY_TIMEOUT, type IdleBodyWatch } from "./idle_body.ts";
+import { type BodyEnd, relayBody, type RelayedBody } from "./response_body.ts";
 import { createRequestIdSource, requestIdOf } from "./request_id.ts";
 import { RetryGate } from "./retry_gate.ts";
+import { Http1Response } from "../upstream/http1_response.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
 
@@ -129,6 +131,14 @@ export interface HandlerDeps {
    * noticed then). 0 watches every request from the start. Default: 100.
    */
   readonly clientWatchDelayMs?: number;
+}
+
+/** An attempt whose response head went to the client, its body still on the way. */
+interface Answered {
+  readonly backend: Backend;
+  readonly status: number;
+  /** Time to the backend's response headers. */
+  readonly headersMs: number;
 }
 
 /** A `Deno.serve` handler that never throws. */
@@ -317,6 +327,53 @@ export function createHandler(deps: HandlerDeps): Handler {
     return refuse(context, 503, reason, { "retry-after": "1" }, AT_CAPACITY_BODY);
   }
 
+  /**
+   * A relayed response body ended: ends the backend's in-flight count, tells passive health
+   * and writes the access record with the body bytes actually sent. A body the backend failed
+   * to deliver whole is its failure, logged naming it; a client that went away mid-body is not.
+   *
+   * @returns A promise to await only when the access log's buffer is full.
+   */
+  function bodyEnded(
+    context: RequestContext,
+    answered: Answered,
+    end: BodyEnd,
+  ): Promise<void> | undefined {
+    const { backend, status } = answered;
+    const isFailure = end.kind === "backend-failed";
+    backend.end(isFailure);
+    admission.release();
+    let reason: string | undefined;
+    if (end.kind === "backend-failed") {
+      // The idle-body timeout has logged its own WARN.
+      const isStalled = end.error === IDLE_BODY_TIMEOUT;
+      deps.onAttempt?.(backend, isStalled ? "response-timeout" : "protocol");
+      reason = isStalled ? "idle-body-timeout" : "body-failed";
+      if (!isStalled) {
+        const error = end.error;
+        logger.warn("Backend response body failed", () => ({
+          backend: backend.name,
+          reason: "protocol",
+          status,
+          bytes: end.bytes,
+          message: messageOf(error),
+          requestId: context.requestId,
+        }));
+      }
+    } else {
+      deps.onAttempt?.(backend, status);
+      if (end.kind === "client-gone") reason = "client went away mid-body";
+    }
+    return record(context, {
+      outcome: isFailure ? "failed" : "forwarded",
+      backend,
+      status,
+      backendMs: answered.headersMs,
+      bodyBytes: end.bytes,
+      ...(reason === undefined ? {} : { reason }),
+    });
+  }
+
   /** Answers 502 for an error that escaped; nothing should throw, and the client never sees it. */
   function failed(request: Request, error: unknown): Response {
     logger.error("Request handling failed", { error, method: request.method });
@@ -359,8 +416,20 @@ export function createHandler(deps: HandlerDeps): Handler {
       retryGate.recordRequest(context.started);
       let tried: Set<Backend> | undefined;
       let backend: Backend = first;
+      // The attempt whose body is being relayed, once its head has been answered.
+      let answered: Answered | undefined;
+      let relayed: RelayedBody | undefined;
+      const relay = (stream: ReadableStream<Uint8Array>, declaredBytes: number | undefined) => {
+        relayed = relayBody(
+          stream,
+          declaredBytes,
+          (end) => answered === undefined ? undefined : bodyEnded(context, answered, end),
+        );
+        return relayed.stream;
+      };
       for (let attempt = 0;; attempt++) {
         if (attempt > 0) backend.begin(); // admission began the first
+        relayed = undefined;
         const outcome = await forward(request, backend, {
           ...sender,
           target,
@@ -375,15 +444,38 @@ export function createHandler(deps: HandlerDeps): Handler {
           deadlines,
           idleBody,
           clientWatch,
+          relayBody: relay,
         });
         if (outcome.ok) {
-          deps.onAttempt?.(backend, outcome.response.status);
-          endWhenDelivered(backend, info, admission);
           // Such as the cookie policy's Set-Cookie.
           const added = policy.responseHeaders?.(backend, request);
           if (added !== undefined) {
             for (const [n, v] of added) outcome.response.headers.append(n, v);
           }
+          if (body.kind === "streamed" && !body.state.isComplete) {
+            // The backend answered before the upload ended (an early 413): the rest of the
+            // body will never be read, and Deno would wait for it with the connection open,
+            // so the connection closes after the answer. Not yet with the http1 upstream's
+            // answer: Deno then settles the request before writing it (seen on 2.9.6, cause
+            // unknown), and closing would cut it; the client gets it and the connection waits.
+            outcome.response.headers.set("connection", "close");
+            if (!(outcome.response instanceof Http1Response)) {
+              deps.closeAfterResponse?.add(request);
+            }
+          }
+          // Set by `relay` during the forward (which the compiler cannot see).
+          const streaming = relayed as RelayedBody | undefined;
+          if (streaming !== undefined) {
+            // How the body ends decides the rest (bodyEnded); should Deno finish the response
+            // without reading the body to its end or cancelling it, it ends here.
+            answered = { backend, status: outcome.response.status, headersMs: outcome.headersMs };
+            const completed = info.completed as Promise<void> | undefined;
+            if (completed === undefined) streaming.abandon();
+            else completed.then(streaming.abandon, streaming.abandon);
+            return outcome.response;
+          }
+          deps.onAttempt?.(backend, outcome.response.status);
+          endWhenDelivered(backend, info, admission);
           const full = record(context, {
             outcome: "forwarded",
             backend,
@@ -600,4 +692,11 @@ function endWhenDelivered(
 /** Releases a streamed body nobody will forward. */
 function cancelBody(body: RequestBody): void {
   if (body.kind === "streamed") body.stream.cancel().catch(() => {});
+}
+
+/** An error's message, through a `fetch` error's cause (which names what failed). */
+function messageOf(error: unknown): string {
+  const cause = error instanceof Error ? error.cause : undefined;
+  if (cause instanceof Error) return `${(error as Error).message}: ${cause.message}`;
+  return error instanceof Error ? error.message : String(error);
 }

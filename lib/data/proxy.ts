@@ -119,7 +119,26 @@ export interface ForwardOptions {
    * backend and request ID. Default: none (the body streams as Deno pipes it, untouched).
    */
   readonly idleBody?: IdleBodyWatch<IdleBodyContext> | undefined;
+  /**
+   * Wraps a response body that streams (one held whole needs nothing) before it goes to the
+   * client, given its `Content-Length` when it has one: the handler's relay, which counts the
+   * bytes and learns how the body ended (`response_body.ts`). Default: none.
+   */
+  readonly relayBody?:
+    | ((
+      body: ReadableStream<Uint8Array>,
+      declaredBytes: number | undefined,
+    ) => ReadableStream<Uint8Array>)
+    | undefined;
 }
+
+/**
+ * A body up to this size is read whole before answering a request that asked for keep-alive
+ * (`Connection: keep-alive`, which HTTP/1.0 clients must send to keep a connection): Deno 2.9.6
+ * answers an HTTP/1.0 request whose response body streams with `connection: keep-alive` and
+ * then closes the connection, while one whose body is bytes is kept as promised.
+ */
+const HELD_BODY_BYTES = 64 * 1024;
 
 /** When a request starts watching its client, and the queue that times it. */
 export interface ClientWatch {
@@ -317,19 +336,45 @@ export async function forward(
       };
     }
     const idleBody = options.idleBody;
-    if (idleBody === undefined && upstream instanceof Http1Response) {
+    const relay = options.relayBody;
+    if (
+      upstream instanceof Http1Response &&
+      (upstream.wholeBodyBytes !== undefined || upstream.body === null ||
+        (idleBody === undefined && relay === undefined))
+    ) {
       // Already without hop-by-hop fields: passed on untouched, so a body that came whole with
       // the head stays bytes, and the response Deno prepared for them at construction is the
       // one it sends (touching its headers would throw that away).
       return { ok: true, response: upstream, headersMs, bodyBytes: upstream.wholeBodyBytes };
     }
+    const declaredBytes = declaredLength(upstream.headers);
+    if (
+      upstream.body !== null && declaredBytes !== undefined && declaredBytes <= HELD_BODY_BYTES &&
+      asksKeepAlive(request)
+    ) {
+      // A failure reading it is the backend's, answered 502 like any other before the head.
+      const bytes = await upstream.bytes();
+      const response = new Response(bytes, {
+        status: upstream.status,
+        statusText: upstream.statusText,
+        headers: upstream.headers,
+      });
+      removeHopByHop(response.headers);
+      return { ok: true, response, headersMs, bodyBytes: bytes.byteLength };
+    }
     // The Response constructor copies a Headers object's fields directly (Set-Cookie and
     // repeated fields as they came); stripping the copy in place is three times cheaper than
     // building a filtered Headers (nginx sends `Connection: keep-alive` with every response).
-    // Wrapped only when the idle-body timeout is on: otherwise Deno pipes the body natively.
-    const responseBody = idleBody === undefined || upstream.body === null
-      ? upstream.body
-      : watchIdleBody(upstream.body, idleBody, { backend, requestId: options.requestId });
+    let responseBody: ReadableStream<Uint8Array> | null = upstream.body;
+    if (responseBody !== null) {
+      if (idleBody !== undefined) {
+        responseBody = watchIdleBody(responseBody, idleBody, {
+          backend,
+          requestId: options.requestId,
+        });
+      }
+      if (relay !== undefined) responseBody = relay(responseBody, declaredBytes);
+    }
     const response = new Response(responseBody, {
       status: upstream.status,
       statusText: upstream.statusText,
@@ -396,4 +441,22 @@ function classifyFetchError(
 function isUnsendable(error: unknown): boolean {
   return error instanceof TypeError && error.cause === undefined &&
     /cannot have body|method is forbidden/i.test(error.message);
+}
+
+/**
+ * The body length a response's head declares: its `Content-Length` when it has no
+ * `Transfer-Encoding` (which wins, RFC 9112 section 6.3) and the value is one decimal number.
+ */
+function declaredLength(headers: Headers): number | undefined {
+  const length = headers.get("content-length");
+  if (length === null || !/^\d{1,15}$/.test(length) || headers.has("transfer-encoding")) {
+    return undefined;
+  }
+  return Number(length);
+}
+
+/** Whether the request's `Connection` field has the `keep-alive` option. */
+function asksKeepAlive(request: Request): boolean {
+  const connection = request.headers.get("connection");
+  return connection !== null && /(^|,)\s*keep-alive\s*(,|$)/i.test(connection);
 }
