@@ -134,11 +134,14 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       limits: c.limits,
       inFlightLimits: inFlightLimitsOf(c),
       closeAfterResponse,
+      lingerAfterResponse,
       clock,
     });
   let current = config;
   // Requests refused with their body unread: the listener closes their connections.
   const closeAfterResponse = new WeakSet<Request>();
+  // Requests answered while their upload went on: the listener closes them after a linger.
+  const lingerAfterResponse = new WeakSet<Request>();
   let handler = buildHandler(config, upstreamSets[0] as Upstreams);
   // One indirection, so a reload swaps the request path under an unchanged listener.
   const serve: RequestHandler = (request, info) => handler(request, info);
@@ -154,6 +157,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         isNative: c.websocket === "on",
         maxConnections: c.limits.maxConnections,
         closeAfterResponse,
+        lingerAfterResponse,
         clock,
         onEvent,
         // The handler answers every failure itself; this only catches what escapes it.

@@ -55,7 +55,6 @@ import { IDLE_BODY_TIMEOUT, type IdleBodyWatch } from "./idle_body.ts";
 import { type BodyEnd, relayBody, type RelayedBody } from "./response_body.ts";
 import { createRequestIdSource, requestIdOf } from "./request_id.ts";
 import { RetryGate } from "./retry_gate.ts";
-import { Http1Response } from "../upstream/http1_response.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
 
@@ -123,6 +122,12 @@ export interface HandlerDeps {
    * connection after the response (Deno would wait for the unread body). Default: none.
    */
   readonly closeAfterResponse?: WeakSet<Request>;
+  /**
+   * Receives the requests answered while their upload was still coming (a backend's early
+   * 413), for the listener to close their connection a little after the response. Default:
+   * none.
+   */
+  readonly lingerAfterResponse?: WeakSet<Request>;
   /** Per-backend in-flight limits and the queue for a slot (`admission.ts`). Default: none. */
   readonly inFlightLimits?: InFlightLimits;
   /**
@@ -455,13 +460,10 @@ export function createHandler(deps: HandlerDeps): Handler {
           if (body.kind === "streamed" && !body.state.isComplete) {
             // The backend answered before the upload ended (an early 413): the rest of the
             // body will never be read, and Deno would wait for it with the connection open,
-            // so the connection closes after the answer. Not yet with the http1 upstream's
-            // answer: Deno then settles the request before writing it (seen on 2.9.6, cause
-            // unknown), and closing would cut it; the client gets it and the connection waits.
+            // so the connection closes a little after the answer (a lingering close: closing
+            // at once while the client still sends would reset it, losing the answer).
             outcome.response.headers.set("connection", "close");
-            if (!(outcome.response instanceof Http1Response)) {
-              deps.closeAfterResponse?.add(request);
-            }
+            deps.lingerAfterResponse?.add(request);
           }
           // Set by `relay` during the forward (which the compiler cannot see).
           const streaming = relayed as RelayedBody | undefined;
