@@ -264,6 +264,30 @@ for (const upstream of UPSTREAMS) {
     });
   }
 
+  test("a client leaving in the middle of a body is not the backend's failure", async () => {
+    // Head and part of the body, then the backend waits (the connection stays open).
+    await using backend = startRawBackend({
+      answer: {
+        kind: "respond",
+        response: `HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n${"x".repeat(100)}`,
+      },
+    });
+    await using lb = start(backend.port, { upstream, retries: 0 });
+    {
+      await using conn = await RawConnection.open(lb.port);
+      await conn.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
+      await until(() => conn.bufferedBytes > 100, "the head and the first bytes");
+    }
+    await until(() => lb.access.records.length > 0, "the access record");
+    const [record] = lb.access.records;
+    assertEquals(record?.outcome, "forwarded");
+    assertEquals(record?.status, 200);
+    assertEquals(record?.bytes, 100);
+    assertEquals(record?.reason, "client went away mid-body");
+    assertEquals(lb.attempts, [200]);
+    assertEquals(lb.pool.backends[0]?.failures, 0);
+  });
+
   test("a complete response is logged with its length and counted as a success", async () => {
     await using backend = startRawBackend({
       answer: {
