@@ -222,7 +222,8 @@ for (const upstream of UPSTREAMS) {
 
   for (
     const [kind, head, sent] of [
-      ["a Content-Length body", "content-length: 1000\r\n\r\n", "x".repeat(100)],
+      // Larger than the 64 KiB read whole before answering: it streams.
+      ["a Content-Length body", "content-length: 100000\r\n\r\n", "x".repeat(100)],
       [
         "a chunked body",
         "transfer-encoding: chunked\r\n\r\n",
@@ -263,6 +264,29 @@ for (const upstream of UPSTREAMS) {
       assertEquals(warned[0]?.properties.backend, `127.0.0.1:${backend.port}`);
     });
   }
+
+  test("a backend dying in the middle of a small body is a 502, counted against it", async () => {
+    // Up to 64 KiB with a Content-Length is read whole before answering: nothing went to the
+    // client yet.
+    await using backend = startRawBackend({
+      answer: {
+        kind: "respond",
+        response: `HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1000\r\n\r\n${
+          "x".repeat(100)
+        }`,
+      },
+    });
+    await using lb = start(backend.port, { upstream, retries: 0 });
+    const response = await rawRequest(
+      lb.port,
+      "GET /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assertEquals(response.status, 502);
+    await until(() => lb.access.records.length > 0, "the access record");
+    assertEquals(lb.access.records[0]?.outcome, "failed");
+    assertEquals(lb.attempts, ["protocol"]);
+    assertEquals(lb.pool.backends[0]?.failures, 1);
+  });
 
   test("a client leaving in the middle of a body is not the backend's failure", async () => {
     // Head and part of the body, then the backend waits (the connection stays open).

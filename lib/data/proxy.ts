@@ -4,8 +4,10 @@
  * directions (and why backends are always asked for `identity` encoding) live in
  * `proxy_headers.ts`.
  *
- * Bodies stream in both directions: the client's body is handed to `fetch` as a stream and the
- * backend's body is handed back to `Deno.serve` as a stream, so neither sits in memory.
+ * Large bodies stream in both directions: the client's body is handed to `fetch` as a stream
+ * (beyond the request buffer) and the backend's body is handed back to `Deno.serve` as a stream
+ * through the handler's relay, so neither sits in memory. A response body of up to 64 KiB with
+ * a `Content-Length` is read whole before answering (see `HELD_BODY_BYTES`).
  *
  * @module
  */
@@ -13,7 +15,7 @@ import type { Backend } from "../backend.ts";
 import { isFdExhaustion } from "./listener.ts";
 import type { BodyFailure, RequestBody } from "./request_body.ts";
 import type { AcceptedTarget } from "./request_target.ts";
-import { type IdleBodyWatch, watchIdleBody } from "./idle_body.ts";
+import { IDLE_BODY_TIMEOUT, type IdleBodyWatch, watchIdleBody } from "./idle_body.ts";
 import { type Deadline, DeadlineQueue } from "../deadlines.ts";
 import { removeHopByHop, upstreamRequestHeaders } from "./proxy_headers.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
@@ -133,10 +135,14 @@ export interface ForwardOptions {
 }
 
 /**
- * A body up to this size is read whole before answering a request that asked for keep-alive
- * (`Connection: keep-alive`, which HTTP/1.0 clients must send to keep a connection): Deno 2.9.6
- * answers an HTTP/1.0 request whose response body streams with `connection: keep-alive` and
- * then closes the connection, while one whose body is bytes is kept as promised.
+ * A body with a `Content-Length` up to this size is read whole before the response is answered
+ * (as nginx buffers responses), and handed on as bytes:
+ * - its length is then known exactly, and a backend that fails in the middle of it is a 502
+ *   (and may be retried) instead of a connection cut after a `200`;
+ * - it needs no relay stream, which costs more per request than reading it whole (the http1
+ *   upstream hands small bodies on as bytes too);
+ * - Deno 2.9.6 answers an HTTP/1.0 keep-alive request whose response body streams with
+ *   `connection: keep-alive` and then closes the connection; one whose body is bytes is kept.
  */
 const HELD_BODY_BYTES = 64 * 1024;
 
@@ -349,11 +355,13 @@ export async function forward(
     }
     const declaredBytes = declaredLength(upstream.headers);
     if (
-      upstream.body !== null && declaredBytes !== undefined && declaredBytes <= HELD_BODY_BYTES &&
-      asksKeepAlive(request)
+      upstream.body !== null && declaredBytes !== undefined && declaredBytes <= HELD_BODY_BYTES
     ) {
-      // A failure reading it is the backend's, answered 502 like any other before the head.
-      const bytes = await upstream.bytes();
+      // A failure reading it is the backend's, answered 502 like any other before the head;
+      // a stall is cut by the idle-body timeout, or by the client leaving.
+      const bytes = idleBody === undefined ? await upstream.bytes() : await new Response(
+        watchIdleBody(upstream.body, idleBody, { backend, requestId: options.requestId }),
+      ).bytes();
       const response = new Response(bytes, {
         status: upstream.status,
         statusText: upstream.statusText,
@@ -393,6 +401,15 @@ export async function forward(
     const reason = controller.signal.reason;
     if (reason === TIMEOUT_REASON) {
       return { ok: false, reason: "response-timeout", message: TIMEOUT_REASON.message, elapsedMs };
+    }
+    if (error === IDLE_BODY_TIMEOUT) {
+      // A body read whole before answering stalled: no byte went to the client yet.
+      return {
+        ok: false,
+        reason: "response-timeout",
+        message: IDLE_BODY_TIMEOUT.message,
+        elapsedMs,
+      };
     }
     if (body.kind === "streamed" && body.state.failure !== undefined) {
       const failure = CLIENT_BODY_FAILURE[body.state.failure];
@@ -453,10 +470,4 @@ function declaredLength(headers: Headers): number | undefined {
     return undefined;
   }
   return Number(length);
-}
-
-/** Whether the request's `Connection` field has the `keep-alive` option. */
-function asksKeepAlive(request: Request): boolean {
-  const connection = request.headers.get("connection");
-  return connection !== null && /(^|,)\s*keep-alive\s*(,|$)/i.test(connection);
 }

@@ -13,8 +13,10 @@
  * stream does; the error is a {@linkcode ResponseBodyCut}, which the server's `onError` knows
  * is already handled.
  *
- * The relay costs a JavaScript stream per response body (`fetch`'s bodies are otherwise piped
- * natively): the price of logging the bytes actually sent.
+ * The relay costs a JavaScript stream per relayed body (`fetch`'s bodies are otherwise piped
+ * natively), which on a small response is more than reading it whole: `proxy.ts` reads bodies
+ * of up to 64 KiB with a `Content-Length` whole instead, so only larger bodies, and those of
+ * unknown length, are relayed.
  *
  * @module
  */
