@@ -424,7 +424,9 @@ export function createHandler(deps: HandlerDeps): Handler {
       // The attempt whose body is being relayed, once its head has been answered.
       let answered: Answered | undefined;
       let relayed: RelayedBody | undefined;
+      let isRelayedLengthKnown = false;
       const relay = (stream: ReadableStream<Uint8Array>, declaredBytes: number | undefined) => {
+        isRelayedLengthKnown = declaredBytes !== undefined;
         relayed = relayBody(
           stream,
           declaredBytes,
@@ -468,6 +470,13 @@ export function createHandler(deps: HandlerDeps): Handler {
           // Set by `relay` during the forward (which the compiler cannot see).
           const streaming = relayed as RelayedBody | undefined;
           if (streaming !== undefined) {
+            if (isRelayedLengthKnown && asksKeepAlive(request)) {
+              // Deno 2.9.6 answers an HTTP/1.0 keep-alive request whose body streams with a
+              // length `connection: keep-alive`, then closes (and cannot tell us the version):
+              // say close, which wins over the keep-alive Deno still adds (RFC 9112 9.6). Such
+              // bodies are over 64 KiB, so a new connection costs an HTTP/1.1 client little.
+              outcome.response.headers.set("connection", "close");
+            }
             // How the body ends decides the rest (bodyEnded); should Deno finish the response
             // without reading the body to its end or cancelling it, it ends here.
             answered = { backend, status: outcome.response.status, headersMs: outcome.headersMs };
@@ -701,4 +710,10 @@ function messageOf(error: unknown): string {
   const cause = error instanceof Error ? error.cause : undefined;
   if (cause instanceof Error) return `${(error as Error).message}: ${cause.message}`;
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Whether the request's `Connection` field has the `keep-alive` option. */
+function asksKeepAlive(request: Request): boolean {
+  const connection = request.headers.get("connection");
+  return connection !== null && /(^|,)\s*keep-alive\s*(,|$)/i.test(connection);
 }
