@@ -11,8 +11,10 @@
  * to a streamed upload is relayed and the connection closed; the access log keeps the query;
  * and `X-Request-Id` is taken only from trusted proxies.
  */
-import type { Backend } from "../lib/backend.ts";
+import { Backend } from "../lib/backend.ts";
+import { forward } from "../lib/data/proxy.ts";
 import { formatAccessRecord } from "../lib/data/access_log.ts";
+import { DeadlineQueue } from "../lib/deadlines.ts";
 import type { AttemptResult } from "../lib/outlier.ts";
 import { UPSTREAMS } from "../lib/settings.ts";
 import { assert, assertEquals } from "./support/assert.ts";
@@ -468,3 +470,38 @@ for (const upstream of UPSTREAMS) {
     assert(id !== undefined && id !== "chosen-by-client", id);
   });
 }
+
+Deno.test("a request fetch refuses before connecting is 'unsendable', never a backend failure", async () => {
+  for (const message of ["Method is forbidden", "Request with GET/HEAD method cannot have body"]) {
+    const refusingFetch: typeof fetch = () => Promise.reject(new TypeError(message));
+    const outcome = await forward(
+      new Request("http://lb.test/"),
+      new Backend(new URL("http://127.0.0.1:9/")),
+      {
+        target: { ok: true, authority: "lb.test", path: "/", query: "" },
+        body: { kind: "none" },
+        timeoutMs: 1_000,
+        clientIp: "192.0.2.1",
+        clientWatch: { delayMs: 60_000, deadlines: new DeadlineQueue() },
+        fetch: refusingFetch,
+      },
+    );
+    assertEquals(outcome.ok ? "ok" : outcome.reason, "unsendable", message);
+  }
+  // A failure on the way to the backend stays the backend's.
+  const failing: typeof fetch = () =>
+    Promise.reject(new TypeError("fetch failed", { cause: new Error("connection reset") }));
+  const outcome = await forward(
+    new Request("http://lb.test/"),
+    new Backend(new URL("http://127.0.0.1:9/")),
+    {
+      target: { ok: true, authority: "lb.test", path: "/", query: "" },
+      body: { kind: "none" },
+      timeoutMs: 1_000,
+      clientIp: "192.0.2.1",
+      clientWatch: { delayMs: 60_000, deadlines: new DeadlineQueue() },
+      fetch: failing,
+    },
+  );
+  assertEquals(outcome.ok ? "ok" : outcome.reason, "protocol");
+});

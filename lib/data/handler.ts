@@ -6,15 +6,20 @@
  * Before anything is forwarded the request is judged once: header fields, target and declared
  * body over their limits are 431, 414 and 413 (`request_limits.ts`); an invalid or
  * missing `Host`, or a target that fails the path rule, is 400 (`request_target.ts`);
- * `CONNECT` is 501 and `TRACE` 405 (the balancer tunnels nothing and echoes nothing). The body
+ * `CONNECT` and `TRACK` are 501 and `TRACE` 405 in any case (the balancer tunnels nothing and
+ * echoes nothing; `fetch` refuses all three); a `GET` or `HEAD` with a body is 400 (`Deno.serve`
+ * discards such a body). Each of these refusals closes the connection. The body
  * is then read up to the request buffer (`request_body.ts`) before a backend is admitted
  * (`admission.ts`: a backend at its in-flight limit is skipped; when all are, the request
  * queues, then 503).
  *
  * Status mapping: no healthy backend 503 (with `Retry-After`); out of file descriptors 503;
  * backend unreachable or broken 502; no connection (`connect-timeout`) or no response headers
- * (`response-timeout`) in time 504; a client that went away 499 (nobody reads it); a request
- * body that stalled 408. Error bodies are one short line of plain text: never a stack trace or
+ * (`response-timeout`) in time 504; a client whose body broke off is logged 499 and answered 400
+ * (499 never goes on the wire); a request body that stalled 408. Only a failure the backend
+ * caused counts against it and reaches passive health. A streamed response body is relayed
+ * (`response_body.ts`): its access record, in-flight end and passive-health outcome come when
+ * it ends, with the bytes actually sent; a backend failing mid-body is its failure. Error bodies are one short line of plain text: never a stack trace or
  * a backend's error message. Retries go to another backend when `canRetry` allows and the retry
  * budget (`retry_gate.ts`) has room; a response body that stalls past the idle-body timeout
  * is cut (`idle_body.ts`).
