@@ -22,6 +22,11 @@ export type ForwardFailureReason =
   /** The balancer ran out of file descriptors connecting: nobody's fault but the load. */
   | "fd-exhausted"
   /**
+   * The upstream client refused the request before connecting (`fetch` will not send a body
+   * with `GET` or `HEAD`, nor the methods the handler refuses first): the request's fault.
+   */
+  | "unsendable"
+  /**
    * The connection broke, the backend answered with something that is not HTTP, or with a
    * `101 Switching Protocols` nobody asked for.
    */

@@ -33,6 +33,8 @@ export interface AccessRecord {
   readonly method: string;
   /** The path forwarded (or the raw target of a refused request). */
   readonly path: string;
+  /** The query forwarded, with its `?`, when there was one (nginx's `$request` has it). */
+  readonly query?: string;
   /** The status the client got. */
   readonly status: number;
   /** The response body's length when known (`Content-Length`), else `undefined`. */
@@ -353,7 +355,8 @@ function round(ms: number): number {
  * (log tools read the combined prefix and ignore the rest).
  */
 function formatCombined(r: AccessRecord): string {
-  return `${r.client} - - [${timeLocal(r.time)}] ${quoted(`${r.method} ${r.path} HTTP/1.1`)} ` +
+  const target = r.query === undefined ? r.path : r.path + r.query;
+  return `${r.client} - - [${timeLocal(r.time)}] ${quoted(`${r.method} ${target} HTTP/1.1`)} ` +
     `${r.status} ${r.bytes ?? 0} ${quoted(r.referer)} ${quoted(r.userAgent)} ` +
     `rt=${(r.durationMs / 1000).toFixed(3)} ` +
     `urt=${r.backendMs === null ? "-" : (r.backendMs / 1000).toFixed(3)} ` +
@@ -366,6 +369,7 @@ function formatJson(r: AccessRecord): string {
     client: r.client,
     method: r.method,
     path: r.path,
+    ...(r.query === undefined ? {} : { query: r.query }),
     status: r.status,
     bytes: r.bytes ?? null,
     backend: r.backend,
@@ -380,7 +384,8 @@ function formatJson(r: AccessRecord): string {
 }
 
 function formatText(r: AccessRecord): string {
-  return `${new Date(r.time).toISOString()} ${r.client} ${r.method} ${quoted(r.path)} ` +
+  const target = r.query === undefined ? r.path : r.path + r.query;
+  return `${new Date(r.time).toISOString()} ${r.client} ${r.method} ${quoted(target)} ` +
     `${r.status} ${r.outcome} backend=${r.backend ?? "-"} durationMs=${round(r.durationMs)} ` +
     `backendMs=${r.backendMs === null ? "-" : round(r.backendMs)} requestId=${r.requestId}` +
     `${r.reason === undefined ? "" : ` reason=${quoted(r.reason)}`}\n`;

@@ -19,14 +19,19 @@ export const FAILURE_STATUS: Readonly<Record<ForwardFailureReason, number>> = {
   "client-timeout": 408,
   "client-too-large": 413,
   "fd-exhausted": 503,
+  unsendable: 400,
 };
 
-/** Failures that are not the backend's: they do not count against it. */
+/**
+ * Failures that are not the backend's: they do not count against it, and passive health never
+ * hears of them.
+ */
 export const NOT_BACKENDS_FAULT: ReadonlySet<ForwardFailureReason> = new Set([
   "client-abort",
   "client-timeout",
   "client-too-large",
   "fd-exhausted",
+  "unsendable",
 ]);
 
 /** The default body of each status the balancer answers with. */
@@ -35,11 +40,15 @@ const FAILURE_BODY: Readonly<Record<number, string>> = {
   405: "Method not allowed\n",
   408: "Request timeout: the request body stalled\n",
   499: "Client closed request\n",
-  501: "Not implemented: the balancer does not tunnel (CONNECT)\n",
+  501: "Not implemented: the balancer does not forward this method\n",
   502: "Bad gateway: the backend could not be reached or failed\n",
   503: "Service unavailable: no backend is healthy\n",
   504: "Gateway timeout: the backend did not answer in time\n",
 };
+
+/** The 400's body for a GET or HEAD request with a body, which the balancer cannot forward. */
+export const GET_BODY_REFUSED_BODY =
+  "Bad request: the balancer does not forward a body with GET or HEAD\n";
 
 /** The 503's body when no descriptor was left to connect with. */
 export const FD_EXHAUSTED_BODY = "Service unavailable: the balancer is out of file descriptors\n";
@@ -47,11 +56,40 @@ export const FD_EXHAUSTED_BODY = "Service unavailable: the balancer is out of fi
 /** The 503's body when every available backend stayed at its in-flight limit. */
 export const AT_CAPACITY_BODY = "Service unavailable: every backend is at its in-flight limit\n";
 
-/** Methods a reverse proxy should not pass on: nothing is tunnelled, nothing echoed. */
+/**
+ * Methods the balancer answers itself, by their upper-case name (a method's case is
+ * significant, but `fetch` refuses these three in any case before connecting, so passing any
+ * spelling on could only fail): nothing is tunnelled (`CONNECT`), nothing echoed (`TRACE`, and
+ * IIS's `TRACK`).
+ */
 export const REFUSED_METHOD_STATUS: Readonly<Record<string, number>> = {
   CONNECT: 501,
   TRACE: 405,
+  TRACK: 501,
 };
+
+/**
+ * The status the balancer answers `method` with itself, if it refuses it.
+ *
+ * @param method The request's method, in the case it came.
+ * @returns 405 or 501, or `undefined` when the method is forwarded.
+ *
+ * @example
+ * ```ts
+ * import { refusedMethodStatus } from "./answers.ts";
+ * if (refusedMethodStatus("track") !== 501 || refusedMethodStatus("GET") !== undefined) {
+ *   throw new Error();
+ * }
+ * ```
+ */
+export function refusedMethodStatus(method: string): number | undefined {
+  // Every method the Request constructor normalizes is already upper case: most requests
+  // never pay for the second lookup.
+  return REFUSED_METHOD_STATUS[method] ??
+    (method.length === 5 || method.length === 7
+      ? REFUSED_METHOD_STATUS[method.toUpperCase()]
+      : undefined);
+}
 
 /** The `Allow` header of a refused method's answer. */
 export const ALLOWED_METHODS = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";

@@ -30,6 +30,7 @@ import { OpenWebSockets } from "./websocket.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
 import { parseTrustedProxies } from "../shared/ip.ts";
 import { errorText } from "../shared/error_text.ts";
+import { ResponseBodyCut } from "./response_body.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -172,11 +173,14 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       limits: c.limits,
       inFlightLimits: inFlightLimitsOf(c),
       closeAfterResponse,
+      lingerAfterResponse,
       clock,
     });
   let current = config;
   // Requests refused with their body unread: the listener closes their connections.
   const closeAfterResponse = new WeakSet<Request>();
+  // Requests answered while their upload went on: the listener closes them after a linger.
+  const lingerAfterResponse = new WeakSet<Request>();
   let handler = buildHandler(config, upstreamSets[0] as Upstreams);
   // One indirection, so a reload swaps the request path under an unchanged listener.
   const serve: RequestHandler = (request, info) => handler(request, info);
@@ -193,10 +197,14 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         maxConnections: c.limits.maxConnections,
         openConnections: shared.connections,
         closeAfterResponse,
+        lingerAfterResponse,
         clock,
         onEvent,
         // The handler answers every failure itself; this only catches what escapes it.
         onError: (error) => {
+          // A response body cut because its backend failed mid-way: logged and counted by
+          // the handler already (Deno reports a body stream's error here too).
+          if (error instanceof ResponseBodyCut) return new Response(null, { status: 502 });
           logger.error("Unhandled error in request handler", { error });
           return new Response("Internal error\n", { status: 500 });
         },

@@ -6,15 +6,20 @@
  * Before anything is forwarded the request is judged once: header fields, target and declared
  * body over their limits are 431, 414 and 413 (`request_limits.ts`); an invalid or
  * missing `Host`, or a target that fails the path rule, is 400 (`request_target.ts`);
- * `CONNECT` is 501 and `TRACE` 405 (the balancer tunnels nothing and echoes nothing). The body
+ * `CONNECT` and `TRACK` are 501 and `TRACE` 405 in any case (the balancer tunnels nothing and
+ * echoes nothing; `fetch` refuses all three); a `GET` or `HEAD` with a body is 400 (`Deno.serve`
+ * discards such a body). Each of these refusals closes the connection. The body
  * is then read up to the request buffer (`request_body.ts`) before a backend is admitted
  * (`admission.ts`: a backend at its in-flight limit is skipped; when all are, the request
  * queues, then 503).
  *
  * Status mapping: no healthy backend 503 (with `Retry-After`); out of file descriptors 503;
  * backend unreachable or broken 502; no connection (`connect-timeout`) or no response headers
- * (`response-timeout`) in time 504; a client that went away 499 (nobody reads it); a request
- * body that stalled 408. Error bodies are one short line of plain text: never a stack trace or
+ * (`response-timeout`) in time 504; a client whose body broke off is logged 499 and answered 400
+ * (499 never goes on the wire); a request body that stalled 408. Only a failure the backend
+ * caused counts against it and reaches passive health. A streamed response body is relayed
+ * (`response_body.ts`): its access record, in-flight end and passive-health outcome come when
+ * it ends, with the bytes actually sent; a backend failing mid-body is its failure. Error bodies are one short line of plain text: never a stack trace or
  * a backend's error message. Retries go to another backend when `canRetry` allows and the retry
  * budget (`retry_gate.ts`) has room; a response body that stalls past the idle-body timeout
  * is cut (`idle_body.ts`).
@@ -31,7 +36,12 @@ import type { SharedState } from "../core/shared_state.ts";
 import { DeadlineQueue } from "../shared/deadlines.ts";
 import { type AccessLogSink, NO_ACCESS_LOG } from "./access_log.ts";
 import { NO_TRUSTED_PROXIES, type TrustedProxies } from "../shared/ip.ts";
-import { type BodyFailure, readRequestBody, type RequestBody } from "./request_body.ts";
+import {
+  type BodyFailure,
+  hasHiddenBody,
+  readRequestBody,
+  type RequestBody,
+} from "./request_body.ts";
 import { type AcceptedTarget, resolveTarget } from "./request_target.ts";
 import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./request_limits.ts";
 import { Admission, type InFlightLimits, type Refusal } from "./admission.ts";
@@ -42,11 +52,13 @@ import {
   AT_CAPACITY_BODY,
   FAILURE_STATUS,
   FD_EXHAUSTED_BODY,
+  GET_BODY_REFUSED_BODY,
   NOT_BACKENDS_FAULT,
-  REFUSED_METHOD_STATUS,
+  refusedMethodStatus,
   textResponse,
 } from "./answers.ts";
-import type { IdleBodyWatch } from "./idle_body.ts";
+import { IDLE_BODY_TIMEOUT, type IdleBodyWatch } from "./idle_body.ts";
+import { type BodyEnd, relayBody, type RelayedBody } from "./response_body.ts";
 import { createRequestIdSource, requestIdOf } from "./request_id.ts";
 import { RetryGate } from "./retry_gate.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
@@ -116,6 +128,12 @@ export interface HandlerDeps {
    * connection after the response (Deno would wait for the unread body). Default: none.
    */
   readonly closeAfterResponse?: WeakSet<Request>;
+  /**
+   * Receives the requests answered while their upload was still coming (a backend's early
+   * 413), for the listener to close their connection a little after the response. Default:
+   * none.
+   */
+  readonly lingerAfterResponse?: WeakSet<Request>;
   /** Per-backend in-flight limits and the queue for a slot (`admission.ts`). Default: none. */
   readonly inFlightLimits?: InFlightLimits;
   /**
@@ -131,6 +149,14 @@ export interface HandlerDeps {
   readonly clientWatchDelayMs?: number;
 }
 
+/** An attempt whose response head went to the client, its body still on the way. */
+interface Answered {
+  readonly backend: Backend;
+  readonly status: number;
+  /** Time to the backend's response headers. */
+  readonly headersMs: number;
+}
+
 /** A `Deno.serve` handler that never throws. */
 export type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
 
@@ -141,6 +167,8 @@ const NO_LIMITS: RequestLimits = { maxHeaderBytes: 0, maxUrlLength: 0, maxBodyBy
  * with this very object, the listener closes it once the answer is sent.
  */
 const CLOSE = { connection: "close" } as const;
+/** A refused method's answer: its body, if any, is never read, so the connection closes. */
+const REFUSED_METHOD_HEADERS = { allow: ALLOWED_METHODS, connection: "close" } as const;
 
 /** How much of a rejected target the log keeps. */
 const MAX_LOGGED_TARGET = 256;
@@ -150,6 +178,8 @@ interface RequestContext {
   readonly request: Request;
   /** The normalized path forwarded, or for a rejected request the raw target (cut short). */
   readonly path: string;
+  /** The query forwarded, with its `?`; empty or absent when there was none. */
+  readonly query?: string;
   /** When the request arrived, on the handler's clock. */
   readonly started: number;
   readonly requestId: string;
@@ -259,6 +289,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       client: context.client,
       method: request.method,
       path: context.path,
+      ...(context.query === undefined || context.query === "" ? {} : { query: context.query }),
       status: entry.status,
       bytes: length === undefined || length === null ? undefined : Number(length),
       referer: request.headers.get("referer"),
@@ -282,7 +313,9 @@ export function createHandler(deps: HandlerDeps): Handler {
   ): Response {
     // A refusal does not wait for the access log: it is cheap, and its line is kept anyway.
     void record(context, { outcome: "refused", backend: undefined, status, reason });
-    if (headers === CLOSE) deps.closeAfterResponse?.add(context.request);
+    if (headers === CLOSE || headers === REFUSED_METHOD_HEADERS) {
+      deps.closeAfterResponse?.add(context.request);
+    }
     return textResponse(status, context.requestId, undefined, headers, body);
   }
 
@@ -296,13 +329,18 @@ export function createHandler(deps: HandlerDeps): Handler {
       const { status, reason, body } = bodyTooLarge(limits.maxBodyBytes);
       return refuse(context, status, reason, CLOSE, body);
     }
+    // 499 is a log code (the client closed its side first), never a response: a client that
+    // is gone reads nothing, and one that only stopped sending (a half-closed upload, a chunk
+    // Deno would not parse) gets a 400. Deno tells neither apart (the read fails alike and
+    // `request.signal` does not abort), so both are logged 499 and answered 400.
     void record(context, {
       outcome: "client-abort",
       backend: undefined,
       status: 499,
       reason: message,
     });
-    return textResponse(499, context.requestId);
+    deps.closeAfterResponse?.add(context.request);
+    return textResponse(400, context.requestId, undefined, CLOSE);
   }
 
   /** Every available backend stayed at its in-flight limit: 503, or 499 if the client left. */
@@ -311,6 +349,53 @@ export function createHandler(deps: HandlerDeps): Handler {
     metrics.recordEvent(refusal);
     const reason = `backends at capacity (${refusal})`;
     return refuse(context, 503, reason, { "retry-after": "1" }, AT_CAPACITY_BODY);
+  }
+
+  /**
+   * A relayed response body ended: ends the backend's in-flight count, tells passive health
+   * and writes the access record with the body bytes actually sent. A body the backend failed
+   * to deliver whole is its failure, logged naming it; a client that went away mid-body is not.
+   *
+   * @returns A promise to await only when the access log's buffer is full.
+   */
+  function bodyEnded(
+    context: RequestContext,
+    answered: Answered,
+    end: BodyEnd,
+  ): Promise<void> | undefined {
+    const { backend, status } = answered;
+    const isFailure = end.kind === "backend-failed";
+    backend.end(isFailure);
+    admission.release();
+    let reason: string | undefined;
+    if (end.kind === "backend-failed") {
+      // The idle-body timeout has logged its own WARN.
+      const isStalled = end.error === IDLE_BODY_TIMEOUT;
+      deps.onAttempt?.(backend, isStalled ? "response-timeout" : "protocol");
+      reason = isStalled ? "idle-body-timeout" : "body-failed";
+      if (!isStalled) {
+        const error = end.error;
+        logger.warn("Backend response body failed", () => ({
+          backend: backend.name,
+          reason: "protocol",
+          status,
+          bytes: end.bytes,
+          message: messageOf(error),
+          requestId: context.requestId,
+        }));
+      }
+    } else {
+      deps.onAttempt?.(backend, status);
+      if (end.kind === "client-gone") reason = "client went away mid-body";
+    }
+    return record(context, {
+      outcome: isFailure ? "failed" : "forwarded",
+      backend,
+      status,
+      backendMs: answered.headersMs,
+      bodyBytes: end.bytes,
+      ...(reason === undefined ? {} : { reason }),
+    });
   }
 
   /** Answers 502 for an error that escaped; nothing should throw, and the client never sees it. */
@@ -324,6 +409,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     info: Deno.ServeHandlerInfo,
     target: AcceptedTarget,
     context: RequestContext,
+    isPeerTrusted: boolean,
   ): Promise<Response> {
     try {
       const { requestId } = context;
@@ -331,7 +417,6 @@ export function createHandler(deps: HandlerDeps): Handler {
       if (!read.ok) return bodyFailed(context, read.failure, read.message);
       const body: RequestBody = read.body;
       const clientIp = context.client;
-      const isPeerTrusted = isTrusted(clientIp);
       let admitted = admission.admit(request, { clientIp });
       if (admitted instanceof Promise) admitted = await admitted;
       if (typeof admitted === "string" && admitted !== "no-backend") {
@@ -355,7 +440,21 @@ export function createHandler(deps: HandlerDeps): Handler {
       retryGate.recordRequest(context.started);
       let tried: Set<Backend> | undefined;
       let backend: Backend = first;
+      // The attempt whose body is being relayed, once its head has been answered.
+      let answered: Answered | undefined;
+      let relayed: RelayedBody | undefined;
+      let isRelayedLengthKnown = false;
+      const relay = (stream: ReadableStream<Uint8Array>, declaredBytes: number | undefined) => {
+        isRelayedLengthKnown = declaredBytes !== undefined;
+        relayed = relayBody(
+          stream,
+          declaredBytes,
+          (end) => answered === undefined ? undefined : bodyEnded(context, answered, end),
+        );
+        return relayed.stream;
+      };
       for (let attempt = 0;; attempt++) {
+        relayed = undefined;
         const outcome = await forward(request, backend, {
           ...sender,
           target,
@@ -370,15 +469,42 @@ export function createHandler(deps: HandlerDeps): Handler {
           deadlines,
           idleBody,
           clientWatch,
+          relayBody: relay,
         });
         if (outcome.ok) {
-          deps.onAttempt?.(backend, outcome.response.status);
-          endWhenDelivered(backend, info, admission);
           // Such as the cookie policy's Set-Cookie.
           const added = policy.responseHeaders?.(backend, request);
           if (added !== undefined) {
             for (const [n, v] of added) outcome.response.headers.append(n, v);
           }
+          if (body.kind === "streamed" && !body.state.isComplete) {
+            // The backend answered before the upload ended (an early 413): the rest of the
+            // body will never be read, and Deno would wait for it with the connection open,
+            // so the connection closes a little after the answer (a lingering close: closing
+            // at once while the client still sends would reset it, losing the answer).
+            outcome.response.headers.set("connection", "close");
+            deps.lingerAfterResponse?.add(request);
+          }
+          // Set by `relay` during the forward (which the compiler cannot see).
+          const streaming = relayed as RelayedBody | undefined;
+          if (streaming !== undefined) {
+            if (isRelayedLengthKnown && asksKeepAlive(request)) {
+              // Deno 2.9.6 answers an HTTP/1.0 keep-alive request whose body streams with a
+              // length `connection: keep-alive`, then closes (and cannot tell us the version):
+              // say close, which wins over the keep-alive Deno still adds (RFC 9112 9.6). Such
+              // bodies are over 64 KiB, so a new connection costs an HTTP/1.1 client little.
+              outcome.response.headers.set("connection", "close");
+            }
+            // How the body ends decides the rest (bodyEnded); should Deno finish the response
+            // without reading the body to its end or cancelling it, it ends here.
+            answered = { backend, status: outcome.response.status, headersMs: outcome.headersMs };
+            const completed = info.completed as Promise<void> | undefined;
+            if (completed === undefined) streaming.abandon();
+            else completed.then(streaming.abandon, streaming.abandon);
+            return outcome.response;
+          }
+          deps.onAttempt?.(backend, outcome.response.status);
+          endWhenDelivered(backend, info, admission);
           const full = record(context, {
             outcome: "forwarded",
             backend,
@@ -391,9 +517,15 @@ export function createHandler(deps: HandlerDeps): Handler {
           return outcome.response;
         }
         const reason = outcome.reason;
-        backend.end(!NOT_BACKENDS_FAULT.has(reason));
+        const isBackendsFault = !NOT_BACKENDS_FAULT.has(reason);
+        backend.end(isBackendsFault);
         admission.release();
-        deps.onAttempt?.(backend, reason);
+        // Only a failure the backend caused feeds passive health.
+        if (isBackendsFault) deps.onAttempt?.(backend, reason);
+        if (reason === "unsendable") {
+          cancelBody(body);
+          return refuse(context, 400, outcome.message, CLOSE, GET_BODY_REFUSED_BODY);
+        }
         if (reason === "client-abort" || reason === "client-timeout") {
           return bodyFailed(
             context,
@@ -467,7 +599,8 @@ export function createHandler(deps: HandlerDeps): Handler {
     try {
       const remoteAddr = info.remoteAddr;
       const client = "hostname" in remoteAddr ? remoteAddr.hostname : "unknown";
-      const requestId = requestIdOf(request, createRequestId);
+      const isPeerTrusted = isTrusted(client);
+      const requestId = requestIdOf(request, isPeerTrusted, createRequestId);
       const tooLarge = checkRequestLimits(request, limits);
       if (tooLarge !== undefined) {
         const context = {
@@ -481,7 +614,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           refuse(context, tooLarge.status, tooLarge.reason, CLOSE, tooLarge.body),
         );
       }
-      const refusedStatus = REFUSED_METHOD_STATUS[request.method];
+      const refusedStatus = refusedMethodStatus(request.method);
       const target = resolveTarget(request.url, request.headers.get("host"));
       if (!target.ok || refusedStatus !== undefined) {
         const context: RequestContext = {
@@ -493,15 +626,23 @@ export function createHandler(deps: HandlerDeps): Handler {
         };
         if (refusedStatus !== undefined) {
           return Promise.resolve(
-            refuse(context, refusedStatus, `method ${request.method} is not supported`, {
-              allow: ALLOWED_METHODS,
-            }),
+            refuse(
+              context,
+              refusedStatus,
+              `method ${request.method} is not supported`,
+              REFUSED_METHOD_HEADERS,
+            ),
           );
         }
-        return Promise.resolve(refuse(context, 400, target.ok ? "" : target.reason));
+        // A body behind a refused target is never read: the connection closes.
+        return Promise.resolve(refuse(context, 400, target.ok ? "" : target.reason, CLOSE));
+      }
+      if (hasHiddenBody(request)) {
+        const context = { request, path: target.path, started, requestId, client };
+        const reason = `a ${request.method} request's body cannot be forwarded`;
+        return Promise.resolve(refuse(context, 400, reason, CLOSE, GET_BODY_REFUSED_BODY));
       }
       if (webSockets !== undefined && isWebSocketUpgrade(request)) {
-        const isPeerTrusted = isTrusted(client);
         return webSockets.proxy(request, target, {
           started,
           requestId,
@@ -519,10 +660,11 @@ export function createHandler(deps: HandlerDeps): Handler {
       return proxy(request, info, target, {
         request,
         path: target.path,
+        query: target.query,
         started,
         requestId,
         client,
-      });
+      }, isPeerTrusted);
     } catch (error) {
       return Promise.resolve(failed(request, error));
     }
@@ -581,4 +723,17 @@ function endWhenDelivered(
 /** Releases a streamed body nobody will forward. */
 function cancelBody(body: RequestBody): void {
   if (body.kind === "streamed") body.stream.cancel().catch(() => {});
+}
+
+/** An error's message, through a `fetch` error's cause (which names what failed). */
+function messageOf(error: unknown): string {
+  const cause = error instanceof Error ? error.cause : undefined;
+  if (cause instanceof Error) return `${(error as Error).message}: ${cause.message}`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Whether the request's `Connection` field has the `keep-alive` option. */
+function asksKeepAlive(request: Request): boolean {
+  const connection = request.headers.get("connection");
+  return connection !== null && /(^|,)\s*keep-alive\s*(,|$)/i.test(connection);
 }

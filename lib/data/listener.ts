@@ -86,6 +86,12 @@ export interface ListenOptions {
    */
   readonly closeAfterResponse?: WeakSet<Request>;
   /**
+   * Requests whose connection is closed a little after their response has been sent (an answer
+   * given while the client was still uploading; see `LINGER_MS`): meanwhile nothing more is
+   * read from it as a request. Default: none.
+   */
+  readonly lingerAfterResponse?: WeakSet<Request>;
+  /**
    * Serve with `Deno.serve`'s own accept loop instead, as `--websocket on` needs: Deno 2.9
    * force-closes a WebSocket upgraded on a per-connection server as soon as the HTTP
    * connection hands it over. No header or keep-alive timeouts then. Default: false.
@@ -166,6 +172,17 @@ export function isFdExhaustion(error: unknown): boolean {
 }
 
 const DEFAULT_ON_ERROR = () => new Response("Internal error\n", { status: 500 });
+/**
+ * How long a connection lingers after an answer given while the client was still uploading,
+ * in milliseconds, before it is closed. Closing at once while the client is still sending makes
+ * the kernel reset the connection, and the reset can destroy the answer before the client has
+ * read it (nginx's `lingering_close` waits likewise). Deno's server owns the socket, so its
+ * sending side cannot be shut first; a client that reads the answer's `Connection: close`
+ * closes sooner.
+ */
+const LINGER_MS = 2_000;
+/** Answers a request that arrived on a lingering connection (never sent: it is closing). */
+const LINGERING_RESPONSE = () => new Response(null, { status: 400 });
 const ACCEPT_BACKOFF_MIN_MS = 50;
 const ACCEPT_BACKOFF_MAX_MS = 1_000;
 
@@ -182,6 +199,8 @@ class Connection {
   deadlineQueue: DeadlineQueue | undefined;
   /** Set once a graceful shutdown of this connection has completed: nothing left to abort. */
   isShutDown = false;
+  /** Closing after an early answer: no further request is served. */
+  isLingering = false;
 
   /** Cancels the pending deadline, if any. */
   clearDeadline(): void {
@@ -234,7 +253,14 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   };
   const closeAfterResponse = options.closeAfterResponse;
   const openConnections = options.openConnections ?? SharedCounter.standalone();
+  const lingerAfterResponse = options.lingerAfterResponse;
   const refuser = new ConnectionRefuser({ clock });
+  const lingerDeadlines = new DeadlineQueue({ clock });
+  const endLinger = (connection: Connection) => {
+    connection.deadline = undefined;
+    connection.deadlineQueue = undefined;
+    connection.abort.abort();
+  };
 
   const expire = (which: "header" | "keepalive") => (connection: Connection) => {
     connection.deadline = undefined;
@@ -259,6 +285,16 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         connection.abort.abort();
         return;
       }
+      if (connection.isLingering) return;
+      if (lingerAfterResponse?.has(connection.current as Request) === true) {
+        connection.isLingering = true;
+        connection.clearDeadline();
+        connection.setDeadline(
+          lingerDeadlines,
+          lingerDeadlines.add(clock.now() + LINGER_MS, endLinger, connection),
+        );
+        return;
+      }
       if (connection.inFlight > 0 || isClosing) return;
       if (settings.keepAliveTimeoutMs <= 0) {
         connection.abort.abort();
@@ -274,6 +310,11 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       );
     };
     const onRequest: RequestHandler = (request, info) => {
+      if (connection.isLingering) {
+        // Bytes after an early answer are the rest of an upload, never a request.
+        connection.abort.abort();
+        return LINGERING_RESPONSE();
+      }
       connection.inFlight++;
       connection.current = request;
       connection.clearDeadline();
@@ -333,6 +374,15 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   };
   const accepting = acceptLoop();
 
+  /** Closes the lingering connections now: nothing more will be sent on them. */
+  const endLingering = () => {
+    for (const connection of connections) {
+      if (connection.isLingering && connection.deadlineQueue === lingerDeadlines) {
+        endLinger(connection);
+      }
+    }
+    lingerDeadlines.clear();
+  };
   let shutDown: Promise<void> | undefined;
   const stop = () => {
     if (isClosing) return;
@@ -356,6 +406,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     shutdown() {
       shutDown ??= (async () => {
         stop();
+        endLingering();
         await accepting;
         await Promise.all(
           [...connections].map((c) =>
@@ -369,6 +420,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     },
     close() {
       stop();
+      endLingering();
       // Aborting a connection Deno already closed makes its abort listener throw.
       for (const connection of connections) {
         if (!connection.isShutDown) connection.abort.abort();

@@ -4,8 +4,10 @@
  * directions (and why backends are always asked for `identity` encoding) live in
  * `proxy_headers.ts`.
  *
- * Bodies stream in both directions: the client's body is handed to `fetch` as a stream and the
- * backend's body is handed back to `Deno.serve` as a stream, so neither sits in memory.
+ * Large bodies stream in both directions: the client's body is handed to `fetch` as a stream
+ * (beyond the request buffer) and the backend's body is handed back to `Deno.serve` as a stream
+ * through the handler's relay, so neither sits in memory. A response body of up to 64 KiB with
+ * a `Content-Length` is read whole before answering (see `HELD_BODY_BYTES`).
  *
  * @module
  */
@@ -13,7 +15,7 @@ import type { Backend } from "../core/backend.ts";
 import { isFdExhaustion } from "./listener.ts";
 import type { BodyFailure, RequestBody } from "./request_body.ts";
 import type { AcceptedTarget } from "./request_target.ts";
-import { type IdleBodyWatch, watchIdleBody } from "./idle_body.ts";
+import { IDLE_BODY_TIMEOUT, type IdleBodyWatch, watchIdleBody } from "./idle_body.ts";
 import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { removeHopByHop, upstreamRequestHeaders } from "./proxy_headers.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
@@ -95,7 +97,30 @@ export interface ForwardOptions {
    * backend and request ID. Default: none (the body streams as Deno pipes it, untouched).
    */
   readonly idleBody?: IdleBodyWatch<IdleBodyContext> | undefined;
+  /**
+   * Wraps a response body that streams (one held whole needs nothing) before it goes to the
+   * client, given its `Content-Length` when it has one: the handler's relay, which counts the
+   * bytes and learns how the body ended (`response_body.ts`). Default: none.
+   */
+  readonly relayBody?:
+    | ((
+      body: ReadableStream<Uint8Array>,
+      declaredBytes: number | undefined,
+    ) => ReadableStream<Uint8Array>)
+    | undefined;
 }
+
+/**
+ * A body with a `Content-Length` up to this size is read whole before the response is answered
+ * (as nginx buffers responses), and handed on as bytes:
+ * - its length is then known exactly, and a backend that fails in the middle of it is a 502
+ *   (and may be retried) instead of a connection cut after a `200`;
+ * - it needs no relay stream, which costs more per request than reading it whole (the http1
+ *   upstream hands small bodies on as bytes too);
+ * - Deno 2.9.6 answers an HTTP/1.0 keep-alive request whose response body streams with
+ *   `connection: keep-alive` and then closes the connection; one whose body is bytes is kept.
+ */
+const HELD_BODY_BYTES = 64 * 1024;
 
 /** When a request starts watching its client, and the queue that times it. */
 export interface ClientWatch {
@@ -293,24 +318,55 @@ export async function forward(
       };
     }
     const idleBody = options.idleBody;
-    if (idleBody === undefined && upstream instanceof Http1Response) {
+    const relay = options.relayBody;
+    if (
+      upstream instanceof Http1Response &&
+      (upstream.wholeBodyBytes !== undefined || upstream.body === null ||
+        (idleBody === undefined && relay === undefined))
+    ) {
       // Already without hop-by-hop fields: passed on untouched, so a body that came whole with
       // the head stays bytes, and the response Deno prepared for them at construction is the
       // one it sends (touching its headers would throw that away).
       return { ok: true, response: upstream, headersMs, bodyBytes: upstream.wholeBodyBytes };
     }
+    const declaredBytes = declaredLength(upstream.headers);
+    if (
+      upstream.body !== null && declaredBytes !== undefined && declaredBytes <= HELD_BODY_BYTES
+    ) {
+      // A failure reading it is the backend's, answered 502 like any other before the head;
+      // a stall is cut by the idle-body timeout, or by the client leaving.
+      const bytes = idleBody === undefined ? await upstream.bytes() : await new Response(
+        watchIdleBody(upstream.body, idleBody, { backend, requestId: options.requestId }),
+      ).bytes();
+      const response = new Response(bytes, {
+        status: upstream.status,
+        statusText: upstream.statusText,
+        headers: upstream.headers,
+      });
+      removeHopByHop(response.headers);
+      return { ok: true, response, headersMs, bodyBytes: bytes.byteLength };
+    }
     // The Response constructor copies a Headers object's fields directly (Set-Cookie and
     // repeated fields as they came); stripping the copy in place is three times cheaper than
     // building a filtered Headers (nginx sends `Connection: keep-alive` with every response).
-    // Wrapped only when the idle-body timeout is on: otherwise Deno pipes the body natively.
-    const responseBody = idleBody === undefined || upstream.body === null
-      ? upstream.body
-      : watchIdleBody(upstream.body, idleBody, { backend, requestId: options.requestId });
+    let responseBody: ReadableStream<Uint8Array> | null = upstream.body;
+    if (responseBody !== null) {
+      if (idleBody !== undefined) {
+        responseBody = watchIdleBody(responseBody, idleBody, {
+          backend,
+          requestId: options.requestId,
+        });
+      }
+      if (relay !== undefined) responseBody = relay(responseBody, declaredBytes);
+    }
     const response = new Response(responseBody, {
       status: upstream.status,
       statusText: upstream.statusText,
       headers: upstream.headers,
     });
+    // Both framings at once (a smuggling shape): `fetch` read the body by its chunks, and
+    // Transfer-Encoding wins (RFC 9112 section 6.3); its Content-Length would cut the body.
+    if (response.headers.has("transfer-encoding")) response.headers.delete("content-length");
     removeHopByHop(response.headers);
     return { ok: true, response, headersMs };
   } catch (error) {
@@ -321,6 +377,15 @@ export async function forward(
     const reason = controller.signal.reason;
     if (reason === TIMEOUT_REASON) {
       return { ok: false, reason: "response-timeout", message: TIMEOUT_REASON.message, elapsedMs };
+    }
+    if (error === IDLE_BODY_TIMEOUT) {
+      // A body read whole before answering stalled: no byte went to the client yet.
+      return {
+        ok: false,
+        reason: "response-timeout",
+        message: IDLE_BODY_TIMEOUT.message,
+        elapsedMs,
+      };
     }
     if (body.kind === "streamed" && body.state.failure !== undefined) {
       const failure = CLIENT_BODY_FAILURE[body.state.failure];
@@ -343,7 +408,11 @@ export async function forward(
  */
 function classifyFetchError(
   error: unknown,
-): { reason: "connect" | "connect-timeout" | "fd-exhausted" | "protocol"; message: string } {
+): {
+  reason: "connect" | "connect-timeout" | "fd-exhausted" | "protocol" | "unsendable";
+  message: string;
+} {
+  if (isUnsendable(error)) return { reason: "unsendable", message: (error as Error).message };
   const cause = error instanceof Error ? error.cause : undefined;
   const message = cause instanceof Error
     ? cause.message
@@ -355,4 +424,26 @@ function classifyFetchError(
   const isTimedOut = (cause instanceof Error && cause.cause instanceof Deno.errors.TimedOut) ||
     /timed out/i.test(message);
   return { reason: isTimedOut ? "connect-timeout" : "connect", message };
+}
+
+/**
+ * Whether `fetch` refused the request itself, before any connection: a plain `TypeError` with
+ * no cause, such as "Request with GET/HEAD method cannot have body" or "Method is forbidden"
+ * (a failure on the way to the backend is `TypeError("fetch failed")` with a cause).
+ */
+function isUnsendable(error: unknown): boolean {
+  return error instanceof TypeError && error.cause === undefined &&
+    /cannot have body|method is forbidden/i.test(error.message);
+}
+
+/**
+ * The body length a response's head declares: its `Content-Length` when it has no
+ * `Transfer-Encoding` (which wins, RFC 9112 section 6.3) and the value is one decimal number.
+ */
+function declaredLength(headers: Headers): number | undefined {
+  const length = headers.get("content-length");
+  if (length === null || !/^\d{1,15}$/.test(length) || headers.has("transfer-encoding")) {
+    return undefined;
+  }
+  return Number(length);
 }

@@ -27,7 +27,7 @@ export type BodyFailure =
 
 /** A request body, ready to forward. */
 export type RequestBody =
-  /** No body is forwarded (none sent, empty, or a GET/HEAD body). */
+  /** No body is forwarded (none sent, or empty). */
   | { readonly kind: "none" }
   /** The whole body, in memory: it can be sent again. */
   | { readonly kind: "buffered"; readonly bytes: Uint8Array<ArrayBuffer> }
@@ -72,17 +72,41 @@ const BODY_TIMEOUT = new DOMException("Request body timed out", "TimeoutError");
 const TOO_LARGE_MESSAGE = "Request body too large";
 
 /**
- * Whether the request carries a body to forward. `GET` and `HEAD` bodies are dropped (`fetch`
- * cannot send them); a `Content-Length` of 0 means none.
+ * Whether the request carries a body to forward; a `Content-Length` of 0 means none. (A `GET`
+ * or `HEAD` body never gets here: see {@linkcode hasHiddenBody}.)
  *
  * @param request The client's request.
  * @returns Whether to read and forward its body.
  */
 export function hasBody(request: Request): boolean {
   if (request.body === null) return false;
-  const method = request.method;
-  if (method === "GET" || method === "HEAD") return false;
   return request.headers.get("content-length") !== "0";
+}
+
+/**
+ * Whether a `GET` or `HEAD` request declares a body the handler cannot see: `Deno.serve` reads
+ * such a body off the connection and discards it (`request.body` is `null`: a `Request` with
+ * one cannot be built), and `fetch` would refuse to send one anyway. Forwarding the request
+ * without it would drop it silently, so it is refused instead (nginx and HAProxy forward it).
+ *
+ * @param request The client's request.
+ * @returns Whether the request is a GET or HEAD with a non-empty `Content-Length` or any
+ *   `Transfer-Encoding`.
+ *
+ * @example
+ * ```ts
+ * import { hasHiddenBody } from "./request_body.ts";
+ * const get = (headers: Record<string, string>) => new Request("http://a/", { headers });
+ * if (!hasHiddenBody(get({ "content-length": "5" }))) throw new Error();
+ * if (hasHiddenBody(get({ "content-length": "0" })) || hasHiddenBody(get({}))) throw new Error();
+ * ```
+ */
+export function hasHiddenBody(request: Request): boolean {
+  const method = request.method;
+  if (method !== "GET" && method !== "HEAD") return false;
+  const headers = request.headers;
+  const length = headers.get("content-length");
+  return (length !== null && length !== "0") || headers.has("transfer-encoding");
 }
 
 /**

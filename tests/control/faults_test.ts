@@ -106,7 +106,8 @@ Deno.test("a backend killed under GET and POST load fails no request that never 
   try {
     await using lb = await balancerFor(
       [healthy[0]?.url, victimUrl, healthy[1]?.url].filter((u): u is URL => u !== undefined),
-      ["--retries", "2"],
+      // Requests are told apart by the X-Request-Id they send: trust it.
+      ["--retries", "2", "--trusted-proxies", "127.0.0.1"],
     );
     let next = 0;
     let done = 0;

@@ -1,5 +1,6 @@
 import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
+import type { BalancerConfig } from "../../lib/config/config.ts";
 import { createHandler } from "../../lib/data/handler.ts";
 import { Metrics } from "../../lib/core/metrics.ts";
 import { createRoundRobin } from "../../lib/policies/round_robin.ts";
@@ -73,13 +74,19 @@ Deno.test("handler answers 503 with Retry-After when no backend is healthy", asy
   }
 });
 
-Deno.test("handler keeps the client's X-Request-Id and makes one when absent", async () => {
+/** Trusts the test client's address, so its X-Request-Id is adopted. */
+const TRUST_LOOPBACK = (c: BalancerConfig): BalancerConfig => ({
+  ...c,
+  proxy: { ...c.proxy, trustedProxies: ["127.0.0.1"] },
+});
+
+Deno.test("handler keeps a trusted proxy's X-Request-Id and makes one when absent", async () => {
   const ids: (string | null)[] = [];
   await using backend = startServer((request) => {
     ids.push(request.headers.get("x-request-id"));
     return new Response("ok");
   });
-  await using lb = startBalancer([backend.url]);
+  await using lb = startBalancer([backend.url], { config: TRUST_LOOPBACK });
   await (await fetch(lb.url, { headers: { "x-request-id": "client-42" } })).body?.cancel();
   await (await fetch(lb.url)).body?.cancel();
   await (await fetch(lb.url)).body?.cancel();
@@ -88,10 +95,24 @@ Deno.test("handler keeps the client's X-Request-Id and makes one when absent", a
   assert(ids[1] !== ids[2], "generated IDs repeat");
 });
 
+Deno.test("handler replaces an untrusted peer's X-Request-Id with one of its own", async () => {
+  const ids: (string | null)[] = [];
+  await using backend = startServer((request) => {
+    ids.push(request.headers.get("x-request-id"));
+    return new Response("ok");
+  });
+  await using lb = startBalancer([backend.url]);
+  await (await fetch(lb.url, { headers: { "x-request-id": "client-42" } })).body?.cancel();
+  assertMatch(ids[0] ?? "", /^[0-9a-f]{8}-[0-9a-z]+$/);
+});
+
 Deno.test("handler writes one access record per request", async () => {
   const access = captureAccessLog();
   await using backend = startServer(() => new Response("ok", { status: 201 }));
-  await using lb = startBalancer([backend.url], { accessLog: access.sink });
+  await using lb = startBalancer([backend.url], {
+    accessLog: access.sink,
+    config: TRUST_LOOPBACK,
+  });
   const response = await fetch(new URL("/orders?secret=1", lb.url), {
     method: "POST",
     body: "x",
@@ -102,6 +123,7 @@ Deno.test("handler writes one access record per request", async () => {
   const record = access.find("forwarded")[0];
   assertEquals(record?.method, "POST");
   assertEquals(record?.path, "/orders");
+  assertEquals(record?.query, "?secret=1");
   assertEquals(record?.backend, lb.pool.backends[0]?.name);
   assertEquals(record?.status, 201);
   assertEquals(record?.bytes, 2);

@@ -198,6 +198,9 @@ Deno.test({
       access,
       "--access-log-format",
       "json",
+      // Requests are told apart by the X-Request-Id they send: trust it.
+      "--trusted-proxies",
+      "127.0.0.1",
     ]);
     try {
       const [, url] = (await waitForFileText(log, /Balancer listening url=(\S+)/)).match(

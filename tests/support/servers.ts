@@ -10,6 +10,7 @@ import { type BalancerConfig, DEFAULT_BALANCER_CONFIG } from "../../lib/config/c
 import { startDataPlane } from "../../lib/data/data_plane.ts";
 import type { AccessLogSink, AccessRecord } from "../../lib/data/access_log.ts";
 import { Metrics } from "../../lib/core/metrics.ts";
+import type { AttemptResult } from "../../lib/core/outlier.ts";
 import { Pool } from "../../lib/core/pool.ts";
 import type { Upstream } from "../../lib/config/settings.ts";
 import { systemClock } from "../../lib/shared/clock.ts";
@@ -73,6 +74,8 @@ export interface TestBalancerOptions {
   readonly limits?: Partial<BalancerConfig["limits"]>;
   /** Each backend's own `maxInFlight`, by index. Default: none. */
   readonly maxInFlight?: readonly (number | undefined)[];
+  /** Told each attempt's outcome, as passive health is. Default: none. */
+  readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
 }
 
 /** The balancer's data plane served on port 0, with its parts for assertions. */
@@ -143,6 +146,7 @@ export function startBalancer(
     logger: getLogger(["denolb", "server"]),
     proxyLogger: getLogger(["denolb", "proxy"]),
     ...(options.accessLog === undefined ? {} : { accessLog: options.accessLog }),
+    ...(options.onAttempt === undefined ? {} : { onAttempt: options.onAttempt }),
   });
   const port = plane.listener.addr.port;
   let closed: Promise<void> | undefined;
