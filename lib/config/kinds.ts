@@ -369,7 +369,10 @@ export function trustedProxyList(): Kind<readonly string[]> {
  * @param rule What an entry must be.
  * @returns The setting's kind.
  */
-export function nameList(isValid: (entry: string) => boolean, rule: string): Kind<readonly string[]> {
+export function nameList(
+  isValid: (entry: string) => boolean,
+  rule: string,
+): Kind<readonly string[]> {
   return {
     parse(value) {
       const entries = value.split(",").map((entry) => entry.trim());

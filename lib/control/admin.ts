@@ -285,7 +285,11 @@ export function createAdminHandler(
       const discovery = deps.discovery?.isActive === true
         ? { discovery: deps.discovery.status() }
         : {};
-      return Response.json({ ...report, ...(isolates === undefined ? {} : { isolates }), ...discovery });
+      return Response.json({
+        ...report,
+        ...(isolates === undefined ? {} : { isolates }),
+        ...discovery,
+      });
     }
     if (path === "/metrics") {
       if (!isRead) return notAllowed("GET, HEAD");

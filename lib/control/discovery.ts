@@ -9,9 +9,13 @@
  * and says so: a warning, `denolb_dns_stale{name}` 1 in `/metrics`, `"stale"` in `/status`.
  *
  * TTLs: `Deno.resolveDns` returns no TTL (Deno 2.9.6), but `node:dns`'s `resolve4` and
- * `resolve6` with `{ ttl: true }` do, so addresses are looked up there. No API of Deno 2.9.6
- * gives an SRV record's own TTL, so an SRV name is looked up again after the shortest TTL of its
- * targets' addresses, and at least every `--dns-ttl-max`.
+ * `resolve6` with `{ ttl: true }` do, so addresses are looked up there. Pointing `node:dns` at
+ * `--dns-server` (`Resolver.setServers`) needs `--allow-sys=networkInterfaces` in Deno 2.9.6
+ * (the `lb` task and the binary pass it); without that permission lookups through
+ * `--dns-server` go to `Deno.resolveDns` with its `nameServer` option, which reports no TTL, so
+ * such names are looked up every `--dns-ttl-max`. No API of Deno 2.9.6 gives an SRV record's own
+ * TTL, so an SRV name is looked up again after the shortest TTL of its targets' addresses, and
+ * at least every `--dns-ttl-max`.
  *
  * @module
  */
@@ -423,18 +427,13 @@ const NO_RECORDS = new Set(["ENODATA", "ENOTFOUND"]);
  * @returns The resolver.
  */
 export function systemResolver(server?: string): DnsResolver {
-  const resolver = new Resolver({ timeout: 2_000, tries: 2 });
   const address = server === undefined ? undefined : parseDnsServer(server);
-  if (address !== undefined) {
-    const host = address.ipAddr.includes(":") ? `[${address.ipAddr}]` : address.ipAddr;
-    resolver.setServers([`${host}:${address.port}`]);
-  }
+  const lookups = address === undefined || canSetServers()
+    ? nodeLookups(address)
+    : denoLookups(address);
   const addresses = async (name: string, port: number, weight: number) => {
-    const [v4, v6] = await Promise.allSettled([
-      resolver.resolve4(name, { ttl: true }),
-      resolver.resolve6(name, { ttl: true }),
-    ]);
-    const found: Array<{ address: string; ttl: number }> = [];
+    const [v4, v6] = await Promise.allSettled([lookups.a(name), lookups.aaaa(name)]);
+    const found: Array<{ address: string; ttl?: number }> = [];
     let failure: unknown;
     let isAnyFound = false;
     for (const result of [v4, v6]) {
@@ -448,9 +447,10 @@ export function systemResolver(server?: string): DnsResolver {
     // A partial answer (A found, AAAA timed out) would drop live backends: it is a failure.
     if (failure !== undefined) throw lookupError(name, failure);
     if (!isAnyFound || found.length === 0) throw new Error(`No A or AAAA records for "${name}"`);
+    const ttls = found.flatMap(({ ttl }) => ttl === undefined ? [] : [ttl]);
     return {
       backends: found.map(({ address }) => ({ url: addressUrl(address, port), weight })),
-      ttlSeconds: Math.min(...found.map(({ ttl }) => ttl)),
+      ttlSeconds: ttls.length === 0 ? undefined : Math.min(...ttls),
     };
   };
   return {
@@ -458,7 +458,7 @@ export function systemResolver(server?: string): DnsResolver {
       if (source.kind === "a") return await addresses(source.name, source.port, 1);
       let records;
       try {
-        records = await resolver.resolveSrv(source.name);
+        records = await lookups.srv(source.name);
       } catch (error) {
         throw lookupError(source.name, error);
       }
@@ -484,7 +484,70 @@ export function systemResolver(server?: string): DnsResolver {
         ttlSeconds: ttls.length === 0 ? undefined : Math.min(...ttls),
       };
     },
+    cancel: () => lookups.cancel(),
+  };
+}
+
+/** One lookup per record type, whichever API does it. */
+interface Lookups {
+  a(name: string): Promise<Array<{ address: string; ttl?: number }>>;
+  aaaa(name: string): Promise<Array<{ address: string; ttl?: number }>>;
+  srv(
+    name: string,
+  ): Promise<Array<{ name: string; port: number; priority: number; weight: number }>>;
+  cancel(): void;
+}
+
+/** Whether `node:dns` may be pointed at a server of our own (it reads the interfaces first). */
+function canSetServers(): boolean {
+  return Deno.permissions.querySync({ name: "sys", kind: "networkInterfaces" }).state ===
+    "granted";
+}
+
+/** `node:dns`: TTLs for addresses. A lookup times out after 2 s and is tried twice. */
+function nodeLookups(address: { ipAddr: string; port: number } | undefined): Lookups {
+  const resolver = new Resolver({ timeout: 2_000, tries: 2 });
+  if (address !== undefined) {
+    const host = address.ipAddr.includes(":") ? `[${address.ipAddr}]` : address.ipAddr;
+    resolver.setServers([`${host}:${address.port}`]);
+  }
+  return {
+    a: (name) => resolver.resolve4(name, { ttl: true }),
+    aaaa: (name) => resolver.resolve6(name, { ttl: true }),
+    srv: (name) => resolver.resolveSrv(name),
     cancel: () => resolver.cancel(),
+  };
+}
+
+/** `Deno.resolveDns` with `nameServer`: no TTLs. Each lookup is cancelled after 4 s. */
+function denoLookups(nameServer: { ipAddr: string; port: number }): Lookups {
+  const stop = new AbortController();
+  const options = () => ({
+    nameServer,
+    signal: AbortSignal.any([stop.signal, AbortSignal.timeout(4_000)]),
+  });
+  // The same "no such records" meaning node:dns gives with ENOTFOUND.
+  const notFound = (error: unknown): never => {
+    if (error instanceof Deno.errors.NotFound) throw Object.assign(error, { code: "ENOTFOUND" });
+    throw error;
+  };
+  return {
+    a: async (name) =>
+      (await Deno.resolveDns(name, "A", options()).catch(notFound)).map((address) => ({
+        address,
+      })),
+    aaaa: async (name) =>
+      (await Deno.resolveDns(name, "AAAA", options()).catch(notFound)).map((address) => ({
+        address,
+      })),
+    srv: async (name) =>
+      (await Deno.resolveDns(name, "SRV", options()).catch(notFound)).map((record) => ({
+        name: record.target.replace(/\.$/, ""),
+        port: record.port,
+        priority: record.priority,
+        weight: record.weight,
+      })),
+    cancel: () => stop.abort(),
   };
 }
 
