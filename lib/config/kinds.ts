@@ -375,6 +375,8 @@ export function nameList(
 ): Kind<readonly string[]> {
   return {
     parse(value) {
+      // An empty text is the empty list, as the help writes the default.
+      if (value.trim() === "") return ok([]);
       const entries = value.split(",").map((entry) => entry.trim());
       for (const entry of entries) {
         if (entry === "") return fail("the list has an empty entry");

@@ -265,9 +265,10 @@ export const SETTINGS = {
       kind: nameList((entry) => parseSrvName(entry) !== undefined, SRV_NAME_RULE),
       default: [],
       flag: "backend-srv",
-      metavar: "_SERVICE._tcp.NAME",
+      metavar: "SRV_NAME",
       section: "Backends",
-      help: "Backends from DNS SRV records: each target's addresses on the record's port, " +
+      help:
+        "Backends from DNS SRV records of SRV_NAME (_SERVICE._tcp.NAME): each target's addresses on the record's port, " +
         "weighted by the record's weight (scaled to at most 256; weight 0 gets 1/100 of the " +
         "smallest), from the records of the lowest priority only. Re-resolved like " +
         "--backend-dns; Deno does not report an SRV record's TTL, so the SRV set is re-read at " +

@@ -13,7 +13,8 @@ import { unusedPort } from "../support/servers.ts";
 import { waitUntil } from "../support/wait.ts";
 
 const ignore = !hasDnsmasq();
-if (ignore) console.error("dnsmasq is not installed (apt-get install -y dnsmasq-base): skipped");
+/** Says in the test's name why it was skipped. */
+const why = ignore ? " (ignored: dnsmasq is missing; apt-get install -y dnsmasq-base)" : "";
 
 /** The TTL dnsmasq gives every record, in seconds. */
 const TTL_SECONDS = 1;
