@@ -141,9 +141,14 @@ function finish(
     seen.add(backend.url.href);
   }
   checkAdminExposure(merged);
+  checkDiscovery(merged);
   // An unset probe timeout defaults to 2 s, but never more than the interval.
   const timeoutMs = explicitTimeoutMs ?? Math.min(merged.health.timeoutMs, intervalMs);
-  return { ...merged, health: { ...merged.health, timeoutMs } };
+  // Backends found in DNS replace the built-in demo backends, as --backend does.
+  const isDiscovered = merged.discovery.dns.length > 0 || merged.discovery.srv.length > 0;
+  const isListed = layers.some((layer) => layer.backends !== undefined);
+  const backends = isDiscovered && !isListed ? [] : merged.backends;
+  return { ...merged, backends, health: { ...merged.health, timeoutMs } };
 }
 
 /**
@@ -163,6 +168,28 @@ function checkAdminExposure(config: BalancerConfig): void {
       "(anyone who can reach it could add, drain and remove backends); " +
       "--admin-insecure on runs it without one",
   );
+}
+
+/**
+ * Checks the DNS discovery settings that go together: the TTL floor must not be above the
+ * ceiling, and a name is listed once.
+ *
+ * @throws {UsageError} Naming the values.
+ */
+function checkDiscovery(config: BalancerConfig): void {
+  const { minTtlMs, maxTtlMs, dns, srv } = config.discovery;
+  if (minTtlMs > maxTtlMs) {
+    throw new UsageError(
+      `Invalid --dns-ttl-min ${formatDuration(minTtlMs)}: must not exceed --dns-ttl-max ` +
+        `(${formatDuration(maxTtlMs)})`,
+    );
+  }
+  const seen = new Set<string>();
+  for (const name of [...dns, ...srv]) {
+    const key = name.toLowerCase().replace(/\.(?=:|$)/, "");
+    if (seen.has(key)) throw new UsageError(`DNS name "${name}" is listed twice`);
+    seen.add(key);
+  }
 }
 
 /** Words a health-timeout rule into a message naming where the timeout was set. */

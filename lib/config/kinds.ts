@@ -361,3 +361,40 @@ export function trustedProxyList(): Kind<readonly string[]> {
     fileHint: "(a list of strings)",
   };
 }
+
+/**
+ * A list of names a flag takes as a comma list (and may repeat), the file as a list of strings;
+ * each entry must pass `isValid`, and an invalid one is named in the error.
+ *
+ * @param isValid Whether one entry is valid.
+ * @param rule What an entry must be.
+ * @returns The setting's kind.
+ */
+export function nameList(
+  isValid: (entry: string) => boolean,
+  rule: string,
+): Kind<readonly string[]> {
+  return {
+    parse(value) {
+      // An empty text is the empty list, as the help writes the default.
+      if (value.trim() === "") return ok([]);
+      const entries = value.split(",").map((entry) => entry.trim());
+      for (const entry of entries) {
+        if (entry === "") return fail("the list has an empty entry");
+        if (!isValid(entry)) return fail(rule, entry);
+      }
+      return ok(entries);
+    },
+    schema: z.array(
+      z.string({ error: rule }).superRefine((entry, context) => {
+        if (!isValid(entry)) {
+          context.addIssue({ code: "custom", message: `"${entry}" ${rule}`, input: entry });
+        }
+      }),
+      { error: "must be a list of strings" },
+    ),
+    format: (entries) => entries.join(","),
+    isRepeatable: true,
+    fileHint: "(a list of strings)",
+  };
+}

@@ -11,7 +11,15 @@ import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES, type PolicyName } from "../core/policy_names.ts";
 import { HASH_KEY_RULE, isValidHashKey } from "../shared/hash_key.ts";
 import { HTTP_TOKEN_RULE, isHttpToken } from "../shared/tokens.ts";
-import { trustedProxyList } from "./kinds.ts";
+import { nameList, trustedProxyList } from "./kinds.ts";
+import {
+  DNS_SERVER_RULE,
+  DNS_TARGET_RULE,
+  parseDnsServer,
+  parseDnsTarget,
+  parseSrvName,
+  SRV_NAME_RULE,
+} from "../shared/dns_names.ts";
 import {
   type BackendConfig,
   backendList,
@@ -237,6 +245,62 @@ export const SETTINGS = {
       metavar: "DURATION",
       section: "Backends",
       help: "The affinity cookie's Max-Age; 0 makes it a session cookie.",
+    } satisfies Setting<number>,
+  },
+  discovery: {
+    dns: {
+      kind: nameList((entry) => parseDnsTarget(entry) !== undefined, DNS_TARGET_RULE),
+      default: [],
+      flag: "backend-dns",
+      metavar: "NAME:PORT",
+      section: "Backends",
+      help: "Backends from DNS: one http backend per A and AAAA address of NAME, on PORT (a " +
+        "Kubernetes headless Service, a Consul or Compose name). Re-resolved on the records' " +
+        "TTL and on reload; a new address takes traffic once its first health probe passes, a " +
+        "vanished one drains; a failed lookup keeps the last good set. Repeat the flag or give " +
+        "a comma list; without --backend the built-in backends are not used.",
+      defaultHelp: "none",
+    } satisfies Setting<readonly string[]>,
+    srv: {
+      kind: nameList((entry) => parseSrvName(entry) !== undefined, SRV_NAME_RULE),
+      default: [],
+      flag: "backend-srv",
+      metavar: "SRV_NAME",
+      section: "Backends",
+      help:
+        "Backends from DNS SRV records of SRV_NAME (_SERVICE._tcp.NAME): each target's addresses on the record's port, " +
+        "weighted by the record's weight (scaled to at most 256; weight 0 gets 1/100 of the " +
+        "smallest), from the records of the lowest priority only. Re-resolved like " +
+        "--backend-dns; Deno does not report an SRV record's TTL, so the SRV set is re-read at " +
+        "least every --dns-ttl-max.",
+      defaultHelp: "none",
+    } satisfies Setting<readonly string[]>,
+    server: {
+      kind: text((value) => parseDnsServer(value) !== undefined, DNS_SERVER_RULE),
+      isOptional: true,
+      flag: "dns-server",
+      metavar: "IP:PORT",
+      section: "Backends",
+      help: "The DNS server discovery asks (Consul's DNS interface, a cluster's DNS).",
+      defaultHelp: "the system's resolvers (/etc/resolv.conf)",
+    } satisfies OptionalSetting<string>,
+    minTtlMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 1_000,
+      flag: "dns-ttl-min",
+      metavar: "DURATION",
+      section: "Backends",
+      help: "The shortest time between two lookups of a name, whatever its TTL says; also the " +
+        "first wait after a failed lookup (doubling while they fail, up to --dns-ttl-max).",
+    } satisfies Setting<number>,
+    maxTtlMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 30_000,
+      flag: "dns-ttl-max",
+      metavar: "DURATION",
+      section: "Backends",
+      help: "The longest time between two lookups of a name, whatever its TTL says; at least " +
+        "--dns-ttl-min.",
     } satisfies Setting<number>,
   },
   health: {

@@ -34,6 +34,7 @@ import { checkWeight } from "../config/kinds.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Pool } from "../core/pool.ts";
 import { errorText } from "../shared/error_text.ts";
+import type { DnsSourceStatus } from "./discovery.ts";
 
 const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 
@@ -81,6 +82,15 @@ export interface AdminDeps {
   readonly onDrainChange?: (backend: Backend, isDraining: boolean) => void;
   /** Reload and adding or removing backends. Default: those routes answer 404. */
   readonly control?: AdminControl | undefined;
+  /**
+   * DNS discovery: its names' state for `/status`, its counters for `/metrics`. Default: none
+   * (or none listed while it has no names).
+   */
+  readonly discovery?: {
+    readonly isActive: boolean;
+    status(): readonly DnsSourceStatus[];
+    renderMetrics(): string;
+  };
   /** The serving isolates and their open connections, for `/status`. Default: none listed. */
   readonly isolates?: () =>
     | ReadonlyArray<{ readonly id: string; readonly connections: number }>
@@ -141,6 +151,8 @@ export interface StatusReport {
   readonly backends: readonly BackendStatus[];
   /** The serving isolates (data-plane workers), when there are several. */
   readonly isolates?: ReadonlyArray<{ readonly id: string; readonly connections: number }>;
+  /** DNS discovery's names, when any are configured. */
+  readonly discovery?: readonly DnsSourceStatus[];
 }
 
 /**
@@ -271,11 +283,18 @@ export function createAdminHandler(
       const report = statusReport(deps.pool, deps.metrics, deps.isDraining());
       if (path === "/backends") return Response.json(report.backends);
       const isolates = deps.isolates?.();
-      return Response.json(isolates === undefined ? report : { ...report, isolates });
+      const discovery = deps.discovery?.isActive === true
+        ? { discovery: deps.discovery.status() }
+        : {};
+      return Response.json({
+        ...report,
+        ...(isolates === undefined ? {} : { isolates }),
+        ...discovery,
+      });
     }
     if (path === "/metrics") {
       if (!isRead) return notAllowed("GET, HEAD");
-      return new Response(deps.metrics.render(), {
+      return new Response(deps.metrics.render() + (deps.discovery?.renderMetrics() ?? ""), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
     }

@@ -16,6 +16,7 @@ import { PassiveHealth } from "./passive_health.ts";
 import { type BackendConfig, parseAdminAddress } from "../config/settings.ts";
 import { type AdminDeps, createAdminHandler, statusReport } from "./admin.ts";
 import { DASHBOARD_HTML, statusEventStream } from "./dashboard.ts";
+import { Discovery, type DnsResolver } from "./discovery.ts";
 import { HealthChecker } from "./health.ts";
 import { getModuleLogger } from "../process/log.ts";
 import { Metrics } from "../core/metrics.ts";
@@ -43,6 +44,8 @@ export interface BalancerDeps {
    * the data plane runs in this isolate whatever `--workers` says.
    */
   readonly workerEntry?: URL;
+  /** Looks up `--backend-dns` and `--backend-srv` names. Default: the system's (`node:dns`). */
+  readonly dnsResolver?: DnsResolver;
 }
 
 /** The outcome of a reload. */
@@ -62,6 +65,8 @@ export interface RunningBalancer extends AsyncDisposable {
   readonly health: HealthChecker;
   /** Its passive health (outlier detection, already started). */
   readonly passiveHealth: PassiveHealth;
+  /** Its DNS discovery (already started; idle without names). */
+  readonly discovery: Discovery;
   /** Client connections currently open. */
   readonly connectionCount: number;
   /** Where the admin API listens, `http://host:port/`; `undefined` with `--admin off`. */
@@ -147,7 +152,7 @@ export async function startBalancer(
 
   // Backends being drained for removal; taking one out of here cancels its removal.
   const leaving = new Set<Backend>();
-  const addBackend = (backendConfig: BackendConfig): Backend => {
+  const addBackend = (backendConfig: BackendConfig, isDiscovered = false): Backend => {
     const returning = pool.find(backendConfig.url.href);
     if (returning !== undefined && leaving.delete(returning)) {
       // Removed by an earlier reload and still draining: it simply stays.
@@ -157,13 +162,15 @@ export async function startBalancer(
       logger.info("Backend kept", { backend: returning.name, weight: returning.weight });
       return returning;
     }
-    // A backend joining a serving pool is slow-started (returnCount above 0).
+    if (returning !== undefined && isDiscovered) return returning;
+    // A backend joining a serving pool is slow-started (returnCount above 0). One found in DNS
+    // takes no traffic until its first probe passes.
     const backend = new Backend(backendConfig.url, {
       weight: backendConfig.weight,
-      shared: shared.allocate("healthy", 1),
+      shared: shared.allocate(isDiscovered ? "unhealthy" : "healthy", 1),
     });
     pool.add(backend);
-    health.track(backend);
+    health.track(backend, { isFirstProbeDecisive: isDiscovered });
     serving.publish();
     logger.info("Backend added", { backend: backend.name, weight: backend.weight });
     return backend;
@@ -185,6 +192,51 @@ export async function startBalancer(
     shared.free(backend.shared);
     logger.info("Backend removed", { backend: backend.name, inFlight: backend.inFlight });
   };
+  // Backends DNS gives now, by URL. Membership is decided here: a backend also listed in the
+  // configuration stays when DNS drops it, and DNS keeps one a reload unlists.
+  let discovered = new Map<string, BackendConfig>();
+  const isListed = (href: string) => config.backends.some((b) => b.url.href === href);
+  const syncDiscovered = (next: readonly BackendConfig[]): void => {
+    const nextByHref = new Map(next.map((b) => [b.url.href, b]));
+    let isReweighted = false;
+    for (const backendConfig of next) {
+      const href = backendConfig.url.href;
+      if (isListed(href)) continue;
+      const before = discovered.get(href);
+      const backend = pool.find(href);
+      if (before === undefined || backend === undefined || leaving.has(backend)) {
+        try {
+          addBackend(backendConfig, true);
+        } catch (error) {
+          logger.error("Cannot add a backend found in DNS", {
+            backend: backendConfig.url.host,
+            error: error instanceof Error ? error.message : String(error),
+          });
+          continue;
+        }
+      } else if (before.weight !== backendConfig.weight) {
+        backend.setWeight(backendConfig.weight);
+        isReweighted = true;
+      }
+    }
+    if (isReweighted) serving.publish();
+    for (const href of discovered.keys()) {
+      if (nextByHref.has(href) || isListed(href)) continue;
+      const backend = pool.find(href);
+      if (backend !== undefined) own(removeBackend(backend));
+    }
+    discovered = nextByHref;
+  };
+  const discovery = new Discovery(config.discovery, {
+    onChange: syncDiscovered,
+    clock,
+    logger: getModuleLogger("discovery"),
+    ...(deps.dnsResolver === undefined ? {} : { resolver: deps.dnsResolver }),
+  });
+  // The first answers come before the balancer says it listens (each lookup is bounded).
+  await discovery.start();
+  const discoveryStatus = () => discovery.isActive ? { discovery: discovery.status() } : {};
+  const report = () => ({ ...statusReport(pool, metrics, isDraining), ...discoveryStatus() });
   const adminDeps = (c: BalancerConfig): AdminDeps => ({
     pool,
     metrics,
@@ -198,11 +250,12 @@ export async function startBalancer(
       });
     },
     isolates: () => serving.isolates(),
+    discovery,
     dashboard: {
       html: DASHBOARD_HTML,
       // Streams end with their client, or when the balancer stops (a shutdown waits for them).
       events: (signal) =>
-        statusEventStream(() => statusReport(pool, metrics, isDraining), {
+        statusEventStream(report, {
           intervalMs: DASHBOARD_INTERVAL_MS,
           signal: AbortSignal.any([signal, stopping.signal]),
         }),
@@ -218,6 +271,7 @@ export async function startBalancer(
     admin = startAdmin(config, adminDeps(config));
   } catch (error) {
     await serving.drain(0);
+    await discovery.stop();
     await health.stop();
     await passive.stop();
     throw error;
@@ -267,8 +321,13 @@ export async function startBalancer(
       admin = nextAdmin ?? startAdmin(next, adminDeps(next));
       if (nextAdmin !== undefined) own(old?.shutdown() ?? Promise.resolve());
     }
-    for (const backendConfig of plan.added) addBackend(backendConfig);
+    for (const backendConfig of plan.added) {
+      // Found in DNS already: now listed as well, it is in the pool.
+      if (!discovered.has(backendConfig.url.href)) addBackend(backendConfig);
+    }
     for (const href of plan.removed) {
+      // Still found in DNS: it stays, as a discovered backend.
+      if (discovered.has(href)) continue;
       const backend = pool.find(href);
       if (backend !== undefined) own(removeBackend(backend));
     }
@@ -279,6 +338,8 @@ export async function startBalancer(
     if (plan.isHealthChanged) health.reconfigure(next.health);
     passive.reconfigure(next.outlier);
     config = next;
+    // Every name is looked up again; names no longer listed take their backends with them.
+    await discovery.reconfigure(next.discovery);
     logger.info("Configuration reloaded", {
       changes: plan.summary,
       ...(plan.needsRestart.length === 0 ? {} : { needsRestart: plan.needsRestart }),
@@ -307,6 +368,7 @@ export async function startBalancer(
       if (!isClean) {
         logger.warn("Drain timed out; closed the remaining requests", { inFlight: pool.inFlight });
       }
+      await discovery.stop();
       await Promise.all(retiring);
       await health.stop();
       await passive.stop();
@@ -326,6 +388,7 @@ export async function startBalancer(
     metrics,
     health,
     passiveHealth: passive,
+    discovery,
     get connectionCount() {
       return serving.connectionCount;
     },

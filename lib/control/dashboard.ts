@@ -171,6 +171,7 @@ td { font-variant-numeric: tabular-nums; }
   <span id="connection" class="muted">connecting…</span>
   <span id="updated" class="muted"></span>
   <span id="errors" class="muted"></span>
+  <span id="dns" class="muted"></span>
 </div>
 <p id="error" role="alert"></p>
 <table>
@@ -356,6 +357,10 @@ td { font-variant-numeric: tabular-nums; }
     byId("errors").textContent = total.rate === "–" ? "" : "pool: backend 5xx " +
       total.responses5xx + ", failed " + total.failures + ", no backend " +
       Math.max(0, (snapshot.noBackend || 0) - ((previous && previous.totals.noBackend) || 0));
+    byId("dns").textContent = (snapshot.discovery || []).map(function (d) {
+      return "DNS " + d.name + ": " + d.state + " (" + d.backends.length + ")" +
+        (d.error ? " " + d.error + ", keeping the last good set" : "");
+    }).join("; ");
     previous = { atMs: snapshot.atMs, backends: backends, totals: snapshot };
   }
 

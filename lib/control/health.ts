@@ -218,15 +218,19 @@ export class HealthChecker implements AsyncDisposable {
 
   /**
    * Starts probing a backend added to the pool (at once, then every interval). Its current
-   * state stands until `rise` or `fall` consecutive results flip it. Does nothing for a
-   * backend already tracked or after {@linkcode stop}.
+   * state stands until `rise` or `fall` consecutive results flip it, or, with
+   * `isFirstProbeDecisive`, until its first result. Does nothing for a backend already tracked
+   * or after {@linkcode stop}.
    *
    * @param backend The new backend.
+   * @param options `isFirstProbeDecisive`: the first result applies at once (a discovered
+   *   backend that starts unhealthy takes traffic once a probe passes). Default: false.
    */
-  track(backend: Backend): void {
+  track(backend: Backend, options: { readonly isFirstProbeDecisive?: boolean } = {}): void {
     if (this.#tracked.has(backend) || this.#stopped !== undefined) return;
     // Marked as probed: a reload must not flip a backend on one result.
-    const tracked = this.#add(backend, { ...initialHealthStatus(backend.health), isProbed: true });
+    const isProbed = options.isFirstProbeDecisive !== true;
+    const tracked = this.#add(backend, { ...initialHealthStatus(backend.health), isProbed });
     if (this.#isStarted) this.#own(this.#loop(tracked, () => {}));
   }
 

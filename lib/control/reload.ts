@@ -74,6 +74,7 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     ...(isHealthChanged ? ["health checks"] : []),
     ...(isHandlerChanged ? ["request handling"] : []),
     ...(isSame(running.outlier, next.outlier) ? [] : ["passive health"]),
+    ...(isSame(running.discovery, next.discovery) ? [] : ["DNS discovery"]),
     ...(isListenerChanged ? [`listener ${next.host}:${next.port}`] : []),
     ...(isAdminChanged ? [`admin ${next.admin.listen}`] : []),
     ...(running.drainTimeoutMs === next.drainTimeoutMs ? [] : ["drain timeout"]),

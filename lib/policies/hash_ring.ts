@@ -19,8 +19,10 @@ export interface HashRing {
 }
 
 /**
- * Builds the ring for a pool. Points hash from the backend's name, not its position, so a
- * backend keeps its points when others come or go.
+ * Builds the ring for a pool. Points hash from the backend's name, not its position, and two
+ * backends' equal points are ordered by URL, so the ring depends only on which backends there
+ * are: balancers that found the same pool in a different order (DNS answers, admin additions)
+ * send every key to the same backend, and a backend keeps its points when others come or go.
  *
  * @param backends The whole pool.
  * @returns The ring.
@@ -31,7 +33,9 @@ export function buildHashRing(backends: readonly Backend[]): HashRing {
     const count = Math.max(1, Math.round(POINTS_PER_WEIGHT * backend.weight));
     for (let i = 0; i < count; i++) entries.push([hash32(`${backend.name}#${i}`), backend]);
   }
-  entries.sort((a, b) => a[0] - b[0]);
+  entries.sort((a, b) =>
+    a[0] - b[0] || (a[1].url.href < b[1].url.href ? -1 : a[1].url.href > b[1].url.href ? 1 : 0)
+  );
   return {
     points: Uint32Array.from(entries, ([point]) => point),
     owners: entries.map(([, backend]) => backend),

@@ -239,6 +239,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     ],
     policy: "round-robin",
     hashKey: "client-ip",
+    discovery: { dns: [], srv: [], minTtlMs: 1_000, maxTtlMs: 30_000 },
     affinityCookie: { name: "sid", secret: "0123456789abcdef-secret", maxAgeMs: 3_600_000 },
     slowStartMs: 20_000,
     outlier: {
@@ -550,6 +551,7 @@ const FULL_FILE = JSON.stringify({
   backends: ["10.0.0.1:80", { url: "http://10.0.0.2:80", weight: 3, maxInFlight: 7 }],
   policy: "round-robin",
   hashKey: "path",
+  discovery: { dns: [], srv: [], minTtlMs: 1_000, maxTtlMs: 30_000 },
   affinityCookie: { name: "lb", secret: "file-secret-0123456789", maxAgeMs: 60_000 },
   slowStartMs: 15_000,
   outlier: {
@@ -602,6 +604,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     ],
     policy: "round-robin",
     hashKey: "path",
+    discovery: { dns: [], srv: [], minTtlMs: 1_000, maxTtlMs: 30_000 },
     affinityCookie: { name: "lb", secret: "file-secret-0123456789", maxAgeMs: 60_000 },
     slowStartMs: 15_000,
     outlier: {
@@ -823,9 +826,9 @@ Deno.test("every duration setting rejects more than the timer limit, as a flag a
   const durations = settingEntries().filter(({ setting }) => setting.metavar === "DURATION");
   assertEquals(
     durations.length,
-    14,
-    "slow start, affinity cookie, health (2), outlier (2), client (3), proxy (3), queue and " +
-      "drain durations",
+    16,
+    "slow start, affinity cookie, DNS TTL floor and ceiling, health (2), outlier (2), " +
+      "client (3), proxy (3), queue and drain durations",
   );
   for (const { path, setting } of durations) {
     await assertUsageError(

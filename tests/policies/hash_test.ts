@@ -112,3 +112,14 @@ Deno.test("createPolicy() rejects a bad hash key with a RangeError naming it", (
     'Invalid --hash-key "query:x": must be client-ip, path, header:NAME or cookie:NAME',
   );
 });
+
+Deno.test("hash: the ring is the same whatever order the backends arrive in", () => {
+  const backends = makeBackends(6);
+  const shuffled = [backends[3], backends[0], backends[5], backends[1], backends[4], backends[2]]
+    .filter((backend) => backend !== undefined);
+  const first = createHash({ kind: "path" });
+  const second = createHash({ kind: "path" });
+  for (let i = 0; i < 1000; i++) {
+    assertStrictEquals(second.pick(shuffled, requestFor(i)), first.pick(backends, requestFor(i)));
+  }
+});
