@@ -25,6 +25,7 @@ import { LogThrottle } from "../shared/log_throttle.ts";
 import { listenForReopen, type SignalApi } from "../signals.ts";
 import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { OpenWebSockets } from "./websocket.ts";
+import { RawUpgrades } from "./upgrade_tunnel.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
 import { parseTrustedProxies } from "./trusted_proxies.ts";
 
@@ -101,6 +102,8 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   };
   // Outlives reloads: sockets opened under an old configuration stay open and listed.
   const openWebSockets = new OpenWebSockets();
+  // Handshakes the listener read itself, by the request it built (outlives reloads too).
+  const rawUpgrades = new RawUpgrades();
   // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
   const slowStart = new SlowStart(clock);
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
@@ -129,7 +132,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       bodyTimeoutMs: c.client.bodyTimeoutMs,
       onBodyTimeout: () => metrics.recordEvent("body-timeout"),
       retryAfterSeconds: Math.max(1, Math.ceil(c.health.intervalMs / 1000)),
-      webSockets: { isEnabled: c.websocket === "on", open: openWebSockets },
+      webSockets: { isEnabled: c.websocket === "on", open: openWebSockets, raw: rawUpgrades },
       limits: c.limits,
       inFlightLimits: inFlightLimitsOf(c),
       closeAfterResponse,
@@ -150,7 +153,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         reusePort: deps.reusePort ?? false,
         headerTimeoutMs: c.client.headerTimeoutMs,
         keepAliveTimeoutMs: c.client.keepAliveTimeoutMs,
-        isNative: c.websocket === "on",
+        ...(c.websocket === "on" ? { rawUpgrades } : {}),
         maxConnections: c.limits.maxConnections,
         closeAfterResponse,
         clock,
