@@ -481,6 +481,8 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       shutDown ??= (async () => {
         stop();
         await accepting;
+        // A tunnel has no requests to finish: a drain ends it (its client sees the close).
+        for (const c of connections) if (c.finished !== undefined) c.abort.abort();
         await Promise.all(
           [...connections].map((c) =>
             c.finished ?? c.server?.shutdown().then(() => {
