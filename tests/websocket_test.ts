@@ -554,8 +554,8 @@ Deno.test("websocket: with --websocket on plain requests are still proxied", asy
   assertEquals([response.status, await response.text()], [200, "ok"]);
 });
 
-Deno.test("Deno 2.9.6 still closes a WebSocket upgraded on a per-connection server (why --websocket on serves natively)", async () => {
-  // When this fails, Deno keeps such sockets open: --websocket on can keep the own listener.
+Deno.test("Deno 2.9.6 still closes a WebSocket upgraded on a per-connection server (why the listener tunnels WebSocket itself)", async () => {
+  // When this fails, Deno keeps such sockets open: the tunnel and its FFI peek could go.
   const listener = listen(
     { hostname: "127.0.0.1", port: 0, headerTimeoutMs: 10_000, keepAliveTimeoutMs: 10_000 },
     (request) => {

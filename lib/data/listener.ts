@@ -617,7 +617,9 @@ class Sniffer {
 function handshakeRequest(head: RequestHead, signal: AbortSignal): Request {
   let host: string | undefined;
   for (const [name, value] of head.headers) if (name === "host") host = value;
-  const url = head.target.startsWith("/") ? `http://${host ?? "invalid"}${head.target}` : head.target;
+  const url = head.target.startsWith("/")
+    ? `http://${host ?? "invalid"}${head.target}`
+    : head.target;
   return new Request(url, { method: head.method, headers: head.headers, signal });
 }
 

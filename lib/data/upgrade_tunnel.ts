@@ -120,7 +120,11 @@ export async function openBackendTunnel(
       conn = await Promise.race([connecting, timeout.then(() => undefined)]);
       if (conn === undefined) {
         void connecting.then((late) => late.close(), () => {});
-        return { ok: false, reason: "timeout", message: `No connection within ${options.timeoutMs} ms` };
+        return {
+          ok: false,
+          reason: "timeout",
+          message: `No connection within ${options.timeoutMs} ms`,
+        };
       }
     } catch (error) {
       return { ok: false, reason: "connect", message: messageOf(error) };
@@ -134,7 +138,11 @@ export async function openBackendTunnel(
     } catch (error) {
       closeQuietly(conn);
       if (isTimedOut) {
-        return { ok: false, reason: "timeout", message: `No upgrade within ${options.timeoutMs} ms` };
+        return {
+          ok: false,
+          reason: "timeout",
+          message: `No upgrade within ${options.timeoutMs} ms`,
+        };
       }
       return { ok: false, reason: "refused", status: undefined, message: messageOf(error) };
     }
@@ -235,7 +243,10 @@ export function runTunnel(
       close();
       return "client";
     }
-    await Promise.all([pump(client, backend.conn, "client"), pump(backend.conn, client, "backend")]);
+    await Promise.all([
+      pump(client, backend.conn, "client"),
+      pump(backend.conn, client, "backend"),
+    ]);
     close();
     return firstEnd ?? "client";
   };
@@ -265,7 +276,9 @@ function withFields(head: Uint8Array, added: ReadonlyArray<readonly [string, str
 export async function writeRawResponse(conn: Deno.Conn, response: Response): Promise<void> {
   try {
     const body = new Uint8Array(await response.arrayBuffer());
-    let text = `HTTP/1.1 ${response.status} ${response.statusText || statusText(response.status)}\r\n`;
+    let text = `HTTP/1.1 ${response.status} ${
+      response.statusText || statusText(response.status)
+    }\r\n`;
     for (const [name, value] of response.headers) {
       if (name === "content-length" || name === "connection" || name === "transfer-encoding") {
         continue;

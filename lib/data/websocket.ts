@@ -1,6 +1,16 @@
 /**
  * WebSocket proxying: a client's upgrade request is relayed to a backend the policy picks.
  *
+ * Two ways, decided by who read the handshake:
+ * - the listener read it itself (`RawUpgrades`, the default on Linux with `--allow-ffi`): the
+ *   handshake goes to the backend over a TCP connection of its own and, after its `101`, the
+ *   two connections become a byte tunnel (`upgrade_tunnel.ts`): frames, pings, close codes and
+ *   extensions pass untouched, with TCP's flow control. A non-`101` answer is a refusal as below.
+ *   An upgrade Deno's server parsed on such a listener (not the first request on a kept-alive
+ *   connection) is answered 501: Deno closes a socket it upgraded there;
+ * - otherwise (the `Deno.serve` fallback without FFI) with Deno's WebSocket on both sides, as
+ *   follows.
+ *
  * The backend side is opened first (`new WebSocket(url, { protocols, headers, client })`), and
  * only once it is open is the client upgraded (`Deno.upgradeWebSocket`) with the subprotocol the
  * backend chose, so a backend that refuses gives the client an HTTP answer rather than a socket
@@ -299,7 +309,15 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         const handshakeMs = clock.now() - sentAt;
         return "socket" in opened
           ? upgradeClient(request, target, facts, backend, opened.socket, handshakeMs)
-          : startTunnel(request, target, facts, backend, raw as RawClient, opened.tunnel, handshakeMs);
+          : startTunnel(
+            request,
+            target,
+            facts,
+            backend,
+            raw as RawClient,
+            opened.tunnel,
+            handshakeMs,
+          );
       }
       backend.end(opened.reason !== "client-abort");
       admission.release();
@@ -393,7 +411,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   ): Response {
     const added: Array<[string, string]> = [];
     const policyHeaders = policy.responseHeaders?.(backend, request);
-    if (policyHeaders !== undefined) for (const [n, v] of policyHeaders) added.push([n, v]);
+    if (policyHeaders !== undefined) { for (const [n, v] of policyHeaders) added.push([n, v]); }
     added.push(["x-request-id", facts.requestId]);
     metrics.recordRequest(backend, 101, clock.now() - facts.started);
     metrics.recordWebSocketOpened();
