@@ -4,12 +4,15 @@
  *
  * Deno 2.9.6 gives a `Deno.Conn` no descriptor and no peek, so this goes through libc by FFI
  * (Linux only, `--allow-ffi`):
- * - the descriptor is found by asking candidates for their addresses (`getpeername`,
- *   `getsockname`) and matching the connection's `remoteAddr` and `localAddr`, the TCP
- *   four-tuple, which no two open sockets share. `accept(2)` hands out the lowest free
- *   descriptor, so candidates are tried from the lowest up, skipping the descriptors already
- *   known: those of live client connections and those found to be someone else's (a backend
- *   connection, a file); the known ones are tried last, in case one was reused;
+ * - the descriptor: Deno 2.9.6 keeps it on an accepted connection under an internal symbol
+ *   (`Deno[Deno.internal].core.internalFdSymbol`). It is trusted only once its addresses
+ *   (`getpeername`, `getsockname`) match the connection's `remoteAddr` and `localAddr`, the TCP
+ *   four-tuple, which no two open sockets share. Without it (another Deno), candidates are
+ *   asked for their addresses: `accept(2)` hands out the lowest free descriptor, so from the
+ *   lowest up, skipping the descriptors already known (live client connections, someone else's
+ *   sockets and files), the known ones last in case one was reused. That search costs a system
+ *   call per foreign descriptor when one was reused (another isolate's connections are foreign
+ *   here), so it is the fallback only;
  * - `recv(fd, buf, n, MSG_PEEK | MSG_DONTWAIT)` copies what has arrived and leaves it in place;
  * - a connection with nothing yet waits in one `poll(2)` over every waiting descriptor, run off
  *   the event loop (a nonblocking FFI call) and woken by an `eventfd` when one is added.
@@ -147,6 +150,10 @@ class LibcSocketPeek implements SocketPeek {
     const peer = expectedAddress(conn.remoteAddr);
     const local = expectedAddress(conn.localAddr);
     if (peer === undefined || local === undefined) return undefined;
+    const internal = internalFdOf(conn);
+    if (internal !== undefined && this.#matches(internal, peer, local) === "match") {
+      return this.#mark(internal, MARK_OURS);
+    }
     // accept(2) gave the lowest descriptor free at the time, so every unknown descriptor below
     // it was open then: the first closed one is (almost always) past it.
     let fd = 3;
@@ -285,6 +292,21 @@ class LibcSocketPeek implements SocketPeek {
     if (this.#libc.getsockname(fd, address, length) !== 0) return "other";
     return sameAddress(address, local) ? "match" : "other";
   }
+}
+
+/** The symbol under which Deno keeps a connection's descriptor, if this Deno has one. */
+const FD_SYMBOL: symbol | undefined = (() => {
+  const deno = Deno as unknown as Record<symbol, { core?: { internalFdSymbol?: unknown } }>;
+  const key = (Deno as unknown as { internal?: symbol }).internal;
+  const found = key === undefined ? undefined : deno[key]?.core?.internalFdSymbol;
+  return typeof found === "symbol" ? found : undefined;
+})();
+
+/** The descriptor Deno recorded for `conn`, unverified. */
+function internalFdOf(conn: Deno.Conn): number | undefined {
+  if (FD_SYMBOL === undefined) return undefined;
+  const fd = (conn as unknown as Record<symbol, unknown>)[FD_SYMBOL];
+  return typeof fd === "number" && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
 }
 
 /** The family, port and address bytes of a `sockaddr_in`/`sockaddr_in6` for `addr`. */
