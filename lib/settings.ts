@@ -156,8 +156,7 @@ export const SETTINGS = {
     help: "Proxy WebSocket upgrades: after the backend's 101 the connection is a byte tunnel " +
       "(TCP backpressure, frames untouched), and the header and keep-alive timeouts and " +
       "--max-connections still apply. Needs Linux and --allow-ffi (the tasks and the binary " +
-      "grant it); without them on serves with Deno's own HTTP server, without those " +
-      "protections. off answers upgrade requests 501.",
+      "grant it); without them, and with off, upgrade requests are answered 501.",
   } satisfies Setting<"on" | "off">,
   backends: {
     kind: backendList(),

@@ -242,3 +242,26 @@ Deno.test("websocket tunnel: an upgrade after another request on a kept-alive co
   assert(text.startsWith("HTTP/1.1 501"), text);
   conn.close();
 });
+
+// Last in this file: it revokes --allow-ffi for the rest of the process.
+Deno.test("websocket tunnel: without --allow-ffi the listener keeps its header timeout and upgrades get 501 naming why", async () => {
+  await Deno.permissions.revoke({ name: "ffi" });
+  await using backend = startEchoBackend();
+  await using lb = await startPlane([backend.url], ["--header-timeout", "300ms"]);
+  const response = await fetch(`http://127.0.0.1:${lb.port}/`, {
+    headers: {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+    },
+  });
+  assertEquals(response.status, 501);
+  assertEquals(
+    await response.text(),
+    "Not implemented: WebSocket proxying is unavailable here (it needs --allow-ffi)\n",
+  );
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
+  assertLess(await readUntilClosed(silent, 5_000), 3_000);
+  silent.close();
+});

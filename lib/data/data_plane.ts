@@ -365,6 +365,9 @@ function createListenerEventSink(
         else logger.info("Client connection failed", properties);
         return;
       }
+      case "websocket-unavailable":
+        logger.warn("WebSocket upgrades will be answered 501", { detail: event.detail });
+        return;
       case "degraded":
         logger.warn("Serving without connection timeouts", { detail: event.detail });
         return;

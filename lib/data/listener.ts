@@ -25,9 +25,8 @@
  * handler as a `Request` registered in {@linkcode RawUpgrades}, whose WebSocket path tunnels the
  * connection (`upgrade_tunnel.ts`); every other connection goes to Deno's server with its bytes
  * untouched. Either way the header timeout runs from the accept, and the connection counts
- * toward `maxConnections` until it closes, tunnel included. Without FFI the listener serves
- * with `Deno.serve`'s own loop instead (WebSocket works, no timeouts or connection limit) and
- * reports `degraded`.
+ * toward `maxConnections` until it closes, tunnel included. Without FFI the listener keeps its
+ * protections and reports `websocket-unavailable`: upgrades are answered 501 naming why.
  *
  * `serveHttpOnConnection` is internal to Deno (`Deno[Deno.internal]`); Deno 2.9.6 is pinned and
  * a test fails if it goes away. Without it the listener falls back to plain `Deno.serve` and
@@ -58,6 +57,8 @@ export type ListenerEvent =
   | { readonly kind: "connection-error"; readonly error: unknown }
   /** A client connection beyond `maxConnections` was answered 503 and closed. */
   | { readonly kind: "connection-refused"; readonly limit: number }
+  /** WebSocket upgrades cannot be tunnelled here (no FFI, not Linux): they are answered 501. */
+  | { readonly kind: "websocket-unavailable"; readonly detail: string }
   /** Serving without per-connection control (see the module docs). */
   | { readonly kind: "degraded"; readonly detail: string };
 
@@ -103,9 +104,9 @@ export interface ListenOptions {
   readonly closeAfterResponse?: WeakSet<Request>;
   /**
    * Tell WebSocket handshakes apart and hand them to the handler registered here, for a tunnel
-   * (see the module docs). When this process cannot peek (not Linux, no `--allow-ffi`), serve
-   * with `Deno.serve`'s own loop instead: no timeouts or connection limit. Default: none, every
-   * connection goes to Deno's per-connection server.
+   * (see the module docs). When this process cannot peek (not Linux, no `--allow-ffi`), the
+   * registry says why and upgrades are answered 501. Default: none, every connection goes to
+   * Deno's per-connection server.
    */
   readonly rawUpgrades?: RawUpgrades;
 }
@@ -239,15 +240,14 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   let peek: SocketPeek | undefined;
   if (rawUpgrades !== undefined) {
     const opened = openSocketPeek();
-    if (!opened.ok) {
-      onEvent({
-        kind: "degraded",
-        detail: `WebSocket needs Deno.serve's own loop (${opened.reason})`,
-      });
-      return fallbackListen(options, handler, onEvent, onError);
+    if (opened.ok) {
+      peek = opened.peek;
+      rawUpgrades.isActive = true;
+    } else {
+      // The protections stay; upgrades are answered 501 naming the reason.
+      rawUpgrades.unavailable = opened.reason;
+      onEvent({ kind: "websocket-unavailable", detail: opened.reason });
     }
-    peek = opened.peek;
-    rawUpgrades.isActive = true;
   }
   const clock = options.clock ?? systemClock;
   const listener = Deno.listen({

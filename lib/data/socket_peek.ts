@@ -103,9 +103,9 @@ export type SocketPeekUnavailable = { readonly ok: false; readonly reason: strin
 export function openSocketPeek(
   os: typeof Deno.build.os = Deno.build.os,
 ): { readonly ok: true; readonly peek: SocketPeek } | SocketPeekUnavailable {
-  if (os !== "linux") return { ok: false, reason: `peeking needs Linux, not ${os}` };
+  if (os !== "linux") return { ok: false, reason: `it needs Linux, not ${os}` };
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-    return { ok: false, reason: "peeking needs --allow-ffi" };
+    return { ok: false, reason: "it needs --allow-ffi" };
   }
   let library: Deno.DynamicLibrary<typeof SYMBOLS>;
   try {

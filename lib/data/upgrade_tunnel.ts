@@ -40,6 +40,11 @@ export class RawUpgrades {
    * upgrade that reaches the handler without a raw connection cannot be upgraded.
    */
   isActive = false;
+  /**
+   * Why the listener cannot read handshakes (set by the listener: not Linux, no `--allow-ffi`):
+   * then upgrades are answered 501 saying so.
+   */
+  unavailable: string | undefined;
 
   /** @internal Registers the request the listener built from a handshake. */
   add(request: Request, client: RawClient): void {

@@ -8,8 +8,9 @@
  *   extensions pass untouched, with TCP's flow control. A non-`101` answer is a refusal as below.
  *   An upgrade Deno's server parsed on such a listener (not the first request on a kept-alive
  *   connection) is answered 501: Deno closes a socket it upgraded there;
- * - otherwise (the `Deno.serve` fallback without FFI) with Deno's WebSocket on both sides, as
- *   follows.
+ * - when the listener cannot read handshakes (not Linux, no `--allow-ffi`): 501 naming why;
+ * - otherwise (the listener's `Deno.serve` fallback, when Deno lacks its per-connection server)
+ *   with Deno's WebSocket on both sides, as follows.
  *
  * The backend side is opened first (`new WebSocket(url, { protocols, headers, client })`), and
  * only once it is open is the client upgraded (`Deno.upgradeWebSocket`) with the subprotocol the
@@ -253,6 +254,16 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       });
     }
     const raw = deps.webSockets.raw?.get(request);
+    const unavailable = deps.webSockets.raw?.unavailable;
+    if (unavailable !== undefined) {
+      return fail(request, target, facts, {
+        status: 501,
+        backend: undefined,
+        reason: `websocket tunnel unavailable: ${unavailable}`,
+        kind: "refused",
+        body: `Not implemented: WebSocket proxying is unavailable here (${unavailable})\n`,
+      });
+    }
     if (raw === undefined && deps.webSockets.raw?.isActive === true) {
       // Deno's per-connection server cannot hand over an upgraded connection (listener.ts).
       return fail(request, target, facts, {
