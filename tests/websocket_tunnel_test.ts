@@ -243,6 +243,31 @@ Deno.test("websocket tunnel: an upgrade after another request on a kept-alive co
   conn.close();
 });
 
+Deno.test("websocket tunnel: a backend's refusal reaches the client as it was sent, headers and body", async () => {
+  await using refusing = startServer(() =>
+    new Response("sign in first", {
+      status: 401,
+      headers: { "www-authenticate": 'Bearer realm="chat"', "x-from": "backend" },
+    })
+  );
+  await using lb = await startPlane([refusing.url], ["--health-interval", "1h"]);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
+  await conn.write(HANDSHAKE);
+  let text = "";
+  const buffer = new Uint8Array(4096);
+  for (;;) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    text += new TextDecoder().decode(buffer.subarray(0, n));
+  }
+  conn.close();
+  assert(text.startsWith("HTTP/1.1 401 Unauthorized\r\n"), text);
+  assert(text.includes('www-authenticate: Bearer realm="chat"\r\n'), text);
+  assert(text.includes("x-from: backend\r\n"), text);
+  assert(text.endsWith("\r\n\r\nsign in first"), text);
+  assertEquals(lb.pool.inFlight, 0);
+});
+
 // Last in this file: it revokes --allow-ffi for the rest of the process.
 Deno.test("websocket tunnel: without --allow-ffi the listener keeps its header timeout and upgrades get 501 naming why", async () => {
   await Deno.permissions.revoke({ name: "ffi" });

@@ -74,10 +74,23 @@ export interface BackendTunnel {
   readonly response: ResponseHead;
 }
 
+/**
+ * A backend's refusal to relay as it is (a redirect, 4xx or 5xx, its own headers and body): its
+ * connection, what was read of it, and the parser that knows where it ends.
+ */
+export interface BackendAnswer {
+  readonly conn: Deno.Conn;
+  /** The bytes read so far, head first. */
+  readonly bytes: Uint8Array;
+  /** Bytes read but not yet consumed by the parser (a partial chunk-size line). */
+  readonly carry: Uint8Array;
+  readonly parser: ResponseParser;
+}
+
 /** The result of {@linkcode openBackendTunnel}. */
 export type TunnelOutcome =
   | { readonly ok: true; readonly tunnel: BackendTunnel }
-  | ({ readonly ok: false } & OpenFailure);
+  | ({ readonly ok: false; readonly answer?: BackendAnswer } & OpenFailure);
 
 /** Options for {@linkcode openBackendTunnel}. */
 export interface OpenTunnelOptions {
@@ -172,13 +185,20 @@ async function readHead(conn: Deno.Conn): Promise<TunnelOutcome> {
     const used = parser.feed(buffer, 0, end);
     if (head === undefined) continue;
     if (head.status !== 101) {
-      conn.close();
-      return {
-        ok: false,
-        reason: "refused",
-        status: head.status,
-        message: `Backend answered ${head.status} to the WebSocket upgrade`,
+      const message = `Backend answered ${head.status} to the WebSocket upgrade`;
+      // A 2xx (or another 1xx) is no answer to a handshake: the caller answers 502.
+      if (head.status < 300) {
+        conn.close();
+        return { ok: false, reason: "refused", status: head.status, message };
+      }
+      const consumed = used + parser.feed(buffer, used, end);
+      const answer = {
+        conn,
+        bytes: buffer.slice(0, end),
+        carry: parser.isComplete ? new Uint8Array(0) : buffer.slice(consumed, end),
+        parser,
       };
+      return { ok: false, reason: "refused", status: head.status, message, answer };
     }
     const headEnd = used;
     return {
@@ -191,6 +211,58 @@ async function readHead(conn: Deno.Conn): Promise<TunnelOutcome> {
       },
     };
   }
+}
+
+/**
+ * Relays a backend's refusal to the client as the backend sent it, up to the end of its body
+ * (Content-Length, chunked, or the backend's close), then closes both connections. Never
+ * throws; gives up after `timeoutMs` without the end.
+ *
+ * @param client The client connection.
+ * @param answer The backend's answer, as {@linkcode openBackendTunnel} read it.
+ * @param options How long the whole relay may take, and the clock that runs it.
+ */
+export async function relayAnswer(
+  client: Deno.Conn,
+  answer: BackendAnswer,
+  options: { readonly timeoutMs: number; readonly clock: Clock },
+): Promise<void> {
+  const { conn, parser } = answer;
+  const timer = new AbortController();
+  void options.clock.sleep(options.timeoutMs, timer.signal).then(
+    () => closeQuietly(conn),
+    () => {},
+  );
+  try {
+    await writeAll(client, answer.bytes);
+    let carry = answer.carry;
+    const buffer = new Uint8Array(CHUNK_BYTES);
+    while (!parser.isComplete) {
+      const n = await conn.read(buffer);
+      if (n === null) {
+        parser.end();
+        break;
+      }
+      await writeAll(client, buffer.subarray(0, n));
+      const data = carry.length === 0
+        ? buffer.subarray(0, n)
+        : concat(carry, buffer.subarray(0, n));
+      const used = parser.feed(data, 0, data.length);
+      carry = parser.isComplete ? new Uint8Array(0) : data.slice(used);
+    }
+  } catch {
+    // Either side went away, or the answer was malformed: the client's connection closes.
+  } finally {
+    timer.abort();
+    closeQuietly(conn);
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 /** A running tunnel. */

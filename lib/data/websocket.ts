@@ -68,10 +68,12 @@ import { closeQuietly } from "./websocket_close.ts";
 import { type OpenWebSockets, relayWebSocket } from "./websocket_relay.ts";
 import type { OpenFailure } from "./websocket_backend.ts";
 import {
+  type BackendAnswer,
   type BackendTunnel,
   openBackendTunnel,
   type RawClient,
   type RawUpgrades,
+  relayAnswer,
   runTunnel,
 } from "./upgrade_tunnel.ts";
 
@@ -349,6 +351,20 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         ? picked
         : undefined;
       if (next === undefined) {
+        const answer = answerOf(opened);
+        if (answer !== undefined && raw !== undefined && opened.reason === "refused") {
+          // The backend's own refusal (redirect, 4xx, 5xx) goes to the client as it was sent;
+          // the response returned is only for the accounting.
+          const response = fail(request, target, facts, {
+            status: opened.status ?? 502,
+            backend: failed,
+            reason: `${opened.reason}: ${opened.message}`,
+            kind: "failed",
+          });
+          const done = raw.take();
+          void relayAnswer(raw.conn, answer, { timeoutMs: deps.timeoutMs, clock }).finally(done);
+          return response;
+        }
         const status = opened.reason === "timeout"
           ? 504
           : opened.reason === "client-abort"
@@ -547,6 +563,13 @@ function attemptResult(
     case "refused":
       return opened.status ?? "protocol";
   }
+}
+
+/** The backend's refusal to relay as it is, when the tunnel's attempt kept one. */
+function answerOf(
+  failure: { readonly ok: false; readonly answer?: BackendAnswer },
+): BackendAnswer | undefined {
+  return failure.answer;
 }
 
 /** The subprotocols a client offered, in its order. */
