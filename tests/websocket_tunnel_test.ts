@@ -268,6 +268,89 @@ Deno.test("websocket tunnel: a backend's refusal reaches the client as it was se
   assertEquals(lb.pool.inFlight, 0);
 });
 
+Deno.test("websocket tunnel: extensions are negotiated end to end and ping and RSV1 frames pass byte-identical", async () => {
+  // A raw backend: records the handshake, accepts permessage-deflate, then echoes raw bytes.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const handshake = Promise.withResolvers<string>();
+  const backendDone = (async () => {
+    const conn = await listener.accept();
+    const buffer = new Uint8Array(65_536);
+    let head = "";
+    while (!head.includes("\r\n\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) return;
+      head += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    handshake.resolve(head);
+    await conn.write(
+      new TextEncoder().encode(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
+          "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" +
+          "sec-websocket-extensions: permessage-deflate\r\n\r\n",
+      ),
+    );
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      await conn.write(buffer.slice(0, n));
+    }
+    conn.close();
+  })();
+  const backendUrl = new URL(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`);
+  await using lb = await startPlane([backendUrl], ["--health-interval", "1h"]);
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
+  const offer = new TextDecoder().decode(HANDSHAKE).replace(
+    "\r\n\r\n",
+    "\r\nsec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+  );
+  await client.write(new TextEncoder().encode(offer));
+  const head = new Uint8Array(4096);
+  const n = await client.read(head);
+  assert(n !== null);
+  const answer = new TextDecoder().decode(head.subarray(0, n));
+  assert(answer.startsWith("HTTP/1.1 101"), answer);
+  assert(answer.includes("sec-websocket-extensions: permessage-deflate\r\n"), answer);
+  const sent = await handshake.promise;
+  assert(sent.includes("sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"), sent);
+  assert(
+    sent.includes("sec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n"),
+    sent,
+  );
+  // A masked ping, and a masked text frame with RSV1 set (a compressed message).
+  const frames = Uint8Array.of(
+    0x89,
+    0x84,
+    1,
+    2,
+    3,
+    4,
+    0x71,
+    0x6b,
+    0x6d,
+    0x63,
+    0xc1,
+    0x83,
+    9,
+    9,
+    9,
+    9,
+    0x43,
+    0x48,
+    0x4c,
+  );
+  await client.write(frames);
+  const echoed = new Uint8Array(frames.length);
+  for (let at = 0; at < echoed.length;) {
+    const got = await client.read(echoed.subarray(at));
+    assert(got !== null);
+    at += got;
+  }
+  assertEquals(echoed, frames);
+  client.close();
+  await backendDone;
+  listener.close();
+});
+
 // Last in this file: it revokes --allow-ffi for the rest of the process.
 Deno.test("websocket tunnel: without --allow-ffi the listener keeps its header timeout and upgrades get 501 naming why", async () => {
   await Deno.permissions.revoke({ name: "ffi" });
