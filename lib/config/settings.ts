@@ -172,14 +172,14 @@ export const SETTINGS = {
   } satisfies Setting<string>,
   websocket: {
     kind: oneOf(["on", "off"]),
-    default: "off",
+    default: "on",
     flag: "websocket",
     metavar: "on|off",
     section: "Listener",
-    help: "Proxy WebSocket upgrades. on serves with Deno's own HTTP server, which keeps " +
-      "upgraded connections open (Deno 2.9 closes a socket upgraded on the per-connection " +
-      "server the header and keep-alive timeouts need), so those timeouts and " +
-      "--max-connections do not apply; off answers upgrade requests 501.",
+    help: "Proxy WebSocket upgrades: after the backend's 101 the connection is a byte tunnel " +
+      "(TCP backpressure, frames untouched), and the header and keep-alive timeouts and " +
+      "--max-connections still apply. Needs Linux and --allow-ffi (the tasks and the binary " +
+      "grant it); without them, and with off, upgrade requests are answered 501.",
   } satisfies Setting<"on" | "off">,
   backends: {
     kind: backendList(),

@@ -27,6 +27,7 @@ import { LogThrottle } from "../shared/log_throttle.ts";
 import { listenForReopen, type SignalApi } from "../process/signals.ts";
 import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { OpenWebSockets } from "./websocket.ts";
+import { RawUpgrades } from "./upgrade_tunnel.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
 import { parseTrustedProxies } from "../shared/ip.ts";
 import { errorText } from "../shared/error_text.ts";
@@ -141,6 +142,8 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   };
   // Outlives reloads: sockets opened under an old configuration stay open and listed.
   const openWebSockets = new OpenWebSockets();
+  // Handshakes the listener read itself, by the request it built (outlives reloads too).
+  const rawUpgrades = new RawUpgrades();
   // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
   const slowStart = new SlowStart(clock, shared.timeDeltaMs);
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
@@ -169,7 +172,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       bodyTimeoutMs: c.client.bodyTimeoutMs,
       onBodyTimeout: () => metrics.recordEvent("body-timeout"),
       retryAfterSeconds: Math.max(1, Math.ceil(c.health.intervalMs / 1000)),
-      webSockets: { isEnabled: c.websocket === "on", open: openWebSockets },
+      webSockets: { isEnabled: c.websocket === "on", open: openWebSockets, raw: rawUpgrades },
       limits: c.limits,
       inFlightLimits: inFlightLimitsOf(c),
       closeAfterResponse,
@@ -193,7 +196,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         reusePort: deps.reusePort ?? false,
         headerTimeoutMs: c.client.headerTimeoutMs,
         keepAliveTimeoutMs: c.client.keepAliveTimeoutMs,
-        isNative: c.websocket === "on",
+        ...(c.websocket === "on" ? { rawUpgrades } : {}),
         maxConnections: c.limits.maxConnections,
         openConnections: shared.connections,
         closeAfterResponse,
@@ -428,6 +431,9 @@ function createListenerEventSink(
         else logger.info("Client connection failed", properties);
         return;
       }
+      case "websocket-unavailable":
+        logger.warn("WebSocket upgrades will be answered 501", { detail: event.detail });
+        return;
       case "degraded":
         logger.warn("Serving without connection timeouts", { detail: event.detail });
         return;

@@ -16,6 +16,18 @@
  * - report a connection that broke on bad framing (an invalid chunk size), which `Deno.serve`
  *   closes without a response or a word.
  *
+ * WebSocket (`rawUpgrades`): Deno 2.9.6 closes a socket upgraded (`Deno.upgradeWebSocket`) on a
+ * per-connection server as soon as the server hands the connection over, so the listener tells
+ * handshakes apart before Deno's server sees a connection. It looks at the first bytes without
+ * taking them (`socket_peek.ts`: `recv(MSG_PEEK)` through FFI, Linux with `--allow-ffi`); a
+ * connection whose first request is a WebSocket handshake (`GET`, HTTP/1.1, `Upgrade:
+ * websocket`, strictly parsed by `shared/request_head.ts`) has its head read here and goes to the
+ * handler as a `Request` registered in {@linkcode RawUpgrades}, whose WebSocket path tunnels the
+ * connection (`upgrade_tunnel.ts`); every other connection goes to Deno's server with its bytes
+ * untouched. Either way the header timeout runs from the accept, and the connection counts
+ * toward `maxConnections` until it closes, tunnel included. Without FFI the listener keeps its
+ * protections and reports `websocket-unavailable`: upgrades are answered 501 naming why.
+ *
  * `serveHttpOnConnection` is internal to Deno (`Deno[Deno.internal]`); Deno 2.9.6 is pinned and
  * a test fails if it goes away. Without it the listener falls back to plain `Deno.serve` and
  * reports `degraded` once: no connection timeouts, and a failed accept loop is restarted.
@@ -26,6 +38,15 @@ import { SharedCounter } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { ConnectionRefuser } from "./connection_limit.ts";
+import { openSocketPeek, type SocketPeek } from "./socket_peek.ts";
+import { MAX_HEAD_BYTES } from "../shared/http1_parser.ts";
+import { type RawClient, type RawUpgrades, writeRawResponse } from "./upgrade_tunnel.ts";
+import {
+  canBeHandshake,
+  isWebSocketHandshake,
+  parseRequestHead,
+  type RequestHead,
+} from "../shared/request_head.ts";
 
 /** Something that happened on the listener, for logs and metrics. */
 export type ListenerEvent =
@@ -37,6 +58,8 @@ export type ListenerEvent =
   | { readonly kind: "connection-error"; readonly error: unknown }
   /** A client connection beyond `maxConnections` was answered 503 and closed. */
   | { readonly kind: "connection-refused"; readonly limit: number }
+  /** WebSocket upgrades cannot be tunnelled here (no FFI, not Linux): they are answered 501. */
+  | { readonly kind: "websocket-unavailable"; readonly detail: string }
   /** Serving without per-connection control (see the module docs). */
   | { readonly kind: "degraded"; readonly detail: string };
 
@@ -92,11 +115,12 @@ export interface ListenOptions {
    */
   readonly lingerAfterResponse?: WeakSet<Request>;
   /**
-   * Serve with `Deno.serve`'s own accept loop instead, as `--websocket on` needs: Deno 2.9
-   * force-closes a WebSocket upgraded on a per-connection server as soon as the HTTP
-   * connection hands it over. No header or keep-alive timeouts then. Default: false.
+   * Tell WebSocket handshakes apart and hand them to the handler registered here, for a tunnel
+   * (see the module docs). When this process cannot peek (not Linux, no `--allow-ffi`), the
+   * registry says why and upgrades are answered 501. Default: none, every connection goes to
+   * Deno's per-connection server.
    */
-  readonly isNative?: boolean;
+  readonly rawUpgrades?: RawUpgrades;
 }
 
 /** A listener that is accepting connections. */
@@ -201,6 +225,10 @@ class Connection {
   isShutDown = false;
   /** Closing after an early answer: no further request is served. */
   isLingering = false;
+  /** Whether the listener is still looking at its first bytes (no server yet). */
+  isSniffing = false;
+  /** For a connection the listener serves itself (a handshake, a tunnel): when it is closed. */
+  finished: Promise<void> | undefined;
 
   /** Cancels the pending deadline, if any. */
   clearDeadline(): void {
@@ -229,10 +257,22 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const onEvent = options.onEvent ?? (() => {});
   const onError = options.onError ?? DEFAULT_ON_ERROR;
   const serveOnConnection = findServeOnConnection();
-  if (options.isNative === true) return fallbackListen(options, handler, onEvent, onError);
   if (serveOnConnection === undefined) {
     onEvent({ kind: "degraded", detail: "Deno.serve has no per-connection server" });
     return fallbackListen(options, handler, onEvent, onError);
+  }
+  const rawUpgrades = options.rawUpgrades;
+  let peek: SocketPeek | undefined;
+  if (rawUpgrades !== undefined) {
+    const opened = openSocketPeek();
+    if (opened.ok) {
+      peek = opened.peek;
+      rawUpgrades.isActive = true;
+    } else {
+      // The protections stay; upgrades are answered 501 naming the reason.
+      rawUpgrades.unavailable = opened.reason;
+      onEvent({ kind: "websocket-unavailable", detail: opened.reason });
+    }
   }
   const clock = options.clock ?? systemClock;
   const listener = Deno.listen({
@@ -278,6 +318,95 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       headerDeadlines,
       headerDeadlines.add(clock.now() + settings.headerTimeoutMs, expireHeader, connection),
     );
+    connections.add(connection);
+    const fd = peek?.claim(conn);
+    if (peek !== undefined && rawUpgrades !== undefined && fd !== undefined) {
+      const sniffer = new Sniffer(conn, connection, fd, peek, {
+        clock,
+        handOver: () => serveHttp(conn, connection, fd),
+        serveHandshake: (head, forget) => {
+          connection.finished = serveHandshake(conn, connection, head, rawUpgrades).finally(forget);
+        },
+        forget: () => {
+          connections.delete(connection);
+          connection.clearDeadline();
+          peek?.release(fd);
+        },
+      });
+      sniffer.start();
+      return;
+    }
+    serveHttp(conn, connection, undefined);
+  };
+
+  /** Reads a WebSocket handshake's head, asks the handler, then tunnels or answers and closes. */
+  const serveHandshake = async (
+    conn: Deno.Conn,
+    connection: Connection,
+    head: RequestHead,
+    registry: RawUpgrades,
+  ): Promise<void> => {
+    connection.inFlight++;
+    connection.clearDeadline();
+    const closeConn = () => {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    };
+    connection.abort.signal.addEventListener("abort", closeConn, { once: true });
+    try {
+      // Exactly the head: bytes after it (early frames) stay for the tunnel.
+      const bytes = new Uint8Array(head.length);
+      for (let at = 0; at < bytes.length;) {
+        const n = await conn.read(bytes.subarray(at));
+        if (n === null) return;
+        at += n;
+      }
+      let request: Request;
+      try {
+        request = handshakeRequest(head, connection.abort.signal);
+      } catch {
+        await writeRawResponse(conn, new Response("Bad request\n", { status: 400 }));
+        return;
+      }
+      let tunnelClosed: Promise<void> | undefined;
+      const client: RawClient = {
+        conn,
+        take() {
+          const { promise, resolve } = Promise.withResolvers<void>();
+          tunnelClosed = promise;
+          return resolve;
+        },
+      };
+      registry.add(request, client);
+      const completed = Promise.withResolvers<void>();
+      let response: Response;
+      try {
+        response = await handler(request, {
+          remoteAddr: conn.remoteAddr as Deno.NetAddr,
+          completed: completed.promise,
+        });
+      } catch (error) {
+        response = onError(error);
+      }
+      if (tunnelClosed !== undefined) {
+        await response.body?.cancel();
+        await tunnelClosed;
+      } else {
+        await writeRawResponse(conn, response);
+      }
+      completed.resolve();
+    } catch (error) {
+      if (!connection.abort.signal.aborted) onEvent({ kind: "connection-error", error });
+    } finally {
+      connection.abort.signal.removeEventListener("abort", closeConn);
+      closeConn();
+    }
+  };
+
+  const serveHttp = (conn: Deno.Conn, connection: Connection, fd: number | undefined) => {
     const finished = () => {
       connection.inFlight--;
       if (closeAfterResponse?.has(connection.current as Request) === true) {
@@ -321,10 +450,10 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       info.completed.then(finished, finished);
       return handler(request, info);
     };
-    connections.add(connection);
     const done = () => {
       if (connections.delete(connection)) openConnections.release();
       connection.clearDeadline();
+      if (fd !== undefined) peek?.release(fd);
     };
     try {
       const server = serveOnConnection(conn, connection.abort.signal, onRequest, onError, noop);
@@ -389,6 +518,8 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     isClosing = true;
     stopAccepting.abort();
     refuser.close();
+    // Connections still showing no request are idle: close them as Deno's server does.
+    for (const connection of connections) if (connection.isSniffing) connection.abort.abort();
     try {
       listener.close();
     } catch {
@@ -408,13 +539,16 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         stop();
         endLingering();
         await accepting;
+        // A tunnel has no requests to finish: a drain ends it (its client sees the close).
+        for (const c of connections) if (c.finished !== undefined) c.abort.abort();
         await Promise.all(
           [...connections].map((c) =>
-            c.server?.shutdown().then(() => {
+            c.finished ?? c.server?.shutdown().then(() => {
               c.isShutDown = true;
             }, noop)
           ),
         );
+        peek?.close();
       })();
       return shutDown;
     },
@@ -425,11 +559,128 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       for (const connection of connections) {
         if (!connection.isShutDown) connection.abort.abort();
       }
+      peek?.close();
     },
   };
 }
 
 function noop(): void {}
+
+/** What a {@linkcode Sniffer} does with the connection it looked at. */
+interface SnifferActions {
+  /** Runs the wait for the rest of a partial head. */
+  readonly clock: Clock;
+  /** Not a handshake: Deno's server takes the connection, its bytes untouched. */
+  readonly handOver: () => void;
+  /** A WebSocket handshake; call `forget` once the connection is closed. */
+  readonly serveHandshake: (head: RequestHead, forget: () => void) => void;
+  /** Forgets a connection the sniffer closed (timed out, shut down). */
+  readonly forget: () => void;
+}
+
+/** Peek buffer, shared: every peek is read before the next await. */
+const PEEKED = new Uint8Array(MAX_HEAD_BYTES);
+/** The longest pause between two looks at a partial head, in milliseconds. */
+const MAX_PARTIAL_WAIT_MS = 50;
+
+/**
+ * Looks at a new connection's first bytes, without taking them, until it can tell whether they
+ * are a WebSocket handshake. The header deadline bounds the wait (it aborts the connection).
+ */
+class Sniffer {
+  readonly #conn: Deno.Conn;
+  readonly #connection: Connection;
+  readonly #fd: number;
+  readonly #peek: SocketPeek;
+  readonly #actions: SnifferActions;
+
+  constructor(
+    conn: Deno.Conn,
+    connection: Connection,
+    fd: number,
+    peek: SocketPeek,
+    actions: SnifferActions,
+  ) {
+    this.#conn = conn;
+    this.#connection = connection;
+    this.#fd = fd;
+    this.#peek = peek;
+    this.#actions = actions;
+  }
+
+  start(): void {
+    this.#connection.isSniffing = true;
+    this.#connection.abort.signal.addEventListener("abort", this.#onAbort, { once: true });
+    void this.#run();
+  }
+
+  readonly #onAbort = () => this.#peek.cancelWait(this.#fd);
+
+  async #run(): Promise<void> {
+    const signal = this.#connection.abort.signal;
+    let delayMs = 1;
+    let wasReadable = false;
+    try {
+      for (;;) {
+        if (signal.aborted) return this.#close();
+        const n = this.#peek.peek(this.#fd, PEEKED);
+        if (n < 0) {
+          // Readable yet nothing to peek: an error Deno's server will report.
+          if (wasReadable) return this.#handOver();
+          if (await this.#peek.waitReadable(this.#fd) === "cancelled") return this.#close();
+          wasReadable = true;
+          continue;
+        }
+        if (n === 0 || !canBeHandshake(PEEKED, n)) return this.#handOver();
+        const parsed = parseRequestHead(PEEKED, n);
+        if (parsed.ok) {
+          if (!isWebSocketHandshake(parsed.head)) return this.#handOver();
+          this.#stop();
+          this.#actions.serveHandshake(parsed.head, this.#actions.forget);
+          return;
+        }
+        if (parsed.reason === "invalid" || n === PEEKED.length) return this.#handOver();
+        // Part of a head: poll(2) would report these bytes again at once, so wait on a timer.
+        await this.#actions.clock.sleep(delayMs, signal);
+        delayMs = Math.min(delayMs * 2, MAX_PARTIAL_WAIT_MS);
+        wasReadable = false;
+      }
+    } catch {
+      this.#close();
+    }
+  }
+
+  #stop(): void {
+    this.#connection.isSniffing = false;
+    this.#connection.abort.signal.removeEventListener("abort", this.#onAbort);
+  }
+
+  #handOver(): void {
+    this.#stop();
+    this.#actions.handOver();
+  }
+
+  #close(): void {
+    this.#stop();
+    this.#peek.cancelWait(this.#fd);
+    this.#actions.forget();
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
+/** The `Request` the handler gets for a handshake the listener read, as Deno would build it. */
+function handshakeRequest(head: RequestHead, signal: AbortSignal): Request {
+  let host: string | undefined;
+  for (const [name, value] of head.headers) if (name === "host") host = value;
+  const url = head.target.startsWith("/")
+    ? `http://${host ?? "invalid"}${head.target}`
+    : head.target;
+  return new Request(url, { method: head.method, headers: head.headers, signal });
+}
 
 /** Plain `Deno.serve`, restarted when its accept loop fails. */
 function fallbackListen(

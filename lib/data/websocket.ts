@@ -1,6 +1,17 @@
 /**
  * WebSocket proxying: a client's upgrade request is relayed to a backend the policy picks.
  *
+ * Two ways, decided by who read the handshake:
+ * - the listener read it itself (`RawUpgrades`, the default on Linux with `--allow-ffi`): the
+ *   handshake goes to the backend over a TCP connection of its own and, after its `101`, the
+ *   two connections become a byte tunnel (`upgrade_tunnel.ts`): frames, pings, close codes and
+ *   extensions pass untouched, with TCP's flow control. A non-`101` answer is a refusal as below.
+ *   An upgrade Deno's server parsed on such a listener (not the first request on a kept-alive
+ *   connection) is answered 501: Deno closes a socket it upgraded there;
+ * - when the listener cannot read handshakes (not Linux, no `--allow-ffi`): 501 naming why;
+ * - otherwise (the listener's `Deno.serve` fallback, when Deno lacks its per-connection server)
+ *   with Deno's WebSocket on both sides, as follows.
+ *
  * The backend side is opened first (`new WebSocket(url, { protocols, headers, client })`), and
  * only once it is open is the client upgraded (`Deno.upgradeWebSocket`) with the subprotocol the
  * backend chose, so a backend that refuses gives the client an HTTP answer rather than a socket
@@ -52,10 +63,20 @@ import { upstreamUrl } from "./proxy.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import type { AccessLogSink } from "./access_log.ts";
 import type { AcceptedTarget } from "./request_target.ts";
-import { openBackendSocket, type OpenOutcome } from "./websocket_backend.ts";
+import { openBackendSocket } from "./websocket_backend.ts";
 import { closeQuietly } from "./websocket_close.ts";
 import { type OpenWebSockets, relayWebSocket } from "./websocket_relay.ts";
 import { errorText } from "../shared/error_text.ts";
+import type { OpenFailure } from "./websocket_backend.ts";
+import {
+  type BackendAnswer,
+  type BackendTunnel,
+  openBackendTunnel,
+  type RawClient,
+  type RawUpgrades,
+  relayAnswer,
+  runTunnel,
+} from "./upgrade_tunnel.ts";
 
 export { OpenWebSockets } from "./websocket_relay.ts";
 
@@ -65,6 +86,11 @@ export interface WebSocketSettings {
   readonly isEnabled: boolean;
   /** The open relays; it outlives reloads. */
   readonly open: OpenWebSockets;
+  /**
+   * The handshakes the listener read itself (`upgrade_tunnel.ts`): those are tunnelled.
+   * Default: none, every upgrade is relayed with Deno's WebSocket on both sides.
+   */
+  readonly raw?: RawUpgrades;
 }
 
 /** What {@linkcode createWebSocketProxy} needs; the handler passes its own. */
@@ -152,6 +178,9 @@ function hasToken(list: string, token: string): boolean {
 
 const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 
+const NOT_FIRST_BODY = "Not implemented: a WebSocket upgrade is proxied only as the first " +
+  "request on its connection; open a new connection for it\n";
+
 const FAILURE_BODY: Readonly<Record<number, string>> = {
   501: "Not implemented: WebSocket proxying is off (start the balancer with --websocket on)\n",
   502: "Bad gateway: the backend refused or failed the WebSocket upgrade\n",
@@ -227,9 +256,39 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         kind: "refused",
       });
     }
+    const raw = deps.webSockets.raw?.get(request);
+    const unavailable = deps.webSockets.raw?.unavailable;
+    if (unavailable !== undefined) {
+      return fail(request, target, facts, {
+        status: 501,
+        backend: undefined,
+        reason: `websocket tunnel unavailable: ${unavailable}`,
+        kind: "refused",
+        body: `Not implemented: WebSocket proxying is unavailable here (${unavailable})\n`,
+      });
+    }
+    if (raw === undefined && deps.webSockets.raw?.isActive === true) {
+      // Deno's per-connection server cannot hand over an upgraded connection (listener.ts).
+      return fail(request, target, facts, {
+        status: 501,
+        backend: undefined,
+        reason: "websocket upgrade after another request on the connection",
+        kind: "refused",
+        body: NOT_FIRST_BODY,
+      });
+    }
     const clientIp = facts.forwarded.clientIp;
-    const headers = upstreamRequestHeaders(request.headers, facts.forwarded)
-      .filter(([name]) => !HANDSHAKE_HEADER.test(name) && name !== "accept-encoding");
+    const forwarded = upstreamRequestHeaders(request.headers, facts.forwarded)
+      .filter(([name]) => name !== "accept-encoding");
+    // A tunnel passes the client's own handshake on (key, version, subprotocols, extensions);
+    // Deno's WebSocket client makes its own.
+    const headers = raw === undefined
+      ? forwarded.filter(([name]) => !HANDSHAKE_HEADER.test(name))
+      : [
+        ...forwarded,
+        ["connection", "upgrade"] as [string, string],
+        ["upgrade", request.headers.get("upgrade") ?? "websocket"] as [string, string],
+      ];
     const protocols = subprotocols(request.headers.get("sec-websocket-protocol"));
     let admitted = admission.admit(request, { clientIp });
     if (admitted instanceof Promise) admitted = await admitted;
@@ -245,18 +304,34 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     for (let attempt = 0;; attempt++) {
       if (attempt > 0) backend.begin(); // admission began the first
       const sentAt = clock.now();
-      const url = upstreamUrl(backend.url, target).replace(/^http/, "ws");
-      const opened = await openBackendSocket(url, {
-        protocols,
-        headers,
-        signal: request.signal,
-        timeoutMs: deps.timeoutMs,
-        client: deps.client,
-        clock,
-      });
+      const opened = raw === undefined
+        ? await openBackendSocket(upstreamUrl(backend.url, target).replace(/^http/, "ws"), {
+          protocols,
+          headers,
+          signal: request.signal,
+          timeoutMs: deps.timeoutMs,
+          client: deps.client,
+          clock,
+        })
+        : await openBackendTunnel(
+          backend.url,
+          backend.url.pathname + target.path.slice(1) + target.query,
+          { headers, timeoutMs: deps.timeoutMs, clock },
+        );
       deps.onAttempt?.(backend, attemptResult(opened));
       if (opened.ok) {
-        return upgradeClient(request, target, facts, backend, opened.socket, clock.now() - sentAt);
+        const handshakeMs = clock.now() - sentAt;
+        return "socket" in opened
+          ? upgradeClient(request, target, facts, backend, opened.socket, handshakeMs)
+          : startTunnel(
+            request,
+            target,
+            facts,
+            backend,
+            raw as RawClient,
+            opened.tunnel,
+            handshakeMs,
+          );
       }
       backend.end(opened.reason !== "client-abort");
       admission.release();
@@ -277,6 +352,20 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         ? picked
         : undefined;
       if (next === undefined) {
+        const answer = answerOf(opened);
+        if (answer !== undefined && raw !== undefined && opened.reason === "refused") {
+          // The backend's own refusal (redirect, 4xx, 5xx) goes to the client as it was sent;
+          // the response returned is only for the accounting.
+          const response = fail(request, target, facts, {
+            status: opened.status ?? 502,
+            backend: failed,
+            reason: `${opened.reason}: ${opened.message}`,
+            kind: "failed",
+          });
+          const done = raw.take();
+          void relayAnswer(raw.conn, answer, { timeoutMs: deps.timeoutMs, clock }).finally(done);
+          return response;
+        }
         const status = opened.reason === "timeout"
           ? 504
           : opened.reason === "client-abort"
@@ -332,6 +421,57 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     metrics.recordWebSocketOpened();
     startRelay(request, target, facts, backend, upgrade.socket, upstream, handshakeMs);
     return upgrade.response;
+  }
+
+  /**
+   * Joins the client connection to the backend's after its `101`, and does the accounting when
+   * the tunnel closes. The listener owns the client connection's answer: it ignores the
+   * response returned here once the connection is taken.
+   */
+  function startTunnel(
+    request: Request,
+    target: AcceptedTarget,
+    facts: UpgradeFacts,
+    backend: Backend,
+    raw: RawClient,
+    tunnel: BackendTunnel,
+    handshakeMs: number,
+  ): Response {
+    const added: Array<[string, string]> = [];
+    const policyHeaders = policy.responseHeaders?.(backend, request);
+    if (policyHeaders !== undefined) { for (const [n, v] of policyHeaders) added.push([n, v]); }
+    added.push(["x-request-id", facts.requestId]);
+    metrics.recordRequest(backend, 101, clock.now() - facts.started);
+    metrics.recordWebSocketOpened();
+    const done = raw.take();
+    const running = runTunnel(raw.conn, tunnel, added);
+    const relay = { close: () => running.close() };
+    open.add(relay);
+    void running.finished.then((closedBy) => {
+      open.delete(relay);
+      backend.end(false);
+      admission.release();
+      metrics.recordWebSocketClosed();
+      done();
+      if (!accessLog.isEnabled) return;
+      void accessLog.write({
+        time: Date.now(),
+        client: facts.forwarded.clientIp,
+        method: request.method,
+        path: target.path,
+        status: 101,
+        bytes: undefined,
+        referer: request.headers.get("referer"),
+        userAgent: request.headers.get("user-agent"),
+        backend: backend.name,
+        durationMs: clock.now() - facts.started,
+        backendMs: handshakeMs,
+        requestId: facts.requestId,
+        outcome: "forwarded",
+        reason: `websocket tunnel closed by ${closedBy}`,
+      });
+    });
+    return new Response(null, { status: 204 });
   }
 
   /** Relays the pair and does the accounting when it closes. */
@@ -410,7 +550,9 @@ function refusalOutcome(
 }
 
 /** What passive health is told about one attempt to open the backend side. */
-function attemptResult(opened: OpenOutcome): AttemptResult {
+function attemptResult(
+  opened: { readonly ok: true } | ({ readonly ok: false } & OpenFailure),
+): AttemptResult {
   if (opened.ok) return 101;
   switch (opened.reason) {
     case "connect":
@@ -422,6 +564,13 @@ function attemptResult(opened: OpenOutcome): AttemptResult {
     case "refused":
       return opened.status ?? "protocol";
   }
+}
+
+/** The backend's refusal to relay as it is, when the tunnel's attempt kept one. */
+function answerOf(
+  failure: { readonly ok: false; readonly answer?: BackendAnswer },
+): BackendAnswer | undefined {
+  return failure.answer;
 }
 
 /** The subprotocols a client offered, in its order. */

@@ -52,8 +52,8 @@ const TARGETS: readonly CostTarget[] = [
   ours("ours-lean", "ours: warning, access log off", () => LEAN),
   ours(
     "ours-lean-native",
-    "ours lean on Deno.serve's own listener (--websocket on)",
-    () => [...LEAN, "--websocket", "on"],
+    "ours lean, --websocket off (no peek at new connections)",
+    () => [...LEAN, "--websocket", "off"],
   ),
   ours("ours-http1", "ours lean, --upstream http1", () => [...LEAN, "--upstream", "http1"]),
   ours("ours-workers2", "ours lean, --workers 2", () => [...LEAN, "--workers", "2"]),

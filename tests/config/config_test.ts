@@ -231,7 +231,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     host: "0.0.0.0",
     port: 0,
     workers: "auto",
-    websocket: "off",
+    websocket: "on",
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2:8080/"), weight: 1 },
@@ -597,7 +597,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     host: "::1",
     port: 8000,
     workers: "2",
-    websocket: "off",
+    websocket: "on",
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2/"), weight: 3, maxInFlight: 7 },

@@ -7,12 +7,16 @@
 /** The repository root. */
 export const REPO_ROOT: URL = new URL("../../", import.meta.url);
 
-/** The permissions the `lb`, `loadtest` and `demo` tasks grant. */
+/**
+ * The permissions the `lb` task grants (`--allow-ffi`: the listener peeks at connections to
+ * tunnel WebSocket, and the binary raises its file limit); `loadtest` needs fewer.
+ */
 export const RUN_PERMISSIONS: readonly string[] = [
   "--allow-net",
   "--allow-env",
   "--allow-read",
   "--allow-write",
+  "--allow-ffi",
 ];
 
 /** What a finished subprocess printed and returned. */
