@@ -328,7 +328,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
           connection.finished = serveHandshake(conn, connection, head, rawUpgrades).finally(forget);
         },
         forget: () => {
-          connections.delete(connection);
+          if (connections.delete(connection)) openConnections.release();
           connection.clearDeadline();
           peek?.release(fd);
         },
