@@ -29,6 +29,7 @@ import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { OpenWebSockets } from "./websocket.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
 import { parseTrustedProxies } from "../shared/ip.ts";
+import { createRequestTracing } from "./tracing.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -141,6 +142,8 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const openWebSockets = new OpenWebSockets();
   // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
   const slowStart = new SlowStart(clock, shared.timeDeltaMs);
+  // On with OTEL_DENO=true (Deno's exporter); read once per isolate.
+  const tracing = createRequestTracing();
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
@@ -156,6 +159,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       client: upstreams.client,
       ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
       logger: deps.proxyLogger,
+      tracing,
       accessLog: accessLogs.sink,
       metrics,
       timeoutMs: c.proxy.timeoutMs,
