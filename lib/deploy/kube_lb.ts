@@ -352,6 +352,9 @@ export async function lbManifests(
     `denolb kube lb: ${replicas} balancer pod(s) of ${options.image}`,
     `apply with: kubectl apply -f FILE (preStop sleep needs Kubernetes 1.30 or later)`,
     ...(tokenSecret === undefined ? [] : [`uses the existing Secret "${tokenSecret}" (key token)`]),
+    ...(token === undefined ? [] : [
+      `the Secret "${secretName}" below holds the admin token: keep this output private`,
+    ]),
     ...(backendDns === undefined || LB_FLAG_NAMES.includes("backend-dns") ? [] : [
       "--backend-dns needs a denolb that discovers backends by DNS",
     ]),
