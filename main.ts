@@ -24,7 +24,7 @@ export const VERSION: string = denoJson.version;
  */
 interface Command {
   readonly summary: string;
-  readonly load: () => Promise<
+  readonly load: (args: readonly string[]) => Promise<
     (args: readonly string[], ctx: CommandContext) => Promise<number>
   >;
 }
@@ -45,6 +45,14 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   demo: {
     summary: "Run the demo backends and the balancer together",
     load: async () => (await import("./backend-servers/demo_command.ts")).demoCommand,
+  },
+  kube: {
+    summary: "Print Kubernetes manifests: kube lb ... (the balancer), kube loadtest --pods N ...",
+    // The Job's half belongs to the load tester, the rest to the balancer.
+    load: async (args) =>
+      args[0] === "loadtest"
+        ? (await import("./load/kube_job.ts")).kubeLoadtestCommand
+        : (await import("./lib/deploy/kube_lb.ts")).kubeCommand,
   },
 };
 
@@ -91,7 +99,7 @@ export async function main(args: readonly string[], ctx: CommandContext): Promis
     return EXIT.usage;
   }
   try {
-    const run = await command.load();
+    const run = await command.load(rest);
     return await run(rest, ctx);
   } catch (error) {
     if (error instanceof UsageError) {

@@ -166,6 +166,15 @@ export const LOADTEST_FLAG_SECTIONS: readonly LoadtestFlagSection[] = [
           "or one per 20000 req/s of rate. The header line says which rule decided",
       },
       {
+        name: "shard",
+        metavar: "I/N",
+        help: "Be shard I (counting from 0) of N load generators run side by side, here or on " +
+          "other machines (a Kubernetes Indexed Job: denolb kube loadtest): this one makes its " +
+          "share of every concurrency level, rate, stage and --total; --duration stays. " +
+          "Combine their --json results with loadtest merge.",
+        default: "0/1 (the whole load)",
+      },
+      {
         name: "transport",
         metavar: "MODE",
         help: "auto (lean HTTP/1.1 client for http, fetch for https), fetch or http1.",

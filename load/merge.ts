@@ -24,7 +24,13 @@ export function parseLoadReport(text: string, name: string): LoadReport {
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw new SyntaxError(`Cannot parse "${name}": not JSON`, { cause: error });
+    const block = reportInLog(text);
+    try {
+      if (block === undefined) throw error;
+      data = JSON.parse(block);
+    } catch {
+      throw new SyntaxError(`Cannot parse "${name}": not JSON`, { cause: error });
+    }
   }
   const result = mergeInputSchema.safeParse(data);
   if (!result.success) {
@@ -73,6 +79,31 @@ export function parseLoadReport(text: string, name: string): LoadReport {
     };
   });
   return { ...report, version: REPORT_VERSION, runs };
+}
+
+/**
+ * The `--json -` report in a log that holds the text report and other lines too (`kubectl logs`
+ * of a `kube loadtest` pod, where stdout and stderr meet): the lines from a line `{` to the last
+ * line `}`, keeping only the indented ones between, as `JSON.stringify(report, null, 2)` writes
+ * them (so a stray line of the other stream in between is dropped).
+ *
+ * @param text The log.
+ * @returns The report's JSON text, or `undefined` when there is none.
+ *
+ * @example
+ * ```ts
+ * import { reportInLog } from "./merge.ts";
+ * const log = 'Load test: GET http://a/\n{\n  "version": 4\n}\nThresholds met\n';
+ * if (reportInLog(log) !== '{\n  "version": 4\n}') throw new Error();
+ * ```
+ */
+export function reportInLog(text: string): string | undefined {
+  const lines = text.split(/\r?\n/);
+  const start = lines.indexOf("{");
+  const end = lines.lastIndexOf("}");
+  if (start === -1 || end <= start) return undefined;
+  const inner = lines.slice(start + 1, end).filter((line) => line.startsWith("  "));
+  return ["{", ...inner, "}"].join("\n");
 }
 
 /**

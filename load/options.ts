@@ -28,6 +28,7 @@ import {
   STRING_FLAGS,
 } from "./flags.ts";
 import type { Stop } from "./scheduler.ts";
+import { parseShard, type Shard, shareOfLoad } from "./shard.ts";
 import { DEFAULT_SUCCESS_STATUSES, parseStatusRanges, type StatusRanges } from "./stats.ts";
 import type { RequestSpec } from "./transport.ts";
 import { TRANSPORT_MODES, type TransportMode } from "./transports.ts";
@@ -308,16 +309,23 @@ function parsePlan(
       `Invalid --max-in-flight "${inFlightText}": it caps the open model, so it needs --rate`,
     );
   }
+  const shard = parseShardFlag(flags);
+  const load = shareOfShard(
+    {
+      model,
+      levels,
+      stop,
+      ...(stages === undefined ? {} : { stages }),
+      ...(maxInFlight === undefined ? {} : { maxInFlight }),
+    },
+    shard,
+  );
   return {
     request,
-    model,
-    levels,
-    stop,
+    ...load,
     rounds,
     warmupMs,
-    ...(stages === undefined ? {} : { stages }),
     ...(targets === undefined ? {} : { targets }),
-    ...(maxInFlight === undefined ? {} : { maxInFlight }),
     successStatuses,
     ...(workers === undefined ? {} : { workers }),
     transport,
@@ -325,6 +333,37 @@ function parsePlan(
     thresholds,
     findCapacity: flags.boolean("find-capacity"),
   };
+}
+
+function parseShardFlag(flags: Flags): Shard | undefined {
+  const text = flags.string("shard");
+  if (text === undefined) return undefined;
+  if (flags.boolean("find-capacity")) {
+    throw new UsageError(
+      `Cannot combine --shard and --find-capacity: each shard would search on its own`,
+    );
+  }
+  try {
+    return parseShard(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`Invalid --shard "${text}": ${reason}`, { cause: error });
+  }
+}
+
+function shareOfShard<T extends Parameters<typeof shareOfLoad>[0]>(
+  load: T,
+  shard: Shard | undefined,
+): T {
+  if (shard === undefined) return load;
+  try {
+    return shareOfLoad(load, shard);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`Invalid --shard "${shard.index}/${shard.count}": ${reason}`, {
+      cause: error,
+    });
+  }
 }
 
 /** `--stages` sets the whole load shape, so the flags it replaces cannot come with it. */

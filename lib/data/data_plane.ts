@@ -32,6 +32,7 @@ import { listen, type Listener, type ListenerEvent, type RequestHandler } from "
 import { parseTrustedProxies } from "../shared/ip.ts";
 import { errorText } from "../shared/error_text.ts";
 import { ResponseBodyCut } from "./response_body.ts";
+import { createRequestTracing } from "./tracing.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -146,6 +147,8 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const rawUpgrades = new RawUpgrades();
   // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
   const slowStart = new SlowStart(clock, shared.timeDeltaMs);
+  // On with OTEL_DENO=true (Deno's exporter); read once per isolate.
+  const tracing = createRequestTracing();
   const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
@@ -161,6 +164,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       client: upstreams.client,
       ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
       logger: deps.proxyLogger,
+      tracing,
       accessLog: accessLogs.sink,
       metrics,
       timeoutMs: c.proxy.timeoutMs,

@@ -46,7 +46,7 @@ import { type AcceptedTarget, resolveTarget } from "./request_target.ts";
 import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./request_limits.ts";
 import { Admission, type InFlightLimits, type Refusal } from "./admission.ts";
 import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketSettings } from "./websocket.ts";
-import { canRetry, forward, type IdleBodyContext } from "./proxy.ts";
+import { canRetry, forward, type ForwardOptions, type IdleBodyContext } from "./proxy.ts";
 import {
   ALLOWED_METHODS,
   AT_CAPACITY_BODY,
@@ -63,6 +63,8 @@ import { createRequestIdSource, requestIdOf } from "./request_id.ts";
 import { RetryGate } from "./retry_gate.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
+import { withRequestId } from "../process/log.ts";
+import type { RequestTracing } from "./tracing.ts";
 
 /** Everything the handler needs, built once by the server. */
 export interface HandlerDeps {
@@ -79,6 +81,8 @@ export interface HandlerDeps {
   readonly fetch?: typeof fetch;
   /** Receives errors and backend failures (`["denolb", "proxy"]`). */
   readonly logger: Logger;
+  /** Spans per request and attempt (`tracing.ts`). Default: none (no tracing). */
+  readonly tracing?: RequestTracing | undefined;
   /** Receives one access record per request. Default: {@linkcode NO_ACCESS_LOG}. */
   readonly accessLog?: AccessLogSink;
   /** Counters and histograms (served by the admin API). */
@@ -220,7 +224,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   const clock = deps.clock ?? systemClock;
   const createRequestId = deps.createRequestId ?? createRequestIdSource();
   const retryAfter = String(deps.retryAfterSeconds ?? 1);
-  const { pool, policy, logger, metrics } = deps;
+  const { pool, policy, logger, metrics, tracing } = deps;
   const accessLog = deps.accessLog ?? NO_ACCESS_LOG;
   const trustedProxies = deps.trustedProxies ?? NO_TRUSTED_PROXIES;
   // Decided once: with no trusted proxies (the default) no peer address is parsed per request.
@@ -453,9 +457,10 @@ export function createHandler(deps: HandlerDeps): Handler {
         );
         return relayed.stream;
       };
+      let retryReason: string | undefined;
       for (let attempt = 0;; attempt++) {
         relayed = undefined;
-        const outcome = await forward(request, backend, {
+        const options: ForwardOptions = {
           ...sender,
           target,
           body,
@@ -470,7 +475,13 @@ export function createHandler(deps: HandlerDeps): Handler {
           idleBody,
           clientWatch,
           relayBody: relay,
-        });
+        };
+        const outcome = tracing === undefined
+          ? await forward(request, backend, options)
+          : await tracing.attempt(
+            { backend: backend.name, attempt: attempt + 1, retryReason, requestId },
+            (traceparent) => forward(request, backend, { ...options, traceparent }),
+          );
         if (outcome.ok) {
           // Such as the cookie policy's Set-Cookie.
           const added = policy.responseHeaders?.(backend, request);
@@ -585,6 +596,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           return response;
         }
         metrics.recordRetry();
+        retryReason = reason;
         backend = next;
       }
     } catch (error) {
@@ -657,14 +669,18 @@ export function createHandler(deps: HandlerDeps): Handler {
           },
         });
       }
-      return proxy(request, info, target, {
+      const context = {
         request,
         path: target.path,
         query: target.query,
         started,
         requestId,
         client,
-      }, isPeerTrusted);
+      };
+      // Every record logged while the request is proxied, by any module, names it.
+      const run = () =>
+        withRequestId(requestId, () => proxy(request, info, target, context, isPeerTrusted));
+      return tracing === undefined ? run() : tracing.request(request, requestId, run);
     } catch (error) {
       return Promise.resolve(failed(request, error));
     }

@@ -76,6 +76,11 @@ export interface ForwardOptions {
   readonly requestId?: string | undefined;
   /** Appended to `Via`, such as `"1.1 denolb"`. Default: no `Via` added. */
   readonly via?: string | undefined;
+  /**
+   * The attempt's W3C `traceparent`, sent instead of the client's (`tracing.ts`). Default: the
+   * client's, passed on as any header.
+   */
+  readonly traceparent?: string | undefined;
   /** Measures `headersMs` and drives the timeout. Default: {@linkcode systemClock}. */
   readonly clock?: Clock | undefined;
   /**
@@ -287,15 +292,18 @@ export async function forward(
   try {
     const init: RequestInit & { client?: Deno.HttpClient } = {
       method: request.method,
-      headers: upstreamRequestHeaders(request.headers, {
-        clientIp: options.clientIp,
-        proto: options.proto ?? "http",
-        host: options.target.authority,
-        requestId: options.requestId,
-        via: options.via,
-        isPeerTrusted: options.isPeerTrusted,
-        isForwardedSent: options.isForwardedSent,
-      }),
+      headers: withTraceparent(
+        upstreamRequestHeaders(request.headers, {
+          clientIp: options.clientIp,
+          proto: options.proto ?? "http",
+          host: options.target.authority,
+          requestId: options.requestId,
+          via: options.via,
+          isPeerTrusted: options.isPeerTrusted,
+          isForwardedSent: options.isForwardedSent,
+        }),
+        options.traceparent,
+      ),
       body: fetchBody,
       redirect: "manual",
       signal: controller.signal,
@@ -406,6 +414,17 @@ export async function forward(
  * failures. A connect that timed out has a `Deno.errors.TimedOut` below that (the http1
  * upstream's connect timeout, or the operating system's), or says so in its message.
  */
+/** The headers with the client's `traceparent` replaced by the attempt's, when traced. */
+function withTraceparent(
+  headers: Array<[string, string]>,
+  traceparent: string | undefined,
+): Array<[string, string]> {
+  if (traceparent === undefined) return headers;
+  const kept = headers.filter(([name]) => name.toLowerCase() !== "traceparent");
+  kept.push(["traceparent", traceparent]);
+  return kept;
+}
+
 function classifyFetchError(
   error: unknown,
 ): {

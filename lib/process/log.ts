@@ -23,11 +23,31 @@ import {
   type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { LogFormat } from "../config/kinds.ts";
 import { errorText } from "../shared/error_text.ts";
 
 /** The root category of every balancer log record. */
 export const LOG_ROOT = "denolb";
+
+/**
+ * LogTape's implicit context: the fields every record logged inside
+ * {@linkcode withRequestId} carries. One per isolate, as LogTape's configuration is.
+ */
+export const LOG_CONTEXT_STORAGE: AsyncLocalStorage<Record<string, unknown>> =
+  new AsyncLocalStorage();
+
+/**
+ * Runs one request's work so that every record logged during it, by any module, carries its
+ * `requestId`.
+ *
+ * @param requestId The request's ID.
+ * @param run The request's work.
+ * @returns What `run` returns.
+ */
+export function withRequestId<T>(requestId: string, run: () => T): T {
+  return LOG_CONTEXT_STORAGE.run({ requestId }, run);
+}
 
 /**
  * The logger of one module, a child of the `["denolb"]` root: `getModuleLogger("health")` logs
@@ -116,6 +136,7 @@ export async function configureLogging(options: LoggingOptions): Promise<Logging
   const sinkIds = ["output", ...Object.keys(extra)];
   await configure({
     reset: true,
+    contextLocalStorage: LOG_CONTEXT_STORAGE,
     sinks: { ...extra, output },
     loggers: [
       { category: [LOG_ROOT], sinks: sinkIds, lowestLevel: options.level },

@@ -98,3 +98,12 @@ Deno.test("parseLoadReport() names the file and the problem", () => {
     true,
   );
 });
+
+Deno.test("parseLoadReport() reads the report out of a log where other lines mix in", () => {
+  const original = report(3);
+  // `kubectl logs` of a kube loadtest pod: stderr's lines around (and, rarely, inside) stdout's.
+  const log = "Load test: GET http://127.0.0.1:9090/, closed model, in-process\n" +
+    formatJson(original).replace('  "url"', 'Stray stderr line\n  "url"') + "Thresholds met\n";
+  assertEquals(parseLoadReport(log, "pod-0.log"), original);
+  assertThrows(() => parseLoadReport("no report\n{\n", "x.log"), SyntaxError, "not JSON");
+});

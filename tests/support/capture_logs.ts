@@ -6,7 +6,7 @@
  * @module
  */
 import { configure, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
-import { LOG_ROOT } from "../../lib/process/log.ts";
+import { LOG_CONTEXT_STORAGE, LOG_ROOT } from "../../lib/process/log.ts";
 
 /** Options for {@linkcode captureLogs}. */
 export interface CaptureLogsOptions {
@@ -34,6 +34,7 @@ export async function captureLogs(options: CaptureLogsOptions = {}): Promise<Log
   let records: LogRecord[] = [];
   await configure({
     reset: true,
+    contextLocalStorage: LOG_CONTEXT_STORAGE,
     sinks: { capture: (record: LogRecord) => void records.push(record) },
     loggers: [
       { category: [LOG_ROOT], sinks: ["capture"], lowestLevel: options.level ?? "trace" },

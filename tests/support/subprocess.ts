@@ -62,16 +62,21 @@ export interface LiveProcess extends AsyncDisposable {
  *
  * @param command The executable.
  * @param args Its arguments.
+ * @param env More environment variables. Default: only `NO_COLOR=1`.
  * @returns The live process; disposing it kills the child if still running.
  */
-export function startProcess(command: string, args: readonly string[]): LiveProcess {
+export function startProcess(
+  command: string,
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+): LiveProcess {
   const child = new Deno.Command(command, {
     args: [...args],
     cwd: REPO_ROOT,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   }).spawn();
   let output = "";
   const waiters: Array<{ pattern: RegExp; resolve: (m: RegExpMatchArray) => void }> = [];
@@ -120,9 +125,13 @@ export function startProcess(command: string, args: readonly string[]): LiveProc
  * follows its output.
  *
  * @param args More `lb` flags.
+ * @param env More environment variables. Default: none.
  * @returns The live process; disposing it kills the child if still running.
  */
-export function startLbProcess(args: readonly string[]): LiveProcess {
+export function startLbProcess(
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+): LiveProcess {
   return startProcess(Deno.execPath(), [
     "run",
     ...RUN_PERMISSIONS,
@@ -131,5 +140,5 @@ export function startLbProcess(args: readonly string[]): LiveProcess {
     "--port",
     "0",
     ...args,
-  ]);
+  ], env);
 }
