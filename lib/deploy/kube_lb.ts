@@ -12,12 +12,7 @@
  *
  * @module
  */
-import {
-  DEFAULT_BALANCER_CONFIG,
-  LB_FLAG_NAMES,
-  parseBalancerArgs,
-  parseConfigFile,
-} from "../config/config.ts";
+import { DEFAULT_BALANCER_CONFIG, parseBalancerArgs, parseConfigFile } from "../config/config.ts";
 import type { BalancerConfig } from "../config/settings.ts";
 import { settingEntries } from "../config/settings.ts";
 import { setAt, valueAt } from "../config/layers.ts";
@@ -177,7 +172,12 @@ export async function lbManifests(
   const tokenSecret = values.get("admin-token-secret");
   // The pod's settings come from the flags and file alone, never from this shell's LOGLEVEL.
   const readTextFile = deps.readTextFile ?? ((path: string) => Deno.readTextFile(path));
-  const given = await parseBalancerArgs(rest, () => undefined, { readTextFile });
+  // The backends' DNS name goes into the pod's configuration like any other setting.
+  const given = await parseBalancerArgs(
+    [...rest, ...(backendDns === undefined ? [] : ["--backend-dns", backendDns.text])],
+    () => undefined,
+    { readTextFile },
+  );
 
   if (given.port === 0) {
     throw new UsageError("Invalid --port 0 for kube lb: the Service needs a fixed port");
@@ -229,9 +229,8 @@ export async function lbManifests(
     "--config",
     `${CONFIG_DIR}/${CONFIG_KEY}`,
     ...(hasToken ? [`--admin-token=$(${TOKEN_ENV})`] : []),
-    ...(backendDns === undefined ? [] : ["--backend-dns", backendDns.text]),
   ];
-  await checkReadBack(text, lbArgs, given, podSettings, backendDns !== undefined);
+  await checkReadBack(text, lbArgs, given, podSettings);
 
   const labels = appLabels(options);
   const configName = `${options.name}-config`;
@@ -355,9 +354,6 @@ export async function lbManifests(
     ...(token === undefined ? [] : [
       `the Secret "${secretName}" below holds the admin token: keep this output private`,
     ]),
-    ...(backendDns === undefined || LB_FLAG_NAMES.includes("backend-dns") ? [] : [
-      "--backend-dns needs a denolb that discovers backends by DNS",
-    ]),
   ];
   return { manifests, comment };
 }
@@ -371,6 +367,8 @@ function configFile(config: BalancerConfig, pod: Record<string, unknown>): Recor
   for (const { path } of settingEntries()) {
     if (path.join(".") === "admin.token") continue;
     const value = valueAt(config, path);
+    // No backends listed beside DNS names: the file says nothing, as the flags did.
+    if (path.join(".") === "backends" && Array.isArray(value) && value.length === 0) continue;
     if (JSON.stringify(value) !== JSON.stringify(valueAt(DEFAULT_BALANCER_CONFIG, path))) {
       setAt(file, path, JSON.parse(JSON.stringify(value)));
     }
@@ -393,18 +391,10 @@ async function checkReadBack(
   lbArgs: readonly string[],
   given: BalancerConfig,
   pod: Record<string, unknown>,
-  hasBackendDns: boolean,
 ): Promise<void> {
   parseConfigFile(text, CONFIG_KEY);
   const dummyToken = "t".repeat(32);
-  const flags = lbArgs.slice(1)
-    .map((arg) => arg.replace(`$(${TOKEN_ENV})`, dummyToken))
-    .filter((_, index, all) =>
-      // A balancer without DNS discovery does not know the flag yet: read the rest.
-      hasBackendDns && !LB_FLAG_NAMES.includes("backend-dns")
-        ? all[index] !== "--backend-dns" && all[index - 1] !== "--backend-dns"
-        : true
-    );
+  const flags = lbArgs.slice(1).map((arg) => arg.replace(`$(${TOKEN_ENV})`, dummyToken));
   const read = await parseBalancerArgs(flags, () => undefined, {
     readTextFile: () => Promise.resolve(text),
   });

@@ -137,7 +137,8 @@ Deno.test("kube lb --backend-dns adds a headless Service for the backends", asyn
   assertEquals(headless.spec.selector, { app: "web", tier: "api" });
   assertEquals(headless.spec.ports[0].port, 8080);
   const container = (byKind(objects, "Deployment") as Loose).spec.template.spec.containers[0];
-  assertEquals(container.args.slice(-2), ["--backend-dns", "web.shop.svc.cluster.local:8080"]);
+  const config = (byKind(objects, "ConfigMap") as Loose).data;
+  assertStringIncludes(JSON.stringify(config), "web.shop.svc.cluster.local:8080");
   assertEquals(container.env[0].valueFrom.secretKeyRef.name, "lb-admin");
   assertEquals(objects.some((object) => object.kind === "Secret"), false, "an existing Secret");
 });

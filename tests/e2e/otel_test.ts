@@ -100,6 +100,9 @@ Deno.test("OTEL_DENO=true: a span per request and per attempt, traceparent to th
     "off",
     "--drain-timeout",
     "1s",
+    // The test client's X-Request-Id is adopted only from a trusted proxy.
+    "--trusted-proxies",
+    "127.0.0.1",
   ], {
     OTEL_DENO: "true",
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.server.url.href.replace(/\/$/, ""),
@@ -180,6 +183,8 @@ Deno.test("every log record of a request carries its request ID", async () => {
     "off",
     "--log-format",
     "json",
+    "--trusted-proxies",
+    "127.0.0.1",
   ]);
   const [, url] = await lb.waitForLine(/Balancer listening.*?(http:\/\/[\d.]+:\d+\/)/);
   const response = await fetch(url ?? "", { headers: { "x-request-id": "req-log-1" } });
