@@ -50,7 +50,11 @@ export interface Dashboard {
 export interface AdminControl {
   /** Re-reads and applies the configuration. */
   reload(): Promise<
-    { readonly ok: true; readonly changes: readonly string[] } | {
+    {
+      readonly ok: true;
+      readonly changes: readonly string[];
+      readonly needsRestart: readonly string[];
+    } | {
       readonly ok: false;
       readonly problems: readonly string[];
     }

@@ -50,7 +50,13 @@ export interface BalancerDeps {
 
 /** The outcome of a reload. */
 export type ReloadOutcome =
-  | { readonly ok: true; readonly changes: readonly string[] }
+  | {
+    readonly ok: true;
+    /** Each change applied, one line each. */
+    readonly changes: readonly string[];
+    /** Settings that changed but take effect at the next start (`log`, `workers`). */
+    readonly needsRestart: readonly string[];
+  }
   | { readonly ok: false; readonly problems: readonly string[] };
 
 /** A balancer that is serving. */
@@ -307,7 +313,7 @@ export async function startBalancer(
         nextAdmin = startAdmin(next, adminDeps(next));
       }
       // Every isolate binds what it needs before any switches: all of them apply it, or none.
-      if (plan.isListenerChanged || plan.isHandlerChanged) await serving.configure(next);
+      if (plan.isDataPlaneChanged) await serving.configure(next);
     } catch (error) {
       await nextAdmin?.shutdown();
       const problems = [errorText(error)];
@@ -344,9 +350,13 @@ export async function startBalancer(
       changes: plan.summary,
       ...(plan.needsRestart.length === 0 ? {} : { needsRestart: plan.needsRestart }),
     });
-    return { ok: true, changes: plan.summary };
+    return { ok: true, changes: plan.summary, needsRestart: plan.needsRestart };
   };
-  let reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true, changes: [] });
+  let reloading: Promise<ReloadOutcome> = Promise.resolve({
+    ok: true,
+    changes: [],
+    needsRestart: [],
+  });
   const reload = (): Promise<ReloadOutcome> => {
     if (isDraining) return Promise.resolve({ ok: false, problems: ["the balancer is draining"] });
     const safely = () =>

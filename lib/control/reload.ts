@@ -1,6 +1,7 @@
 /**
  * What a configuration reload changes, decided as a pure function of the running configuration
- * and the new one; `server.ts` carries the plan out. Backends are matched by URL: a backend in
+ * and the new one: the only place that decides it. `balancer.ts` carries the plan out, handing
+ * each part its change, and answers with the plan's summary and what needs a restart. Backends are matched by URL: a backend in
  * both keeps its object, so its health state, counters and in-flight requests carry over.
  *
  * @module
@@ -23,7 +24,16 @@ export interface ReloadPlan {
   readonly isListenerChanged: boolean;
   /** Whether the admin listener must be restarted (address or token). */
   readonly isAdminChanged: boolean;
-  /** Settings that changed but only take effect at the next start (logging). */
+  /** Whether the access log changed (path or format): every data plane reopens it. */
+  readonly isAccessLogChanged: boolean;
+  /** Whether passive health's settings changed (every isolate relays by them). */
+  readonly isOutlierChanged: boolean;
+  /**
+   * Whether the data plane (every isolate) must take the new configuration: its listener, its
+   * request path, its access log or its passive-health relay changed.
+   */
+  readonly isDataPlaneChanged: boolean;
+  /** Settings that changed but only take effect at the next start (logging, `--workers`). */
   readonly needsRestart: readonly string[];
   /** One line per change, for the log and the admin answer. */
   readonly summary: readonly string[];
@@ -66,14 +76,22 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     running.websocket !== next.websocket ||
     running.limits.maxConnections !== next.limits.maxConnections;
   const isAdminChanged = !isSame(running.admin, next.admin);
-  const needsRestart = isSame(running.log, next.log) ? [] : ["log"];
+  const isAccessLogChanged = !isSame(running.accessLog, next.accessLog);
+  const isOutlierChanged = !isSame(running.outlier, next.outlier);
+  const isDataPlaneChanged = isListenerChanged || isHandlerChanged || isAccessLogChanged ||
+    isOutlierChanged;
+  const needsRestart = [
+    ...(isSame(running.log, next.log) ? [] : ["log"]),
+    ...(running.workers === next.workers ? [] : ["workers"]),
+  ];
   const summary = [
     ...added.map((b) => `backend ${b.url.href} added`),
     ...removed.map((href) => `backend ${href} removed`),
     ...reweighted.map((b) => `backend ${b.url.href} weight ${b.weight}`),
     ...(isHealthChanged ? ["health checks"] : []),
     ...(isHandlerChanged ? ["request handling"] : []),
-    ...(isSame(running.outlier, next.outlier) ? [] : ["passive health"]),
+    ...(isOutlierChanged ? ["passive health"] : []),
+    ...(isAccessLogChanged ? ["access log"] : []),
     ...(isSame(running.discovery, next.discovery) ? [] : ["DNS discovery"]),
     ...(isListenerChanged ? [`listener ${next.host}:${next.port}`] : []),
     ...(isAdminChanged ? [`admin ${next.admin.listen}`] : []),
@@ -87,6 +105,9 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     isHandlerChanged,
     isListenerChanged,
     isAdminChanged,
+    isAccessLogChanged,
+    isOutlierChanged,
+    isDataPlaneChanged,
     needsRestart,
     summary,
   };
