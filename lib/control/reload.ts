@@ -59,7 +59,8 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     running.slowStartMs !== next.slowStartMs ||
     !isSame(running.affinityCookie, next.affinityCookie) ||
     running.client.bodyTimeoutMs !== next.client.bodyTimeoutMs ||
-    running.health.intervalMs !== next.health.intervalMs || isLimitsChanged(running, next);
+    running.health.intervalMs !== next.health.intervalMs || isLimitsChanged(running, next) ||
+    isRoutingChanged(running, next);
   const isListenerChanged = running.host !== next.host || running.port !== next.port ||
     running.client.headerTimeoutMs !== next.client.headerTimeoutMs ||
     running.client.keepAliveTimeoutMs !== next.client.keepAliveTimeoutMs ||
@@ -72,6 +73,7 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     ...removed.map((href) => `backend ${href} removed`),
     ...reweighted.map((b) => `backend ${b.url.href} weight ${b.weight}`),
     ...(isHealthChanged ? ["health checks"] : []),
+    ...(isRoutingChanged(running, next) ? ["routes"] : []),
     ...(isHandlerChanged ? ["request handling"] : []),
     ...(isSame(running.outlier, next.outlier) ? [] : ["passive health"]),
     ...(isListenerChanged ? [`listener ${next.host}:${next.port}`] : []),
@@ -96,6 +98,11 @@ function isLimitsChanged(running: BalancerConfig, next: BalancerConfig): boolean
   const own = (config: BalancerConfig) =>
     config.backends.map((b) => [b.url.href, b.maxInFlight ?? null]);
   return !isSame(running.limits, next.limits) || !isSame(own(running), own(next));
+}
+
+/** Whether the route table or a pool's settings or members differ. */
+function isRoutingChanged(running: BalancerConfig, next: BalancerConfig): boolean {
+  return !isSame(running.routes, next.routes) || !isSame(running.pools, next.pools);
 }
 
 /** Whether two plain settings groups hold the same values. */

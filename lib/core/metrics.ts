@@ -109,7 +109,11 @@ export type MetricEvent =
   /** A backend's response body paused longer than `--idle-body-timeout`; the client's was cut. */
   | "idle-body-timeout"
   /** A retry was allowed by `--retries` but refused by the retry budget. */
-  | "retry-budget-exhausted";
+  | "retry-budget-exhausted"
+  /** A request was over its route's rate limit: 429. */
+  | "rate-limited"
+  /** A rate-limit bucket was evicted (least recently used) for a new key. */
+  | "rate-limit-evicted";
 
 /** How events are rendered: one metric per entry, one series (labels) per event. */
 const EVENT_METRICS: ReadonlyArray<{
@@ -178,6 +182,16 @@ const EVENT_METRICS: ReadonlyArray<{
     name: "denolb_retry_budget_exhausted_total",
     help: "Retries --retries allowed that the retry budget refused (the failure was answered).",
     series: [["retry-budget-exhausted", ""]],
+  },
+  {
+    name: "denolb_rate_limited_total",
+    help: "Requests answered 429 because they were over their route's rate limit.",
+    series: [["rate-limited", ""]],
+  },
+  {
+    name: "denolb_rate_limit_evictions_total",
+    help: "Rate-limit buckets evicted (least recently used) to make room for a new key.",
+    series: [["rate-limit-evicted", ""]],
   },
 ];
 

@@ -396,9 +396,11 @@ export function rewritePath(path: string, rewrite: PathRewrite): string {
   let rest = path;
   const strip = rewrite.stripPrefix;
   if (strip !== undefined && rest.startsWith(strip)) rest = rest.slice(strip.length);
-  if (!rest.startsWith("/")) rest = "/" + rest;
   const add = rewrite.addPrefix;
-  if (add === undefined || add === "/" || add === "") return rest;
+  // The prefix itself is replaced by the new one as written: `/api` to `/v1`, not `/v1/`.
+  if (add !== undefined && rest === "") return add;
+  if (!rest.startsWith("/")) rest = "/" + rest;
+  if (add === undefined || add === "/") return rest;
   return (add.endsWith("/") ? add.slice(0, -1) : add) + rest;
 }
 

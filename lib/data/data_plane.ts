@@ -29,6 +29,7 @@ import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { OpenWebSockets } from "./websocket.ts";
 import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
 import { parseTrustedProxies } from "../shared/ip.ts";
+import { buildRouter } from "./routed_handlers.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -141,7 +142,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const openWebSockets = new OpenWebSockets();
   // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
   const slowStart = new SlowStart(clock, shared.timeDeltaMs);
-  const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
+  const buildPoolHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
       policy: createPolicy(c.policy, c, {
@@ -172,6 +173,52 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       inFlightLimits: inFlightLimitsOf(c),
       closeAfterResponse,
       clock,
+    });
+  // With a route table each route gets its pool's handler, built as the one-pool handler is
+  // with the pool's own settings over a view of the balancer's pool (`routed_handlers.ts`).
+  const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
+    c.routes.length === 0 ? buildPoolHandler(c, upstreams) : buildRouter(c, {
+      pool,
+      shared,
+      metrics,
+      clock,
+      accessLog: accessLogs.sink,
+      closeAfterResponse,
+      build: (poolConfig, view, rotation, accessLog) =>
+        createHandler({
+          pool: view,
+          policy: createPolicy(poolConfig.policy, poolConfig, {
+            random: Math.random,
+            weightOf: slowStart.weigher(c.slowStartMs),
+            rotation,
+          }),
+          shared,
+          onAttempt,
+          trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
+          isForwardedSent: c.proxy.forwarded === "on",
+          client: upstreams.client,
+          ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
+          logger: deps.proxyLogger,
+          accessLog,
+          metrics,
+          timeoutMs: poolConfig.timeoutMs,
+          retries: poolConfig.retries,
+          retryBudgetPercent: c.proxy.retryBudgetPercent,
+          retryBudgetMinPerSecond: c.proxy.retryBudgetMinPerSecond,
+          idleBodyTimeoutMs: c.proxy.idleBodyTimeoutMs,
+          requestBufferBytes: c.proxy.requestBufferBytes,
+          bodyTimeoutMs: c.client.bodyTimeoutMs,
+          onBodyTimeout: () => metrics.recordEvent("body-timeout"),
+          retryAfterSeconds: Math.max(1, Math.ceil(c.health.intervalMs / 1000)),
+          webSockets: { isEnabled: c.websocket === "on", open: openWebSockets },
+          limits: c.limits,
+          inFlightLimits: inFlightLimitsOf({
+            limits: { ...c.limits, maxInFlight: poolConfig.maxInFlight },
+            backends: poolConfig.backends,
+          }),
+          closeAfterResponse,
+          clock,
+        }),
     });
   let current = config;
   // Requests refused with their body unread: the listener closes their connections.

@@ -182,5 +182,7 @@ Deno.test("rewritePath() strips, adds and replaces prefixes", () => {
   assertEquals(rewritePath("/api/", { stripPrefix: "/api/" }), "/");
   assertEquals(rewritePath("/api/x", { stripPrefix: "/api/" }), "/x");
   assertEquals(rewritePath("/x", { addPrefix: "/v2/" }), "/v2/x");
+  assertEquals(rewritePath("/api", { stripPrefix: "/api", addPrefix: "/v1" }), "/v1");
+  assertEquals(rewritePath("/api/", { stripPrefix: "/api", addPrefix: "/v1" }), "/v1/");
   assertEquals(rewritePath("/api/x?", { stripPrefix: "/api", addPrefix: "/v2" }), "/v2/x?");
 });
