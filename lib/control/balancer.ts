@@ -184,9 +184,17 @@ export async function startBalancer(
     shared.free(backend.shared);
     logger.info("Backend removed", { backend: backend.name, inFlight: backend.inFlight });
   };
+  // The named pool of each backend under the configuration in force (none without routes).
+  const poolOf = (href: string): string | undefined => {
+    for (const [name, poolConfig] of Object.entries(config.pools)) {
+      if (poolConfig.backends.some((b) => b.url.href === href)) return name;
+    }
+    return undefined;
+  };
   const adminDeps = (c: BalancerConfig): AdminDeps => ({
     pool,
     metrics,
+    poolOf,
     isDraining: () => isDraining,
     token: c.admin.token,
     hostname: parseAdminAddress(c.admin.listen)?.hostname,
@@ -201,7 +209,7 @@ export async function startBalancer(
       html: DASHBOARD_HTML,
       // Streams end with their client, or when the balancer stops (a shutdown waits for them).
       events: (signal) =>
-        statusEventStream(() => statusReport(pool, metrics, isDraining), {
+        statusEventStream(() => statusReport(pool, metrics, isDraining, poolOf), {
           intervalMs: DASHBOARD_INTERVAL_MS,
           signal: AbortSignal.any([signal, stopping.signal]),
         }),

@@ -87,6 +87,7 @@ export function createRouter(deps: RouterDeps): Handler {
   ): void => {
     const durationMs = clock.now() - started;
     metrics.recordRequest(undefined as Backend | undefined, status, durationMs);
+    metrics.recordRoute(route ?? "none", "none", status);
     if (!accessLog.isEnabled) return;
     const line: AccessRecord = {
       time: Date.now(),
@@ -213,6 +214,7 @@ export function createRouter(deps: RouterDeps): Handler {
       ? rewriteRequest(request, host ?? "", path + target.query, config)
       : request;
     const response = await handler(forwarded, info);
+    metrics.recordRoute(config.name, config.pool ?? "none", response.status);
     if (forwarded !== request && deps.closeAfterResponse?.has(forwarded)) {
       deps.closeAfterResponse.add(request);
     }

@@ -9,6 +9,7 @@ import { parseBalancerArgs } from "../../lib/config/config.ts";
 import { startBalancer } from "../../lib/control/balancer.ts";
 import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
 import { type RawBackend, startRawBackend } from "../../load/bench/raw_backend.ts";
+import { waitForFileText } from "../support/files.ts";
 
 const BASE_ARGS = ["--port", "0", "--admin", "127.0.0.1:0", "--log-level", "fatal"];
 
@@ -49,6 +50,12 @@ const ROUTES = [
     match: { path: "/static/" },
     pool: "static",
     rewrite: { stripPrefix: "/static" },
+  },
+  {
+    name: "limited",
+    match: { path: "/limited" },
+    pool: "web",
+    rateLimit: { perSecond: 0.01, burst: 1, key: "client" },
   },
   { name: "canary", match: { headers: { "x-canary": "1" } }, pool: "api" },
   { name: "web", match: { host: ["www.example.com"] }, pool: "web" },
@@ -242,5 +249,53 @@ Deno.test("a reload changes the table under load with no failed request", async 
     assertEquals([...seen].sort(), ["v1", "v3"]);
     assert(proxied(web).length > 0, "the last table sends /api to web");
     assertEquals(targets(web).every((target) => target === "/v1/load"), true);
+  });
+});
+
+Deno.test("429 over the rate limit; /status, /metrics and the access log name routes and pools", async () => {
+  await withTable(async (lb, [api, web], path) => {
+    assert(api !== undefined && web !== undefined && lb.adminUrl !== undefined);
+    assertEquals((await send(lb, "a.test", "/limited")).status, 200);
+    const limited = await send(lb, "a.test", "/limited");
+    assertEquals([limited.status, limited.headers.get("retry-after")], [429, "100"]);
+    assertEquals(targets(web), ["/limited"]);
+    assertEquals((await send(lb, "api.example.com", "/a")).status, 200);
+    assertEquals((await send(lb, "a.test", "/old")).status, 301);
+
+    const status = await (await fetch(new URL("/status", lb.adminUrl))).json();
+    const pools = status.backends.map((b: { pool: string }) => b.pool);
+    assertEquals(pools, ["api", "web", "static"]);
+    const routes = status.routes.map((r: { route: string; pool: string; requests: number }) =>
+      `${r.route} ${r.pool} ${r.requests}`
+    );
+    assertEquals(routes.sort(), ["api api 1", "limited none 1", "limited web 1", "old none 1"]);
+
+    const metrics = await (await fetch(new URL("/metrics", lb.adminUrl))).text();
+    assertStringIncludes(
+      metrics,
+      'denolb_route_requests_total{route="api",pool="api",code="2xx"} 1',
+    );
+    assertStringIncludes(
+      metrics,
+      'denolb_route_requests_total{route="limited",pool="none",code="4xx"} 1',
+    );
+    assertStringIncludes(metrics, "denolb_rate_limited_total 1");
+
+    const log = await waitForFileText(
+      path.replace("lb.json", "access.log"),
+      /"route":"old"/,
+    );
+    const lines = log.trim().split("\n").map((line) => JSON.parse(line));
+    assertEquals(
+      lines.map((l: { route: string; status: number; outcome: string }) =>
+        `${l.route} ${l.status} ${l.outcome}`
+      ),
+      [
+        "limited 200 forwarded",
+        "limited 429 rate-limited",
+        "api 200 forwarded",
+        "old 301 answered",
+      ],
+    );
   });
 });
