@@ -184,9 +184,10 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       clock,
       accessLog: accessLogs.sink,
       closeAfterResponse,
-      build: (poolConfig, view, rotation, accessLog) =>
+      build: (poolConfig, view, rotation, accessLog, rewriteTarget) =>
         createHandler({
           pool: view,
+          ...(rewriteTarget === undefined ? {} : { rewriteTarget }),
           policy: createPolicy(poolConfig.policy, poolConfig, {
             random: Math.random,
             weightOf: slowStart.weigher(c.slowStartMs),

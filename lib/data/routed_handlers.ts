@@ -15,6 +15,8 @@ import type { PolicyName } from "../core/policy_names.ts";
 import type { AccessLogSink, AccessRecord } from "./access_log.ts";
 import type { Handler } from "./handler.ts";
 import { PoolView } from "./pool_view.ts";
+import { type AcceptedTarget, removeDotSegments } from "./request_target.ts";
+import { type PathRewrite, rewritePath } from "../core/routes.ts";
 import { createRouter, type ServedRoute } from "./router.ts";
 import { createRequestIdSource } from "./request_id.ts";
 import { parseTrustedProxies } from "../shared/ip.ts";
@@ -79,6 +81,7 @@ export interface RoutedDeps {
     view: Pool,
     rotation: Rotation,
     accessLog: AccessLogSink,
+    rewriteTarget: ((target: AcceptedTarget) => AcceptedTarget) | undefined,
   ) => Handler;
 }
 
@@ -105,7 +108,13 @@ export function buildRouter(config: BalancerConfig, deps: RoutedDeps): Handler {
     const accessLog = namedSink(deps.accessLog, route.name);
     return {
       config: route,
-      handler: deps.build(target.pool, target.view, target.rotation, accessLog),
+      handler: deps.build(
+        target.pool,
+        target.view,
+        target.rotation,
+        accessLog,
+        route.rewrite === undefined ? undefined : targetRewriter(route.rewrite),
+      ),
     };
   });
   // Answers the requests the router does not route (a bad target: 400) as without routes.
@@ -124,6 +133,7 @@ export function buildRouter(config: BalancerConfig, deps: RoutedDeps): Handler {
     empty,
     deps.shared.rotation,
     deps.accessLog,
+    undefined,
   );
   return createRouter({
     routes,
@@ -137,6 +147,15 @@ export function buildRouter(config: BalancerConfig, deps: RoutedDeps): Handler {
     createRequestId: createRequestIdSource(),
     closeAfterResponse: deps.closeAfterResponse,
   });
+}
+
+/**
+ * A route's rewrite of an accepted target: the path rule ran before it (the target was
+ * accepted), and runs again after it, so a rewrite can never climb out of a backend's base path
+ * (its prefixes are checked at load time too).
+ */
+export function targetRewriter(rewrite: PathRewrite): (target: AcceptedTarget) => AcceptedTarget {
+  return (target) => ({ ...target, path: removeDotSegments(rewritePath(target.path, rewrite)) });
 }
 
 /** An access log sink that names the route in each line. */

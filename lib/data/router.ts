@@ -6,7 +6,8 @@
  * name the route).
  *
  * The path is routed on after the balancer's path rule (`request_target.ts`) has normalized
- * it, and a rewritten path goes through that rule again in the pool's handler: a rewrite
+ * it; the pool's handler applies the rule again, then the route's rewrite, then removes dot
+ * segments once more (`routed_handlers.ts`): a rewrite
  * replaces a prefix the route matched with one checked at load time, so no request reaches a
  * path outside the pool's backends' base paths. A request that fails the rule goes to a
  * handler unchanged, which answers it 400 as without routes.
@@ -109,7 +110,18 @@ export function createRouter(deps: RouterDeps): Handler {
     void accessLog.write(line);
   };
 
-  return async function route(request: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+  // Not async: a routed request's promise is its pool handler's own, so no second promise and
+  // await are spent per request.
+  return function route(request: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+    try {
+      return routeRequest(request, info);
+    } catch {
+      // Nothing above throws for any request; should it, the request is still answered.
+      return Promise.resolve(textResponse(500, undefined));
+    }
+  };
+
+  function routeRequest(request: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
     const host = request.headers.get("host");
     const target = resolveTarget(request.url, host);
     if (!target.ok) return deps.fallback(request, info);
@@ -209,26 +221,28 @@ export function createRouter(deps: RouterDeps): Handler {
       return closing(request, response);
     }
     const handler = served.handler ?? deps.fallback;
-    const isRewritten = path !== target.path || config.requestHeaders !== undefined;
-    const forwarded = isRewritten
-      ? rewriteRequest(request, host ?? "", path + target.query, config)
-      : request;
-    const response = await handler(forwarded, info);
-    metrics.recordRoute(config.name, config.pool ?? "none", response.status);
-    if (forwarded !== request && deps.closeAfterResponse?.has(forwarded)) {
-      deps.closeAfterResponse.add(request);
-    }
-    if (config.responseHeaders === undefined) return response;
-    return withHeaders(response, config.responseHeaders);
-  };
+    // The path rewrite is the route handler's own (no new Request); header rules need a copy.
+    const forwarded = config.requestHeaders === undefined
+      ? request
+      : rewriteRequest(request, config.requestHeaders);
+    const pool = config.pool ?? "none";
+    const responseHeaders = config.responseHeaders;
+    return handler(forwarded, info).then((response) => {
+      metrics.recordRoute(config.name, pool, response.status);
+      if (forwarded !== request && deps.closeAfterResponse?.has(forwarded)) {
+        deps.closeAfterResponse.add(request);
+      }
+      return responseHeaders === undefined ? response : withHeaders(response, responseHeaders);
+    });
+  }
 
   /** A request answered with its body unread: its connection closes after the answer. */
-  function closing(request: Request, response: Response): Response {
+  function closing(request: Request, response: Response): Promise<Response> {
     if (request.body !== null && !request.bodyUsed) {
       deps.closeAfterResponse?.add(request);
       response.headers.set("connection", "close");
     }
-    return response;
+    return Promise.resolve(response);
   }
 }
 
@@ -268,16 +282,11 @@ export function clientAddress(
   return peer;
 }
 
-/** The request with its path rewritten and its headers set or removed, body and signal kept. */
-function rewriteRequest(
-  request: Request,
-  host: string,
-  target: string,
-  route: RouteConfig,
-): Request {
+/** The request with its headers set or removed; target, body and signal kept. */
+function rewriteRequest(request: Request, rules: HeaderRules): Request {
   const headers = new Headers(request.headers);
-  applyHeaders(headers, route.requestHeaders);
-  return new Request(`http://${host}${target}`, {
+  applyHeaders(headers, rules);
+  return new Request(request.url, {
     method: request.method,
     headers,
     body: request.body,
