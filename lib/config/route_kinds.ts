@@ -29,6 +29,8 @@ export interface PoolConfig {
   readonly timeoutMs?: number;
   /** Retries on another backend. Default: `--retries`. */
   readonly retries?: number;
+  /** Its health checks' own settings; the interval, timeout, rise and fall are the top level's. */
+  readonly health?: { readonly path?: string };
 }
 
 /** Pools by name. */
@@ -40,6 +42,7 @@ export const DEFAULT_POOL = "default";
 const NAME_RULE = "must be letters, digits, -, _ or . (at most 64)";
 const isName = (text: string): boolean => /^[A-Za-z0-9._-]{1,64}$/.test(text);
 const WHOLE = "must be a whole number, 0 or more";
+const HEALTH_PATH_RULE = 'must start with "/" and contain no spaces';
 
 /** Whether text holds a control character (or, with `isSpaceControl`, a space). */
 function hasControl(text: string, isSpaceControl: boolean): boolean {
@@ -63,6 +66,12 @@ const poolSchema: z.ZodType<PoolConfig> = z.strictObject({
     error: "must be a positive number",
   }).max(MAX_TIMER_MS, { error: `must be at most ${MAX_TIMER_MS}` }).optional(),
   retries: z.int({ error: WHOLE }).min(0, { error: WHOLE }).optional(),
+  health: z.strictObject({
+    path: z.string({ error: HEALTH_PATH_RULE }).refine(
+      (path) => path.startsWith("/") && !/\s/.test(path),
+      { error: HEALTH_PATH_RULE },
+    ).optional(),
+  }, { error: 'must be an object {"path": "/health"}' }).optional(),
 }, { error: 'must be an object {"backends": [...], ...}' }) as z.ZodType<PoolConfig>;
 
 const poolTableSchema: z.ZodType<PoolTable> = z.record(nameSchema, poolSchema, {
@@ -179,7 +188,8 @@ export function poolTable(): Kind<PoolTable> {
     parse: (text) => parseJson(poolTableSchema, text),
     schema: poolTableSchema,
     format: (pools) => JSON.stringify(pools),
-    fileHint: '({"name": {"backends": [...], "policy", "maxInFlight", "timeoutMs", "retries"}})',
+    fileHint:
+      '({"name": {"backends": [...], "policy", "hashKey", "maxInFlight", "timeoutMs", "retries", "health": {"path"}}})',
   };
 }
 

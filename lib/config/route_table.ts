@@ -40,7 +40,8 @@ export function formatRouteTable(config: BalancerConfig): string[] {
     const maxInFlight = pool.maxInFlight ?? config.limits.maxInFlight;
     lines.push(
       `  ${name}: ${policy}, timeout ${formatDuration(timeoutMs)}, ${retries} retries` +
-        `${maxInFlight === 0 ? "" : `, at most ${maxInFlight} in flight per backend`}; ` +
+        `${maxInFlight === 0 ? "" : `, at most ${maxInFlight} in flight per backend`}` +
+        `, probes ${pool.health?.path ?? config.health.path}; ` +
         pool.backends.map((b) => b.url.href).join(" "),
     );
   }

@@ -249,7 +249,7 @@ export const SETTINGS = {
     metavar: "JSON",
     section: "Routes",
     help: "Named pools, each with its backends and, when it differs from the top level, its " +
-      "policy, hashKey, maxInFlight, timeoutMs and retries. The top-level backends form the " +
+      "policy, hashKey, maxInFlight, timeoutMs, retries and health {path}. The top-level backends form the " +
       'pool "default". A backend belongs to one pool. Usually written in the config file.',
     defaultHelp: "none",
   } satisfies Setting<PoolTable>,

@@ -128,8 +128,11 @@ export async function startBalancer(
     ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
   });
   passive.start();
+  // Each backend's pool's own probe path, under the configuration being applied.
+  let healthPaths = healthPathsOf(config);
   const health = new HealthChecker(pool, {
     ...config.health,
+    pathOf: (backend) => healthPaths.get(backend.url.href),
     clock,
     onChange: (backend, state) => {
       metrics.recordHealthFlip(backend, state);
@@ -274,6 +277,7 @@ export async function startBalancer(
       admin = nextAdmin ?? startAdmin(next, adminDeps(next));
       if (nextAdmin !== undefined) own(old?.shutdown() ?? Promise.resolve());
     }
+    healthPaths = healthPathsOf(next);
     for (const backendConfig of plan.added) addBackend(backendConfig);
     for (const href of plan.removed) {
       const backend = pool.find(href);
@@ -346,6 +350,17 @@ export async function startBalancer(
       await drain();
     },
   };
+}
+
+/** The probe path of each backend whose pool sets its own (by base URL). */
+function healthPathsOf(config: BalancerConfig): ReadonlyMap<string, string> {
+  const paths = new Map<string, string>();
+  for (const pool of Object.values(config.pools)) {
+    const path = pool.health?.path;
+    if (path === undefined) continue;
+    for (const backend of pool.backends) paths.set(backend.url.href, path);
+  }
+  return paths;
 }
 
 /** `http://host:port/` for a bound address, with an IPv6 host in brackets. */

@@ -53,7 +53,8 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     const old = before.get(b.url.href);
     return old !== undefined && old.weight !== b.weight;
   });
-  const isHealthChanged = !isSame(running.health, next.health);
+  const isHealthChanged = !isSame(running.health, next.health) ||
+    !isSame(poolHealth(running), poolHealth(next));
   const isHandlerChanged = running.policy !== next.policy ||
     running.hashKey !== next.hashKey || !isSame(running.proxy, next.proxy) ||
     running.slowStartMs !== next.slowStartMs ||
@@ -98,6 +99,11 @@ function isLimitsChanged(running: BalancerConfig, next: BalancerConfig): boolean
   const own = (config: BalancerConfig) =>
     config.backends.map((b) => [b.url.href, b.maxInFlight ?? null]);
   return !isSame(running.limits, next.limits) || !isSame(own(running), own(next));
+}
+
+/** Each pool's own health settings, by name. */
+function poolHealth(config: BalancerConfig): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(config.pools).map(([name, p]) => [name, p.health]));
 }
 
 /** Whether the route table or a pool's settings or members differ. */

@@ -10,7 +10,7 @@ const FILE = {
   backends: ["127.0.0.1:9301"],
   pools: {
     api: { backends: ["127.0.0.1:9101"], policy: "least-in-flight", timeoutMs: 5000 },
-    static: { backends: ["127.0.0.1:9201"] },
+    static: { backends: ["127.0.0.1:9201"], health: { path: "/ping" } },
   },
   routes: [
     { name: "old", match: { pathExact: "/old" }, redirect: { to: "/new", status: 301 } },
@@ -45,9 +45,9 @@ Deno.test("formatRouteTable() lists the routes in match order, then the pools", 
     "   4. rest    everything -> pool default",
     "  (no match) -> respond 404",
     "Pools:",
-    "  default: round-robin, timeout 30.0s, 2 retries; http://127.0.0.1:9301/",
-    "  api: least-in-flight, timeout 5.0s, 2 retries; http://127.0.0.1:9101/",
-    "  static: round-robin, timeout 30.0s, 2 retries; http://127.0.0.1:9201/",
+    "  default: round-robin, timeout 30.0s, 2 retries, probes /health; http://127.0.0.1:9301/",
+    "  api: least-in-flight, timeout 5.0s, 2 retries, probes /health; http://127.0.0.1:9101/",
+    "  static: round-robin, timeout 30.0s, 2 retries, probes /ping; http://127.0.0.1:9201/",
   ]);
 });
 

@@ -7,6 +7,7 @@
  */
 import { parseBalancerArgs } from "../../lib/config/config.ts";
 import { startBalancer } from "../../lib/control/balancer.ts";
+import { planReload } from "../../lib/control/reload.ts";
 import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
 import { type RawBackend, startRawBackend } from "../../load/bench/raw_backend.ts";
 import { waitForFileText } from "../support/files.ts";
@@ -18,7 +19,7 @@ function pools(api: RawBackend, web: RawBackend, files: RawBackend) {
   return {
     api: { backends: [url(api)], timeoutMs: 5000 },
     web: { backends: [url(web)], policy: "least-in-flight" },
-    static: { backends: [`${url(files)}/assets`] },
+    static: { backends: [`${url(files)}/assets`], health: { path: "/ping" } },
   };
 }
 
@@ -120,7 +121,7 @@ async function send(
 
 /** What a backend received from clients (its health probes left out). */
 function proxied(backend: RawBackend) {
-  return backend.received.filter((r) => !r.target.endsWith("/health"));
+  return backend.received.filter((r) => !/\/(health|ping)$/.test(r.target));
 }
 
 function targets(backend: RawBackend): string[] {
@@ -298,4 +299,33 @@ Deno.test("429 over the rate limit; /status, /metrics and the access log name ro
       ],
     );
   });
+});
+
+Deno.test("each pool's backends are probed on its own health path", async () => {
+  await withTable(async (lb, [api, web, files]) => {
+    assert(api !== undefined && web !== undefined && files !== undefined);
+    await lb.health.firstRound;
+    assertEquals(api.received.map((r) => r.target), ["/health"]);
+    assertEquals(files.received.map((r) => r.target), ["/assets/ping"]);
+  });
+});
+
+Deno.test("planReload() names a changed table and a pool's changed probe path", async () => {
+  const parse = (file: unknown) =>
+    parseBalancerArgs(["--config", "lb.json"], () => undefined, {
+      readTextFile: () => Promise.resolve(JSON.stringify(file)),
+    });
+  const pools = { api: { backends: ["10.0.0.1:80"] } };
+  const before = await parse({ pools, routes: [{ name: "api", pool: "api" }] });
+  const renamed = await parse({ pools, routes: [{ name: "v2", pool: "api" }] });
+  const probed = await parse({
+    pools: { api: { ...pools.api, health: { path: "/ping" } } },
+    routes: [{ name: "api", pool: "api" }],
+  });
+  assertEquals(planReload(before, before).summary, []);
+  const table = planReload(before, renamed);
+  assert(table.isHandlerChanged && !table.isHealthChanged);
+  assertEquals(table.summary, ["routes", "request handling"]);
+  const health = planReload(before, probed);
+  assert(health.isHealthChanged && health.isHandlerChanged);
 });
