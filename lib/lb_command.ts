@@ -16,6 +16,9 @@ import { configureLogging, getModuleLogger } from "./process/log.ts";
 import { runBalancer, type RunningBalancer } from "./control/balancer.ts";
 import { type CommandContext, EXIT, UsageError } from "./shared/command.ts";
 import { listenForHangup, listenForReopen, type SignalApi } from "./process/signals.ts";
+import { explainRequest, formatRouteTable } from "./config/route_table.ts";
+import { resolveTarget } from "./data/request_target.ts";
+import { isHttpToken } from "./shared/tokens.ts";
 
 /** Process-level dependencies of {@linkcode lbCommand}, each with a production default. */
 export interface LbCommandDeps {
@@ -84,16 +87,90 @@ export async function lbCommand(
  * @throws {UsageError} Naming the field, value and rule of the first problem (exit 2).
  */
 async function checkConfig(args: readonly string[], ctx: CommandContext): Promise<number> {
-  const [file, ...flags] = args;
+  const [file, ...rest] = args;
   if (file === undefined || file.startsWith("-")) {
     throw new UsageError("lb check-config needs a config file: lb check-config FILE");
   }
+  const { explain, flags } = readExplainFlags(rest);
   const config = await parseBalancerArgs(["--config", file, ...flags], ctx.env);
+  const table = formatRouteTable(config);
   ctx.stdout(
     `Config "${file}" is valid: ${config.backends.length} backend(s), listening on ` +
-      `${config.host}:${config.port}, admin ${config.admin.listen}\n`,
+      `${config.host}:${config.port}, admin ${config.admin.listen}\n` +
+      table.map((line) => `${line}\n`).join(""),
+  );
+  if (explain === undefined) return EXIT.ok;
+  const target = resolveTarget(explain.url.href, explain.url.host);
+  if (!target.ok) throw new UsageError(`Invalid --explain "${explain.url.href}": ${target.reason}`);
+  const lines = explainRequest(config, {
+    host: target.authority,
+    path: target.path,
+    method: explain.method,
+    header: (name) => explain.headers.get(name),
+  });
+  ctx.stdout(
+    `${explain.method} ${explain.url.host}${target.path}${target.query}:\n` +
+      lines.map((line) => `  ${line}\n`).join(""),
   );
   return EXIT.ok;
+}
+
+/** A request `--explain` describes. */
+interface ExplainedRequest {
+  readonly url: URL;
+  readonly method: string;
+  readonly headers: Headers;
+}
+
+/**
+ * Takes `--explain URL`, `--method NAME` and `--header "Name: value"` (repeatable) out of
+ * `check-config`'s flags; the rest are `lb`'s.
+ *
+ * @throws {UsageError} For a URL that is not http(s), a bad method or header.
+ */
+function readExplainFlags(
+  args: readonly string[],
+): { explain: ExplainedRequest | undefined; flags: string[] } {
+  const flags: string[] = [];
+  let url: URL | undefined;
+  let method = "GET";
+  const headers = new Headers();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? "";
+    const [name, inline] = arg.startsWith("--") && arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    if (name !== "--explain" && name !== "--method" && name !== "--header") {
+      flags.push(arg);
+      continue;
+    }
+    const value = inline ?? args[++i];
+    if (value === undefined || value === "") throw new UsageError(`Flag ${name} needs a value`);
+    if (name === "--explain") {
+      url = URL.canParse(value) ? new URL(value) : undefined;
+      if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+        throw new UsageError(
+          `Invalid --explain "${value}": must be an http or https URL, such as http://api.example.com/users`,
+        );
+      }
+    } else if (name === "--method") {
+      if (!isHttpToken(value)) {
+        throw new UsageError(`Invalid --method "${value}": must be a method, such as GET`);
+      }
+      method = value.toUpperCase();
+    } else {
+      const colon = value.indexOf(":");
+      const headerName = colon < 0 ? "" : value.slice(0, colon).trim();
+      if (!isHttpToken(headerName)) {
+        throw new UsageError(`Invalid --header "${value}": must be "Name: value"`);
+      }
+      headers.append(headerName, value.slice(colon + 1).trim());
+    }
+  }
+  if (url === undefined && flags.length !== args.length) {
+    throw new UsageError("Flags --method and --header go with --explain URL");
+  }
+  return { explain: url === undefined ? undefined : { url, method, headers }, flags };
 }
 
 /** One record of the open-file limit the balancer runs with: INFO, or WARN when not raised. */

@@ -18,6 +18,7 @@ import { loadConfigFile } from "./file.ts";
 import { mergeLayers } from "./layers.ts";
 import { isLoopbackHost } from "../shared/ip.ts";
 import {
+  type BackendConfig,
   type BalancerConfig,
   type ConfigLayer,
   LONGEST_DURATION,
@@ -26,6 +27,8 @@ import {
 } from "./settings.ts";
 import { UsageError } from "../shared/command.ts";
 import { formatDuration, MAX_TIMER_MS } from "../shared/duration.ts";
+import { checkRoutes } from "../core/routes.ts";
+import { DEFAULT_POOL } from "./route_kinds.ts";
 
 export { isHelpRequested, LB_FLAG_NAMES } from "./flags.ts";
 export { parseConfigFile } from "./file.ts";
@@ -133,22 +136,69 @@ function finish(
         : timeout(rule),
     );
   }
+  const routed = withRoutes(merged);
   const seen = new Set<string>();
-  for (const backend of merged.backends) {
+  for (const backend of routed.backends) {
     if (seen.has(backend.url.href)) {
       throw new UsageError(`Backend "${backend.url.href}" is listed twice`);
     }
     seen.add(backend.url.href);
   }
-  checkAdminExposure(merged);
-  checkDiscovery(merged);
+  checkAdminExposure(routed);
+  checkDiscovery(routed);
   // An unset probe timeout defaults to 2 s, but never more than the interval.
-  const timeoutMs = explicitTimeoutMs ?? Math.min(merged.health.timeoutMs, intervalMs);
-  // Backends found in DNS replace the built-in demo backends, as --backend does.
-  const isDiscovered = merged.discovery.dns.length > 0 || merged.discovery.srv.length > 0;
+  const timeoutMs = explicitTimeoutMs ?? Math.min(routed.health.timeoutMs, intervalMs);
+  // Backends found in DNS replace the built-in demo backends, as --backend does (a route table
+  // names its pools' backends itself).
+  const isDiscovered = routed.discovery.dns.length > 0 || routed.discovery.srv.length > 0;
   const isListed = layers.some((layer) => layer.backends !== undefined);
-  const backends = isDiscovered && !isListed ? [] : merged.backends;
-  return { ...merged, backends, health: { ...merged.health, timeoutMs } };
+  const isRouted = Object.keys(routed.pools).length > 0;
+  const backends = isDiscovered && !isListed && !isRouted ? [] : routed.backends;
+  return { ...routed, backends, health: { ...routed.health, timeoutMs } };
+}
+
+/**
+ * Checks the route table against the pools and, when there is one, makes `backends` every
+ * backend of every pool a route uses (the pool the balancer health-checks, drains and reports
+ * on) and `pools` every such pool, the top-level backends as `default` among them.
+ *
+ * @throws {UsageError} Naming every problem of the table at once.
+ */
+function withRoutes(config: BalancerConfig): BalancerConfig {
+  const { routes, pools } = config;
+  if (routes.length === 0 && Object.keys(pools).length === 0) return config;
+  const problems: string[] = [];
+  if (pools[DEFAULT_POOL] !== undefined) {
+    problems.push(
+      `pool "${DEFAULT_POOL}" is the top-level backends and settings; give this pool another name`,
+    );
+  }
+  problems.push(...checkRoutes(routes, [DEFAULT_POOL, ...Object.keys(pools)], {
+    exempt: [DEFAULT_POOL],
+  }));
+  const used = new Set(routes.flatMap((route) => route.pool === undefined ? [] : [route.pool]));
+  const resolved = {
+    ...(used.has(DEFAULT_POOL) ? { [DEFAULT_POOL]: { backends: config.backends } } : {}),
+    ...pools,
+  };
+  const owner = new Map<string, string>();
+  const backends: BackendConfig[] = [];
+  for (const [name, pool] of Object.entries(resolved)) {
+    for (const backend of pool.backends) {
+      const other = owner.get(backend.url.href);
+      if (other !== undefined) {
+        problems.push(
+          `backend "${backend.url.href}" is in pools "${other}" and "${name}"; a backend ` +
+            "belongs to one pool",
+        );
+        continue;
+      }
+      owner.set(backend.url.href, name);
+      backends.push(backend);
+    }
+  }
+  if (problems.length > 0) throw new UsageError(`Invalid route table: ${problems.join("; ")}`);
+  return { ...config, backends, pools: resolved };
 }
 
 /**

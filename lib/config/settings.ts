@@ -38,6 +38,8 @@ import {
 import { parseBackendUrl } from "../core/backend.ts";
 import type { OutlierKind } from "../core/outlier.ts";
 import { outlierKindList } from "./outlier_kinds.ts";
+import { type PoolTable, poolTable, routeTable } from "./route_kinds.ts";
+import type { RouteConfig } from "../core/routes.ts";
 
 export { type BackendConfig, type LogFormat, LONGEST_DURATION } from "./kinds.ts";
 
@@ -78,6 +80,7 @@ export function parseAdminAddress(text: string): { hostname: string; port: numbe
 export const SECTIONS = [
   "Listener",
   "Backends",
+  "Routes",
   "Health checks",
   "Passive health",
   "Clients",
@@ -303,6 +306,31 @@ export const SETTINGS = {
         "--dns-ttl-min.",
     } satisfies Setting<number>,
   },
+  pools: {
+    kind: poolTable(),
+    default: {},
+    flag: "pools",
+    metavar: "JSON",
+    section: "Routes",
+    help: "Named pools, each with its backends and, when it differs from the top level, its " +
+      "policy, hashKey, maxInFlight, timeoutMs, retries and health {path}. The top-level backends form the " +
+      'pool "default". A backend belongs to one pool. Usually written in the config file.',
+    defaultHelp: "none",
+  } satisfies Setting<PoolTable>,
+  routes: {
+    kind: routeTable(),
+    default: [],
+    flag: "routes",
+    metavar: "JSON",
+    section: "Routes",
+    help: "The route table, first match wins: each route has a name, a match (host, exact or " +
+      "*.domain; path prefix or pathExact; methods; headers) and one action (pool, redirect " +
+      "{to, status, keepPath} or respond {status, body, contentType}), and may rewrite " +
+      "(stripPrefix, addPrefix), set or remove requestHeaders and responseHeaders, and carry a " +
+      "rateLimit {perSecond, burst, key: client|route|header:NAME}. A request no route " +
+      "matches is answered 404. None: every request goes to the top-level backends.",
+    defaultHelp: "none",
+  } satisfies Setting<readonly RouteConfig[]>,
   health: {
     path: {
       kind: text(isValidHealthPath, 'must start with "/" and contain no spaces'),

@@ -31,7 +31,7 @@ import { checkAdminRequest } from "./admin_guard.ts";
 import { SSE_HEADERS } from "./dashboard.ts";
 import type { BackendConfig } from "../config/settings.ts";
 import { checkWeight } from "../config/kinds.ts";
-import type { Metrics } from "../core/metrics.ts";
+import type { Metrics, RouteCounts } from "../core/metrics.ts";
 import type { Pool } from "../core/pool.ts";
 import { errorText } from "../shared/error_text.ts";
 import type { DnsSourceStatus } from "./discovery.ts";
@@ -71,6 +71,8 @@ export interface AdminDeps {
   readonly pool: Pool;
   /** Rendered by `/metrics`; latency quantiles for `/status`. */
   readonly metrics: Metrics;
+  /** The named pool a backend (by URL) belongs to, when the balancer routes. Default: none. */
+  readonly poolOf?: (href: string) => string | undefined;
   /** Whether the balancer is draining: `/health` then answers 503. */
   readonly isDraining: () => boolean;
   /** The bearer token every route but `/health` requires. Default: none required. */
@@ -103,6 +105,8 @@ export interface AdminDeps {
 
 /** A backend's entry in `/status` and `/backends`. */
 export interface BackendStatus {
+  /** The named pool it belongs to, when the balancer routes. */
+  readonly pool?: string;
   /** Short name: `host:port`. */
   readonly name: string;
   /** Base URL. */
@@ -157,6 +161,8 @@ export interface StatusReport {
   readonly isolates?: ReadonlyArray<{ readonly id: string; readonly connections: number }>;
   /** DNS discovery's names, when any are configured. */
   readonly discovery?: readonly DnsSourceStatus[];
+  /** Requests by route and pool, when the balancer routes. */
+  readonly routes?: readonly RouteCounts[];
 }
 
 /**
@@ -167,9 +173,15 @@ export interface StatusReport {
  * @param draining Whether the balancer is draining.
  * @returns A JSON-ready report.
  */
-export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): StatusReport {
+export function statusReport(
+  pool: Pool,
+  metrics: Metrics,
+  draining: boolean,
+  poolOf?: (href: string) => string | undefined,
+): StatusReport {
   const sum = (count: (backend: Backend) => number) =>
     pool.backends.reduce((total, backend) => total + count(backend), 0);
+  const routes = metrics.routeCounts();
   return {
     atMs: Date.now(),
     draining,
@@ -178,7 +190,9 @@ export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): S
     responses5xx: sum((backend) => backend.responses5xx),
     failures: sum((backend) => backend.failures),
     noBackend: metrics.noBackendCount,
+    ...(routes.length === 0 ? {} : { routes }),
     backends: pool.backends.map((backend) => ({
+      ...poolField(poolOf?.(backend.url.href)),
       name: backend.name,
       url: backend.url.href,
       health: backend.health,
@@ -193,6 +207,10 @@ export function statusReport(pool: Pool, metrics: Metrics, draining: boolean): S
       p99Ms: round(metrics.latencyQuantileMs(backend, 0.99)),
     })),
   };
+}
+
+function poolField(name: string | undefined): { pool?: string } {
+  return name === undefined ? {} : { pool: name };
 }
 
 /**
@@ -284,7 +302,7 @@ export function createAdminHandler(
     }
     if (path === "/status" || path === "/backends") {
       if (!isRead) return notAllowed("GET, HEAD");
-      const report = statusReport(deps.pool, deps.metrics, deps.isDraining());
+      const report = statusReport(deps.pool, deps.metrics, deps.isDraining(), deps.poolOf);
       if (path === "/backends") return Response.json(report.backends);
       const isolates = deps.isolates?.();
       const discovery = deps.discovery?.isActive === true
@@ -310,7 +328,7 @@ export function createAdminHandler(
       const name = backend.name;
       const isDraining = action[2] === "drain";
       if (backend.setDraining(isDraining)) deps.onDrainChange?.(backend, isDraining);
-      const report = statusReport(deps.pool, deps.metrics, deps.isDraining());
+      const report = statusReport(deps.pool, deps.metrics, deps.isDraining(), deps.poolOf);
       return Response.json(report.backends.find((b) => b.name === name));
     }
     return new Response("Not found\n", { status: 404, headers: TEXT_HEADERS });

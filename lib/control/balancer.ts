@@ -140,8 +140,11 @@ export async function startBalancer(
     ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
   });
   passive.start();
+  // Each backend's pool's own probe path, under the configuration being applied.
+  let healthPaths = healthPathsOf(config);
   const health = new HealthChecker(pool, {
     ...config.health,
+    pathOf: (backend) => healthPaths.get(backend.url.href),
     clock,
     onChange: (backend, state) => {
       metrics.recordHealthFlip(backend, state);
@@ -198,6 +201,13 @@ export async function startBalancer(
     shared.free(backend.shared);
     logger.info("Backend removed", { backend: backend.name, inFlight: backend.inFlight });
   };
+  // The named pool of each backend under the configuration in force (none without routes).
+  const poolOf = (href: string): string | undefined => {
+    for (const [name, poolConfig] of Object.entries(config.pools)) {
+      if (poolConfig.backends.some((b) => b.url.href === href)) return name;
+    }
+    return undefined;
+  };
   // Backends DNS gives now, by URL. Membership is decided here: a backend also listed in the
   // configuration stays when DNS drops it, and DNS keeps one a reload unlists.
   let discovered = new Map<string, BackendConfig>();
@@ -242,10 +252,14 @@ export async function startBalancer(
   // The first answers come before the balancer says it listens (each lookup is bounded).
   await discovery.start();
   const discoveryStatus = () => discovery.isActive ? { discovery: discovery.status() } : {};
-  const report = () => ({ ...statusReport(pool, metrics, isDraining), ...discoveryStatus() });
+  const report = () => ({
+    ...statusReport(pool, metrics, isDraining, poolOf),
+    ...discoveryStatus(),
+  });
   const adminDeps = (c: BalancerConfig): AdminDeps => ({
     pool,
     metrics,
+    poolOf,
     isDraining: () => isDraining,
     token: c.admin.token,
     hostname: parseAdminAddress(c.admin.listen)?.hostname,
@@ -327,6 +341,7 @@ export async function startBalancer(
       admin = nextAdmin ?? startAdmin(next, adminDeps(next));
       if (nextAdmin !== undefined) own(old?.shutdown() ?? Promise.resolve());
     }
+    healthPaths = healthPathsOf(next);
     for (const backendConfig of plan.added) {
       // Found in DNS already: now listed as well, it is in the pool.
       if (!discovered.has(backendConfig.url.href)) addBackend(backendConfig);
@@ -412,6 +427,17 @@ export async function startBalancer(
       await drain();
     },
   };
+}
+
+/** The probe path of each backend whose pool sets its own (by base URL). */
+function healthPathsOf(config: BalancerConfig): ReadonlyMap<string, string> {
+  const paths = new Map<string, string>();
+  for (const pool of Object.values(config.pools)) {
+    const path = pool.health?.path;
+    if (path === undefined) continue;
+    for (const backend of pool.backends) paths.set(backend.url.href, path);
+  }
+  return paths;
 }
 
 /** `http://host:port/` for a bound address, with an IPv6 host in brackets. */

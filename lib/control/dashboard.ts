@@ -139,6 +139,9 @@ th, td { padding: .45rem .5rem; border-bottom: 1px solid var(--line); text-align
 th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
 th { font-size: .8rem; text-transform: uppercase; letter-spacing: .03em; color: var(--muted); }
 td.name { font-family: ui-monospace, monospace; }
+tr.pool-start td { border-top: 2px solid var(--muted, #888); }
+td.pool { font-weight: 600; }
+table:not(.pooled) .pool { display: none; }
 tr[data-state="unhealthy"] td.name, tr[data-state="ejected"] td.name { color: var(--bad); }
 tr.flipped td { background: var(--flash); color: #24292f; transition: background .3s; }
 button { font: inherit; padding: .25rem .8rem; border-radius: .4rem; border: 1px solid var(--line);
@@ -175,7 +178,7 @@ td { font-variant-numeric: tabular-nums; }
 </div>
 <p id="error" role="alert"></p>
 <table>
-  <thead><tr><th>Backend</th><th>State</th><th>Weight</th><th>In-flight</th><th>req/s</th>
+  <thead><tr><th class="pool">Pool</th><th>Backend</th><th>State</th><th>Weight</th><th>In-flight</th><th>req/s</th>
     <th>p50 ms</th><th>p99 ms</th><th title="5xx responses the backend sent">5xx</th>
     <th title="requests the backend did not answer (refused, timed out, broken)">Failed</th>
     <th></th></tr></thead>
@@ -189,7 +192,7 @@ td { font-variant-numeric: tabular-nums; }
   var FLASH_MS = 5000;
   var MAX_CHANGES = 20;
   var COLUMNS = [
-    ["name", "Backend"], ["state", "State"], ["weight", "Weight"], ["inflight", "In-flight"],
+    ["pool", "Pool"], ["name", "Backend"], ["state", "State"], ["weight", "Weight"], ["inflight", "In-flight"],
     ["rate", "req/s"], ["p50", "p50 ms"], ["p99", "p99 ms"], ["responses5xx", "5xx"],
     ["failures", "Failed"], ["action", ""]
   ];
@@ -305,6 +308,7 @@ td { font-variant-numeric: tabular-nums; }
     }
     wasDraining = draining;
     var backends = Array.isArray(snapshot.backends) ? snapshot.backends : [];
+    tbody.parentElement.classList.toggle("pooled", backends.some(function (b) { return b.pool; }));
     byId("healthy").textContent = snapshot.healthy + " of " + backends.length + " taking traffic";
     byId("updated").textContent = "updated " + clock(snapshot.atMs);
     var before = new Map();
@@ -331,6 +335,10 @@ td { font-variant-numeric: tabular-nums; }
       row.badge.className = "badge " + state;
       row.badge.title = ejectionOf(b);
       row.cells.name.title = b.url;
+      // Backends come grouped by pool: the pool is named on the first row of its group.
+      var isFirstOfPool = index === 0 || backends[index - 1].pool !== b.pool;
+      row.cells.pool.textContent = isFirstOfPool && b.pool ? b.pool : "";
+      row.tr.classList.toggle("pool-start", isFirstOfPool && index > 0 && Boolean(b.pool));
       row.cells.weight.textContent = String(b.weight);
       row.cells.inflight.textContent = String(b.inFlight);
       var r = rates(b, before.get(b.name), dtMs);

@@ -124,6 +124,11 @@ export interface HealthCheckerOptions {
   readonly onChange?: (backend: Backend, state: HealthState) => void;
   /** Called after every probe's result is applied (for metrics and tests). Default: none. */
   readonly onProbe?: (backend: Backend, result: ProbeResult) => void;
+  /**
+   * A backend's own probe path (its pool's, when the balancer routes), read when it is tracked
+   * and at each {@linkcode HealthChecker.reconfigure}; `undefined` keeps `path`. Default: none.
+   */
+  readonly pathOf?: (backend: Backend) => string | undefined;
 }
 
 interface Tracked {
@@ -162,6 +167,7 @@ export class HealthChecker implements AsyncDisposable {
   #timeoutMs: number;
   #thresholds: HealthThresholds;
   #relativePath: string;
+  readonly #pathOf: ((backend: Backend) => string | undefined) | undefined;
   readonly #clock: Clock;
   readonly #fetch: ProbeFetch;
   readonly #logger: Logger;
@@ -202,13 +208,14 @@ export class HealthChecker implements AsyncDisposable {
     this.#onChange = options.onChange;
     this.#onProbe = options.onProbe;
     this.#relativePath = (options.path ?? "/health").replace(/^\/+/, "");
+    this.#pathOf = options.pathOf;
     for (const backend of pool.backends) this.#add(backend, initialHealthStatus(backend.health));
   }
 
   #add(backend: Backend, status: HealthStatus): Tracked {
     const tracked: Tracked = {
       backend,
-      url: new URL(this.#relativePath, backend.url),
+      url: this.#probeUrl(backend),
       status,
       stop: new AbortController(),
     };
@@ -257,8 +264,14 @@ export class HealthChecker implements AsyncDisposable {
     this.#thresholds = { rise: settings.rise, fall: settings.fall };
     this.#relativePath = settings.path.replace(/^\/+/, "");
     for (const tracked of this.#tracked.values()) {
-      tracked.url = new URL(this.#relativePath, tracked.backend.url);
+      tracked.url = this.#probeUrl(tracked.backend);
     }
+  }
+
+  /** The URL a backend's probes go to: its own path, else the checker's, after its base path. */
+  #probeUrl(backend: Backend): URL {
+    const own = this.#pathOf?.(backend);
+    return new URL(own === undefined ? this.#relativePath : own.replace(/^\/+/, ""), backend.url);
   }
 
   /**

@@ -63,13 +63,15 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     const old = before.get(b.url.href);
     return old !== undefined && old.weight !== b.weight;
   });
-  const isHealthChanged = !isSame(running.health, next.health);
+  const isHealthChanged = !isSame(running.health, next.health) ||
+    !isSame(poolHealth(running), poolHealth(next));
   const isHandlerChanged = running.policy !== next.policy ||
     running.hashKey !== next.hashKey || !isSame(running.proxy, next.proxy) ||
     running.slowStartMs !== next.slowStartMs ||
     !isSame(running.affinityCookie, next.affinityCookie) ||
     running.client.bodyTimeoutMs !== next.client.bodyTimeoutMs ||
-    running.health.intervalMs !== next.health.intervalMs || isLimitsChanged(running, next);
+    running.health.intervalMs !== next.health.intervalMs || isLimitsChanged(running, next) ||
+    isRoutingChanged(running, next);
   const isListenerChanged = running.host !== next.host || running.port !== next.port ||
     running.client.headerTimeoutMs !== next.client.headerTimeoutMs ||
     running.client.keepAliveTimeoutMs !== next.client.keepAliveTimeoutMs ||
@@ -89,6 +91,7 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     ...removed.map((href) => `backend ${href} removed`),
     ...reweighted.map((b) => `backend ${b.url.href} weight ${b.weight}`),
     ...(isHealthChanged ? ["health checks"] : []),
+    ...(isRoutingChanged(running, next) ? ["routes"] : []),
     ...(isHandlerChanged ? ["request handling"] : []),
     ...(isOutlierChanged ? ["passive health"] : []),
     ...(isAccessLogChanged ? ["access log"] : []),
@@ -118,6 +121,16 @@ function isLimitsChanged(running: BalancerConfig, next: BalancerConfig): boolean
   const own = (config: BalancerConfig) =>
     config.backends.map((b) => [b.url.href, b.maxInFlight ?? null]);
   return !isSame(running.limits, next.limits) || !isSame(own(running), own(next));
+}
+
+/** Each pool's own health settings, by name. */
+function poolHealth(config: BalancerConfig): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(config.pools).map(([name, p]) => [name, p.health]));
+}
+
+/** Whether the route table or a pool's settings or members differ. */
+function isRoutingChanged(running: BalancerConfig, next: BalancerConfig): boolean {
+  return !isSame(running.routes, next.routes) || !isSame(running.pools, next.pools);
 }
 
 /** Whether two plain settings groups hold the same values. */

@@ -170,6 +170,7 @@ export async function startWorkers(
       config: encodeConfig({ ...config, port }),
       pool: snapshot(),
       shared: options.shared.buffer,
+      routing: options.shared.routing,
     });
     const timeoutMs = options.startTimeoutMs ?? 30_000;
     let timer: ReturnType<typeof setTimeout> | undefined;

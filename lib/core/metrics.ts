@@ -74,6 +74,23 @@ export interface MetricsState {
   /** WebSockets open when the state was taken (a gauge: the latest report counts). */
   readonly webSocketsOpen?: number;
   readonly events: Readonly<Partial<Record<MetricEvent, number>>>;
+  /** Requests by route, pool and status class (`route\0pool\0class`). Absent without routes. */
+  readonly routes?: Readonly<Record<string, number>>;
+}
+
+/**
+ * The most route and pool pairs counted apart; more land in `route="other"`. Routes come from
+ * the configuration, so this only bounds a table rewritten many times by reloads.
+ */
+export const MAX_ROUTE_SERIES = 512;
+
+/** One route's requests in one pool: what `/status` lists. */
+export interface RouteCounts {
+  readonly route: string;
+  readonly pool: string;
+  /** Requests by status class: `2xx`, `3xx`, `4xx`, `5xx`. */
+  readonly byClass: Readonly<Record<string, number>>;
+  readonly requests: number;
 }
 
 /** Events outside the request/response path, each counted in one series. */
@@ -109,7 +126,11 @@ export type MetricEvent =
   /** A backend's response body paused longer than `--idle-body-timeout`; the client's was cut. */
   | "idle-body-timeout"
   /** A retry was allowed by `--retries` but refused by the retry budget. */
-  | "retry-budget-exhausted";
+  | "retry-budget-exhausted"
+  /** A request was over its route's rate limit: 429. */
+  | "rate-limited"
+  /** A rate-limit bucket was evicted (least recently used) for a new key. */
+  | "rate-limit-evicted";
 
 /** How events are rendered: one metric per entry, one series (labels) per event. */
 const EVENT_METRICS: ReadonlyArray<{
@@ -179,6 +200,16 @@ const EVENT_METRICS: ReadonlyArray<{
     help: "Retries --retries allowed that the retry budget refused (the failure was answered).",
     series: [["retry-budget-exhausted", ""]],
   },
+  {
+    name: "denolb_rate_limited_total",
+    help: "Requests answered 429 because they were over their route's rate limit.",
+    series: [["rate-limited", ""]],
+  },
+  {
+    name: "denolb_rate_limit_evictions_total",
+    help: "Rate-limit buckets evicted (least recently used) to make room for a new key.",
+    series: [["rate-limit-evicted", ""]],
+  },
 ];
 
 /** Counters and histograms of one balancer (one isolate). */
@@ -191,6 +222,7 @@ export class Metrics {
   #webSocketUpgrades = 0;
   #webSocketsOpen = 0;
   readonly #events = new Map<MetricEvent, number>();
+  readonly #routes = new Map<string, number>();
   /** The latest cumulative state of each other isolate, by its id. */
   readonly #remote = new Map<string, MetricsState>();
 
@@ -224,6 +256,50 @@ export class Metrics {
     series.buckets[bucket] = (series.buckets[bucket] ?? 0) + 1;
     series.sumSeconds += durationMs / 1000;
     series.count++;
+  }
+
+  /**
+   * Records one request a route took, by its pool (`none` for the route's own answers) and
+   * status class.
+   *
+   * @param route The route's name.
+   * @param pool The pool it went to, or `none`.
+   * @param status The status the client got.
+   */
+  recordRoute(route: string, pool: string, status: number): void {
+    let key = `${route}\u0000${pool}\u0000${Math.floor(status / 100)}xx`;
+    if (!this.#routes.has(key) && this.#routes.size >= MAX_ROUTE_SERIES) {
+      key = `other\u0000other\u0000${Math.floor(status / 100)}xx`;
+    }
+    this.#routes.set(key, (this.#routes.get(key) ?? 0) + 1);
+  }
+
+  /** Every route and pool pair's requests, over every isolate, in first-seen order. */
+  routeCounts(): RouteCounts[] {
+    const totals = new Map(this.#routes);
+    for (const state of this.#remote.values()) {
+      for (const [key, count] of Object.entries(state.routes ?? {})) {
+        totals.set(key, (totals.get(key) ?? 0) + count);
+      }
+    }
+    const byPair = new Map<
+      string,
+      { route: string; pool: string; byClass: Record<string, number> }
+    >();
+    for (const [key, count] of totals) {
+      const [route = "", pool = "", statusClass = ""] = key.split("\u0000");
+      const pair = `${route}\u0000${pool}`;
+      let entry = byPair.get(pair);
+      if (entry === undefined) {
+        entry = { route, pool, byClass: {} };
+        byPair.set(pair, entry);
+      }
+      entry.byClass[statusClass] = (entry.byClass[statusClass] ?? 0) + count;
+    }
+    return [...byPair.values()].map((entry) => ({
+      ...entry,
+      requests: Object.values(entry.byClass).reduce((sum, count) => sum + count, 0),
+    }));
   }
 
   /** Records a request answered 503 because no backend was healthy. */
@@ -359,6 +435,7 @@ export class Metrics {
       webSocketUpgrades: this.#webSocketUpgrades,
       webSocketsOpen: this.#webSocketsOpen,
       events: Object.fromEntries(this.#events),
+      ...(this.#routes.size === 0 ? {} : { routes: Object.fromEntries(this.#routes) }),
     };
   }
 
@@ -519,6 +596,20 @@ export class Metrics {
     );
     for (const series of this.#series.values()) {
       lines.push(`denolb_outlier_ejections_total{${series.label}} ${series.ejections}`);
+    }
+    const routes = this.routeCounts();
+    if (routes.length > 0) {
+      lines.push(
+        "# HELP denolb_route_requests_total Requests by route, the pool it sent them to " +
+          "(none for its own answers) and status class.",
+        "# TYPE denolb_route_requests_total counter",
+      );
+      for (const { route, pool, byClass } of routes) {
+        const labels = `route="${escapeLabelValue(route)}",pool="${escapeLabelValue(pool)}"`;
+        for (const [statusClass, count] of Object.entries(byClass)) {
+          lines.push(`denolb_route_requests_total{${labels},code="${statusClass}"} ${count}`);
+        }
+      }
     }
     for (const metric of EVENT_METRICS) {
       lines.push(`# HELP ${metric.name} ${metric.help}`, `# TYPE ${metric.name} counter`);

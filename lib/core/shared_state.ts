@@ -21,8 +21,13 @@
  * @module
  */
 
+import { SharedRateLimiter } from "./rate_limiter.ts";
+
 /** The most backends one balancer holds at once. */
 export const MAX_BACKENDS = 1024;
+
+/** The most pools a route table names at once (each has its rotation). */
+export const MAX_POOLS = 64;
 
 /** Header words: locks, cursor and whole-balancer counters. */
 const HEADER_WORDS = 16;
@@ -307,12 +312,28 @@ export class Rotation {
 
   /**
    * @param buffer The balancer's buffer. Default: a private rotation (one isolate, tests).
+   * @param region Where in `buffer` this rotation lives, when it is not the balancer's own
+   *   (a named pool's, `routing_state.ts`): {@linkcode ROTATION_REGION_HEADER_BYTES} bytes of
+   *   lock, cursor and signature, then `capacity` float64 weights. Default: the balancer's.
    */
-  constructor(buffer?: SharedArrayBuffer) {
+  constructor(
+    buffer?: SharedArrayBuffer,
+    region?: { readonly byteOffset: number; readonly capacity: number },
+  ) {
     if (buffer === undefined) {
       this.#words = new Int32Array(HEADER_WORDS);
       this.#weights = new Float64Array(8);
       this.#isShared = false;
+      return;
+    }
+    if (region !== undefined) {
+      this.#words = new Int32Array(buffer, region.byteOffset, ROTATION_REGION_HEADER_BYTES / 4);
+      this.#weights = new Float64Array(
+        buffer,
+        region.byteOffset + ROTATION_REGION_HEADER_BYTES,
+        region.capacity,
+      );
+      this.#isShared = true;
       return;
     }
     const capacity = capacityOf(buffer);
@@ -371,6 +392,9 @@ export class Rotation {
     this.#weights[index] = weight;
   }
 }
+
+/** Bytes before a rotation region's weights: lock, cursor, signature and a pad. */
+export const ROTATION_REGION_HEADER_BYTES = 16;
 
 /** A whole-balancer count bounded by a limit: open connections, requests queued. */
 export class SharedCounter {
@@ -454,6 +478,24 @@ function capacityOf(buffer: SharedArrayBuffer): number {
   return (buffer.byteLength - RETRY_BUDGET_WORDS * 4 - HEADER_WORDS * 4) / (SLOT_WORDS * 4 + 8);
 }
 
+/** The routes' shared buffers, sent to each worker beside the balancer's own. */
+export interface RoutingBuffers {
+  /** One rotation per named pool. */
+  readonly rotations: SharedArrayBuffer;
+  /** The rate limits' buckets. */
+  readonly limiter: SharedArrayBuffer;
+}
+
+/** Bytes of one named pool's rotation: its header, then a weight per possible backend. */
+const POOL_ROTATION_BYTES = ROTATION_REGION_HEADER_BYTES + MAX_BACKENDS * 8;
+
+function newRoutingBuffers(): RoutingBuffers {
+  return {
+    rotations: new SharedArrayBuffer(POOL_ROTATION_BYTES * MAX_POOLS),
+    limiter: SharedRateLimiter.create().buffer,
+  };
+}
+
 /**
  * One balancer's shared state: the buffer and its views. The control plane creates it and
  * hands out slots; each data-plane worker attaches to the same buffer.
@@ -474,6 +516,14 @@ export class SharedState {
    * time base: the creating isolate's clock. Workers start later, so their clocks start later.
    */
   readonly timeDeltaMs: number;
+  /**
+   * The routes' part, in buffers of its own: one rotation per named pool, and the rate limits'
+   * buckets (`rate_limiter.ts`).
+   */
+  readonly routing: RoutingBuffers;
+  /** The rate limits' buckets, for the whole balancer. */
+  readonly limiter: SharedRateLimiter;
+  readonly #poolRotations: (Rotation | undefined)[] = [];
   readonly #words: Int32Array;
   readonly #capacity: number;
   /** Slots never handed out start here. */
@@ -481,8 +531,10 @@ export class SharedState {
   /** Slots freed, oldest first. */
   readonly #freed: number[] = [];
 
-  private constructor(buffer: SharedArrayBuffer) {
+  private constructor(buffer: SharedArrayBuffer, routing: RoutingBuffers) {
     this.buffer = buffer;
+    this.routing = routing;
+    this.limiter = new SharedRateLimiter(routing.limiter);
     this.#capacity = capacityOf(buffer);
     this.#words = new Int32Array(buffer, 0, HEADER_WORDS);
     this.rotation = new Rotation(buffer);
@@ -507,17 +559,36 @@ export class SharedState {
     // Every isolate's clock starts at its own time origin; the budget's seconds are the creator's.
     new Float64Array(buffer, 0, HEADER_WORDS / 2)[H_ORIGIN_F64] = performance.timeOrigin;
     Atomics.store(new Int32Array(buffer, 0, HEADER_WORDS), H_ISOLATES, 1);
-    return new SharedState(buffer);
+    return new SharedState(buffer, newRoutingBuffers());
   }
 
   /**
    * Maps the state a control plane created (a data-plane worker).
    *
    * @param buffer The buffer from the `start` message.
+   * @param routing The routes' buffers from the same message. Default: routes' state of its
+   *   own (tests that share only the balancer's buffer).
    * @returns Views of it; this side never hands out slots.
    */
-  static attach(buffer: SharedArrayBuffer): SharedState {
-    return new SharedState(buffer);
+  static attach(buffer: SharedArrayBuffer, routing?: RoutingBuffers): SharedState {
+    return new SharedState(buffer, routing ?? newRoutingBuffers());
+  }
+
+  /**
+   * The rotation of the named pool at `index` in the configuration's pool order.
+   *
+   * @param index The pool's position.
+   * @returns Its rotation, the same memory in every isolate.
+   * @throws {RangeError} When `index` is {@linkcode MAX_POOLS} or more.
+   */
+  poolRotation(index: number): Rotation {
+    if (!(Number.isInteger(index) && index >= 0 && index < MAX_POOLS)) {
+      throw new RangeError(`Cannot route over pool number ${index}: at most ${MAX_POOLS} pools`);
+    }
+    return this.#poolRotations[index] ??= new Rotation(this.routing.rotations, {
+      byteOffset: index * POOL_ROTATION_BYTES,
+      capacity: MAX_BACKENDS,
+    });
   }
 
   /**

@@ -52,6 +52,8 @@ export interface AccessRecord {
   readonly outcome: string;
   /** Why it failed or was refused, when it was. */
   readonly reason?: string;
+  /** The route that took it, when the balancer routes (`routes` is set). */
+  readonly route?: string;
 }
 
 /** Where the request path sends its access records. */
@@ -360,7 +362,7 @@ function formatCombined(r: AccessRecord): string {
     `${r.status} ${r.bytes ?? 0} ${quoted(r.referer)} ${quoted(r.userAgent)} ` +
     `rt=${(r.durationMs / 1000).toFixed(3)} ` +
     `urt=${r.backendMs === null ? "-" : (r.backendMs / 1000).toFixed(3)} ` +
-    `rid=${quoted(r.requestId)}\n`;
+    `rid=${quoted(r.requestId)}${r.route === undefined ? "" : ` route=${quoted(r.route)}`}\n`;
 }
 
 function formatJson(r: AccessRecord): string {
@@ -378,6 +380,7 @@ function formatJson(r: AccessRecord): string {
     requestId: r.requestId,
     outcome: r.outcome,
     ...(r.reason === undefined ? {} : { reason: r.reason }),
+    ...(r.route === undefined ? {} : { route: r.route }),
     referer: r.referer,
     userAgent: r.userAgent,
   }) + "\n";
@@ -388,7 +391,8 @@ function formatText(r: AccessRecord): string {
   return `${new Date(r.time).toISOString()} ${r.client} ${r.method} ${quoted(target)} ` +
     `${r.status} ${r.outcome} backend=${r.backend ?? "-"} durationMs=${round(r.durationMs)} ` +
     `backendMs=${r.backendMs === null ? "-" : round(r.backendMs)} requestId=${r.requestId}` +
-    `${r.reason === undefined ? "" : ` reason=${quoted(r.reason)}`}\n`;
+    `${r.reason === undefined ? "" : ` reason=${quoted(r.reason)}`}` +
+    `${r.route === undefined ? "" : ` route=${quoted(r.route)}`}\n`;
 }
 
 const FORMATTERS: Readonly<Record<AccessLogFormat, (record: AccessRecord) => string>> = {

@@ -33,6 +33,7 @@ import { parseTrustedProxies } from "../shared/ip.ts";
 import { errorText } from "../shared/error_text.ts";
 import { ResponseBodyCut } from "./response_body.ts";
 import { createRequestTracing } from "./tracing.ts";
+import { buildRouter } from "./routed_handlers.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -149,7 +150,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const slowStart = new SlowStart(clock, shared.timeDeltaMs);
   // On with OTEL_DENO=true (Deno's exporter); read once per isolate.
   const tracing = createRequestTracing();
-  const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
+  const buildPoolHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       pool,
       policy: createPolicy(c.policy, c, {
@@ -182,6 +183,53 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       closeAfterResponse,
       lingerAfterResponse,
       clock,
+    });
+  // With a route table each route gets its pool's handler, built as the one-pool handler is
+  // with the pool's own settings over a view of the balancer's pool (`routed_handlers.ts`).
+  const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
+    c.routes.length === 0 ? buildPoolHandler(c, upstreams) : buildRouter(c, {
+      pool,
+      shared,
+      metrics,
+      clock,
+      accessLog: accessLogs.sink,
+      closeAfterResponse,
+      build: (poolConfig, view, rotation, accessLog, rewriteTarget) =>
+        createHandler({
+          pool: view,
+          ...(rewriteTarget === undefined ? {} : { rewriteTarget }),
+          policy: createPolicy(poolConfig.policy, poolConfig, {
+            random: Math.random,
+            weightOf: slowStart.weigher(c.slowStartMs),
+            rotation,
+          }),
+          shared,
+          onAttempt,
+          trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
+          isForwardedSent: c.proxy.forwarded === "on",
+          client: upstreams.client,
+          ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
+          logger: deps.proxyLogger,
+          accessLog,
+          metrics,
+          timeoutMs: poolConfig.timeoutMs,
+          retries: poolConfig.retries,
+          retryBudgetPercent: c.proxy.retryBudgetPercent,
+          retryBudgetMinPerSecond: c.proxy.retryBudgetMinPerSecond,
+          idleBodyTimeoutMs: c.proxy.idleBodyTimeoutMs,
+          requestBufferBytes: c.proxy.requestBufferBytes,
+          bodyTimeoutMs: c.client.bodyTimeoutMs,
+          onBodyTimeout: () => metrics.recordEvent("body-timeout"),
+          retryAfterSeconds: Math.max(1, Math.ceil(c.health.intervalMs / 1000)),
+          webSockets: { isEnabled: c.websocket === "on", open: openWebSockets },
+          limits: c.limits,
+          inFlightLimits: inFlightLimitsOf({
+            limits: { ...c.limits, maxInFlight: poolConfig.maxInFlight },
+            backends: poolConfig.backends,
+          }),
+          closeAfterResponse,
+          clock,
+        }),
     });
   let current = config;
   // Requests refused with their body unread: the listener closes their connections.

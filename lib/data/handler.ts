@@ -125,6 +125,11 @@ export interface HandlerDeps {
   readonly isForwardedSent?: boolean;
   /** WebSocket proxying (on/off, open sockets); upgrade requests go to `websocket.ts`. */
   readonly webSockets?: WebSocketSettings;
+  /**
+   * Rewrites the target after the path rule accepted it (a route's prefix rewrite, `router.ts`);
+   * the result must keep the rule (`routes.ts` checks the prefixes at load time). Default: none.
+   */
+  readonly rewriteTarget?: (target: AcceptedTarget) => AcceptedTarget;
   /** Header, target and body size limits (413, 414, 431). Default: none. */
   readonly limits?: RequestLimits;
   /**
@@ -224,7 +229,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   const clock = deps.clock ?? systemClock;
   const createRequestId = deps.createRequestId ?? createRequestIdSource();
   const retryAfter = String(deps.retryAfterSeconds ?? 1);
-  const { pool, policy, logger, metrics, tracing } = deps;
+  const { pool, policy, logger, metrics, tracing, rewriteTarget } = deps;
   const accessLog = deps.accessLog ?? NO_ACCESS_LOG;
   const trustedProxies = deps.trustedProxies ?? NO_TRUSTED_PROXIES;
   // Decided once: with no trusted proxies (the default) no peer address is parsed per request.
@@ -627,7 +632,10 @@ export function createHandler(deps: HandlerDeps): Handler {
         );
       }
       const refusedStatus = refusedMethodStatus(request.method);
-      const target = resolveTarget(request.url, request.headers.get("host"));
+      const resolved = resolveTarget(request.url, request.headers.get("host"));
+      const target = resolved.ok && rewriteTarget !== undefined
+        ? rewriteTarget(resolved)
+        : resolved;
       if (!target.ok || refusedStatus !== undefined) {
         const context: RequestContext = {
           request,

@@ -90,7 +90,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             ...(config.log.file === undefined ? {} : { file: config.log.file }),
           });
           if (config.log.file !== undefined) reopen = listenForReopen(() => logging?.reopen());
-          shared = SharedState.attach(message.shared);
+          shared = SharedState.attach(message.shared, message.routing);
           applySnapshot(pool, message.pool, shared);
           relay = new OutlierRelay(config.outlier, (href, result) => {
             scope.postMessage({ kind: "outcome", id, href, result });

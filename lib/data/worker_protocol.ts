@@ -17,16 +17,26 @@ import type { BackendCounts } from "../core/backend.ts";
 import type { AttemptResult } from "../core/outlier.ts";
 import type { MetricsState } from "../core/metrics.ts";
 import type { BalancerConfig } from "../config/settings.ts";
+import type { PoolConfig } from "../config/route_kinds.ts";
+import type { RoutingBuffers } from "../core/shared_state.ts";
 
 /** The name the data-plane workers are started with; `main.ts` dispatches on it. */
 export const DATA_PLANE_WORKER_NAME = "denolb-data-plane";
 
 /** A configuration with its backend URLs as strings. */
-export type EncodedConfig = Omit<BalancerConfig, "backends"> & {
-  readonly backends: ReadonlyArray<
-    { readonly href: string; readonly weight: number; readonly maxInFlight?: number }
+export type EncodedConfig = Omit<BalancerConfig, "backends" | "pools"> & {
+  readonly backends: readonly EncodedBackend[];
+  readonly pools: Readonly<
+    Record<string, Omit<PoolConfig, "backends"> & { readonly backends: readonly EncodedBackend[] }>
   >;
 };
+
+/** A backend's configuration as plain data. */
+interface EncodedBackend {
+  readonly href: string;
+  readonly weight: number;
+  readonly maxInFlight?: number;
+}
 
 /**
  * One backend of the control plane's pool: its configuration and its slot of the shared state
@@ -51,6 +61,8 @@ export type ToWorker =
     readonly pool: PoolSnapshot;
     /** The balancer's shared state (`shared_state.ts`). */
     readonly shared: SharedArrayBuffer;
+    /** The routes' shared state (pool rotations, rate limits). */
+    readonly routing: RoutingBuffers;
   }
   | { readonly kind: "snapshot"; readonly pool: PoolSnapshot }
   /** Bind what the reload needs, change nothing yet, and answer `prepared`. */
@@ -103,6 +115,12 @@ export function encodeConfig(config: BalancerConfig): EncodedConfig {
   return {
     ...config,
     backends: config.backends.map(({ url, ...rest }) => ({ ...rest, href: url.href })),
+    pools: Object.fromEntries(
+      Object.entries(config.pools).map(([name, pool]) => [name, {
+        ...pool,
+        backends: pool.backends.map(({ url, ...rest }) => ({ ...rest, href: url.href })),
+      }]),
+    ),
   };
 }
 
@@ -127,5 +145,14 @@ export function decodeConfig(encoded: EncodedConfig): BalancerConfig {
       ...rest,
       url: parseBackendUrl(href),
     })),
+    pools: Object.fromEntries(
+      Object.entries(encoded.pools).map(([name, pool]) => [name, {
+        ...pool,
+        backends: pool.backends.map(({ href, ...rest }) => ({
+          ...rest,
+          url: parseBackendUrl(href),
+        })),
+      }]),
+    ),
   } as BalancerConfig;
 }
