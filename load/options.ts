@@ -346,7 +346,7 @@ function parseShardFlag(flags: Flags): Shard | undefined {
   try {
     return parseShard(text);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorText(error);
     throw new UsageError(`Invalid --shard "${text}": ${reason}`, { cause: error });
   }
 }
@@ -359,7 +359,7 @@ function shareOfShard<T extends Parameters<typeof shareOfLoad>[0]>(
   try {
     return shareOfLoad(load, shard);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorText(error);
     throw new UsageError(`Invalid --shard "${shard.index}/${shard.count}": ${reason}`, {
       cause: error,
     });

@@ -226,7 +226,7 @@ export async function startBalancer(
         } catch (error) {
           logger.error("Cannot add a backend found in DNS", {
             backend: backendConfig.url.host,
-            error: error instanceof Error ? error.message : String(error),
+            error: errorText(error),
           });
           continue;
         }

@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { errorText } from "../shared/error_text.ts";
 import type { Logger } from "@logtape/logtape";
 import { Resolver } from "node:dns/promises";
 import type { BackendConfig, BalancerConfig } from "../config/settings.ts";
@@ -375,7 +376,7 @@ export class Discovery {
       watched.failures++;
       watched.streak++;
       watched.state = "stale";
-      watched.error = error instanceof Error ? error.message : String(error);
+      watched.error = errorText(error);
       this.#logger.warn("DNS lookup failed; keeping the last good set", {
         name: watched.key,
         error: watched.error,
@@ -564,6 +565,6 @@ function errorCode(error: unknown): string {
 
 function lookupError(name: string, cause: unknown): Error {
   const code = errorCode(cause);
-  const detail = code === "" ? (cause instanceof Error ? cause.message : String(cause)) : code;
+  const detail = code === "" ? (errorText(cause)) : code;
   return new Error(`Cannot look up "${name}": ${detail}`, { cause });
 }

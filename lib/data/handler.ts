@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { errorText } from "../shared/error_text.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Backend } from "../core/backend.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -753,7 +754,7 @@ function cancelBody(body: RequestBody): void {
 function messageOf(error: unknown): string {
   const cause = error instanceof Error ? error.cause : undefined;
   if (cause instanceof Error) return `${(error as Error).message}: ${cause.message}`;
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }
 
 /** Whether the request's `Connection` field has the `keep-alive` option. */

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { errorText } from "../shared/error_text.ts";
 import { type ResponseHead, ResponseParser } from "../shared/http1_parser.ts";
 import type { Clock } from "../shared/clock.ts";
 import { statusText } from "../shared/std.ts";
@@ -387,5 +388,5 @@ function closeQuietly(conn: Deno.Conn | undefined): void {
 }
 
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }
