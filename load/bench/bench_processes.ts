@@ -5,9 +5,12 @@
  *
  * @module
  */
+import denoJson from "../../deno.json" with { type: "json" };
 import { freePorts, type RunningNginx, startNginx, waitForPort } from "./bench_support.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url);
+/** The V8 flags `deno task lb` runs with (the young generation's size): ours runs as shipped. */
+const LB_TASK_V8_FLAGS: readonly string[] = denoJson.tasks.lb.match(/--v8-flags=\S+/g) ?? [];
 const REPO = new URL("../../", import.meta.url);
 /** Stderr lines of a balancer kept for the report (the last ones). */
 const KEPT_STDERR_LINES = 20;
@@ -54,7 +57,8 @@ export type RunningBalancer = WatchedProcess;
  *
  * @param port The proxy port on 127.0.0.1.
  * @param backendPorts The backends' ports on 127.0.0.1.
- * @param extra More `lb` flags (they override the ones here).
+ * @param extra More `lb` flags (they override the ones here); a `--v8-flags=...` among them goes
+ *   to `deno run` instead of those of `deno task lb`, so benchmarks can compare V8 heap settings.
  * @returns The running balancer.
  * @throws {Error} When it does not listen within about 5 s (with its last stderr line).
  */
@@ -63,8 +67,12 @@ export async function startOurBalancer(
   backendPorts: readonly number[],
   extra: readonly string[],
 ): Promise<RunningBalancer> {
+  const ownV8Flags = extra.filter((flag) => flag.startsWith("--v8-flags="));
+  const v8Flags = ownV8Flags.length > 0 ? ownV8Flags : LB_TASK_V8_FLAGS;
+  const lbFlags = extra.filter((flag) => !flag.startsWith("--v8-flags="));
   const process = spawnWatched(Deno.execPath(), [
     "run",
+    ...v8Flags,
     "--allow-net",
     "--allow-env",
     "--allow-read",
@@ -83,7 +91,7 @@ export async function startOurBalancer(
     "/index.html",
     "--drain-timeout",
     "1s",
-    ...extra,
+    ...lbFlags,
   ], { cwd: REPO.pathname });
   await process.listening(port, `denolb ${extra.join(" ")}`);
   return process;
