@@ -108,34 +108,46 @@ export async function openIdleConnections(url: string, count: number): Promise<I
 export interface IdleCost {
   /** Resident memory before, kB. */
   readonly beforeKb: number;
-  /** Resident memory with the connections open and idle, kB. */
+  /** Resident memory with the first `count` connections open and idle, kB. */
   readonly withIdleKb: number;
-  /** The difference per connection, kB. */
+  /** What the first `count` added, per connection, kB. */
   readonly perConnectionKb: number;
+  /**
+   * What `count` more added, per connection, kB: the cost of one more connection, without the
+   * one-off growth the first ones cause (heap grown for their requests, code compiled).
+   */
+  readonly marginalKb: number;
 }
 
 /**
  * Measures the resident memory idle keep-alive connections add to a process tree: RSS before,
- * then with `count` connections that each made one request, a second after they went idle.
+ * with `count` connections that each made one request (a second after they went idle), and
+ * with `count` more.
  *
  * @param pid The target's root process.
  * @param url The target.
- * @param count How many connections (1000 in the table).
+ * @param count How many connections per step (1000 in the table).
  * @returns The figures.
  */
 export async function measureIdleCost(pid: number, url: string, count: number): Promise<IdleCost> {
+  const settle = () => new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
   const before = await treeMemory(pid);
-  const idle = await openIdleConnections(url, count);
+  const open: IdleConnections[] = [];
   try {
-    await new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
-    const after = await treeMemory(pid);
+    open.push(await openIdleConnections(url, count));
+    await settle();
+    const first = await treeMemory(pid);
+    open.push(await openIdleConnections(url, count));
+    await settle();
+    const second = await treeMemory(pid);
     return {
       beforeKb: before.rssKb,
-      withIdleKb: after.rssKb,
-      perConnectionKb: (after.rssKb - before.rssKb) / count,
+      withIdleKb: first.rssKb,
+      perConnectionKb: (first.rssKb - before.rssKb) / count,
+      marginalKb: (second.rssKb - first.rssKb) / count,
     };
   } finally {
-    idle.close();
+    for (const connections of open) connections.close();
   }
 }
 

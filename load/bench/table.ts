@@ -23,7 +23,8 @@
  *
  * Memory and start-up, per target: its RSS at rest (started, answered once, a second idle), its
  * peak RSS (VmHWM) after every slice, and for ours both per isolate; what `--idle N` idle
- * keep-alive connections (one request each, then silent) add to its RSS, per connection; and
+ * keep-alive connections (one request each, then silent) add to its RSS, per connection, and
+ * what N more add; and
  * its start-up, from being spawned to its first answered request (polled every 5 ms).
  *
  * @module
@@ -354,6 +355,7 @@ async function main(args: readonly string[]): Promise<void> {
         restRssKb: target.restRssKb,
         startupMs: target.startupMs,
         idleKbPerConnection: idle?.perConnectionKb ?? Number.NaN,
+        idleMarginalKb: idle?.marginalKb ?? Number.NaN,
         idleConnections: idleCount,
         isolates: target.spec.isolates ?? Number.NaN,
         slices: { wrk: target.wrk, loadtest: target.loadtest },

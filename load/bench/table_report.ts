@@ -29,6 +29,8 @@ export interface TableRow {
   readonly startupMs: number;
   /** RSS added per idle keep-alive connection, kB (NaN when not measured). */
   readonly idleKbPerConnection: number;
+  /** RSS added per idle connection by as many again, kB: one more connection's cost. */
+  readonly idleMarginalKb: number;
   /** How many idle connections that figure comes from. */
   readonly idleConnections: number;
   /** Isolates of ours (NaN for the peers, whose memory is not split). */
@@ -158,7 +160,8 @@ export function formatTable(
     lines.push(
       `| ${row.label} | ${fixed(row.wrkRps, 0)} | ${ms(row.wrkP50Ms)} | ${ms(row.wrkP99Ms)} | ` +
         `${fixed(row.loadtestRps, 0)} | ${fixed(row.cpuUsPerRequest, 0)} | ${rss} | ` +
-        `${perIsolate(row.restRssKb, row.isolates)} | ${fixed(row.idleKbPerConnection, 1)} | ` +
+        `${perIsolate(row.restRssKb, row.isolates)} | ` +
+        `${fixed(row.idleKbPerConnection, 1)} / ${fixed(row.idleMarginalKb, 1)} | ` +
         `${Number.isFinite(row.startupMs) ? `${row.startupMs.toFixed(0)} ms` : "n/a"} | ` +
         `${fixed(row.wrkRps / nginx, 2)} | ` +
         `${fixed(row.wrkRps / caddy, 2)} |`,
@@ -196,7 +199,8 @@ export function formatTable(
     `second; for ours with several isolates both RSS figures are also shown divided by them. ` +
     `KB per idle conn: VmRSS with ${rows[0]?.idleConnections ?? 0} client connections open ` +
     `(one request each, then silent for a second) minus VmRSS before, per connection, after ` +
-    `the rounds. Startup: from spawning the target to its first 2xx answer through it ` +
+    `the rounds; after the slash, what as many more added per connection (without the ` +
+    `one-off growth the first ones cause: heap grown for their requests, code compiled). Startup: from spawning the target to its first 2xx answer through it ` +
     `(polled every 5 ms; the balancers' process start, module loading and first forward).`,
   ];
   for (const [key, settings] of Object.entries(context.peerSettings)) {
