@@ -12,6 +12,8 @@ const MAIN = new URL("../../main.ts", import.meta.url);
 /** The V8 flags `deno task lb` runs with (the young generation's size): ours runs as shipped. */
 const LB_TASK_V8_FLAGS: readonly string[] = denoJson.tasks.lb.match(/--v8-flags=\S+/g) ?? [];
 const REPO = new URL("../../", import.meta.url);
+/** The pseudo-flag that runs another copy of `main.ts` (see `startOurBalancer`). */
+const BENCH_MAIN = "--bench-main=";
 /** Stderr lines of a balancer kept for the report (the last ones). */
 const KEPT_STDERR_LINES = 20;
 
@@ -58,7 +60,9 @@ export type RunningBalancer = WatchedProcess;
  * @param port The proxy port on 127.0.0.1.
  * @param backendPorts The backends' ports on 127.0.0.1.
  * @param extra More `lb` flags (they override the ones here); a `--v8-flags=...` among them goes
- *   to `deno run` instead of those of `deno task lb`, so benchmarks can compare V8 heap settings.
+ *   to `deno run` instead of those of `deno task lb`, so benchmarks can compare V8 heap settings;
+ *   a `--bench-main=PATH` runs that `main.ts` instead of ours (another copy of the tree, to
+ *   compare old and new side by side).
  * @returns The running balancer.
  * @throws {Error} When it does not listen within about 5 s (with its last stderr line).
  */
@@ -69,7 +73,11 @@ export async function startOurBalancer(
 ): Promise<RunningBalancer> {
   const ownV8Flags = extra.filter((flag) => flag.startsWith("--v8-flags="));
   const v8Flags = ownV8Flags.length > 0 ? ownV8Flags : LB_TASK_V8_FLAGS;
-  const lbFlags = extra.filter((flag) => !flag.startsWith("--v8-flags="));
+  const main = extra.findLast((flag) => flag.startsWith(BENCH_MAIN))?.slice(BENCH_MAIN.length) ??
+    MAIN.pathname;
+  const lbFlags = extra.filter((flag) =>
+    !flag.startsWith("--v8-flags=") && !flag.startsWith(BENCH_MAIN)
+  );
   const process = spawnWatched(Deno.execPath(), [
     "run",
     ...v8Flags,
@@ -79,7 +87,7 @@ export async function startOurBalancer(
     "--allow-write",
     "--allow-ffi",
     "--unstable-net",
-    MAIN.pathname,
+    main,
     "lb",
     "--port",
     String(port),

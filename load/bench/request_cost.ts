@@ -19,7 +19,9 @@
  * targets: more, and each gets too small a share of the cores for a steady figure.
  *
  * Flags: `--rounds N` (default 6), `--slice D` (default 5s), `--connections C` per target
- * (default 20), `--only KEY,...` (the first is the reference).
+ * (default 20), `--only KEY,...` (the first is the reference), `--baseline DIR` (each ours
+ * target again, run from the copy of the tree in DIR, such as
+ * `git archive HEAD~1 | tar -x -C DIR`).
  *
  * @module
  */
@@ -33,7 +35,11 @@ import { median, runTool, writeLine, writeStaticSite, wrkErrors } from "./bench_
 interface CostTarget {
   readonly key: string;
   readonly label: string;
-  start(directory: string, backendPorts: readonly number[]): Promise<RunningPeer>;
+  start(
+    directory: string,
+    backendPorts: readonly number[],
+    more?: readonly string[],
+  ): Promise<RunningPeer>;
 }
 
 const LEAN = ["--log-level", "warning", "--access-log", "off"];
@@ -42,7 +48,8 @@ function ours(key: string, label: string, flags: (directory: string) => string[]
   return {
     key,
     label,
-    start: (directory, backendPorts) => startOursAsPeer(backendPorts, flags(directory)),
+    start: (directory, backendPorts, more = []) =>
+      startOursAsPeer(backendPorts, [...flags(directory), ...more]),
   };
 }
 
@@ -97,16 +104,29 @@ async function wrkRequests(url: string, connections: number, seconds: number) {
 }
 
 async function run(args: readonly string[]): Promise<void> {
-  const flags = parseArgs(args, { string: ["rounds", "slice", "connections", "only"] });
+  const flags = parseArgs(args, {
+    string: ["rounds", "slice", "connections", "only", "baseline"],
+  });
   const rounds = Number(flags.rounds ?? 6);
   const seconds = parseDuration(String(flags.slice ?? "5s")) / 1000;
   const connections = Number(flags.connections ?? 20);
   const only = flags.only === undefined ? undefined : String(flags.only).split(",");
-  const targets = only === undefined ? TARGETS.slice(0, 4) : only.map((key) => {
+  const chosen = only === undefined ? TARGETS.slice(0, 4) : only.map((key) => {
     const target = TARGETS.find((t) => t.key === key);
     if (target === undefined) throw new Error(`Unknown target ${key}`);
     return target;
   });
+  const baseline = flags.baseline === undefined ? undefined : String(flags.baseline);
+  // The same shapes of ours again, run from another copy of the tree: old and new side by side.
+  const targets = baseline === undefined ? chosen : [
+    ...chosen,
+    ...chosen.filter((t) => t.key.startsWith("ours")).map((t) => ({
+      key: `${t.key}@baseline`,
+      label: `${t.label} (baseline ${baseline})`,
+      start: (directory: string, backendPorts: readonly number[]) =>
+        t.start(directory, backendPorts, [`--bench-main=${baseline}/main.ts`]),
+    })),
+  ];
   const directory = await Deno.makeTempDir({ prefix: "denolb-cost-" });
   const site = await writeStaticSite(directory, 100);
   const backends = await startNginxBackends(directory, site, 3);
