@@ -36,7 +36,7 @@ import { type AcceptedTarget, resolveTarget } from "./request_target.ts";
 import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./request_limits.ts";
 import { Admission, type InFlightLimits, type Refusal } from "./admission.ts";
 import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketSettings } from "./websocket.ts";
-import { canRetry, forward, type IdleBodyContext } from "./proxy.ts";
+import { canRetry, forward, type ForwardOptions, type IdleBodyContext } from "./proxy.ts";
 import {
   ALLOWED_METHODS,
   AT_CAPACITY_BODY,
@@ -327,7 +327,8 @@ export function createHandler(deps: HandlerDeps): Handler {
   ): Promise<Response> {
     try {
       const { requestId } = context;
-      const read = await readRequestBody(request, bodyOptions);
+      let read = readRequestBody(request, bodyOptions);
+      if (read instanceof Promise) read = await read;
       if (!read.ok) return bodyFailed(context, read.failure, read.message);
       const body: RequestBody = read.body;
       const clientIp = context.client;
@@ -355,22 +356,24 @@ export function createHandler(deps: HandlerDeps): Handler {
       retryGate.recordRequest(context.started);
       let tried: Set<Backend> | undefined;
       let backend: Backend = first;
+      // The same for every attempt: built once per request.
+      const forwardOptions: ForwardOptions = {
+        ...sender,
+        target,
+        body,
+        timeoutMs: deps.timeoutMs,
+        clientIp,
+        isPeerTrusted,
+        isForwardedSent,
+        requestId,
+        via: deps.via,
+        clock,
+        deadlines,
+        idleBody,
+        clientWatch,
+      };
       for (let attempt = 0;; attempt++) {
-        const outcome = await forward(request, backend, {
-          ...sender,
-          target,
-          body,
-          timeoutMs: deps.timeoutMs,
-          clientIp,
-          isPeerTrusted,
-          isForwardedSent,
-          requestId,
-          via: deps.via,
-          clock,
-          deadlines,
-          idleBody,
-          clientWatch,
-        });
+        const outcome = await forward(request, backend, forwardOptions);
         if (outcome.ok) {
           deps.onAttempt?.(backend, outcome.response.status);
           endWhenDelivered(backend, info, admission);
