@@ -10,7 +10,25 @@ import { freePorts, type RunningNginx, startNginx, waitForPort } from "./bench_s
 
 const MAIN = new URL("../../main.ts", import.meta.url);
 /** The V8 flags `deno task lb` runs with (the young generation's size): ours runs as shipped. */
-const LB_TASK_V8_FLAGS: readonly string[] = denoJson.tasks.lb.match(/--v8-flags=\S+/g) ?? [];
+const LB_TASK_V8_FLAGS: readonly string[] = lbTaskV8Flags(denoJson.tasks.lb);
+
+function lbTaskV8Flags(task: string | undefined): readonly string[] {
+  return task?.match(/--v8-flags=\S+/g) ?? [];
+}
+
+/** The V8 flags of another tree's `deno task lb` (next to its `main.ts`), as it shipped. */
+function treeV8Flags(mainPath: string): readonly string[] {
+  try {
+    const config = JSON.parse(
+      Deno.readTextFileSync(new URL("deno.json", `file://${mainPath}`)),
+    ) as {
+      tasks?: { lb?: string };
+    };
+    return lbTaskV8Flags(config.tasks?.lb);
+  } catch {
+    return [];
+  }
+}
 const REPO = new URL("../../", import.meta.url);
 /** The pseudo-flag that runs another copy of `main.ts` (see `startOurBalancer`). */
 const BENCH_MAIN = "--bench-main=";
@@ -62,7 +80,7 @@ export type RunningBalancer = WatchedProcess;
  * @param extra More `lb` flags (they override the ones here); a `--v8-flags=...` among them goes
  *   to `deno run` instead of those of `deno task lb`, so benchmarks can compare V8 heap settings;
  *   a `--bench-main=PATH` runs that `main.ts` instead of ours (another copy of the tree, to
- *   compare old and new side by side).
+ *   compare old and new side by side), with the V8 flags of that tree's `deno task lb`.
  * @returns The running balancer.
  * @throws {Error} When it does not listen within about 5 s (with its last stderr line).
  */
@@ -72,9 +90,11 @@ export async function startOurBalancer(
   extra: readonly string[],
 ): Promise<RunningBalancer> {
   const ownV8Flags = extra.filter((flag) => flag.startsWith("--v8-flags="));
-  const v8Flags = ownV8Flags.length > 0 ? ownV8Flags : LB_TASK_V8_FLAGS;
-  const main = extra.findLast((flag) => flag.startsWith(BENCH_MAIN))?.slice(BENCH_MAIN.length) ??
-    MAIN.pathname;
+  const otherMain = extra.findLast((flag) => flag.startsWith(BENCH_MAIN))
+    ?.slice(BENCH_MAIN.length);
+  const main = otherMain ?? MAIN.pathname;
+  const shippedV8Flags = otherMain === undefined ? LB_TASK_V8_FLAGS : treeV8Flags(otherMain);
+  const v8Flags = ownV8Flags.length > 0 ? ownV8Flags : shippedV8Flags;
   const lbFlags = extra.filter((flag) =>
     !flag.startsWith("--v8-flags=") && !flag.startsWith(BENCH_MAIN)
   );
