@@ -74,9 +74,9 @@ const TARGETS: readonly CostTarget[] = [
     "ours: defaults, access log to a file",
     (directory) => ["--access-log", `${directory}/access.log`],
   ),
-  // V8's young generation (`deno task lb` runs with 4 MB semi-spaces; 0 is V8's own choice,
+  // V8's young generation (`deno task lb` runs with 8 MB semi-spaces; 0 is V8's own choice,
   // from the machine's memory): smaller semi-spaces mean a smaller peak RSS, more scavenges.
-  ...[0, 2, 8].map((mb) =>
+  ...[0, 4, 16].map((mb) =>
     ours(
       `ours-defaults-semi${mb}`,
       `ours: defaults, access log to a file, --max-semi-space-size=${mb}`,
