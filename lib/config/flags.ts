@@ -8,7 +8,7 @@
 import { setAt } from "./layers.ts";
 import { type ConfigLayer, settingEntries, type SettingEntry } from "./settings.ts";
 import { UsageError } from "../shared/command.ts";
-import { levenshteinDistance, parseArgs } from "../shared/std.ts";
+import { levenshteinDistance, parseArgs } from "../shared/std_cli.ts";
 
 /** The flag that names the JSON config file; not a setting itself. */
 export const CONFIG_FLAG = "config";

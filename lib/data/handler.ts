@@ -423,7 +423,8 @@ export function createHandler(deps: HandlerDeps): Handler {
   ): Promise<Response> {
     try {
       const { requestId } = context;
-      const read = await readRequestBody(request, bodyOptions);
+      let read = readRequestBody(request, bodyOptions);
+      if (read instanceof Promise) read = await read;
       if (!read.ok) return bodyFailed(context, read.failure, read.message);
       const body: RequestBody = read.body;
       const clientIp = context.client;
@@ -463,30 +464,31 @@ export function createHandler(deps: HandlerDeps): Handler {
         );
         return relayed.stream;
       };
+      // The same for every attempt: built once per request.
+      const forwardOptions: ForwardOptions = {
+        ...sender,
+        target,
+        body,
+        timeoutMs: deps.timeoutMs,
+        clientIp,
+        isPeerTrusted,
+        isForwardedSent,
+        requestId,
+        via: deps.via,
+        clock,
+        deadlines,
+        idleBody,
+        clientWatch,
+        relayBody: relay,
+      };
       let retryReason: string | undefined;
       for (let attempt = 0;; attempt++) {
         relayed = undefined;
-        const options: ForwardOptions = {
-          ...sender,
-          target,
-          body,
-          timeoutMs: deps.timeoutMs,
-          clientIp,
-          isPeerTrusted,
-          isForwardedSent,
-          requestId,
-          via: deps.via,
-          clock,
-          deadlines,
-          idleBody,
-          clientWatch,
-          relayBody: relay,
-        };
         const outcome = tracing === undefined
-          ? await forward(request, backend, options)
+          ? await forward(request, backend, forwardOptions)
           : await tracing.attempt(
             { backend: backend.name, attempt: attempt + 1, retryReason, requestId },
-            (traceparent) => forward(request, backend, { ...options, traceparent }),
+            (traceparent) => forward(request, backend, { ...forwardOptions, traceparent }),
           );
         if (outcome.ok) {
           // Such as the cookie policy's Set-Cookie.

@@ -409,7 +409,10 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const serveHttp = (conn: Deno.Conn, connection: Connection, fd: number | undefined) => {
     const finished = () => {
       connection.inFlight--;
-      if (closeAfterResponse?.has(connection.current as Request) === true) {
+      const request = connection.current;
+      // An idle connection keeps nothing of its last request (headers, URL, signal).
+      if (connection.inFlight === 0) connection.current = undefined;
+      if (request !== undefined && closeAfterResponse?.has(request) === true) {
         // Deno would keep the connection open waiting for the unread body.
         connection.abort.abort();
         return;

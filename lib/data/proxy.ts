@@ -228,12 +228,60 @@ const CLIENT_BODY_FAILURE = {
   "too-large": "client-too-large",
 } as const satisfies Record<BodyFailure, ForwardFailureReason>;
 
-function call(callback: () => void): void {
-  callback();
-}
-
 function abortForTimeout(controller: AbortController): void {
   controller.abort(TIMEOUT_REASON);
+}
+
+/**
+ * One forwarding attempt's abort wiring: the controller of the upstream request, the client it
+ * watches and its response-header deadline. An object with methods rather than closures, so an
+ * attempt allocates one object for all of it.
+ */
+class AttemptSignals {
+  readonly controller = new AbortController();
+  readonly request: Request;
+  readonly deadlines: DeadlineQueue;
+  readonly clock: Clock;
+  readonly timeoutMs: number;
+  /** The client's signal, once watched. */
+  clientSignal: AbortSignal | undefined;
+  /** The pending response-header deadline. */
+  deadline: Deadline | undefined;
+  /** The pending start of the client watch. */
+  watch: Deadline | undefined;
+
+  constructor(request: Request, deadlines: DeadlineQueue, clock: Clock, timeoutMs: number) {
+    this.request = request;
+    this.deadlines = deadlines;
+    this.clock = clock;
+    this.timeoutMs = timeoutMs;
+  }
+
+  /** Aborts the upstream request when the client goes away (`request.signal`, one Deno op). */
+  watchClient(): void {
+    const signal = this.request.signal;
+    this.clientSignal = signal;
+    if (signal.aborted) this.controller.abort(CLIENT_ABORT_REASON);
+    else signal.addEventListener("abort", this);
+  }
+
+  /** The client's signal fired (this object is its listener). */
+  handleEvent(): void {
+    this.controller.abort(CLIENT_ABORT_REASON);
+  }
+
+  /** Starts the response-header timeout from now (a streamed body's last byte was sent). */
+  armTimeout(): void {
+    this.deadline = this.deadlines.add(
+      this.clock.now() + this.timeoutMs,
+      abortForTimeout,
+      this.controller,
+    );
+  }
+}
+
+function watchClientOf(signals: AttemptSignals): void {
+  signals.watchClient();
 }
 
 /**
@@ -256,39 +304,36 @@ export async function forward(
 ): Promise<ForwardOutcome> {
   const clock = options.clock ?? systemClock;
   const started = clock.now();
-  const controller = new AbortController();
+  const deadlines = options.deadlines ?? new DeadlineQueue({ clock });
+  const signals = new AttemptSignals(request, deadlines, clock, options.timeoutMs);
+  const controller = signals.controller;
   // The client's departure aborts the upstream request until its headers arrive: after that
   // `Deno.serve` ignores this signal and cancels the upstream body itself when the client
   // leaves mid-download (tests/proxy_test.ts covers both). One listener, not AbortSignal.any.
-  let clientSignal: AbortSignal | undefined;
-  const watchClient = () => {
-    clientSignal = request.signal;
-    if (clientSignal.aborted) controller.abort(CLIENT_ABORT_REASON);
-    else clientSignal.addEventListener("abort", () => controller.abort(CLIENT_ABORT_REASON));
-  };
   const clientWatch = options.clientWatch;
-  let watch: Deadline | undefined;
   if (clientWatch === undefined || clientWatch.delayMs <= 0) {
-    watchClient();
+    signals.watchClient();
     if (controller.signal.aborted) {
       return { ok: false, reason: "client-abort", message: "Client went away", elapsedMs: 0 };
     }
   } else {
-    watch = clientWatch.deadlines.add(started + clientWatch.delayMs, call, watchClient);
+    signals.watch = clientWatch.deadlines.add(
+      started + clientWatch.delayMs,
+      watchClientOf,
+      signals,
+    );
   }
-  const deadlines = options.deadlines ?? new DeadlineQueue({ clock });
   const body = options.body;
-  let deadline: Deadline | undefined;
-  const armTimeout = () => {
-    deadline = deadlines.add(clock.now() + options.timeoutMs, abortForTimeout, controller);
-  };
   let fetchBody: BodyInit | null = null;
   if (body.kind === "buffered") fetchBody = body.bytes;
   else if (body.kind === "streamed") fetchBody = body.stream;
   // The response timeout starts once the request is sent: at once for a body in hand, at the
   // last byte of a streamed one (a slow upload is the body timeout's business).
-  if (body.kind === "streamed" && !body.state.isComplete) body.state.onComplete = armTimeout;
-  else deadline = deadlines.add(started + options.timeoutMs, abortForTimeout, controller);
+  if (body.kind === "streamed" && !body.state.isComplete) {
+    body.state.onComplete = () => signals.armTimeout();
+  } else {
+    signals.deadline = deadlines.add(started + options.timeoutMs, abortForTimeout, controller);
+  }
   try {
     const init: RequestInit & { client?: Deno.HttpClient } = {
       method: request.method,
@@ -311,8 +356,8 @@ export async function forward(
     if (options.client !== undefined) init.client = options.client;
     const doFetch = options.fetch ?? fetch;
     const upstream = await doFetch(upstreamUrl(backend.url, options.target), init);
-    if (deadline !== undefined) deadlines.cancel(deadline);
-    if (watch !== undefined) clientWatch?.deadlines.cancel(watch);
+    if (signals.deadline !== undefined) deadlines.cancel(signals.deadline);
+    if (signals.watch !== undefined) clientWatch?.deadlines.cancel(signals.watch);
     const headersMs = clock.now() - started;
     if (upstream.status === 101) {
       // Nothing asked to switch protocols: passing it on would leave the client speaking HTTP
@@ -378,8 +423,8 @@ export async function forward(
     removeHopByHop(response.headers);
     return { ok: true, response, headersMs };
   } catch (error) {
-    if (deadline !== undefined) deadlines.cancel(deadline);
-    if (watch !== undefined) clientWatch?.deadlines.cancel(watch);
+    if (signals.deadline !== undefined) deadlines.cancel(signals.deadline);
+    if (signals.watch !== undefined) clientWatch?.deadlines.cancel(signals.watch);
     if (body.kind === "streamed") body.state.onComplete = undefined;
     const elapsedMs = clock.now() - started;
     const reason = controller.signal.reason;
@@ -399,7 +444,7 @@ export async function forward(
       const failure = CLIENT_BODY_FAILURE[body.state.failure];
       return { ok: false, reason: failure, message: "Client request body failed", elapsedMs };
     }
-    if (reason === CLIENT_ABORT_REASON || clientSignal?.aborted === true) {
+    if (reason === CLIENT_ABORT_REASON || signals.clientSignal?.aborted === true) {
       return { ok: false, reason: "client-abort", message: CLIENT_ABORT_REASON.message, elapsedMs };
     }
     return { ok: false, ...classifyFetchError(error), elapsedMs };

@@ -70,6 +70,12 @@ const PROTECTED: ReadonlySet<string> = new Set(["host"]);
 export type HeaderList = Array<[name: string, value: string]>;
 
 /**
+ * The field every upstream request carries alike, built once (`fetch` copies the pairs it is
+ * given and never changes them).
+ */
+const ACCEPT_IDENTITY: [name: string, value: string] = ["accept-encoding", "identity"];
+
+/**
  * Builds the headers sent to the backend from the client's. Hop-by-hop headers go, including
  * every header named in `Connection` (removed before `X-Forwarded-For` is extended, so a client
  * cannot make the next hop delete it, and never `Host`); `Content-Length` and
@@ -151,7 +157,7 @@ export function upstreamRequestHeaders(incoming: Headers, info: ForwardedInfo): 
       forwardedFor === undefined ? info.clientIp : `${forwardedFor}, ${info.clientIp}`,
     ],
     ["x-forwarded-proto", forwardedProto ?? info.proto],
-    ["accept-encoding", "identity"],
+    ACCEPT_IDENTITY,
   );
   const forwardedHostValue = forwardedHost ?? host;
   if (forwardedHostValue !== undefined) out.push(["x-forwarded-host", forwardedHostValue]);

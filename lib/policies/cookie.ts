@@ -7,14 +7,14 @@
  * the backend's URL (so it stays the same across restarts and reloads, and does not spell out
  * the backend's address), the signature the first 128 bits of HMAC-SHA256 of the id under the
  * secret, base64url. A policy must be synchronous while `crypto.subtle` is not, so the HMAC is
- * computed with `node:crypto` (synchronous, the same native implementation), and only once per
- * backend: each pool's cookie values are kept in a map from value to backend, rebuilt when the
+ * computed in plain TypeScript (`shared/sha256.ts`; `node:crypto` would load Deno's Node layer
+ * into every isolate), and only once per backend: each pool's cookie values are kept in a map from value to backend, rebuilt when the
  * pool changes. Per request the policy reads the `Cookie` header and does one map lookup; a
  * forged or stale value simply matches nothing.
  *
  * @module
  */
-import { createHash, createHmac } from "node:crypto";
+import { hmacSha256, sha256, toBase64Url, toHex } from "../shared/sha256.ts";
 import type { Backend } from "../core/backend.ts";
 import { isCandidate, type Policy } from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
@@ -123,7 +123,7 @@ export function createCookieAffinity(options: CookieAffinityOptions): Policy {
  * ```
  */
 export function backendId(href: string): string {
-  return createHash("sha256").update(href).digest("hex").slice(0, 16);
+  return toHex(sha256(href).subarray(0, 8));
 }
 
 /**
@@ -142,8 +142,7 @@ export function backendId(href: string): string {
  * ```
  */
 export function signCookieValue(id: string, secret: string): string {
-  const signature = createHmac("sha256", secret).update(id).digest().subarray(0, 16);
-  return `${id}.${signature.toString("base64url")}`;
+  return `${id}.${toBase64Url(hmacSha256(secret, id).subarray(0, 16))}`;
 }
 
 /** Every value of the cookies called `name` in a `Cookie` header (a client may send several). */

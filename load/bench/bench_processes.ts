@@ -5,10 +5,33 @@
  *
  * @module
  */
+import denoJson from "../../deno.json" with { type: "json" };
 import { freePorts, type RunningNginx, startNginx, waitForPort } from "./bench_support.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url);
+/** The V8 flags `deno task lb` runs with (the young generation's size): ours runs as shipped. */
+const LB_TASK_V8_FLAGS: readonly string[] = lbTaskV8Flags(denoJson.tasks.lb);
+
+function lbTaskV8Flags(task: string | undefined): readonly string[] {
+  return task?.match(/--v8-flags=\S+/g) ?? [];
+}
+
+/** The V8 flags of another tree's `deno task lb` (next to its `main.ts`), as it shipped. */
+function treeV8Flags(mainPath: string): readonly string[] {
+  try {
+    const config = JSON.parse(
+      Deno.readTextFileSync(new URL("deno.json", `file://${mainPath}`)),
+    ) as {
+      tasks?: { lb?: string };
+    };
+    return lbTaskV8Flags(config.tasks?.lb);
+  } catch {
+    return [];
+  }
+}
 const REPO = new URL("../../", import.meta.url);
+/** The pseudo-flag that runs another copy of `main.ts` (see `startOurBalancer`). */
+const BENCH_MAIN = "--bench-main=";
 /** Stderr lines of a balancer kept for the report (the last ones). */
 const KEPT_STDERR_LINES = 20;
 
@@ -54,7 +77,10 @@ export type RunningBalancer = WatchedProcess;
  *
  * @param port The proxy port on 127.0.0.1.
  * @param backendPorts The backends' ports on 127.0.0.1.
- * @param extra More `lb` flags (they override the ones here).
+ * @param extra More `lb` flags (they override the ones here); a `--v8-flags=...` among them goes
+ *   to `deno run` instead of those of `deno task lb`, so benchmarks can compare V8 heap settings;
+ *   a `--bench-main=PATH` runs that `main.ts` instead of ours (another copy of the tree, to
+ *   compare old and new side by side), with the V8 flags of that tree's `deno task lb`.
  * @returns The running balancer.
  * @throws {Error} When it does not listen within about 5 s (with its last stderr line).
  */
@@ -63,15 +89,25 @@ export async function startOurBalancer(
   backendPorts: readonly number[],
   extra: readonly string[],
 ): Promise<RunningBalancer> {
+  const ownV8Flags = extra.filter((flag) => flag.startsWith("--v8-flags="));
+  const otherMain = extra.findLast((flag) => flag.startsWith(BENCH_MAIN))
+    ?.slice(BENCH_MAIN.length);
+  const main = otherMain ?? MAIN.pathname;
+  const shippedV8Flags = otherMain === undefined ? LB_TASK_V8_FLAGS : treeV8Flags(otherMain);
+  const v8Flags = ownV8Flags.length > 0 ? ownV8Flags : shippedV8Flags;
+  const lbFlags = extra.filter((flag) =>
+    !flag.startsWith("--v8-flags=") && !flag.startsWith(BENCH_MAIN)
+  );
   const process = spawnWatched(Deno.execPath(), [
     "run",
+    ...v8Flags,
     "--allow-net",
     "--allow-env",
     "--allow-read",
     "--allow-write",
     "--allow-ffi",
     "--unstable-net",
-    MAIN.pathname,
+    main,
     "lb",
     "--port",
     String(port),
@@ -83,7 +119,7 @@ export async function startOurBalancer(
     "/index.html",
     "--drain-timeout",
     "1s",
-    ...extra,
+    ...lbFlags,
   ], { cwd: REPO.pathname });
   await process.listening(port, `denolb ${extra.join(" ")}`);
   return process;

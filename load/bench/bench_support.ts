@@ -139,15 +139,16 @@ export function freePorts(count: number): number[] {
  * @throws {Error} When nothing listens within about 5 s.
  */
 export async function waitForPort(port: number, what: string): Promise<void> {
+  // A short pause between attempts: the table times start-ups to the first answer.
   for (let attempt = 0;; attempt++) {
     try {
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
       return;
     } catch (error) {
-      if (attempt >= 100) {
+      if (attempt >= 500) {
         throw new Error(`${what} did not listen on port ${port}`, { cause: error });
       }
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }
 }

@@ -19,21 +19,27 @@
  * targets: more, and each gets too small a share of the cores for a steady figure.
  *
  * Flags: `--rounds N` (default 6), `--slice D` (default 5s), `--connections C` per target
- * (default 20), `--only KEY,...` (the first is the reference).
+ * (default 20), `--only KEY,...` (the first is the reference), `--baseline DIR` (each ours
+ * target again, run from the copy of the tree in DIR, such as
+ * `git archive HEAD~1 | tar -x -C DIR`).
  *
  * @module
  */
 import { parseDuration } from "../../lib/shared/duration.ts";
 import { parseArgs } from "../../lib/shared/std.ts";
 import { type RunningPeer, startBareDenoProxy, startOursAsPeer } from "./bench_peers.ts";
-import { startNginxBackends, treeCpuMs } from "./bench_processes.ts";
+import { startNginxBackends, treeCpuMs, treeMemory } from "./bench_processes.ts";
 import { median, runTool, writeLine, writeStaticSite, wrkErrors } from "./bench_support.ts";
 
 /** A target before it runs. */
 interface CostTarget {
   readonly key: string;
   readonly label: string;
-  start(directory: string, backendPorts: readonly number[]): Promise<RunningPeer>;
+  start(
+    directory: string,
+    backendPorts: readonly number[],
+    more?: readonly string[],
+  ): Promise<RunningPeer>;
 }
 
 const LEAN = ["--log-level", "warning", "--access-log", "off"];
@@ -42,7 +48,8 @@ function ours(key: string, label: string, flags: (directory: string) => string[]
   return {
     key,
     label,
-    start: (directory, backendPorts) => startOursAsPeer(backendPorts, flags(directory)),
+    start: (directory, backendPorts, more = []) =>
+      startOursAsPeer(backendPorts, [...flags(directory), ...more]),
   };
 }
 
@@ -67,6 +74,19 @@ const TARGETS: readonly CostTarget[] = [
     "ours: defaults, access log to a file",
     (directory) => ["--access-log", `${directory}/access.log`],
   ),
+  // V8's young generation (`deno task lb` runs with 8 MB semi-spaces; 0 is V8's own choice,
+  // from the machine's memory): smaller semi-spaces mean a smaller peak RSS, more scavenges.
+  ...[0, 4, 16].map((mb) =>
+    ours(
+      `ours-defaults-semi${mb}`,
+      `ours: defaults, access log to a file, --max-semi-space-size=${mb}`,
+      (directory) => [
+        `--v8-flags=--max-semi-space-size=${mb}`,
+        "--access-log",
+        `${directory}/access_semi${mb}.log`,
+      ],
+    )
+  ),
 ];
 
 /** One target's figures over the rounds. */
@@ -84,16 +104,29 @@ async function wrkRequests(url: string, connections: number, seconds: number) {
 }
 
 async function run(args: readonly string[]): Promise<void> {
-  const flags = parseArgs(args, { string: ["rounds", "slice", "connections", "only"] });
+  const flags = parseArgs(args, {
+    string: ["rounds", "slice", "connections", "only", "baseline"],
+  });
   const rounds = Number(flags.rounds ?? 6);
   const seconds = parseDuration(String(flags.slice ?? "5s")) / 1000;
   const connections = Number(flags.connections ?? 20);
   const only = flags.only === undefined ? undefined : String(flags.only).split(",");
-  const targets = only === undefined ? TARGETS.slice(0, 4) : only.map((key) => {
+  const chosen = only === undefined ? TARGETS.slice(0, 4) : only.map((key) => {
     const target = TARGETS.find((t) => t.key === key);
     if (target === undefined) throw new Error(`Unknown target ${key}`);
     return target;
   });
+  const baseline = flags.baseline === undefined ? undefined : String(flags.baseline);
+  // The same shapes of ours again, run from another copy of the tree: old and new side by side.
+  const targets = baseline === undefined ? chosen : [
+    ...chosen,
+    ...chosen.filter((t) => t.key.startsWith("ours")).map((t) => ({
+      key: `${t.key}@baseline`,
+      label: `${t.label} (baseline ${baseline})`,
+      start: (directory: string, backendPorts: readonly number[]) =>
+        t.start(directory, backendPorts, [`--bench-main=${baseline}/main.ts`]),
+    })),
+  ];
   const directory = await Deno.makeTempDir({ prefix: "denolb-cost-" });
   const site = await writeStaticSite(directory, 100);
   const backends = await startNginxBackends(directory, site, 3);
@@ -130,13 +163,16 @@ async function run(args: readonly string[]): Promise<void> {
       `${rounds} rounds of ${seconds} s, wrk -t1 -c${connections} per target, all at once; ` +
         `ratio = CPU per request / ${targets[0]?.key}'s in the same round`,
     );
-    writeLine("| target | CPU µs/req | ratio | ratio per round | wrk errors |");
-    writeLine("|---|---:|---:|---|---:|");
+    writeLine("| target | CPU µs/req | ratio | ratio per round | peak RSS | wrk errors |");
+    writeLine("|---|---:|---:|---|---:|---:|");
     for (const r of results) {
+      // VmHWM over the whole run: what the target's heap settings let it grow to under load.
+      const memory = await treeMemory(r.peer.pid);
       writeLine(
         `| ${r.target.label} | ${median(r.cpuMicrosPerRequest).toFixed(1)} | ` +
           `${median(r.ratioToReference).toFixed(2)} | ` +
-          `${r.ratioToReference.map((x) => x.toFixed(2)).join(" ")} | ${r.errors} |`,
+          `${r.ratioToReference.map((x) => x.toFixed(2)).join(" ")} | ` +
+          `${(memory.peakRssKb / 1024).toFixed(0)} MB | ${r.errors} |`,
       );
     }
     for (const r of results) {

@@ -19,7 +19,13 @@
  *
  * Flags: `--slices N` rounds (default 3), `--slice D` (default 5s), `--warmup D` per target
  * before the rounds (default 3s), `--connections C` (default 50), `--only KEY,...`,
- * `--json FILE`.
+ * `--json FILE`, `--idle N` (default 1000; 0 skips).
+ *
+ * Memory and start-up, per target: its RSS at rest (started, answered once, a second idle), its
+ * peak RSS (VmHWM) after every slice, and for ours both per isolate; what `--idle N` idle
+ * keep-alive connections (one request each, then silent) add to its RSS, per connection, and
+ * what N more add; and
+ * its start-up, from being spawned to its first answered request (polled every 5 ms).
  *
  * @module
  */
@@ -37,9 +43,15 @@ import {
   versionOf,
 } from "./bench_peers.ts";
 import { loadAverage, startNginxBackends, treeCpuMs, treeMemory } from "./bench_processes.ts";
+import { firstAnswerAt, type IdleCost, isolatesOf, measureIdleCost } from "./bench_memory.ts";
 import { median, writeLine, writeStaticSite } from "./bench_support.ts";
 import { formatTable, type TableRow } from "./table_report.ts";
 import { errorText } from "../../lib/shared/error_text.ts";
+
+/** How long a target may take from its start to its first answered request. */
+const STARTUP_LIMIT_MS = 10_000;
+/** How long a started target sits idle before its memory at rest is read. */
+const REST_SETTLE_MS = 1_000;
 
 /** A row of the table before it runs. */
 interface TargetSpec {
@@ -47,6 +59,8 @@ interface TargetSpec {
   readonly label: string;
   /** A peer's executable and version flag; skipped when not installed. */
   readonly peer?: { readonly command: string; readonly versionArgs: readonly string[] };
+  /** Isolates of ours (memory per isolate is shown for these rows only). */
+  readonly isolates?: number;
   start(directory: string, backendPorts: readonly number[]): Promise<RunningPeer>;
 }
 
@@ -54,6 +68,8 @@ function ours(key: string, label: string, flags: readonly string[], isLogged = t
   return {
     key,
     label,
+    // startOursAsPeer puts `--workers 1` before these flags.
+    isolates: isolatesOf(["--workers", "1", ...flags]),
     start(directory, backendPorts) {
       const accessLog = isLogged ? ["--access-log", `${directory}/access_${key}.log`] : [];
       return startOursAsPeer(backendPorts, [...accessLog, ...flags]);
@@ -86,6 +102,12 @@ const TARGETS: readonly TargetSpec[] = [
     start: startBareDenoProxy,
   },
   ours("ours", "ours, defaults (access log to a file)", []),
+  ours(
+    "ours-auto",
+    "ours, no flags (`--workers auto`, access log to stdout, here /dev/null)",
+    ["--workers", "auto"],
+    false,
+  ),
   ours("ours-warning", "ours `--log-level warning` (access log to a file)", [
     "--log-level",
     "warning",
@@ -114,6 +136,7 @@ bare Deno.serve + fetch proxy, in front of the same three nginx backends (needs 
   --slice DURATION   length of each wrk and loadtest slice (default 5s)
   --warmup DURATION  per target before the rounds (default 3s)
   --connections C    concurrent connections (default 50)
+  --idle N           idle keep-alive connections whose memory is measured (default 1000; 0 skips)
   --only KEY,...     targets to run: ${TARGETS.map((target) => target.key).join(",")}
   --json FILE        also write the figures as JSON
   -h, --help         this text`;
@@ -128,6 +151,10 @@ interface Running {
   /** CPU microseconds the target's processes spent per request, one per wrk slice. */
   readonly cpuUsPerRequest: number[];
   readonly failures: string[];
+  /** From start to the first answered request, ms. */
+  readonly startupMs: number;
+  /** RSS once started, before any load, kB. */
+  readonly restRssKb: number;
   isDead: boolean;
 }
 
@@ -185,7 +212,7 @@ async function main(args: readonly string[]): Promise<void> {
     return;
   }
   const flags = parseArgs(args, {
-    string: ["slices", "slice", "warmup", "connections", "only", "json"],
+    string: ["slices", "slice", "warmup", "connections", "only", "json", "idle"],
     unknown: (arg: string) => {
       throw new TypeError(`Invalid flag "${arg}": see deno task bench --help`);
     },
@@ -194,6 +221,7 @@ async function main(args: readonly string[]): Promise<void> {
   const sliceMs = parseDuration(String(flags.slice ?? "5s"));
   const warmupMs = parseDuration(String(flags.warmup ?? "3s"));
   const connections = positiveInteger("connections", flags.connections, 50);
+  const idleCount = flags.idle === "0" ? 0 : positiveInteger("idle", flags.idle, 1000);
   const wanted = selectTargets(flags.only);
   if (await versionOf("wrk", ["-v"]) === undefined) throw new Error("wrk is not installed");
   if (await versionOf("nginx", ["-v"]) === undefined) throw new Error("nginx is not installed");
@@ -236,7 +264,12 @@ async function main(args: readonly string[]): Promise<void> {
   try {
     for (const spec of specs) {
       try {
+        const spawnedAt = performance.now();
         const peer = await spec.start(directory, backends.ports);
+        const startupMs = await firstAnswerAt(peer.url, STARTUP_LIMIT_MS) - spawnedAt;
+        // At rest: started and answered once, then left alone for a moment.
+        await new Promise((resolve) => setTimeout(resolve, REST_SETTLE_MS));
+        const restRssKb = (await treeMemory(peer.pid)).rssKb;
         running.push({
           spec,
           peer,
@@ -244,6 +277,8 @@ async function main(args: readonly string[]): Promise<void> {
           loadtest: [],
           cpuUsPerRequest: [],
           failures: [],
+          startupMs,
+          restRssKb,
           isDead: false,
         });
       } catch (error) {
@@ -289,7 +324,18 @@ async function main(args: readonly string[]): Promise<void> {
     }
     const rows: TableRow[] = [];
     for (const target of running) {
+      // Peak first: the idle connections opened next must not count in it.
       const memory = await treeMemory(target.peer.pid);
+      let idle: IdleCost | undefined;
+      if (idleCount > 0 && !target.isDead) {
+        try {
+          idle = await measureIdleCost(target.peer.pid, target.peer.url, idleCount);
+        } catch (error) {
+          target.failures.push(
+            `idle connections: ${error instanceof Error ? error.message : String(error)}`,
+          );
+        }
+      }
       const medianOf = (values: readonly SliceResult[], pick: (r: SliceResult) => number) =>
         values.length === 0 ? Number.NaN : median(values.map(pick));
       rows.push({
@@ -307,6 +353,12 @@ async function main(args: readonly string[]): Promise<void> {
           : median(target.cpuUsPerRequest),
         peakRssKb: memory.processes === 0 ? Number.NaN : memory.peakRssKb,
         processes: memory.processes,
+        restRssKb: target.restRssKb,
+        startupMs: target.startupMs,
+        idleKbPerConnection: idle?.perConnectionKb ?? Number.NaN,
+        idleMarginalKb: idle?.marginalKb ?? Number.NaN,
+        idleConnections: idleCount,
+        isolates: target.spec.isolates ?? Number.NaN,
         slices: { wrk: target.wrk, loadtest: target.loadtest },
         trouble: [...target.failures],
       });

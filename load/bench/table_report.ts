@@ -23,6 +23,18 @@ export interface TableRow {
   /** VmHWM summed over the target's process tree (NaN when it was gone). */
   readonly peakRssKb: number;
   readonly processes: number;
+  /** VmRSS summed over the tree once started, before any load (NaN when unknown). */
+  readonly restRssKb: number;
+  /** From spawn to the first answered request, ms (NaN when unknown). */
+  readonly startupMs: number;
+  /** RSS added per idle keep-alive connection, kB (NaN when not measured). */
+  readonly idleKbPerConnection: number;
+  /** RSS added per idle connection by as many again, kB: one more connection's cost. */
+  readonly idleMarginalKb: number;
+  /** How many idle connections that figure comes from. */
+  readonly idleConnections: number;
+  /** Isolates of ours (NaN for the peers, whose memory is not split). */
+  readonly isolates: number;
   readonly slices: {
     readonly wrk: readonly SliceResult[];
     readonly loadtest: readonly SliceResult[];
@@ -79,7 +91,32 @@ const RATIO_TARGETS: readonly RatioTarget[] = [
     target: 1.5,
   },
   { name: "ours defaults / Caddy (the goal)", numerator: "ours", denominator: "caddy", target: 1 },
+  {
+    name: "ours defaults / bare fetch proxy (the goal)",
+    numerator: "ours",
+    denominator: "deno-fetch",
+    target: 0.9,
+  },
 ];
+
+/** The memory and start-up goals, checked on every ours row. */
+const MEMORY_GOALS = {
+  peakMbPerIsolate: 100,
+  restMbPerIsolate: 60,
+  idleKbPerConnection: 20,
+  startupMs: 300,
+} as const;
+
+function mb(kb: number): string {
+  return Number.isFinite(kb) ? `${(kb / 1024).toFixed(0)}` : "n/a";
+}
+
+/** `total MB` and, for ours with several isolates, `/ per isolate`. */
+function perIsolate(kb: number, isolates: number): string {
+  if (!Number.isFinite(kb)) return "n/a";
+  if (!Number.isFinite(isolates) || isolates <= 1) return `${mb(kb)} MB`;
+  return `${mb(kb)} MB (${mb(kb / isolates)}/isolate)`;
+}
 
 function fixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
@@ -113,18 +150,19 @@ export function formatTable(
   const nginx = byKey.get("nginx")?.wrkRps ?? Number.NaN;
   const caddy = byKey.get("caddy")?.wrkRps ?? Number.NaN;
   const lines = [
-    "| target | req/s (wrk) | p50 | p99 | req/s (our loadtest) | CPU µs/req | peak RSS | x nginx | x Caddy |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| target | req/s (wrk) | p50 | p99 | req/s (our loadtest) | CPU µs/req | peak RSS | " +
+    "RSS at rest | KB per idle conn | startup | x nginx | x Caddy |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const row of rows) {
-    const rss = Number.isFinite(row.peakRssKb)
-      ? `${(row.peakRssKb / 1024).toFixed(0)} MB${
-        row.processes > 1 ? ` (${row.processes} proc)` : ""
-      }`
-      : "n/a";
+    const processes = row.processes > 1 ? ` (${row.processes} proc)` : "";
+    const rss = `${perIsolate(row.peakRssKb, row.isolates)}${processes}`;
     lines.push(
       `| ${row.label} | ${fixed(row.wrkRps, 0)} | ${ms(row.wrkP50Ms)} | ${ms(row.wrkP99Ms)} | ` +
         `${fixed(row.loadtestRps, 0)} | ${fixed(row.cpuUsPerRequest, 0)} | ${rss} | ` +
+        `${perIsolate(row.restRssKb, row.isolates)} | ` +
+        `${fixed(row.idleKbPerConnection, 1)} / ${fixed(row.idleMarginalKb, 1)} | ` +
+        `${Number.isFinite(row.startupMs) ? `${row.startupMs.toFixed(0)} ms` : "n/a"} | ` +
         `${fixed(row.wrkRps / nginx, 2)} | ` +
         `${fixed(row.wrkRps / caddy, 2)} |`,
     );
@@ -157,6 +195,13 @@ export function formatTable(
     `the target's processes. Ours is one process whatever its isolates: \`--workers 2\` holds ` +
     `two data-plane isolates and the control plane. Every ours row runs \`--workers 1\` ` +
     `(auto would be one isolate per core) and \`--admin off\` unless it says otherwise.`,
+    `RSS at rest is VmRSS once the target answered its first request and sat idle for a ` +
+    `second; for ours with several isolates both RSS figures are also shown divided by them. ` +
+    `KB per idle conn: VmRSS with ${rows[0]?.idleConnections ?? 0} client connections open ` +
+    `(one request each, then silent for a second) minus VmRSS before, per connection, after ` +
+    `the rounds; after the slash, what as many more added per connection (without the ` +
+    `one-off growth the first ones cause: heap grown for their requests, code compiled). Startup: from spawning the target to its first 2xx answer through it ` +
+    `(polled every 5 ms; the balancers' process start, module loading and first forward).`,
   ];
   for (const [key, settings] of Object.entries(context.peerSettings)) {
     if (!byKey.has(key)) continue;
@@ -168,6 +213,25 @@ export function formatTable(
     notes.push(
       `${ratio.name}: ${fixed(ratio.wrk, 2)}x with wrk, ${fixed(ratio.loadtest, 2)}x with our ` +
         `loadtest (issue target >= ${ratio.target}).`,
+    );
+  }
+  for (const row of rows) {
+    if (!Number.isFinite(row.isolates)) continue;
+    const checks = [
+      ["peak RSS per isolate", row.peakRssKb / row.isolates / 1024, MEMORY_GOALS.peakMbPerIsolate],
+      [
+        "RSS at rest per isolate",
+        row.restRssKb / row.isolates / 1024,
+        MEMORY_GOALS.restMbPerIsolate,
+      ],
+      ["KB per idle connection", row.idleKbPerConnection, MEMORY_GOALS.idleKbPerConnection],
+      ["startup ms", row.startupMs, MEMORY_GOALS.startupMs],
+    ] as const;
+    notes.push(
+      `${row.key} memory and start-up goals: ` +
+        checks.map(([name, value, goal]) =>
+          `${name} ${fixed(value, 1)} (goal <= ${goal}: ${value <= goal ? "met" : "not met"})`
+        ).join(", ") + ".",
     );
   }
   for (const row of rows) {
