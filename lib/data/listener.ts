@@ -418,7 +418,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         return;
       }
       if (connection.isLingering) return;
-      if (lingerAfterResponse?.has(connection.current as Request) === true) {
+      if (request !== undefined && lingerAfterResponse?.has(request) === true) {
         connection.isLingering = true;
         connection.clearDeadline();
         connection.setDeadline(
