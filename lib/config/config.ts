@@ -141,6 +141,7 @@ function finish(
     seen.add(backend.url.href);
   }
   checkAdminExposure(merged);
+  checkAcme(merged);
   // An unset probe timeout defaults to 2 s, but never more than the interval.
   const timeoutMs = explicitTimeoutMs ?? Math.min(merged.health.timeoutMs, intervalMs);
   return { ...merged, health: { ...merged.health, timeoutMs } };
@@ -163,6 +164,31 @@ function checkAdminExposure(config: BalancerConfig): void {
       "(anyone who can reach it could add, drain and remove backends); " +
       "--admin-insecure on runs it without one",
   );
+}
+
+/**
+ * ACME needs a place to keep its account key and certificates, and its other settings mean
+ * nothing without a domain: each is refused rather than ignored.
+ *
+ * @throws {UsageError} Naming the setting and what it needs.
+ */
+function checkAcme(config: BalancerConfig): void {
+  const { domains, email, caCert, httpsListen } = config.acme;
+  if (domains.length > 0) {
+    if (config.stateDir !== undefined) return;
+    throw new UsageError(
+      "Invalid --acme-domain: ACME needs --state-dir, where the account key and the " +
+        "certificates are kept across restarts",
+    );
+  }
+  const orphan = [
+    email === undefined ? undefined : "--acme-email",
+    caCert === undefined ? undefined : "--acme-ca-cert",
+    httpsListen === undefined ? undefined : "--acme-https",
+  ].find((flag) => flag !== undefined);
+  if (orphan !== undefined) {
+    throw new UsageError(`Invalid ${orphan}: it applies only with --acme-domain`);
+  }
 }
 
 /** Words a health-timeout rule into a message naming where the timeout was set. */

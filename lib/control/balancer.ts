@@ -11,7 +11,9 @@ import { Backend } from "../core/backend.ts";
 import type { BalancerConfig } from "../config/config.ts";
 import { createCookieSecret, withCookieSecret } from "./cookie_secret.ts";
 import { planReload } from "./reload.ts";
-import { startServing } from "./serving.ts";
+import { claimAddress, type Serving, startServing } from "./serving.ts";
+import { AcmeManager, type CertificatePair } from "./acme.ts";
+import { TlsFront } from "./tls_front.ts";
 import { PassiveHealth } from "./passive_health.ts";
 import { type BackendConfig, parseAdminAddress } from "../config/settings.ts";
 import { type AdminDeps, createAdminHandler, statusReport } from "./admin.ts";
@@ -42,6 +44,13 @@ export interface BalancerDeps {
    * the data plane runs in this isolate whatever `--workers` says.
    */
   readonly workerEntry?: URL;
+  /** Wall-clock time, Unix epoch ms, that certificates' validity is compared with. Default: `Date.now`. */
+  readonly now?: () => number;
+  /**
+   * Told each certificate list ACME produces (with `--acme-domain`), for new TLS connections:
+   * the saved one at start, then each new or renewed one. Default: none.
+   */
+  readonly onCertificates?: (certificates: readonly CertificatePair[]) => void;
 }
 
 /** The outcome of a reload. */
@@ -67,6 +76,10 @@ export interface RunningBalancer extends AsyncDisposable {
   readonly adminUrl: URL | undefined;
   /** How many isolates serve requests (1 without workers). */
   readonly isolateCount: number;
+  /** The ACME certificate manager, with `--acme-domain` (already started). */
+  readonly acme: AcmeManager | undefined;
+  /** Where `--acme-https` serves, `https://host:port/`, once there is a certificate. */
+  readonly httpsUrl: URL | undefined;
   /**
    * Reads the configuration again and applies it to new requests without dropping in-flight
    * ones or open connections: backends that stay keep their state and counters, removed ones
@@ -115,6 +128,18 @@ export async function startBalancer(
     config.backends.map((b) => new Backend(b.url, { weight: b.weight, shared: shared.allocate() })),
   );
   const metrics = new Metrics(pool);
+  // ACME opens its state directory (and serves the certificate saved there) before anything
+  // binds, so a directory it cannot use fails the start cleanly; it orders once serving runs.
+  const live: { serving?: Serving } = {};
+  const { acme, tlsFront } = await openAcme(config, {
+    metrics,
+    clock,
+    logger,
+    target: () => live.serving?.addr,
+    publishChallenges: (challenges) => live.serving?.publishChallenges(challenges),
+    ...(deps.now === undefined ? {} : { now: deps.now }),
+    ...(deps.onCertificates === undefined ? {} : { onCertificates: deps.onCertificates }),
+  });
   // Ejections are written to the shared state: every isolate sees them without a message.
   const passive = new PassiveHealth(pool, config.outlier, { clock, metrics });
   const serving = await startServing(config, {
@@ -126,7 +151,13 @@ export async function startBalancer(
     onAttempt: passive.observe,
     onStreak: passive.observeStreak,
     ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
+  }).catch(async (error) => {
+    await acme?.stop();
+    await tlsFront?.close();
+    throw error;
   });
+  live.serving = serving;
+  acme?.start();
   passive.start();
   const health = new HealthChecker(pool, {
     ...config.health,
@@ -219,6 +250,8 @@ export async function startBalancer(
     await serving.drain(0);
     await health.stop();
     await passive.stop();
+    await acme?.stop();
+    await tlsFront?.close();
     throw error;
   }
   logger.info("Balancer listening", {
@@ -309,6 +342,8 @@ export async function startBalancer(
       await Promise.all(retiring);
       await health.stop();
       await passive.stop();
+      await acme?.stop();
+      await tlsFront?.close();
       stopping.abort();
       await admin?.shutdown();
       logger.info("Balancer stopped", { isClean });
@@ -332,12 +367,71 @@ export async function startBalancer(
       return admin === undefined ? undefined : httpUrl(admin.addr);
     },
     isolateCount: serving.isolateCount,
+    acme,
+    get httpsUrl() {
+      const addr = tlsFront?.addr;
+      return addr === undefined
+        ? undefined
+        : new URL(httpUrl(addr).href.replace(/^http:/, "https:"));
+    },
     reload,
     drain,
     async [Symbol.asyncDispose]() {
       await drain();
     },
   };
+}
+
+/** What {@linkcode openAcme} wires the certificate manager to. */
+interface AcmeWiring {
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly now?: () => number;
+  /** The proxy port, once serving (where `--acme-https` relays). */
+  readonly target: () => Deno.NetAddr | undefined;
+  /** Gives the isolates the HTTP-01 answers. */
+  readonly publishChallenges: (challenges: Readonly<Record<string, string>>) => void;
+  readonly onCertificates?: (certificates: readonly CertificatePair[]) => void;
+}
+
+/**
+ * With `--acme-domain`: checks that `--acme-https` is free (a taken address fails the start
+ * rather than the first certificate), and opens the certificate manager, which serves the
+ * certificate saved in the state directory at once.
+ *
+ * @throws {Error} When the HTTPS address is taken, or the state directory or CA file unusable.
+ */
+async function openAcme(
+  config: BalancerConfig,
+  wiring: AcmeWiring,
+): Promise<{ acme: AcmeManager | undefined; tlsFront: TlsFront | undefined }> {
+  if (config.acme.domains.length === 0) return { acme: undefined, tlsFront: undefined };
+  const httpsAddress = config.acme.httpsListen === undefined
+    ? undefined
+    : parseAdminAddress(config.acme.httpsListen);
+  const tlsFront = httpsAddress === undefined ? undefined : new TlsFront(
+    {
+      hostname: httpsAddress.hostname,
+      port: claimAddress(httpsAddress.hostname, httpsAddress.port),
+    },
+    wiring.target,
+    getModuleLogger("acme"),
+  );
+  const acme = await AcmeManager.open(config, {
+    clock: wiring.clock,
+    metrics: wiring.metrics,
+    ...(wiring.now === undefined ? {} : { now: wiring.now }),
+    onChallenges: wiring.publishChallenges,
+    onCertificates: (certificates) => {
+      tlsFront?.setCertificates(certificates);
+      wiring.onCertificates?.(certificates);
+    },
+  }).catch(async (error) => {
+    await tlsFront?.close();
+    throw error;
+  });
+  return { acme, tlsFront };
 }
 
 /** `http://host:port/` for a bound address, with an IPv6 host in brackets. */

@@ -23,7 +23,7 @@ export interface ReloadPlan {
   readonly isListenerChanged: boolean;
   /** Whether the admin listener must be restarted (address or token). */
   readonly isAdminChanged: boolean;
-  /** Settings that changed but only take effect at the next start (logging). */
+  /** Settings that changed but only take effect at the next start (logging, ACME). */
   readonly needsRestart: readonly string[];
   /** One line per change, for the log and the admin answer. */
   readonly summary: readonly string[];
@@ -66,7 +66,10 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     running.websocket !== next.websocket ||
     running.limits.maxConnections !== next.limits.maxConnections;
   const isAdminChanged = !isSame(running.admin, next.admin);
-  const needsRestart = isSame(running.log, next.log) ? [] : ["log"];
+  const needsRestart = [
+    ...(isSame(running.log, next.log) ? [] : ["log"]),
+    ...(isSame(running.acme, next.acme) && running.stateDir === next.stateDir ? [] : ["acme"]),
+  ];
   const summary = [
     ...added.map((b) => `backend ${b.url.href} added`),
     ...removed.map((href) => `backend ${href} removed`),

@@ -109,7 +109,11 @@ export type MetricEvent =
   /** A backend's response body paused longer than `--idle-body-timeout`; the client's was cut. */
   | "idle-body-timeout"
   /** A retry was allowed by `--retries` but refused by the retry budget. */
-  | "retry-budget-exhausted";
+  | "retry-budget-exhausted"
+  /** An ACME order (a first certificate or a renewal) got a certificate. */
+  | "acme-order-succeeded"
+  /** An ACME order failed; the previous certificate, if any, is still served. */
+  | "acme-order-failed";
 
 /** How events are rendered: one metric per entry, one series (labels) per event. */
 const EVENT_METRICS: ReadonlyArray<{
@@ -178,6 +182,15 @@ const EVENT_METRICS: ReadonlyArray<{
     name: "denolb_retry_budget_exhausted_total",
     help: "Retries --retries allowed that the retry budget refused (the failure was answered).",
     series: [["retry-budget-exhausted", ""]],
+  },
+  {
+    name: "denolb_acme_orders_total",
+    help: "ACME certificate orders (first certificates and renewals), by outcome; after a " +
+      "failed one the previous certificate is still served.",
+    series: [
+      ["acme-order-succeeded", '{outcome="succeeded"}'],
+      ["acme-order-failed", '{outcome="failed"}'],
+    ],
   },
 ];
 
