@@ -54,9 +54,16 @@ export async function createAccountKey(): Promise<string> {
 export async function orderCertificate(options: AcmeOrderOptions): Promise<CertificatePair> {
   const acme = await loadAcmeClient();
   acme.axios.defaults.timeout = REQUEST_TIMEOUT_MS;
+  // acme-client retries a refused or failed request 5 times, 5 to 25 s apart (75 s in all, on
+  // real time); the manager retries whole orders with its own growing delay, so one quick retry
+  // here is enough for a blip, and a CA that is down fails the order in about a second.
+  // The setting is acme-client's own addition to axios's defaults, absent from axios's types.
+  const defaults = acme.axios.defaults as { acmeSettings?: Record<string, unknown> };
+  defaults.acmeSettings = { ...defaults.acmeSettings, retryMaxAttempts: 1, retryDefaultDelay: 1 };
   acme.axios.defaults.httpsAgent = options.caCertPem === undefined
     ? undefined
     : new Agent({ ca: options.caCertPem });
+  await checkReachable(options.directoryUrl, options.caCertPem);
   const client = new acme.Client({
     directoryUrl: options.directoryUrl,
     accountKey: options.accountKeyPem,
@@ -85,6 +92,30 @@ export async function orderCertificate(options: AcmeOrderOptions): Promise<Certi
     },
   });
   return { certPem, keyPem, names: options.names };
+}
+
+/**
+ * Fetches the CA's directory with Deno's own client first: when the CA is down or its HTTPS
+ * certificate is not trusted, the error names the reason (acme-client, once its retries are
+ * spent on a failed connection, reports only "Cannot read properties of undefined").
+ *
+ * @throws {Error} `Cannot reach the ACME CA at URL: reason`.
+ */
+async function checkReachable(directoryUrl: string, caCertPem: string | undefined): Promise<void> {
+  const client = Deno.createHttpClient(caCertPem === undefined ? {} : { caCerts: [caCertPem] });
+  try {
+    const response = await fetch(directoryUrl, {
+      client,
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    await response.body?.cancel();
+    if (!response.ok) throw new Error(`the directory answered ${response.status}`);
+  } catch (cause) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`Cannot reach the ACME CA at ${directoryUrl}: ${detail}`, { cause });
+  } finally {
+    client.close();
+  }
 }
 
 /**

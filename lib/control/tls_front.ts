@@ -41,7 +41,7 @@ export class TlsFront {
     this.#logger = logger;
   }
 
-  /** Where it listens, once it has a certificate. */
+  /** Where it listens, once it has a certificate (the port stays when it changes). */
   get addr(): Deno.NetAddr | undefined {
     return this.#listener?.addr;
   }
@@ -55,31 +55,37 @@ export class TlsFront {
   setCertificates(certificates: readonly CertificatePair[]): void {
     const first = certificates[0];
     if (this.#isClosed || first === undefined) return;
-    const old = this.#listener;
+    // The port is ours: the old socket closes first, and frees the port only once its accept
+    // loop has ended, so the bind waits for that (connections in between are refused).
+    this.#listener?.close();
     this.#listener = undefined;
-    // The port is ours: the old socket must close before the new one can bind it.
-    old?.close();
+    this.#accepting = (this.#accepting ?? Promise.resolve()).then(() => this.#serve(first));
+  }
+
+  async #serve(certificate: CertificatePair): Promise<void> {
+    if (this.#isClosed) return;
+    let listener: Deno.TlsListener;
     try {
-      const listener = Deno.listenTls({
+      listener = Deno.listenTls({
         hostname: this.#hostname,
         port: this.#port,
-        cert: first.certPem,
-        key: first.keyPem,
+        cert: certificate.certPem,
+        key: certificate.keyPem,
         alpnProtocols: ["http/1.1"],
-      });
-      this.#listener = listener;
-      const previous = this.#accepting ?? Promise.resolve();
-      this.#accepting = previous.then(() => this.#accept(listener));
-      this.#logger.info("HTTPS listening", {
-        url: `https://${this.#hostname}:${listener.addr.port}/`,
-        names: first.names ?? [],
       });
     } catch (error) {
       this.#logger.error("Cannot serve HTTPS with the new certificate", {
         address: `${this.#hostname}:${this.#port}`,
         error: error instanceof Error ? error.message : String(error),
       });
+      return;
     }
+    this.#listener = listener;
+    this.#logger.info("HTTPS listening", {
+      url: `https://${this.#hostname}:${listener.addr.port}/`,
+      names: certificate.names ?? [],
+    });
+    await this.#accept(listener);
   }
 
   /** Stops listening and cuts the open connections. Idempotent. */
