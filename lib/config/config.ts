@@ -144,7 +144,9 @@ function finish(
   checkAcme(merged);
   // An unset probe timeout defaults to 2 s, but never more than the interval.
   const timeoutMs = explicitTimeoutMs ?? Math.min(merged.health.timeoutMs, intervalMs);
-  return { ...merged, health: { ...merged.health, timeoutMs } };
+  // A domain given by two --acme-domain flags (or the file and a flag) is one name.
+  const acme = { ...merged.acme, domains: [...new Set(merged.acme.domains)] };
+  return { ...merged, health: { ...merged.health, timeoutMs }, acme };
 }
 
 /**

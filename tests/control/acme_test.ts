@@ -17,7 +17,7 @@ import { answerChallenge } from "../../lib/data/acme_challenge.ts";
 import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
 import { captureLogs } from "../support/capture_logs.ts";
 import { FakeClock } from "../support/fake_clock.ts";
-import { hasPebble, type Pebble, startPebble } from "../support/pebble.ts";
+import { hasPebble, startPebble } from "../support/pebble.ts";
 import { startServer, unusedPort } from "../support/servers.ts";
 import { waitUntil } from "../support/wait.ts";
 
