@@ -189,6 +189,29 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
   };
 }
 
+/** GET https://NAME:PORT/ through curl, resolving NAME to 127.0.0.1 and trusting `rootFile`. */
+export async function curlHttps(name: string, port: number, rootFile: string): Promise<string> {
+  const output = await new Deno.Command("curl", {
+    args: [
+      "--silent",
+      "--show-error",
+      "--max-time",
+      "10",
+      "--resolve",
+      `${name}:${port}:127.0.0.1`,
+      "--cacert",
+      rootFile,
+      `https://${name}:${port}/`,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  if (!output.success) throw new Error(`curl failed: ${decoder.decode(output.stderr)}`);
+  return decoder.decode(output.stdout);
+}
+
 /** Reads a child's stdout and stderr to the end (so its pipes never fill), as one text. */
 async function collect(child: Deno.ChildProcess): Promise<string> {
   const streams = [child.stdout, child.stderr].map(async (stream) => {
