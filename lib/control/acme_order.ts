@@ -111,8 +111,9 @@ async function checkReachable(directoryUrl: string, caCertPem: string | undefine
     await response.body?.cancel();
     if (!response.ok) throw new Error(`the directory answered ${response.status}`);
   } catch (cause) {
-    const detail = cause instanceof Error ? cause.message : String(cause);
-    throw new Error(`Cannot reach the ACME CA at ${directoryUrl}: ${detail}`, { cause });
+    throw new Error(`Cannot reach the ACME CA at ${directoryUrl}: ${causeChain(cause)}`, {
+      cause,
+    });
   } finally {
     client.close();
   }
@@ -124,4 +125,14 @@ async function checkReachable(directoryUrl: string, caCertPem: string | undefine
  */
 function loadAcmeClient(): Promise<typeof import("acme-client")> {
   return import("acme-client");
+}
+
+/** An error's message and its causes' (fetch says only "fetch failed"; its cause says why). */
+function causeChain(error: unknown): string {
+  const messages: string[] = [];
+  for (let current = error; current !== undefined && messages.length < 4;) {
+    messages.push(current instanceof Error ? current.message : String(current));
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return messages.join(": ");
 }

@@ -6,6 +6,12 @@
  * connections: the listener is bound anew on the same port, and open connections carry on.
  * Deno's `listenTls` takes one certificate, so the first of the list is served to every name.
  *
+ * No TLS handshake timeout: in Deno 2.9.6 closing an accepted `TlsConn` whose handshake has not
+ * completed leaves its TCP socket open (a silent client's read was still pending 8 s after the
+ * server's `close()`), so a timer could not cut a client that never speaks anyway. A silent
+ * client holds one socket here, and no connection to the proxy port: the relay starts after the
+ * handshake.
+ *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
@@ -114,6 +120,7 @@ export class TlsFront {
     this.#connections.add(client);
     let upstream: Deno.TcpConn | undefined;
     try {
+      await client.handshake();
       const target = this.#target();
       if (target === undefined) return;
       upstream = await Deno.connect({ hostname: target.hostname, port: target.port });
