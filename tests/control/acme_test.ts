@@ -15,6 +15,7 @@ import {
   AcmeManager,
   type CertificatePair,
   CHECK_INTERVAL_MS,
+  LOCK_RETRY_MS,
   LONGEST_RETRY_MS,
 } from "../../lib/control/acme.ts";
 import { orderCertificate } from "../../lib/control/acme_order.ts";
@@ -316,6 +317,70 @@ Deno.test({
       assertEquals(lists[0]?.[0]?.[0]?.certPem, lists[1]?.[0]?.[0]?.certPem);
     } finally {
       for (const manager of managers) await manager.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "ACME: while another process holds the order lock nothing is ordered; once it dies, one is",
+  ignore,
+  async fn() {
+    await using logs = await captureLogs({ level: "info" });
+    await using env = await setUp();
+    const config = await parseBalancerArgs(env.args(), () => undefined);
+    let orders = 0;
+    const lists: (readonly CertificatePair[])[] = [];
+    const clock = new FakeClock();
+    const manager = await AcmeManager.open(config, {
+      clock,
+      onCertificates: (list) => lists.push(list),
+      onChallenges: () => {},
+      order: (options) => {
+        orders++;
+        return orderCertificate(options);
+      },
+    });
+    await using _responder = serveChallengesOn(
+      env.port,
+      (token) => manager.challengeResponse(token),
+    );
+    // Another process takes the lock and never lets go (until it is killed).
+    const holder = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `const file = Deno.openSync(${JSON.stringify(`${env.dir}/state/acme/order.lock`)}, ` +
+        `{ write: true, create: true }); file.lockSync(true); console.log("locked"); setInterval(() => {}, 1000);`,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    try {
+      const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      assertEquals((await reader.read()).value?.trim(), "locked");
+      reader.releaseLock();
+      manager.start();
+      const waiting = "Another process is ordering the certificate; waiting for it";
+      await waitUntil("the manager to find the lock taken", () => logs.find(waiting).length === 1);
+      await clock.advance(LOCK_RETRY_MS);
+      await waitUntil("a second look", () => logs.find(waiting).length === 2);
+      assertEquals(orders, 0);
+      assertEquals(lists.length, 0);
+      // A crash releases the lock (the kernel drops a dead process's flock).
+      holder.kill("SIGKILL");
+      await holder.status;
+      await clock.advance(LOCK_RETRY_MS);
+      await waitUntil("the certificate", () => lists.length === 1, ORDER_WAIT);
+      assertEquals(orders, 1);
+    } finally {
+      try {
+        holder.kill("SIGKILL");
+      } catch {
+        // Already ended.
+      }
+      await holder.status;
+      await holder.stdout.cancel().catch(() => {});
+      await manager.stop();
     }
   },
 });
