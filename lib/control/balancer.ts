@@ -11,9 +11,9 @@ import { Backend } from "../core/backend.ts";
 import type { BalancerConfig } from "../config/config.ts";
 import { createCookieSecret, withCookieSecret } from "./cookie_secret.ts";
 import { planReload } from "./reload.ts";
-import { claimAddress, type Serving, startServing } from "./serving.ts";
-import { AcmeManager, type CertificatePair } from "./acme.ts";
-import { TlsFront } from "./tls_front.ts";
+import { type Serving, startServing } from "./serving.ts";
+import type { AcmeManager, CertificatePair } from "./acme.ts";
+import { openAcme } from "./automatic_https.ts";
 import { PassiveHealth } from "./passive_health.ts";
 import { type BackendConfig, parseAdminAddress } from "../config/settings.ts";
 import { type AdminDeps, createAdminHandler, statusReport } from "./admin.ts";
@@ -134,7 +134,6 @@ export async function startBalancer(
   const { acme, tlsFront } = await openAcme(config, {
     metrics,
     clock,
-    logger,
     target: () => live.serving?.addr,
     publishChallenges: (challenges) => live.serving?.publishChallenges(challenges),
     ...(deps.now === undefined ? {} : { now: deps.now }),
@@ -380,58 +379,6 @@ export async function startBalancer(
       await drain();
     },
   };
-}
-
-/** What {@linkcode openAcme} wires the certificate manager to. */
-interface AcmeWiring {
-  readonly metrics: Metrics;
-  readonly clock: Clock;
-  readonly logger: Logger;
-  readonly now?: () => number;
-  /** The proxy port, once serving (where `--acme-https` relays). */
-  readonly target: () => Deno.NetAddr | undefined;
-  /** Gives the isolates the HTTP-01 answers. */
-  readonly publishChallenges: (challenges: Readonly<Record<string, string>>) => void;
-  readonly onCertificates?: (certificates: readonly CertificatePair[]) => void;
-}
-
-/**
- * With `--acme-domain`: checks that `--acme-https` is free (a taken address fails the start
- * rather than the first certificate), and opens the certificate manager, which serves the
- * certificate saved in the state directory at once.
- *
- * @throws {Error} When the HTTPS address is taken, or the state directory or CA file unusable.
- */
-async function openAcme(
-  config: BalancerConfig,
-  wiring: AcmeWiring,
-): Promise<{ acme: AcmeManager | undefined; tlsFront: TlsFront | undefined }> {
-  if (config.acme.domains.length === 0) return { acme: undefined, tlsFront: undefined };
-  const httpsAddress = config.acme.httpsListen === undefined
-    ? undefined
-    : parseAdminAddress(config.acme.httpsListen);
-  const tlsFront = httpsAddress === undefined ? undefined : new TlsFront(
-    {
-      hostname: httpsAddress.hostname,
-      port: claimAddress(httpsAddress.hostname, httpsAddress.port),
-    },
-    wiring.target,
-    getModuleLogger("acme"),
-  );
-  const acme = await AcmeManager.open(config, {
-    clock: wiring.clock,
-    metrics: wiring.metrics,
-    ...(wiring.now === undefined ? {} : { now: wiring.now }),
-    onChallenges: wiring.publishChallenges,
-    onCertificates: (certificates) => {
-      tlsFront?.setCertificates(certificates);
-      wiring.onCertificates?.(certificates);
-    },
-  }).catch(async (error) => {
-    await tlsFront?.close();
-    throw error;
-  });
-  return { acme, tlsFront };
 }
 
 /** `http://host:port/` for a bound address, with an IPv6 host in brackets. */
