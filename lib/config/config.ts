@@ -177,6 +177,13 @@ function checkAdminExposure(config: BalancerConfig): void {
 function checkAcme(config: BalancerConfig): void {
   const { domains, email, caCert, httpsListen } = config.acme;
   if (domains.length > 0) {
+    const https = httpsListen === undefined ? undefined : parseAdminAddress(httpsListen);
+    if (https !== undefined && https.port !== 0 && https.port === config.port) {
+      throw new UsageError(
+        `Invalid --acme-https "${httpsListen}": it must not be the proxy port (${config.port}), ` +
+          "which answers plain HTTP and the ACME challenges",
+      );
+    }
     if (config.stateDir !== undefined) return;
     throw new UsageError(
       "Invalid --acme-domain: ACME needs --state-dir, where the account key and the " +

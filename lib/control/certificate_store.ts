@@ -82,8 +82,9 @@ export class CertificateStore {
   }
 
   /**
-   * Opens (creating) the state directory's ACME part and makes it private: 0700 for the state
-   * directory and everything under it.
+   * Opens (creating) the state directory's ACME part and makes it private: a state directory
+   * created here is 0700; an existing one keeps its mode (it may be shared, such as
+   * `/var/lib`), and the `acme` folder in it, which holds every key, is made 0700 either way.
    *
    * @param stateDir `--state-dir`.
    * @returns The store.
@@ -92,7 +93,8 @@ export class CertificateStore {
   static async open(stateDir: string): Promise<CertificateStore> {
     const root = `${stateDir}/acme`;
     try {
-      for (const dir of [stateDir, root, `${root}/accounts`, `${root}/certificates`]) {
+      await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+      for (const dir of [root, `${root}/accounts`, `${root}/certificates`]) {
         await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
         // mkdir leaves an existing directory's mode as it was, and applies the umask.
         await Deno.chmod(dir, 0o700);

@@ -94,6 +94,20 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
     ["--acme-https", "443", "--acme-domain", "a.example", "--state-dir", "s"],
     'Invalid --acme-https "443": must be host:port (such as 0.0.0.0:443; port 0 picks a free one)',
   ],
+  [
+    [
+      "--port",
+      "8080",
+      "--acme-https",
+      "0.0.0.0:8080",
+      "--acme-domain",
+      "a.example",
+      "--state-dir",
+      "s",
+    ],
+    'Invalid --acme-https "0.0.0.0:8080": it must not be the proxy port (8080), which answers ' +
+    "plain HTTP and the ACME challenges",
+  ],
 ];
 
 for (const [args, message] of REJECTIONS) {
