@@ -681,9 +681,10 @@ export const SETTINGS = {
     flag: "state-dir",
     metavar: "DIR",
     section: "Certificates",
-    help: "Where the balancer keeps what must outlive it (ACME account key, certificates and " +
-      "their lock), private to its user (0700, files 0600). Balancers sharing it share one " +
-      "certificate: one orders, the others load it.",
+    help: "Where the balancer keeps what must outlive it: the ACME account key, certificates " +
+      "and their lock, in an acme folder private to its user (0700, files 0600; the directory " +
+      "is created 0700). Balancers sharing it share one certificate: one orders, the others " +
+      "load it.",
   } satisfies OptionalSetting<string>,
   drainTimeoutMs: {
     kind: duration({ isZeroAllowed: true }),
