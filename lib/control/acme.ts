@@ -131,6 +131,8 @@ export class AcmeManager implements AsyncDisposable {
   #lastError: string | undefined;
   #loop: Promise<void> | undefined;
   #isOrdering = false;
+  /** Looks in a row that found the order lock taken. */
+  #lockWaits = 0;
 
   private constructor(
     config: AcmeConfig,
@@ -256,9 +258,15 @@ export class AcmeManager implements AsyncDisposable {
     if (dueInMs > 0) return Math.min(CHECK_INTERVAL_MS, dueInMs);
     const lock = await this.#store.tryLock();
     if (lock === undefined) {
-      this.#logger.info("Another process is ordering the certificate; waiting for it", { names });
+      // Said once per wait at info; a holder that takes long should not fill the log.
+      const level = this.#lockWaits++ === 0 ? "info" : "debug";
+      this.#logger[level]("Another process is ordering the certificate; waiting for it", {
+        names,
+        looks: this.#lockWaits,
+      });
       return LOCK_RETRY_MS;
     }
+    this.#lockWaits = 0;
     try {
       // The holder we waited for may have saved one just before we took the lock.
       await this.#adoptNewer();

@@ -325,7 +325,7 @@ Deno.test({
   name: "ACME: while another process holds the order lock nothing is ordered; once it dies, one is",
   ignore,
   async fn() {
-    await using logs = await captureLogs({ level: "info" });
+    await using logs = await captureLogs({ level: "debug" });
     await using env = await setUp();
     const config = await parseBalancerArgs(env.args(), () => undefined);
     let orders = 0;
@@ -364,6 +364,8 @@ Deno.test({
       await waitUntil("the manager to find the lock taken", () => logs.find(waiting).length === 1);
       await clock.advance(LOCK_RETRY_MS);
       await waitUntil("a second look", () => logs.find(waiting).length === 2);
+      // Said at info once, then at debug.
+      assertEquals(logs.find(waiting).map((record) => record.level), ["info", "debug"]);
       assertEquals(orders, 0);
       assertEquals(lists.length, 0);
       // A crash releases the lock (the kernel drops a dead process's flock).
