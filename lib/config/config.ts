@@ -146,6 +146,7 @@ function finish(
   }
   checkAdminExposure(routed);
   checkDiscovery(routed);
+  checkAcme(routed);
   // An unset probe timeout defaults to 2 s, but never more than the interval.
   const timeoutMs = explicitTimeoutMs ?? Math.min(routed.health.timeoutMs, intervalMs);
   // Backends found in DNS replace the built-in demo backends, as --backend does (a route table
@@ -154,7 +155,9 @@ function finish(
   const isListed = layers.some((layer) => layer.backends !== undefined);
   const isRouted = Object.keys(routed.pools).length > 0;
   const backends = isDiscovered && !isListed && !isRouted ? [] : routed.backends;
-  return { ...routed, backends, health: { ...routed.health, timeoutMs } };
+  // A domain given by two --acme-domain flags (or the file and a flag) is one name.
+  const acme = { ...routed.acme, domains: [...new Set(routed.acme.domains)] };
+  return { ...routed, backends, health: { ...routed.health, timeoutMs }, acme };
 }
 
 /**
@@ -239,6 +242,38 @@ function checkDiscovery(config: BalancerConfig): void {
     const key = name.toLowerCase().replace(/\.(?=:|$)/, "");
     if (seen.has(key)) throw new UsageError(`DNS name "${name}" is listed twice`);
     seen.add(key);
+  }
+}
+
+/**
+ * ACME needs a place to keep its account key and certificates, and its other settings mean
+ * nothing without a domain: each is refused rather than ignored.
+ *
+ * @throws {UsageError} Naming the setting and what it needs.
+ */
+function checkAcme(config: BalancerConfig): void {
+  const { domains, email, caCert, httpsListen } = config.acme;
+  if (domains.length > 0) {
+    const https = httpsListen === undefined ? undefined : parseAdminAddress(httpsListen);
+    if (https !== undefined && https.port !== 0 && https.port === config.port) {
+      throw new UsageError(
+        `Invalid --acme-https "${httpsListen}": it must not be the proxy port (${config.port}), ` +
+          "which answers plain HTTP and the ACME challenges",
+      );
+    }
+    if (config.stateDir !== undefined) return;
+    throw new UsageError(
+      "Invalid --acme-domain: ACME needs --state-dir, where the account key and the " +
+        "certificates are kept across restarts",
+    );
+  }
+  const orphan = [
+    email === undefined ? undefined : "--acme-email",
+    caCert === undefined ? undefined : "--acme-ca-cert",
+    httpsListen === undefined ? undefined : "--acme-https",
+  ].find((flag) => flag !== undefined);
+  if (orphan !== undefined) {
+    throw new UsageError(`Invalid ${orphan}: it applies only with --acme-domain`);
   }
 }
 

@@ -40,6 +40,7 @@ import type { OutlierKind } from "../core/outlier.ts";
 import { outlierKindList } from "./outlier_kinds.ts";
 import { type PoolTable, poolTable, routeTable } from "./route_kinds.ts";
 import type { RouteConfig } from "../core/routes.ts";
+import { domainList, httpsUrl } from "./acme_kinds.ts";
 
 export { type BackendConfig, type LogFormat, LONGEST_DURATION } from "./kinds.ts";
 
@@ -87,6 +88,7 @@ export const SECTIONS = [
   "Proxy",
   "Limits",
   "Admin",
+  "Certificates",
   "Logging",
 ] as const;
 
@@ -711,6 +713,71 @@ export const SETTINGS = {
       help: "Longest wait in the queue for a backend with room, then 503.",
     } satisfies Setting<number>,
   },
+  acme: {
+    domains: {
+      kind: domainList(),
+      default: [],
+      flag: "acme-domain",
+      metavar: "NAME",
+      section: "Certificates",
+      help: "Get a certificate for NAME from an ACME CA (Let's Encrypt by default) with the " +
+        "HTTP-01 challenge, which the proxy port answers (so the CA must reach it on port 80), " +
+        "and renew it a third of its lifetime before it expires; repeat the flag or give a comma " +
+        "list for one certificate naming them all. Needs --state-dir.",
+    } satisfies Setting<readonly string[]>,
+    directory: {
+      kind: httpsUrl(),
+      default: "https://acme-v02.api.letsencrypt.org/directory",
+      flag: "acme-directory",
+      metavar: "URL",
+      section: "Certificates",
+      help: "The ACME CA's directory URL.",
+    } satisfies Setting<string>,
+    email: {
+      kind: text(
+        (value) => /^[^\s@]+@[^\s@]+$/.test(value),
+        "must be an email address such as ops@example.com",
+      ),
+      isOptional: true,
+      flag: "acme-email",
+      metavar: "ADDRESS",
+      section: "Certificates",
+      help: "Contact address given to the ACME CA with the account (expiry warnings).",
+    } satisfies OptionalSetting<string>,
+    caCert: {
+      kind: text((value) => value !== "", "must be a non-empty path"),
+      isOptional: true,
+      flag: "acme-ca-cert",
+      metavar: "FILE",
+      section: "Certificates",
+      help: "PEM file of the root that the ACME CA's own HTTPS endpoint is verified against " +
+        "(a private CA); the system's roots otherwise.",
+    } satisfies OptionalSetting<string>,
+    httpsListen: {
+      kind: text(
+        (value) => parseAdminAddress(value) !== undefined,
+        "must be host:port (such as 0.0.0.0:443; port 0 picks a free one)",
+      ),
+      isOptional: true,
+      flag: "acme-https",
+      metavar: "ADDRESS",
+      section: "Certificates",
+      help: "Serve HTTPS here with the ACME certificate once there is one: TLS is terminated " +
+        "here and each connection is passed to the proxy port, so backends see the client as " +
+        "127.0.0.1 and the scheme as http.",
+    } satisfies OptionalSetting<string>,
+  },
+  stateDir: {
+    kind: text((value) => value !== "", "must be a non-empty path"),
+    isOptional: true,
+    flag: "state-dir",
+    metavar: "DIR",
+    section: "Certificates",
+    help: "Where the balancer keeps what must outlive it: the ACME account key, certificates " +
+      "and their lock, in an acme folder private to its user (0700, files 0600; the directory " +
+      "is created 0700). Balancers sharing it share one certificate: one orders, the others " +
+      "load it.",
+  } satisfies OptionalSetting<string>,
   drainTimeoutMs: {
     kind: duration({ isZeroAllowed: true }),
     default: 10_000,

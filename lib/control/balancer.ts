@@ -11,7 +11,9 @@ import { Backend } from "../core/backend.ts";
 import type { BalancerConfig } from "../config/config.ts";
 import { createCookieSecret, withCookieSecret } from "./cookie_secret.ts";
 import { planReload } from "./reload.ts";
-import { startServing } from "./serving.ts";
+import { type Serving, startServing } from "./serving.ts";
+import type { AcmeManager, CertificatePair } from "./acme.ts";
+import { openAcme } from "./automatic_https.ts";
 import { PassiveHealth } from "./passive_health.ts";
 import { type BackendConfig, parseAdminAddress } from "../config/settings.ts";
 import { type AdminDeps, createAdminHandler, statusReport } from "./admin.ts";
@@ -46,6 +48,13 @@ export interface BalancerDeps {
   readonly workerEntry?: URL;
   /** Looks up `--backend-dns` and `--backend-srv` names. Default: the system's (`node:dns`). */
   readonly dnsResolver?: DnsResolver;
+  /** Wall-clock time, Unix epoch ms, that certificates' validity is compared with. Default: `Date.now`. */
+  readonly now?: () => number;
+  /**
+   * Told each certificate list ACME produces (with `--acme-domain`), for new TLS connections:
+   * the saved one at start, then each new or renewed one. Default: none.
+   */
+  readonly onCertificates?: (certificates: readonly CertificatePair[]) => void;
 }
 
 /** The outcome of a reload. */
@@ -79,6 +88,10 @@ export interface RunningBalancer extends AsyncDisposable {
   readonly adminUrl: URL | undefined;
   /** How many isolates serve requests (1 without workers). */
   readonly isolateCount: number;
+  /** The ACME certificate manager, with `--acme-domain` (already started). */
+  readonly acme: AcmeManager | undefined;
+  /** Where `--acme-https` serves, `https://host:port/`, once there is a certificate. */
+  readonly httpsUrl: URL | undefined;
   /**
    * Reads the configuration again and applies it to new requests without dropping in-flight
    * ones or open connections: backends that stay keep their state and counters, removed ones
@@ -127,6 +140,17 @@ export async function startBalancer(
     config.backends.map((b) => new Backend(b.url, { weight: b.weight, shared: shared.allocate() })),
   );
   const metrics = new Metrics(pool);
+  // ACME opens its state directory (and serves the certificate saved there) before anything
+  // binds, so a directory it cannot use fails the start cleanly; it orders once serving runs.
+  const live: { serving?: Serving } = {};
+  const { acme, tlsFront } = await openAcme(config, {
+    metrics,
+    clock,
+    target: () => live.serving?.addr,
+    publishChallenges: (challenges) => live.serving?.publishChallenges(challenges),
+    ...(deps.now === undefined ? {} : { now: deps.now }),
+    ...(deps.onCertificates === undefined ? {} : { onCertificates: deps.onCertificates }),
+  });
   // Ejections are written to the shared state: every isolate sees them without a message.
   const passive = new PassiveHealth(pool, config.outlier, { clock, metrics });
   const serving = await startServing(config, {
@@ -138,7 +162,13 @@ export async function startBalancer(
     onAttempt: passive.observe,
     onStreak: passive.observeStreak,
     ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
+  }).catch(async (error) => {
+    await acme?.stop();
+    await tlsFront?.close();
+    throw error;
   });
+  live.serving = serving;
+  acme?.start();
   passive.start();
   // Each backend's pool's own probe path, under the configuration being applied.
   let healthPaths = healthPathsOf(config);
@@ -294,6 +324,8 @@ export async function startBalancer(
     await discovery.stop();
     await health.stop();
     await passive.stop();
+    await acme?.stop();
+    await tlsFront?.close();
     throw error;
   }
   logger.info("Balancer listening", {
@@ -397,6 +429,8 @@ export async function startBalancer(
       await Promise.all(retiring);
       await health.stop();
       await passive.stop();
+      await acme?.stop();
+      await tlsFront?.close();
       stopping.abort();
       await admin?.shutdown();
       logger.info("Balancer stopped", { isClean });
@@ -421,6 +455,13 @@ export async function startBalancer(
       return admin === undefined ? undefined : httpUrl(admin.addr);
     },
     isolateCount: serving.isolateCount,
+    acme,
+    get httpsUrl() {
+      const addr = tlsFront?.addr;
+      return addr === undefined
+        ? undefined
+        : new URL(httpUrl(addr).href.replace(/^http:/, "https:"));
+    },
     reload,
     drain,
     async [Symbol.asyncDispose]() {

@@ -33,7 +33,7 @@ export interface ReloadPlan {
    * request path, its access log or its passive-health relay changed.
    */
   readonly isDataPlaneChanged: boolean;
-  /** Settings that changed but only take effect at the next start (logging, `--workers`). */
+  /** Settings that changed but only take effect at the next start (logging, `--workers`, ACME). */
   readonly needsRestart: readonly string[];
   /** One line per change, for the log and the admin answer. */
   readonly summary: readonly string[];
@@ -85,6 +85,7 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
   const needsRestart = [
     ...(isSame(running.log, next.log) ? [] : ["log"]),
     ...(running.workers === next.workers ? [] : ["workers"]),
+    ...(isSame(running.acme, next.acme) && running.stateDir === next.stateDir ? [] : ["acme"]),
   ];
   const summary = [
     ...added.map((b) => `backend ${b.url.href} added`),

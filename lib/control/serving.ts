@@ -32,6 +32,11 @@ export interface Serving {
   /** Tells the data plane about membership and weight changes (workers mirror the pool). */
   publish(): void;
   /**
+   * Gives every isolate the ACME HTTP-01 answers (all of them, token to key authorization);
+   * only isolates started with ACME domains answer challenges.
+   */
+  publishChallenges(challenges: Readonly<Record<string, string>>): void;
+  /**
    * Applies a reload in every isolate, or in none: rejects, changing nothing, when a new
    * address cannot be bound (or is held by another program).
    */
@@ -211,7 +216,11 @@ function canReusePort(): boolean {
 async function serveHere(config: BalancerConfig, deps: ServingDeps): Promise<Serving> {
   const { startDataPlane } = await import("../data/data_plane.ts");
   const { pool, metrics, clock, logger, onAttempt, shared } = deps;
+  let challenges = new Map<string, string>();
   const plane: DataPlane = startDataPlane(config, {
+    ...(config.acme.domains.length === 0
+      ? {}
+      : { acmeChallenge: (token: string) => challenges.get(token) }),
     ...(onAttempt === undefined ? {} : { onAttempt }),
     pool,
     metrics,
@@ -230,6 +239,9 @@ async function serveHere(config: BalancerConfig, deps: ServingDeps): Promise<Ser
     isolateCount: 1,
     isolates: () => undefined,
     publish() {},
+    publishChallenges(next) {
+      challenges = new Map(Object.entries(next));
+    },
     configure(next) {
       // The new listener, if any, binds without SO_REUSEPORT: a taken address throws here.
       return Promise.resolve().then(() => void plane.prepare(next).commit());
@@ -265,6 +277,7 @@ async function serveInWorkers(
     isolateCount: options.count,
     isolates: () => workers.isolates(),
     publish: () => workers.publish(),
+    publishChallenges: (challenges) => workers.publishChallenges(challenges),
     async configure(next) {
       // A new port must be free before the workers share it (see claimAddress); the port they
       // hold already is theirs.

@@ -130,7 +130,11 @@ export type MetricEvent =
   /** A request was over its route's rate limit: 429. */
   | "rate-limited"
   /** A rate-limit bucket was evicted (least recently used) for a new key. */
-  | "rate-limit-evicted";
+  | "rate-limit-evicted"
+  /** An ACME order (a first certificate or a renewal) got a certificate. */
+  | "acme-order-succeeded"
+  /** An ACME order failed; the previous certificate, if any, is still served. */
+  | "acme-order-failed";
 
 /** How events are rendered: one metric per entry, one series (labels) per event. */
 const EVENT_METRICS: ReadonlyArray<{
@@ -209,6 +213,15 @@ const EVENT_METRICS: ReadonlyArray<{
     name: "denolb_rate_limit_evictions_total",
     help: "Rate-limit buckets evicted (least recently used) to make room for a new key.",
     series: [["rate-limit-evicted", ""]],
+  },
+  {
+    name: "denolb_acme_orders_total",
+    help: "ACME certificate orders (first certificates and renewals), by outcome; after a " +
+      "failed one the previous certificate is still served.",
+    series: [
+      ["acme-order-succeeded", '{outcome="succeeded"}'],
+      ["acme-order-failed", '{outcome="failed"}'],
+    ],
   },
 ];
 

@@ -34,6 +34,7 @@ import { errorText } from "../shared/error_text.ts";
 import { ResponseBodyCut } from "./response_body.ts";
 import { createRequestTracing } from "./tracing.ts";
 import { buildRouter } from "./routed_handlers.ts";
+import { type ChallengeLookup, withChallenges } from "./acme_challenge.ts";
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -63,6 +64,11 @@ export interface DataPlaneDeps {
    * buffer in every isolate. Default: this data plane's own.
    */
   readonly shared?: SharedState;
+  /**
+   * The ACME HTTP-01 answers this isolate gives (`acme_challenge.ts`), read at each request.
+   * Default: none, every request is proxied.
+   */
+  readonly acmeChallenge?: ChallengeLookup;
 }
 
 /** A running data plane. */
@@ -238,7 +244,10 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const lingerAfterResponse = new WeakSet<Request>();
   let handler = buildHandler(config, upstreamSets[0] as Upstreams);
   // One indirection, so a reload swaps the request path under an unchanged listener.
-  const serve: RequestHandler = (request, info) => handler(request, info);
+  const proxied: RequestHandler = (request, info) => handler(request, info);
+  const serve = deps.acmeChallenge === undefined
+    ? proxied
+    : withChallenges(proxied, deps.acmeChallenge);
   const onEvent = createListenerEventSink(logger, metrics, clock);
   const bind = (c: BalancerConfig): Listener => {
     try {

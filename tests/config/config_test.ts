@@ -278,6 +278,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     admin: { listen: "[::1]:0", token: "0123456789abcdef", insecure: "off" },
     log: { level: "debug", format: "json", file: "lb.log" },
     accessLog: { path: "/var/log/lb/access.log", format: "json" },
+    acme: { domains: [], directory: "https://acme-v02.api.letsencrypt.org/directory" },
     drainTimeoutMs: 0,
   });
 });
@@ -645,6 +646,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     admin: { listen: "off", insecure: "off" },
     log: { level: "warning", format: "json", file: "/var/log/lb.log" },
     accessLog: { path: "off", format: "text" },
+    acme: { domains: [], directory: "https://acme-v02.api.letsencrypt.org/directory" },
     drainTimeoutMs: 3000,
   });
 });

@@ -1,0 +1,421 @@
+/**
+ * Automatic HTTPS end to end against Debian's `pebble` (a local ACME CA) on 127.0.0.1, its HTTP-01
+ * validation pointed at the balancer's proxy port and its DNS at a `dnsmasq` that maps the test
+ * domains to 127.0.0.1: a first certificate, HTTPS with it, the state directory's modes, a
+ * renewal forced by the fake clock, a failing CA (pebble stopped: the previous certificate stays),
+ * a restart that loads the saved certificate, two managers sharing a state directory, and data-
+ * plane workers answering the challenge.
+ *
+ * @module
+ */
+import type { LogRecord } from "@logtape/logtape";
+import { parseBalancerArgs } from "../../lib/config/config.ts";
+import {
+  type AcmeConfig,
+  AcmeManager,
+  type CertificatePair,
+  CHECK_INTERVAL_MS,
+  LOCK_RETRY_MS,
+  LONGEST_RETRY_MS,
+} from "../../lib/control/acme.ts";
+import { orderCertificate } from "../../lib/control/acme_order.ts";
+import { startBalancer } from "../../lib/control/balancer.ts";
+import { answerChallenge } from "../../lib/data/acme_challenge.ts";
+import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
+import { captureLogs } from "../support/capture_logs.ts";
+import { FakeClock } from "../support/fake_clock.ts";
+import { curlHttps, hasPebble, startPebble } from "../support/pebble.ts";
+import { startServer, unusedPort } from "../support/servers.ts";
+import { waitUntil } from "../support/wait.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url);
+const DOMAINS = ["a.test", "www.a.test"];
+const ORDER_WAIT = { timeoutMs: 30_000, intervalMs: 20 };
+const ignore = !hasPebble();
+
+/** A scratch directory, pebble for DOMAINS on a reserved proxy port, and a backend. */
+async function setUp() {
+  const dir = await Deno.makeTempDir({ prefix: "denolb-acme-" });
+  const port = unusedPort();
+  const pebble = await startPebble({ httpPort: port, domains: DOMAINS, dir });
+  const rootFile = `${dir}/root.pem`;
+  await Deno.writeTextFile(rootFile, await pebble.rootPem());
+  const backend = startServer(() => new Response("hello from the backend"));
+  return {
+    dir,
+    port,
+    pebble,
+    rootFile,
+    backend,
+    args: (extra: readonly string[] = []) => [
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--backend",
+      backend.url.href,
+      "--admin",
+      "off",
+      "--access-log",
+      "off",
+      "--acme-domain",
+      DOMAINS.join(","),
+      "--acme-directory",
+      pebble.directoryUrl,
+      "--acme-ca-cert",
+      pebble.tlsCaFile,
+      "--acme-email",
+      "ops@a.test",
+      "--state-dir",
+      `${dir}/state`,
+      ...extra,
+    ],
+    async [Symbol.asyncDispose]() {
+      await backend.close();
+      await pebble[Symbol.asyncDispose]();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** The serial number of a PEM certificate (its leaf). */
+async function serialOf(pem: string): Promise<string> {
+  const child = new Deno.Command("openssl", {
+    args: ["x509", "-noout", "-serial"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(pem));
+  await writer.close();
+  return new TextDecoder().decode((await child.output()).stdout).trim();
+}
+
+/** The serial number of the certificate served on `port` to SNI `a.test`. */
+async function servedSerial(port: number): Promise<string> {
+  const output = await new Deno.Command("openssl", {
+    args: ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "a.test"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return await serialOf(new TextDecoder().decode(output.stdout));
+}
+
+function modeOf(path: string): number {
+  return (Deno.statSync(path).mode ?? 0) & 0o777;
+}
+
+function errorText(record: LogRecord): string {
+  return String(record.properties.error);
+}
+
+Deno.test({
+  name:
+    "ACME: a certificate over HTTP-01, served over HTTPS, kept private, renewed, kept when the CA fails, loaded after a restart",
+  ignore,
+  async fn() {
+    await using logs = await captureLogs({ level: "info" });
+    await using env = await setUp();
+    const clock = new FakeClock();
+    const startMs = Date.now();
+    // Wall time is the fake clock plus a skew the test moves forward: years pass for the
+    // certificates while the loop sleeps its hour, and the balancer's other timers (health
+    // checks on the same fake clock) are not walked through those years one probe at a time.
+    let skewMs = 0;
+    const now = () => startMs + skewMs + clock.now();
+    const lists: (readonly CertificatePair[])[] = [];
+    const config = await parseBalancerArgs(
+      env.args(["--acme-https", "127.0.0.1:0", "--workers", "1"]),
+      () => undefined,
+    );
+    const lb = await startBalancer(config, {
+      clock,
+      now,
+      onCertificates: (list) => lists.push(list),
+    });
+    try {
+      const acme = lb.acme;
+      assert(acme !== undefined);
+      // The first certificate: nothing was saved, so the loop orders at once.
+      await waitUntil("the first certificate", () => lists.length === 1, ORDER_WAIT);
+      const first = lists[0]?.[0];
+      assert(first !== undefined);
+      assertEquals([...(first.names ?? [])].sort(), [...DOMAINS].sort());
+      assertEquals(lb.metrics.eventCount("acme-order-succeeded"), 1);
+      assertEquals(logs.find("Certificate obtained").length, 1);
+
+      // HTTPS with it, for both names, through to the backend.
+      await waitUntil("the HTTPS listener", () => lb.httpsUrl !== undefined);
+      const httpsUrl = lb.httpsUrl;
+      assert(httpsUrl !== undefined);
+      const httpsPort = Number(httpsUrl.port);
+      assertEquals(await curlHttps("a.test", httpsPort, env.rootFile), "hello from the backend");
+      assertEquals(
+        await curlHttps("www.a.test", httpsPort, env.rootFile),
+        "hello from the backend",
+      );
+
+      // Private: the directories 0700, the keys and certificates 0600.
+      const state = `${env.dir}/state`;
+      for (const dir of [state, `${state}/acme`, `${state}/acme/certificates/a.test`]) {
+        assertEquals(modeOf(dir).toString(8), "700", dir);
+      }
+      const accounts = [...Deno.readDirSync(`${state}/acme/accounts`)].map((e) => e.name);
+      assertEquals(accounts.length, 1);
+      for (
+        const file of [
+          `${state}/acme/accounts/${accounts[0]}`,
+          `${state}/acme/certificates/a.test/cert.pem`,
+          `${state}/acme/certificates/a.test/key.pem`,
+        ]
+      ) {
+        assertEquals(modeOf(file).toString(8), "600", file);
+      }
+
+      // Renewal: the fake clock reaches a third of the lifetime before the end.
+      const renewAt = acme.status.renewAtMs;
+      assert(renewAt !== undefined);
+      skewMs += renewAt - now() + 1;
+      await clock.advance(CHECK_INTERVAL_MS);
+      await waitUntil("the renewed certificate", () => lists.length === 2, ORDER_WAIT);
+      const second = lists[1]?.[0];
+      assert(second !== undefined);
+      assert(second.certPem !== first.certPem, "renewal brought a new certificate");
+      assertEquals(logs.find("Certificate renewed").length, 1);
+      assertEquals(
+        await Deno.readTextFile(`${state}/acme/certificates/a.test/cert.pem`),
+        second.certPem,
+      );
+      // New connections get the new certificate (once the listener is bound anew).
+      const secondSerial = await serialOf(second.certPem);
+      await waitUntil(
+        "the new certificate served",
+        async () => await servedSerial(httpsPort) === secondSerial,
+        ORDER_WAIT,
+      );
+
+      // A failing CA: renewal fails, the previous certificate stays in service.
+      await env.pebble.stop();
+      const nextRenewAt = acme.status.renewAtMs;
+      assert(nextRenewAt !== undefined);
+      skewMs += nextRenewAt - now() + 1;
+      await clock.advance(CHECK_INTERVAL_MS);
+      // The fake hour passes in steps (the health checks share the clock), so the loop may
+      // fail and retry more than once meanwhile: every failure is counted, logged, and leaves
+      // the previous certificate in service.
+      await waitUntil(
+        "a failed renewal",
+        () => lb.metrics.eventCount("acme-order-failed") >= 1,
+        ORDER_WAIT,
+      );
+      const failures = logs.find(
+        "Certificate renewal failed; the previous certificate is served",
+        "error",
+      );
+      assert(failures.length >= 1);
+      assertEquals(failures.length, lb.metrics.eventCount("acme-order-failed"));
+      assertStringIncludes(
+        errorText(failures[0] as LogRecord),
+        `Cannot reach the ACME CA at ${env.pebble.directoryUrl}: `,
+      );
+      assertStringIncludes(errorText(failures[0] as LogRecord), "Connection refused");
+      assertEquals(lists.length, 2, "no certificate list replaced the previous one");
+      assertEquals(acme.certificates[0]?.certPem, second.certPem);
+      assertEquals(acme.status.failures, failures.length);
+      assertEquals(await servedSerial(httpsPort), secondSerial);
+      // Retried a minute (or more, after several failures) later, failing again.
+      const failed = lb.metrics.eventCount("acme-order-failed");
+      await clock.advance(LONGEST_RETRY_MS);
+      await waitUntil(
+        "another failed renewal",
+        () => lb.metrics.eventCount("acme-order-failed") > failed,
+        ORDER_WAIT,
+      );
+      assertEquals(lists.length, 2);
+      const metricsText = lb.metrics.render();
+      assertStringIncludes(metricsText, 'denolb_acme_orders_total{outcome="succeeded"} 2');
+      assertStringIncludes(metricsText, 'denolb_acme_orders_total{outcome="failed"} ');
+    } finally {
+      await lb.drain();
+    }
+
+    // A restart with the CA still down: the saved certificate is served at once, nothing ordered.
+    logs.clear();
+    const restartClock = new FakeClock();
+    const restarted: (readonly CertificatePair[])[] = [];
+    const again = await startBalancer(config, {
+      clock: restartClock,
+      now: () => startMs + restartClock.now(),
+      onCertificates: (list) => restarted.push(list),
+    });
+    try {
+      assertEquals(restarted.length, 1, "the saved certificate was served during the start");
+      assertEquals(
+        restarted[0]?.[0]?.certPem,
+        await Deno.readTextFile(`${env.dir}/state/acme/certificates/a.test/cert.pem`),
+      );
+      await waitUntil("the first check", () => restartClock.pendingSleeps > 0);
+      assertEquals(logs.find("Certificate loaded from the state directory").length, 1);
+      assertEquals(logs.find("Renewing certificate").length, 0);
+      assertEquals(again.acme?.status.failures, 0);
+    } finally {
+      await again.drain();
+    }
+  },
+});
+
+Deno.test({
+  name: "ACME: two managers sharing a state directory order one certificate between them",
+  ignore,
+  async fn() {
+    await using _logs = await captureLogs({ level: "warning" });
+    await using env = await setUp();
+    const config = await parseBalancerArgs(env.args(), () => undefined);
+    const acmeConfig: AcmeConfig = config;
+    let orders = 0;
+    const managers: AcmeManager[] = [];
+    // The proxy port's challenge answers, from whichever manager is proving a token.
+    await using _responder = serveChallengesOn(env.port, (token) => {
+      for (const manager of managers) {
+        const answer = manager.challengeResponse(token);
+        if (answer !== undefined) return answer;
+      }
+      return undefined;
+    });
+    const clocks = [new FakeClock(), new FakeClock()];
+    const lists: (readonly CertificatePair[])[][] = [[], []];
+    for (const [index, clock] of clocks.entries()) {
+      managers.push(
+        await AcmeManager.open(acmeConfig, {
+          clock,
+          onCertificates: (list) => lists[index]?.push(list),
+          onChallenges: () => {},
+          order: (options) => {
+            orders++;
+            return orderCertificate(options);
+          },
+        }),
+      );
+    }
+    try {
+      for (const manager of managers) manager.start();
+      await waitUntil(
+        "one manager's certificate",
+        () => (lists[0]?.length ?? 0) + (lists[1]?.length ?? 0) >= 1,
+        ORDER_WAIT,
+      );
+      // The other one waited for the lock (or found the certificate saved): a few seconds on.
+      for (const clock of clocks) await clock.advance(5_000);
+      await waitUntil(
+        "both managers' certificates",
+        () => lists[0]?.length === 1 && lists[1]?.length === 1,
+        ORDER_WAIT,
+      );
+      assertEquals(orders, 1);
+      assertEquals(lists[0]?.[0]?.[0]?.certPem, lists[1]?.[0]?.[0]?.certPem);
+    } finally {
+      for (const manager of managers) await manager.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "ACME: while another process holds the order lock nothing is ordered; once it dies, one is",
+  ignore,
+  async fn() {
+    await using logs = await captureLogs({ level: "debug" });
+    await using env = await setUp();
+    const config = await parseBalancerArgs(env.args(), () => undefined);
+    let orders = 0;
+    const lists: (readonly CertificatePair[])[] = [];
+    const clock = new FakeClock();
+    const manager = await AcmeManager.open(config, {
+      clock,
+      onCertificates: (list) => lists.push(list),
+      onChallenges: () => {},
+      order: (options) => {
+        orders++;
+        return orderCertificate(options);
+      },
+    });
+    await using _responder = serveChallengesOn(
+      env.port,
+      (token) => manager.challengeResponse(token),
+    );
+    // Another process takes the lock and never lets go (until it is killed).
+    const holder = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `const file = Deno.openSync(${JSON.stringify(`${env.dir}/state/acme/order.lock`)}, ` +
+        `{ write: true, create: true }); file.lockSync(true); console.log("locked"); setInterval(() => {}, 1000);`,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    try {
+      const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      assertEquals((await reader.read()).value?.trim(), "locked");
+      reader.releaseLock();
+      manager.start();
+      const waiting = "Another process is ordering the certificate; waiting for it";
+      await waitUntil("the manager to find the lock taken", () => logs.find(waiting).length === 1);
+      await clock.advance(LOCK_RETRY_MS);
+      await waitUntil("a second look", () => logs.find(waiting).length === 2);
+      // Said at info once, then at debug.
+      assertEquals(logs.find(waiting).map((record) => record.level), ["info", "debug"]);
+      assertEquals(orders, 0);
+      assertEquals(lists.length, 0);
+      // A crash releases the lock (the kernel drops a dead process's flock).
+      holder.kill("SIGKILL");
+      await holder.status;
+      await clock.advance(LOCK_RETRY_MS);
+      await waitUntil("the certificate", () => lists.length === 1, ORDER_WAIT);
+      assertEquals(orders, 1);
+    } finally {
+      try {
+        holder.kill("SIGKILL");
+      } catch {
+        // Already ended.
+      }
+      await holder.status;
+      await holder.stdout.cancel().catch(() => {});
+      await manager.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "ACME: with data-plane workers, the challenge is answered in the worker isolates",
+  ignore,
+  async fn() {
+    await using _logs = await captureLogs({ level: "warning" });
+    await using env = await setUp();
+    const lists: (readonly CertificatePair[])[] = [];
+    const config = await parseBalancerArgs(env.args(["--workers", "2"]), () => undefined);
+    await using lb = await startBalancer(config, {
+      clock: new FakeClock(),
+      workerEntry: MAIN,
+      onCertificates: (list) => lists.push(list),
+    });
+    assertEquals(lb.isolateCount, 2);
+    await waitUntil("the certificate", () => lists.length === 1, ORDER_WAIT);
+    // Requests other than a challenge still reach the backend.
+    const response = await fetch(new URL("/.well-known/acme-challenge/unknown", lb.url));
+    assertEquals(await response.text(), "hello from the backend");
+  },
+});
+
+/** A plain HTTP server on `port` that answers only HTTP-01 challenges. */
+function serveChallengesOn(
+  port: number,
+  lookup: (token: string) => string | undefined,
+): AsyncDisposable {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port, onListen: () => {} },
+    (request) => answerChallenge(request, lookup) ?? new Response("not found", { status: 404 }),
+  );
+  return { [Symbol.asyncDispose]: () => server.shutdown() };
+}
