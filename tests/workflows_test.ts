@@ -160,13 +160,14 @@ Deno.test("the release's tag check passes deno.json's version and refuses anothe
   }
 });
 
-Deno.test("the release packs the binary with the demo backends' files, LICENSE and README", async () => {
+Deno.test("the release packs the binary with the demo backends' files, LICENSE, README and the docs it links", async () => {
   const script = releaseStep(await workflow("release.yml"), "compile", "Pack");
   const dir = await Deno.makeTempDir();
   try {
     await Deno.mkdir(`${dir}/dist`);
     await Deno.writeTextFile(`${dir}/dist/denolb`, "binary");
-    for (const file of ["LICENSE", "README.md"]) {
+    await Deno.mkdir(`${dir}/lib/config`, { recursive: true });
+    for (const file of ["LICENSE", "README.md", "lib/config/GUIDE.md", "lib/config/REFERENCE.md"]) {
       await Deno.copyFile(new URL(file, REPO_ROOT), `${dir}/${file}`);
     }
     const copied = await bash(`cp -R backend-servers "${dir}/"`, {});
@@ -183,6 +184,8 @@ Deno.test("the release packs the binary with the demo backends' files, LICENSE a
         "denolb",
         "LICENSE",
         "README.md",
+        "lib/config/GUIDE.md",
+        "lib/config/REFERENCE.md",
         "backend-servers/server8080/index.html",
         "backend-servers/server8081/health",
         "backend-servers/server8082/index.html",
