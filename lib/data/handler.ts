@@ -68,6 +68,13 @@ import { withRequestId } from "../process/log.ts";
 import type { RequestTracing } from "./tracing.ts";
 
 /** Everything the handler needs, built once by the server. */
+/**
+ * How long a request waits for its backend's headers before the client is watched for
+ * departure, in ms: watching costs an operation per request in Deno, and a client that leaves
+ * sooner is noticed then.
+ */
+const CLIENT_WATCH_DELAY_MS = 100;
+
 export interface HandlerDeps {
   /** The backends. */
   readonly pool: Pool;
@@ -151,12 +158,6 @@ export interface HandlerDeps {
    * once for every isolate. Default: this handler's own.
    */
   readonly shared?: SharedState;
-  /**
-   * How long a request waits for its backend's headers before the client is watched for
-   * departure, in ms (watching costs an operation per request; a client that leaves sooner is
-   * noticed then). 0 watches every request from the start. Default: 100.
-   */
-  readonly clientWatchDelayMs?: number;
 }
 
 /** An attempt whose response head went to the client, its body still on the way. */
@@ -240,7 +241,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   const deadlines = new DeadlineQueue({ clock });
   const bodyDeadlines = new DeadlineQueue({ clock });
   const clientWatch = {
-    delayMs: deps.clientWatchDelayMs ?? 100,
+    delayMs: CLIENT_WATCH_DELAY_MS,
     deadlines: new DeadlineQueue({ clock }),
   };
   // Built once: every attempt sends through the same client (and `fetch`, when one is given).
