@@ -141,6 +141,7 @@ function finish(
     seen.add(backend.url.href);
   }
   checkAdminExposure(merged);
+  checkTls(merged);
   // An unset probe timeout defaults to 2 s, but never more than the interval.
   const timeoutMs = explicitTimeoutMs ?? Math.min(merged.health.timeoutMs, intervalMs);
   return { ...merged, health: { ...merged.health, timeoutMs } };
@@ -163,6 +164,27 @@ function checkAdminExposure(config: BalancerConfig): void {
       "(anyone who can reach it could add, drain and remove backends); " +
       "--admin-insecure on runs it without one",
   );
+}
+
+/**
+ * Certificates and keys come in pairs, and redirecting plain HTTP to https needs https.
+ *
+ * @throws {UsageError} Naming what is missing.
+ */
+function checkTls(config: BalancerConfig): void {
+  const { certFiles, keyFiles, redirectHttp } = config.tls;
+  if (certFiles.length !== keyFiles.length) {
+    throw new UsageError(
+      `Invalid TLS settings: ${certFiles.length} --tls-cert and ${keyFiles.length} --tls-key ` +
+        "given; each certificate needs its key, in the same order",
+    );
+  }
+  if (redirectHttp !== undefined && certFiles.length === 0) {
+    throw new UsageError(
+      `Invalid --redirect-http "${redirectHttp}": redirecting to https needs --tls-cert and ` +
+        "--tls-key",
+    );
+  }
 }
 
 /** Words a health-timeout rule into a message naming where the timeout was set. */

@@ -22,6 +22,13 @@ import { Metrics } from "../core/metrics.ts";
 import { Pool } from "../core/pool.ts";
 import { SharedState } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
+import { isSameCertificates, type TlsCertificate } from "../shared/tls_certificate.ts";
+import { loadCertificateFiles } from "./certificates.ts";
+import {
+  type AcmeChallengeHook,
+  type RedirectListener,
+  startRedirectListener,
+} from "../data/data_plane.ts";
 
 /** Dependencies of the balancer, each with a production default. */
 export interface BalancerDeps {
@@ -42,6 +49,16 @@ export interface BalancerDeps {
    * the data plane runs in this isolate whatever `--workers` says.
    */
   readonly workerEntry?: URL;
+  /**
+   * Answers ACME HTTP-01 challenges on the `--redirect-http` listener (the certificate
+   * manager's hook). Default: none.
+   */
+  readonly acmeChallenge?: AcmeChallengeHook;
+  /**
+   * TLS certificates to serve instead of reading `--tls-cert`/`--tls-key` (the certificate
+   * manager's, at start). Default: the files', if any.
+   */
+  readonly certificates?: readonly TlsCertificate[];
 }
 
 /** The outcome of a reload. */
@@ -51,7 +68,7 @@ export type ReloadOutcome =
 
 /** A balancer that is serving. */
 export interface RunningBalancer extends AsyncDisposable {
-  /** Where it listens now: `http://host:port/` (a reload may move it). */
+  /** Where it listens now: `http://host:port/` or `https://…` (a reload may move it). */
   readonly url: URL;
   /** The backends and their state. */
   readonly pool: Pool;
@@ -76,6 +93,16 @@ export interface RunningBalancer extends AsyncDisposable {
    * @returns What changed, or every problem found.
    */
   reload(): Promise<ReloadOutcome>;
+  /**
+   * Serves these certificates to new TLS connections from now on (open ones keep theirs), in
+   * every isolate or in none; queued with reloads. The certificate manager's entry point.
+   *
+   * @param certificates The certificates, the default first; not empty.
+   * @throws {Error} When the listener serves plain HTTP, or the new socket cannot be bound.
+   */
+  replaceCertificates(certificates: readonly TlsCertificate[]): Promise<void>;
+  /** Where `--redirect-http` listens, `http://host:port/`; `undefined` without it. */
+  readonly redirectUrl: URL | undefined;
   /**
    * Stops accepting, fails the admin `/health`, lets in-flight requests finish within the
    * configured drain timeout, then stops health checks, closes upstream connections and the
@@ -117,7 +144,10 @@ export async function startBalancer(
   const metrics = new Metrics(pool);
   // Ejections are written to the shared state: every isolate sees them without a message.
   const passive = new PassiveHealth(pool, config.outlier, { clock, metrics });
+  let certificates: readonly TlsCertificate[] = deps.certificates ??
+    await loadCertificateFiles(config.tls.certFiles, config.tls.keyFiles);
   const serving = await startServing(config, {
+    certificates,
     pool,
     shared,
     metrics,
@@ -213,16 +243,21 @@ export async function startBalancer(
     },
   });
   let admin: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let redirect: RedirectListener | undefined;
   try {
+    redirect = startRedirectListener(config, serving.addr.port, deps.acmeChallenge);
     admin = startAdmin(config, adminDeps(config));
   } catch (error) {
+    redirect?.close();
     await serving.drain(0);
     await health.stop();
     await passive.stop();
     throw error;
   }
+  const scheme = () => certificates.length > 0 ? "https" : "http";
   logger.info("Balancer listening", {
-    url: httpUrl(serving.addr).href,
+    url: httpUrl(serving.addr, scheme()).href,
+    ...(redirect === undefined ? {} : { redirect: httpUrl(redirect.addr).href }),
     admin: admin === undefined ? "off" : httpUrl(admin.addr).href,
     backends: pool.backends.map((b) => b.name),
     policy: config.policy,
@@ -246,13 +281,24 @@ export async function startBalancer(
     const plan = planReload(config, next);
     // What can fail comes first, so a failure leaves everything as it was.
     let nextAdmin: Deno.HttpServer<Deno.NetAddr> | undefined;
+    let isCertificatesChanged = false;
     try {
       if (plan.isAdminChanged && next.admin.listen !== config.admin.listen) {
         // A new address: the old one closes only once the new one is bound.
         nextAdmin = startAdmin(next, adminDeps(next));
       }
+      // Certificate files are read again on every reload: a renewed certificate on disk under
+      // the same name is a change too (the data plane compares the PEM texts).
+      const nextCertificates = deps.certificates === undefined
+        ? await loadCertificateFiles(next.tls.certFiles, next.tls.keyFiles)
+        : certificates;
+      const isTls = nextCertificates.length > 0 || certificates.length > 0;
       // Every isolate binds what it needs before any switches: all of them apply it, or none.
-      if (plan.isListenerChanged || plan.isHandlerChanged) await serving.configure(next);
+      if (plan.isListenerChanged || plan.isHandlerChanged || isTls) {
+        await serving.configure(next, nextCertificates);
+      }
+      isCertificatesChanged = !isSameCertificates(nextCertificates, certificates);
+      certificates = nextCertificates;
     } catch (error) {
       await nextAdmin?.shutdown();
       const problems = [error instanceof Error ? error.message : String(error)];
@@ -278,11 +324,12 @@ export async function startBalancer(
     if (plan.isHealthChanged) health.reconfigure(next.health);
     passive.reconfigure(next.outlier);
     config = next;
+    const changes = isCertificatesChanged ? [...plan.summary, "certificates"] : plan.summary;
     logger.info("Configuration reloaded", {
-      changes: plan.summary,
+      changes,
       ...(plan.needsRestart.length === 0 ? {} : { needsRestart: plan.needsRestart }),
     });
-    return { ok: true, changes: plan.summary };
+    return { ok: true, changes };
   };
   let reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true, changes: [] });
   const reload = (): Promise<ReloadOutcome> => {
@@ -310,7 +357,7 @@ export async function startBalancer(
       await health.stop();
       await passive.stop();
       stopping.abort();
-      await admin?.shutdown();
+      await Promise.all([admin?.shutdown(), redirect?.shutdown()]);
       logger.info("Balancer stopped", { isClean });
       return isClean;
     })();
@@ -319,7 +366,27 @@ export async function startBalancer(
 
   return {
     get url() {
-      return httpUrl(serving.addr);
+      return httpUrl(serving.addr, scheme());
+    },
+    get redirectUrl() {
+      return redirect === undefined ? undefined : httpUrl(redirect.addr);
+    },
+    replaceCertificates(next) {
+      if (next.length === 0) return Promise.reject(new Error("No certificate to serve"));
+      if (certificates.length === 0) {
+        return Promise.reject(new Error("Cannot replace certificates: serving plain HTTP"));
+      }
+      const replace = async () => {
+        await serving.configure(config, next);
+        certificates = next;
+        logger.info("TLS certificates replaced", { count: next.length });
+      };
+      const queued = reloading.then(replace, replace);
+      reloading = queued.then(
+        (): ReloadOutcome => ({ ok: true, changes: ["certificates"] }),
+        (error): ReloadOutcome => ({ ok: false, problems: [String(error)] }),
+      );
+      return queued;
     },
     pool,
     metrics,
@@ -340,10 +407,10 @@ export async function startBalancer(
   };
 }
 
-/** `http://host:port/` for a bound address, with an IPv6 host in brackets. */
-function httpUrl(addr: Deno.NetAddr): URL {
+/** `http://host:port/` (or `https:`) for a bound address, with an IPv6 host in brackets. */
+function httpUrl(addr: Deno.NetAddr, scheme: "http" | "https" = "http"): URL {
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  return new URL(`http://${host}:${addr.port}/`);
+  return new URL(`${scheme}://${host}:${addr.port}/`);
 }
 
 /**

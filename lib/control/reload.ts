@@ -64,9 +64,13 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     running.client.headerTimeoutMs !== next.client.headerTimeoutMs ||
     running.client.keepAliveTimeoutMs !== next.client.keepAliveTimeoutMs ||
     running.websocket !== next.websocket ||
-    running.limits.maxConnections !== next.limits.maxConnections;
+    running.limits.maxConnections !== next.limits.maxConnections ||
+    !isSame({ ...running.tls, redirectHttp: "" }, { ...next.tls, redirectHttp: "" });
   const isAdminChanged = !isSame(running.admin, next.admin);
-  const needsRestart = isSame(running.log, next.log) ? [] : ["log"];
+  const needsRestart = [
+    ...(isSame(running.log, next.log) ? [] : ["log"]),
+    ...(running.tls.redirectHttp === next.tls.redirectHttp ? [] : ["redirect-http"]),
+  ];
   const summary = [
     ...added.map((b) => `backend ${b.url.href} added`),
     ...removed.map((href) => `backend ${href} removed`),

@@ -17,6 +17,7 @@ import type { BalancerConfig } from "../config/settings.ts";
 import type { SharedState } from "../core/shared_state.ts";
 import type { Clock } from "../shared/clock.ts";
 import { startWorkers, type Workers } from "./workers.ts";
+import type { TlsCertificate } from "../shared/tls_certificate.ts";
 
 /** The data plane as the control plane drives it. */
 export interface Serving {
@@ -32,9 +33,10 @@ export interface Serving {
   publish(): void;
   /**
    * Applies a reload in every isolate, or in none: rejects, changing nothing, when a new
-   * address cannot be bound (or is held by another program).
+   * address cannot be bound (or is held by another program). New certificates serve new
+   * connections; open ones keep theirs.
    */
-  configure(config: BalancerConfig): Promise<void>;
+  configure(config: BalancerConfig, certificates?: readonly TlsCertificate[]): Promise<void>;
   /** Drains within `timeoutMs`; resolves whether every request finished. */
   drain(timeoutMs: number): Promise<boolean>;
 }
@@ -60,6 +62,8 @@ export interface ServingDeps {
   readonly workerEntry?: URL;
   /** Told each forwarding attempt's outcome in this isolate (passive health). */
   readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
+  /** TLS certificates, the default first; with any, the listener serves HTTPS. Default: none. */
+  readonly certificates?: readonly TlsCertificate[];
 }
 
 /**
@@ -89,6 +93,7 @@ export async function startServing(
     }
     try {
       return await serveInWorkers(claimed, {
+        ...(deps.certificates === undefined ? {} : { certificates: deps.certificates }),
         count: isolateCount,
         entry: deps.workerEntry,
         pool,
@@ -115,6 +120,12 @@ export async function startServing(
     }
   }
   shared.setIsolateCount(1);
+  if ((deps.certificates ?? []).length > 0 && canReusePort()) {
+    // Certificates are replaced by binding a second TLS socket beside the first
+    // (SO_REUSEPORT, `data/listener.ts`): claimed first, as for several isolates.
+    const port = claimAddress(config.host, config.port);
+    return serveHere({ ...config, port }, deps, true);
+  }
   return serveHere(config, deps);
 }
 
@@ -204,10 +215,12 @@ function canReusePort(): boolean {
 }
 
 /** The data plane in this isolate. */
-function serveHere(config: BalancerConfig, deps: ServingDeps): Serving {
+function serveHere(config: BalancerConfig, deps: ServingDeps, reusePort = false): Serving {
   const { pool, metrics, clock, logger, onAttempt, shared } = deps;
   const plane: DataPlane = startDataPlane(config, {
     ...(onAttempt === undefined ? {} : { onAttempt }),
+    ...(deps.certificates === undefined ? {} : { certificates: deps.certificates }),
+    reusePort,
     pool,
     metrics,
     clock,
@@ -225,9 +238,9 @@ function serveHere(config: BalancerConfig, deps: ServingDeps): Serving {
     isolateCount: 1,
     isolates: () => undefined,
     publish() {},
-    configure(next) {
+    configure(next, certificates) {
       // The new listener, if any, binds without SO_REUSEPORT: a taken address throws here.
-      return Promise.resolve().then(() => void plane.prepare(next).commit());
+      return Promise.resolve().then(() => void plane.prepare(next, certificates).commit());
     },
     async drain(timeoutMs) {
       const deadline = new AbortController();
@@ -260,13 +273,13 @@ async function serveInWorkers(
     isolateCount: options.count,
     isolates: () => workers.isolates(),
     publish: () => workers.publish(),
-    async configure(next) {
+    async configure(next, certificates) {
       // A new port must be free before the workers share it (see claimAddress); the port they
       // hold already is theirs.
       const current = workers.addr.port;
       const port = next.port === 0 ? current : next.port;
       if (port !== current) claimAddress(next.host, port);
-      await workers.configure(next);
+      await workers.configure(next, certificates);
     },
     drain: (timeoutMs) => workers.drain(timeoutMs),
   };

@@ -49,6 +49,8 @@ export interface AccessRecord {
   readonly outcome: string;
   /** Why it failed or was refused, when it was. */
   readonly reason?: string;
+  /** `HTTP/2.0` for a request that came over HTTP/2; absent for HTTP/1.1. */
+  readonly protocol?: "HTTP/2.0";
 }
 
 /** Where the request path sends its access records. */
@@ -352,7 +354,9 @@ function round(ms: number): number {
  * (log tools read the combined prefix and ignore the rest).
  */
 function formatCombined(r: AccessRecord): string {
-  return `${r.client} - - [${timeLocal(r.time)}] ${quoted(`${r.method} ${r.path} HTTP/1.1`)} ` +
+  return `${r.client} - - [${timeLocal(r.time)}] ${
+    quoted(`${r.method} ${r.path} ${r.protocol ?? "HTTP/1.1"}`)
+  } ` +
     `${r.status} ${r.bytes ?? 0} ${quoted(r.referer)} ${quoted(r.userAgent)} ` +
     `rt=${(r.durationMs / 1000).toFixed(3)} ` +
     `urt=${r.backendMs === null ? "-" : (r.backendMs / 1000).toFixed(3)} ` +
@@ -365,6 +369,7 @@ function formatJson(r: AccessRecord): string {
     client: r.client,
     method: r.method,
     path: r.path,
+    protocol: r.protocol ?? "HTTP/1.1",
     status: r.status,
     bytes: r.bytes ?? null,
     backend: r.backend,
@@ -382,7 +387,8 @@ function formatText(r: AccessRecord): string {
   return `${new Date(r.time).toISOString()} ${r.client} ${r.method} ${quoted(r.path)} ` +
     `${r.status} ${r.outcome} backend=${r.backend ?? "-"} durationMs=${round(r.durationMs)} ` +
     `backendMs=${r.backendMs === null ? "-" : round(r.backendMs)} requestId=${r.requestId}` +
-    `${r.reason === undefined ? "" : ` reason=${quoted(r.reason)}`}\n`;
+    `${r.reason === undefined ? "" : ` reason=${quoted(r.reason)}`}` +
+    `${r.protocol === undefined ? "" : ` protocol=${r.protocol}`}\n`;
 }
 
 const FORMATTERS: Readonly<Record<AccessLogFormat, (record: AccessRecord) => string>> = {

@@ -116,6 +116,8 @@ export interface HandlerDeps {
    * connection after the response (Deno would wait for the unread body). Default: none.
    */
   readonly closeAfterResponse?: WeakSet<Request>;
+  /** The requests that came over HTTP/2 (the listener adds them), for the access log. */
+  readonly http2Requests?: WeakSet<Request>;
   /** Per-backend in-flight limits and the queue for a slot (`admission.ts`). Default: none. */
   readonly inFlightLimits?: InFlightLimits;
   /**
@@ -269,6 +271,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       requestId: context.requestId,
       outcome: entry.outcome,
       ...(entry.reason === undefined ? {} : { reason: entry.reason }),
+      ...(deps.http2Requests?.has(request) === true ? { protocol: "HTTP/2.0" as const } : {}),
     });
   }
 
@@ -364,6 +367,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           clientIp,
           isPeerTrusted,
           isForwardedSent,
+          proto: request.url.startsWith("https:") ? "https" : "http",
           requestId,
           via: deps.via,
           clock,
@@ -482,7 +486,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         );
       }
       const refusedStatus = REFUSED_METHOD_STATUS[request.method];
-      const target = resolveTarget(request.url, request.headers.get("host"));
+      const target = resolveTarget(request.url, hostOf(request, deps.http2Requests));
       if (!target.ok || refusedStatus !== undefined) {
         const context: RequestContext = {
           request,
@@ -507,7 +511,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           requestId,
           forwarded: {
             clientIp: client,
-            proto: "http",
+            proto: request.url.startsWith("https:") ? "https" : "http",
             host: target.authority,
             requestId,
             via: deps.via,
@@ -581,4 +585,16 @@ function endWhenDelivered(
 /** Releases a streamed body nobody will forward. */
 function cancelBody(body: RequestBody): void {
   if (body.kind === "streamed") body.stream.cancel().catch(() => {});
+}
+
+/**
+ * The request's `Host`: the header, or on HTTP/2 (which sends `:authority` instead, RFC 9113
+ * section 8.3.1) the authority Deno put into `request.url`.
+ */
+function hostOf(request: Request, http2Requests: WeakSet<Request> | undefined): string | null {
+  const host = request.headers.get("host");
+  if (host !== null || http2Requests?.has(request) !== true) return host;
+  const start = request.url.indexOf("://") + 3;
+  const end = request.url.indexOf("/", start);
+  return request.url.slice(start, end < 0 ? undefined : end);
 }

@@ -20,19 +20,30 @@
  * a test fails if it goes away. Without it the listener falls back to plain `Deno.serve` and
  * reports `degraded` once: no connection timeouts, and a failed accept loop is restarted.
  *
+ * With `tls`, the socket is `Deno.listenTls` offering ALPN `h2` and `http/1.1` (rustls: TLS 1.2
+ * and 1.3 only), and the same per-connection server speaks whichever the client chose. Each
+ * connection must finish its handshake within the handshake timeout before the header timeout
+ * starts. The certificate is chosen per handshake by SNI through Deno's internal resolver
+ * (`Symbol.for("unstableSniResolver")`); Deno caches its answer per server name for the
+ * socket's life, so new certificates take a new socket: {@linkcode Listener.prepareCertificates}
+ * binds one beside the old (SO_REUSEPORT) and the old one is closed, its open connections kept.
+ *
  * @module
  */
 import { SharedCounter } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { ConnectionRefuser } from "./connection_limit.ts";
+import { pickCertificate, type TlsCertificate } from "../shared/tls_certificate.ts";
 
 /** Something that happened on the listener, for logs and metrics. */
 export type ListenerEvent =
   /** `accept()` failed; `isFdExhausted` when the process or system ran out of descriptors. */
   | { readonly kind: "accept-error"; readonly isFdExhausted: boolean; readonly error: unknown }
-  /** A client connection was closed for want of a complete request head in time. */
-  | { readonly kind: "timeout"; readonly timeout: "header" | "keepalive" }
+  /** A client connection was closed for want of a complete request head (or handshake) in time. */
+  | { readonly kind: "timeout"; readonly timeout: "header" | "keepalive" | "handshake" }
+  /** A TLS handshake failed (an old protocol version, no shared cipher, not TLS). */
+  | { readonly kind: "handshake-failed"; readonly error: unknown }
   /** A client connection broke with an HTTP error (bad framing, reset). */
   | { readonly kind: "connection-error"; readonly error: unknown }
   /** A client connection beyond `maxConnections` was answered 503 and closed. */
@@ -45,6 +56,12 @@ export type RequestHandler = (
   request: Request,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ) => Response | Promise<Response>;
+
+/** TLS for {@linkcode listen}. */
+export interface ListenTlsOptions {
+  /** The certificates, the default first (`shared/tls_certificate.ts`); not empty. */
+  readonly certificates: readonly TlsCertificate[];
+}
 
 /** Options for {@linkcode listen}. */
 export interface ListenOptions {
@@ -91,6 +108,18 @@ export interface ListenOptions {
    * connection hands it over. No header or keep-alive timeouts then. Default: false.
    */
   readonly isNative?: boolean;
+  /**
+   * Receives every request that came over HTTP/2 (for the access log; absent means HTTP/1.x).
+   * Default: none.
+   */
+  readonly http2Requests?: WeakSet<Request>;
+  /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with these certificates. Default: plain HTTP. */
+  readonly tls?: ListenTlsOptions;
+  /**
+   * Time a TLS client has, from being accepted, to complete its handshake, in milliseconds.
+   * Default: 10 s.
+   */
+  readonly handshakeTimeoutMs?: number;
 }
 
 /** A listener that is accepting connections. */
@@ -114,12 +143,25 @@ export interface Listener {
    * @param settings The new timeouts and limit.
    */
   reconfigure(settings: ConnectionSettings): void;
+  /**
+   * The half of a certificate change that can fail: binds a TLS socket with the new
+   * certificates beside the serving one (SO_REUSEPORT). `commit()` serves new connections from
+   * it and closes the old socket (its open connections carry on); `abort()` closes the new one.
+   *
+   * @param certificates The new certificates, the default first.
+   * @returns The change, to commit or abort.
+   * @throws {Error} On a plain-HTTP listener, without SO_REUSEPORT, or when binding fails.
+   */
+  prepareCertificates(certificates: readonly TlsCertificate[]): {
+    commit(): void;
+    abort(): void;
+  };
 }
 
 /** What a reload may change on a listener without binding anew. */
 export type ConnectionSettings = Pick<
   ListenOptions,
-  "headerTimeoutMs" | "keepAliveTimeoutMs" | "maxConnections"
+  "headerTimeoutMs" | "keepAliveTimeoutMs" | "maxConnections" | "handshakeTimeoutMs"
 >;
 
 /** What `Deno.serve`'s per-connection server returns. */
@@ -176,6 +218,8 @@ class Connection {
   inFlight = 0;
   /** The request being answered (HTTP/1.1 answers one at a time). */
   current: Request | undefined;
+  /** Whether it speaks HTTP/2 (streams at once; one stream never closes the connection). */
+  isH2 = false;
   /** The pending header or keep-alive deadline. */
   deadline: Deadline | undefined;
   /** The queue `deadline` is in (a queue must only cancel its own entries). */
@@ -216,23 +260,24 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     return fallbackListen(options, handler, onEvent, onError);
   }
   const clock = options.clock ?? systemClock;
-  const listener = Deno.listen({
-    hostname: options.hostname,
-    port: options.port,
-    ...(options.reusePort === true ? { reusePort: true } : {}),
-  });
+  const isReusePort = options.reusePort === true;
+  let socket: Deno.Listener = bindSocket(options, options.port, options.tls?.certificates);
+  const port = (socket.addr as Deno.NetAddr).port;
   const connections = new Set<Connection>();
   // One queue per timeout length keeps each queue in deadline order (its cheap case).
   const headerDeadlines = new DeadlineQueue({ clock });
   const keepAliveDeadlines = new DeadlineQueue({ clock });
   const stopAccepting = new AbortController();
   let isClosing = false;
+  const handshakeDeadlines = new DeadlineQueue({ clock });
   let settings: ConnectionSettings = {
     headerTimeoutMs: options.headerTimeoutMs,
     keepAliveTimeoutMs: options.keepAliveTimeoutMs,
     maxConnections: options.maxConnections ?? 0,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
   };
   const closeAfterResponse = options.closeAfterResponse;
+  const http2Requests = options.http2Requests;
   const openConnections = options.openConnections ?? SharedCounter.standalone();
   const refuser = new ConnectionRefuser({ clock });
 
@@ -246,15 +291,14 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const expireHeader = expire("header");
   const expireKeepAlive = expire("keepalive");
 
-  const serveConnection = (conn: Deno.Conn) => {
-    const connection = new Connection();
+  const serveConnection = (conn: Deno.Conn, connection: Connection) => {
     connection.setDeadline(
       headerDeadlines,
       headerDeadlines.add(clock.now() + settings.headerTimeoutMs, expireHeader, connection),
     );
     const finished = () => {
       connection.inFlight--;
-      if (closeAfterResponse?.has(connection.current as Request) === true) {
+      if (!connection.isH2 && closeAfterResponse?.has(connection.current as Request) === true) {
         // Deno would keep the connection open waiting for the unread body.
         connection.abort.abort();
         return;
@@ -278,9 +322,9 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       connection.current = request;
       connection.clearDeadline();
       info.completed.then(finished, finished);
+      if (connection.isH2) http2Requests?.add(request);
       return handler(request, info);
     };
-    connections.add(connection);
     const done = () => {
       if (connections.delete(connection)) openConnections.release();
       connection.clearDeadline();
@@ -304,14 +348,56 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     }
   };
 
-  const acceptLoop = async () => {
+  /**
+   * Completes a TLS connection's handshake within the handshake timeout, then serves it. The
+   * connection counts as open (and against `maxConnections`) from its accept.
+   */
+  const handshakeThenServe = async (conn: Deno.TlsConn) => {
+    const connection = new Connection();
+    connections.add(connection);
+    let isTimedOut = false;
+    const deadline = handshakeDeadlines.add(
+      clock.now() + (settings.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS),
+      () => {
+        isTimedOut = true;
+        closeQuietly(conn);
+      },
+      connection,
+    );
+    // A close() or shutdown() during the handshake ends it too.
+    const onAbort = () => closeQuietly(conn);
+    connection.abort.signal.addEventListener("abort", onAbort, { once: true });
+    let alpn: string | null;
+    try {
+      alpn = (await conn.handshake()).alpnProtocol;
+    } catch (error) {
+      if (connections.delete(connection)) openConnections.release();
+      closeQuietly(conn);
+      if (isTimedOut) onEvent({ kind: "timeout", timeout: "handshake" });
+      else if (!connection.abort.signal.aborted) onEvent({ kind: "handshake-failed", error });
+      return;
+    } finally {
+      handshakeDeadlines.cancel(deadline);
+      connection.abort.signal.removeEventListener("abort", onAbort);
+    }
+    if (connection.abort.signal.aborted || isClosing) {
+      if (connections.delete(connection)) openConnections.release();
+      closeQuietly(conn);
+      return;
+    }
+    connection.isH2 = alpn === "h2";
+    serveConnection(conn, connection);
+  };
+
+  const acceptLoop = async (from: Deno.Listener) => {
     let backoffMs = ACCEPT_BACKOFF_MIN_MS;
     while (!isClosing) {
       let conn: Deno.Conn;
       try {
-        conn = await listener.accept();
+        conn = await from.accept();
       } catch (error) {
-        if (isClosing || error instanceof Deno.errors.BadResource) return;
+        // A closed socket: shutting down, or replaced by one with new certificates.
+        if (isClosing || error instanceof Deno.errors.BadResource || from !== socket) return;
         onEvent({ kind: "accept-error", isFdExhausted: isFdExhaustion(error), error });
         try {
           await clock.sleep(backoffMs, stopAccepting.signal);
@@ -324,14 +410,27 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       backoffMs = ACCEPT_BACKOFF_MIN_MS;
       const maxConnections = settings.maxConnections ?? 0;
       if (!openConnections.tryAcquire(maxConnections)) {
-        void refuser.refuse(conn);
+        if (options.tls === undefined) void refuser.refuse(conn);
+        else closeQuietly(conn); // a 503 would need the handshake the limit exists to avoid
         onEvent({ kind: "connection-refused", limit: maxConnections });
         continue;
       }
-      serveConnection(conn);
+      if (options.tls !== undefined) {
+        void handshakeThenServe(conn as Deno.TlsConn);
+        continue;
+      }
+      const connection = new Connection();
+      connections.add(connection);
+      serveConnection(conn, connection);
     }
   };
-  const accepting = acceptLoop();
+  const accepting = new Set<Promise<void>>();
+  const startAccepting = (from: Deno.Listener) => {
+    const loop = acceptLoop(from);
+    accepting.add(loop);
+    void loop.finally(() => accepting.delete(loop));
+  };
+  startAccepting(socket);
 
   let shutDown: Promise<void> | undefined;
   const stop = () => {
@@ -339,24 +438,55 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     isClosing = true;
     stopAccepting.abort();
     refuser.close();
-    try {
-      listener.close();
-    } catch {
-      // Already closed.
-    }
+    closeQuietly(socket);
   };
   return {
-    addr: listener.addr as Deno.NetAddr,
+    addr: socket.addr as Deno.NetAddr,
     get connectionCount() {
       return connections.size;
     },
     reconfigure(next) {
       settings = { ...next };
     },
+    prepareCertificates(certificates) {
+      if (options.tls === undefined) {
+        throw new Error("Cannot change certificates: the listener serves plain HTTP");
+      }
+      if (!isReusePort) {
+        throw new Error(
+          "Cannot change certificates without rebinding: that needs SO_REUSEPORT " +
+            "(Deno's --unstable-net flag)",
+        );
+      }
+      const next = bindSocket(options, port, certificates);
+      let isSettled = false;
+      return {
+        commit() {
+          if (isSettled) return;
+          isSettled = true;
+          if (isClosing) {
+            closeQuietly(next);
+            return;
+          }
+          const old = socket;
+          socket = next;
+          startAccepting(next);
+          // Connections the kernel already queued on the old socket are reset by its close; a
+          // new one arriving in the instant between the swap and the close can be lost too
+          // (Linux's net.ipv4.tcp_migrate_req=1 hands them to the new socket instead).
+          closeQuietly(old);
+        },
+        abort() {
+          if (isSettled) return;
+          isSettled = true;
+          closeQuietly(next);
+        },
+      };
+    },
     shutdown() {
       shutDown ??= (async () => {
         stop();
-        await accepting;
+        await Promise.all(accepting);
         await Promise.all(
           [...connections].map((c) =>
             c.server?.shutdown().then(() => {
@@ -379,6 +509,44 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
 
 function noop(): void {}
 
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+const ALPN_PROTOCOLS = ["h2", "http/1.1"];
+/** Deno's internal SNI hook for `Deno.listenTls` (see the module docs). */
+const SNI_RESOLVER = Symbol.for("unstableSniResolver");
+
+/** Binds the plain or TLS socket `options` asks for. */
+function bindSocket(
+  options: ListenOptions,
+  port: number,
+  certificates: readonly TlsCertificate[] | undefined,
+): Deno.Listener {
+  const reuse = options.reusePort === true ? { reusePort: true } : {};
+  if (options.tls === undefined || certificates === undefined) {
+    return Deno.listen({ hostname: options.hostname, port, ...reuse });
+  }
+  if (certificates.length === 0) throw new Error("TLS needs at least one certificate");
+  const resolve = (serverName: string) => {
+    const chosen = pickCertificate(certificates, serverName) as TlsCertificate;
+    return { cert: chosen.certPem, key: chosen.keyPem };
+  };
+  const tlsOptions = {
+    hostname: options.hostname,
+    port,
+    alpnProtocols: ALPN_PROTOCOLS,
+    ...reuse,
+    [SNI_RESOLVER]: resolve,
+  } as unknown as Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem;
+  return Deno.listenTls(tlsOptions);
+}
+
+function closeQuietly(closable: { close(): void }): void {
+  try {
+    closable.close();
+  } catch {
+    // Already closed.
+  }
+}
+
 /** Plain `Deno.serve`, restarted when its accept loop fails. */
 function fallbackListen(
   options: ListenOptions,
@@ -396,6 +564,7 @@ function fallbackListen(
         onListen: noop,
         onError,
         ...(options.reusePort === true ? { reusePort: true } : {}),
+        ...nativeTls(options.tls),
       },
       handler,
     );
@@ -431,5 +600,21 @@ function fallbackListen(
     reconfigure() {
       // Deno's own server has no connection timeouts or limit to change.
     },
+    prepareCertificates() {
+      throw new Error(
+        "Cannot change certificates of Deno's own server (--websocket on) without a restart",
+      );
+    },
   };
+}
+
+/** `Deno.serve`'s TLS options: the default certificate, and SNI as in {@linkcode bindSocket}. */
+function nativeTls(tls: ListenTlsOptions | undefined): Record<string | symbol, unknown> {
+  const first = tls?.certificates[0];
+  if (tls === undefined || first === undefined) return {};
+  const resolve = (serverName: string) => {
+    const chosen = pickCertificate(tls.certificates, serverName) as TlsCertificate;
+    return { cert: chosen.certPem, key: chosen.keyPem };
+  };
+  return { cert: first.certPem, key: first.keyPem, [SNI_RESOLVER]: resolve };
 }

@@ -232,6 +232,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     port: 0,
     workers: "auto",
     websocket: "off",
+    tls: { certFiles: [], keyFiles: [], handshakeTimeoutMs: 10_000, hstsMaxAgeSeconds: 0 },
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2:8080/"), weight: 1 },
@@ -596,6 +597,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     port: 8000,
     workers: "2",
     websocket: "off",
+    tls: { certFiles: [], keyFiles: [], handshakeTimeoutMs: 10_000, hstsMaxAgeSeconds: 0 },
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2/"), weight: 3, maxInFlight: 7 },
@@ -823,9 +825,9 @@ Deno.test("every duration setting rejects more than the timer limit, as a flag a
   const durations = settingEntries().filter(({ setting }) => setting.metavar === "DURATION");
   assertEquals(
     durations.length,
-    14,
-    "slow start, affinity cookie, health (2), outlier (2), client (3), proxy (3), queue and " +
-      "drain durations",
+    15,
+    "slow start, affinity cookie, health (2), outlier (2), client (3), proxy (3), queue, " +
+      "drain and TLS handshake durations",
   );
   for (const { path, setting } of durations) {
     await assertUsageError(
