@@ -23,7 +23,7 @@ import { Pool } from "../core/pool.ts";
 import { SharedState } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { isSameCertificates, type TlsCertificate } from "../shared/tls_certificate.ts";
-import { loadCertificateFiles } from "./certificates.ts";
+import { loadBackendCa, loadCertificateFiles } from "./certificates.ts";
 import {
   type AcmeChallengeHook,
   type RedirectListener,
@@ -158,8 +158,12 @@ export async function startBalancer(
     ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
   });
   passive.start();
+  // Probes verify https: backends as the data plane does (`--backend-ca`); a reload swaps it.
+  let probeClient = await createProbeClient(config);
   const health = new HealthChecker(pool, {
     ...config.health,
+    fetch: (url, init) =>
+      probeClient === undefined ? fetch(url, init) : fetch(url, { ...init, client: probeClient }),
     clock,
     onChange: (backend, state) => {
       metrics.recordHealthFlip(backend, state);
@@ -293,9 +297,16 @@ export async function startBalancer(
         ? await loadCertificateFiles(next.tls.certFiles, next.tls.keyFiles)
         : certificates;
       const isTls = nextCertificates.length > 0 || certificates.length > 0;
+      const nextProbeClient = next.proxy.backendCaFile === config.proxy.backendCaFile
+        ? probeClient
+        : await createProbeClient(next);
       // Every isolate binds what it needs before any switches: all of them apply it, or none.
       if (plan.isListenerChanged || plan.isHandlerChanged || isTls) {
         await serving.configure(next, nextCertificates);
+      }
+      if (nextProbeClient !== probeClient) {
+        probeClient?.close();
+        probeClient = nextProbeClient;
       }
       isCertificatesChanged = !isSameCertificates(nextCertificates, certificates);
       certificates = nextCertificates;
@@ -358,6 +369,7 @@ export async function startBalancer(
       await passive.stop();
       stopping.abort();
       await Promise.all([admin?.shutdown(), redirect?.shutdown()]);
+      probeClient?.close();
       logger.info("Balancer stopped", { isClean });
       return isClean;
     })();
@@ -411,6 +423,16 @@ export async function startBalancer(
 function httpUrl(addr: Deno.NetAddr, scheme: "http" | "https" = "http"): URL {
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   return new URL(`${scheme}://${host}:${addr.port}/`);
+}
+
+/**
+ * The health probes' client when `--backend-ca` is set (checked here first, so a bad file is a
+ * clear error at start or a rejected reload); `undefined` uses the system's authorities.
+ */
+async function createProbeClient(config: BalancerConfig): Promise<Deno.HttpClient | undefined> {
+  const path = config.proxy.backendCaFile;
+  if (path === undefined) return undefined;
+  return Deno.createHttpClient({ caCerts: [await loadBackendCa(path)] });
 }
 
 /**

@@ -75,6 +75,33 @@ function namesOf(leaf: X509Certificate): string[] {
   return cn === undefined ? [] : [cn.toLowerCase()];
 }
 
+/**
+ * Reads and checks `--backend-ca`: PEM certificates of the authorities `https:` backends are
+ * verified against.
+ *
+ * @param path The file.
+ * @param readText Reads a file. Default: `Deno.readTextFile`.
+ * @returns Its text.
+ * @throws {Error} Naming the file, when it cannot be read or holds no PEM certificate.
+ */
+export async function loadBackendCa(
+  path: string,
+  readText: (path: string) => Promise<string> = Deno.readTextFile,
+): Promise<string> {
+  let pem: string;
+  try {
+    pem = await readText(path);
+  } catch (cause) {
+    throw new Error(`Cannot read --backend-ca "${path}": ${messageOf(cause)}`, { cause });
+  }
+  try {
+    new X509Certificate(pem);
+  } catch (cause) {
+    throw new Error(`Invalid --backend-ca "${path}": no PEM certificate in it`, { cause });
+  }
+  return pem;
+}
+
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

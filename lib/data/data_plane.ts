@@ -470,7 +470,13 @@ function serveWith(
 
 function createUpstreams(config: BalancerConfig, clock: Clock): Upstreams {
   return {
-    client: createUpstreamClient({ maxIdlePerHost: config.proxy.maxIdlePerHost }),
+    client: createUpstreamClient({
+      maxIdlePerHost: config.proxy.maxIdlePerHost,
+      // Checked by the control plane before it got here (`control/certificates.ts`).
+      ...(config.proxy.backendCaFile === undefined
+        ? {}
+        : { caCerts: [Deno.readTextFileSync(config.proxy.backendCaFile)] }),
+    }),
     http1: config.proxy.upstream === "http1"
       ? createHttp1Client({
         maxIdlePerOrigin: config.proxy.maxIdlePerHost,
