@@ -35,6 +35,7 @@ import { type Clock, systemClock } from "../shared/clock.ts";
 import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { ConnectionRefuser } from "./connection_limit.ts";
 import { pickCertificate, type TlsCertificate } from "../shared/tls_certificate.ts";
+import { setListenerNoDelay } from "../process/tcp_nodelay.ts";
 
 /** Something that happened on the listener, for logs and metrics. */
 export type ListenerEvent =
@@ -263,6 +264,19 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const isReusePort = options.reusePort === true;
   let socket: Deno.Listener = bindSocket(options, options.port, options.tls?.certificates);
   const port = (socket.addr as Deno.NetAddr).port;
+  // Deno leaves TCP_NODELAY off on TLS connections (`process/tcp_nodelay.ts`).
+  const noDelay = () => {
+    if (options.tls === undefined) return;
+    const outcome = setListenerNoDelay(port);
+    if (!outcome.ok) {
+      onEvent({
+        kind: "degraded",
+        detail: `TCP_NODELAY not set on the TLS listener (${outcome.reason}): HTTP/1.1 ` +
+          "responses may wait 40 ms each for the client's delayed ACK",
+      });
+    }
+  };
+  noDelay();
   const connections = new Set<Connection>();
   // One queue per timeout length keeps each queue in deadline order (its cheap case).
   const headerDeadlines = new DeadlineQueue({ clock });
@@ -470,6 +484,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
           }
           const old = socket;
           socket = next;
+          noDelay();
           startAccepting(next);
           // Connections the kernel already queued on the old socket are reset by its close; a
           // new one arriving in the instant between the swap and the close can be lost too

@@ -156,3 +156,48 @@ Deno.test("TLS listener holds --max-connections: the connection beyond it is clo
   first.close();
   assert(server.events.some((e) => e.kind === "connection-refused"));
 });
+
+Deno.test({
+  name: "TLS listener sets TCP_NODELAY: sequential responses do not wait for delayed ACKs",
+  // Setting it takes FFI (`process/tcp_nodelay.ts`): run this file with --allow-ffi.
+  ignore: Deno.permissions.querySync({ name: "ffi" }).state !== "granted",
+  fn: async () => {
+    await using ca = await makeTestCa();
+    const leaf = asCertificate(await ca.issue(["localhost"]));
+    const body = new Uint8Array(2048).fill(97);
+    const listener = listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      headerTimeoutMs: 5_000,
+      keepAliveTimeoutMs: 5_000,
+      tls: { certificates: [leaf] },
+    }, () => new Response(body.slice()));
+    try {
+      const conn = await Deno.connectTls({
+        hostname: "localhost",
+        port: listener.addr.port,
+        caCerts: [ca.certPem],
+      });
+      const buffer = new Uint8Array(8192);
+      const exchange = async () => {
+        await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+        let received = 0;
+        while (received < body.length + 60) {
+          const n = await conn.read(buffer);
+          if (n === null) throw new Error("closed");
+          received += n;
+        }
+      };
+      await exchange(); // the handshake and the first exchange are not timed
+      const count = 25;
+      const started = performance.now();
+      for (let i = 0; i < count; i++) await exchange();
+      const elapsedMs = performance.now() - started;
+      conn.close();
+      // Without TCP_NODELAY each response's body waits ~40 ms for the client's delayed ACK.
+      assert(elapsedMs < count * 40 / 2, `${count} exchanges took ${elapsedMs.toFixed(0)} ms`);
+    } finally {
+      listener.close();
+    }
+  },
+});
