@@ -571,6 +571,18 @@ function fallbackListen(
 ): Listener {
   const clock = options.clock ?? systemClock;
   let isClosing = false;
+  const http2Requests = options.http2Requests;
+  if (options.tls !== undefined && http2Requests !== undefined) {
+    // Deno's own server does not say which protocol a request came over. HTTP/2 sends no
+    // `Host` (its `:authority` is in the URL), and HTTP/1.1 requires one: a request over TLS
+    // without it is taken for HTTP/2 (an HTTP/1.1 one then gets its URL's authority, which
+    // Deno fills from the SNI, instead of a 400).
+    const inner = handler;
+    handler = (request, info) => {
+      if (!request.headers.has("host")) http2Requests.add(request);
+      return inner(request, info);
+    };
+  }
   const start = (port: number): Deno.HttpServer<Deno.NetAddr> => {
     const server = Deno.serve(
       {
