@@ -147,6 +147,7 @@ function finish(
   checkAdminExposure(routed);
   checkDiscovery(routed);
   checkAcme(routed);
+  checkTls(routed);
   // An unset probe timeout defaults to 2 s, but never more than the interval.
   const timeoutMs = explicitTimeoutMs ?? Math.min(routed.health.timeoutMs, intervalMs);
   // Backends found in DNS replace the built-in demo backends, as --backend does (a route table
@@ -274,6 +275,27 @@ function checkAcme(config: BalancerConfig): void {
   ].find((flag) => flag !== undefined);
   if (orphan !== undefined) {
     throw new UsageError(`Invalid ${orphan}: it applies only with --acme-domain`);
+  }
+}
+
+/**
+ * Certificates and keys come in pairs, and redirecting plain HTTP to https needs https.
+ *
+ * @throws {UsageError} Naming what is missing.
+ */
+function checkTls(config: BalancerConfig): void {
+  const { certFiles, keyFiles, redirectHttp } = config.tls;
+  if (certFiles.length !== keyFiles.length) {
+    throw new UsageError(
+      `Invalid TLS settings: ${certFiles.length} --tls-cert and ${keyFiles.length} --tls-key ` +
+        "given; each certificate needs its key, in the same order",
+    );
+  }
+  if (redirectHttp !== undefined && certFiles.length === 0) {
+    throw new UsageError(
+      `Invalid --redirect-http "${redirectHttp}": redirecting to https needs --tls-cert and ` +
+        "--tls-key",
+    );
   }
 }
 

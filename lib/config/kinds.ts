@@ -398,3 +398,23 @@ export function nameList(
     fileHint: "(a list of strings)",
   };
 }
+
+/**
+ * A list of file paths: each flag gives one path and the flag may be repeated (`--tls-cert a.pem
+ * --tls-cert b.pem`); the file takes a list of strings.
+ *
+ * @returns The setting's kind.
+ */
+export function pathList(): Kind<readonly string[]> {
+  const rule = "must be a non-empty path";
+  return {
+    // An empty flag adds nothing, so the empty default (written as "") reads back unchanged.
+    parse: (text) => ok(text === "" ? [] : [text]),
+    schema: z.array(z.string({ error: rule }).min(1, { error: rule }), {
+      error: "must be a list of paths",
+    }),
+    format: (paths) => paths.join(" "),
+    isRepeatable: true,
+    fileHint: "(a list of paths)",
+  };
+}

@@ -30,6 +30,7 @@ import {
   type LogFormat,
   logLevel,
   oneOf,
+  pathList,
   percent,
   port,
   size,
@@ -80,6 +81,7 @@ export function parseAdminAddress(text: string): { hostname: string; port: numbe
 /** The help's sections, in order. */
 export const SECTIONS = [
   "Listener",
+  "TLS",
   "Backends",
   "Routes",
   "Health checks",
@@ -186,6 +188,61 @@ export const SETTINGS = {
       "--max-connections still apply. Needs Linux and --allow-ffi (the tasks and the binary " +
       "grant it); without them, and with off, upgrade requests are answered 501.",
   } satisfies Setting<"on" | "off">,
+  tls: {
+    certFiles: {
+      kind: pathList(),
+      default: [],
+      flag: "tls-cert",
+      metavar: "FILE",
+      section: "TLS",
+      help: "Serve HTTPS (HTTP/2 and HTTP/1.1, TLS 1.2 and 1.3) with this PEM certificate " +
+        "chain; pair each with a --tls-key, in order. Repeat both for several certificates: " +
+        "each is chosen by the name the client asks for (SNI, matched against the " +
+        "certificate's names), the first when none matches. Read again on reload.",
+      defaultHelp: "none (plain HTTP)",
+    } satisfies Setting<readonly string[]>,
+    keyFiles: {
+      kind: pathList(),
+      default: [],
+      flag: "tls-key",
+      metavar: "FILE",
+      section: "TLS",
+      help: "The PEM private key of the --tls-cert at the same position.",
+      defaultHelp: "none",
+    } satisfies Setting<readonly string[]>,
+    handshakeTimeoutMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 10_000,
+      flag: "tls-timeout",
+      metavar: "DURATION",
+      section: "TLS",
+      help: "Time a client has, from connecting, to complete its TLS handshake (a handshake " +
+        "timeout); then the connection is closed.",
+    } satisfies Setting<number>,
+    redirectHttp: {
+      kind: text(
+        (value) => parseAdminAddress(value) !== undefined,
+        "must be host:port, such as 0.0.0.0:80",
+      ),
+      isOptional: true,
+      flag: "redirect-http",
+      metavar: "ADDRESS",
+      section: "TLS",
+      help: "Also listen for plain HTTP here and answer every request with 308 to the same " +
+        "URL on https (on the TLS port); /.well-known/acme-challenge/ is answered by the " +
+        "certificate manager instead. Needs --tls-cert.",
+      defaultHelp: "off",
+    } satisfies OptionalSetting<string>,
+    hstsMaxAgeSeconds: {
+      kind: count(0),
+      default: 0,
+      flag: "hsts",
+      metavar: "SECONDS",
+      section: "TLS",
+      help: "Send Strict-Transport-Security: max-age=SECONDS on every HTTPS response " +
+        "(31536000 is a year); 0 sends none.",
+    } satisfies Setting<number>,
+  },
   backends: {
     kind: backendList(),
     default: DEMO_BACKENDS,
@@ -542,6 +599,16 @@ export const SETTINGS = {
       section: "Proxy",
       help: "Idle keep-alive connections kept per backend.",
     } satisfies Setting<number>,
+    backendCaFile: {
+      kind: text((value) => value !== "", "must be a non-empty path"),
+      isOptional: true,
+      flag: "backend-ca",
+      metavar: "FILE",
+      section: "Proxy",
+      help: "PEM certificates of the authorities https: backends (and their health probes) are " +
+        "verified against, instead of the system's; verification is always on.",
+      defaultHelp: "the system's authorities",
+    } satisfies OptionalSetting<string>,
     trustedProxies: {
       kind: trustedProxyList(),
       default: [],

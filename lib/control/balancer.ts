@@ -26,6 +26,13 @@ import { Pool } from "../core/pool.ts";
 import { SharedState } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { errorText } from "../shared/error_text.ts";
+import { isSameCertificates, type TlsCertificate } from "../shared/tls_certificate.ts";
+import { loadBackendCa, loadCertificateFiles } from "./certificates.ts";
+import {
+  type AcmeChallengeHook,
+  type RedirectListener,
+  startRedirectListener,
+} from "../data/data_plane.ts";
 
 /** Dependencies of the balancer, each with a production default. */
 export interface BalancerDeps {
@@ -55,6 +62,16 @@ export interface BalancerDeps {
    * the saved one at start, then each new or renewed one. Default: none.
    */
   readonly onCertificates?: (certificates: readonly CertificatePair[]) => void;
+  /**
+   * Answers ACME HTTP-01 challenges on the `--redirect-http` listener (the certificate
+   * manager's hook). Default: none.
+   */
+  readonly acmeChallenge?: AcmeChallengeHook;
+  /**
+   * TLS certificates to serve instead of reading `--tls-cert`/`--tls-key` (the certificate
+   * manager's, at start). Default: the files', if any.
+   */
+  readonly certificates?: readonly TlsCertificate[];
 }
 
 /** The outcome of a reload. */
@@ -70,7 +87,7 @@ export type ReloadOutcome =
 
 /** A balancer that is serving. */
 export interface RunningBalancer extends AsyncDisposable {
-  /** Where it listens now: `http://host:port/` (a reload may move it). */
+  /** Where it listens now: `http://host:port/` or `https://…` (a reload may move it). */
   readonly url: URL;
   /** The backends and their state. */
   readonly pool: Pool;
@@ -101,6 +118,16 @@ export interface RunningBalancer extends AsyncDisposable {
    * @returns What changed, or every problem found.
    */
   reload(): Promise<ReloadOutcome>;
+  /**
+   * Serves these certificates to new TLS connections from now on (open ones keep theirs), in
+   * every isolate or in none; queued with reloads. The certificate manager's entry point.
+   *
+   * @param certificates The certificates, the default first; not empty.
+   * @throws {Error} When the listener serves plain HTTP, or the new socket cannot be bound.
+   */
+  replaceCertificates(certificates: readonly TlsCertificate[]): Promise<void>;
+  /** Where `--redirect-http` listens, `http://host:port/`; `undefined` without it. */
+  readonly redirectUrl: URL | undefined;
   /**
    * Stops accepting, fails the admin `/health`, lets in-flight requests finish within the
    * configured drain timeout, then stops health checks, closes upstream connections and the
@@ -153,7 +180,10 @@ export async function startBalancer(
   });
   // Ejections are written to the shared state: every isolate sees them without a message.
   const passive = new PassiveHealth(pool, config.outlier, { clock, metrics });
+  let certificates: readonly TlsCertificate[] = deps.certificates ??
+    await loadCertificateFiles(config.tls.certFiles, config.tls.keyFiles);
   const serving = await startServing(config, {
+    certificates,
     pool,
     shared,
     metrics,
@@ -172,9 +202,13 @@ export async function startBalancer(
   passive.start();
   // Each backend's pool's own probe path, under the configuration being applied.
   let healthPaths = healthPathsOf(config);
+  // Probes verify https: backends as the data plane does (`--backend-ca`); a reload swaps it.
+  let probeClient = await createProbeClient(config);
   const health = new HealthChecker(pool, {
     ...config.health,
     pathOf: (backend) => healthPaths.get(backend.url.href),
+    fetch: (url, init) =>
+      probeClient === undefined ? fetch(url, init) : fetch(url, { ...init, client: probeClient }),
     clock,
     onChange: (backend, state) => {
       metrics.recordHealthFlip(backend, state);
@@ -317,9 +351,12 @@ export async function startBalancer(
     },
   });
   let admin: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let redirect: RedirectListener | undefined;
   try {
+    redirect = startRedirectListener(config, serving.addr.port, deps.acmeChallenge);
     admin = startAdmin(config, adminDeps(config));
   } catch (error) {
+    redirect?.close();
     await serving.drain(0);
     await discovery.stop();
     await health.stop();
@@ -328,8 +365,10 @@ export async function startBalancer(
     await tlsFront?.close();
     throw error;
   }
+  const scheme = () => certificates.length > 0 ? "https" : "http";
   logger.info("Balancer listening", {
-    url: httpUrl(serving.addr).href,
+    url: httpUrl(serving.addr, scheme()).href,
+    ...(redirect === undefined ? {} : { redirect: httpUrl(redirect.addr).href }),
     admin: admin === undefined ? "off" : httpUrl(admin.addr).href,
     backends: pool.backends.map((b) => b.name),
     policy: config.policy,
@@ -353,13 +392,31 @@ export async function startBalancer(
     const plan = planReload(config, next);
     // What can fail comes first, so a failure leaves everything as it was.
     let nextAdmin: Deno.HttpServer<Deno.NetAddr> | undefined;
+    let isCertificatesChanged = false;
     try {
       if (plan.isAdminChanged && next.admin.listen !== config.admin.listen) {
         // A new address: the old one closes only once the new one is bound.
         nextAdmin = startAdmin(next, adminDeps(next));
       }
+      // Certificate files are read again on every reload: a renewed certificate on disk under
+      // the same name is a change too (the data plane compares the PEM texts).
+      const nextCertificates = deps.certificates === undefined
+        ? await loadCertificateFiles(next.tls.certFiles, next.tls.keyFiles)
+        : certificates;
+      const isTls = nextCertificates.length > 0 || certificates.length > 0;
+      const nextProbeClient = next.proxy.backendCaFile === config.proxy.backendCaFile
+        ? probeClient
+        : await createProbeClient(next);
       // Every isolate binds what it needs before any switches: all of them apply it, or none.
-      if (plan.isDataPlaneChanged) await serving.configure(next);
+      if (plan.isDataPlaneChanged || isTls) {
+        await serving.configure(next, nextCertificates);
+      }
+      if (nextProbeClient !== probeClient) {
+        probeClient?.close();
+        probeClient = nextProbeClient;
+      }
+      isCertificatesChanged = !isSameCertificates(nextCertificates, certificates);
+      certificates = nextCertificates;
     } catch (error) {
       await nextAdmin?.shutdown();
       const problems = [errorText(error)];
@@ -393,11 +450,12 @@ export async function startBalancer(
     config = next;
     // Every name is looked up again; names no longer listed take their backends with them.
     await discovery.reconfigure(next.discovery);
+    const changes = isCertificatesChanged ? [...plan.summary, "certificates"] : plan.summary;
     logger.info("Configuration reloaded", {
-      changes: plan.summary,
+      changes,
       ...(plan.needsRestart.length === 0 ? {} : { needsRestart: plan.needsRestart }),
     });
-    return { ok: true, changes: plan.summary, needsRestart: plan.needsRestart };
+    return { ok: true, changes, needsRestart: plan.needsRestart };
   };
   let reloading: Promise<ReloadOutcome> = Promise.resolve({
     ok: true,
@@ -432,7 +490,8 @@ export async function startBalancer(
       await acme?.stop();
       await tlsFront?.close();
       stopping.abort();
-      await admin?.shutdown();
+      await Promise.all([admin?.shutdown(), redirect?.shutdown()]);
+      probeClient?.close();
       logger.info("Balancer stopped", { isClean });
       return isClean;
     })();
@@ -441,7 +500,27 @@ export async function startBalancer(
 
   return {
     get url() {
-      return httpUrl(serving.addr);
+      return httpUrl(serving.addr, scheme());
+    },
+    get redirectUrl() {
+      return redirect === undefined ? undefined : httpUrl(redirect.addr);
+    },
+    replaceCertificates(next) {
+      if (next.length === 0) return Promise.reject(new Error("No certificate to serve"));
+      if (certificates.length === 0) {
+        return Promise.reject(new Error("Cannot replace certificates: serving plain HTTP"));
+      }
+      const replace = async () => {
+        await serving.configure(config, next);
+        certificates = next;
+        logger.info("TLS certificates replaced", { count: next.length });
+      };
+      const queued = reloading.then(replace, replace);
+      reloading = queued.then(
+        (): ReloadOutcome => ({ ok: true, changes: ["certificates"], needsRestart: [] }),
+        (error): ReloadOutcome => ({ ok: false, problems: [String(error)] }),
+      );
+      return queued;
     },
     pool,
     metrics,
@@ -481,10 +560,20 @@ function healthPathsOf(config: BalancerConfig): ReadonlyMap<string, string> {
   return paths;
 }
 
-/** `http://host:port/` for a bound address, with an IPv6 host in brackets. */
-function httpUrl(addr: Deno.NetAddr): URL {
+/** `http://host:port/` (or `https:`) for a bound address, with an IPv6 host in brackets. */
+function httpUrl(addr: Deno.NetAddr, scheme: "http" | "https" = "http"): URL {
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  return new URL(`http://${host}:${addr.port}/`);
+  return new URL(`${scheme}://${host}:${addr.port}/`);
+}
+
+/**
+ * The health probes' client when `--backend-ca` is set (checked here first, so a bad file is a
+ * clear error at start or a rejected reload); `undefined` uses the system's authorities.
+ */
+async function createProbeClient(config: BalancerConfig): Promise<Deno.HttpClient | undefined> {
+  const path = config.proxy.backendCaFile;
+  if (path === undefined) return undefined;
+  return Deno.createHttpClient({ caCerts: [await loadBackendCa(path)] });
 }
 
 /**

@@ -76,7 +76,8 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     running.client.headerTimeoutMs !== next.client.headerTimeoutMs ||
     running.client.keepAliveTimeoutMs !== next.client.keepAliveTimeoutMs ||
     running.websocket !== next.websocket ||
-    running.limits.maxConnections !== next.limits.maxConnections;
+    running.limits.maxConnections !== next.limits.maxConnections ||
+    !isSame({ ...running.tls, redirectHttp: "" }, { ...next.tls, redirectHttp: "" });
   const isAdminChanged = !isSame(running.admin, next.admin);
   const isAccessLogChanged = !isSame(running.accessLog, next.accessLog);
   const isOutlierChanged = !isSame(running.outlier, next.outlier);
@@ -86,6 +87,7 @@ export function planReload(running: BalancerConfig, next: BalancerConfig): Reloa
     ...(isSame(running.log, next.log) ? [] : ["log"]),
     ...(running.workers === next.workers ? [] : ["workers"]),
     ...(isSame(running.acme, next.acme) && running.stateDir === next.stateDir ? [] : ["acme"]),
+    ...(running.tls.redirectHttp === next.tls.redirectHttp ? [] : ["redirect-http"]),
   ];
   const summary = [
     ...added.map((b) => `backend ${b.url.href} added`),

@@ -18,6 +18,7 @@ import type { SharedState } from "../core/shared_state.ts";
 import type { Clock } from "../shared/clock.ts";
 import { startWorkers, type Workers } from "./workers.ts";
 import { errorText } from "../shared/error_text.ts";
+import type { TlsCertificate } from "../shared/tls_certificate.ts";
 
 /** The data plane as the control plane drives it. */
 export interface Serving {
@@ -38,9 +39,10 @@ export interface Serving {
   publishChallenges(challenges: Readonly<Record<string, string>>): void;
   /**
    * Applies a reload in every isolate, or in none: rejects, changing nothing, when a new
-   * address cannot be bound (or is held by another program).
+   * address cannot be bound (or is held by another program). New certificates serve new
+   * connections; open ones keep theirs.
    */
-  configure(config: BalancerConfig): Promise<void>;
+  configure(config: BalancerConfig, certificates?: readonly TlsCertificate[]): Promise<void>;
   /** Drains within `timeoutMs`; resolves whether every request finished. */
   drain(timeoutMs: number): Promise<boolean>;
 }
@@ -66,6 +68,8 @@ export interface ServingDeps {
   readonly workerEntry?: URL;
   /** Told each forwarding attempt's outcome in this isolate (passive health). */
   readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
+  /** TLS certificates, the default first; with any, the listener serves HTTPS. Default: none. */
+  readonly certificates?: readonly TlsCertificate[];
 }
 
 /**
@@ -95,6 +99,7 @@ export async function startServing(
     }
     try {
       return await serveInWorkers(claimed, {
+        ...(deps.certificates === undefined ? {} : { certificates: deps.certificates }),
         count: isolateCount,
         entry: deps.workerEntry,
         pool,
@@ -121,6 +126,12 @@ export async function startServing(
     }
   }
   shared.setIsolateCount(1);
+  if ((deps.certificates ?? []).length > 0 && canReusePort()) {
+    // Certificates are replaced by binding a second TLS socket beside the first
+    // (SO_REUSEPORT, `data/listener.ts`): claimed first, as for several isolates.
+    const port = claimAddress(config.host, config.port);
+    return await serveHere({ ...config, port }, deps, true);
+  }
   return await serveHere(config, deps);
 }
 
@@ -213,7 +224,11 @@ function canReusePort(): boolean {
  * The data plane in this isolate. Its code is loaded only now: with workers the control plane
  * never holds it (each worker loads its own), which keeps about 3 MB off this isolate's heap.
  */
-async function serveHere(config: BalancerConfig, deps: ServingDeps): Promise<Serving> {
+async function serveHere(
+  config: BalancerConfig,
+  deps: ServingDeps,
+  reusePort = false,
+): Promise<Serving> {
   const { startDataPlane } = await import("../data/data_plane.ts");
   const { pool, metrics, clock, logger, onAttempt, shared } = deps;
   let challenges = new Map<string, string>();
@@ -222,6 +237,8 @@ async function serveHere(config: BalancerConfig, deps: ServingDeps): Promise<Ser
       ? {}
       : { acmeChallenge: (token: string) => challenges.get(token) }),
     ...(onAttempt === undefined ? {} : { onAttempt }),
+    ...(deps.certificates === undefined ? {} : { certificates: deps.certificates }),
+    reusePort,
     pool,
     metrics,
     clock,
@@ -242,9 +259,9 @@ async function serveHere(config: BalancerConfig, deps: ServingDeps): Promise<Ser
     publishChallenges(next) {
       challenges = new Map(Object.entries(next));
     },
-    configure(next) {
+    configure(next, certificates) {
       // The new listener, if any, binds without SO_REUSEPORT: a taken address throws here.
-      return Promise.resolve().then(() => void plane.prepare(next).commit());
+      return Promise.resolve().then(() => void plane.prepare(next, certificates).commit());
     },
     async drain(timeoutMs) {
       const deadline = new AbortController();
@@ -278,13 +295,13 @@ async function serveInWorkers(
     isolates: () => workers.isolates(),
     publish: () => workers.publish(),
     publishChallenges: (challenges) => workers.publishChallenges(challenges),
-    async configure(next) {
+    async configure(next, certificates) {
       // A new port must be free before the workers share it (see claimAddress); the port they
       // hold already is theirs.
       const current = workers.addr.port;
       const port = next.port === 0 ? current : next.port;
       if (port !== current) claimAddress(next.host, port);
-      await workers.configure(next);
+      await workers.configure(next, certificates);
     },
     drain: (timeoutMs) => workers.drain(timeoutMs),
   };

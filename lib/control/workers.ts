@@ -19,6 +19,7 @@ import type { AttemptResult } from "../core/outlier.ts";
 import type { Pool } from "../core/pool.ts";
 import type { BalancerConfig } from "../config/settings.ts";
 import type { SharedState } from "../core/shared_state.ts";
+import type { TlsCertificate } from "../shared/tls_certificate.ts";
 import {
   DATA_PLANE_WORKER_NAME,
   encodeConfig,
@@ -48,6 +49,8 @@ export interface WorkersOptions {
    * with the failure that did it. Default: none.
    */
   readonly onOutcome?: (href: string, result: AttemptResult) => void;
+  /** TLS certificates the workers serve, the default first. Default: none, plain HTTP. */
+  readonly certificates?: readonly TlsCertificate[];
 }
 
 /** Data-plane workers that are serving. */
@@ -69,7 +72,7 @@ export interface Workers {
    * @throws {Error} Naming the first worker's problem (such as its new address in use), once
    *   every worker has dropped what it prepared.
    */
-  configure(config: BalancerConfig): Promise<void>;
+  configure(config: BalancerConfig, certificates?: readonly TlsCertificate[]): Promise<void>;
   /**
    * Drains every worker: each stops accepting and lets its requests finish within
    * `timeoutMs`; then they end.
@@ -173,6 +176,7 @@ export async function startWorkers(
       pool: snapshot(),
       shared: options.shared.buffer,
       routing: options.shared.routing,
+      certificates: options.certificates ?? [],
     });
     const timeoutMs = options.startTimeoutMs ?? 30_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -212,7 +216,7 @@ export async function startWorkers(
       publishChallenges(challenges) {
         for (const handle of handles) send(handle, { kind: "challenges", challenges });
       },
-      async configure(next) {
+      async configure(next, certificates) {
         const seq = ++reloads;
         // Port 0 in a reload keeps the port the workers hold.
         const port = next.port === 0 ? addr.port : next.port;
@@ -220,7 +224,12 @@ export async function startWorkers(
         const answers = handles.map((handle) =>
           new Promise<string | undefined>((resolve) => {
             handle.preparing.set(seq, resolve);
-            send(handle, { kind: "prepare", seq, config: encoded });
+            send(handle, {
+              kind: "prepare",
+              seq,
+              config: encoded,
+              ...(certificates === undefined ? {} : { certificates }),
+            });
           })
         );
         const timeoutMs = options.startTimeoutMs ?? 30_000;

@@ -105,6 +105,10 @@ export type MetricEvent =
   | "header-timeout"
   /** A kept-alive client connection sent no next request within the keep-alive timeout. */
   | "keepalive-timeout"
+  /** A TLS client did not complete its handshake within the handshake timeout. */
+  | "handshake-timeout"
+  /** A TLS handshake failed (no shared version or cipher, not TLS at all, a reset). */
+  | "handshake-failed"
   /** A client's request body stalled past the body timeout. */
   | "body-timeout"
   /** A client connection broke with an HTTP error (such as bad chunked framing). */
@@ -162,7 +166,13 @@ const EVENT_METRICS: ReadonlyArray<{
       ["header-timeout", '{timeout="header"}'],
       ["keepalive-timeout", '{timeout="keepalive"}'],
       ["body-timeout", '{timeout="body"}'],
+      ["handshake-timeout", '{timeout="handshake"}'],
     ],
+  },
+  {
+    name: "denolb_tls_handshake_failures_total",
+    help: "TLS handshakes that failed (old protocol versions, no shared cipher, not TLS).",
+    series: [["handshake-failed", ""]],
   },
   {
     name: "denolb_client_connection_errors_total",

@@ -54,6 +54,8 @@ export interface AccessRecord {
   readonly reason?: string;
   /** The route that took it, when the balancer routes (`routes` is set). */
   readonly route?: string;
+  /** `HTTP/2.0` for a request that came over HTTP/2; absent for HTTP/1.1. */
+  readonly protocol?: "HTTP/2.0";
 }
 
 /** Where the request path sends its access records. */
@@ -358,7 +360,9 @@ function round(ms: number): number {
  */
 function formatCombined(r: AccessRecord): string {
   const target = r.query === undefined ? r.path : r.path + r.query;
-  return `${r.client} - - [${timeLocal(r.time)}] ${quoted(`${r.method} ${target} HTTP/1.1`)} ` +
+  return `${r.client} - - [${timeLocal(r.time)}] ${
+    quoted(`${r.method} ${target} ${r.protocol ?? "HTTP/1.1"}`)
+  } ` +
     `${r.status} ${r.bytes ?? 0} ${quoted(r.referer)} ${quoted(r.userAgent)} ` +
     `rt=${(r.durationMs / 1000).toFixed(3)} ` +
     `urt=${r.backendMs === null ? "-" : (r.backendMs / 1000).toFixed(3)} ` +
@@ -372,6 +376,7 @@ function formatJson(r: AccessRecord): string {
     method: r.method,
     path: r.path,
     ...(r.query === undefined ? {} : { query: r.query }),
+    protocol: r.protocol ?? "HTTP/1.1",
     status: r.status,
     bytes: r.bytes ?? null,
     backend: r.backend,
@@ -392,7 +397,8 @@ function formatText(r: AccessRecord): string {
     `${r.status} ${r.outcome} backend=${r.backend ?? "-"} durationMs=${round(r.durationMs)} ` +
     `backendMs=${r.backendMs === null ? "-" : round(r.backendMs)} requestId=${r.requestId}` +
     `${r.reason === undefined ? "" : ` reason=${quoted(r.reason)}`}` +
-    `${r.route === undefined ? "" : ` route=${quoted(r.route)}`}\n`;
+    `${r.route === undefined ? "" : ` route=${quoted(r.route)}`}` +
+    `${r.protocol === undefined ? "" : ` protocol=${r.protocol}`}\n`;
 }
 
 const FORMATTERS: Readonly<Record<AccessLogFormat, (record: AccessRecord) => string>> = {

@@ -35,6 +35,52 @@ import { ResponseBodyCut } from "./response_body.ts";
 import { createRequestTracing } from "./tracing.ts";
 import { buildRouter } from "./routed_handlers.ts";
 import { type ChallengeLookup, withChallenges } from "./acme_challenge.ts";
+import { isSameCertificates, type TlsCertificate } from "../shared/tls_certificate.ts";
+import { type AcmeChallengeHook, createRedirectHandler } from "./redirect.ts";
+import { parseAdminAddress } from "../config/settings.ts";
+
+export type { AcmeChallengeHook };
+
+/** The `--redirect-http` listener: its address, and how to stop it. */
+export type RedirectListener = Pick<Listener, "addr" | "shutdown" | "close">;
+
+/**
+ * Starts the `--redirect-http` listener, unless it is off: plain HTTP answered 308 to https
+ * (`redirect.ts`), with the proxy listener's header and keep-alive timeouts and connection
+ * limit. One per process: the control plane runs it.
+ *
+ * @param config The configuration (`tls.redirectHttp`, the client timeouts, the limit).
+ * @param httpsPort The port HTTPS is served on, for the redirects' URL.
+ * @param acmeChallenge Answers ACME HTTP-01 challenges. Default: none.
+ * @returns The listener, or `undefined` without `--redirect-http`.
+ * @throws {Error} When its address cannot be bound, naming it.
+ */
+export function startRedirectListener(
+  config: BalancerConfig,
+  httpsPort: number,
+  acmeChallenge?: AcmeChallengeHook,
+): RedirectListener | undefined {
+  const address = config.tls.redirectHttp;
+  if (address === undefined) return undefined;
+  const parsed = parseAdminAddress(address);
+  if (parsed === undefined) throw new Error(`Invalid --redirect-http "${address}"`);
+  const handler = createRedirectHandler({
+    httpsPort,
+    ...(acmeChallenge === undefined ? {} : { acmeChallenge }),
+  });
+  try {
+    return listen({
+      hostname: parsed.hostname,
+      port: parsed.port,
+      headerTimeoutMs: config.client.headerTimeoutMs,
+      keepAliveTimeoutMs: config.client.keepAliveTimeoutMs,
+      maxConnections: config.limits.maxConnections,
+    }, handler);
+  } catch (cause) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`Cannot listen on --redirect-http ${address}: ${detail}`, { cause });
+  }
+}
 
 /** What a data plane works with, from its isolate. */
 export interface DataPlaneDeps {
@@ -69,6 +115,11 @@ export interface DataPlaneDeps {
    * Default: none, every request is proxied.
    */
   readonly acmeChallenge?: ChallengeLookup;
+  /**
+   * The TLS certificates (`shared/tls_certificate.ts`), the default first: with any, the
+   * listener serves HTTPS (HTTP/2 and HTTP/1.1). Default: none, plain HTTP.
+   */
+  readonly certificates?: readonly TlsCertificate[];
 }
 
 /** A running data plane. */
@@ -79,21 +130,30 @@ export interface DataPlane {
    * Applies a new configuration to new requests: {@linkcode DataPlane.prepare}, then commit.
    *
    * @param config The new configuration.
+   * @param certificates The TLS certificates from now on. Default: the ones in use.
    * @returns The old listener's shutdown, when it was replaced.
    * @throws {Error} When the new address cannot be bound; nothing changed then.
    */
-  configure(config: BalancerConfig): Promise<void> | undefined;
+  configure(
+    config: BalancerConfig,
+    certificates?: readonly TlsCertificate[],
+  ): Promise<void> | undefined;
   /**
    * The first half of a reload, the half that can fail: binds a new listener when the address
    * or server mode changed, and changes nothing else. Several isolates all prepare before any
    * commits, so a reload is applied everywhere or nowhere.
    *
+   * New certificates bind a TLS socket beside the serving one (`listener.ts`); connections
+   * open on the old one carry on.
+   *
    * @param config The new configuration.
+   * @param certificates The TLS certificates from now on (an empty list serves plain HTTP).
+   *   Default: the ones in use.
    * @returns The change, ready to commit (swap the listener and the request path) or abort
    *   (close the new listener).
    * @throws {Error} When the new address cannot be bound, naming it; nothing changed then.
    */
-  prepare(config: BalancerConfig): PreparedChange;
+  prepare(config: BalancerConfig, certificates?: readonly TlsCertificate[]): PreparedChange;
   /** Stops accepting and lets open requests finish; resolves when they have. */
   shutdown(): Promise<void>;
   /** Closes every connection and upstream client at once; resolves when the access log is. */
@@ -188,6 +248,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       inFlightLimits: inFlightLimitsOf(c),
       closeAfterResponse,
       lingerAfterResponse,
+      http2Requests,
       clock,
     });
   // With a route table each route gets its pool's handler, built as the one-pool handler is
@@ -238,18 +299,21 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         }),
     });
   let current = config;
+  let certificates: readonly TlsCertificate[] = deps.certificates ?? [];
   // Requests refused with their body unread: the listener closes their connections.
   const closeAfterResponse = new WeakSet<Request>();
   // Requests answered while their upload went on: the listener closes them after a linger.
   const lingerAfterResponse = new WeakSet<Request>();
+  // Requests that came over HTTP/2, for the access log.
+  const http2Requests = new WeakSet<Request>();
   let handler = buildHandler(config, upstreamSets[0] as Upstreams);
+  // ACME HTTP-01 answers come before any route or backend sees the request.
+  const withAcme = (inner: RequestHandler): RequestHandler =>
+    deps.acmeChallenge === undefined ? inner : withChallenges(inner, deps.acmeChallenge);
   // One indirection, so a reload swaps the request path under an unchanged listener.
-  const proxied: RequestHandler = (request, info) => handler(request, info);
-  const serve = deps.acmeChallenge === undefined
-    ? proxied
-    : withChallenges(proxied, deps.acmeChallenge);
+  let serve: RequestHandler = withAcme(serveWith(() => handler, config, certificates));
   const onEvent = createListenerEventSink(logger, metrics, clock);
-  const bind = (c: BalancerConfig): Listener => {
+  const bind = (c: BalancerConfig, certs: readonly TlsCertificate[]): Listener => {
     try {
       return listen({
         hostname: c.host,
@@ -262,6 +326,9 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         openConnections: shared.connections,
         closeAfterResponse,
         lingerAfterResponse,
+        handshakeTimeoutMs: c.tls.handshakeTimeoutMs,
+        http2Requests,
+        ...(certs.length === 0 ? {} : { tls: { certificates: certs } }),
         clock,
         onEvent,
         // The handler answers every failure itself; this only catches what escapes it.
@@ -272,7 +339,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
           logger.error("Unhandled error in request handler", { error });
           return new Response("Internal error\n", { status: 500 });
         },
-      }, serve);
+      }, (request, info) => serve(request, info));
     } catch (cause) {
       const detail = errorText(cause);
       throw new Error(`Cannot listen on ${c.host}:${c.port}: ${detail}`, { cause });
@@ -280,7 +347,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   };
   let listener: Listener;
   try {
-    listener = bind(config);
+    listener = bind(config, certificates);
   } catch (error) {
     closeUpstreams();
     void accessLogs.close();
@@ -288,20 +355,27 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   }
   const retiring = new Set<Promise<void>>();
   /** Swaps in a prepared configuration (and its listener, when one was bound). */
-  const apply = (next: BalancerConfig, nextListener: Listener | undefined) => {
+  const apply = (
+    next: BalancerConfig,
+    nextListener: Listener | undefined,
+    nextCertificates: readonly TlsCertificate[],
+  ) => {
     if (nextListener === undefined) {
       listener.reconfigure({
         headerTimeoutMs: next.client.headerTimeoutMs,
         keepAliveTimeoutMs: next.client.keepAliveTimeoutMs,
         maxConnections: next.limits.maxConnections,
+        handshakeTimeoutMs: next.tls.handshakeTimeoutMs,
       });
     }
+    certificates = nextCertificates;
     const isClientChanged = next.proxy.maxIdlePerHost !== current.proxy.maxIdlePerHost ||
       next.proxy.upstream !== current.proxy.upstream ||
       next.proxy.connectTimeoutMs !== current.proxy.connectTimeoutMs;
     if (isClientChanged) upstreamSets.push(createUpstreams(next, clock));
     accessLogs.configure(next);
     handler = buildHandler(next, upstreamSets[upstreamSets.length - 1] as Upstreams);
+    serve = withAcme(serveWith(() => handler, next, nextCertificates));
     current = next;
     if (nextListener === undefined) return undefined;
     const old = listener;
@@ -311,23 +385,36 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
     void closing.finally(() => retiring.delete(closing));
     return closing;
   };
-  const prepare = (next: BalancerConfig): PreparedChange => {
-    // A new address or server mode needs a new socket; timeouts and the connection limit
-    // apply in place (a second bind of the same port would fail without SO_REUSEPORT).
-    const isListenerChanged = next.host !== current.host || next.port !== current.port ||
-      next.websocket !== current.websocket;
-    const nextListener = isListenerChanged ? bind(next) : undefined;
+  const prepare = (
+    next: BalancerConfig,
+    nextCertificates: readonly TlsCertificate[] = certificates,
+  ): PreparedChange => {
+    // A new address, server mode or scheme needs a new listener; timeouts and the connection
+    // limit apply in place (a second bind of the same port would fail without SO_REUSEPORT).
+    // Port 0 in a reload keeps the port held (as with workers).
+    const isPortChanged = next.port !== 0 && next.port !== listener.addr.port;
+    const isListenerChanged = next.host !== current.host || isPortChanged ||
+      next.websocket !== current.websocket ||
+      (nextCertificates.length === 0) !== (certificates.length === 0);
+    const nextListener = isListenerChanged ? bind(next, nextCertificates) : undefined;
+    // Same listener, new certificates: a new TLS socket beside the serving one.
+    const certificateChange = !isListenerChanged && nextCertificates.length > 0 &&
+        !isSameCertificates(nextCertificates, certificates)
+      ? listener.prepareCertificates(nextCertificates)
+      : undefined;
     let isSettled = false;
     return {
       commit() {
         if (isSettled) return undefined;
         isSettled = true;
-        return apply(next, nextListener);
+        certificateChange?.commit();
+        return apply(next, nextListener, nextCertificates);
       },
       abort() {
         if (isSettled) return;
         isSettled = true;
         nextListener?.close();
+        certificateChange?.abort();
       },
     };
   };
@@ -337,7 +424,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       return listener;
     },
     prepare,
-    configure: (next) => prepare(next).commit(),
+    configure: (next, nextCertificates) => prepare(next, nextCertificates).commit(),
     async shutdown() {
       await Promise.all([listener.shutdown(), ...retiring]);
       await accessLogs.close();
@@ -431,9 +518,38 @@ class AccessLogs {
   }
 }
 
+/**
+ * The listener's handler: the current request path, plus `Strict-Transport-Security` on every
+ * HTTPS response when `--hsts` asks (RFC 6797 section 7.2: never over plain HTTP).
+ */
+function serveWith(
+  current: () => RequestHandler,
+  config: BalancerConfig,
+  certificates: readonly TlsCertificate[],
+): RequestHandler {
+  const maxAge = config.tls.hstsMaxAgeSeconds;
+  if (maxAge <= 0 || certificates.length === 0) return (request, info) => current()(request, info);
+  const value = `max-age=${maxAge}`;
+  const withHsts = (response: Response) => {
+    try {
+      response.headers.set("strict-transport-security", value);
+    } catch {
+      // Immutable headers (a WebSocket's 101): nothing to add to.
+    }
+    return response;
+  };
+  return async (request, info) => withHsts(await current()(request, info));
+}
+
 function createUpstreams(config: BalancerConfig, clock: Clock): Upstreams {
   return {
-    client: createUpstreamClient({ maxIdlePerHost: config.proxy.maxIdlePerHost }),
+    client: createUpstreamClient({
+      maxIdlePerHost: config.proxy.maxIdlePerHost,
+      // Checked by the control plane before it got here (`control/certificates.ts`).
+      ...(config.proxy.backendCaFile === undefined
+        ? {}
+        : { caCerts: [Deno.readTextFileSync(config.proxy.backendCaFile)] }),
+    }),
     http1: config.proxy.upstream === "http1"
       ? createHttp1Client({
         maxIdlePerOrigin: config.proxy.maxIdlePerHost,
@@ -477,8 +593,16 @@ function createListenerEventSink(
         return;
       }
       case "timeout":
-        metrics.recordEvent(event.timeout === "header" ? "header-timeout" : "keepalive-timeout");
+        metrics.recordEvent(`${event.timeout}-timeout`);
         return;
+      case "handshake-failed": {
+        // Scanners and old clients fail handshakes all day: counted, logged at debug level.
+        metrics.recordEvent("handshake-failed");
+        const suppressed = throttle.take("handshake");
+        if (suppressed === undefined) return;
+        logger.debug("TLS handshake failed", { error: messageOf(event.error), suppressed });
+        return;
+      }
       case "connection-error": {
         metrics.recordEvent("connection-error");
         const suppressed = throttle.take("connection");

@@ -151,6 +151,8 @@ export interface HandlerDeps {
    * none.
    */
   readonly lingerAfterResponse?: WeakSet<Request>;
+  /** The requests that came over HTTP/2 (the listener adds them), for the access log. */
+  readonly http2Requests?: WeakSet<Request>;
   /** Per-backend in-flight limits and the queue for a slot (`admission.ts`). Default: none. */
   readonly inFlightLimits?: InFlightLimits;
   /**
@@ -311,6 +313,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       requestId: context.requestId,
       outcome: entry.outcome,
       ...(entry.reason === undefined ? {} : { reason: entry.reason }),
+      ...(deps.http2Requests?.has(request) === true ? { protocol: "HTTP/2.0" as const } : {}),
     });
   }
 
@@ -474,6 +477,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         clientIp,
         isPeerTrusted,
         isForwardedSent,
+        proto: request.url.startsWith("https:") ? "https" : "http",
         requestId,
         via: deps.via,
         clock,
@@ -636,7 +640,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         );
       }
       const refusedStatus = refusedMethodStatus(request.method);
-      const resolved = resolveTarget(request.url, request.headers.get("host"));
+      const resolved = resolveTarget(request.url, hostOf(request, deps.http2Requests));
       const target = resolved.ok && rewriteTarget !== undefined
         ? rewriteTarget(resolved)
         : resolved;
@@ -672,7 +676,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           requestId,
           forwarded: {
             clientIp: client,
-            proto: "http",
+            proto: request.url.startsWith("https:") ? "https" : "http",
             host: target.authority,
             requestId,
             via: deps.via,
@@ -764,4 +768,16 @@ function messageOf(error: unknown): string {
 function asksKeepAlive(request: Request): boolean {
   const connection = request.headers.get("connection");
   return connection !== null && /(^|,)\s*keep-alive\s*(,|$)/i.test(connection);
+}
+
+/**
+ * The request's `Host`: the header, or on HTTP/2 (which sends `:authority` instead, RFC 9113
+ * section 8.3.1) the authority Deno put into `request.url`.
+ */
+function hostOf(request: Request, http2Requests: WeakSet<Request> | undefined): string | null {
+  const host = request.headers.get("host");
+  if (host !== null || http2Requests?.has(request) !== true) return host;
+  const start = request.url.indexOf("://") + 3;
+  const end = request.url.indexOf("/", start);
+  return request.url.slice(start, end < 0 ? undefined : end);
 }

@@ -32,6 +32,14 @@
  * a test fails if it goes away. Without it the listener falls back to plain `Deno.serve` and
  * reports `degraded` once: no connection timeouts, and a failed accept loop is restarted.
  *
+ * With `tls`, the socket is `Deno.listenTls` offering ALPN `h2` and `http/1.1` (rustls: TLS 1.2
+ * and 1.3 only), and the same per-connection server speaks whichever the client chose. Each
+ * connection must finish its handshake within the handshake timeout before the header timeout
+ * starts. The certificate is chosen per handshake by SNI through Deno's internal resolver
+ * (`Symbol.for("unstableSniResolver")`); Deno caches its answer per server name for the
+ * socket's life, so new certificates take a new socket: {@linkcode Listener.prepareCertificates}
+ * binds one beside the old (SO_REUSEPORT) and the old one is closed, its open connections kept.
+ *
  * @module
  */
 import { SharedCounter } from "../core/shared_state.ts";
@@ -47,13 +55,17 @@ import {
   parseRequestHead,
   type RequestHead,
 } from "../shared/request_head.ts";
+import { pickCertificate, type TlsCertificate } from "../shared/tls_certificate.ts";
+import { setListenerNoDelay } from "../process/tcp_nodelay.ts";
 
 /** Something that happened on the listener, for logs and metrics. */
 export type ListenerEvent =
   /** `accept()` failed; `isFdExhausted` when the process or system ran out of descriptors. */
   | { readonly kind: "accept-error"; readonly isFdExhausted: boolean; readonly error: unknown }
-  /** A client connection was closed for want of a complete request head in time. */
-  | { readonly kind: "timeout"; readonly timeout: "header" | "keepalive" }
+  /** A client connection was closed for want of a complete request head (or handshake) in time. */
+  | { readonly kind: "timeout"; readonly timeout: "header" | "keepalive" | "handshake" }
+  /** A TLS handshake failed (an old protocol version, no shared cipher, not TLS). */
+  | { readonly kind: "handshake-failed"; readonly error: unknown }
   /** A client connection broke with an HTTP error (bad framing, reset). */
   | { readonly kind: "connection-error"; readonly error: unknown }
   /** A client connection beyond `maxConnections` was answered 503 and closed. */
@@ -68,6 +80,12 @@ export type RequestHandler = (
   request: Request,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ) => Response | Promise<Response>;
+
+/** TLS for {@linkcode listen}. */
+export interface ListenTlsOptions {
+  /** The certificates, the default first (`shared/tls_certificate.ts`); not empty. */
+  readonly certificates: readonly TlsCertificate[];
+}
 
 /** Options for {@linkcode listen}. */
 export interface ListenOptions {
@@ -121,6 +139,18 @@ export interface ListenOptions {
    * Deno's per-connection server.
    */
   readonly rawUpgrades?: RawUpgrades;
+  /**
+   * Receives every request that came over HTTP/2 (for the access log; absent means HTTP/1.x).
+   * Default: none.
+   */
+  readonly http2Requests?: WeakSet<Request>;
+  /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with these certificates. Default: plain HTTP. */
+  readonly tls?: ListenTlsOptions;
+  /**
+   * Time a TLS client has, from being accepted, to complete its handshake, in milliseconds.
+   * Default: 10 s.
+   */
+  readonly handshakeTimeoutMs?: number;
 }
 
 /** A listener that is accepting connections. */
@@ -144,12 +174,25 @@ export interface Listener {
    * @param settings The new timeouts and limit.
    */
   reconfigure(settings: ConnectionSettings): void;
+  /**
+   * The half of a certificate change that can fail: binds a TLS socket with the new
+   * certificates beside the serving one (SO_REUSEPORT). `commit()` serves new connections from
+   * it and closes the old socket (its open connections carry on); `abort()` closes the new one.
+   *
+   * @param certificates The new certificates, the default first.
+   * @returns The change, to commit or abort.
+   * @throws {Error} On a plain-HTTP listener, without SO_REUSEPORT, or when binding fails.
+   */
+  prepareCertificates(certificates: readonly TlsCertificate[]): {
+    commit(): void;
+    abort(): void;
+  };
 }
 
 /** What a reload may change on a listener without binding anew. */
 export type ConnectionSettings = Pick<
   ListenOptions,
-  "headerTimeoutMs" | "keepAliveTimeoutMs" | "maxConnections"
+  "headerTimeoutMs" | "keepAliveTimeoutMs" | "maxConnections" | "handshakeTimeoutMs"
 >;
 
 /** What `Deno.serve`'s per-connection server returns. */
@@ -217,6 +260,8 @@ class Connection {
   inFlight = 0;
   /** The request being answered (HTTP/1.1 answers one at a time). */
   current: Request | undefined;
+  /** Whether it speaks HTTP/2 (streams at once; one stream never closes the connection). */
+  isH2 = false;
   /** The pending header or keep-alive deadline. */
   deadline: Deadline | undefined;
   /** The queue `deadline` is in (a queue must only cancel its own entries). */
@@ -275,23 +320,37 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     }
   }
   const clock = options.clock ?? systemClock;
-  const listener = Deno.listen({
-    hostname: options.hostname,
-    port: options.port,
-    ...(options.reusePort === true ? { reusePort: true } : {}),
-  });
+  const isReusePort = options.reusePort === true;
+  let socket: Deno.Listener = bindSocket(options, options.port, options.tls?.certificates);
+  const port = (socket.addr as Deno.NetAddr).port;
+  // Deno leaves TCP_NODELAY off on TLS connections (`process/tcp_nodelay.ts`).
+  const noDelay = () => {
+    if (options.tls === undefined) return;
+    const outcome = setListenerNoDelay(port);
+    if (!outcome.ok) {
+      onEvent({
+        kind: "degraded",
+        detail: `TCP_NODELAY not set on the TLS listener (${outcome.reason}): HTTP/1.1 ` +
+          "responses may wait 40 ms each for the client's delayed ACK",
+      });
+    }
+  };
+  noDelay();
   const connections = new Set<Connection>();
   // One queue per timeout length keeps each queue in deadline order (its cheap case).
   const headerDeadlines = new DeadlineQueue({ clock });
   const keepAliveDeadlines = new DeadlineQueue({ clock });
   const stopAccepting = new AbortController();
   let isClosing = false;
+  const handshakeDeadlines = new DeadlineQueue({ clock });
   let settings: ConnectionSettings = {
     headerTimeoutMs: options.headerTimeoutMs,
     keepAliveTimeoutMs: options.keepAliveTimeoutMs,
     maxConnections: options.maxConnections ?? 0,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
   };
   const closeAfterResponse = options.closeAfterResponse;
+  const http2Requests = options.http2Requests;
   const openConnections = options.openConnections ?? SharedCounter.standalone();
   const lingerAfterResponse = options.lingerAfterResponse;
   const refuser = new ConnectionRefuser({ clock });
@@ -312,14 +371,14 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const expireHeader = expire("header");
   const expireKeepAlive = expire("keepalive");
 
-  const serveConnection = (conn: Deno.Conn) => {
-    const connection = new Connection();
+  const serveConnection = (conn: Deno.Conn, connection: Connection) => {
     connection.setDeadline(
       headerDeadlines,
       headerDeadlines.add(clock.now() + settings.headerTimeoutMs, expireHeader, connection),
     );
     connections.add(connection);
-    const fd = peek?.claim(conn);
+    // A TLS connection's bytes are ciphertext: only a plain one can show a handshake.
+    const fd = options.tls === undefined ? peek?.claim(conn) : undefined;
     if (peek !== undefined && rawUpgrades !== undefined && fd !== undefined) {
       const sniffer = new Sniffer(conn, connection, fd, peek, {
         clock,
@@ -412,7 +471,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       const request = connection.current;
       // An idle connection keeps nothing of its last request (headers, URL, signal).
       if (connection.inFlight === 0) connection.current = undefined;
-      if (request !== undefined && closeAfterResponse?.has(request) === true) {
+      if (!connection.isH2 && request !== undefined && closeAfterResponse?.has(request) === true) {
         // Deno would keep the connection open waiting for the unread body.
         connection.abort.abort();
         return;
@@ -451,6 +510,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       connection.current = request;
       connection.clearDeadline();
       info.completed.then(finished, finished);
+      if (connection.isH2) http2Requests?.add(request);
       return handler(request, info);
     };
     const done = () => {
@@ -477,14 +537,56 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     }
   };
 
-  const acceptLoop = async () => {
+  /**
+   * Completes a TLS connection's handshake within the handshake timeout, then serves it. The
+   * connection counts as open (and against `maxConnections`) from its accept.
+   */
+  const handshakeThenServe = async (conn: Deno.TlsConn) => {
+    const connection = new Connection();
+    connections.add(connection);
+    let isTimedOut = false;
+    const deadline = handshakeDeadlines.add(
+      clock.now() + (settings.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS),
+      () => {
+        isTimedOut = true;
+        closeQuietly(conn);
+      },
+      connection,
+    );
+    // A close() or shutdown() during the handshake ends it too.
+    const onAbort = () => closeQuietly(conn);
+    connection.abort.signal.addEventListener("abort", onAbort, { once: true });
+    let alpn: string | null;
+    try {
+      alpn = (await conn.handshake()).alpnProtocol;
+    } catch (error) {
+      if (connections.delete(connection)) openConnections.release();
+      closeQuietly(conn);
+      if (isTimedOut) onEvent({ kind: "timeout", timeout: "handshake" });
+      else if (!connection.abort.signal.aborted) onEvent({ kind: "handshake-failed", error });
+      return;
+    } finally {
+      handshakeDeadlines.cancel(deadline);
+      connection.abort.signal.removeEventListener("abort", onAbort);
+    }
+    if (connection.abort.signal.aborted || isClosing) {
+      if (connections.delete(connection)) openConnections.release();
+      closeQuietly(conn);
+      return;
+    }
+    connection.isH2 = alpn === "h2";
+    serveConnection(conn, connection);
+  };
+
+  const acceptLoop = async (from: Deno.Listener) => {
     let backoffMs = ACCEPT_BACKOFF_MIN_MS;
     while (!isClosing) {
       let conn: Deno.Conn;
       try {
-        conn = await listener.accept();
+        conn = await from.accept();
       } catch (error) {
-        if (isClosing || error instanceof Deno.errors.BadResource) return;
+        // A closed socket: shutting down, or replaced by one with new certificates.
+        if (isClosing || error instanceof Deno.errors.BadResource || from !== socket) return;
         onEvent({ kind: "accept-error", isFdExhausted: isFdExhaustion(error), error });
         try {
           await clock.sleep(backoffMs, stopAccepting.signal);
@@ -497,14 +599,27 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       backoffMs = ACCEPT_BACKOFF_MIN_MS;
       const maxConnections = settings.maxConnections ?? 0;
       if (!openConnections.tryAcquire(maxConnections)) {
-        void refuser.refuse(conn);
+        if (options.tls === undefined) void refuser.refuse(conn);
+        else closeQuietly(conn); // a 503 would need the handshake the limit exists to avoid
         onEvent({ kind: "connection-refused", limit: maxConnections });
         continue;
       }
-      serveConnection(conn);
+      if (options.tls !== undefined) {
+        void handshakeThenServe(conn as Deno.TlsConn);
+        continue;
+      }
+      const connection = new Connection();
+      connections.add(connection);
+      serveConnection(conn, connection);
     }
   };
-  const accepting = acceptLoop();
+  const accepting = new Set<Promise<void>>();
+  const startAccepting = (from: Deno.Listener) => {
+    const loop = acceptLoop(from);
+    accepting.add(loop);
+    void loop.finally(() => accepting.delete(loop));
+  };
+  startAccepting(socket);
 
   /** Closes the lingering connections now: nothing more will be sent on them. */
   const endLingering = () => {
@@ -523,25 +638,57 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     refuser.close();
     // Connections still showing no request are idle: close them as Deno's server does.
     for (const connection of connections) if (connection.isSniffing) connection.abort.abort();
-    try {
-      listener.close();
-    } catch {
-      // Already closed.
-    }
+    closeQuietly(socket);
   };
   return {
-    addr: listener.addr as Deno.NetAddr,
+    addr: socket.addr as Deno.NetAddr,
     get connectionCount() {
       return connections.size;
     },
     reconfigure(next) {
       settings = { ...next };
     },
+    prepareCertificates(certificates) {
+      if (options.tls === undefined) {
+        throw new Error("Cannot change certificates: the listener serves plain HTTP");
+      }
+      if (!isReusePort) {
+        throw new Error(
+          "Cannot change certificates without rebinding: that needs SO_REUSEPORT " +
+            "(Deno's --unstable-net flag)",
+        );
+      }
+      const next = bindSocket(options, port, certificates);
+      let isSettled = false;
+      return {
+        commit() {
+          if (isSettled) return;
+          isSettled = true;
+          if (isClosing) {
+            closeQuietly(next);
+            return;
+          }
+          const old = socket;
+          socket = next;
+          noDelay();
+          startAccepting(next);
+          // Connections the kernel already queued on the old socket are reset by its close; a
+          // new one arriving in the instant between the swap and the close can be lost too
+          // (Linux's net.ipv4.tcp_migrate_req=1 hands them to the new socket instead).
+          closeQuietly(old);
+        },
+        abort() {
+          if (isSettled) return;
+          isSettled = true;
+          closeQuietly(next);
+        },
+      };
+    },
     shutdown() {
       shutDown ??= (async () => {
         stop();
         endLingering();
-        await accepting;
+        await Promise.all(accepting);
         // A tunnel has no requests to finish: a drain ends it (its client sees the close).
         for (const c of connections) if (c.finished !== undefined) c.abort.abort();
         await Promise.all(
@@ -685,6 +832,44 @@ function handshakeRequest(head: RequestHead, signal: AbortSignal): Request {
   return new Request(url, { method: head.method, headers: head.headers, signal });
 }
 
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+const ALPN_PROTOCOLS = ["h2", "http/1.1"];
+/** Deno's internal SNI hook for `Deno.listenTls` (see the module docs). */
+const SNI_RESOLVER = Symbol.for("unstableSniResolver");
+
+/** Binds the plain or TLS socket `options` asks for. */
+function bindSocket(
+  options: ListenOptions,
+  port: number,
+  certificates: readonly TlsCertificate[] | undefined,
+): Deno.Listener {
+  const reuse = options.reusePort === true ? { reusePort: true } : {};
+  if (options.tls === undefined || certificates === undefined) {
+    return Deno.listen({ hostname: options.hostname, port, ...reuse });
+  }
+  if (certificates.length === 0) throw new Error("TLS needs at least one certificate");
+  const resolve = (serverName: string) => {
+    const chosen = pickCertificate(certificates, serverName) as TlsCertificate;
+    return { cert: chosen.certPem, key: chosen.keyPem };
+  };
+  const tlsOptions = {
+    hostname: options.hostname,
+    port,
+    alpnProtocols: ALPN_PROTOCOLS,
+    ...reuse,
+    [SNI_RESOLVER]: resolve,
+  } as unknown as Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem;
+  return Deno.listenTls(tlsOptions);
+}
+
+function closeQuietly(closable: { close(): void }): void {
+  try {
+    closable.close();
+  } catch {
+    // Already closed.
+  }
+}
+
 /** Plain `Deno.serve`, restarted when its accept loop fails. */
 function fallbackListen(
   options: ListenOptions,
@@ -694,6 +879,18 @@ function fallbackListen(
 ): Listener {
   const clock = options.clock ?? systemClock;
   let isClosing = false;
+  const http2Requests = options.http2Requests;
+  if (options.tls !== undefined && http2Requests !== undefined) {
+    // Deno's own server does not say which protocol a request came over. HTTP/2 sends no
+    // `Host` (its `:authority` is in the URL), and HTTP/1.1 requires one: a request over TLS
+    // without it is taken for HTTP/2 (an HTTP/1.1 one then gets its URL's authority, which
+    // Deno fills from the SNI, instead of a 400).
+    const inner = handler;
+    handler = (request, info) => {
+      if (!request.headers.has("host")) http2Requests.add(request);
+      return inner(request, info);
+    };
+  }
   const start = (port: number): Deno.HttpServer<Deno.NetAddr> => {
     const server = Deno.serve(
       {
@@ -702,6 +899,7 @@ function fallbackListen(
         onListen: noop,
         onError,
         ...(options.reusePort === true ? { reusePort: true } : {}),
+        ...nativeTls(options.tls),
       },
       handler,
     );
@@ -737,5 +935,21 @@ function fallbackListen(
     reconfigure() {
       // Deno's own server has no connection timeouts or limit to change.
     },
+    prepareCertificates() {
+      throw new Error(
+        "Cannot change certificates of Deno's own server (--websocket on) without a restart",
+      );
+    },
   };
+}
+
+/** `Deno.serve`'s TLS options: the default certificate, and SNI as in {@linkcode bindSocket}. */
+function nativeTls(tls: ListenTlsOptions | undefined): Record<string | symbol, unknown> {
+  const first = tls?.certificates[0];
+  if (tls === undefined || first === undefined) return {};
+  const resolve = (serverName: string) => {
+    const chosen = pickCertificate(tls.certificates, serverName) as TlsCertificate;
+    return { cert: chosen.certPem, key: chosen.keyPem };
+  };
+  return { cert: first.certPem, key: first.keyPem, [SNI_RESOLVER]: resolve };
 }

@@ -147,6 +147,11 @@ export interface UpstreamClientOptions {
   readonly maxIdlePerHost?: number;
   /** How long an idle connection is kept, in milliseconds. Default: 30000. */
   readonly idleTimeoutMs?: number;
+  /**
+   * PEM certificates of the authorities `https:` backends are verified against, instead of the
+   * system's (`--backend-ca`). Verification is never off. Default: the system's.
+   */
+  readonly caCerts?: readonly string[];
 }
 
 /**
@@ -162,6 +167,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Deno.
     allowHost: true,
     poolMaxIdlePerHost: options.maxIdlePerHost ?? 64,
     poolIdleTimeout: options.idleTimeoutMs ?? 30_000,
+    ...(options.caCerts === undefined ? {} : { caCerts: [...options.caCerts] }),
   });
 }
 

@@ -151,6 +151,12 @@ export function upstreamRequestHeaders(incoming: Headers, info: ForwardedInfo): 
     }
     out.push(field);
   }
+  if (host === undefined && info.host !== undefined) {
+    // HTTP/2 carries the authority as `:authority`, not `Host`: a hop to HTTP/1.1 makes it the
+    // `Host` (RFC 9113 section 8.3.1).
+    host = info.host;
+    out.push(["host", host]);
+  }
   out.push(
     [
       "x-forwarded-for",

@@ -109,6 +109,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             ...(config.acme.domains.length === 0
               ? {}
               : { acmeChallenge: (token: string) => challenges.get(token) }),
+            certificates: message.certificates,
           });
           reporter = setInterval(report, REPORT_INTERVAL_MS);
           scope.postMessage({ kind: "listening", id, port: plane.listener.addr.port });
@@ -126,7 +127,11 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
           const config = decodeConfig(message.config);
           try {
             if (plane === undefined) throw new Error("the data plane has not started");
-            prepared = { seq: message.seq, change: plane.prepare(config), outlier: config.outlier };
+            prepared = {
+              seq: message.seq,
+              change: plane.prepare(config, message.certificates),
+              outlier: config.outlier,
+            };
           } catch (error) {
             scope.postMessage({
               kind: "prepared",

@@ -19,6 +19,7 @@ import type { MetricsState } from "../core/metrics.ts";
 import type { BalancerConfig } from "../config/settings.ts";
 import type { PoolConfig } from "../config/route_kinds.ts";
 import type { RoutingBuffers } from "../core/shared_state.ts";
+import type { TlsCertificate } from "../shared/tls_certificate.ts";
 
 /** The name the data-plane workers are started with; `main.ts` dispatches on it. */
 export const DATA_PLANE_WORKER_NAME = "denolb-data-plane";
@@ -63,10 +64,18 @@ export type ToWorker =
     readonly shared: SharedArrayBuffer;
     /** The routes' shared state (pool rotations, rate limits). */
     readonly routing: RoutingBuffers;
+    /** TLS certificates, the default first; empty for plain HTTP. */
+    readonly certificates: readonly TlsCertificate[];
   }
   | { readonly kind: "snapshot"; readonly pool: PoolSnapshot }
   /** Bind what the reload needs, change nothing yet, and answer `prepared`. */
-  | { readonly kind: "prepare"; readonly seq: number; readonly config: EncodedConfig }
+  | {
+    readonly kind: "prepare";
+    readonly seq: number;
+    readonly config: EncodedConfig;
+    /** New TLS certificates; absent keeps the ones in use. */
+    readonly certificates?: readonly TlsCertificate[];
+  }
   /** Apply the prepared reload. */
   | { readonly kind: "commit"; readonly seq: number }
   /** Drop the prepared reload (another worker could not prepare it). */

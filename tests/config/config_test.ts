@@ -232,6 +232,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     port: 0,
     workers: "auto",
     websocket: "on",
+    tls: { certFiles: [], keyFiles: [], handshakeTimeoutMs: 10_000, hstsMaxAgeSeconds: 0 },
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2:8080/"), weight: 1 },
@@ -601,6 +602,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
     port: 8000,
     workers: "2",
     websocket: "on",
+    tls: { certFiles: [], keyFiles: [], handshakeTimeoutMs: 10_000, hstsMaxAgeSeconds: 0 },
     backends: [
       { url: new URL("http://10.0.0.1/"), weight: 1 },
       { url: new URL("http://10.0.0.2/"), weight: 3, maxInFlight: 7 },
@@ -832,9 +834,9 @@ Deno.test("every duration setting rejects more than the timer limit, as a flag a
   const durations = settingEntries().filter(({ setting }) => setting.metavar === "DURATION");
   assertEquals(
     durations.length,
-    16,
+    17,
     "slow start, affinity cookie, DNS TTL floor and ceiling, health (2), outlier (2), " +
-      "client (3), proxy (3), queue and drain durations",
+      "client (3), proxy (3), queue, drain and TLS handshake durations",
   );
   for (const { path, setting } of durations) {
     await assertUsageError(

@@ -1,0 +1,203 @@
+import { assert, assertEquals } from "@std/assert";
+import { listen, type ListenerEvent } from "../../lib/data/listener.ts";
+import type { TlsCertificate } from "../../lib/shared/tls_certificate.ts";
+import { FakeClock } from "../support/fake_clock.ts";
+import { waitUntil } from "../support/wait.ts";
+import { curl, makeTestCa, negotiatedProtocol, presentedCn, type TestCa } from "../support/tls.ts";
+
+function asCertificate(c: { certPem: string; keyPem: string; names: readonly string[] }) {
+  return { certPem: c.certPem, keyPem: c.keyPem, names: c.names } satisfies TlsCertificate;
+}
+
+async function startTlsListener(
+  ca: TestCa,
+  options: { clock?: FakeClock; maxConnections?: number; names?: string[][] } = {},
+) {
+  const names = options.names ?? [["localhost"]];
+  const certificates = await Promise.all(
+    names.map(async (n) => asCertificate(await ca.issue(n))),
+  );
+  const events: ListenerEvent[] = [];
+  const http2Requests = new WeakSet<Request>();
+  const seen: Array<{ url: string; isH2: boolean }> = [];
+  const listener = listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    reusePort: true,
+    headerTimeoutMs: 5_000,
+    keepAliveTimeoutMs: 5_000,
+    handshakeTimeoutMs: 1_000,
+    tls: { certificates },
+    http2Requests,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+    onEvent: (event) => events.push(event),
+  }, (request) => {
+    seen.push({ url: request.url, isH2: http2Requests.has(request) });
+    return new Response("ok");
+  });
+  return {
+    listener,
+    events,
+    seen,
+    port: listener.addr.port,
+    [Symbol.dispose]: () => listener.close(),
+  };
+}
+
+Deno.test("TLS listener speaks HTTP/2 and HTTP/1.1 by ALPN, and the request URL says https", async () => {
+  await using ca = await makeTestCa();
+  using server = await startTlsListener(ca);
+  const url = `https://localhost:${server.port}/a?b=1`;
+  const resolve = `localhost:${server.port}:127.0.0.1`;
+  const h2 = await curl(url, { http: "2", cacert: ca.certFile, resolve });
+  const h1 = await curl(url, { http: "1.1", cacert: ca.certFile, resolve });
+  assertEquals([h2.status, h2.version, h2.body], [200, "2", "ok"]);
+  assertEquals([h1.status, h1.version, h1.body], [200, "1.1", "ok"]);
+  assertEquals(server.seen, [
+    { url: `https://localhost:${server.port}/a?b=1`, isH2: true },
+    { url: `https://localhost:${server.port}/a?b=1`, isH2: false },
+  ]);
+});
+
+Deno.test("TLS listener accepts TLS 1.2 and 1.3 only", async () => {
+  await using ca = await makeTestCa();
+  using server = await startTlsListener(ca);
+  assertEquals(await negotiatedProtocol(server.port, "tls1_3"), "TLSv1.3");
+  assertEquals(await negotiatedProtocol(server.port, "tls1_2"), "TLSv1.2");
+  assertEquals(await negotiatedProtocol(server.port, "tls1_1"), undefined);
+  assertEquals(await negotiatedProtocol(server.port, "tls1"), undefined);
+  await waitUntil(
+    "the failed handshakes reported",
+    () => server.events.filter((e) => e.kind === "handshake-failed").length >= 2,
+  );
+});
+
+Deno.test("TLS listener closes a connection that does not finish its handshake in time", async () => {
+  await using ca = await makeTestCa();
+  const clock = new FakeClock();
+  using server = await startTlsListener(ca, { clock });
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await waitUntil("the connection accepted", () => server.listener.connectionCount === 1);
+  await clock.advance(999);
+  assertEquals(server.listener.connectionCount, 1);
+  await clock.advance(1);
+  await waitUntil("the connection released", () => server.listener.connectionCount === 0);
+  assert(server.events.some((e) => e.kind === "timeout" && e.timeout === "handshake"));
+  // Deno 2.9.6 lets go of the socket of a handshake it dropped only once the client sends
+  // something (or closes): the client sees the close then.
+  await silent.write(new Uint8Array([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
+  const closed = await silent.read(new Uint8Array(16)).catch(() => null);
+  assertEquals(closed, null);
+  silent.close();
+});
+
+Deno.test("TLS listener chooses the certificate by SNI, the first one by default", async () => {
+  await using ca = await makeTestCa();
+  using server = await startTlsListener(ca, {
+    names: [["a.test"], ["b.test", "*.wild.test"]],
+  });
+  assertEquals(await presentedCn(server.port, "a.test"), "a.test");
+  assertEquals(await presentedCn(server.port, "b.test"), "b.test");
+  assertEquals(await presentedCn(server.port, "x.wild.test"), "b.test");
+  assertEquals(await presentedCn(server.port, "other.test"), "a.test");
+  assertEquals(await presentedCn(server.port, ""), "a.test");
+});
+
+Deno.test("TLS listener serves new certificates to new connections and keeps open ones", async () => {
+  await using ca = await makeTestCa();
+  using server = await startTlsListener(ca);
+  // An HTTP/1.1 connection opened before the change, used again after it.
+  const held = await Deno.connectTls({
+    hostname: "localhost",
+    port: server.port,
+    caCerts: [ca.certPem],
+  });
+  const ask = async (path: string) => {
+    await held.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`));
+    const buffer = new Uint8Array(1024);
+    const n = await held.read(buffer);
+    return new TextDecoder().decode(buffer.subarray(0, n ?? 0));
+  };
+  assert((await ask("/before")).startsWith("HTTP/1.1 200"));
+  assertEquals(await presentedCn(server.port, "localhost"), "localhost");
+  const renewed = asCertificate(await ca.issue(["renewed.test", "localhost"]));
+  server.listener.prepareCertificates([renewed]).commit();
+  assertEquals(await presentedCn(server.port, "localhost"), "renewed.test");
+  assertEquals(await presentedCn(server.port, ""), "renewed.test");
+  assert((await ask("/after")).startsWith("HTTP/1.1 200"));
+  held.close();
+  assertEquals(server.seen.map((s) => new URL(s.url).pathname), ["/before", "/after"]);
+});
+
+Deno.test("TLS listener: an aborted certificate change leaves the old certificate served", async () => {
+  await using ca = await makeTestCa();
+  using server = await startTlsListener(ca);
+  const other = asCertificate(await ca.issue(["other.test"]));
+  server.listener.prepareCertificates([other]).abort();
+  assertEquals(await presentedCn(server.port, ""), "localhost");
+});
+
+Deno.test("TLS listener holds --max-connections: the connection beyond it is closed unanswered", async () => {
+  await using ca = await makeTestCa();
+  using server = await startTlsListener(ca, { maxConnections: 1 });
+  const first = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await waitUntil("the first connection accepted", () => server.listener.connectionCount === 1);
+  const second = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await waitUntil(
+    "the second connection refused",
+    () => server.events.some((e) => e.kind === "connection-refused"),
+  );
+  // As for a handshake timeout, Deno lets go of the socket once the client sends something.
+  await second.write(new Uint8Array([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]));
+  const read = await second.read(new Uint8Array(16)).catch(() => null);
+  assertEquals(read, null);
+  second.close();
+  first.close();
+  assert(server.events.some((e) => e.kind === "connection-refused"));
+});
+
+Deno.test({
+  name: "TLS listener sets TCP_NODELAY: sequential responses do not wait for delayed ACKs",
+  // Setting it takes FFI (`process/tcp_nodelay.ts`): run this file with --allow-ffi.
+  ignore: Deno.permissions.querySync({ name: "ffi" }).state !== "granted",
+  fn: async () => {
+    await using ca = await makeTestCa();
+    const leaf = asCertificate(await ca.issue(["localhost"]));
+    const body = new Uint8Array(2048).fill(97);
+    const listener = listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      headerTimeoutMs: 5_000,
+      keepAliveTimeoutMs: 5_000,
+      tls: { certificates: [leaf] },
+    }, () => new Response(body.slice()));
+    try {
+      const conn = await Deno.connectTls({
+        hostname: "localhost",
+        port: listener.addr.port,
+        caCerts: [ca.certPem],
+      });
+      const buffer = new Uint8Array(8192);
+      const exchange = async () => {
+        await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+        let received = 0;
+        while (received < body.length + 60) {
+          const n = await conn.read(buffer);
+          if (n === null) throw new Error("closed");
+          received += n;
+        }
+      };
+      await exchange(); // the handshake and the first exchange are not timed
+      const count = 25;
+      const started = performance.now();
+      for (let i = 0; i < count; i++) await exchange();
+      const elapsedMs = performance.now() - started;
+      conn.close();
+      // Without TCP_NODELAY each response's body waits ~40 ms for the client's delayed ACK.
+      assert(elapsedMs < count * 40 / 2, `${count} exchanges took ${elapsedMs.toFixed(0)} ms`);
+    } finally {
+      listener.close();
+    }
+  },
+});
