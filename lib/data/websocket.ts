@@ -181,6 +181,9 @@ const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 const NOT_FIRST_BODY = "Not implemented: a WebSocket upgrade is proxied only as the first " +
   "request on its connection; open a new connection for it\n";
 
+const OVER_TLS_BODY = "Not implemented: WebSocket over TLS (wss) is not proxied: the listener " +
+  "cannot see a TLS connection's handshake before Deno's server reads it\n";
+
 const FAILURE_BODY: Readonly<Record<number, string>> = {
   501: "Not implemented: WebSocket proxying is off (start the balancer with --websocket on)\n",
   502: "Bad gateway: the backend refused or failed the WebSocket upgrade\n",
@@ -269,12 +272,16 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     }
     if (raw === undefined && deps.webSockets.raw?.isActive === true) {
       // Deno's per-connection server cannot hand over an upgraded connection (listener.ts).
+      // Over TLS the listener sees only ciphertext, so it never reads the handshake itself.
+      const isTls = request.url.startsWith("https:");
       return fail(request, target, facts, {
         status: 501,
         backend: undefined,
-        reason: "websocket upgrade after another request on the connection",
+        reason: isTls
+          ? "websocket over TLS"
+          : "websocket upgrade after another request on the connection",
         kind: "refused",
-        body: NOT_FIRST_BODY,
+        body: isTls ? OVER_TLS_BODY : NOT_FIRST_BODY,
       });
     }
     const clientIp = facts.forwarded.clientIp;

@@ -117,10 +117,10 @@ Deno.test("HTTPS balancer: a reload serves a renewed certificate file to new con
   // Renewed in place: same file names, new certificate and key.
   await ca.issue(["renewed.test", "shop.test"], { file: "site" });
   const outcome = await balancer.reload();
-  assertEquals(outcome, { ok: true, changes: ["certificates"] });
+  assertEquals(outcome, { ok: true, changes: ["certificates"], needsRestart: [] });
   assertEquals(await presentedCn(port, "shop.test"), "renewed.test");
   // Nothing changed: nothing rebound.
-  assertEquals(await balancer.reload(), { ok: true, changes: [] });
+  assertEquals(await balancer.reload(), { ok: true, changes: [], needsRestart: [] });
 });
 
 Deno.test("HTTPS balancer: a reload with a key that is not the certificate's changes nothing", async () => {

@@ -34,7 +34,7 @@ async function readUntil(conn: Deno.Conn, isDone: (bytes: Uint8Array) => boolean
   return bytes;
 }
 
-Deno.test("wss: a WebSocket over TLS is proxied as over cleartext, and the backend hears https", async () => {
+Deno.test("wss: a WebSocket upgrade over TLS is answered 501 naming why, and the connection still serves", async () => {
   await using ca = await makeTestCa();
   const leaf = await ca.issue(["localhost"]);
   await using backend = startWebSocketBackend();
@@ -67,14 +67,10 @@ Deno.test("wss: a WebSocket over TLS is proxied as over cleartext, and the backe
     const head = new TextDecoder().decode(
       await readUntil(conn, (b) => new TextDecoder().decode(b).includes("\r\n\r\n")),
     );
-    assertStringIncludes(head, "HTTP/1.1 101");
-    // One masked text frame, "hello" (RFC 6455 section 5.2); mask 0 keeps the payload as is.
-    await conn.write(
-      new Uint8Array([0x81, 0x85, 0, 0, 0, 0, ...new TextEncoder().encode("hello")]),
-    );
-    const frame = await readUntil(conn, (b) => b.length >= 2 && b.length >= 2 + (b[1] ?? 0));
-    assertEquals(frame[0], 0x81);
-    assertEquals(new TextDecoder().decode(frame.subarray(2)), "hello via https");
+    // The listener tells a handshake apart by peeking at plain bytes; a TLS connection shows
+    // only ciphertext, and Deno 2.9.6 closes a socket upgraded on its per-connection server.
+    assertStringIncludes(head, "HTTP/1.1 501");
+    assertStringIncludes(head, "WebSocket over TLS (wss) is not proxied");
   } finally {
     conn.close();
   }
