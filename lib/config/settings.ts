@@ -11,6 +11,10 @@ import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES, type PolicyName } from "../core/policy_names.ts";
 import { HASH_KEY_RULE, isValidHashKey } from "../shared/hash_key.ts";
 import { HTTP_TOKEN_RULE, isHttpToken } from "../shared/tokens.ts";
+import { parseHostPort } from "../shared/ip.ts";
+
+/** Reads a listen address (`host:port`, an IPv6 host in brackets): `shared/ip.ts`. */
+export const parseAdminAddress: typeof parseHostPort = parseHostPort;
 import { nameList, trustedProxyList } from "./kinds.ts";
 import {
   DNS_SERVER_RULE,
@@ -56,27 +60,6 @@ export const UPSTREAMS = ["fetch", "http1"] as const;
 
 /** An upstream client. */
 export type Upstream = typeof UPSTREAMS[number];
-
-/**
- * Reads an admin listen address: `host:port`, with an IPv6 host in brackets.
- *
- * @param text The address, such as `127.0.0.1:9091` or `[::1]:0`.
- * @returns The host (without brackets) and port, or `undefined` when it is not an address.
- *
- * @example
- * ```ts
- * import { parseAdminAddress } from "./settings.ts";
- * const address = parseAdminAddress("[::1]:9091");
- * if (address?.hostname !== "::1" || address.port !== 9091) throw new Error();
- * ```
- */
-export function parseAdminAddress(text: string): { hostname: string; port: number } | undefined {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s/:[\]]+)):(\d{1,5})$/.exec(text);
-  const port = Number(match?.[3]);
-  const hostname = match?.[1] ?? match?.[2];
-  if (hostname === undefined || !(port <= 65_535)) return undefined;
-  return { hostname, port };
-}
 
 /** The help's sections, in order. */
 export const SECTIONS = [

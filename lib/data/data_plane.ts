@@ -37,7 +37,7 @@ import { buildRouter } from "./routed_handlers.ts";
 import { type ChallengeLookup, withChallenges } from "./acme_challenge.ts";
 import { isSameCertificates, type TlsCertificate } from "../shared/tls_certificate.ts";
 import { type AcmeChallengeHook, createRedirectHandler } from "./redirect.ts";
-import { parseAdminAddress } from "../config/settings.ts";
+import { parseHostPort } from "../shared/ip.ts";
 
 export type { AcmeChallengeHook };
 
@@ -62,7 +62,7 @@ export function startRedirectListener(
 ): RedirectListener | undefined {
   const address = config.tls.redirectHttp;
   if (address === undefined) return undefined;
-  const parsed = parseAdminAddress(address);
+  const parsed = parseHostPort(address);
   if (parsed === undefined) throw new Error(`Invalid --redirect-http "${address}"`);
   const handler = createRedirectHandler({
     httpsPort,
@@ -249,6 +249,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       closeAfterResponse,
       lingerAfterResponse,
       http2Requests,
+      isTls: certificates.length > 0,
       clock,
     });
   // With a route table each route gets its pool's handler, built as the one-pool handler is
@@ -288,13 +289,16 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
           bodyTimeoutMs: c.client.bodyTimeoutMs,
           onBodyTimeout: () => metrics.recordEvent("body-timeout"),
           retryAfterSeconds: Math.max(1, Math.ceil(c.health.intervalMs / 1000)),
-          webSockets: { isEnabled: c.websocket === "on", open: openWebSockets },
+          webSockets: { isEnabled: c.websocket === "on", open: openWebSockets, raw: rawUpgrades },
           limits: c.limits,
           inFlightLimits: inFlightLimitsOf({
             limits: { ...c.limits, maxInFlight: poolConfig.maxInFlight },
             backends: poolConfig.backends,
           }),
           closeAfterResponse,
+          lingerAfterResponse,
+          http2Requests,
+          isTls: certificates.length > 0,
           clock,
         }),
     });

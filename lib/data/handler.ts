@@ -153,6 +153,12 @@ export interface HandlerDeps {
   readonly lingerAfterResponse?: WeakSet<Request>;
   /** The requests that came over HTTP/2 (the listener adds them), for the access log. */
   readonly http2Requests?: WeakSet<Request>;
+  /**
+   * Whether the listener speaks TLS: `X-Forwarded-Proto` and `Forwarded` say `https`. Decided by
+   * the connection, never by the request target (an absolute-form `https://` target over plain
+   * HTTP is still `http`). Default: false.
+   */
+  readonly isTls?: boolean;
   /** Per-backend in-flight limits and the queue for a slot (`admission.ts`). Default: none. */
   readonly inFlightLimits?: InFlightLimits;
   /**
@@ -234,6 +240,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   const createRequestId = deps.createRequestId ?? createRequestIdSource();
   const retryAfter = String(deps.retryAfterSeconds ?? 1);
   const { pool, policy, logger, metrics, tracing, rewriteTarget } = deps;
+  const proto = deps.isTls === true ? "https" : "http";
   const accessLog = deps.accessLog ?? NO_ACCESS_LOG;
   const trustedProxies = deps.trustedProxies ?? NO_TRUSTED_PROXIES;
   // Decided once: with no trusted proxies (the default) no peer address is parsed per request.
@@ -477,7 +484,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         clientIp,
         isPeerTrusted,
         isForwardedSent,
-        proto: request.url.startsWith("https:") ? "https" : "http",
+        proto,
         requestId,
         via: deps.via,
         clock,
@@ -676,7 +683,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           requestId,
           forwarded: {
             clientIp: client,
-            proto: request.url.startsWith("https:") ? "https" : "http",
+            proto,
             host: target.authority,
             requestId,
             via: deps.via,

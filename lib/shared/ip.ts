@@ -231,3 +231,24 @@ function isInBlock(address: Address, block: Block): boolean {
   const byteMask = (0xff00 >> restBits) & 0xff;
   return ((address[fullBytes] ?? 0) & byteMask) === block.network[fullBytes];
 }
+
+/**
+ * Reads a listen address: `host:port`, with an IPv6 host in brackets.
+ *
+ * @param text The address, such as `127.0.0.1:9091` or `[::1]:0`.
+ * @returns The host (without brackets) and port, or `undefined` when it is not an address.
+ *
+ * @example
+ * ```ts
+ * import { parseHostPort } from "./ip.ts";
+ * const address = parseHostPort("[::1]:9091");
+ * if (address?.hostname !== "::1" || address.port !== 9091) throw new Error();
+ * ```
+ */
+export function parseHostPort(text: string): { hostname: string; port: number } | undefined {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s/:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  const hostname = match?.[1] ?? match?.[2];
+  if (hostname === undefined || !(port <= 65_535)) return undefined;
+  return { hostname, port };
+}

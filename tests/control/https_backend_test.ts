@@ -1,5 +1,11 @@
 import { assertEquals, assertStringIncludes } from "@std/assert";
+import { getLogger } from "@logtape/logtape";
 import { startBalancer } from "../../lib/control/balancer.ts";
+import { Backend } from "../../lib/core/backend.ts";
+import { Metrics } from "../../lib/core/metrics.ts";
+import { Pool } from "../../lib/core/pool.ts";
+import { startDataPlane } from "../../lib/data/data_plane.ts";
+import { systemClock } from "../../lib/shared/clock.ts";
 import { parseBalancerArgs } from "../../lib/config/config.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { captureLogs } from "../support/capture_logs.ts";
@@ -53,19 +59,47 @@ Deno.test("https backend: a certificate that fails verification is a 502 and a l
   await using otherCa = await makeTestCa();
   await using backend = await startHttpsBackend(ca);
   await using logs = await captureLogs({ level: "warning" });
+  // The data plane alone: the balancer's first probe would mark the backend down (it fails
+  // verification too) before a request could reach it.
+  const config = await parseBalancerArgs([
+    "--port",
+    "0",
+    "--admin",
+    "off",
+    "--access-log",
+    "off",
+    "--backend",
+    backend.url,
+    "--backend-ca",
+    otherCa.certFile,
+  ], () => undefined);
+  const pool = new Pool(config.backends.map((b) => new Backend(b.url)));
+  const plane = startDataPlane(config, {
+    pool,
+    metrics: new Metrics(pool),
+    clock: systemClock,
+    logger: getLogger(["denolb", "server"]),
+    proxyLogger: getLogger(["denolb", "proxy"]),
+  });
+  try {
+    const response = await fetch(`http://127.0.0.1:${plane.listener.addr.port}/x`);
+    await response.body?.cancel();
+    assertEquals(response.status, 502);
+    const line = logs.records.map((r) => JSON.stringify(r)).find((r) =>
+      r.includes("Backend request failed")
+    );
+    assertStringIncludes(line ?? "", "invalid peer certificate");
+  } finally {
+    await plane.shutdown();
+    plane.close();
+  }
+  // The balancer's probes verify the same way: the backend is unhealthy after the first round.
   await using balancer = await startWith([
     "--backend",
     backend.url,
     "--backend-ca",
     otherCa.certFile,
   ]);
-  const response = await fetch(new URL("/x", balancer.url));
-  await response.body?.cancel();
-  assertEquals(response.status, 502);
-  const line = logs.records.map((r) => JSON.stringify(r)).find((r) =>
-    r.includes("Backend request failed")
-  );
-  assertStringIncludes(line ?? "", "invalid peer certificate");
   await balancer.health.firstRound;
   assertEquals(balancer.pool.backends[0]?.isHealthy, false);
 });
