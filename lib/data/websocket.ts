@@ -456,29 +456,48 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     open.add(relay);
     void running.finished.then((closedBy) => {
       open.delete(relay);
-      backend.end(false);
-      admission.release();
-      metrics.recordWebSocketClosed();
+      closed(
+        request,
+        target,
+        facts,
+        backend,
+        handshakeMs,
+        `websocket tunnel closed by ${closedBy}`,
+      );
       done();
-      if (!accessLog.isEnabled) return;
-      void accessLog.write({
-        time: Date.now(),
-        client: facts.forwarded.clientIp,
-        method: request.method,
-        path: target.path,
-        status: 101,
-        bytes: undefined,
-        referer: request.headers.get("referer"),
-        userAgent: request.headers.get("user-agent"),
-        backend: backend.name,
-        durationMs: clock.now() - facts.started,
-        backendMs: handshakeMs,
-        requestId: facts.requestId,
-        outcome: "forwarded",
-        reason: `websocket tunnel closed by ${closedBy}`,
-      });
     });
     return new Response(null, { status: 204 });
+  }
+
+  /** The accounting when an upgraded connection closes: counts, admission, one access line. */
+  function closed(
+    request: Request,
+    target: AcceptedTarget,
+    facts: UpgradeFacts,
+    backend: Backend,
+    handshakeMs: number,
+    reason: string,
+  ): void {
+    backend.end(false);
+    admission.release();
+    metrics.recordWebSocketClosed();
+    if (!accessLog.isEnabled) return;
+    void accessLog.write({
+      time: Date.now(),
+      client: facts.forwarded.clientIp,
+      method: request.method,
+      path: target.path,
+      status: 101,
+      bytes: undefined,
+      referer: request.headers.get("referer"),
+      userAgent: request.headers.get("user-agent"),
+      backend: backend.name,
+      durationMs: clock.now() - facts.started,
+      backendMs: handshakeMs,
+      requestId: facts.requestId,
+      outcome: "forwarded",
+      reason,
+    });
   }
 
   /** Relays the pair and does the accounting when it closes. */
@@ -494,26 +513,14 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     const pair = relayWebSocket(client, upstream, {
       onClosed: (closedBy, code) => {
         open.delete(pair);
-        backend.end(false);
-        admission.release();
-        metrics.recordWebSocketClosed();
-        if (!accessLog.isEnabled) return;
-        void accessLog.write({
-          time: Date.now(),
-          client: facts.forwarded.clientIp,
-          method: request.method,
-          path: target.path,
-          status: 101,
-          bytes: undefined,
-          referer: request.headers.get("referer"),
-          userAgent: request.headers.get("user-agent"),
-          backend: backend.name,
-          durationMs: clock.now() - facts.started,
-          backendMs: handshakeMs,
-          requestId: facts.requestId,
-          outcome: "forwarded",
-          reason: `websocket closed by ${closedBy} (${code})`,
-        });
+        closed(
+          request,
+          target,
+          facts,
+          backend,
+          handshakeMs,
+          `websocket closed by ${closedBy} (${code})`,
+        );
       },
     });
     open.add(pair);
