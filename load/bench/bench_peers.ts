@@ -7,7 +7,7 @@
  * @module
  */
 import { freePort, startNginx } from "./bench_support.ts";
-import { spawnWatched, startOurBalancer } from "./bench_processes.ts";
+import { spawnCaddy, spawnWatched, startOurBalancer } from "./bench_processes.ts";
 
 /** A balancer running for the benchmark. */
 export interface RunningPeer {
@@ -164,14 +164,7 @@ http://127.0.0.1:${port} {
 }
 `,
   );
-  const process = spawnWatched(
-    "caddy",
-    ["run", "--config", `${home}/Caddyfile`, "--adapter", "caddyfile"],
-    {
-      cwd: home,
-      env: { HOME: home, XDG_DATA_HOME: `${home}/data`, XDG_CONFIG_HOME: `${home}/config` },
-    },
-  );
+  const process = spawnCaddy(home);
   await process.listening(port, "caddy");
   // Caddy logs its start-up at INFO on stderr; only what comes after counts as trouble.
   const startupLines = process.stderr().count;

@@ -316,3 +316,21 @@ export async function loadAverage(): Promise<number> {
     return Number.NaN;
   }
 }
+
+/**
+ * Runs Caddy on the Caddyfile in `home`, with its data and config kept there too (nothing of
+ * the user's Caddy is read or written).
+ *
+ * @param home A scratch folder holding `Caddyfile`.
+ * @returns The watched process.
+ */
+export function spawnCaddy(home: string): ReturnType<typeof spawnWatched> {
+  return spawnWatched(
+    "caddy",
+    ["run", "--config", `${home}/Caddyfile`, "--adapter", "caddyfile"],
+    {
+      cwd: home,
+      env: { HOME: home, XDG_DATA_HOME: `${home}/data`, XDG_CONFIG_HOME: `${home}/config` },
+    },
+  );
+}

@@ -21,7 +21,7 @@ import { parseDuration } from "../../lib/shared/duration.ts";
 import { parseArgs } from "../../lib/shared/std.ts";
 import { freePort, runTool, startNginx, writeLine, writeStaticSite } from "./bench_support.ts";
 import { startNginxBackends, startOurBalancer } from "./bench_processes.ts";
-import { spawnWatched } from "./bench_processes.ts";
+import { spawnCaddy, spawnWatched } from "./bench_processes.ts";
 
 interface HttpsPeer {
   readonly name: string;
@@ -168,14 +168,7 @@ https://127.0.0.1:${port}, https://localhost:${port} {
 }
 `,
   );
-  const process = spawnWatched(
-    "caddy",
-    ["run", "--config", `${home}/Caddyfile`, "--adapter", "caddyfile"],
-    {
-      cwd: home,
-      env: { HOME: home, XDG_DATA_HOME: `${home}/data`, XDG_CONFIG_HOME: `${home}/config` },
-    },
-  );
+  const process = spawnCaddy(home);
   await process.listening(port, "caddy");
   return { name: "caddy", port, stop: () => process.stop() };
 }
