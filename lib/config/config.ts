@@ -253,25 +253,33 @@ function checkDiscovery(config: BalancerConfig): void {
  * @throws {UsageError} Naming the setting and what it needs.
  */
 function checkAcme(config: BalancerConfig): void {
-  const { domains, email, caCert, httpsListen } = config.acme;
+  const { domains, email, caCert } = config.acme;
   if (domains.length > 0) {
-    const https = httpsListen === undefined ? undefined : parseAdminAddress(httpsListen);
-    if (https !== undefined && https.port !== 0 && https.port === config.port) {
+    if (config.stateDir === undefined) {
       throw new UsageError(
-        `Invalid --acme-https "${httpsListen}": it must not be the proxy port (${config.port}), ` +
-          "which answers plain HTTP and the ACME challenges",
+        "Invalid --acme-domain: ACME needs --state-dir, where the account key and the " +
+          "certificates are kept across restarts",
       );
     }
-    if (config.stateDir !== undefined) return;
-    throw new UsageError(
-      "Invalid --acme-domain: ACME needs --state-dir, where the account key and the " +
-        "certificates are kept across restarts",
-    );
+    // One source of certificates for the proxy port: a file and an ACME certificate for the
+    // same port would leave it to chance which one a client gets.
+    if (config.tls.certFiles.length > 0) {
+      throw new UsageError(
+        "Invalid --acme-domain: the proxy port serves either the --tls-cert files or the ACME " +
+          "certificate; drop --tls-cert/--tls-key, or --acme-domain",
+      );
+    }
+    if (config.tls.redirectHttp === undefined) {
+      throw new UsageError(
+        "Invalid --acme-domain: the HTTP-01 challenge is answered on --redirect-http, which the " +
+          "CA must reach on port 80 (such as --redirect-http 0.0.0.0:80)",
+      );
+    }
+    return;
   }
   const orphan = [
     email === undefined ? undefined : "--acme-email",
     caCert === undefined ? undefined : "--acme-ca-cert",
-    httpsListen === undefined ? undefined : "--acme-https",
   ].find((flag) => flag !== undefined);
   if (orphan !== undefined) {
     throw new UsageError(`Invalid ${orphan}: it applies only with --acme-domain`);
@@ -291,10 +299,10 @@ function checkTls(config: BalancerConfig): void {
         "given; each certificate needs its key, in the same order",
     );
   }
-  if (redirectHttp !== undefined && certFiles.length === 0) {
+  if (redirectHttp !== undefined && certFiles.length === 0 && config.acme.domains.length === 0) {
     throw new UsageError(
       `Invalid --redirect-http "${redirectHttp}": redirecting to https needs --tls-cert and ` +
-        "--tls-key",
+        "--tls-key, or --acme-domain",
     );
   }
 }

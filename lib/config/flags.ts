@@ -124,11 +124,21 @@ function joinNegativeValues(args: readonly string[]): string[] {
   return joined;
 }
 
+/** Flags that existed once, and what replaces each: named in their unknown-flag message. */
+const RETIRED_FLAGS: Readonly<Record<string, string>> = {
+  "acme-https": "with --acme-domain the proxy port (--port) itself serves HTTPS with the ACME " +
+    "certificate, and --redirect-http answers the challenge",
+};
+
 function unknownFlagMessage(arg: string): string {
   if (arg === "-h" || arg === "--help") {
     return `Flag "${arg}" prints the help: check isHelpRequested() before parsing`;
   }
   const name = arg.replace(/^-+/, "").split("=")[0] ?? "";
+  const replacement = RETIRED_FLAGS[name];
+  if (replacement !== undefined) {
+    return `Unknown flag "--${name}" for lb: it was removed; ${replacement}`;
+  }
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;
   for (const candidate of LB_FLAG_NAMES) {

@@ -213,7 +213,7 @@ export const SETTINGS = {
       section: "TLS",
       help: "Also listen for plain HTTP here and answer every request with 308 to the same " +
         "URL on https (on the TLS port); /.well-known/acme-challenge/ is answered by the " +
-        "certificate manager instead. Needs --tls-cert.",
+        "certificate manager instead. Needs --tls-cert or --acme-domain.",
       defaultHelp: "off",
     } satisfies OptionalSetting<string>,
     hstsMaxAgeSeconds: {
@@ -770,10 +770,12 @@ export const SETTINGS = {
       flag: "acme-domain",
       metavar: "NAME",
       section: "Certificates",
-      help: "Get a certificate for NAME from an ACME CA (Let's Encrypt by default) with the " +
-        "HTTP-01 challenge, which the proxy port answers (so the CA must reach it on port 80), " +
-        "and renew it a third of its lifetime before it expires; repeat the flag or give a comma " +
-        "list for one certificate naming them all. Needs --state-dir.",
+      help: "Get a certificate for NAME from an ACME CA (Let's Encrypt by default) and serve " +
+        "HTTPS with it on the proxy port (--port), renewed a third of its lifetime before it " +
+        "expires; the HTTP-01 challenge is answered on --redirect-http (the CA must reach it on " +
+        "port 80). A first start waits for the certificate. Repeat the flag or give a comma " +
+        "list for one certificate naming them all. Needs --state-dir and --redirect-http; " +
+        "excludes --tls-cert.",
     } satisfies Setting<readonly string[]>,
     directory: {
       kind: httpsUrl(),
@@ -802,19 +804,6 @@ export const SETTINGS = {
       section: "Certificates",
       help: "PEM file of the root that the ACME CA's own HTTPS endpoint is verified against " +
         "(a private CA); the system's roots otherwise.",
-    } satisfies OptionalSetting<string>,
-    httpsListen: {
-      kind: text(
-        (value) => parseAdminAddress(value) !== undefined,
-        "must be host:port (such as 0.0.0.0:443; port 0 picks a free one)",
-      ),
-      isOptional: true,
-      flag: "acme-https",
-      metavar: "ADDRESS",
-      section: "Certificates",
-      help: "Serve HTTPS here with the ACME certificate once there is one: TLS is terminated " +
-        "here and each connection is passed to the proxy port, so backends see the client as " +
-        "127.0.0.1 and the scheme as http.",
     } satisfies OptionalSetting<string>,
   },
   stateDir: {

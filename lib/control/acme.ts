@@ -9,9 +9,9 @@
  * the store's lock, a process that finds it taken waits for the certificate the holder saves,
  * and every check first adopts a newer certificate another process saved.
  *
- * The manager's outputs are two callbacks: `onCertificates` (the list a TLS listener serves,
- * replaced for new connections) and `onChallenges` (the HTTP-01 answers the plain-HTTP listener
- * gives for `/.well-known/acme-challenge/TOKEN`, in every isolate).
+ * The manager's output is `onCertificates` (the list the TLS listener serves, replaced for new
+ * connections); the HTTP-01 answers the plain-HTTP listener gives for
+ * `/.well-known/acme-challenge/TOKEN` are read from {@linkcode AcmeManager.challengeResponse}.
  *
  * @module
  */
@@ -63,8 +63,8 @@ export interface AcmeStatus {
 export interface AcmeDeps {
   /** Told each new certificate list (for new TLS connections). */
   readonly onCertificates: (certificates: readonly CertificatePair[]) => void;
-  /** Told the HTTP-01 answers, token to key authorization, whenever they change. */
-  readonly onChallenges: (challenges: Readonly<Record<string, string>>) => void;
+  /** Told the HTTP-01 answers, token to key authorization, whenever they change. Default: none. */
+  readonly onChallenges?: (challenges: Readonly<Record<string, string>>) => void;
   /** Runs the loop's waits. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
   /** Wall-clock time, Unix epoch ms, that validity is compared with. Default: `Date.now`. */
@@ -319,11 +319,11 @@ export class AcmeManager implements AsyncDisposable {
         ...(this.#caCertPem === undefined ? {} : { caCertPem: this.#caCertPem }),
         setChallenge: (token, keyAuthorization) => {
           this.#challenges.set(token, keyAuthorization);
-          this.#deps.onChallenges(Object.fromEntries(this.#challenges));
+          this.#deps.onChallenges?.(Object.fromEntries(this.#challenges));
         },
         clearChallenge: (token) => {
           if (this.#challenges.delete(token)) {
-            this.#deps.onChallenges(Object.fromEntries(this.#challenges));
+            this.#deps.onChallenges?.(Object.fromEntries(this.#challenges));
           }
         },
       });
@@ -332,7 +332,7 @@ export class AcmeManager implements AsyncDisposable {
     } finally {
       if (this.#challenges.size > 0) {
         this.#challenges.clear();
-        this.#deps.onChallenges({});
+        this.#deps.onChallenges?.({});
       }
     }
     const obtained = await describeCertificate(pair.certPem, pair.keyPem);

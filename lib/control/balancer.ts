@@ -11,9 +11,9 @@ import { Backend } from "../core/backend.ts";
 import type { BalancerConfig } from "../config/config.ts";
 import { createCookieSecret, withCookieSecret } from "./cookie_secret.ts";
 import { planReload } from "./reload.ts";
-import { type Serving, startServing } from "./serving.ts";
+import { claimAddress, startServing } from "./serving.ts";
 import type { AcmeManager, CertificatePair } from "./acme.ts";
-import { openAcme } from "./automatic_https.ts";
+import { AutomaticHttps } from "./automatic_https.ts";
 import { PassiveHealth } from "./passive_health.ts";
 import { type BackendConfig, parseAdminAddress } from "../config/settings.ts";
 import { type AdminDeps, createAdminHandler, statusReport } from "./admin.ts";
@@ -58,20 +58,21 @@ export interface BalancerDeps {
   /** Wall-clock time, Unix epoch ms, that certificates' validity is compared with. Default: `Date.now`. */
   readonly now?: () => number;
   /**
-   * Told each certificate list ACME produces (with `--acme-domain`), for new TLS connections:
-   * the saved one at start, then each new or renewed one. Default: none.
+   * Also told each certificate list ACME produces (with `--acme-domain`; the proxy port serves
+   * each to new connections): the saved one at start, then each new or renewed one. Default:
+   * none.
    */
   readonly onCertificates?: (certificates: readonly CertificatePair[]) => void;
   /**
-   * Answers ACME HTTP-01 challenges on the `--redirect-http` listener (the certificate
-   * manager's hook). Default: none.
+   * Answers ACME HTTP-01 challenges on the `--redirect-http` listener. Default: the certificate
+   * manager's answers with `--acme-domain`, else none.
    */
   readonly acmeChallenge?: AcmeChallengeHook;
   /**
-   * TLS certificates to serve instead of reading `--tls-cert`/`--tls-key` (the certificate
-   * manager's, at start). Default: the files', if any.
+   * Aborts a start still waiting for its first ACME certificate (SIGTERM meanwhile). Default:
+   * none.
    */
-  readonly certificates?: readonly TlsCertificate[];
+  readonly signal?: AbortSignal;
 }
 
 /** The outcome of a reload. */
@@ -107,8 +108,6 @@ export interface RunningBalancer extends AsyncDisposable {
   readonly isolateCount: number;
   /** The ACME certificate manager, with `--acme-domain` (already started). */
   readonly acme: AcmeManager | undefined;
-  /** Where `--acme-https` serves, `https://host:port/`, once there is a certificate. */
-  readonly httpsUrl: URL | undefined;
   /**
    * Reads the configuration again and applies it to new requests without dropping in-flight
    * ones or open connections: backends that stay keep their state and counters, removed ones
@@ -167,22 +166,39 @@ export async function startBalancer(
     config.backends.map((b) => new Backend(b.url, { weight: b.weight, shared: shared.allocate() })),
   );
   const metrics = new Metrics(pool);
-  // ACME opens its state directory (and serves the certificate saved there) before anything
-  // binds, so a directory it cannot use fails the start cleanly; it orders once serving runs.
-  const live: { serving?: Serving } = {};
-  const { acme, tlsFront } = await openAcme(config, {
+  // ACME opens its state directory (and loads the certificate saved there) before anything
+  // binds, so a directory it cannot use fails the start cleanly.
+  const automatic = await AutomaticHttps.open(config, {
     metrics,
     clock,
-    target: () => live.serving?.addr,
-    publishChallenges: (challenges) => live.serving?.publishChallenges(challenges),
+    logger: getModuleLogger("acme"),
     ...(deps.now === undefined ? {} : { now: deps.now }),
     ...(deps.onCertificates === undefined ? {} : { onCertificates: deps.onCertificates }),
   });
+  const acme = automatic?.manager;
+  const acmeChallenge = deps.acmeChallenge ??
+    (automatic === undefined ? undefined : (token: string) => automatic.challengeResponse(token));
+  // The redirect listener opens before the proxy port: with ACME it answers the challenge that
+  // gets the proxy port its first certificate. Port 0 is resolved first, for its redirects.
+  let redirect: RedirectListener | undefined;
+  let certificates: readonly TlsCertificate[];
+  let proxyPort = config.port;
+  try {
+    if (config.port === 0 && config.tls.redirectHttp !== undefined) {
+      proxyPort = claimAddress(config.host, 0);
+    }
+    redirect = startRedirectListener(config, proxyPort, acmeChallenge);
+    certificates = automatic === undefined
+      ? await loadCertificateFiles(config.tls.certFiles, config.tls.keyFiles)
+      : await automatic.firstCertificates(deps.signal);
+  } catch (error) {
+    await redirect?.shutdown();
+    await acme?.stop();
+    throw error;
+  }
   // Ejections are written to the shared state: every isolate sees them without a message.
   const passive = new PassiveHealth(pool, config.outlier, { clock, metrics });
-  let certificates: readonly TlsCertificate[] = deps.certificates ??
-    await loadCertificateFiles(config.tls.certFiles, config.tls.keyFiles);
-  const serving = await startServing(config, {
+  const serving = await startServing({ ...config, port: proxyPort }, {
     certificates,
     pool,
     shared,
@@ -193,11 +209,10 @@ export async function startBalancer(
     onStreak: passive.observeStreak,
     ...(deps.workerEntry === undefined ? {} : { workerEntry: deps.workerEntry }),
   }).catch(async (error) => {
+    await redirect?.shutdown();
     await acme?.stop();
-    await tlsFront?.close();
     throw error;
   });
-  live.serving = serving;
   acme?.start();
   passive.start();
   // Each backend's pool's own probe path, under the configuration being applied.
@@ -351,9 +366,7 @@ export async function startBalancer(
     },
   });
   let admin: Deno.HttpServer<Deno.NetAddr> | undefined;
-  let redirect: RedirectListener | undefined;
   try {
-    redirect = startRedirectListener(config, serving.addr.port, deps.acmeChallenge);
     admin = startAdmin(config, adminDeps(config));
   } catch (error) {
     redirect?.close();
@@ -362,7 +375,6 @@ export async function startBalancer(
     await health.stop();
     await passive.stop();
     await acme?.stop();
-    await tlsFront?.close();
     throw error;
   }
   const scheme = () => certificates.length > 0 ? "https" : "http";
@@ -399,8 +411,9 @@ export async function startBalancer(
         nextAdmin = startAdmin(next, adminDeps(next));
       }
       // Certificate files are read again on every reload: a renewed certificate on disk under
-      // the same name is a change too (the data plane compares the PEM texts).
-      const nextCertificates = deps.certificates === undefined
+      // the same name is a change too (the data plane compares the PEM texts). The ACME
+      // certificate stays until a restart (a change of ACME settings needs one).
+      const nextCertificates = automatic === undefined
         ? await loadCertificateFiles(next.tls.certFiles, next.tls.keyFiles)
         : certificates;
       const isTls = nextCertificates.length > 0 || certificates.length > 0;
@@ -488,7 +501,6 @@ export async function startBalancer(
       await health.stop();
       await passive.stop();
       await acme?.stop();
-      await tlsFront?.close();
       stopping.abort();
       await Promise.all([admin?.shutdown(), redirect?.shutdown()]);
       probeClient?.close();
@@ -498,7 +510,7 @@ export async function startBalancer(
     return drained;
   };
 
-  return {
+  const running: RunningBalancer = {
     get url() {
       return httpUrl(serving.addr, scheme());
     },
@@ -535,18 +547,16 @@ export async function startBalancer(
     },
     isolateCount: serving.isolateCount,
     acme,
-    get httpsUrl() {
-      const addr = tlsFront?.addr;
-      return addr === undefined
-        ? undefined
-        : new URL(httpUrl(addr).href.replace(/^http:/, "https:"));
-    },
     reload,
     drain,
     async [Symbol.asyncDispose]() {
       await drain();
     },
   };
+  // Renewals (and certificates other processes sharing the state directory saved) reach every
+  // isolate the way a reload's certificate files do: new connections get them, open ones not.
+  automatic?.serveWith((next) => running.replaceCertificates(next));
+  return running;
 }
 
 /** The probe path of each backend whose pool sets its own (by base URL). */
@@ -616,7 +626,14 @@ export async function runBalancer(
   signal: AbortSignal,
   deps: BalancerDeps & { readonly onStarted?: (balancer: RunningBalancer) => void } = {},
 ): Promise<boolean> {
-  const balancer = await startBalancer(config, deps);
+  let balancer: RunningBalancer;
+  try {
+    balancer = await startBalancer(config, { ...deps, signal });
+  } catch (error) {
+    // Stopped while the start waited for its first certificate: an orderly stop.
+    if (signal.aborted) return true;
+    throw error;
+  }
   deps.onStarted?.(balancer);
   if (!signal.aborted) {
     await new Promise<void>((resolve) =>

@@ -33,11 +33,6 @@ export interface Serving {
   /** Tells the data plane about membership and weight changes (workers mirror the pool). */
   publish(): void;
   /**
-   * Gives every isolate the ACME HTTP-01 answers (all of them, token to key authorization);
-   * only isolates started with ACME domains answer challenges.
-   */
-  publishChallenges(challenges: Readonly<Record<string, string>>): void;
-  /**
    * Applies a reload in every isolate, or in none: rejects, changing nothing, when a new
    * address cannot be bound (or is held by another program). New certificates serve new
    * connections; open ones keep theirs.
@@ -231,11 +226,7 @@ async function serveHere(
 ): Promise<Serving> {
   const { startDataPlane } = await import("../data/data_plane.ts");
   const { pool, metrics, clock, logger, onAttempt, shared } = deps;
-  let challenges = new Map<string, string>();
   const plane: DataPlane = startDataPlane(config, {
-    ...(config.acme.domains.length === 0
-      ? {}
-      : { acmeChallenge: (token: string) => challenges.get(token) }),
     ...(onAttempt === undefined ? {} : { onAttempt }),
     ...(deps.certificates === undefined ? {} : { certificates: deps.certificates }),
     reusePort,
@@ -256,9 +247,6 @@ async function serveHere(
     isolateCount: 1,
     isolates: () => undefined,
     publish() {},
-    publishChallenges(next) {
-      challenges = new Map(Object.entries(next));
-    },
     configure(next, certificates) {
       // The new listener, if any, binds without SO_REUSEPORT: a taken address throws here.
       return Promise.resolve().then(() => void plane.prepare(next, certificates).commit());
@@ -294,7 +282,6 @@ async function serveInWorkers(
     isolateCount: options.count,
     isolates: () => workers.isolates(),
     publish: () => workers.publish(),
-    publishChallenges: (challenges) => workers.publishChallenges(challenges),
     async configure(next, certificates) {
       // A new port must be free before the workers share it (see claimAddress); the port they
       // hold already is theirs.

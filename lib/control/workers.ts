@@ -63,8 +63,6 @@ export interface Workers {
   isolates(): Array<{ id: string; connections: number }>;
   /** Sends the pool's membership and weights to every worker. */
   publish(): void;
-  /** Sends the ACME HTTP-01 answers (all of them, token to key authorization) to every worker. */
-  publishChallenges(challenges: Readonly<Record<string, string>>): void;
   /**
    * Applies a new configuration in every worker or in none: each prepares it (binding a new
    * address, if any) and only when all have does each commit it.
@@ -212,9 +210,6 @@ export async function startWorkers(
       publish() {
         const pool = snapshot();
         for (const handle of handles) send(handle, { kind: "snapshot", pool });
-      },
-      publishChallenges(challenges) {
-        for (const handle of handles) send(handle, { kind: "challenges", challenges });
       },
       async configure(next, certificates) {
         const seq = ++reloads;

@@ -34,7 +34,6 @@ import { errorText } from "../shared/error_text.ts";
 import { ResponseBodyCut } from "./response_body.ts";
 import { createRequestTracing } from "./tracing.ts";
 import { buildRouter } from "./routed_handlers.ts";
-import { type ChallengeLookup, withChallenges } from "./acme_challenge.ts";
 import { isSameCertificates, type TlsCertificate } from "../shared/tls_certificate.ts";
 import { type AcmeChallengeHook, createRedirectHandler } from "./redirect.ts";
 import { parseHostPort } from "../shared/ip.ts";
@@ -110,11 +109,6 @@ export interface DataPlaneDeps {
    * buffer in every isolate. Default: this data plane's own.
    */
   readonly shared?: SharedState;
-  /**
-   * The ACME HTTP-01 answers this isolate gives (`acme_challenge.ts`), read at each request.
-   * Default: none, every request is proxied.
-   */
-  readonly acmeChallenge?: ChallengeLookup;
   /**
    * The TLS certificates (`shared/tls_certificate.ts`), the default first: with any, the
    * listener serves HTTPS (HTTP/2 and HTTP/1.1). Default: none, plain HTTP.
@@ -294,11 +288,8 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   // Requests that came over HTTP/2, for the access log.
   const http2Requests = new WeakSet<Request>();
   let handler = buildHandler(config, upstreamSets[0] as Upstreams);
-  // ACME HTTP-01 answers come before any route or backend sees the request.
-  const withAcme = (inner: RequestHandler): RequestHandler =>
-    deps.acmeChallenge === undefined ? inner : withChallenges(inner, deps.acmeChallenge);
   // One indirection, so a reload swaps the request path under an unchanged listener.
-  let serve: RequestHandler = withAcme(serveWith(() => handler, config, certificates));
+  let serve: RequestHandler = serveWith(() => handler, config, certificates);
   const onEvent = createListenerEventSink(logger, metrics, clock);
   const bind = (c: BalancerConfig, certs: readonly TlsCertificate[]): Listener => {
     try {
@@ -362,7 +353,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
     if (isClientChanged) upstreamSets.push(createUpstreams(next, clock));
     accessLogs.configure(next);
     handler = buildHandler(next, upstreamSets[upstreamSets.length - 1] as Upstreams);
-    serve = withAcme(serveWith(() => handler, next, nextCertificates));
+    serve = serveWith(() => handler, next, nextCertificates);
     current = next;
     if (nextListener === undefined) return undefined;
     const old = listener;

@@ -55,8 +55,6 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
     | { seq: number; change: PreparedChange; outlier: BalancerConfig["outlier"] }
     | undefined;
   let shared: SharedState | undefined;
-  // The ACME HTTP-01 answers the control plane is proving, token to key authorization.
-  let challenges = new Map<string, string>();
 
   const report = () => {
     if (plane === undefined) return;
@@ -106,18 +104,12 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             proxyLogger: getModuleLogger("proxy"),
             reusePort: true,
             shared,
-            ...(config.acme.domains.length === 0
-              ? {}
-              : { acmeChallenge: (token: string) => challenges.get(token) }),
             certificates: message.certificates,
           });
           reporter = setInterval(report, REPORT_INTERVAL_MS);
           scope.postMessage({ kind: "listening", id, port: plane.listener.addr.port });
           return;
         }
-        case "challenges":
-          challenges = new Map(Object.entries(message.challenges));
-          return;
         case "snapshot":
           if (shared !== undefined) applySnapshot(pool, message.pool, shared);
           return;

@@ -4,7 +4,7 @@
  *
  * Control plane to worker: `start` (configuration, pool snapshot and the shared state's buffer),
  * `snapshot` (membership and weight changes), `prepare` then `commit` or `abort` (a reload,
- * applied by every worker or by none), `drain`, `challenges` (the ACME HTTP-01 answers). Health, drain and ejection travel through the
+ * applied by every worker or by none), `drain`. Health, drain and ejection travel through the
  * shared state, not by message.
  * Worker to control plane: `listening`, `report` (cumulative counts, a few times a second),
  * `outcome` (a failure streak reached passive health's threshold, `data/outlier_relay.ts`),
@@ -80,9 +80,7 @@ export type ToWorker =
   | { readonly kind: "commit"; readonly seq: number }
   /** Drop the prepared reload (another worker could not prepare it). */
   | { readonly kind: "abort"; readonly seq: number }
-  | { readonly kind: "drain"; readonly timeoutMs: number }
-  /** The ACME HTTP-01 answers to give now, token to key authorization (all of them). */
-  | { readonly kind: "challenges"; readonly challenges: Readonly<Record<string, string>> };
+  | { readonly kind: "drain"; readonly timeoutMs: number };
 
 /** Worker to control plane. */
 export type FromWorker =

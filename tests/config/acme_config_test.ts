@@ -28,8 +28,8 @@ Deno.test("ACME flags: repeated and comma-listed domains, lower-cased, once each
     "ops@example.com",
     "--acme-ca-cert",
     "ca.pem",
-    "--acme-https",
-    "0.0.0.0:443",
+    "--redirect-http",
+    "0.0.0.0:80",
     "--state-dir",
     "/var/lib/denolb",
   ]);
@@ -38,7 +38,6 @@ Deno.test("ACME flags: repeated and comma-listed domains, lower-cased, once each
     directory: "https://127.0.0.1:14000/dir",
     email: "ops@example.com",
     caCert: "ca.pem",
-    httpsListen: "0.0.0.0:443",
   });
   assertEquals(config.stateDir, "/var/lib/denolb");
 });
@@ -55,7 +54,11 @@ Deno.test("ACME defaults: no domain, Let's Encrypt's production directory", asyn
 Deno.test("ACME in the config file", async () => {
   const config = await parse(
     [],
-    JSON.stringify({ acme: { domains: ["a.example"] }, stateDir: "state" }),
+    JSON.stringify({
+      acme: { domains: ["a.example"] },
+      stateDir: "state",
+      tls: { redirectHttp: "0.0.0.0:80" },
+    }),
   );
   assertEquals(config.acme.domains, ["a.example"]);
   assertEquals(config.stateDir, "state");
@@ -89,24 +92,37 @@ const REJECTIONS: ReadonlyArray<readonly [readonly string[], string]> = [
   ],
   [["--acme-email", "ops@example.com"], "Invalid --acme-email: it applies only with --acme-domain"],
   [["--acme-ca-cert", "ca.pem"], "Invalid --acme-ca-cert: it applies only with --acme-domain"],
-  [["--acme-https", "0.0.0.0:443"], "Invalid --acme-https: it applies only with --acme-domain"],
   [
-    ["--acme-https", "443", "--acme-domain", "a.example", "--state-dir", "s"],
-    'Invalid --acme-https "443": must be host:port (such as 0.0.0.0:443; port 0 picks a free one)',
+    ["--acme-domain", "a.example", "--state-dir", "s"],
+    "Invalid --acme-domain: the HTTP-01 challenge is answered on --redirect-http, which the CA " +
+    "must reach on port 80 (such as --redirect-http 0.0.0.0:80)",
   ],
   [
     [
-      "--port",
-      "8080",
-      "--acme-https",
-      "0.0.0.0:8080",
       "--acme-domain",
       "a.example",
       "--state-dir",
       "s",
+      "--redirect-http",
+      "0.0.0.0:80",
+      "--tls-cert",
+      "c.pem",
+      "--tls-key",
+      "k.pem",
     ],
-    'Invalid --acme-https "0.0.0.0:8080": it must not be the proxy port (8080), which answers ' +
-    "plain HTTP and the ACME challenges",
+    "Invalid --acme-domain: the proxy port serves either the --tls-cert files or the ACME " +
+    "certificate; drop --tls-cert/--tls-key, or --acme-domain",
+  ],
+  [
+    ["--redirect-http", "0.0.0.0:80"],
+    'Invalid --redirect-http "0.0.0.0:80": redirecting to https needs --tls-cert and --tls-key, ' +
+    "or --acme-domain",
+  ],
+  [
+    ["--acme-https", "0.0.0.0:443", "--acme-domain", "a.example", "--state-dir", "s"],
+    'Unknown flag "--acme-https" for lb: it was removed; with --acme-domain the proxy port ' +
+    "(--port) itself serves HTTPS with the ACME certificate, and --redirect-http answers the " +
+    "challenge",
   ],
 ];
 

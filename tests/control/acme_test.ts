@@ -1,10 +1,11 @@
 /**
  * Automatic HTTPS end to end against Debian's `pebble` (a local ACME CA) on 127.0.0.1, its HTTP-01
- * validation pointed at the balancer's proxy port and its DNS at a `dnsmasq` that maps the test
- * domains to 127.0.0.1: a first certificate, HTTPS with it, the state directory's modes, a
- * renewal forced by the fake clock, a failing CA (pebble stopped: the previous certificate stays),
- * a restart that loads the saved certificate, two managers sharing a state directory, and data-
- * plane workers answering the challenge.
+ * validation pointed at the balancer's `--redirect-http` port and its DNS at a `dnsmasq` that maps
+ * the test domains to 127.0.0.1: a first certificate, the proxy port serving TLS with it (the
+ * backend sees https and the real client), the state directory's modes, a renewal forced by the
+ * fake clock swapping the served certificate while an open connection carries on, a failing CA
+ * (pebble stopped: the previous certificate stays), a restart that serves the saved certificate
+ * at once, two managers sharing a state directory, and two data-plane isolates serving it.
  *
  * @module
  */
@@ -19,13 +20,15 @@ import {
   LONGEST_RETRY_MS,
 } from "../../lib/control/acme.ts";
 import { orderCertificate } from "../../lib/control/acme_order.ts";
-import { startBalancer } from "../../lib/control/balancer.ts";
-import { answerChallenge } from "../../lib/data/acme_challenge.ts";
-import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
+import { FIRST_CERTIFICATE_TIMEOUT_MS } from "../../lib/control/automatic_https.ts";
+import { runBalancer, startBalancer } from "../../lib/control/balancer.ts";
+import { createRedirectHandler } from "../../lib/data/redirect.ts";
+import { assert, assertEquals, assertNotEquals, assertStringIncludes } from "../support/assert.ts";
 import { captureLogs } from "../support/capture_logs.ts";
 import { FakeClock } from "../support/fake_clock.ts";
-import { curlHttps, hasPebble, startPebble } from "../support/pebble.ts";
+import { hasPebble, startPebble } from "../support/pebble.ts";
 import { startServer, unusedPort } from "../support/servers.ts";
+import { curl, openRawTlsClient } from "../support/tls.ts";
 import { waitUntil } from "../support/wait.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url);
@@ -33,18 +36,30 @@ const DOMAINS = ["a.test", "www.a.test"];
 const ORDER_WAIT = { timeoutMs: 30_000, intervalMs: 20 };
 const ignore = !hasPebble();
 
-/** A scratch directory, pebble for DOMAINS on a reserved proxy port, and a backend. */
+/**
+ * A scratch directory, pebble for DOMAINS validating on a reserved `--redirect-http` port, and a
+ * backend answering with the forwarding headers it got.
+ */
 async function setUp() {
   const dir = await Deno.makeTempDir({ prefix: "denolb-acme-" });
   const port = unusedPort();
-  const pebble = await startPebble({ httpPort: port, domains: DOMAINS, dir });
+  const redirectPort = unusedPort();
+  const pebble = await startPebble({ httpPort: redirectPort, domains: DOMAINS, dir });
+  const rootPem = await pebble.rootPem();
   const rootFile = `${dir}/root.pem`;
-  await Deno.writeTextFile(rootFile, await pebble.rootPem());
-  const backend = startServer(() => new Response("hello from the backend"));
+  await Deno.writeTextFile(rootFile, rootPem);
+  const backend = startServer((request) =>
+    Response.json({
+      proto: request.headers.get("x-forwarded-proto"),
+      for: request.headers.get("x-forwarded-for"),
+    })
+  );
   return {
     dir,
     port,
+    redirectPort,
     pebble,
+    rootPem,
     rootFile,
     backend,
     args: (extra: readonly string[] = []) => [
@@ -52,6 +67,8 @@ async function setUp() {
       "127.0.0.1",
       "--port",
       String(port),
+      "--redirect-http",
+      `127.0.0.1:${redirectPort}`,
       "--backend",
       backend.url.href,
       "--admin",
@@ -111,9 +128,15 @@ function errorText(record: LogRecord): string {
   return String(record.properties.error);
 }
 
+/** What the test backend saw: the forwarding headers of the request. */
+interface Forwarded {
+  readonly proto: string | null;
+  readonly for: string | null;
+}
+
 Deno.test({
   name:
-    "ACME: a certificate over HTTP-01, served over HTTPS, kept private, renewed, kept when the CA fails, loaded after a restart",
+    "ACME: the proxy port serves TLS with the certificate, renewed under an open connection, kept when the CA fails, served at once after a restart",
   ignore,
   async fn() {
     await using logs = await captureLogs({ level: "info" });
@@ -126,10 +149,13 @@ Deno.test({
     let skewMs = 0;
     const now = () => startMs + skewMs + clock.now();
     const lists: (readonly CertificatePair[])[] = [];
+    // The fake clock jumps hours ahead for the renewal: the idle keep-alive connection kept open
+    // across it must not time out meanwhile.
     const config = await parseBalancerArgs(
-      env.args(["--acme-https", "127.0.0.1:0", "--workers", "1"]),
+      env.args(["--workers", "1", "--keepalive-timeout", "24h"]),
       () => undefined,
     );
+    // Nothing saved yet: the start waits for the first order, answered on --redirect-http.
     const lb = await startBalancer(config, {
       clock,
       now,
@@ -138,24 +164,34 @@ Deno.test({
     try {
       const acme = lb.acme;
       assert(acme !== undefined);
-      // The first certificate: nothing was saved, so the loop orders at once.
-      await waitUntil("the first certificate", () => lists.length === 1, ORDER_WAIT);
+      assertEquals(lists.length, 1, "the start waited for the first certificate");
       const first = lists[0]?.[0];
       assert(first !== undefined);
       assertEquals([...(first.names ?? [])].sort(), [...DOMAINS].sort());
       assertEquals(lb.metrics.eventCount("acme-order-succeeded"), 1);
       assertEquals(logs.find("Certificate obtained").length, 1);
+      assertEquals(lb.url.href, `https://127.0.0.1:${env.port}/`);
+      assertEquals(await servedSerial(env.port), await serialOf(first.certPem));
 
-      // HTTPS with it, for both names, through to the backend.
-      await waitUntil("the HTTPS listener", () => lb.httpsUrl !== undefined);
-      const httpsUrl = lb.httpsUrl;
-      assert(httpsUrl !== undefined);
-      const httpsPort = Number(httpsUrl.port);
-      assertEquals(await curlHttps("a.test", httpsPort, env.rootFile), "hello from the backend");
-      assertEquals(
-        await curlHttps("www.a.test", httpsPort, env.rootFile),
-        "hello from the backend",
-      );
+      // The proxy port itself: the backend sees https, and the client's own address (curl
+      // connects from 127.0.0.2, so a relay through loopback would show as 127.0.0.1).
+      for (const name of DOMAINS) {
+        const response = await curl(`https://${name}:${env.port}/`, {
+          cacert: env.rootFile,
+          resolve: `${name}:${env.port}:127.0.0.1`,
+          sourceAddress: "127.0.0.2",
+        });
+        assertEquals(response.status, 200);
+        assertEquals(JSON.parse(response.body), { proto: "https", for: "127.0.0.2" });
+      }
+      // The plain-HTTP listener redirects everything but the challenge to https.
+      const redirectUrl = lb.redirectUrl;
+      assert(redirectUrl !== undefined);
+      const redirected = await curl(`http://a.test:${redirectUrl.port}/x?y=1`, {
+        resolve: `a.test:${redirectUrl.port}:127.0.0.1`,
+      });
+      assertEquals(redirected.status, 308);
+      assertEquals(redirected.headers.get("location"), `https://a.test:${env.port}/x?y=1`);
 
       // Private: the directories 0700, the keys and certificates 0600.
       const state = `${env.dir}/state`;
@@ -174,6 +210,12 @@ Deno.test({
         assertEquals(modeOf(file).toString(8), "600", file);
       }
 
+      // A keep-alive connection opened with the first certificate, by a raw TLS client.
+      using open = await openRawTlsClient(env.port, "a.test", [env.rootPem]);
+      const before = await open.get("/before");
+      assertEquals(before.status, 200);
+      assertEquals((JSON.parse(before.body) as Forwarded).proto, "https");
+
       // Renewal: the fake clock reaches a third of the lifetime before the end.
       const renewAt = acme.status.renewAtMs;
       assert(renewAt !== undefined);
@@ -188,13 +230,21 @@ Deno.test({
         await Deno.readTextFile(`${state}/acme/certificates/a.test/cert.pem`),
         second.certPem,
       );
-      // New connections get the new certificate (once the listener is bound anew).
+      // New connections get the new certificate; the open one carries on.
+      const firstSerial = await serialOf(first.certPem);
       const secondSerial = await serialOf(second.certPem);
+      assertNotEquals(firstSerial, secondSerial);
       await waitUntil(
         "the new certificate served",
-        async () => await servedSerial(httpsPort) === secondSerial,
+        async () => await servedSerial(env.port) === secondSerial,
         ORDER_WAIT,
       );
+      assertEquals(logs.find("TLS certificates replaced").length, 1);
+      const after = await open.get("/after");
+      assertEquals(after.status, 200);
+      assertEquals((JSON.parse(after.body) as Forwarded).proto, "https");
+      using fresh = await openRawTlsClient(env.port, "www.a.test", [env.rootPem]);
+      assertEquals((await fresh.get("/")).status, 200);
 
       // A failing CA: renewal fails, the previous certificate stays in service.
       await env.pebble.stop();
@@ -224,7 +274,7 @@ Deno.test({
       assertEquals(lists.length, 2, "no certificate list replaced the previous one");
       assertEquals(acme.certificates[0]?.certPem, second.certPem);
       assertEquals(acme.status.failures, failures.length);
-      assertEquals(await servedSerial(httpsPort), secondSerial);
+      assertEquals(await servedSerial(env.port), secondSerial);
       // Retried a minute (or more, after several failures) later, failing again.
       const failed = lb.metrics.eventCount("acme-order-failed");
       await clock.advance(LONGEST_RETRY_MS);
@@ -252,12 +302,12 @@ Deno.test({
     });
     try {
       assertEquals(restarted.length, 1, "the saved certificate was served during the start");
-      assertEquals(
-        restarted[0]?.[0]?.certPem,
-        await Deno.readTextFile(`${env.dir}/state/acme/certificates/a.test/cert.pem`),
-      );
+      const saved = await Deno.readTextFile(`${env.dir}/state/acme/certificates/a.test/cert.pem`);
+      assertEquals(restarted[0]?.[0]?.certPem, saved);
+      assertEquals(await servedSerial(env.port), await serialOf(saved));
       await waitUntil("the first check", () => restartClock.pendingSleeps > 0);
       assertEquals(logs.find("Certificate loaded from the state directory").length, 1);
+      assertEquals(logs.find("Waiting for the first certificate before serving HTTPS").length, 0);
       assertEquals(logs.find("Renewing certificate").length, 0);
       assertEquals(again.acme?.status.failures, 0);
     } finally {
@@ -277,7 +327,7 @@ Deno.test({
     let orders = 0;
     const managers: AcmeManager[] = [];
     // The proxy port's challenge answers, from whichever manager is proving a token.
-    await using _responder = serveChallengesOn(env.port, (token) => {
+    await using _responder = serveChallengesOn(env.redirectPort, (token) => {
       for (const manager of managers) {
         const answer = manager.challengeResponse(token);
         if (answer !== undefined) return answer;
@@ -341,7 +391,7 @@ Deno.test({
       },
     });
     await using _responder = serveChallengesOn(
-      env.port,
+      env.redirectPort,
       (token) => manager.challengeResponse(token),
     );
     // Another process takes the lock and never lets go (until it is killed).
@@ -388,34 +438,140 @@ Deno.test({
 });
 
 Deno.test({
-  name: "ACME: with data-plane workers, the challenge is answered in the worker isolates",
+  name: "ACME: with two data-plane isolates, both serve the certificate on the proxy port",
   ignore,
   async fn() {
     await using _logs = await captureLogs({ level: "warning" });
     await using env = await setUp();
     const lists: (readonly CertificatePair[])[] = [];
-    const config = await parseBalancerArgs(env.args(["--workers", "2"]), () => undefined);
+    const config = await parseBalancerArgs(
+      env.args(["--workers", "2", "--admin", "127.0.0.1:0"]),
+      () => undefined,
+    );
     await using lb = await startBalancer(config, {
       clock: new FakeClock(),
       workerEntry: MAIN,
       onCertificates: (list) => lists.push(list),
     });
     assertEquals(lb.isolateCount, 2);
-    await waitUntil("the certificate", () => lists.length === 1, ORDER_WAIT);
-    // Requests other than a challenge still reach the backend.
-    const response = await fetch(new URL("/.well-known/acme-challenge/unknown", lb.url));
-    assertEquals(await response.text(), "hello from the backend");
+    assertEquals(lists.length, 1);
+    const adminUrl = lb.adminUrl;
+    assert(adminUrl !== undefined);
+    // Connections held open together, so the kernel spreads them over both isolates' sockets
+    // (all 16 on one of two: 1 in 32,768); each completed a handshake and a request.
+    const clients = await Promise.all(
+      Array.from({ length: 16 }, () => openRawTlsClient(env.port, "a.test", [env.rootPem])),
+    );
+    try {
+      for (const client of clients) {
+        const response = await client.get("/");
+        assertEquals(response.status, 200);
+        assertEquals((JSON.parse(response.body) as Forwarded).proto, "https");
+      }
+      let isolates: { id: string; connections: number }[] = [];
+      await waitUntil("both isolates' connection counts", async () => {
+        const status = await (await fetch(new URL("/status", adminUrl))).json();
+        isolates = status.isolates;
+        return isolates.reduce((sum, i) => sum + i.connections, 0) >= clients.length;
+      }, { intervalMs: 50 });
+      assertEquals(isolates.length, 2);
+      assert(isolates.every((i) => i.connections > 0), JSON.stringify(isolates));
+    } finally {
+      for (const client of clients) client[Symbol.dispose]();
+    }
   },
 });
 
-/** A plain HTTP server on `port` that answers only HTTP-01 challenges. */
+/** A plain HTTP server on `port` that answers HTTP-01 challenges as `--redirect-http` does. */
 function serveChallengesOn(
   port: number,
   lookup: (token: string) => string | undefined,
 ): AsyncDisposable {
   const server = Deno.serve(
     { hostname: "127.0.0.1", port, onListen: () => {} },
-    (request) => answerChallenge(request, lookup) ?? new Response("not found", { status: 404 }),
+    createRedirectHandler({ httpsPort: 443, acmeChallenge: lookup }),
   );
   return { [Symbol.asyncDispose]: () => server.shutdown() };
 }
+
+/** A configuration whose CA refuses connections (nothing listens on its port). */
+async function unreachableCaConfig(dir: string, redirectPort: number) {
+  return await parseBalancerArgs([
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--redirect-http",
+    `127.0.0.1:${redirectPort}`,
+    "--backend",
+    "http://127.0.0.1:9",
+    "--admin",
+    "off",
+    "--access-log",
+    "off",
+    "--workers",
+    "1",
+    "--acme-domain",
+    "a.test",
+    "--acme-directory",
+    `https://127.0.0.1:${unusedPort()}/dir`,
+    "--state-dir",
+    `${dir}/state`,
+  ], () => undefined);
+}
+
+Deno.test("ACME: a first start without a certificate fails after its bounded wait, naming the CA's error", async () => {
+  await using logs = await captureLogs({ level: "info" });
+  const dir = await Deno.makeTempDir({ prefix: "denolb-acme-wait-" });
+  try {
+    const redirectPort = unusedPort();
+    const config = await unreachableCaConfig(dir, redirectPort);
+    const clock = new FakeClock();
+    const starting = startBalancer(config, { clock });
+    const outcome = starting.then(() => "started", (error: Error) => error.message);
+    // The order failed and waits for its retry; the start waits for the certificate.
+    await waitUntil(
+      "the first failed order",
+      () =>
+        logs.find("Certificate order failed; there is no certificate to serve yet", "error")
+          .length === 1,
+    );
+    // Meanwhile the challenge listener answers: an unknown token is a 404, not a redirect.
+    const challenge = await fetch(`http://127.0.0.1:${redirectPort}/.well-known/acme-challenge/x`);
+    await challenge.body?.cancel();
+    assertEquals(challenge.status, 404);
+    await clock.advance(FIRST_CERTIFICATE_TIMEOUT_MS);
+    const message = await outcome;
+    assertStringIncludes(message, "No ACME certificate for a.test from https://127.0.0.1:");
+    assertStringIncludes(message, "within 5m: Cannot reach the ACME CA at ");
+    assertStringIncludes(
+      message,
+      `(the CA validates over HTTP-01 on --redirect-http 127.0.0.1:${redirectPort}, which it ` +
+        "must reach on port 80)",
+    );
+    // Nothing is left listening.
+    Deno.listen({ hostname: "127.0.0.1", port: redirectPort }).close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ACME: a stop while the start waits for its first certificate is an orderly stop", async () => {
+  await using logs = await captureLogs({ level: "info" });
+  const dir = await Deno.makeTempDir({ prefix: "denolb-acme-stop-" });
+  try {
+    const redirectPort = unusedPort();
+    const config = await unreachableCaConfig(dir, redirectPort);
+    const stop = new AbortController();
+    const running = runBalancer(config, stop.signal, { clock: new FakeClock() });
+    await waitUntil(
+      "the wait for the first certificate",
+      () => logs.find("Waiting for the first certificate before serving HTTPS").length === 1,
+    );
+    stop.abort();
+    assertEquals(await running, true);
+    Deno.listen({ hostname: "127.0.0.1", port: redirectPort }).close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

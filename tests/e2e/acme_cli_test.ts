@@ -1,11 +1,11 @@
 /**
  * `lb --acme-domain` as a whole process against Debian's `pebble`: the certificate is obtained
- * and served on `--acme-https` (with the task's permissions), and SIGTERM still exits at once
- * although the renewal loop waits for hours.
+ * over the `--redirect-http` listener and served on the proxy port (with the task's
+ * permissions), and SIGTERM still exits at once although the renewal loop waits for hours.
  *
  * @module
  */
-import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
+import { assertEquals, assertStringIncludes } from "../support/assert.ts";
 import { curlHttps, hasPebble, startPebble } from "../support/pebble.ts";
 import { startServer, unusedPort } from "../support/servers.ts";
 import { startLbProcess } from "../support/subprocess.ts";
@@ -17,7 +17,12 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "denolb-acme-cli-" });
     try {
       const port = unusedPort();
-      await using pebble = await startPebble({ httpPort: port, domains: ["cli.test"], dir });
+      const redirectPort = unusedPort();
+      await using pebble = await startPebble({
+        httpPort: redirectPort,
+        domains: ["cli.test"],
+        dir,
+      });
       await Deno.writeTextFile(`${dir}/root.pem`, await pebble.rootPem());
       await using backend = startServer(() => new Response("from the backend"));
       await using lb = startLbProcess([
@@ -37,11 +42,11 @@ Deno.test({
         pebble.tlsCaFile,
         "--state-dir",
         `${dir}/state`,
-        "--acme-https",
-        "127.0.0.1:0",
+        "--redirect-http",
+        `127.0.0.1:${redirectPort}`,
       ]);
-      const [, httpsPort] = await lb.waitForLine(/HTTPS listening url=https:\/\/[\d.]+:(\d+)\//);
-      assert(httpsPort !== undefined);
+      const [, httpsPort] = await lb.waitForLine(/Balancer listening url=https:\/\/[\d.]+:(\d+)\//);
+      assertEquals(httpsPort, String(port));
       assertStringIncludes(lb.output, "Certificate obtained");
       assertEquals(
         await curlHttps("cli.test", Number(httpsPort), `${dir}/root.pem`),

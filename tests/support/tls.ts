@@ -206,7 +206,8 @@ export async function negotiatedProtocol(
  *
  * @param url The URL.
  * @param options `http`: `--http2` or `--http1.1`; `cacert`: the CA file; `headers`: extra
- *   request headers.
+ *   request headers; `resolve`: curl's `--resolve`; `sourceAddress`: the local address to
+ *   connect from (any of 127.0.0.0/8 works on loopback).
  * @returns Status, HTTP version, response headers (lower-case names) and body.
  */
 export async function curl(
@@ -216,6 +217,7 @@ export async function curl(
     readonly cacert?: string;
     readonly headers?: readonly string[];
     readonly resolve?: string;
+    readonly sourceAddress?: string;
   } = {},
 ): Promise<{ status: number; version: string; headers: Map<string, string>; body: string }> {
   const marker = "\n--denolb-curl--";
@@ -226,6 +228,7 @@ export async function curl(
     ...(options.http === "2" ? ["--http2"] : options.http === "1.1" ? ["--http1.1"] : []),
     ...(options.cacert === undefined ? [] : ["--cacert", options.cacert]),
     ...(options.resolve === undefined ? [] : ["--resolve", options.resolve]),
+    ...(options.sourceAddress === undefined ? [] : ["--interface", options.sourceAddress]),
     ...(options.headers ?? []).flatMap((h) => ["-H", h]),
     "-w",
     `${marker}%{http_version}`,
@@ -242,4 +245,87 @@ export async function curl(
   }
   const status = Number(/^HTTP\/[\d.]+ (\d{3})/.exec(head[0] ?? "")?.[1] ?? 0);
   return { status, version, headers, body: response.slice(split + 4) };
+}
+
+/** An HTTP/1.1 response read off a raw connection. */
+export interface RawResponse {
+  readonly status: number;
+  /** Lower-case names. */
+  readonly headers: Map<string, string>;
+  readonly body: string;
+}
+
+/** One TLS connection to 127.0.0.1 speaking HTTP/1.1 by hand, kept alive between requests. */
+export interface RawTlsClient extends Disposable {
+  /**
+   * Sends `GET path` with `Host: serverName` and reads the response (Content-Length framing).
+   *
+   * @throws {Error} When the connection ends before a whole response.
+   */
+  get(path: string): Promise<RawResponse>;
+}
+
+/**
+ * Opens a TCP connection to `127.0.0.1:port` and starts TLS on it with `serverName` as the SNI
+ * and the name verified (so no DNS entry for the name is needed), trusting only `caCerts`.
+ *
+ * @param port The server's port on 127.0.0.1.
+ * @param serverName The SNI, the verified name and the Host header.
+ * @param caCerts The roots to trust (PEM).
+ * @returns The client; dispose it to close the connection.
+ */
+export async function openRawTlsClient(
+  port: number,
+  serverName: string,
+  caCerts: readonly string[],
+): Promise<RawTlsClient> {
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conn = await Deno.startTls(tcp, {
+    hostname: serverName,
+    caCerts: [...caCerts],
+    alpnProtocols: ["http/1.1"],
+  });
+  await conn.handshake();
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  let buffered = new Uint8Array(0);
+  const fill = async (): Promise<void> => {
+    const chunk = new Uint8Array(16 * 1024);
+    const n = await conn.read(chunk);
+    if (n === null) throw new Error("The connection ended before a whole response");
+    const next = new Uint8Array(buffered.length + n);
+    next.set(buffered);
+    next.set(chunk.subarray(0, n), buffered.length);
+    buffered = next;
+  };
+  return {
+    async get(path) {
+      await conn.write(
+        encoder.encode(`GET ${path} HTTP/1.1\r\nHost: ${serverName}\r\n\r\n`),
+      );
+      let end = -1;
+      while ((end = decoder.decode(buffered).indexOf("\r\n\r\n")) < 0) await fill();
+      const head = decoder.decode(buffered.subarray(0, end)).split("\r\n");
+      const headers = new Map<string, string>();
+      for (const line of head.slice(1)) {
+        const colon = line.indexOf(":");
+        if (colon > 0) {
+          headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
+        }
+      }
+      const length = Number(headers.get("content-length") ?? "0");
+      while (buffered.length < end + 4 + length) await fill();
+      const body = decoder.decode(buffered.subarray(end + 4, end + 4 + length));
+      buffered = buffered.slice(end + 4 + length);
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head[0] ?? "")?.[1] ?? 0);
+      return { status, headers, body };
+    },
+    [Symbol.dispose]() {
+      try {
+        conn.close();
+      } catch {
+        // Already closed by the server.
+      }
+    },
+  };
 }
