@@ -27,6 +27,12 @@
  * untouched. Either way the header timeout runs from the accept, and the connection counts
  * toward `maxConnections` until it closes, tunnel included. Without FFI the listener keeps its
  * protections and reports `websocket-unavailable`: upgrades are answered 501 naming why.
+ * Over TLS there is no such look (the bytes are ciphertext), and reading a connection's first
+ * request from the decrypted `TlsConn` would leave nothing to give Deno's server, which serves
+ * only a native connection (a JS wrapper is refused: `TypeError: expected i32`); so wss is
+ * answered 501 too, unless every HTTP/1.1 connection were relayed through a second socket (the
+ * cost the removed `--acme-https` front paid) or served by `node:https`, whose `'upgrade'` event
+ * does give a decrypted raw socket but whose requests are not `Request`s.
  *
  * `serveHttpOnConnection` is internal to Deno (`Deno[Deno.internal]`); Deno 2.9.6 is pinned and
  * a test fails if it goes away. Without it the listener falls back to plain `Deno.serve` and

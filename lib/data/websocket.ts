@@ -181,8 +181,15 @@ const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 const NOT_FIRST_BODY = "Not implemented: a WebSocket upgrade is proxied only as the first " +
   "request on its connection; open a new connection for it\n";
 
-const OVER_TLS_BODY = "Not implemented: WebSocket over TLS (wss) is not proxied: the listener " +
-  "cannot see a TLS connection's handshake before Deno's server reads it\n";
+// Why, in full (evidence in the listener's module docs): Deno 2.9.6 closes a WebSocket upgraded
+// on `serveHttpOnConnection` at once; on plain connections the listener reads a handshake itself
+// first (MSG_PEEK), but a TLS connection's bytes are ciphertext, and a connection whose first
+// request the listener has decrypted and read cannot be given back to Deno's server (it takes
+// only a native connection, `TypeError: expected i32` for anything else).
+const OVER_TLS_BODY = "Not implemented: WebSocket over TLS (wss) is not proxied: Deno 2.9.6 " +
+  "closes a WebSocket upgraded on the per-connection HTTP server the listener uses, and on a " +
+  "TLS connection the listener cannot read the handshake before that server does; use ws:// " +
+  "to the balancer, or terminate TLS in front of it\n";
 
 const FAILURE_BODY: Readonly<Record<number, string>> = {
   501: "Not implemented: WebSocket proxying is off (start the balancer with --websocket on)\n",
