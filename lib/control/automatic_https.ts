@@ -59,6 +59,10 @@ class CertificateFeed {
     this.#wiring.onCertificates?.(list);
     for (const resolve of this.waiters) resolve(list);
     this.waiters.clear();
+    this.serve(list);
+  }
+
+  serve(list: readonly CertificatePair[]): void {
     this.apply?.(list).catch((error) => {
       this.#wiring.logger.error("Cannot serve the new certificate; the previous one is served", {
         names: this.#config.acme.domains,
@@ -76,6 +80,8 @@ export class AutomaticHttps {
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #feed: CertificateFeed;
+  /** The list {@linkcode AutomaticHttps.firstCertificates} gave the listener. */
+  #served: readonly CertificatePair[] | undefined;
 
   private constructor(
     config: BalancerConfig,
@@ -129,7 +135,7 @@ export class AutomaticHttps {
    */
   async firstCertificates(signal?: AbortSignal): Promise<readonly CertificatePair[]> {
     const latest = this.#feed.latest;
-    if (latest !== undefined) return latest;
+    if (latest !== undefined) return this.#served = latest;
     const { domains, directory } = this.#config.acme;
     this.#logger.info("Waiting for the first certificate before serving HTTPS", {
       names: domains,
@@ -152,7 +158,7 @@ export class AutomaticHttps {
     );
     try {
       const outcome = await Promise.race([arrived, timedOut]);
-      if (typeof outcome !== "string") return outcome;
+      if (typeof outcome !== "string") return this.#served = outcome;
       if (outcome === "aborted") {
         throw new Error("Stopped while waiting for the first ACME certificate");
       }
@@ -171,12 +177,15 @@ export class AutomaticHttps {
 
   /**
    * From now on each new certificate list (a renewal, or one another process saved) is served
-   * through `apply`; a failure to apply it is logged and the previous one stays.
+   * through `apply`, starting with one that came after the first while the balancer started; a
+   * failure to apply it is logged and the previous one stays.
    *
    * @param apply Serves a list to new connections in every isolate.
    */
   serveWith(apply: (certificates: readonly CertificatePair[]) => Promise<void>): void {
     this.#feed.apply = apply;
+    const latest = this.#feed.latest;
+    if (latest !== undefined && latest !== this.#served) this.#feed.serve(latest);
   }
 
   /**
