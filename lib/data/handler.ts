@@ -36,7 +36,13 @@ import type { Pool } from "../core/pool.ts";
 import type { SharedState } from "../core/shared_state.ts";
 import { DeadlineQueue } from "../shared/deadlines.ts";
 import { type AccessLogSink, NO_ACCESS_LOG } from "./access_log.ts";
-import { NO_TRUSTED_PROXIES, type TrustedProxies } from "../shared/ip.ts";
+import { parseTrustedProxies } from "../shared/ip.ts";
+import type {
+  ClientSettings,
+  HealthSettings,
+  LimitsSettings,
+  ProxySettings,
+} from "../config/settings.ts";
 import {
   type BodyFailure,
   hasHiddenBody,
@@ -44,7 +50,7 @@ import {
   type RequestBody,
 } from "./request_body.ts";
 import { type AcceptedTarget, resolveTarget } from "./request_target.ts";
-import { bodyTooLarge, checkRequestLimits, type RequestLimits } from "./request_limits.ts";
+import { bodyTooLarge, checkRequestLimits } from "./request_limits.ts";
 import { Admission, type InFlightLimits, type Refusal } from "./admission.ts";
 import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketSettings } from "./websocket.ts";
 import { canRetry, forward, type ForwardOptions, type IdleBodyContext } from "./proxy.ts";
@@ -67,7 +73,6 @@ import { LogThrottle } from "../shared/log_throttle.ts";
 import { withRequestId } from "../process/log.ts";
 import type { RequestTracing } from "./tracing.ts";
 
-/** Everything the handler needs, built once by the server. */
 /**
  * How long a request waits for its backend's headers before the client is watched for
  * departure, in ms: watching costs an operation per request in Deno, and a client that leaves
@@ -75,6 +80,45 @@ import type { RequestTracing } from "./tracing.ts";
  */
 const CLIENT_WATCH_DELAY_MS = 100;
 
+/**
+ * The settings groups the request path reads, as `settings.ts` declares them (a
+ * `BalancerConfig` is one; a route's pool overrides `proxy.timeoutMs` and
+ * `proxy.retries`):
+ *
+ * - `proxy.timeoutMs`: the wait for a backend's response headers once the request is sent;
+ * - `proxy.retries`: other backends a request is retried on, after a connect failure (any
+ *   method) or a broken response (idempotent methods), when its body is absent or buffered;
+ * - `proxy.retryBudgetPercent`, `proxy.retryBudgetMinPerSecond`: the retry budget;
+ * - `proxy.idleBodyTimeoutMs`: the longest pause in a backend's response body (0 is none);
+ * - `proxy.requestBufferBytes`: request bodies up to it are read whole before forwarding;
+ * - `proxy.trustedProxies`: peers whose forwarding headers are kept and appended to;
+ * - `proxy.forwarded`: whether the RFC 7239 `Forwarded` header is sent;
+ * - `client.bodyTimeoutMs`: the longest pause between two reads of a request body (0 is none);
+ * - `health.intervalMs`: its seconds (at least 1) go in the no-backend 503's `Retry-After`;
+ * - `limits`: header, target and body size limits (431, 414, 413).
+ */
+export interface HandlerSettings {
+  /** How requests are forwarded and retried. */
+  readonly proxy: Pick<
+    ProxySettings,
+    | "timeoutMs"
+    | "retries"
+    | "retryBudgetPercent"
+    | "retryBudgetMinPerSecond"
+    | "idleBodyTimeoutMs"
+    | "requestBufferBytes"
+    | "trustedProxies"
+    | "forwarded"
+  >;
+  /** The request body's read timeout. */
+  readonly client: Pick<ClientSettings, "bodyTimeoutMs">;
+  /** The probe interval, for `Retry-After`. */
+  readonly health: Pick<HealthSettings, "intervalMs">;
+  /** The request size limits. */
+  readonly limits: Pick<LimitsSettings, "maxHeaderBytes" | "maxUrlLength" | "maxBodyBytes">;
+}
+
+/** Everything the handler needs, built once by the data plane. */
 export interface HandlerDeps {
   /** The backends. */
   readonly pool: Pool;
@@ -95,42 +139,21 @@ export interface HandlerDeps {
   readonly accessLog?: AccessLogSink;
   /** Counters and histograms (served by the admin API). */
   readonly metrics: Metrics;
-  /** How long to wait for a backend's response headers once the request is sent, in ms. */
-  readonly timeoutMs: number;
-  /**
-   * How many other backends a request is retried on: after a connect failure (any method), or
-   * a broken response (idempotent methods), when its body is absent or buffered.
-   */
-  readonly retries: number;
+  /** The settings the request path reads, as `settings.ts` declares them. */
+  readonly settings: HandlerSettings;
   /**
    * Told each attempt's outcome, its status code or failure reason: passive health's outlier
    * detection (`control/passive_health.ts`, or a worker's relay to it). Default: none.
    */
   readonly onAttempt?: (backend: Backend, result: AttemptResult) => void;
-  /** Retries allowed as a percentage of the last 10 s of requests (`retry_budget.ts`). Default: 20. */
-  readonly retryBudgetPercent?: number;
-  /** Retries per second the budget always allows. Default: 3. */
-  readonly retryBudgetMinPerSecond?: number;
-  /** Longest pause between two chunks of a backend's response body, in ms; 0 is none. Default: 0. */
-  readonly idleBodyTimeoutMs?: number;
-  /** Request bodies up to this many bytes are read whole before forwarding. Default: 1 MiB. */
-  readonly requestBufferBytes?: number;
-  /** The longest pause between two reads of a request body, in ms; 0 is none. Default: 30000. */
-  readonly bodyTimeoutMs?: number;
   /** Counts stalled request bodies (the listener counts its own timeouts). Default: none. */
   readonly onBodyTimeout?: () => void;
-  /** Seconds in the 503's `Retry-After` when no backend is healthy. Default: 1. */
-  readonly retryAfterSeconds?: number;
   /** Measures durations and runs the response-header timeouts. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
   /** Appended to `Via` on forwarded requests, such as `"1.1 denolb"`. Default: no `Via`. */
   readonly via?: string;
   /** Makes a request ID when the client sent none. Default: a per-isolate prefix and counter. */
   readonly createRequestId?: () => string;
-  /** Peers whose forwarding headers are kept and appended to. Default: none. */
-  readonly trustedProxies?: TrustedProxies;
-  /** Whether the RFC 7239 `Forwarded` header is sent. Default: true. */
-  readonly isForwardedSent?: boolean;
   /** WebSocket proxying (on/off, open sockets); upgrade requests go to `websocket.ts`. */
   readonly webSockets?: WebSocketSettings;
   /**
@@ -138,8 +161,6 @@ export interface HandlerDeps {
    * the result must keep the rule (`routes.ts` checks the prefixes at load time). Default: none.
    */
   readonly rewriteTarget?: (target: AcceptedTarget) => AcceptedTarget;
-  /** Header, target and body size limits (413, 414, 431). Default: none. */
-  readonly limits?: RequestLimits;
   /**
    * Receives the requests refused with `Connection: close`, for the listener to close their
    * connection after the response (Deno would wait for the unread body). Default: none.
@@ -179,8 +200,6 @@ interface Answered {
 /** A `Deno.serve` handler that never throws. */
 export type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
 
-/** No size limits (tests and embedders that give none). */
-const NO_LIMITS: RequestLimits = { maxHeaderBytes: 0, maxUrlLength: 0, maxBodyBytes: 0 };
 /**
  * A refusal that leaves the rest of the request unread must close the connection; refused
  * with this very object, the listener closes it once the answer is sent.
@@ -238,14 +257,15 @@ interface AccessEntry {
 export function createHandler(deps: HandlerDeps): Handler {
   const clock = deps.clock ?? systemClock;
   const createRequestId = deps.createRequestId ?? createRequestIdSource();
-  const retryAfter = String(deps.retryAfterSeconds ?? 1);
+  const { settings } = deps;
+  const retryAfter = String(Math.max(1, Math.ceil(settings.health.intervalMs / 1000)));
   const { pool, policy, logger, metrics, tracing, rewriteTarget } = deps;
   const proto = deps.isTls === true ? "https" : "http";
   const accessLog = deps.accessLog ?? NO_ACCESS_LOG;
-  const trustedProxies = deps.trustedProxies ?? NO_TRUSTED_PROXIES;
+  const trustedProxies = parseTrustedProxies(settings.proxy.trustedProxies);
   // Decided once: with no trusted proxies (the default) no peer address is parsed per request.
   const isTrusted = trustedProxies.isEmpty ? () => false : (ip: string) => trustedProxies.has(ip);
-  const isForwardedSent = deps.isForwardedSent ?? true;
+  const isForwardedSent = settings.proxy.forwarded === "on";
   // One timer for every request's response-header timeout, one for body reads.
   const deadlines = new DeadlineQueue({ clock });
   const bodyDeadlines = new DeadlineQueue({ clock });
@@ -257,7 +277,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   const sender = deps.fetch === undefined
     ? { client: deps.client }
     : { client: deps.client, fetch: deps.fetch };
-  const limits = deps.limits ?? NO_LIMITS;
+  const limits = settings.limits;
   const admission = new Admission({
     pool,
     policy,
@@ -266,26 +286,31 @@ export function createHandler(deps: HandlerDeps): Handler {
     ...(deps.shared === undefined ? {} : { queue: deps.shared.queue }),
   });
   const bodyOptions = {
-    maxBytes: limits.maxBodyBytes,
-    limitBytes: deps.requestBufferBytes ?? 1024 * 1024,
-    idleTimeoutMs: deps.bodyTimeoutMs ?? 30_000,
+    maxBodyBytes: limits.maxBodyBytes,
+    requestBufferBytes: settings.proxy.requestBufferBytes,
+    bodyTimeoutMs: settings.client.bodyTimeoutMs,
     deadlines: bodyDeadlines,
     now: () => clock.now(),
   };
   // Descriptor exhaustion comes in floods: one WARN per second says how many there were.
   const fdThrottle = new LogThrottle({ intervalMs: 1_000, clock });
   const retryGate = new RetryGate({
-    percent: deps.retryBudgetPercent,
-    minPerSecond: deps.retryBudgetMinPerSecond,
+    ...settings.proxy,
     storage: deps.shared?.retryBudget,
     clock,
     metrics,
     logger,
   });
-  const idleBody = createIdleBodyWatch(deps.idleBodyTimeoutMs ?? 0, clock, logger, metrics);
+  const idleBody = createIdleBodyWatch(
+    settings.proxy.idleBodyTimeoutMs,
+    clock,
+    logger,
+    metrics,
+  );
   // Upgrades share the admission and the retry budget with plain requests.
   const webSockets = deps.webSockets === undefined ? undefined : createWebSocketProxy({
     ...deps,
+    proxy: settings.proxy,
     accessLog,
     clock,
     webSockets: deps.webSockets,
@@ -480,7 +505,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         ...sender,
         target,
         body,
-        timeoutMs: deps.timeoutMs,
+        timeoutMs: settings.proxy.timeoutMs,
         clientIp,
         isPeerTrusted,
         isForwardedSent,
@@ -593,7 +618,7 @@ export function createHandler(deps: HandlerDeps): Handler {
             requestId,
           }));
         }
-        const retryable = attempt < deps.retries &&
+        const retryable = attempt < settings.proxy.retries &&
           canRetry(request.method, body, reason === "fd-exhausted" ? "connect" : reason);
         // The policy picks from the whole pool with the tried backends excluded, so its own
         // position (the round-robin cursor) moves on as for any request. The budget is asked

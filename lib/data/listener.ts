@@ -42,6 +42,7 @@
  *
  * @module
  */
+import type { ClientSettings, LimitsSettings, TlsSettings } from "../config/settings.ts";
 import { SharedCounter } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
@@ -98,13 +99,8 @@ export interface ListenOptions {
    * connections over them (needs `--unstable-net`). Default: false.
    */
   readonly reusePort?: boolean;
-  /** Time from accepting a connection to its first complete request head, in milliseconds. */
-  readonly headerTimeoutMs: number;
-  /**
-   * Time a kept-alive connection may wait for its next complete request head after a
-   * response, in milliseconds; 0 closes each connection after its response.
-   */
-  readonly keepAliveTimeoutMs: number;
+  /** The connection timeouts and limit, as `settings.ts` declares them. */
+  readonly settings: ConnectionSettings;
   /** Called for each {@linkcode ListenerEvent}; must not throw. Default: ignore them. */
   readonly onEvent?: (event: ListenerEvent) => void;
   /** Answers an error that escaped the handler. Default: a plain 500. */
@@ -112,13 +108,8 @@ export interface ListenOptions {
   /** Runs the timeouts and the accept back-off. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
   /**
-   * Client connections open at once; one more is answered 503 and closed
-   * (`connection_limit.ts`). Default: 0, no limit.
-   */
-  readonly maxConnections?: number;
-  /**
    * Counts the client connections open over every isolate of the balancer (shared memory), so
-   * `maxConnections` is the whole balancer's limit. Default: this listener's own count.
+   * `limits.maxConnections` is the whole balancer's limit. Default: this listener's own count.
    */
   readonly openConnections?: SharedCounter;
   /**
@@ -146,11 +137,6 @@ export interface ListenOptions {
   readonly http2Requests?: WeakSet<Request>;
   /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with these certificates. Default: plain HTTP. */
   readonly tls?: ListenTlsOptions;
-  /**
-   * Time a TLS client has, from being accepted, to complete its handshake, in milliseconds.
-   * Default: 10 s.
-   */
-  readonly handshakeTimeoutMs?: number;
 }
 
 /** A listener that is accepting connections. */
@@ -189,11 +175,22 @@ export interface Listener {
   };
 }
 
-/** What a reload may change on a listener without binding anew. */
-export type ConnectionSettings = Pick<
-  ListenOptions,
-  "headerTimeoutMs" | "keepAliveTimeoutMs" | "maxConnections" | "handshakeTimeoutMs"
->;
+/**
+ * What a reload may change on a listener without binding anew, as `settings.ts` declares it:
+ * `client.headerTimeoutMs` (from accepting a connection to its first complete request head),
+ * `client.keepAliveTimeoutMs` (a kept-alive connection's wait for its next request head; 0
+ * closes each connection after its response), `limits.maxConnections` (one more is answered
+ * 503 and closed, `connection_limit.ts`; 0 is no limit) and `tls.handshakeTimeoutMs`. A
+ * `BalancerConfig` is one.
+ */
+export interface ConnectionSettings {
+  /** The client connection timeouts. */
+  readonly client: Pick<ClientSettings, "headerTimeoutMs" | "keepAliveTimeoutMs">;
+  /** The connection limit. */
+  readonly limits: Pick<LimitsSettings, "maxConnections">;
+  /** The TLS handshake timeout (read only when serving TLS). */
+  readonly tls: Pick<TlsSettings, "handshakeTimeoutMs">;
+}
 
 /** What `Deno.serve`'s per-connection server returns. */
 interface ConnectionServer {
@@ -343,12 +340,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const stopAccepting = new AbortController();
   let isClosing = false;
   const handshakeDeadlines = new DeadlineQueue({ clock });
-  let settings: ConnectionSettings = {
-    headerTimeoutMs: options.headerTimeoutMs,
-    keepAliveTimeoutMs: options.keepAliveTimeoutMs,
-    maxConnections: options.maxConnections ?? 0,
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-  };
+  let settings: ConnectionSettings = options.settings;
   const closeAfterResponse = options.closeAfterResponse;
   const http2Requests = options.http2Requests;
   const openConnections = options.openConnections ?? SharedCounter.standalone();
@@ -374,7 +366,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const serveConnection = (conn: Deno.Conn, connection: Connection) => {
     connection.setDeadline(
       headerDeadlines,
-      headerDeadlines.add(clock.now() + settings.headerTimeoutMs, expireHeader, connection),
+      headerDeadlines.add(clock.now() + settings.client.headerTimeoutMs, expireHeader, connection),
     );
     connections.add(connection);
     // A TLS connection's bytes are ciphertext: only a plain one can show a handshake.
@@ -487,14 +479,14 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         return;
       }
       if (connection.inFlight > 0 || isClosing) return;
-      if (settings.keepAliveTimeoutMs <= 0) {
+      if (settings.client.keepAliveTimeoutMs <= 0) {
         connection.abort.abort();
         return;
       }
       connection.setDeadline(
         keepAliveDeadlines,
         keepAliveDeadlines.add(
-          clock.now() + settings.keepAliveTimeoutMs,
+          clock.now() + settings.client.keepAliveTimeoutMs,
           expireKeepAlive,
           connection,
         ),
@@ -546,7 +538,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     connections.add(connection);
     let isTimedOut = false;
     const deadline = handshakeDeadlines.add(
-      clock.now() + (settings.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS),
+      clock.now() + settings.tls.handshakeTimeoutMs,
       () => {
         isTimedOut = true;
         closeQuietly(conn);
@@ -597,7 +589,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         continue;
       }
       backoffMs = ACCEPT_BACKOFF_MIN_MS;
-      const maxConnections = settings.maxConnections ?? 0;
+      const maxConnections = settings.limits.maxConnections;
       if (!openConnections.tryAcquire(maxConnections)) {
         if (options.tls === undefined) void refuser.refuse(conn);
         else closeQuietly(conn); // a 503 would need the handshake the limit exists to avoid
@@ -646,7 +638,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       return connections.size;
     },
     reconfigure(next) {
-      settings = { ...next };
+      settings = next;
     },
     prepareCertificates(certificates) {
       if (options.tls === undefined) {
@@ -832,7 +824,6 @@ function handshakeRequest(head: RequestHead, signal: AbortSignal): Request {
   return new Request(url, { method: head.method, headers: head.headers, signal });
 }
 
-const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 const ALPN_PROTOCOLS = ["h2", "http/1.1"];
 /** Deno's internal SNI hook for `Deno.listenTls` (see the module docs). */
 const SNI_RESOLVER = Symbol.for("unstableSniResolver");
