@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { RequestHandler } from "./listener.ts";
+import type { RequestHandler } from "./listen_options.ts";
 
 /** The HTTP-01 answers an isolate knows: token to key authorization. */
 export type ChallengeLookup = (token: string) => string | undefined;

@@ -12,7 +12,7 @@
  * @module
  */
 import type { Backend } from "../core/backend.ts";
-import { isFdExhaustion } from "./listener.ts";
+import { isFdExhaustion } from "../shared/fd_exhaustion.ts";
 import type { BodyFailure, RequestBody } from "./request_body.ts";
 import type { AcceptedTarget } from "./request_target.ts";
 import { IDLE_BODY_TIMEOUT, type IdleBodyWatch, watchIdleBody } from "./idle_body.ts";

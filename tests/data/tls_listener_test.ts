@@ -1,6 +1,7 @@
 import { assert, assertEquals } from "@std/assert";
 import { settingsWith } from "../support/settings.ts";
-import { listen, type ListenerEvent } from "../../lib/data/listener.ts";
+import { listen } from "../../lib/data/listener.ts";
+import type { ListenerEvent } from "../../lib/data/listen_options.ts";
 import type { TlsCertificate } from "../../lib/shared/tls_certificate.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { waitUntil } from "../support/wait.ts";
