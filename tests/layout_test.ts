@@ -165,3 +165,78 @@ Deno.test("no import cycles among lib/, load/, backend-servers/ and main.ts", as
   assert(edges.some(({ target }) => target === "lib/config/config.ts"), "the parser sees imports");
   assertEquals(findCycle(edges), undefined);
 });
+
+/**
+ * A number after `??` outside `lib/config/`: a second default. A setting's default lives only
+ * in `settings.ts`, and a component receives its settings as declared there (required).
+ *
+ * Not counted: a lookup's fallback (`list[i] ?? 0`, `map.get(key) ?? 0`, `UNITS[unit] ?? 1`,
+ * `list?.indexOf(x) ?? -1`) and an optional chain's zero (`seen?.count ?? 0`): what an absent
+ * entry counts as. `noUncheckedIndexedAccess` makes every index and `get` possibly undefined;
+ * those are arithmetic, not defaults.
+ */
+const NUMBER_DEFAULT = /\?\?\s*(-?(?:0x[0-9a-f]+|[0-9][0-9_]*(?:\.[0-9]+)?))(?![\w.])/gi;
+
+/**
+ * The `?? <number>` left in `lib/`, each a true constant that no setting declares. A key is
+ * `file: operand ?? number`.
+ */
+const NUMBER_DEFAULTS_ALLOWED: ReadonlyMap<string, string> = new Map([
+  [
+    "lib/core/backend.ts: options.returnCount ?? 0",
+    "a backend made without a history has come back zero times (slow start's count)",
+  ],
+  [
+    "lib/core/metrics.ts: state.webSocketsOpen ?? 0",
+    "a worker's report omits the WebSocket counts until it has any: zero",
+  ],
+  [
+    "lib/core/metrics.ts: state.webSocketUpgrades ?? 0",
+    "a worker's report omits the WebSocket counts until it has any: zero",
+  ],
+  [
+    "lib/data/access_log.ts: r.bytes ?? 0",
+    "nginx's combined format writes 0 bytes when no body length is known",
+  ],
+  [
+    "lib/data/websocket.ts: opened.status ?? 502",
+    "an upgrade the backend refused without a status is a bad gateway (an HTTP status)",
+  ],
+]);
+
+/** Each `?? <number>` in `text` that is not a lookup's zero, as `operand ?? number`. */
+function numberDefaults(text: string): string[] {
+  const found: string[] = [];
+  for (const match of text.matchAll(NUMBER_DEFAULT)) {
+    const left = text.slice(0, match.index).trimEnd();
+    const operand = /[\w$#.?]+$/.exec(left)?.[0] ?? "";
+    const number = match[1] ?? "";
+    if (left.endsWith("]") || left.endsWith(")")) continue;
+    if (number === "0" && operand.includes("?.")) continue;
+    found.push(`${operand} ?? ${number}`);
+  }
+  return found;
+}
+
+Deno.test("numberDefaults() finds a second default and passes a lookup's zero", () => {
+  assertEquals(numberDefaults("const a = options.percent ?? 20;"), ["options.percent ?? 20"]);
+  assertEquals(numberDefaults("x(deps.limitBytes ?? 1024 * 1024)"), ["deps.limitBytes ?? 1024"]);
+  assertEquals(numberDefaults("o.timeoutMs ?? 30_000, o.maxBytes ?? 0"), [
+    "o.timeoutMs ?? 30_000",
+    "o.maxBytes ?? 0",
+  ]);
+  assertEquals(numberDefaults("buf[i] ?? 0x30; map.get(k) ?? 0; seen?.count ?? 0; a ?? b"), []);
+  assertEquals(numberDefaults("seen?.count ?? 1"), ["seen?.count ?? 1"]);
+});
+
+Deno.test("lib/ outside lib/config/ has no `?? <number>` default but the allowed constants", async () => {
+  const found: string[] = [];
+  for await (const file of sourceFiles(new URL("lib/", ROOT))) {
+    const path = file.href.slice(ROOT.href.length);
+    if (path.startsWith("lib/config/")) continue;
+    for (const use of numberDefaults(await Deno.readTextFile(file))) found.push(`${path}: ${use}`);
+  }
+  assertEquals(found.filter((key) => !NUMBER_DEFAULTS_ALLOWED.has(key)), []);
+  // An allowed entry that is gone is dropped from the list too.
+  assertEquals([...NUMBER_DEFAULTS_ALLOWED.keys()].filter((key) => !found.includes(key)), []);
+});

@@ -10,7 +10,7 @@
 import type { LogLevel } from "@logtape/logtape";
 import { z } from "zod";
 import { ipBlockRule, TRUSTED_PROXY_RULE } from "../shared/ip.ts";
-import { parseBackendUrl } from "../core/backend.ts";
+import { DEFAULT_WEIGHT, parseBackendUrl } from "../core/backend.ts";
 import { formatDurationText, MAX_TIMER_MS, parseDuration } from "../shared/duration.ts";
 import { formatSize, parseSize } from "../shared/size.ts";
 import { errorText } from "../shared/error_text.ts";
@@ -300,7 +300,7 @@ export function backendList(): Kind<readonly BackendConfig[]> {
       try {
         const backend = {
           url: parseBackendUrl(url),
-          weight: typeof entry === "string" ? 1 : entry.weight ?? 1,
+          weight: typeof entry === "string" ? DEFAULT_WEIGHT : entry.weight ?? DEFAULT_WEIGHT,
         };
         const maxInFlight = typeof entry === "string" ? undefined : entry.maxInFlight;
         return maxInFlight === undefined ? backend : { ...backend, maxInFlight };
@@ -315,7 +315,7 @@ export function backendList(): Kind<readonly BackendConfig[]> {
       for (const item of value.split(",")) {
         if (item.trim() === "") return fail("the list has an empty entry");
         try {
-          backends.push({ url: parseBackendUrl(item), weight: 1 });
+          backends.push({ url: parseBackendUrl(item), weight: DEFAULT_WEIGHT });
         } catch (cause) {
           return fail(ruleOf(cause), item);
         }

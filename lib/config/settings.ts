@@ -582,6 +582,16 @@ export const SETTINGS = {
       section: "Proxy",
       help: "Idle keep-alive connections kept per backend.",
     } satisfies Setting<number>,
+    keepAliveTimeoutMs: {
+      kind: duration({ isZeroAllowed: false }),
+      default: 30_000,
+      flag: "pool-idle-timeout",
+      metavar: "DURATION",
+      section: "Proxy",
+      help: "How long an idle keep-alive connection to a backend is kept for reuse; keep it " +
+        "below the backends' own idle timeout (Node.js closes after 5s), or a request may go " +
+        "out on a connection the backend is closing.",
+    } satisfies Setting<number>,
     backendCaFile: {
       kind: text((value) => value !== "", "must be a non-empty path"),
       isOptional: true,
@@ -862,6 +872,21 @@ export type BalancerConfig = ConfigOf<typeof SETTINGS>;
 
 /** Settings from one source (file, environment, positional, flags); absent means "not set". */
 export type ConfigLayer = LayerOf<typeof SETTINGS>;
+
+/** The `tls` group of {@linkcode SETTINGS}, as a component receives it. */
+export type TlsSettings = BalancerConfig["tls"];
+/** The `health` group of {@linkcode SETTINGS}, as a component receives it. */
+export type HealthSettings = BalancerConfig["health"];
+/** The `outlier` group of {@linkcode SETTINGS}, as a component receives it. */
+export type OutlierSettings = BalancerConfig["outlier"];
+/** The `client` group of {@linkcode SETTINGS}, as a component receives it. */
+export type ClientSettings = BalancerConfig["client"];
+/** The `proxy` group of {@linkcode SETTINGS}, as a component receives it. */
+export type ProxySettings = BalancerConfig["proxy"];
+/** The `limits` group of {@linkcode SETTINGS}, as a component receives it. */
+export type LimitsSettings = BalancerConfig["limits"];
+/** The `affinityCookie` group of {@linkcode SETTINGS}, as a component receives it. */
+export type AffinityCookieSettings = BalancerConfig["affinityCookie"];
 
 /** One setting with where it sits: `["health", "intervalMs"]`. */
 export interface SettingEntry {

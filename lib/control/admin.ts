@@ -26,7 +26,7 @@
  *
  * @module
  */
-import { type Backend, type Ejection, parseBackendUrl } from "../core/backend.ts";
+import { type Backend, DEFAULT_WEIGHT, type Ejection, parseBackendUrl } from "../core/backend.ts";
 import { checkAdminRequest } from "./admin_guard.ts";
 import { SSE_HEADERS } from "./dashboard.ts";
 import type { BackendConfig } from "../config/settings.ts";
@@ -348,7 +348,7 @@ async function addBackend(request: Request, control: AdminControl): Promise<Resp
     : {};
   if (typeof fields.url !== "string") return badRequest("Invalid body: url must be a string");
   // The settings' own rule, so the config file, check-config and this route agree.
-  const weight = checkWeight(fields.weight ?? 1);
+  const weight = checkWeight(fields.weight ?? DEFAULT_WEIGHT);
   if (!weight.ok) {
     const given = typeof fields.weight === "number"
       ? String(fields.weight)

@@ -15,6 +15,7 @@ import { getModuleLogger } from "../process/log.ts";
 import type { Pool } from "../core/pool.ts";
 import { describeError, type ProbeFetch, type ProbeResult, runProbe } from "./probe.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
+import type { HealthSettings } from "../config/settings.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The pure transition.
@@ -100,18 +101,11 @@ export function nextHealth(
 // ---------------------------------------------------------------------------------------------
 // The checker.
 
-/** Options for {@linkcode HealthChecker}. Field names match `BalancerConfig.health`. */
-export interface HealthCheckerOptions {
-  /** Path probed, appended to each backend's base path. Default: `"/health"`. */
-  readonly path?: string;
-  /** Time between the starts of two probes of one backend. Default: 10000. */
-  readonly intervalMs?: number;
-  /** A probe without a 2xx response within this time fails. Default: 2000. */
-  readonly timeoutMs?: number;
-  /** Consecutive successes that bring a backend back. Default: 2. */
-  readonly rise?: number;
-  /** Consecutive failures that take a backend out. Default: 3. */
-  readonly fall?: number;
+/**
+ * Options for {@linkcode HealthChecker}: the `health` settings as `settings.ts` declares them
+ * (path, interval, timeout, rise, fall), and the checker's dependencies.
+ */
+export interface HealthCheckerOptions extends HealthSettings {
   /** Drives the schedule and the timeouts. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
   /** Fetches probe URLs. Default: the global `fetch` (with `client`, if given). */
@@ -139,19 +133,8 @@ interface Tracked {
   readonly stop: AbortController;
 }
 
-/** The settings {@linkcode HealthChecker.reconfigure} can change while probing. */
-export interface HealthSettings {
-  /** Path probed on every backend, appended to its base path. */
-  readonly path: string;
-  /** Time between the starts of two probes of one backend, in milliseconds. */
-  readonly intervalMs: number;
-  /** A probe without a 2xx response within this time fails, in milliseconds. */
-  readonly timeoutMs: number;
-  /** Consecutive successes that bring an unhealthy backend back. */
-  readonly rise: number;
-  /** Consecutive failures that take a healthy backend out. */
-  readonly fall: number;
-}
+/** The settings {@linkcode HealthChecker.reconfigure} can change while probing: `health`. */
+export type { HealthSettings };
 
 /**
  * Probes every backend of a pool and sets its health state.
@@ -184,11 +167,10 @@ export class HealthChecker implements AsyncDisposable {
    * @throws {RangeError} When the interval or timeout is not positive, or rise or fall is not a
    *   whole number of 1 or more.
    */
-  constructor(pool: Pool, options: HealthCheckerOptions = {}) {
-    this.#intervalMs = options.intervalMs ?? 10_000;
-    this.#timeoutMs = options.timeoutMs ?? 2_000;
-    const rise = options.rise ?? 2;
-    const fall = options.fall ?? 3;
+  constructor(pool: Pool, options: HealthCheckerOptions) {
+    this.#intervalMs = options.intervalMs;
+    this.#timeoutMs = options.timeoutMs;
+    const { rise, fall } = options;
     if (!(this.#intervalMs > 0) || !(this.#timeoutMs > 0)) {
       throw new RangeError(
         `Cannot check health every ${this.#intervalMs}ms with a ${this.#timeoutMs}ms timeout: both must be positive`,
@@ -207,7 +189,7 @@ export class HealthChecker implements AsyncDisposable {
     this.#logger = options.logger ?? getModuleLogger("health");
     this.#onChange = options.onChange;
     this.#onProbe = options.onProbe;
-    this.#relativePath = (options.path ?? "/health").replace(/^\/+/, "");
+    this.#relativePath = options.path.replace(/^\/+/, "");
     this.#pathOf = options.pathOf;
     for (const backend of pool.backends) this.#add(backend, initialHealthStatus(backend.health));
   }

@@ -28,6 +28,12 @@ import {
   type ToWorker,
 } from "../data/worker_protocol.ts";
 
+/**
+ * How long a worker may take to start and bind, in ms. Not a setting: a worker that takes
+ * longer is stuck, not slow.
+ */
+const WORKER_START_TIMEOUT_MS = 30_000;
+
 /** Options for {@linkcode startWorkers}. */
 export interface WorkersOptions {
   /** How many data-plane isolates. */
@@ -42,7 +48,10 @@ export interface WorkersOptions {
   readonly metrics: Metrics;
   /** Lifecycle records. */
   readonly logger: Logger;
-  /** How long a worker may take to start and bind, in milliseconds. Default: 30000. */
+  /**
+   * How long a worker may take to start and bind, in milliseconds. Default:
+   * {@linkcode WORKER_START_TIMEOUT_MS}.
+   */
   readonly startTimeoutMs?: number;
   /**
    * Told when a worker saw a backend's shared failure streak reach passive health's threshold,
@@ -176,7 +185,7 @@ export async function startWorkers(
       routing: options.shared.routing,
       certificates: options.certificates ?? [],
     });
-    const timeoutMs = options.startTimeoutMs ?? 30_000;
+    const timeoutMs = options.startTimeoutMs ?? WORKER_START_TIMEOUT_MS;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -227,7 +236,7 @@ export async function startWorkers(
             });
           })
         );
-        const timeoutMs = options.startTimeoutMs ?? 30_000;
+        const timeoutMs = options.startTimeoutMs ?? WORKER_START_TIMEOUT_MS;
         let timer: ReturnType<typeof setTimeout> | undefined;
         const timedOut = new Promise<string>((resolve) => {
           timer = setTimeout(

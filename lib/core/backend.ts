@@ -16,6 +16,8 @@ import { type Ejection, type HealthState, SharedBackendState } from "./shared_st
 
 export type { Ejection, HealthState } from "./shared_state.ts";
 
+/** A backend's weight when its configuration gives none (a backend's own, not a setting). */
+export const DEFAULT_WEIGHT = 1;
 /** Options for {@linkcode Backend}. */
 export interface BackendOptions {
   /** Relative share of traffic for weighted policies. Default: 1. */
@@ -75,7 +77,7 @@ export class Backend {
   constructor(url: URL, options: BackendOptions = {}) {
     this.url = url;
     this.name = url.pathname === "/" ? url.host : `${url.host}${url.pathname.slice(0, -1)}`;
-    this.#spec = Object.freeze({ weight: options.weight ?? 1, maxInFlight: 0 });
+    this.#spec = Object.freeze({ weight: options.weight ?? DEFAULT_WEIGHT, maxInFlight: 0 });
     if (options.shared === undefined) {
       this.shared = SharedBackendState.standalone();
       this.shared.reset(options.initialHealth ?? "healthy", options.returnCount ?? 0);

@@ -88,6 +88,14 @@ export interface AccessLogWriter {
   close(): void;
 }
 
+// Not settings (no flag or file key sets them); tests pass smaller ones to reach the edges.
+/** Buffered bytes past which writers wait for the file. */
+const MAX_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Wait between attempts while writing the file fails, in ms. */
+const RETRY_MS = 1_000;
+/** Shortest time between the starts of two writes, in ms. */
+const FLUSH_INTERVAL_MS = 5;
+
 /** Options for {@linkcode AccessLog}. */
 export interface AccessLogOptions {
   /** Line format. */
@@ -98,14 +106,14 @@ export interface AccessLogOptions {
   readonly logger: Logger;
   /** Counts failed writes and lost lines. Default: none. */
   readonly onEvent?: (event: MetricEvent) => void;
-  /** Buffered bytes past which writers wait. Default: 4 MiB. */
+  /** Buffered bytes past which writers wait. Default: {@linkcode MAX_BUFFER_BYTES}. */
   readonly maxBufferBytes?: number;
-  /** Wait between attempts while writing fails, in ms. Default: 1000. */
+  /** Wait between attempts while writing fails, in ms. Default: {@linkcode RETRY_MS}. */
   readonly retryMs?: number;
   /**
    * Shortest time between the starts of two writes, in ms, while lines keep coming: the batch
    * gathers meanwhile. A batch of 64 KiB (or a full buffer, or closing) is written at once.
-   * Default: 5.
+   * Default: {@linkcode FLUSH_INTERVAL_MS}.
    */
   readonly flushIntervalMs?: number;
   /** Runs the retry wait and the flush interval. Default: {@linkcode systemClock}. */
@@ -153,9 +161,9 @@ export class AccessLog implements AccessLogSink, AsyncDisposable {
     this.#target = options.target;
     this.#logger = options.logger;
     this.#onEvent = options.onEvent ?? (() => {});
-    this.#maxBufferBytes = options.maxBufferBytes ?? 4 * 1024 * 1024;
-    this.#retryMs = options.retryMs ?? 1_000;
-    this.#flushIntervalMs = options.flushIntervalMs ?? 5;
+    this.#maxBufferBytes = options.maxBufferBytes ?? MAX_BUFFER_BYTES;
+    this.#retryMs = options.retryMs ?? RETRY_MS;
+    this.#flushIntervalMs = options.flushIntervalMs ?? FLUSH_INTERVAL_MS;
     this.#eagerBatchChars = Math.min(EAGER_BATCH_CHARS, this.#maxBufferBytes);
     this.#clock = options.clock ?? systemClock;
   }

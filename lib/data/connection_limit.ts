@@ -13,6 +13,12 @@
 import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 
+// Not settings: how a refusal is delivered, which no operator has a reason to tune.
+/** The longest a refused connection is kept, answer and lingering included, in ms. */
+const REFUSED_LINGER_MS = 2_000;
+/** Refused connections kept lingering at once; more are closed after the answer. */
+const MAX_LINGERING = 256;
+
 /** The one-line body of the refusal. */
 export const CONNECTION_LIMIT_BODY =
   "Service unavailable: the balancer is at its connection limit\n";
@@ -28,10 +34,6 @@ const ANSWER = new TextEncoder().encode(
 
 /** Options for {@linkcode ConnectionRefuser}. */
 export interface ConnectionRefuserOptions {
-  /** The longest a refused connection is kept, answer and lingering included, in ms. Default: 2000. */
-  readonly lingerMs?: number;
-  /** Refused connections kept lingering at once; more are closed after the answer. Default: 256. */
-  readonly maxLingering?: number;
   /** Runs the linger deadlines. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
 }
@@ -44,10 +46,10 @@ export class ConnectionRefuser {
   readonly #deadlines: DeadlineQueue;
   readonly #open = new Set<Deno.Conn>();
 
-  /** @param options Linger time and bound, clock. */
+  /** @param options The clock. */
   constructor(options: ConnectionRefuserOptions = {}) {
-    this.#lingerMs = options.lingerMs ?? 2_000;
-    this.#maxLingering = options.maxLingering ?? 256;
+    this.#lingerMs = REFUSED_LINGER_MS;
+    this.#maxLingering = MAX_LINGERING;
     this.#clock = options.clock ?? systemClock;
     this.#deadlines = new DeadlineQueue({ clock: this.#clock });
   }

@@ -28,8 +28,8 @@ import { listenForReopen, type SignalApi } from "../process/signals.ts";
 import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { OpenWebSockets } from "./websocket.ts";
 import { RawUpgrades } from "./upgrade_tunnel.ts";
-import { listen, type Listener, type ListenerEvent, type RequestHandler } from "./listener.ts";
-import { parseTrustedProxies } from "../shared/ip.ts";
+import { listen } from "./listener.ts";
+import type { Listener, ListenerEvent, RequestHandler } from "./listen_options.ts";
 import { errorText } from "../shared/error_text.ts";
 import { ResponseBodyCut } from "./response_body.ts";
 import { createRequestTracing } from "./tracing.ts";
@@ -71,9 +71,7 @@ export function startRedirectListener(
     return listen({
       hostname: parsed.hostname,
       port: parsed.port,
-      headerTimeoutMs: config.client.headerTimeoutMs,
-      keepAliveTimeoutMs: config.client.keepAliveTimeoutMs,
-      maxConnections: config.limits.maxConnections,
+      settings: config,
     }, handler);
   } catch (cause) {
     const detail = cause instanceof Error ? cause.message : String(cause);
@@ -214,22 +212,13 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const handlerDeps = (c: BalancerConfig, upstreams: Upstreams) => ({
     shared,
     onAttempt,
-    trustedProxies: parseTrustedProxies(c.proxy.trustedProxies),
-    isForwardedSent: c.proxy.forwarded === "on",
     client: upstreams.client,
     ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
     logger: deps.proxyLogger,
     tracing,
     metrics,
-    retryBudgetPercent: c.proxy.retryBudgetPercent,
-    retryBudgetMinPerSecond: c.proxy.retryBudgetMinPerSecond,
-    idleBodyTimeoutMs: c.proxy.idleBodyTimeoutMs,
-    requestBufferBytes: c.proxy.requestBufferBytes,
-    bodyTimeoutMs: c.client.bodyTimeoutMs,
     onBodyTimeout: () => metrics.recordEvent("body-timeout"),
-    retryAfterSeconds: Math.max(1, Math.ceil(c.health.intervalMs / 1000)),
     webSockets: { isEnabled: c.websocket === "on", open: openWebSockets, raw: rawUpgrades },
-    limits: c.limits,
     closeAfterResponse,
     lingerAfterResponse,
     http2Requests,
@@ -239,6 +228,7 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
   const buildPoolHandler = (c: BalancerConfig, upstreams: Upstreams) =>
     createHandler({
       ...handlerDeps(c, upstreams),
+      settings: c,
       pool,
       policy: createPolicy(c.policy, c, {
         random: Math.random,
@@ -246,8 +236,6 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         rotation: shared.rotation,
       }),
       accessLog: accessLogs.sink,
-      timeoutMs: c.proxy.timeoutMs,
-      retries: c.proxy.retries,
       inFlightLimits: inFlightLimitsOf(c),
     });
   // With a route table each route gets its pool's handler, built as the one-pool handler is
@@ -263,6 +251,11 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
       build: (poolConfig, view, rotation, accessLog, rewriteTarget) =>
         createHandler({
           ...handlerDeps(c, upstreams),
+          // A route's pool has its own response timeout and retries.
+          settings: {
+            ...c,
+            proxy: { ...c.proxy, timeoutMs: poolConfig.timeoutMs, retries: poolConfig.retries },
+          },
           pool: view,
           ...(rewriteTarget === undefined ? {} : { rewriteTarget }),
           policy: createPolicy(poolConfig.policy, poolConfig, {
@@ -271,8 +264,6 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
             rotation,
           }),
           accessLog,
-          timeoutMs: poolConfig.timeoutMs,
-          retries: poolConfig.retries,
           inFlightLimits: inFlightLimitsOf({
             limits: { ...c.limits, maxInFlight: poolConfig.maxInFlight },
             backends: poolConfig.backends,
@@ -297,14 +288,11 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
         hostname: c.host,
         port: c.port,
         reusePort: deps.reusePort ?? false,
-        headerTimeoutMs: c.client.headerTimeoutMs,
-        keepAliveTimeoutMs: c.client.keepAliveTimeoutMs,
+        settings: c,
         ...(c.websocket === "on" ? { rawUpgrades } : {}),
-        maxConnections: c.limits.maxConnections,
         openConnections: shared.connections,
         closeAfterResponse,
         lingerAfterResponse,
-        handshakeTimeoutMs: c.tls.handshakeTimeoutMs,
         http2Requests,
         ...(certs.length === 0 ? {} : { tls: { certificates: certs } }),
         clock,
@@ -339,15 +327,11 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
     nextCertificates: readonly TlsCertificate[],
   ) => {
     if (nextListener === undefined) {
-      listener.reconfigure({
-        headerTimeoutMs: next.client.headerTimeoutMs,
-        keepAliveTimeoutMs: next.client.keepAliveTimeoutMs,
-        maxConnections: next.limits.maxConnections,
-        handshakeTimeoutMs: next.tls.handshakeTimeoutMs,
-      });
+      listener.reconfigure(next);
     }
     certificates = nextCertificates;
     const isClientChanged = next.proxy.maxIdlePerHost !== current.proxy.maxIdlePerHost ||
+      next.proxy.keepAliveTimeoutMs !== current.proxy.keepAliveTimeoutMs ||
       next.proxy.upstream !== current.proxy.upstream ||
       next.proxy.connectTimeoutMs !== current.proxy.connectTimeoutMs;
     if (isClientChanged) upstreamSets.push(createUpstreams(next, clock));
@@ -522,18 +506,14 @@ function serveWith(
 function createUpstreams(config: BalancerConfig, clock: Clock): Upstreams {
   return {
     client: createUpstreamClient({
-      maxIdlePerHost: config.proxy.maxIdlePerHost,
+      ...config.proxy,
       // Checked by the control plane before it got here (`control/certificates.ts`).
       ...(config.proxy.backendCaFile === undefined
         ? {}
         : { caCerts: [Deno.readTextFileSync(config.proxy.backendCaFile)] }),
     }),
     http1: config.proxy.upstream === "http1"
-      ? createHttp1Client({
-        maxIdlePerOrigin: config.proxy.maxIdlePerHost,
-        connectTimeoutMs: config.proxy.connectTimeoutMs,
-        clock,
-      })
+      ? createHttp1Client({ ...config.proxy, clock })
       : undefined,
   };
 }

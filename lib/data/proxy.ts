@@ -12,7 +12,7 @@
  * @module
  */
 import type { Backend } from "../core/backend.ts";
-import { isFdExhaustion } from "./listener.ts";
+import { isFdExhaustion } from "../shared/fd_exhaustion.ts";
 import type { BodyFailure, RequestBody } from "./request_body.ts";
 import type { AcceptedTarget } from "./request_target.ts";
 import { IDLE_BODY_TIMEOUT, type IdleBodyWatch, watchIdleBody } from "./idle_body.ts";
@@ -23,6 +23,7 @@ import { Http1Response } from "../upstream/http1_response.ts";
 
 export type { ForwardFailureReason } from "../core/forward_failure.ts";
 import type { ForwardFailureReason } from "../core/forward_failure.ts";
+import type { ProxySettings } from "../config/settings.ts";
 
 /** The result of {@linkcode forward}. */
 export type ForwardOutcome =
@@ -141,12 +142,9 @@ export interface IdleBodyContext {
   readonly requestId: string | undefined;
 }
 
-/** Options for {@linkcode createUpstreamClient}. */
-export interface UpstreamClientOptions {
-  /** Idle keep-alive connections kept per backend. Default: 64. */
-  readonly maxIdlePerHost?: number;
-  /** How long an idle connection is kept, in milliseconds. Default: 30000. */
-  readonly idleTimeoutMs?: number;
+/** Options for {@linkcode createUpstreamClient}: its pool bounds, as `settings.ts` declares them. */
+export interface UpstreamClientOptions
+  extends Pick<ProxySettings, "maxIdlePerHost" | "keepAliveTimeoutMs"> {
   /**
    * PEM certificates of the authorities `https:` backends are verified against, instead of the
    * system's (`--backend-ca`). Verification is never off. Default: the system's.
@@ -159,14 +157,14 @@ export interface UpstreamClientOptions {
  * (`allowHost`) and keeps a bounded pool of idle keep-alive connections per backend (the
  * default client keeps every idle connection it ever opened).
  *
- * @param options Pool bounds.
+ * @param options Pool bounds (`proxy.maxIdlePerHost`, `proxy.keepAliveTimeoutMs`).
  * @returns A client to pass to {@linkcode forward}; close it on shutdown.
  */
-export function createUpstreamClient(options: UpstreamClientOptions = {}): Deno.HttpClient {
+export function createUpstreamClient(options: UpstreamClientOptions): Deno.HttpClient {
   return Deno.createHttpClient({
     allowHost: true,
-    poolMaxIdlePerHost: options.maxIdlePerHost ?? 64,
-    poolIdleTimeout: options.idleTimeoutMs ?? 30_000,
+    poolMaxIdlePerHost: options.maxIdlePerHost,
+    poolIdleTimeout: options.keepAliveTimeoutMs,
     ...(options.caCerts === undefined ? {} : { caCerts: [...options.caCerts] }),
   });
 }

@@ -1,9 +1,9 @@
 /**
  * Reading a client's request body before a backend is contacted (nginx's
- * `proxy_request_buffering`, bounded): a body of up to `limitBytes` is read whole, so a slow
+ * `proxy_request_buffering`, bounded): a body of up to `requestBufferBytes` is read whole, so a slow
  * uploader holds no backend connection and the request can be sent again to another backend;
  * a larger body is forwarded as a stream that starts with the bytes already read. Every read,
- * buffered or streamed, must make progress within `idleTimeoutMs`.
+ * buffered or streamed, must make progress within `bodyTimeoutMs`.
  *
  * A body that fails to arrive is the client's fault, never the backend's: the client went away
  * (`client-abort`, logged as 499), it stalled (`timeout`, answered 408), or its framing broke.
@@ -12,6 +12,7 @@
  *
  * @module
  */
+import type { ClientSettings, LimitsSettings, ProxySettings } from "../config/settings.ts";
 import type { Deadline, DeadlineQueue } from "../shared/deadlines.ts";
 import { concatBytes } from "../shared/bytes.ts";
 import { errorText } from "../shared/error_text.ts";
@@ -22,7 +23,7 @@ export type BodyFailure =
   | "client-abort"
   /** No bytes arrived within the body timeout. */
   | "timeout"
-  /** The body grew past `maxBytes`. */
+  /** The body grew past `maxBodyBytes`. */
   | "too-large";
 
 /** A request body, ready to forward. */
@@ -53,18 +54,22 @@ export type BodyReadResult =
   | { readonly ok: true; readonly body: RequestBody }
   | { readonly ok: false; readonly failure: BodyFailure; readonly message: string };
 
-/** Options for {@linkcode readRequestBody}. */
-export interface ReadBodyOptions {
-  /** Bodies up to this many bytes are read whole before forwarding; 0 streams every body. */
-  readonly limitBytes: number;
-  /** The longest wait for the next bytes of the body, in milliseconds; 0 waits forever. */
-  readonly idleTimeoutMs: number;
+/**
+ * Options for {@linkcode readRequestBody}: the settings as `settings.ts` declares them
+ * (`proxy.requestBufferBytes`: bodies up to this size are read whole before forwarding, 0
+ * streams every body; `client.bodyTimeoutMs`: the longest wait for the next bytes, 0 waits
+ * forever; `limits.maxBodyBytes`: a larger body fails `too-large`, 0 is no limit), and the
+ * deadline queue that times the reads.
+ */
+export interface ReadBodyOptions
+  extends
+    Pick<ProxySettings, "requestBufferBytes">,
+    Pick<ClientSettings, "bodyTimeoutMs">,
+    Pick<LimitsSettings, "maxBodyBytes"> {
   /** Runs the idle timeouts; its clock decides when they fire. */
   readonly deadlines: DeadlineQueue;
   /** The deadlines' clock's `now`. */
   readonly now: () => number;
-  /** The largest body accepted; a larger one fails `too-large`. Default: 0, no limit. */
-  readonly maxBytes?: number;
 }
 
 const NONE: RequestBody = { kind: "none" };
@@ -114,7 +119,7 @@ export function hasHiddenBody(request: Request): boolean {
 }
 
 /**
- * Reads the request body up to `options.limitBytes`, then returns it whole or as a stream.
+ * Reads the request body up to `options.requestBufferBytes`, then returns it whole or as a stream.
  * A request without a body (most are GETs) is answered at once, not through a promise: the
  * hot path spends no promise and no await on it.
  *
@@ -136,11 +141,11 @@ async function readBody(request: Request, options: ReadBodyOptions): Promise<Bod
   const source: Source = { reader: body.getReader(), isTimedOut: false };
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   // A body declared larger than the buffer streams at once: buffering part of it gains little.
-  const isTooLarge = declared > options.limitBytes;
+  const isTooLarge = declared > options.requestBufferBytes;
   const chunks: Uint8Array<ArrayBuffer>[] = [];
   let size = 0;
-  const maxBytes = options.maxBytes ?? 0;
-  if (!isTooLarge && options.limitBytes > 0) {
+  const maxBytes = options.maxBodyBytes;
+  if (!isTooLarge && options.requestBufferBytes > 0) {
     for (;;) {
       const read = await readWithTimeout(source, options);
       if (!read.ok) return read;
@@ -156,7 +161,7 @@ async function readBody(request: Request, options: ReadBodyOptions): Promise<Bod
         source.reader.cancel().catch(() => {});
         return { ok: false, failure: "too-large", message: TOO_LARGE_MESSAGE };
       }
-      if (size > options.limitBytes) break;
+      if (size > options.requestBufferBytes) break;
     }
   }
   return { ok: true, body: streamRest(chunks, size, source, options) };
@@ -168,9 +173,9 @@ type TimedRead =
 
 async function readWithTimeout(source: Source, options: ReadBodyOptions): Promise<TimedRead> {
   let deadline: Deadline | undefined;
-  if (options.idleTimeoutMs > 0) {
+  if (options.bodyTimeoutMs > 0) {
     deadline = options.deadlines.add(
-      options.now() + options.idleTimeoutMs,
+      options.now() + options.bodyTimeoutMs,
       cancelForTimeout,
       source,
     );
@@ -203,7 +208,7 @@ function cancelForTimeout(source: Source): void {
 
 /**
  * A stream of the bytes already read (`size` of them) followed by the rest of the client's
- * body, erroring `too-large` when the whole passes `options.maxBytes`.
+ * body, erroring `too-large` when the whole passes `options.maxBodyBytes`.
  */
 function streamRest(
   chunks: Uint8Array<ArrayBuffer>[],
@@ -212,7 +217,7 @@ function streamRest(
   options: ReadBodyOptions,
 ): RequestBody {
   const state: StreamState = { failure: undefined, isComplete: false, onComplete: undefined };
-  const maxBytes = options.maxBytes ?? 0;
+  const maxBytes = options.maxBodyBytes;
   let total = size;
   let index = 0;
   const complete = () => {

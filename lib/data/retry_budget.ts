@@ -4,7 +4,7 @@
  *
  * Definition: over a sliding window of the last {@linkcode RETRY_BUDGET_WINDOW_MS} (kept as ten
  * one-second slots), a retry is allowed while the retries already made in the window are fewer
- * than `max(percent% of requests in the window, minPerSecond * window seconds)`. It is Finagle's
+ * than `max(retryBudgetPercent% of requests in the window, retryBudgetMinPerSecond * window seconds)`. It is Finagle's
  * and linkerd's budget (a share of recent requests) with Envoy's floor (`min_retry_concurrency`)
  * turned into a rate. Envoy's own definition, a share of the requests active right now, limits
  * little in a balancer whose failures are mostly fast (a refused connection is retried within a
@@ -21,6 +21,7 @@
  * @module
  */
 import { RETRY_BUDGET_WORDS, type RetryBudgetStorage } from "../core/shared_state.ts";
+import type { ProxySettings } from "../config/settings.ts";
 
 /** The window the budget looks back over, in milliseconds. */
 export const RETRY_BUDGET_WINDOW_MS = 10_000;
@@ -28,14 +29,14 @@ export const RETRY_BUDGET_WINDOW_MS = 10_000;
 const SLOT_MS = 1_000;
 const SLOTS = RETRY_BUDGET_WINDOW_MS / SLOT_MS;
 
-/** Options for {@linkcode RetryBudget}. */
-export interface RetryBudgetOptions {
-  /** Retries allowed as a percentage of the window's requests, 0 to 100. Default: 20. */
-  readonly percent?: number;
-  /** Retries per second always allowed, however few the requests. Default: 3. */
-  readonly minPerSecond?: number;
+/**
+ * Options for {@linkcode RetryBudget}: retries allowed as a percentage of the window's requests
+ * (0 to 100) and per second however few the requests, as `settings.ts` declares them.
+ */
+export interface RetryBudgetOptions
+  extends Pick<ProxySettings, "retryBudgetPercent" | "retryBudgetMinPerSecond"> {
   /** Where the window lives: the balancer's shared one. Default: this budget's own. */
-  readonly storage?: RetryBudgetStorage;
+  readonly storage?: RetryBudgetStorage | undefined;
 }
 
 /** The window's words: a lock, the newest second, the two sums, then the slots. */
@@ -56,7 +57,7 @@ function ownStorage(): RetryBudgetStorage {
  * @example
  * ```ts
  * import { RetryBudget } from "./retry_budget.ts";
- * const budget = new RetryBudget({ percent: 20, minPerSecond: 0 });
+ * const budget = new RetryBudget({ retryBudgetPercent: 20, retryBudgetMinPerSecond: 0 });
  * for (let i = 0; i < 10; i++) budget.recordRequest(0);
  * // 20% of 10 requests: two retries.
  * if (!budget.tryRetry(0) || !budget.tryRetry(0) || budget.tryRetry(0)) throw new Error();
@@ -70,9 +71,9 @@ export class RetryBudget {
   readonly #window: Int32Array;
 
   /** @param options The share of requests, the floor, and where the window lives. */
-  constructor(options: RetryBudgetOptions = {}) {
-    const percent = options.percent ?? 20;
-    const minPerSecond = options.minPerSecond ?? 3;
+  constructor(options: RetryBudgetOptions) {
+    const percent = options.retryBudgetPercent;
+    const minPerSecond = options.retryBudgetMinPerSecond;
     if (!(percent >= 0 && percent <= 100)) {
       throw new RangeError(`Invalid retry budget "${percent}": must be a percentage, 0 to 100`);
     }

@@ -11,13 +11,14 @@ import type { Clock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
 import { RetryBudget } from "./retry_budget.ts";
 import type { RetryBudgetStorage } from "../core/shared_state.ts";
+import type { ProxySettings } from "../config/settings.ts";
 
-/** Options for {@linkcode RetryGate}. */
-export interface RetryGateOptions {
-  /** Retries as a percentage of the last 10 seconds' requests. Default: 20. */
-  readonly percent?: number | undefined;
-  /** Retries per second always allowed. Default: 3. */
-  readonly minPerSecond?: number | undefined;
+/**
+ * Options for {@linkcode RetryGate}: the budget's share and floor as `settings.ts` declares
+ * them (`proxy.retryBudgetPercent`, `proxy.retryBudgetMinPerSecond`), and its dependencies.
+ */
+export interface RetryGateOptions
+  extends Pick<ProxySettings, "retryBudgetPercent" | "retryBudgetMinPerSecond"> {
   /** Where the budget's window lives: the balancer's shared one. Default: the gate's own. */
   readonly storage?: RetryBudgetStorage | undefined;
   /** Times the window and the log throttle. */
@@ -38,11 +39,7 @@ export class RetryGate {
 
   /** @param options The budget's share and floor, clock, metrics and logger. */
   constructor(options: RetryGateOptions) {
-    this.#budget = new RetryBudget({
-      percent: options.percent ?? 20,
-      minPerSecond: options.minPerSecond ?? 3,
-      ...(options.storage === undefined ? {} : { storage: options.storage }),
-    });
+    this.#budget = new RetryBudget(options);
     this.#clock = options.clock;
     this.#metrics = options.metrics;
     this.#logger = options.logger;

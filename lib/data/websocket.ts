@@ -49,6 +49,7 @@
  *
  * @module
  */
+import type { ProxySettings } from "../config/settings.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Backend } from "../core/backend.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -109,10 +110,11 @@ export interface WebSocketProxyDeps {
   readonly logger: Logger;
   /** Receives one record per socket, when it closes. */
   readonly accessLog: AccessLogSink;
-  /** How long a backend may take to accept the upgrade, in milliseconds. */
-  readonly timeoutMs: number;
-  /** How many other backends are tried after a connect failure. */
-  readonly retries: number;
+  /**
+   * `proxy.timeoutMs` (how long a backend may take to accept the upgrade) and `proxy.retries`
+   * (how many other backends are tried after a connect failure), as `settings.ts` declares them.
+   */
+  readonly proxy: Pick<ProxySettings, "timeoutMs" | "retries">;
   /** The upstream client (it lets `Host` through). Default: Deno's default client. */
   readonly client?: Deno.HttpClient | undefined;
   /** Measures durations and runs the handshake timeout. Default: {@linkcode systemClock}. */
@@ -323,14 +325,14 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
           protocols,
           headers,
           signal: request.signal,
-          timeoutMs: deps.timeoutMs,
+          timeoutMs: deps.proxy.timeoutMs,
           client: deps.client,
           clock,
         })
         : await openBackendTunnel(
           backend.url,
           backend.url.pathname + target.path.slice(1) + target.query,
-          { headers, timeoutMs: deps.timeoutMs, clock },
+          { headers, timeoutMs: deps.proxy.timeoutMs, clock },
         );
       deps.onAttempt?.(backend, attemptResult(opened));
       if (opened.ok) {
@@ -359,9 +361,10 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       }));
       // As for plain requests: the policy picks with the tried backends excluded, and the
       // budget is asked last, so only a retry that would happen spends it.
-      const picked: Backend | undefined = opened.reason === "connect" && attempt < deps.retries
-        ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed), { clientIp })
-        : undefined;
+      const picked: Backend | undefined =
+        opened.reason === "connect" && attempt < deps.proxy.retries
+          ? policy.pick(pool.backends, request, (tried ??= new Set()).add(failed), { clientIp })
+          : undefined;
       const next = picked !== undefined && retryGate.allow(failed.name, opened.reason)
         ? picked
         : undefined;
@@ -377,7 +380,9 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
             kind: "failed",
           });
           const done = raw.take();
-          void relayAnswer(raw.conn, answer, { timeoutMs: deps.timeoutMs, clock }).finally(done);
+          void relayAnswer(raw.conn, answer, { timeoutMs: deps.proxy.timeoutMs, clock }).finally(
+            done,
+          );
           return response;
         }
         const status = opened.reason === "timeout"

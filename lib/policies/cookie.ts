@@ -20,14 +20,18 @@ import { isCandidate, type Policy } from "./policy.ts";
 import { createRoundRobin } from "./round_robin.ts";
 import type { Rotation } from "../core/shared_state.ts";
 
-/** Options of {@linkcode createCookieAffinity}. */
+/**
+ * Options of {@linkcode createCookieAffinity}: `name`, `secret` and `maxAgeMs` are the
+ * `affinityCookie` settings as `config/settings.ts` declares them (this layer cannot import
+ * it; `registry.ts` passes the group as it is).
+ */
 export interface CookieAffinityOptions {
   /** The cookie's name. */
   readonly name: string;
   /** The signing key. Default: 32 random bytes, this policy's own. */
   readonly secret?: string | undefined;
-  /** The cookie's `Max-Age` in milliseconds; 0 makes it a session cookie. Default: 0. */
-  readonly maxAgeMs?: number;
+  /** The cookie's `Max-Age` in milliseconds; 0 makes it a session cookie. */
+  readonly maxAgeMs: number;
   /** The rotation clients without a valid cookie take turns in. Default: a private one. */
   readonly rotation?: Rotation;
 }
@@ -48,7 +52,7 @@ interface SignedCookie {
 export function createCookieAffinity(options: CookieAffinityOptions): Policy {
   const name = options.name;
   const secret = options.secret ?? randomSecret();
-  const maxAgeSeconds = Math.floor((options.maxAgeMs ?? 0) / 1000);
+  const maxAgeSeconds = Math.floor(options.maxAgeMs / 1000);
   const attributes = "; Path=/; HttpOnly; SameSite=Lax" +
     (maxAgeSeconds > 0 ? `; Max-Age=${maxAgeSeconds}` : "");
   const fallback = createRoundRobin(

@@ -79,13 +79,15 @@ export interface LoggingOptions {
   readonly sinks?: Readonly<Record<string, Sink>>;
   /**
    * How long buffered records may wait before they are written, in milliseconds. A full buffer
-   * is written at once. Default: 100.
+   * is written at once. Default: {@linkcode FLUSH_INTERVAL_MS}.
    */
   readonly flushIntervalMs?: number;
 }
 
 /** How many records are buffered before a write is started regardless of the interval. */
 const BUFFER_RECORDS = 256;
+/** How long buffered records wait before they are written, in ms (not a setting). */
+const FLUSH_INTERVAL_MS = 100;
 
 /** Logging as configured by {@linkcode configureLogging}. */
 export interface Logging extends AsyncDisposable {
@@ -118,7 +120,10 @@ export interface Logging extends AsyncDisposable {
  */
 export async function configureLogging(options: LoggingOptions): Promise<Logging> {
   const formatter = createLogFormatter(options.format, { color: options.color ?? false });
-  const nonBlocking = { bufferSize: BUFFER_RECORDS, flushInterval: options.flushIntervalMs ?? 100 };
+  const nonBlocking = {
+    bufferSize: BUFFER_RECORDS,
+    flushInterval: options.flushIntervalMs ?? FLUSH_INTERVAL_MS,
+  };
   let output: Sink;
   let file: ReopenableFile | undefined;
   if (options.file !== undefined) {

@@ -15,19 +15,16 @@ import { Exchange, isBodySourceError } from "./http1_exchange.ts";
 import { ConnectionPool } from "./http1_pool.ts";
 import { type BodyFraming, encodeRequestHead } from "./http1_request.ts";
 import { errorText } from "../shared/error_text.ts";
+import type { ProxySettings } from "../config/settings.ts";
 
-/** Options for {@linkcode createHttp1Client}. */
-export interface Http1ClientOptions {
-  /** Idle keep-alive connections kept per backend. Default: 64. */
-  readonly maxIdlePerOrigin?: number;
-  /** How long an idle connection is kept, in milliseconds. Default: 30000. */
-  readonly idleTimeoutMs?: number;
-  /**
-   * How long opening a connection may take, in milliseconds; then the request fails as a
-   * connect failure whose cause is a `Deno.errors.TimedOut`. 0 leaves it to the operating
-   * system. Default: 0.
-   */
-  readonly connectTimeoutMs?: number;
+/**
+ * Options for {@linkcode createHttp1Client}, as `settings.ts` declares them:
+ * `proxy.maxIdlePerHost` and `proxy.keepAliveTimeoutMs` bound the pool; opening a connection
+ * may take `proxy.connectTimeoutMs` (0 leaves it to the operating system), then the request
+ * fails as a connect failure whose cause is a `Deno.errors.TimedOut`.
+ */
+export interface Http1ClientOptions
+  extends Pick<ProxySettings, "maxIdlePerHost" | "keepAliveTimeoutMs" | "connectTimeoutMs"> {
   /** Runs the idle and connect timeouts. Default: the system clock. */
   readonly clock?: Clock;
 }
@@ -67,10 +64,10 @@ const encoder = new TextEncoder();
  * @param options Pool bounds and clock.
  * @returns The client; close it on shutdown.
  */
-export function createHttp1Client(options: Http1ClientOptions = {}): Http1Client {
+export function createHttp1Client(options: Http1ClientOptions): Http1Client {
   const pool = new ConnectionPool(options);
   const release = (conn: Http1Connection) => pool.put(conn);
-  const connectTimeoutMs = options.connectTimeoutMs ?? 0;
+  const connectTimeoutMs = options.connectTimeoutMs;
   // One timer for every connect in progress (connects are rarer than requests: pooled
   // connections skip them).
   const clock = options.clock ?? systemClock;

@@ -6,13 +6,15 @@
  */
 import { type Clock, systemClock } from "../shared/clock.ts";
 import type { Http1Connection } from "./http1_connection.ts";
+import type { ProxySettings } from "../config/settings.ts";
 
-/** Options for {@linkcode ConnectionPool}. */
-export interface ConnectionPoolOptions {
-  /** Idle connections kept per backend; more are closed, oldest first. Default: 64. */
-  readonly maxIdlePerOrigin?: number;
-  /** How long a connection may idle before it is closed, in milliseconds. Default: 30000. */
-  readonly idleTimeoutMs?: number;
+/**
+ * Options for {@linkcode ConnectionPool}: its bounds as `settings.ts` declares them
+ * (`proxy.maxIdlePerHost` idle connections kept per backend, oldest closed first;
+ * `proxy.keepAliveTimeoutMs` before an idle one is closed).
+ */
+export interface ConnectionPoolOptions
+  extends Pick<ProxySettings, "maxIdlePerHost" | "keepAliveTimeoutMs"> {
   /** Runs the idle timeout. Default: {@linkcode systemClock}. */
   readonly clock?: Clock;
 }
@@ -27,9 +29,9 @@ export class ConnectionPool {
   #isSweepScheduled = false;
 
   /** @param options Bounds and clock. */
-  constructor(options: ConnectionPoolOptions = {}) {
-    this.#maxIdle = options.maxIdlePerOrigin ?? 64;
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
+  constructor(options: ConnectionPoolOptions) {
+    this.#maxIdle = options.maxIdlePerHost;
+    this.#idleTimeoutMs = options.keepAliveTimeoutMs;
     this.#clock = options.clock ?? systemClock;
   }
 

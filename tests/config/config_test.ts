@@ -88,6 +88,7 @@ Deno.test("parseBalancerArgs() with no arguments gives the original Python balan
     requestBufferBytes: 1_048_576,
     upstream: "fetch",
     maxIdlePerHost: 64,
+    keepAliveTimeoutMs: 30_000,
     trustedProxies: [],
     forwarded: "on",
   });
@@ -164,6 +165,8 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
     "0",
     "--max-idle-per-host",
     "8",
+    "--pool-idle-timeout",
+    "4s",
     "--header-timeout",
     "5s",
     "--keepalive-timeout",
@@ -264,6 +267,7 @@ Deno.test("parseBalancerArgs() reads every flag", async () => {
       requestBufferBytes: 64_000,
       upstream: "http1",
       maxIdlePerHost: 8,
+      keepAliveTimeoutMs: 4_000,
       trustedProxies: ["10.0.0.0/8", "192.0.2.1", "2001:db8::/32"],
       forwarded: "off",
     },
@@ -577,6 +581,7 @@ const FULL_FILE = JSON.stringify({
     requestBufferBytes: 0,
     upstream: "http1",
     maxIdlePerHost: 16,
+    keepAliveTimeoutMs: 4_500,
     trustedProxies: ["127.0.0.1", "::1"],
     forwarded: "off",
   },
@@ -633,6 +638,7 @@ Deno.test("parseBalancerArgs() reads every setting from a --config file", async 
       requestBufferBytes: 0,
       upstream: "http1",
       maxIdlePerHost: 16,
+      keepAliveTimeoutMs: 4_500,
       trustedProxies: ["127.0.0.1", "::1"],
       forwarded: "off",
     },
@@ -834,9 +840,9 @@ Deno.test("every duration setting rejects more than the timer limit, as a flag a
   const durations = settingEntries().filter(({ setting }) => setting.metavar === "DURATION");
   assertEquals(
     durations.length,
-    17,
+    18,
     "slow start, affinity cookie, DNS TTL floor and ceiling, health (2), outlier (2), " +
-      "client (3), proxy (3), queue, drain and TLS handshake durations",
+      "client (3), proxy (4), queue, drain and TLS handshake durations",
   );
   for (const { path, setting } of durations) {
     await assertUsageError(

@@ -1,4 +1,5 @@
 import { Backend, type HealthState, parseBackendUrl } from "../../lib/core/backend.ts";
+import { DEFAULTS } from "../support/settings.ts";
 import {
   HealthChecker,
   type HealthCheckerOptions,
@@ -172,12 +173,13 @@ function makePool(...hosts: string[]): Pool {
   return new Pool(hosts.map((host) => new Backend(parseBackendUrl(host))));
 }
 
-function setUp(options: HealthCheckerOptions = {}, hosts = ["a:1", "b:2", "c:3"]) {
+function setUp(options: Partial<HealthCheckerOptions> = {}, hosts = ["a:1", "b:2", "c:3"]) {
   const clock = new FakeClock();
   const script = new ScriptedFetch(clock);
   const pool = makePool(...hosts);
   const changes: string[] = [];
   const checker = new HealthChecker(pool, {
+    ...DEFAULTS.health,
     intervalMs: INTERVAL_MS,
     timeoutMs: TIMEOUT_MS,
     rise: 2,
@@ -400,6 +402,7 @@ Deno.test("HealthChecker.stop() with the real clock leaves no timer behind", asy
   let probes = 0;
   const enough = Promise.withResolvers<void>();
   const checker = new HealthChecker(makePool("a:1", "b:2"), {
+    ...DEFAULTS.health,
     intervalMs: 1,
     // Long enough that a probe timer not cancelled by stop() would still be pending.
     timeoutMs: 60_000,
@@ -440,8 +443,16 @@ Deno.test("HealthChecker logs a failing listener and keeps probing", async () =>
 });
 
 Deno.test("HealthChecker rejects a zero interval and a rise of 0", () => {
-  assertThrows(() => new HealthChecker(makePool("a:1"), { intervalMs: 0 }), RangeError, "positive");
-  assertThrows(() => new HealthChecker(makePool("a:1"), { rise: 0 }), RangeError, "rise 0");
+  assertThrows(
+    () => new HealthChecker(makePool("a:1"), { ...DEFAULTS.health, intervalMs: 0 }),
+    RangeError,
+    "positive",
+  );
+  assertThrows(
+    () => new HealthChecker(makePool("a:1"), { ...DEFAULTS.health, rise: 0 }),
+    RangeError,
+    "rise 0",
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -464,6 +475,7 @@ Deno.test("HealthChecker flips a real backend after fall failed probes and back 
   assert(backend !== undefined);
   let probed = Promise.withResolvers<ProbeResult>();
   const checker = new HealthChecker(pool, {
+    ...DEFAULTS.health,
     intervalMs: INTERVAL_MS,
     timeoutMs: TIMEOUT_MS,
     rise: 2,

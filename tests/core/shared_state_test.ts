@@ -181,10 +181,14 @@ Deno.test("the queue's size bounds the waiters of every isolate", async () => {
 
 Deno.test("the retry budget counts every isolate's requests and retries once", () => {
   const state = SharedState.create(1);
-  const here = new RetryBudget({ percent: 20, minPerSecond: 0, storage: state.retryBudget });
+  const here = new RetryBudget({
+    retryBudgetPercent: 20,
+    retryBudgetMinPerSecond: 0,
+    storage: state.retryBudget,
+  });
   const there = new RetryBudget({
-    percent: 20,
-    minPerSecond: 0,
+    retryBudgetPercent: 20,
+    retryBudgetMinPerSecond: 0,
     storage: SharedState.attach(state.buffer).retryBudget,
   });
   for (let i = 0; i < 5; i++) here.recordRequest(0);

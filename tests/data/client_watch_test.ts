@@ -3,6 +3,7 @@
  * noticed once the delay has passed (reading `request.signal` costs Deno an operation per
  * request, so the handler only does it for requests still waiting), and never before.
  */
+import { DEFAULTS } from "../support/settings.ts";
 import { Backend } from "../../lib/core/backend.ts";
 import { DeadlineQueue } from "../../lib/shared/deadlines.ts";
 import { forward } from "../../lib/data/proxy.ts";
@@ -24,7 +25,7 @@ for (const upstream of ["fetch", "http1"] as const) {
         });
       });
     });
-    using http1 = createHttp1Client();
+    using http1 = createHttp1Client(DEFAULTS.proxy);
     const clock = new FakeClock(1_000);
     const client = new AbortController();
     const outcome = forward(
@@ -59,7 +60,7 @@ Deno.test("forward() passes the http1 upstream's own response on, hop-by-hop fie
   await using backend = startServer(() =>
     new Response("whole", { headers: { "keep-alive": "timeout=5", "x-kept": "1" } })
   );
-  using http1 = createHttp1Client();
+  using http1 = createHttp1Client(DEFAULTS.proxy);
   let fromClient: Response | undefined;
   const outcome = await forward(
     new Request("http://lb.test/"),

@@ -1,3 +1,4 @@
+import { DEFAULTS, settingsWith } from "../support/settings.ts";
 import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import type { BalancerConfig } from "../../lib/config/config.ts";
@@ -157,15 +158,14 @@ Deno.test("handler answers 502 and logs an error when something throws", async (
       throw new Error("policy bug with internal detail");
     },
   };
-  using client = createUpstreamClient();
+  using client = createUpstreamClient(DEFAULTS.proxy);
   await using lb = startServer(createHandler({
     pool,
     policy: broken,
     client,
     logger: getLogger(["denolb", "proxy"]),
     metrics: new Metrics(pool.backends),
-    timeoutMs: 1000,
-    retries: 0,
+    settings: settingsWith({ proxy: { timeoutMs: 1000, retries: 0 } }),
   }));
   const response = await fetch(lb.url);
   const body = await response.text();
@@ -201,15 +201,14 @@ Deno.test("handler times out response headers on the injected clock", async () =
     });
   });
   const pool = new Pool([new Backend(parseBackendUrl(backend.url.href))]);
-  using client = createUpstreamClient();
+  using client = createUpstreamClient(DEFAULTS.proxy);
   await using lb = startServer(createHandler({
     pool,
     policy: createRoundRobin(),
     client,
     logger: getLogger(["denolb", "proxy"]),
     metrics: new Metrics(pool.backends),
-    timeoutMs: 60_000,
-    retries: 0,
+    settings: settingsWith({ proxy: { timeoutMs: 60_000, retries: 0 } }),
     clock,
   }));
   // A finished request's deadline is cancelled: no timer stays armed and time passing is harmless.

@@ -3,9 +3,11 @@
  * clients where a fetch client would hide or add bytes: a request cannot steer the balancer,
  * slow or vanishing clients are not blamed on backends, and refused requests never reach one.
  */
+import { DEFAULTS, settingsWith } from "../support/settings.ts";
 import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
-import { createHandler, type HandlerDeps } from "../../lib/data/handler.ts";
+import { createHandler } from "../../lib/data/handler.ts";
+import type { ConfigLayer } from "../../lib/config/settings.ts";
 import { Metrics } from "../../lib/core/metrics.ts";
 import { createRoundRobin } from "../../lib/policies/round_robin.ts";
 import { Pool } from "../../lib/core/pool.ts";
@@ -53,13 +55,17 @@ function recordingBackend(): TestServer & {
 function startLb(
   backends: readonly URL[],
   upstream: Upstream,
-  options: Partial<HandlerDeps> = {},
+  settings: ConfigLayer = {},
 ) {
   const clock = new FakeClock();
-  const http1 = upstream === "http1" ? createHttp1Client() : undefined;
+  const http1 = upstream === "http1" ? createHttp1Client(DEFAULTS.proxy) : undefined;
   const pool = new Pool(backends.map((url) => new Backend(parseBackendUrl(url.href))));
   const metrics = new Metrics(pool.backends);
-  const client = createUpstreamClient({ maxIdlePerHost: 4, idleTimeoutMs: 5_000 });
+  const client = createUpstreamClient({
+    ...DEFAULTS.proxy,
+    maxIdlePerHost: 4,
+    keepAliveTimeoutMs: 5_000,
+  });
   const access = captureAccessLog();
   const server = startServer(createHandler({
     accessLog: access.sink,
@@ -68,11 +74,9 @@ function startLb(
     client,
     logger: getLogger(["denolb", "proxy"]),
     metrics,
-    timeoutMs: 5_000,
-    retries: 1,
+    settings: settingsWith({ proxy: { timeoutMs: 5_000, retries: 1 } }, settings),
     clock,
     ...(http1 === undefined ? {} : { fetch: http1.fetch }),
-    ...options,
   }));
   const close = () =>
     server.close().finally(() => {
@@ -230,7 +234,7 @@ for (const upstream of UPSTREAMS) {
     })();
     try {
       await using lb = startLb([new URL(`http://127.0.0.1:${raw.addr.port}/`)], upstream, {
-        retries: 0,
+        proxy: { retries: 0 },
       });
       const response = await rawRequest(lb.port, get("/", "Host: a\r\n"));
       assertEquals(response.status, 502);
@@ -243,7 +247,9 @@ for (const upstream of UPSTREAMS) {
 
   test("a stalled upload is 408 after the body timeout and never reaches a backend", async () => {
     await using backend = recordingBackend();
-    await using lb = startLb([backend.url], upstream, { bodyTimeoutMs: 30_000 });
+    await using lb = startLb([backend.url], upstream, {
+      client: { bodyTimeoutMs: 30_000 },
+    });
     const upload = slowUpload(lb.url, "part one;");
     await waitUntil("the body timeout's timer", () => lb.clock.pendingSleeps > 0);
     await lb.clock.advance(29_999);
@@ -277,9 +283,8 @@ for (const upstream of UPSTREAMS) {
     await using backend = recordingBackend();
     // Stream every body (no buffer) so the upload is still going while time passes.
     await using lb = startLb([backend.url], upstream, {
-      timeoutMs: 3_000,
-      requestBufferBytes: 0,
-      bodyTimeoutMs: 0,
+      proxy: { timeoutMs: 3_000, requestBufferBytes: 0 },
+      client: { bodyTimeoutMs: 0 },
     });
     const upload = slowUpload(lb.url, "part one;");
     // Once the backend has the request's head, a timer armed too early would be running.

@@ -1,5 +1,7 @@
 import { assertEquals } from "@std/assert";
-import { listen, type ListenerEvent } from "../../lib/data/listener.ts";
+import { settingsWith } from "../support/settings.ts";
+import { listen } from "../../lib/data/listener.ts";
+import type { ListenerEvent } from "../../lib/data/listen_options.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { waitUntil } from "../support/wait.ts";
 
@@ -45,8 +47,7 @@ function startListener(clock: FakeClock, keepAliveTimeoutMs = 5_000) {
   const listener = listen({
     hostname: "127.0.0.1",
     port: 0,
-    headerTimeoutMs: 1_000,
-    keepAliveTimeoutMs,
+    settings: settingsWith({ client: { headerTimeoutMs: 1_000, keepAliveTimeoutMs } }),
     clock,
     onEvent: (event) => events.push(event),
   }, () => new Response("ok"));
@@ -139,8 +140,7 @@ Deno.test("listen() shutdown() closes idle connections and lets an open request 
   const listener = listen({
     hostname: "127.0.0.1",
     port: 0,
-    headerTimeoutMs: 1_000,
-    keepAliveTimeoutMs: 5_000,
+    settings: settingsWith({ client: { headerTimeoutMs: 1_000, keepAliveTimeoutMs: 5_000 } }),
     clock,
   }, async () => {
     arrived.resolve();

@@ -8,6 +8,7 @@
  *   untrusted peer they are the only ones, from a trusted peer (`--trusted-proxies`) the
  *   client's come first unless its Connection named them.
  */
+import { DEFAULTS, settingsWith } from "../support/settings.ts";
 import fc from "fast-check";
 import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
@@ -16,7 +17,6 @@ import { Metrics } from "../../lib/core/metrics.ts";
 import { createRoundRobin } from "../../lib/policies/round_robin.ts";
 import { Pool } from "../../lib/core/pool.ts";
 import { createUpstreamClient } from "../../lib/data/proxy.ts";
-import { parseTrustedProxies } from "../../lib/shared/ip.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 import { rawRequest } from "../../load/bench/raw_http.ts";
 import { captureAccessLog, startServer } from "../support/servers.ts";
@@ -56,8 +56,8 @@ async function checkInvariants(upstream: Upstream): Promise<void> {
   await using backend = startServer(record(inPool));
   await using elsewhere = startServer(record(outside));
   const pool = new Pool([new Backend(parseBackendUrl(backend.url.href))]);
-  using client = createUpstreamClient({ maxIdlePerHost: 4 });
-  using http1 = createHttp1Client();
+  using client = createUpstreamClient({ ...DEFAULTS.proxy, maxIdlePerHost: 4 });
+  using http1 = createHttp1Client(DEFAULTS.proxy);
   const access = captureAccessLog();
   // The same handler twice: one trusts no peer, one trusts 127.0.0.1 (the test client).
   const startLb = (trustedProxies: readonly string[]) =>
@@ -68,10 +68,8 @@ async function checkInvariants(upstream: Upstream): Promise<void> {
       client,
       logger: getLogger(["denolb", "proxy"]),
       metrics: new Metrics(pool.backends),
-      timeoutMs: 5_000,
-      retries: 0,
+      settings: settingsWith({ proxy: { timeoutMs: 5_000, retries: 0, trustedProxies } }),
       accessLog: access.sink,
-      trustedProxies: parseTrustedProxies(trustedProxies),
     }));
   await using untrustedLb = startLb([]);
   await using trustedLb = startLb(["127.0.0.1/32"]);

@@ -4,6 +4,7 @@
  * timeout against a backend that stalls mid-body, and the retry budget against a pool that
  * fails every request.
  */
+import { DEFAULTS } from "../support/settings.ts";
 import { Metrics } from "../../lib/core/metrics.ts";
 import { Pool } from "../../lib/core/pool.ts";
 import { createHttp1Client } from "../../lib/upstream/http1.ts";
@@ -90,7 +91,7 @@ function startStallingBackend(release: Promise<void>): TestServer {
 Deno.test("http1 client fails a connect that outlasts connectTimeoutMs as a timed-out connect", async () => {
   await using blackhole = await startBlackhole();
   const clock = new FakeClock();
-  using client = createHttp1Client({ connectTimeoutMs: 1_000, clock });
+  using client = createHttp1Client({ ...DEFAULTS.proxy, connectTimeoutMs: 1_000, clock });
   const pending = client.fetch(`${blackhole.url}/`);
   let isSettled = false;
   pending.then(() => isSettled = true, () => isSettled = true);

@@ -1,3 +1,4 @@
+import { DEFAULTS } from "../support/settings.ts";
 import { RETRY_BUDGET_WINDOW_MS, RetryBudget } from "../../lib/data/retry_budget.ts";
 import { assertEquals, assertThrows } from "../support/assert.ts";
 
@@ -9,28 +10,31 @@ function drain(budget: RetryBudget, nowMs: number, attempts: number): number {
 }
 
 Deno.test("RetryBudget allows percent of the window's requests", () => {
-  const budget = new RetryBudget({ percent: 20, minPerSecond: 0 });
+  const budget = new RetryBudget({ retryBudgetPercent: 20, retryBudgetMinPerSecond: 0 });
   for (let i = 0; i < 1000; i++) budget.recordRequest(i * 5); // 1000 requests over 5 s
   assertEquals(drain(budget, 5_000, 1000), 200);
   assertEquals(budget.retryCount, 200);
 });
 
 Deno.test("RetryBudget falls back to the floor when requests are few", () => {
-  const budget = new RetryBudget({ percent: 20, minPerSecond: 3 });
+  const budget = new RetryBudget({ retryBudgetPercent: 20, retryBudgetMinPerSecond: 3 });
   budget.recordRequest(0);
   // 3 per second over the 10 s window: 30, more than 20% of one request.
   assertEquals(drain(budget, 0, 100), 30);
 });
 
 Deno.test("RetryBudget with 0 percent allows only the floor", () => {
-  const budget = new RetryBudget({ percent: 0, minPerSecond: 1 });
+  const budget = new RetryBudget({ retryBudgetPercent: 0, retryBudgetMinPerSecond: 1 });
   for (let i = 0; i < 500; i++) budget.recordRequest(0);
   assertEquals(drain(budget, 0, 100), 10);
-  assertEquals(drain(new RetryBudget({ percent: 0, minPerSecond: 0 }), 0, 5), 0);
+  assertEquals(
+    drain(new RetryBudget({ retryBudgetPercent: 0, retryBudgetMinPerSecond: 0 }), 0, 5),
+    0,
+  );
 });
 
 Deno.test("RetryBudget forgets requests and retries that left the window", () => {
-  const budget = new RetryBudget({ percent: 50, minPerSecond: 0 });
+  const budget = new RetryBudget({ retryBudgetPercent: 50, retryBudgetMinPerSecond: 0 });
   for (let i = 0; i < 10; i++) budget.recordRequest(0);
   assertEquals(drain(budget, 0, 10), 5);
   // Still inside the window: spent.
@@ -44,7 +48,7 @@ Deno.test("RetryBudget forgets requests and retries that left the window", () =>
 });
 
 Deno.test("RetryBudget slides one second at a time", () => {
-  const budget = new RetryBudget({ percent: 100, minPerSecond: 0 });
+  const budget = new RetryBudget({ retryBudgetPercent: 100, retryBudgetMinPerSecond: 0 });
   for (let second = 0; second < 10; second++) budget.recordRequest(second * 1000);
   assertEquals(budget.requestCount, 10);
   assertEquals(drain(budget, 9_500, 3), 3);
@@ -57,9 +61,12 @@ Deno.test("RetryBudget slides one second at a time", () => {
 
 Deno.test("RetryBudget rejects a percent outside 0 to 100", () => {
   assertThrows(
-    () => new RetryBudget({ percent: 101 }),
+    () => new RetryBudget({ ...DEFAULTS.proxy, retryBudgetPercent: 101 }),
     RangeError,
     'Invalid retry budget "101": must be a percentage, 0 to 100',
   );
-  assertThrows(() => new RetryBudget({ minPerSecond: -1 }), RangeError);
+  assertThrows(
+    () => new RetryBudget({ ...DEFAULTS.proxy, retryBudgetMinPerSecond: -1 }),
+    RangeError,
+  );
 });

@@ -1,5 +1,7 @@
 import { assert, assertEquals } from "@std/assert";
-import { listen, type ListenerEvent } from "../../lib/data/listener.ts";
+import { settingsWith } from "../support/settings.ts";
+import { listen } from "../../lib/data/listener.ts";
+import type { ListenerEvent } from "../../lib/data/listen_options.ts";
 import type { TlsCertificate } from "../../lib/shared/tls_certificate.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { waitUntil } from "../support/wait.ts";
@@ -24,13 +26,14 @@ async function startTlsListener(
     hostname: "127.0.0.1",
     port: 0,
     reusePort: true,
-    headerTimeoutMs: 5_000,
-    keepAliveTimeoutMs: 5_000,
-    handshakeTimeoutMs: 1_000,
+    settings: settingsWith({
+      client: { headerTimeoutMs: 5_000, keepAliveTimeoutMs: 5_000 },
+      tls: { handshakeTimeoutMs: 1_000 },
+      limits: { maxConnections: options.maxConnections ?? 0 },
+    }),
     tls: { certificates },
     http2Requests,
     ...(options.clock === undefined ? {} : { clock: options.clock }),
-    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
     onEvent: (event) => events.push(event),
   }, (request) => {
     seen.push({ url: request.url, isH2: http2Requests.has(request) });
@@ -168,8 +171,7 @@ Deno.test({
     const listener = listen({
       hostname: "127.0.0.1",
       port: 0,
-      headerTimeoutMs: 5_000,
-      keepAliveTimeoutMs: 5_000,
+      settings: settingsWith({ client: { headerTimeoutMs: 5_000, keepAliveTimeoutMs: 5_000 } }),
       tls: { certificates: [leaf] },
     }, () => new Response(body.slice()));
     try {

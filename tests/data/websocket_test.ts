@@ -3,6 +3,7 @@
  * on port 0: messages, close codes, subprotocols, round-robin spread, refusals, a backend that
  * dies, in-flight counts and metrics, reloads, drains, and `--workers 2`.
  */
+import { settingsWith } from "../support/settings.ts";
 import { getLogger } from "@logtape/logtape";
 import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import {
@@ -564,7 +565,11 @@ Deno.test("websocket: with --websocket on plain requests are still proxied", asy
 Deno.test("Deno 2.9.6 still closes a WebSocket upgraded on a per-connection server (why the listener tunnels WebSocket itself)", async () => {
   // When this fails, Deno keeps such sockets open: the tunnel and its FFI peek could go.
   const listener = listen(
-    { hostname: "127.0.0.1", port: 0, headerTimeoutMs: 10_000, keepAliveTimeoutMs: 10_000 },
+    {
+      hostname: "127.0.0.1",
+      port: 0,
+      settings: settingsWith({ client: { headerTimeoutMs: 10_000, keepAliveTimeoutMs: 10_000 } }),
+    },
     (request) => {
       const { socket, response } = Deno.upgradeWebSocket(request);
       socket.onmessage = (event) => socket.send(event.data);
@@ -600,8 +605,7 @@ Deno.test("websocket: each attempt's result reaches passive health (onAttempt)",
     client,
     logger: getLogger(["denolb", "proxy"]),
     metrics: new Metrics(pool),
-    timeoutMs: 5_000,
-    retries: 1,
+    settings: settingsWith({ proxy: { timeoutMs: 5_000, retries: 1 } }),
     webSockets: { isEnabled: true, open: new OpenWebSockets() },
     onAttempt: (backend, result) => results.push([backend.name, result]),
   });

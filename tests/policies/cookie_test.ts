@@ -54,7 +54,10 @@ function firstVisit(policy: Policy, backends: readonly Backend[]): [Backend, str
 
 Deno.test("cookie: a client with its cookie sticks to its backend over 1000 requests", () => {
   const backends = makeBackends(4);
-  const policy = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+  const policy = createCookieAffinity({
+    ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+    secret: SECRET,
+  });
   policy.pick(backends, requestWith()); // move the round-robin cursor off the first backend
   const [home, value] = firstVisit(policy, backends);
   assertEquals(backends.indexOf(home), 1);
@@ -73,11 +76,19 @@ Deno.test("cookie: a client with its cookie sticks to its backend over 1000 requ
 
 Deno.test("cookie: the value is the backend id and a signature of it, set with the usual attributes", () => {
   const backends = makeBackends(2);
-  const policy = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+  const policy = createCookieAffinity({
+    ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+    secret: SECRET,
+  });
   const [home, value] = firstVisit(policy, backends);
   assertEquals(value, signCookieValue(backendId(home.url.href), SECRET));
   assertEquals(backendId(home.url.href), backendId("http://10.0.0.1/"));
-  const named = createCookieAffinity({ name: "lb", secret: SECRET, maxAgeMs: 3_600_500 });
+  const named = createCookieAffinity({
+    ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+    name: "lb",
+    secret: SECRET,
+    maxAgeMs: 3_600_500,
+  });
   const request = requestWith();
   const picked = named.pick(backends, request);
   assert(picked !== undefined);
@@ -95,7 +106,10 @@ for (
 ) {
   Deno.test(`cookie: a cookie naming a ${what} backend falls back, with a fresh cookie, and sticks again`, () => {
     const backends = makeBackends(3);
-    const policy = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+    const policy = createCookieAffinity({
+      ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+      secret: SECRET,
+    });
     const [home, value] = firstVisit(policy, backends);
     makeUnavailable(home);
     const request = requestWith(`denolb_affinity=${value}`);
@@ -115,7 +129,10 @@ for (
 
 Deno.test("cookie: a cookie naming a removed backend falls back with a fresh cookie", () => {
   const backends = makeBackends(3);
-  const policy = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+  const policy = createCookieAffinity({
+    ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+    secret: SECRET,
+  });
   policy.pick(backends, requestWith());
   const [home, value] = firstVisit(policy, backends);
   const remaining = backends.filter((backend) => backend !== home);
@@ -128,7 +145,10 @@ Deno.test("cookie: a cookie naming a removed backend falls back with a fresh coo
 
 Deno.test("cookie: a retry excluding the cookie's backend goes elsewhere and sets a fresh cookie", () => {
   const backends = makeBackends(3);
-  const policy = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+  const policy = createCookieAffinity({
+    ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+    secret: SECRET,
+  });
   const [home, value] = firstVisit(policy, backends);
   const request = requestWith(`denolb_affinity=${value}`);
   const retry = policy.pick(backends, request, new Set([home]));
@@ -138,7 +158,10 @@ Deno.test("cookie: a retry excluding the cookie's backend goes elsewhere and set
 
 Deno.test("cookie: a forged or foreign cookie is ignored like none", () => {
   const backends = makeBackends(3);
-  const policy = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+  const policy = createCookieAffinity({
+    ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+    secret: SECRET,
+  });
   const [home, value] = firstVisit(policy, backends);
   const [id = "", signature = ""] = value.split(".");
   const forged = [
@@ -152,7 +175,10 @@ Deno.test("cookie: a forged or foreign cookie is ignored like none", () => {
   ];
   for (const cookie of forged) {
     // A fresh policy each time, so the round-robin fallback starts at the first backend.
-    const fresh = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+    const fresh = createCookieAffinity({
+      ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+      secret: SECRET,
+    });
     const request = requestWith(`denolb_affinity=${cookie}`);
     const picked = fresh.pick(backends, request);
     assertEquals(picked, backends[0], `cookie "${cookie}"`);
@@ -164,18 +190,24 @@ Deno.test("cookie: a forged or foreign cookie is ignored like none", () => {
 
 Deno.test("cookie: policies with the same secret (one per isolate) honour each other's cookies", () => {
   const backends = makeBackends(3);
-  const first = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+  const first = createCookieAffinity({ ...DEFAULT_BALANCER_CONFIG.affinityCookie, secret: SECRET });
   first.pick(backends, requestWith());
   const [home, value] = firstVisit(first, backends);
-  const second = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+  const second = createCookieAffinity({
+    ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+    secret: SECRET,
+  });
   assertEquals(second.pick(backends, requestWith(`denolb_affinity=${value}`)), home);
-  const stranger = createCookieAffinity({ name: "denolb_affinity" });
+  const stranger = createCookieAffinity(DEFAULT_BALANCER_CONFIG.affinityCookie);
   assertEquals(stranger.pick(backends, requestWith(`denolb_affinity=${value}`)), backends[0]);
 });
 
 Deno.test("cookie: of several cookies with its name, the valid one counts", () => {
   const backends = makeBackends(3);
-  const policy = createCookieAffinity({ name: "denolb_affinity", secret: SECRET });
+  const policy = createCookieAffinity({
+    ...DEFAULT_BALANCER_CONFIG.affinityCookie,
+    secret: SECRET,
+  });
   policy.pick(backends, requestWith());
   policy.pick(backends, requestWith());
   const [home, value] = firstVisit(policy, backends);

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../support/settings.ts";
 import { ResponseParser } from "../../lib/shared/http1_parser.ts";
 import { createHttp1Client } from "../../lib/upstream/http1.ts";
 
@@ -26,7 +27,7 @@ backend.unref();
 const base = `http://127.0.0.1:${backend.addr.port}`;
 // The balancer's fetch client (lib/data/proxy.ts createUpstreamClient) against the http1 upstream.
 const fetchClient = Deno.createHttpClient({ allowHost: true, poolMaxIdlePerHost: 64 });
-const http1 = createHttp1Client();
+const http1 = createHttp1Client(DEFAULTS.proxy);
 const headers: Array<[string, string]> = [["host", "bench.test"], ["x-forwarded-for", "10.0.0.1"]];
 
 async function drain(response: Response): Promise<void> {

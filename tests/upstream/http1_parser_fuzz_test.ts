@@ -4,6 +4,7 @@
  * ones fail only with SyntaxError, the lenient mode agrees on valid input, and the client
  * passes generated responses through unchanged.
  */
+import { DEFAULTS } from "../support/settings.ts";
 import fc from "fast-check";
 import { type ResponseHead, ResponseParser } from "../../lib/shared/http1_parser.ts";
 import { createHttp1Client } from "../../lib/upstream/http1.ts";
@@ -223,7 +224,7 @@ Deno.test("the http1 client passes generated responses through unchanged", async
       if (head.includes("x-eof: 1")) return;
     }
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   await fc.assert(
     fc.asyncProperty(model.filter((m) => m.status !== 205), async (m) => {
       queue.push(serialize(m));

@@ -2,6 +2,7 @@
  * The `http1` upstream against real servers on port 0: `Deno.serve` backends for behaviour,
  * raw TCP backends for the exact bytes on the wire and for misbehaving backends.
  */
+import { DEFAULTS } from "../support/settings.ts";
 import { Backend, parseBackendUrl } from "../../lib/core/backend.ts";
 import { forward } from "../../lib/data/proxy.ts";
 import { createHttp1Client } from "../../lib/upstream/http1.ts";
@@ -43,7 +44,7 @@ async function until(condition: () => boolean): Promise<void> {
 
 Deno.test("fetch() sends the request line and the given header list, nothing more", async () => {
   await using backend = startRawBackend();
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const response = await client.fetch(`http://127.0.0.1:${backend.port}/p/a?q=1`, {
     headers: [["Host", "shop.example"], ["X-Trace", "a b"], ["accept-encoding", "identity"]],
   });
@@ -56,7 +57,7 @@ Deno.test("fetch() sends the request line and the given header list, nothing mor
 
 Deno.test("fetch() adds host from the URL only when the list has none", async () => {
   await using backend = startRawBackend();
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   await (await client.fetch(`http://127.0.0.1:${backend.port}/`, { headers: [["x-a", "1"]] }))
     .body?.cancel();
   assertEquals(
@@ -67,7 +68,7 @@ Deno.test("fetch() adds host from the URL only when the list has none", async ()
 
 Deno.test("fetch() sends header values as bytes, one per character (Latin-1)", async () => {
   await using backend = startRawBackend();
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   await (await client.fetch(`http://127.0.0.1:${backend.port}/`, {
     headers: [["host", "b"], ["x-name", "caf\u00e9"]],
   })).text();
@@ -78,7 +79,7 @@ Deno.test("fetch() sends header values as bytes, one per character (Latin-1)", a
 
 Deno.test("fetch() frames a byte body with content-length, its own not the list's", async () => {
   await using backend = startRawBackend();
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const url = `http://127.0.0.1:${backend.port}/up`;
   const headers: Array<[string, string]> = [["host", "b"], ["content-length", "99"]];
   await (await client.fetch(url, { method: "POST", headers, body: encoder.encode("hello") }))
@@ -94,7 +95,7 @@ Deno.test("fetch() frames a byte body with content-length, its own not the list'
 
 Deno.test("fetch() sends a stream body chunked", async () => {
   await using backend = startRawBackend();
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const response = await client.fetch(`http://127.0.0.1:${backend.port}/`, {
     method: "POST",
     headers: [["host", "b"], ["transfer-encoding", "gzip"]],
@@ -110,7 +111,7 @@ Deno.test("fetch() sends a stream body chunked", async () => {
 
 Deno.test("fetch() streams a large upload and a large download both ways", async () => {
   await using backend = startServer((request) => new Response(request.body));
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const chunk = new Uint8Array(65_536).map((_, i) => i % 251);
   const chunks = 32; // 2 MiB
   let sent = 0;
@@ -134,7 +135,7 @@ Deno.test("fetch() resolves at the head and streams the body as it arrives", asy
     await release.promise;
     await conn.write("4\r\nlast\r\n0\r\n\r\n");
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const response = await client.fetch(backend.url);
   const reader = response.body?.getReader();
   assert(reader !== undefined);
@@ -156,7 +157,7 @@ Deno.test("fetch() returns the whole body as bytes, without hop-by-hop fields", 
         "X-Hop: 1\r\nX-End: 2\r\ncontent-length: 5\r\n\r\nwhole",
     );
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const response = await client.fetch(backend.url);
   assert(response instanceof Http1Response);
   assertEquals(response.wholeBodyBytes, 5);
@@ -172,7 +173,7 @@ Deno.test("fetch() says nothing of a body's length while it streams", async () =
     await release.promise;
     await conn.write("-last");
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const response = await client.fetch(backend.url);
   assert(response instanceof Http1Response);
   assertEquals(response.wholeBodyBytes, undefined);
@@ -191,7 +192,7 @@ Deno.test("fetch() decodes status, reason and repeated headers as sent", async (
       ),
     },
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const response = await client.fetch(`http://127.0.0.1:${backend.port}/`);
   assertEquals([response.status, response.statusText], [404, "Not Here"]);
   assertEquals(response.headers.getSetCookie(), ["a=1", "b=2"]);
@@ -205,7 +206,7 @@ Deno.test("fetch() reuses one connection for sequential requests", async () => {
     ports.add(info.remoteAddr.port);
     return new Response("x".repeat(100_000));
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   for (let i = 0; i < 10; i++) {
     assertEquals((await (await client.fetch(backend.url)).text()).length, 100_000);
   }
@@ -219,7 +220,7 @@ Deno.test("fetch() never reuses a connection whose body was not read to the end"
     ports.add(info.remoteAddr.port);
     return new Response("x".repeat(1_000_000));
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const first = await client.fetch(backend.url);
   const reader = first.body?.getReader();
   await reader?.read();
@@ -238,7 +239,7 @@ Deno.test("fetch() drops a connection after Connection: close either way", async
         : "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
     }),
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const base = `http://127.0.0.1:${backend.port}`;
   assertEquals(await (await client.fetch(`${base}/close`)).text(), "ok");
   assertEquals(client.idleCount(), 0);
@@ -257,7 +258,7 @@ Deno.test("fetch() retries once on a fresh connection when a pooled one was clos
         ? { kind: "close" }
         : { kind: "respond" },
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const url = `http://127.0.0.1:${backend.port}/`;
   assertEquals(await (await client.fetch(url)).text(), "ok");
   const second = await client.fetch(url, { method: "POST", body: encoder.encode("again") });
@@ -270,7 +271,7 @@ Deno.test("fetch() does not retry a stream body, nor a fresh connection", async 
   await using backend = startRawBackend({
     answer: (request) => request.target === "/ok" ? { kind: "respond" } : { kind: "close" },
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const base = `http://127.0.0.1:${backend.port}`;
   await (await client.fetch(`${base}/ok`)).text();
   const streamed = client.fetch(`${base}/`, { method: "POST", body: streamOf("once") });
@@ -284,7 +285,7 @@ Deno.test("fetch() reports a refused connect as (Connect), and forward() classif
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = listener.addr.port;
   listener.close();
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   assertStringIncludes(
     await causeOf(client.fetch(`http://127.0.0.1:${port}/`)),
     "client error (Connect): ",
@@ -305,7 +306,7 @@ Deno.test("fetch() reports a refused connect as (Connect), and forward() classif
 
 Deno.test("forward() through the http1 upstream adds no user-agent or accept", async () => {
   await using backend = startRawBackend();
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const outcome = await forward(
     new Request("http://lb.test/a?b=1", { headers: { "x-client": "1" } }),
     new Backend(parseBackendUrl(`http://127.0.0.1:${backend.port}`)),
@@ -344,7 +345,7 @@ Deno.test("fetch() refuses responses a proxy could frame wrongly", async () => {
     await using backend = startRawBackend({
       answer: { kind: "respond", response: `HTTP/1.1 200 OK\r\n${fields}\r\nok` },
     });
-    using client = createHttp1Client();
+    using client = createHttp1Client(DEFAULTS.proxy);
     const cause = await causeOf(client.fetch(`http://127.0.0.1:${backend.port}/`));
     assertStringIncludes(cause, "invalid response: ", fields);
     assertStringIncludes(cause, message, fields);
@@ -357,7 +358,7 @@ Deno.test("fetch() refuses responses a proxy could frame wrongly", async () => {
     await using backend = startRawBackend({
       answer: { kind: "respond", response: `${head}\r\ncontent-length: 0\r\n\r\n` },
     });
-    using client = createHttp1Client();
+    using client = createHttp1Client(DEFAULTS.proxy);
     assertStringIncludes(await causeOf(client.fetch(`http://127.0.0.1:${backend.port}/`)), message);
   }
 });
@@ -370,7 +371,7 @@ Deno.test("fetch() errors the body on a bad chunk size or a body cut short", asy
   ];
   for (const text of responses) {
     await using backend = startRawBackend({ answer: { kind: "respond", response: text } });
-    using client = createHttp1Client();
+    using client = createHttp1Client(DEFAULTS.proxy);
     const response = await client.fetch(`http://127.0.0.1:${backend.port}/`);
     await assertRejects(() => response.text(), TypeError, "error reading a body", text);
     assertEquals(client.idleCount(), 0);
@@ -379,7 +380,7 @@ Deno.test("fetch() errors the body on a bad chunk size or a body cut short", asy
     await conn.readHead();
     await conn.write("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc");
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const response = await client.fetch(short.url);
   await assertRejects(() => response.text(), TypeError, "error reading a body");
 });
@@ -390,7 +391,7 @@ Deno.test("fetch() reads a body delimited by the end of the connection", async (
     await conn.write("HTTP/1.1 200 OK\r\nx-a: 1\r\n\r\nall of ");
     await conn.write("it");
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   assertEquals(await (await client.fetch(backend.url)).text(), "all of it");
   assertEquals(client.idleCount(), 0);
 });
@@ -404,7 +405,7 @@ Deno.test("fetch() skips interim responses and returns 101 as it came", async ()
     },
   });
   await using switching = startRawBackend({ answer: { kind: "switch-protocols" } });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const created = await client.fetch(`http://127.0.0.1:${interim.port}/`);
   assertEquals([created.status, created.headers.has("link"), await created.text()], [
     201,
@@ -420,7 +421,7 @@ Deno.test("fetch() answers HEAD without a body and keeps the connection", async 
   await using backend = startRawBackend({
     answer: { kind: "respond", response: "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n" },
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const response = await client.fetch(`http://127.0.0.1:${backend.port}/`, { method: "head" });
   assertEquals([response.body, response.headers.get("content-length")], [null, "10"]);
   assertEquals(decoder.decode(backend.received[0]?.raw).slice(0, 7), "HEAD / ");
@@ -435,7 +436,7 @@ Deno.test("fetch() rejects with the signal's reason when aborted before the head
     arrived.resolve();
     await done.promise;
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const controller = new AbortController();
   const reason = new Error("client went away");
   const pending = client.fetch(backend.url, { signal: controller.signal });
@@ -459,7 +460,7 @@ Deno.test("fetch() errors the body with the signal's reason when aborted after i
     await conn.write("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst");
     await done.promise;
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const controller = new AbortController();
   const response = await client.fetch(backend.url, { signal: controller.signal });
   const reader = response.body?.getReader();
@@ -479,7 +480,7 @@ Deno.test("fetch() stops uploading when the backend answers early and closes", a
     );
     await conn.readUntil("never sent");
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const cancelled = Promise.withResolvers<void>();
   const endless = new ReadableStream<Uint8Array>({
     pull: (controller) => controller.enqueue(new Uint8Array(1_024)),
@@ -493,7 +494,7 @@ Deno.test("fetch() stops uploading when the backend answers early and closes", a
 
 Deno.test("fetch() fails the request when its body stream fails", async () => {
   await using backend = startRawBackend();
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       controller.enqueue(encoder.encode("part"));
@@ -507,7 +508,7 @@ Deno.test("fetch() fails the request when its body stream fails", async () => {
 });
 
 Deno.test("fetch() accepts http: only", async () => {
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   await assertRejects(() => client.fetch("https://127.0.0.1/"), TypeError, "http: only");
   await assertRejects(
     () => client.fetch("http://127.0.0.1/", { headers: [["x", "a\r\nb"]] }),
@@ -519,7 +520,7 @@ Deno.test("fetch() accepts http: only", async () => {
 Deno.test("the pool closes idle connections after the idle timeout", async () => {
   await using backend = startRawBackend();
   const clock = new FakeClock();
-  using client = createHttp1Client({ clock, idleTimeoutMs: 1_000 });
+  using client = createHttp1Client({ ...DEFAULTS.proxy, clock, keepAliveTimeoutMs: 1_000 });
   await (await client.fetch(`http://127.0.0.1:${backend.port}/`)).text();
   assertEquals(client.idleCount(), 1);
   await clock.advance(999);
@@ -537,7 +538,7 @@ Deno.test("the pool keeps at most maxIdlePerOrigin connections", async () => {
     await both.promise;
     return new Response("ok");
   });
-  using client = createHttp1Client({ maxIdlePerOrigin: 1 });
+  using client = createHttp1Client({ ...DEFAULTS.proxy, maxIdlePerHost: 1 });
   const texts = await Promise.all(
     [1, 2].map(async () => await (await client.fetch(backend.url)).text()),
   );
@@ -550,14 +551,14 @@ Deno.test("the pool drops a connection the backend closes while idle", async () 
     await conn.readHead();
     await conn.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
   });
-  using client = createHttp1Client();
+  using client = createHttp1Client(DEFAULTS.proxy);
   assertEquals(await (await client.fetch(backend.url)).text(), "ok");
   await until(() => client.idleCount() === 0);
 });
 
 Deno.test("close() closes idle connections and refuses later requests", async () => {
   await using backend = startRawBackend();
-  const client = createHttp1Client();
+  const client = createHttp1Client(DEFAULTS.proxy);
   await (await client.fetch(`http://127.0.0.1:${backend.port}/`)).text();
   client.close();
   assertEquals(client.idleCount(), 0);

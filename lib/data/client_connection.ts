@@ -1,0 +1,187 @@
+/**
+ * One client connection's state, and the deadlines the listener holds connections to: the
+ * TLS handshake, the first request head (header timeout), the next one on a kept-alive
+ * connection (keep-alive timeout), and the lingering close after an early answer. One queue
+ * per timeout length keeps each queue in deadline order (its cheap case).
+ *
+ * @module
+ */
+import type { Clock } from "../shared/clock.ts";
+import { type Deadline, DeadlineQueue } from "../shared/deadlines.ts";
+import type { ListenerEvent } from "./listen_options.ts";
+
+/**
+ * How long a connection lingers after an answer given while the client was still uploading,
+ * in milliseconds, before it is closed. Closing at once while the client is still sending makes
+ * the kernel reset the connection, and the reset can destroy the answer before the client has
+ * read it (nginx's `lingering_close` waits likewise). Deno's server owns the socket, so its
+ * sending side cannot be shut first; a client that reads the answer's `Connection: close`
+ * closes sooner.
+ */
+const LINGER_MS = 2_000;
+
+/** What `Deno.serve`'s per-connection server returns. */
+export interface ConnectionServer {
+  /** Settles when the connection is closed. */
+  readonly finished: Promise<void>;
+  /** Lets the open requests finish, then closes the connection. */
+  shutdown(): Promise<void>;
+}
+
+/** One client connection's state. */
+export class Connection {
+  /** Aborting it closes the connection. */
+  readonly abort: AbortController = new AbortController();
+  /** Deno's server for it, once it has one. */
+  server: ConnectionServer | undefined;
+  /** Requests being answered. */
+  inFlight = 0;
+  /** The request being answered (HTTP/1.1 answers one at a time). */
+  current: Request | undefined;
+  /** Whether it speaks HTTP/2 (streams at once; one stream never closes the connection). */
+  isH2 = false;
+  /** The pending header or keep-alive deadline. */
+  deadline: Deadline | undefined;
+  /** The queue `deadline` is in (a queue must only cancel its own entries). */
+  deadlineQueue: DeadlineQueue | undefined;
+  /** Set once a graceful shutdown of this connection has completed: nothing left to abort. */
+  isShutDown = false;
+  /** Closing after an early answer: no further request is served. */
+  isLingering = false;
+  /** Whether the listener is still looking at its first bytes (no server yet). */
+  isSniffing = false;
+  /** For a connection the listener serves itself (a handshake, a tunnel): when it is closed. */
+  finished: Promise<void> | undefined;
+
+  /** Cancels the pending deadline, if any. */
+  clearDeadline(): void {
+    if (this.deadline === undefined) return;
+    this.deadlineQueue?.cancel(this.deadline);
+    this.deadline = undefined;
+    this.deadlineQueue = undefined;
+  }
+
+  /**
+   * Sets the pending deadline.
+   *
+   * @param queue The queue it is in.
+   * @param deadline The deadline.
+   */
+  setDeadline(queue: DeadlineQueue, deadline: Deadline): void {
+    this.deadline = deadline;
+    this.deadlineQueue = queue;
+  }
+}
+
+/** The listener's connection deadlines, one queue per kind. */
+export class ConnectionDeadlines {
+  readonly #clock: Clock;
+  readonly #onEvent: (event: ListenerEvent) => void;
+  readonly #header: DeadlineQueue;
+  readonly #keepAlive: DeadlineQueue;
+  readonly #linger: DeadlineQueue;
+  readonly #handshake: DeadlineQueue;
+
+  /**
+   * @param clock Runs every deadline.
+   * @param onEvent Told of each connection closed by a timeout.
+   */
+  constructor(clock: Clock, onEvent: (event: ListenerEvent) => void) {
+    this.#clock = clock;
+    this.#onEvent = onEvent;
+    this.#header = new DeadlineQueue({ clock });
+    this.#keepAlive = new DeadlineQueue({ clock });
+    this.#linger = new DeadlineQueue({ clock });
+    this.#handshake = new DeadlineQueue({ clock });
+  }
+
+  /**
+   * Gives a new connection `timeoutMs` to deliver its first complete request head.
+   *
+   * @param connection The connection.
+   * @param timeoutMs The header timeout.
+   */
+  awaitFirstHead(connection: Connection, timeoutMs: number): void {
+    const at = this.#clock.now() + timeoutMs;
+    connection.setDeadline(this.#header, this.#header.add(at, this.#expireHeader, connection));
+  }
+
+  /**
+   * Gives an idle kept-alive connection `timeoutMs` to deliver its next request head.
+   *
+   * @param connection The connection.
+   * @param timeoutMs The keep-alive timeout.
+   */
+  awaitNextHead(connection: Connection, timeoutMs: number): void {
+    const at = this.#clock.now() + timeoutMs;
+    connection.setDeadline(
+      this.#keepAlive,
+      this.#keepAlive.add(at, this.#expireKeepAlive, connection),
+    );
+  }
+
+  /**
+   * Closes a connection a little after an answer given while its upload went on.
+   *
+   * @param connection The connection.
+   */
+  linger(connection: Connection): void {
+    connection.isLingering = true;
+    connection.clearDeadline();
+    const at = this.#clock.now() + LINGER_MS;
+    connection.setDeadline(this.#linger, this.#linger.add(at, endLinger, connection));
+  }
+
+  /**
+   * Closes the lingering connections now: nothing more will be sent on them.
+   *
+   * @param connections The listener's connections.
+   */
+  endLingering(connections: Iterable<Connection>): void {
+    for (const connection of connections) {
+      if (connection.isLingering && connection.deadlineQueue === this.#linger) {
+        endLinger(connection);
+      }
+    }
+    this.#linger.clear();
+  }
+
+  /**
+   * Bounds a TLS handshake.
+   *
+   * @param connection The connection shaking hands.
+   * @param timeoutMs The handshake timeout.
+   * @param onTimeout Ends the handshake.
+   * @returns The deadline, for {@linkcode ConnectionDeadlines.handshakeDone}.
+   */
+  handshake(connection: Connection, timeoutMs: number, onTimeout: () => void): Deadline {
+    return this.#handshake.add(this.#clock.now() + timeoutMs, onTimeout, connection);
+  }
+
+  /**
+   * The handshake ended (done, failed or timed out): its deadline goes.
+   *
+   * @param deadline What {@linkcode ConnectionDeadlines.handshake} returned.
+   */
+  handshakeDone(deadline: Deadline): void {
+    this.#handshake.cancel(deadline);
+  }
+
+  readonly #expireHeader = (connection: Connection): void => this.#expire(connection, "header");
+  readonly #expireKeepAlive = (connection: Connection): void =>
+    this.#expire(connection, "keepalive");
+
+  #expire(connection: Connection, timeout: "header" | "keepalive"): void {
+    connection.deadline = undefined;
+    connection.deadlineQueue = undefined;
+    if (connection.inFlight > 0) return;
+    this.#onEvent({ kind: "timeout", timeout });
+    connection.abort.abort();
+  }
+}
+
+function endLinger(connection: Connection): void {
+  connection.deadline = undefined;
+  connection.deadlineQueue = undefined;
+  connection.abort.abort();
+}
