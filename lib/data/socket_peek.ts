@@ -202,9 +202,7 @@ class LibcSocketPeek implements SocketPeek {
     this.#waiters.get(fd)?.("cancelled");
     this.#waiters.set(fd, resolve);
     if (this.#polling === undefined) {
-      this.#polling = this.#pollLoop().finally(() => {
-        this.#polling = undefined;
-      });
+      this.#polling = this.#pollLoop();
     } else {
       this.#wake();
     }
@@ -239,31 +237,39 @@ class LibcSocketPeek implements SocketPeek {
     this.#libc.write(this.#wakeFd, this.#one, 8n);
   }
 
-  /** Polls every waiting descriptor until none waits; one poll(2) in flight at a time. */
+  /**
+   * Polls every waiting descriptor until none waits; one poll(2) in flight at a time. It forgets
+   * itself (`#polling`) in the same step as it sees no waiter: a `.finally()` would do so a
+   * microtask later, and a wait added in between would find a loop that had already ended.
+   */
   async #pollLoop(): Promise<void> {
-    while (this.#waiters.size > 0 && !this.#isClosed) {
-      const fds = [...this.#waiters.keys()];
-      // struct pollfd { int fd; short events; short revents; }, the wake descriptor first.
-      const table = new Uint8Array((fds.length + 1) * 8);
-      const view = new DataView(table.buffer);
-      view.setInt32(0, this.#wakeFd, true);
-      view.setInt16(4, POLLIN, true);
-      for (let i = 0; i < fds.length; i++) {
-        view.setInt32((i + 1) * 8, fds[i] as number, true);
-        view.setInt16((i + 1) * 8 + 4, POLLIN, true);
+    try {
+      while (this.#waiters.size > 0 && !this.#isClosed) {
+        const fds = [...this.#waiters.keys()];
+        // struct pollfd { int fd; short events; short revents; }, the wake descriptor first.
+        const table = new Uint8Array((fds.length + 1) * 8);
+        const view = new DataView(table.buffer);
+        view.setInt32(0, this.#wakeFd, true);
+        view.setInt16(4, POLLIN, true);
+        for (let i = 0; i < fds.length; i++) {
+          view.setInt32((i + 1) * 8, fds[i] as number, true);
+          view.setInt16((i + 1) * 8 + 4, POLLIN, true);
+        }
+        const ready = await this.#libc.poll(table, BigInt(fds.length + 1), POLL_MAX_MS);
+        if (this.#isClosed) return;
+        if (ready <= 0) continue;
+        if (view.getInt16(6, true) !== 0) this.#libc.read(this.#wakeFd, this.#drain, 8n);
+        for (let i = 0; i < fds.length; i++) {
+          if (view.getInt16((i + 1) * 8 + 6, true) === 0) continue;
+          const fd = fds[i] as number;
+          const resolve = this.#waiters.get(fd);
+          if (resolve === undefined) continue;
+          this.#waiters.delete(fd);
+          resolve("readable");
+        }
       }
-      const ready = await this.#libc.poll(table, BigInt(fds.length + 1), POLL_MAX_MS);
-      if (this.#isClosed) return;
-      if (ready <= 0) continue;
-      if (view.getInt16(6, true) !== 0) this.#libc.read(this.#wakeFd, this.#drain, 8n);
-      for (let i = 0; i < fds.length; i++) {
-        if (view.getInt16((i + 1) * 8 + 6, true) === 0) continue;
-        const fd = fds[i] as number;
-        const resolve = this.#waiters.get(fd);
-        if (resolve === undefined) continue;
-        this.#waiters.delete(fd);
-        resolve("readable");
-      }
+    } finally {
+      this.#polling = undefined;
     }
   }
 

@@ -35,3 +35,33 @@ for (const hostname of ["127.0.0.1", "::1"]) {
     for (const c of [...others, ...accepted]) c.close();
   });
 }
+
+Deno.test("socket peek: a wait added as the poll loop ends (same turn of the event loop) is still served", async () => {
+  const opened = openSocketPeek();
+  assert(opened.ok, opened.ok ? "" : opened.reason);
+  const peek = opened.peek;
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  using firstClient = await Deno.connect({ hostname: "127.0.0.1", port });
+  using first = await listener.accept();
+  using secondClient = await Deno.connect({ hostname: "127.0.0.1", port });
+  using second = await listener.accept();
+  const firstFd = peek.claim(first);
+  const secondFd = peek.claim(second);
+  assert(firstFd !== undefined && secondFd !== undefined);
+  // The first wait's answer ends the loop (no other waiter); the second wait is added in the
+  // microtask that answer wakes, before the loop's own promise has settled.
+  const waitingFirst = peek.waitReadable(firstFd);
+  await firstClient.write(new Uint8Array([0x47]));
+  assertEquals(await waitingFirst, "readable");
+  const waitingSecond = peek.waitReadable(secondFd);
+  await secondClient.write(new Uint8Array([0x47]));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    waitingSecond,
+    new Promise<"stuck">((resolve) => timer = setTimeout(() => resolve("stuck"), 3_000)),
+  ]);
+  clearTimeout(timer);
+  assertEquals(outcome, "readable", "the second wait was left without a poll loop");
+  peek.close();
+});
