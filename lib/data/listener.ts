@@ -63,6 +63,10 @@ import {
 } from "../shared/request_head.ts";
 import { pickCertificate, type TlsCertificate } from "../shared/tls_certificate.ts";
 import { setListenerNoDelay } from "../process/tcp_nodelay.ts";
+import { readFirstBytes } from "./tls_sniffer.ts";
+import { errorText } from "../shared/error_text.ts";
+import { LocalPipe } from "./local_pipe.ts";
+import { ReplayConn } from "./replay_conn.ts";
 
 /** Something that happened on the listener, for logs and metrics. */
 export type ListenerEvent =
@@ -314,7 +318,17 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   }
   const rawUpgrades = options.rawUpgrades;
   let peek: SocketPeek | undefined;
-  if (rawUpgrades !== undefined) {
+  let pipe: LocalPipe | undefined;
+  if (rawUpgrades !== undefined && options.tls !== undefined) {
+    // TLS: the listener reads the decrypted first head itself (no FFI needed).
+    try {
+      pipe = LocalPipe.open();
+      rawUpgrades.isActive = true;
+    } catch (error) {
+      rawUpgrades.unavailable = errorText(error);
+      onEvent({ kind: "websocket-unavailable", detail: rawUpgrades.unavailable });
+    }
+  } else if (rawUpgrades !== undefined) {
     const opened = openSocketPeek();
     if (opened.ok) {
       peek = opened.peek;
@@ -383,6 +397,10 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       headerDeadlines.add(clock.now() + settings.headerTimeoutMs, expireHeader, connection),
     );
     connections.add(connection);
+    if (pipe !== undefined && rawUpgrades !== undefined && !connection.isH2) {
+      serveTlsHttp1(conn, connection, pipe, rawUpgrades);
+      return;
+    }
     // A TLS connection's bytes are ciphertext: only a plain one can show a handshake.
     const fd = options.tls === undefined ? peek?.claim(conn) : undefined;
     if (peek !== undefined && rawUpgrades !== undefined && fd !== undefined) {
@@ -402,6 +420,37 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       return;
     }
     serveHttp(conn, connection, undefined);
+  };
+
+  /**
+   * An HTTP/1.1 TLS connection (`tls_sniffer.ts`): a first request that is a WebSocket handshake
+   * is served as a plain one is, anything else goes to Deno's server through the local pipe.
+   */
+  const serveTlsHttp1 = (
+    conn: Deno.Conn,
+    connection: Connection,
+    via: LocalPipe,
+    registry: RawUpgrades,
+  ) => {
+    const forget = () => {
+      if (connections.delete(connection)) openConnections.release();
+      connection.clearDeadline();
+    };
+    connection.isSniffing = true;
+    void readFirstBytes(conn, connection.abort.signal).then((first) => {
+      connection.isSniffing = false;
+      if (first.kind === "closed") {
+        closeQuietly(conn);
+        return forget();
+      }
+      if (first.kind === "other") {
+        return serveHttp(conn, connection, undefined, via.serveVia(serveOnConnection, first.bytes));
+      }
+      const replay = new ReplayConn(conn as Deno.Conn<Deno.NetAddr>, first.bytes);
+      connection.finished = serveHandshake(replay, connection, first.head, registry).finally(
+        forget,
+      );
+    });
   };
 
   /** Reads a WebSocket handshake's head, asks the handler, then tunnels or answers and closes. */
@@ -431,7 +480,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       }
       let request: Request;
       try {
-        request = handshakeRequest(head, connection.abort.signal);
+        request = handshakeRequest(head, connection.abort.signal, options.tls !== undefined);
       } catch {
         await writeRawResponse(conn, new Response("Bad request\n", { status: 400 }));
         return;
@@ -471,7 +520,12 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
     }
   };
 
-  const serveHttp = (conn: Deno.Conn, connection: Connection, fd: number | undefined) => {
+  const serveHttp = (
+    conn: Deno.Conn,
+    connection: Connection,
+    fd: number | undefined,
+    serve: ServeOnConnection = serveOnConnection,
+  ) => {
     const finished = () => {
       connection.inFlight--;
       const request = connection.current;
@@ -525,7 +579,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
       if (fd !== undefined) peek?.release(fd);
     };
     try {
-      const server = serveOnConnection(conn, connection.abort.signal, onRequest, onError, noop);
+      const server = serve(conn, connection.abort.signal, onRequest, onError, noop);
       connection.server = server;
       server.finished.then(done, (error) => {
         done();
@@ -705,6 +759,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
           ),
         );
         peek?.close();
+        pipe?.close();
       })();
       return shutDown;
     },
@@ -716,6 +771,7 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
         if (!connection.isShutDown) connection.abort.abort();
       }
       peek?.close();
+      pipe?.close();
     },
   };
 }
@@ -829,11 +885,11 @@ class Sniffer {
 }
 
 /** The `Request` the handler gets for a handshake the listener read, as Deno would build it. */
-function handshakeRequest(head: RequestHead, signal: AbortSignal): Request {
+function handshakeRequest(head: RequestHead, signal: AbortSignal, isTls: boolean): Request {
   let host: string | undefined;
   for (const [name, value] of head.headers) if (name === "host") host = value;
   const url = head.target.startsWith("/")
-    ? `http://${host ?? "invalid"}${head.target}`
+    ? `${isTls ? "https" : "http"}://${host ?? "invalid"}${head.target}`
     : head.target;
   return new Request(url, { method: head.method, headers: head.headers, signal });
 }
