@@ -264,3 +264,75 @@ Deno.test("wss: --max-connections counts a connection served through the pipe on
   assertEquals((await first.get("/1again")).status, 200);
   assertEquals(backend.seen.requests.map((r) => r.path), ["/1", "/2", "/1again"]);
 });
+
+/** Reads until the connection ends; true when it ended (EOF or reset) rather than sent more. */
+async function endsWithoutData(conn: Deno.Conn): Promise<boolean> {
+  const n = await conn.read(new Uint8Array(64)).catch(() => null);
+  return n === null;
+}
+
+Deno.test("wss: a drain closes idle piped connections and open wss tunnels", async () => {
+  await using ca = await makeTestCa();
+  await using backend = startBackend();
+  const balancer = await startTlsBalancer(ca, backend.url);
+  const port = Number(balancer.url.port);
+  const piped = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca.certPem] });
+  const tunnel = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca.certPem] });
+  try {
+    await writeAll(piped, new TextEncoder().encode("GET /p HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    assertStringIncludes(await new Reader(piped).head(), "HTTP/1.1 200");
+    await writeAll(tunnel, new TextEncoder().encode(HANDSHAKE));
+    assertStringIncludes(await new Reader(tunnel).head(), "HTTP/1.1 101");
+    assertEquals(balancer.connectionCount, 2);
+    assert(await balancer.drain(), "the drain did not finish in time");
+    assert(await endsWithoutData(piped), "the piped connection stayed open");
+    assert(await endsWithoutData(tunnel), "the tunnel stayed open");
+    assertEquals(balancer.connectionCount, 0);
+  } finally {
+    piped.close();
+    tunnel.close();
+    await balancer[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("wss: an upgrade after another request on a TLS connection is answered 501 naming why", async () => {
+  await using ca = await makeTestCa();
+  await using backend = startBackend();
+  await using balancer = await startTlsBalancer(ca, backend.url);
+  const port = Number(balancer.url.port);
+  const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca.certPem] });
+  try {
+    const reader = new Reader(conn);
+    await writeAll(conn, new TextEncoder().encode("GET /p HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    const first = await reader.head();
+    assertStringIncludes(first, "HTTP/1.1 200");
+    await reader.take(Number(/content-length: (\d+)/i.exec(first)?.[1] ?? 0));
+    await writeAll(conn, new TextEncoder().encode(HANDSHAKE));
+    const head = await reader.head();
+    assertStringIncludes(head, "HTTP/1.1 501");
+    const body = new TextDecoder().decode(
+      await reader.take(Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0)),
+    );
+    assertStringIncludes(body, "only as the first request of an HTTP/1.1 connection");
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("wss: with --websocket off TLS HTTP/1.1 is served directly and an upgrade gets 501", async () => {
+  await using ca = await makeTestCa();
+  await using backend = startBackend();
+  await using balancer = await startTlsBalancer(ca, backend.url, ["--websocket", "off"]);
+  const port = Number(balancer.url.port);
+  using client = await openRawTlsClient(port, "localhost", [ca.certPem]);
+  const response = await client.get("/x");
+  assertEquals([response.status, response.body], [200, "plain /x"]);
+  const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca.certPem] });
+  try {
+    await writeAll(conn, new TextEncoder().encode(HANDSHAKE));
+    assertStringIncludes(await new Reader(conn).head(), "HTTP/1.1 501");
+  } finally {
+    conn.close();
+  }
+  assertEquals(backend.seen.requests, [{ path: "/x", xff: "127.0.0.1", proto: "https" }]);
+});
