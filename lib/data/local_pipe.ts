@@ -124,8 +124,9 @@ export class LocalPipe {
   serveVia(serve: ServeOnConnection, read: Uint8Array): ServeOnConnection {
     return (client, signal, handler, onError, onListen) => {
       const remoteAddr = client.remoteAddr as Deno.NetAddr;
+      const originScheme = this.#dir === undefined ? "http://" : UNIX_SCHEME;
       const piped: PipedHandler = (request, info) => {
-        asTlsRequest(request);
+        asTlsRequest(request, originScheme);
         return handler(request, { remoteAddr, completed: info.completed });
       };
       let server: PipedServer | undefined;
@@ -286,20 +287,24 @@ class Pump {
   }
 }
 
-/** Deno's URL for a request over a Unix socket is `http+unix://`; over TLS it is `https://`. */
+/**
+ * Deno's URL for an origin-form target over a Unix socket starts `http+unix://` (over TLS,
+ * `https://`); an absolute-form target keeps its own scheme either way.
+ */
 const UNIX_SCHEME = "http+unix://";
 
 /**
- * Gives `request` the URL Deno's server builds for a TLS connection. An own property shadows
- * `Request.prototype.url` without copying the request (body, signal and headers stay Deno's).
+ * Gives `request` the URL Deno's server builds for a TLS connection: `originScheme` (what it
+ * builds for an origin-form target over the pipe) becomes `https://`. Over the TCP pipe that is
+ * `http://`, which an absolute-form `http://` target shares: that one is taken for origin-form.
+ * An own property shadows `Request.prototype.url` without copying the request (body, signal and
+ * headers stay Deno's).
  */
-function asTlsRequest(request: Request): void {
+function asTlsRequest(request: Request, originScheme: string): void {
   const url = request.url;
-  let scheme: string;
-  if (url.startsWith(UNIX_SCHEME)) scheme = "https://" + url.slice(UNIX_SCHEME.length);
-  else if (url.startsWith("http://")) scheme = "https://" + url.slice("http://".length);
-  else return;
-  Object.defineProperty(request, "url", { value: scheme, enumerable: true });
+  if (!url.startsWith(originScheme)) return;
+  const value = "https://" + url.slice(originScheme.length);
+  Object.defineProperty(request, "url", { value, enumerable: true });
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
