@@ -23,6 +23,10 @@ import type {
   RequestHandler,
 } from "./listen_options.ts";
 import { openSocketPeek, type SocketPeek } from "./socket_peek.ts";
+import { readFirstBytes } from "./tls_sniffer.ts";
+import { errorText } from "../shared/error_text.ts";
+import { LocalPipe } from "./local_pipe.ts";
+import { ReplayConn } from "./replay_conn.ts";
 import type { RawUpgrades } from "./upgrade_tunnel.ts";
 
 /** The first pause after a failed `accept()`, in milliseconds; it doubles up to the max. */
@@ -69,6 +73,8 @@ export class AcceptLoop implements Listener {
   readonly #clock: Clock;
   readonly #rawUpgrades: RawUpgrades | undefined;
   readonly #peek: SocketPeek | undefined;
+  /** With TLS and WebSocket: how an HTTP/1.1 connection whose head was read reaches Deno. */
+  readonly #pipe: LocalPipe | undefined;
   readonly #port: number;
   #socket: Deno.Listener;
   readonly #connections = new Set<Connection>();
@@ -101,7 +107,16 @@ export class AcceptLoop implements Listener {
     this.#onEvent = onEvent;
     this.#onError = options.onError ?? (() => new Response("Internal error\n", { status: 500 }));
     this.#rawUpgrades = options.rawUpgrades;
-    if (options.rawUpgrades !== undefined) {
+    if (options.rawUpgrades !== undefined && options.tls !== undefined) {
+      // TLS: the listener reads the decrypted first head itself (no FFI needed).
+      try {
+        this.#pipe = LocalPipe.open();
+        options.rawUpgrades.isActive = true;
+      } catch (error) {
+        options.rawUpgrades.unavailable = errorText(error);
+        onEvent({ kind: "websocket-unavailable", detail: options.rawUpgrades.unavailable });
+      }
+    } else if (options.rawUpgrades !== undefined) {
       const opened = openSocketPeek();
       if (opened.ok) {
         this.#peek = opened.peek;
@@ -192,6 +207,7 @@ export class AcceptLoop implements Listener {
         ),
       );
       this.#peek?.close();
+      this.#pipe?.close();
     })();
     return this.#shutDown;
   }
@@ -205,6 +221,7 @@ export class AcceptLoop implements Listener {
       if (!connection.isShutDown) connection.abort.abort();
     }
     this.#peek?.close();
+    this.#pipe?.close();
   }
 
   /** Deno leaves TCP_NODELAY off on TLS connections (`process/tcp_nodelay.ts`). */
@@ -317,6 +334,10 @@ export class AcceptLoop implements Listener {
     this.#connections.add(connection);
     const peek = this.#peek;
     const rawUpgrades = this.#rawUpgrades;
+    if (this.#pipe !== undefined && rawUpgrades !== undefined && !connection.isH2) {
+      this.#serveTlsHttp1(conn, connection, this.#pipe, rawUpgrades);
+      return;
+    }
     // A TLS connection's bytes are ciphertext: only a plain one can show a handshake.
     const fd = this.#options.tls === undefined ? peek?.claim(conn) : undefined;
     if (peek !== undefined && rawUpgrades !== undefined && fd !== undefined) {
@@ -338,7 +359,47 @@ export class AcceptLoop implements Listener {
     this.#serveHttp(conn, connection, undefined);
   }
 
-  #serveHttp(conn: Deno.Conn, connection: Connection, fd: number | undefined): void {
+  /**
+   * An HTTP/1.1 TLS connection (`tls_sniffer.ts`): a first request that is a WebSocket handshake
+   * is served as a plain one is, anything else goes to Deno's server through the local pipe.
+   */
+  #serveTlsHttp1(
+    conn: Deno.Conn,
+    connection: Connection,
+    pipe: LocalPipe,
+    rawUpgrades: RawUpgrades,
+  ): void {
+    connection.isSniffing = true;
+    void readFirstBytes(conn, connection.abort.signal).then((first) => {
+      connection.isSniffing = false;
+      if (first.kind === "closed") {
+        closeQuietly(conn);
+        return this.#forget(connection, undefined);
+      }
+      if (first.kind === "other") {
+        return this.#serveHttp(
+          conn,
+          connection,
+          undefined,
+          pipe.serveVia(this.#serveOnConnection, first.bytes),
+        );
+      }
+      const replay = new ReplayConn(conn as Deno.Conn<Deno.NetAddr>, first.bytes);
+      connection.finished = serveRawHandshake(replay, connection, first.head, rawUpgrades, {
+        handler: this.#handler,
+        onError: this.#onError,
+        onEvent: this.#onEvent,
+        isTls: true,
+      }).finally(() => this.#forget(connection, undefined));
+    });
+  }
+
+  #serveHttp(
+    conn: Deno.Conn,
+    connection: Connection,
+    fd: number | undefined,
+    serve: ServeOnConnection = this.#serveOnConnection,
+  ): void {
     const { closeAfterResponse, lingerAfterResponse, http2Requests } = this.#options;
     const finished = () => {
       connection.inFlight--;
@@ -379,7 +440,7 @@ export class AcceptLoop implements Listener {
     const done = () => this.#forget(connection, fd);
     try {
       const signal = connection.abort.signal;
-      const server = this.#serveOnConnection(conn, signal, onRequest, this.#onError, noop);
+      const server = serve(conn, signal, onRequest, this.#onError, noop);
       connection.server = server;
       server.finished.then(done, (error) => {
         done();

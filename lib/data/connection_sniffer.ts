@@ -136,11 +136,11 @@ export class Sniffer {
 }
 
 /** The `Request` the handler gets for a handshake the listener read, as Deno would build it. */
-function handshakeRequest(head: RequestHead, signal: AbortSignal): Request {
+function handshakeRequest(head: RequestHead, signal: AbortSignal, isTls: boolean): Request {
   let host: string | undefined;
   for (const [name, value] of head.headers) if (name === "host") host = value;
   const url = head.target.startsWith("/")
-    ? `http://${host ?? "invalid"}${head.target}`
+    ? `${isTls ? "https" : "http"}://${host ?? "invalid"}${head.target}`
     : head.target;
   return new Request(url, { method: head.method, headers: head.headers, signal });
 }
@@ -153,6 +153,8 @@ export interface HandshakeServing {
   readonly onError: (error: unknown) => Response;
   /** Told of a connection that broke. */
   readonly onEvent: (event: ListenerEvent) => void;
+  /** Whether the connection is TLS (the request's URL is then `https://`). Default: false. */
+  readonly isTls?: boolean;
 }
 
 /**
@@ -193,7 +195,7 @@ export async function serveRawHandshake(
     }
     let request: Request;
     try {
-      request = handshakeRequest(head, connection.abort.signal);
+      request = handshakeRequest(head, connection.abort.signal, serving.isTls === true);
     } catch {
       await writeRawResponse(conn, new Response("Bad request\n", { status: 400 }));
       return;

@@ -2,13 +2,14 @@
  * WebSocket proxying: a client's upgrade request is relayed to a backend the policy picks.
  *
  * Two ways, decided by who read the handshake:
- * - the listener read it itself (`RawUpgrades`, the default on Linux with `--allow-ffi`): the
- *   handshake goes to the backend over a TCP connection of its own and, after its `101`, the
+ * - the listener read it itself (`RawUpgrades`: on plain HTTP the default on Linux with
+ *   `--allow-ffi`; over TLS always, HTTP/1.1 connections, wss included): the handshake goes to the backend over a TCP connection of its own and, after its `101`, the
  *   two connections become a byte tunnel (`upgrade_tunnel.ts`): frames, pings, close codes and
  *   extensions pass untouched, with TCP's flow control. A non-`101` answer is a refusal as below.
  *   An upgrade Deno's server parsed on such a listener (not the first request on a kept-alive
- *   connection) is answered 501: Deno closes a socket it upgraded there;
- * - when the listener cannot read handshakes (not Linux, no `--allow-ffi`): 501 naming why;
+ *   connection, or over HTTP/2) is answered 501: Deno closes a socket it upgraded there;
+ * - when the listener cannot read handshakes (plain HTTP not on Linux or without `--allow-ffi`;
+ *   TLS without a local pipe): 501 naming why;
  * - otherwise (the listener's `Deno.serve` fallback, when Deno lacks its per-connection server)
  *   with Deno's WebSocket on both sides, as follows.
  *
@@ -180,18 +181,12 @@ function hasToken(list: string, token: string): boolean {
 
 const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" } as const;
 
+// Deno 2.9.6 closes a WebSocket upgraded on `serveHttpOnConnection` at once (evidence in the
+// listener's module docs), so the listener reads each connection's first request itself, over
+// TLS too; a later upgrade on a kept-alive connection, or one over HTTP/2 (no Upgrade there, and
+// Deno offers no RFC 8441), reaches Deno's server and cannot be upgraded.
 const NOT_FIRST_BODY = "Not implemented: a WebSocket upgrade is proxied only as the first " +
-  "request on its connection; open a new connection for it\n";
-
-// Why, in full (evidence in the listener's module docs): Deno 2.9.6 closes a WebSocket upgraded
-// on `serveHttpOnConnection` at once; on plain connections the listener reads a handshake itself
-// first (MSG_PEEK), but a TLS connection's bytes are ciphertext, and a connection whose first
-// request the listener has decrypted and read cannot be given back to Deno's server (it takes
-// only a native connection, `TypeError: expected i32` for anything else).
-const OVER_TLS_BODY = "Not implemented: WebSocket over TLS (wss) is not proxied: Deno 2.9.6 " +
-  "closes a WebSocket upgraded on the per-connection HTTP server the listener uses, and on a " +
-  "TLS connection the listener cannot read the handshake before that server does; use ws:// " +
-  "to the balancer, or terminate TLS in front of it\n";
+  "request of an HTTP/1.1 connection; open a new connection for it\n";
 
 const FAILURE_BODY: Readonly<Record<number, string>> = {
   501: "Not implemented: WebSocket proxying is off (start the balancer with --websocket on)\n",
@@ -280,17 +275,12 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       });
     }
     if (raw === undefined && deps.webSockets.raw?.isActive === true) {
-      // Deno's per-connection server cannot hand over an upgraded connection (listener.ts).
-      // Over TLS the listener sees only ciphertext, so it never reads the handshake itself.
-      const isTls = request.url.startsWith("https:");
       return fail(request, target, facts, {
         status: 501,
         backend: undefined,
-        reason: isTls
-          ? "websocket over TLS"
-          : "websocket upgrade after another request on the connection",
+        reason: "websocket upgrade not first on an HTTP/1.1 connection",
         kind: "refused",
-        body: isTls ? OVER_TLS_BODY : NOT_FIRST_BODY,
+        body: NOT_FIRST_BODY,
       });
     }
     const clientIp = facts.forwarded.clientIp;

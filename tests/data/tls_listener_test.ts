@@ -2,6 +2,7 @@ import { assert, assertEquals } from "@std/assert";
 import { settingsWith } from "../support/settings.ts";
 import { listen } from "../../lib/data/listener.ts";
 import type { ListenerEvent } from "../../lib/data/listen_options.ts";
+import { RawUpgrades } from "../../lib/data/upgrade_tunnel.ts";
 import type { TlsCertificate } from "../../lib/shared/tls_certificate.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { waitUntil } from "../support/wait.ts";
@@ -202,4 +203,41 @@ Deno.test({
       listener.close();
     }
   },
+});
+
+Deno.test("TLS listener reading heads (WebSocket on): a piped request has the URL and client address a direct one has", async () => {
+  await using ca = await makeTestCa();
+  const leaf = asCertificate(await ca.issue(["localhost"]));
+  const seen: Array<{ url: string; remote: string }> = [];
+  const listener = listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    settings: settingsWith({ client: { headerTimeoutMs: 5_000, keepAliveTimeoutMs: 5_000 } }),
+    tls: { certificates: [leaf] },
+    rawUpgrades: new RawUpgrades(),
+  }, (request, info) => {
+    seen.push({ url: request.url, remote: `${info.remoteAddr.hostname}` });
+    return new Response("ok");
+  });
+  try {
+    const port = listener.addr.port;
+    const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca.certPem] });
+    const ask = async (target: string) => {
+      await conn.write(
+        new TextEncoder().encode(`GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`),
+      );
+      const buffer = new Uint8Array(1024);
+      const n = await conn.read(buffer);
+      return new TextDecoder().decode(buffer.subarray(0, n ?? 0));
+    };
+    assert((await ask("/a?b=1")).startsWith("HTTP/1.1 200"));
+    assert((await ask("http://localhost/abs")).startsWith("HTTP/1.1 200"));
+    conn.close();
+    assertEquals(seen, [
+      { url: `https://localhost/a?b=1`, remote: "127.0.0.1" },
+      { url: "http://localhost/abs", remote: "127.0.0.1" },
+    ]);
+  } finally {
+    listener.close();
+  }
 });

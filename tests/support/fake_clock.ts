@@ -33,6 +33,11 @@ export class FakeClock implements Clock {
     return this.#sleepers.length;
   }
 
+  /** When each pending sleep wakes, in fake milliseconds. */
+  get wakeTimes(): number[] {
+    return this.#sleepers.map((s) => s.wakeAt);
+  }
+
   /** Resolves when {@linkcode advance} passes `now() + ms`, or rejects when `signal` aborts. */
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
