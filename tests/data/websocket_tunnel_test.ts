@@ -12,6 +12,7 @@ import { Pool } from "../../lib/core/pool.ts";
 import { systemClock } from "../../lib/shared/clock.ts";
 import { assert, assertEquals, assertLess } from "../support/assert.ts";
 import { startServer } from "../support/servers.ts";
+import { within } from "../support/wait.ts";
 
 const HANDSHAKE = new TextEncoder().encode(
   "GET / HTTP/1.1\r\nhost: lb\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
@@ -66,10 +67,13 @@ function startEchoBackend() {
 /** Opens a client socket and waits for it to open. */
 async function openSocket(url: URL): Promise<WebSocket> {
   const socket = new WebSocket(url);
-  await new Promise<void>((resolve, reject) => {
-    socket.onopen = () => resolve();
-    socket.onerror = () => reject(new Error("socket failed to open"));
-  });
+  await within(
+    "the socket to open",
+    new Promise<void>((resolve, reject) => {
+      socket.onopen = () => resolve();
+      socket.onerror = () => reject(new Error("socket failed to open"));
+    }),
+  );
   return socket;
 }
 
@@ -140,7 +144,7 @@ Deno.test("websocket tunnel: a backend that stops reading slows the client down,
   const client = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
   await client.write(HANDSHAKE);
   const head = new Uint8Array(4096);
-  const n = await client.read(head);
+  const n = await within("the 101", client.read(head));
   assert(n !== null && new TextDecoder().decode(head.subarray(0, n)).startsWith("HTTP/1.1 101"));
   // The client writes (the tunnel does not care what) until a write stalls for 500 ms.
   const chunk = new Uint8Array(256 * 1024).fill(0x61);
@@ -165,11 +169,11 @@ Deno.test("websocket tunnel: a backend that stops reading slows the client down,
   assertEquals(lb.pool.inFlight, 1, "the tunnel is still open: no cut");
   // The backend reads again: every byte arrives, the stalled write included.
   resume.resolve();
-  sent += await pending;
+  sent += await within("the stalled write to complete", pending);
   await client.closeWrite();
-  assertEquals(await received.promise, sent);
+  assertEquals(await within("the backend to read everything", received.promise), sent);
   client.close();
-  await backendDone;
+  await within("the backend to finish", backendDone);
   listener.close();
 });
 
@@ -192,8 +196,8 @@ Deno.test("websocket tunnel: a slowloris connection is cut at --header-timeout w
   partial.close();
   silent.close();
   // The socket outlived the header timeout and still echoes.
-  assertEquals(await echo(socket, "still here"), "still here");
-  await closeSocket(socket);
+  assertEquals(await within("the echo", echo(socket, "still here")), "still here");
+  await within("the close", closeSocket(socket));
 });
 
 Deno.test("websocket tunnel: --max-connections counts upgraded connections", async () => {

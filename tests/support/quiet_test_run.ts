@@ -119,13 +119,6 @@ export function quietLines(lines: readonly string[]): string[] {
   return kept;
 }
 
-/**
- * Test files run on their own after the parallel run: the WebSocket tunnel's tests hung when
- * they shared the `deno test --parallel` process with the whole suite (never alone, nor beside
- * any one folder); run apart they pass. Kept to a list, so every other file stays in parallel.
- */
-const RUN_APART = ["tests/data/websocket_tunnel_test.ts"];
-
 const SUMMARY =
   /^(ok|FAILED) \| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?(?: \| (\d+) ignored(?: \((\d+) steps?\))?)?/;
 
@@ -154,12 +147,7 @@ if (import.meta.main) {
   const args = Deno.args.filter((arg) => arg !== "--fast");
   const files = isFast ? await unitTestFiles() : [];
   // `--ignore` replaces deno.json's `exclude`, so it names `dist/` (the bundle) again.
-  const ignore = `--ignore=${["dist/", ...RUN_APART].join(",")}`;
-  const runs = [await runDenoTest([...args, ignore, ...files])];
-  if (!isFast) {
-    const apart = args.filter((arg) => arg !== "--parallel" && arg !== "--doc");
-    runs.push(await runDenoTest([...apart, ...RUN_APART]));
-  }
+  const runs = [await runDenoTest([...args, "--ignore=dist/", ...files])];
   const encoder = new TextEncoder();
   const kept: string[] = [];
   const totals = { passed: 0, failed: 0, ignored: 0, ignoredSteps: 0 };

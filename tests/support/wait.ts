@@ -44,3 +44,35 @@ export async function waitUntil(
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 1));
   }
 }
+
+/**
+ * Awaits `promise` for at most `timeoutMs` of real time, so a test whose peer never answers
+ * fails naming the step instead of hanging the run.
+ *
+ * @param what What is awaited, for the error: `"the backend's 101"`.
+ * @param promise What to await.
+ * @param timeoutMs Real time to wait before failing, in milliseconds. Default: 10000.
+ * @returns What `promise` resolved with.
+ * @throws {Error} When the deadline passes first, naming `what`; or what `promise` rejected with.
+ *
+ * @example
+ * ```ts
+ * import { within } from "./wait.ts";
+ * const value = await within("the answer", Promise.resolve(42));
+ * if (value !== 42) throw new Error();
+ * ```
+ */
+export async function within<T>(what: string, promise: Promise<T>, timeoutMs = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
