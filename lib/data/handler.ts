@@ -27,7 +27,7 @@
  * @module
  */
 import { errorText } from "../shared/error_text.ts";
-import type { Logger } from "@logtape/logtape";
+import type { Logger } from "../shared/logger.ts";
 import type { Backend } from "../core/backend.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { AttemptResult } from "../core/outlier.ts";
@@ -64,7 +64,7 @@ import { createRequestIdSource, requestIdOf } from "./request_id.ts";
 import { RetryGate } from "./retry_gate.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
-import { withRequestId } from "../process/log.ts";
+import { withRequestId } from "../process/log_context.ts";
 import type { RequestTracing } from "./tracing.ts";
 
 /** Everything the handler needs, built once by the server. */
