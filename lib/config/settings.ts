@@ -55,7 +55,7 @@ export const ACCESS_LOG_FORMATS = ["combined", "json", "text"] as const;
 /** An access log format. */
 export type AccessLogFormat = typeof ACCESS_LOG_FORMATS[number];
 
-/** How requests reach backends: Deno's `fetch`, or the balancer's own HTTP/1.1 client. */
+/** How requests reach `http:` backends: Deno's `fetch`, or the balancer's own HTTP/1.1 client. */
 export const UPSTREAMS = ["fetch", "http1"] as const;
 
 /** An upstream client. */
@@ -568,13 +568,14 @@ export const SETTINGS = {
     } satisfies Setting<number>,
     upstream: {
       kind: oneOf(UPSTREAMS),
-      default: "fetch",
+      default: "http1",
       flag: "upstream",
       metavar: "NAME",
       section: "Proxy",
-      help: "How requests reach http: backends: fetch (Deno's client) or http1 (the balancer's " +
-        "own HTTP/1.1 client, which forwards exactly the client's headers and is faster). " +
-        "https: backends always use fetch.",
+      help: "How requests reach http: backends: http1 (the balancer's own HTTP/1.1 client, " +
+        "which forwards exactly the client's headers, enforces --connect-timeout and costs " +
+        "about half the CPU per request) or fetch (Deno's client). https: backends always " +
+        "use fetch.",
     } satisfies Setting<Upstream>,
     maxIdlePerHost: {
       kind: count(0),

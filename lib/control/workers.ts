@@ -20,6 +20,7 @@ import type { Pool } from "../core/pool.ts";
 import type { BalancerConfig } from "../config/settings.ts";
 import type { SharedState } from "../core/shared_state.ts";
 import type { TlsCertificate } from "../shared/tls_certificate.ts";
+import { logRelayed } from "../process/log.ts";
 import {
   DATA_PLANE_WORKER_NAME,
   encodeConfig,
@@ -153,6 +154,9 @@ export async function startWorkers(
           return;
         case "drained":
           handle.drained.resolve(message.isClean);
+          return;
+        case "log":
+          logRelayed(message.record);
           return;
         case "failed":
           listening.reject(

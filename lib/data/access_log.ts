@@ -18,7 +18,7 @@
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
+import type { Logger } from "../shared/logger.ts";
 import type { AccessLogFormat } from "../config/settings.ts";
 import type { MetricEvent } from "../core/metrics.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
+import type { Logger } from "../shared/logger.ts";
 import type { Backend } from "../core/backend.ts";
 import { createHandler } from "./handler.ts";
 import { inFlightLimitsOf } from "./admission.ts";

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
+import type { Logger } from "../shared/logger.ts";
 import type { Backend } from "../core/backend.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { AttemptResult } from "../core/outlier.ts";
@@ -45,7 +45,7 @@ import { GET_BODY_REFUSED_BODY, refusedMethodStatus } from "./answers.ts";
 import { createRequestIdSource, requestIdOf } from "./request_id.ts";
 import { RetryGate } from "./retry_gate.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
-import { withRequestId } from "../process/log.ts";
+import { withRequestId } from "../process/log_context.ts";
 import type { RequestTracing } from "./tracing.ts";
 import { RequestLoop } from "./request_loop.ts";
 import {

@@ -18,7 +18,7 @@
 import { errorText } from "../shared/error_text.ts";
 import { type ResponseHead, ResponseParser } from "../shared/http1_parser.ts";
 import type { Clock } from "../shared/clock.ts";
-import { statusText } from "../shared/std.ts";
+import { statusText } from "../shared/std_status.ts";
 import type { OpenFailure } from "./websocket_backend.ts";
 
 /** A client connection whose handshake the listener read, waiting for the handler's verdict. */

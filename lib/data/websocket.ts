@@ -51,7 +51,7 @@
  * @module
  */
 import type { ProxySettings } from "../config/settings.ts";
-import type { Logger } from "@logtape/logtape";
+import type { Logger } from "../shared/logger.ts";
 import type { Backend } from "../core/backend.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { AttemptResult } from "../core/outlier.ts";

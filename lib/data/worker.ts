@@ -4,16 +4,18 @@
  * plane's pool (membership and weights from `snapshot` messages; health, drain, ejection and
  * in-flight counts read from the shared state's slots, which the control plane writes), and
  * reports its own counters back a few times a second so the admin API shows one coherent view.
+ * Its log records go to the control plane, which writes them (`process/log_relay.ts`): a worker
+ * loads no logging library.
  *
  * @module
  */
 import { Backend, type BackendCounts } from "../core/backend.ts";
-import { configureLogging, getModuleLogger, type Logging } from "../process/log.ts";
+import { createRelayLogger, type RelayLoggerOptions } from "../process/log_relay.ts";
+import { LOG_ROOT } from "../process/log_context.ts";
 import { Metrics } from "../core/metrics.ts";
 import { Pool } from "../core/pool.ts";
 import { systemClock } from "../shared/clock.ts";
 import { SharedState } from "../core/shared_state.ts";
-import { listenForReopen } from "../process/signals.ts";
 import { type DataPlane, type PreparedChange, startDataPlane } from "./data_plane.ts";
 import { OutlierRelay } from "./outlier_relay.ts";
 import type { BalancerConfig } from "../config/settings.ts";
@@ -46,10 +48,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
   let id = "";
   let plane: DataPlane | undefined;
   let reporter: ReturnType<typeof setInterval> | undefined;
-  let logging: Logging | undefined;
-  /** SIGUSR1 reopens this isolate's handle on the log file (the data plane, its access log). */
-  let reopen: Disposable | undefined;
-  let relay: OutlierRelay | undefined;
+  let outliers: OutlierRelay | undefined;
   /** The reload prepared and not yet committed or aborted, by its sequence number. */
   let prepared:
     | { seq: number; change: PreparedChange; outlier: BalancerConfig["outlier"] }
@@ -83,25 +82,22 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
         case "start": {
           id = message.id;
           const config = decodeConfig(message.config);
-          logging = await configureLogging({
+          const relay: RelayLoggerOptions = {
             level: config.log.level,
-            format: config.log.format,
-            color: false,
-            ...(config.log.file === undefined ? {} : { file: config.log.file }),
-          });
-          if (config.log.file !== undefined) reopen = listenForReopen(() => logging?.reopen());
+            post: (record) => scope.postMessage({ kind: "log", record }),
+          };
           shared = SharedState.attach(message.shared, message.routing);
           applySnapshot(pool, message.pool, shared);
-          relay = new OutlierRelay(config.outlier, (href, result) => {
+          outliers = new OutlierRelay(config.outlier, (href, result) => {
             scope.postMessage({ kind: "outcome", id, href, result });
           });
           plane = startDataPlane(config, {
-            onAttempt: relay.observe,
+            onAttempt: outliers.observe,
             pool,
             metrics,
             clock: systemClock,
-            logger: getModuleLogger("server"),
-            proxyLogger: getModuleLogger("proxy"),
+            logger: createRelayLogger([LOG_ROOT, "server"], relay),
+            proxyLogger: createRelayLogger([LOG_ROOT, "proxy"], relay),
             reusePort: true,
             shared,
             certificates: message.certificates,
@@ -145,7 +141,7 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             change.change.abort();
             return;
           }
-          relay?.configure(change.outlier);
+          outliers?.configure(change.outlier);
           void change.change.commit();
           return;
         }
@@ -165,8 +161,6 @@ export function runDataPlaneWorker(scope: WorkerScope): void {
             report();
             await current.close();
           }
-          reopen?.[Symbol.dispose]();
-          await logging?.[Symbol.asyncDispose]();
           scope.postMessage({ kind: "drained", id, isClean });
           scope.close();
           return;

@@ -20,6 +20,7 @@ import type { BalancerConfig } from "../config/settings.ts";
 import type { PoolConfig } from "../config/route_kinds.ts";
 import type { RoutingBuffers } from "../core/shared_state.ts";
 import type { TlsCertificate } from "../shared/tls_certificate.ts";
+import type { RelayedRecord } from "../process/log_relay.ts";
 
 /** The name the data-plane workers are started with; `main.ts` dispatches on it. */
 export const DATA_PLANE_WORKER_NAME = "denolb-data-plane";
@@ -106,6 +107,8 @@ export type FromWorker =
     readonly problem?: string;
   }
   | { readonly kind: "drained"; readonly id: string; readonly isClean: boolean }
+  /** A log record for the control plane to write (a worker writes no log itself). */
+  | { readonly kind: "log"; readonly record: RelayedRecord }
   | {
     readonly kind: "failed";
     readonly id: string;

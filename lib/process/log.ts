@@ -23,31 +23,12 @@ import {
   type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
-import { AsyncLocalStorage } from "node:async_hooks";
+import { LOG_CONTEXT_STORAGE, LOG_ROOT } from "./log_context.ts";
+import type { RelayedRecord } from "./log_relay.ts";
 import type { LogFormat } from "../config/kinds.ts";
 import { errorText } from "../shared/error_text.ts";
 
-/** The root category of every balancer log record. */
-export const LOG_ROOT = "denolb";
-
-/**
- * LogTape's implicit context: the fields every record logged inside
- * {@linkcode withRequestId} carries. One per isolate, as LogTape's configuration is.
- */
-export const LOG_CONTEXT_STORAGE: AsyncLocalStorage<Record<string, unknown>> =
-  new AsyncLocalStorage();
-
-/**
- * Runs one request's work so that every record logged during it, by any module, carries its
- * `requestId`.
- *
- * @param requestId The request's ID.
- * @param run The request's work.
- * @returns What `run` returns.
- */
-export function withRequestId<T>(requestId: string, run: () => T): T {
-  return LOG_CONTEXT_STORAGE.run({ requestId }, run);
-}
+export { LOG_ROOT };
 
 /**
  * The logger of one module, a child of the `["denolb"]` root: `getModuleLogger("health")` logs
@@ -297,4 +278,20 @@ function formatValue(value: unknown): string {
 function quoteIfNeeded(text: string): string {
   // deno-lint-ignore no-control-regex
   return text === "" || /[\s"=\\\x00-\x1f\x7f-\x9f]/.test(text) ? JSON.stringify(text) : text;
+}
+
+/**
+ * Writes a record a data-plane worker posted (`log_relay.ts`) through this isolate's LogTape
+ * configuration, with the worker's timestamp and fields.
+ *
+ * @param record The posted record.
+ */
+export function logRelayed(record: RelayedRecord): void {
+  getLogger([...record.category]).emit({
+    level: record.level,
+    message: [record.message],
+    rawMessage: record.message,
+    timestamp: record.timestamp,
+    properties: record.properties,
+  });
 }

@@ -3,15 +3,15 @@
  *
  * The std modules are mapped in `deno.json` to the `deno-std` npm package, which ships plain
  * JavaScript without types, so everything imported from it is `any`. This module is the one
- * place that touches those imports (with `std_cli.ts`); the rest of the code base sees the types
+ * place that touches those imports (with `std_cli.ts` and `std_status.ts`); the rest of the code base sees the types
  * below. Swapping the mapping to `jsr:@std/...` needs no change here or elsewhere. The
- * command-line helpers live in `std_cli.ts` (re-exported here), so a command that parses flags
- * does not also load the media types database and the status table (about 100 ms of start-up
- * and 5 MB of resident memory).
+ * command-line helpers live in `std_cli.ts` and the status table in `std_status.ts` (both
+ * re-exported here), so a command that parses flags or a data plane that needs a reason phrase
+ * does not also load the media types database (about 100 ms of start-up and 5 MB of resident
+ * memory).
  *
  * @module
  */
-import { STATUS_TEXT as stdStatusText } from "@std/http/status";
 import { contentType as stdContentType } from "@std/media-types/content-type";
 export {
   levenshteinDistance,
@@ -19,23 +19,7 @@ export {
   type ParseArgsOptions,
   type ParsedArgs,
 } from "./std_cli.ts";
-
-/**
- * The standard reason phrase of an HTTP status code, or `""` when the code has none.
- *
- * @param status The HTTP status code.
- * @returns The reason phrase, for example `"Service Unavailable"` for 503.
- *
- * @example
- * ```ts
- * import { statusText } from "./std.ts";
- * if (statusText(503) !== "Service Unavailable") throw new Error("unexpected text");
- * ```
- */
-export function statusText(status: number): string {
-  const text: unknown = (stdStatusText as Record<number, unknown>)[status];
-  return typeof text === "string" ? text : "";
-}
+export { statusText } from "./std_status.ts";
 
 /**
  * The `Content-Type` value for a file extension or media type, with a charset for text types.

@@ -63,6 +63,7 @@ const TARGETS: readonly CostTarget[] = [
     () => [...LEAN, "--websocket", "off"],
   ),
   ours("ours-http1", "ours lean, --upstream http1", () => [...LEAN, "--upstream", "http1"]),
+  ours("ours-fetch", "ours lean, --upstream fetch", () => [...LEAN, "--upstream", "fetch"]),
   ours("ours-workers2", "ours lean, --workers 2", () => [...LEAN, "--workers", "2"]),
   ours(
     "ours-logged",

@@ -118,6 +118,7 @@ const TARGETS: readonly TargetSpec[] = [
     ["--log-level", "warning", "--access-log", "off"],
     false,
   ),
+  ours("ours-fetch", "ours `--upstream fetch` (access log to a file)", ["--upstream", "fetch"]),
   ours("ours-http1", "ours `--upstream http1` (access log to a file)", ["--upstream", "http1"]),
   ours("ours-workers2", "ours `--workers 2` (access log to a file)", ["--workers", "2"]),
   ours(

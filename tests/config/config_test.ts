@@ -86,7 +86,7 @@ Deno.test("parseBalancerArgs() with no arguments gives the original Python balan
     retryBudgetPercent: 20,
     retryBudgetMinPerSecond: 3,
     requestBufferBytes: 1_048_576,
-    upstream: "fetch",
+    upstream: "http1",
     maxIdlePerHost: 64,
     keepAliveTimeoutMs: 30_000,
     trustedProxies: [],

@@ -8,6 +8,7 @@ import {
   fileLimitTargets,
   raiseFileLimit,
   readFileLimit,
+  readProcFileLimit,
 } from "../../lib/process/fd_limit.ts";
 import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
 import { REPO_ROOT } from "../support/subprocess.ts";
@@ -101,6 +102,41 @@ Deno.test("raiseFileLimit() changes nothing when the soft limit is already at th
     previousSoft: 20000,
   });
   assertEquals(fake.sets, []);
+});
+
+Deno.test("raiseFileLimit() opens no system calls when a peek shows nothing to raise", () => {
+  let opens = 0;
+  const outcome = raiseFileLimit({
+    peek: () => ({ soft: 20000, hard: 20000 }),
+    open: () => {
+      opens++;
+      throw new Error("not to be opened");
+    },
+  });
+  assertEquals(outcome, { raised: true, soft: 20000, hard: 20000, previousSoft: 20000 });
+  assertEquals(opens, 0);
+});
+
+Deno.test("raiseFileLimit() raises through the system calls when a peek shows a lower soft limit", () => {
+  const fake = fakeSyscalls({ soft: 256, hard: 4096 });
+  const outcome = raiseFileLimit({ peek: () => ({ soft: 256, hard: 4096 }), open: fake.open });
+  assertEquals(outcome, { raised: true, soft: 4096, hard: 4096, previousSoft: 256 });
+});
+
+Deno.test("readProcFileLimit() reads Linux's /proc/self/limits", () => {
+  const text = "Limit                     Soft Limit           Hard Limit           Units     \n" +
+    "Max cpu time              unlimited            unlimited            seconds   \n" +
+    "Max open files            1024                 524288               files     \n";
+  assertEquals(readProcFileLimit(text), { soft: 1024, hard: 524288 });
+  assertEquals(readProcFileLimit("Max open files  unlimited  unlimited  files"), {
+    soft: Number.POSITIVE_INFINITY,
+    hard: Number.POSITIVE_INFINITY,
+  });
+  assertEquals(readProcFileLimit("no such line"), undefined);
+  if (Deno.build.os === "linux") {
+    const read = readFileLimit();
+    if (read.ok) assertEquals(readProcFileLimit(), { soft: read.soft, hard: read.hard });
+  }
 });
 
 Deno.test("raiseFileLimit() reports every refusal and the limit left in force", () => {

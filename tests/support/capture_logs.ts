@@ -6,7 +6,8 @@
  * @module
  */
 import { configure, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
-import { LOG_CONTEXT_STORAGE, LOG_ROOT } from "../../lib/process/log.ts";
+import { LOG_ROOT } from "../../lib/process/log.ts";
+import { LOG_CONTEXT_STORAGE } from "../../lib/process/log_context.ts";
 
 /** Options for {@linkcode captureLogs}. */
 export interface CaptureLogsOptions {

@@ -61,7 +61,7 @@ export interface TestBalancerOptions {
   readonly bodyTimeoutMs?: number;
   /** Initial health per backend, by index. Default: all healthy. */
   readonly unhealthy?: readonly number[];
-  /** How requests reach backends. Default: `"fetch"`. */
+  /** How requests reach backends. Default: the balancer's (`settings.ts`). */
   readonly upstream?: Upstream;
   /** Receives the access records (such as a {@linkcode captureAccessLog} sink). Default: none. */
   readonly accessLog?: AccessLogSink;
@@ -133,7 +133,7 @@ export function startBalancer(
         D.proxy.retryBudgetMinPerSecond,
       retries: options.retries ?? 1,
       requestBufferBytes: options.requestBufferBytes ?? D.proxy.requestBufferBytes,
-      upstream: options.upstream ?? "fetch",
+      upstream: options.upstream ?? D.proxy.upstream,
       maxIdlePerHost: 8,
     },
     admin: { listen: "off", insecure: "off" },
