@@ -134,8 +134,18 @@ Deno.test("readProcFileLimit() reads Linux's /proc/self/limits", () => {
   });
   assertEquals(readProcFileLimit("no such line"), undefined);
   if (Deno.build.os === "linux") {
+    // Read here, not by readProcFileLimit(): a test running beside this one may be using up
+    // the process's descriptors, and the open would fail with EMFILE.
+    let text: string | undefined;
+    try {
+      text = Deno.readTextFileSync("/proc/self/limits");
+    } catch (error) {
+      if (!/too many open files/i.test(String(error))) throw error;
+    }
     const read = readFileLimit();
-    if (read.ok) assertEquals(readProcFileLimit(), { soft: read.soft, hard: read.hard });
+    if (text !== undefined && read.ok) {
+      assertEquals(readProcFileLimit(text), { soft: read.soft, hard: read.hard });
+    }
   }
 });
 
