@@ -10,7 +10,8 @@ import type { Logger } from "@logtape/logtape";
 import { Backend } from "../core/backend.ts";
 import type { BalancerConfig } from "../config/config.ts";
 import { createCookieSecret, withCookieSecret } from "./cookie_secret.ts";
-import { claimAddress, type Serving, startServing } from "./serving.ts";
+import { type Serving, startServing } from "./serving.ts";
+import { openEntrance } from "./entrance.ts";
 import type { AcmeManager, CertificatePair } from "./acme.ts";
 import { AutomaticHttps } from "./automatic_https.ts";
 import { PassiveHealth } from "./passive_health.ts";
@@ -26,12 +27,7 @@ import { Pool } from "../core/pool.ts";
 import { SharedState } from "../core/shared_state.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import type { TlsCertificate } from "../shared/tls_certificate.ts";
-import { loadCertificateFiles } from "./certificates.ts";
-import {
-  type AcmeChallengeHook,
-  type RedirectListener,
-  startRedirectListener,
-} from "../data/data_plane.ts";
+import type { AcmeChallengeHook, RedirectListener } from "../data/data_plane.ts";
 
 /** Dependencies of the balancer, each with a production default. */
 export interface BalancerDeps {
@@ -438,40 +434,6 @@ export function startBalancer(
   deps: BalancerDeps = {},
 ): Promise<RunningBalancer> {
   return Balancer.start(initial, deps);
-}
-
-/**
- * Opens what must be open before the proxy port: the redirect listener (with ACME it answers
- * the challenge that gets the proxy port its first certificate; port 0 is resolved first, for
- * its redirects), then the certificates. On failure it closes what it opened, ACME included.
- */
-async function openEntrance(
-  config: BalancerConfig,
-  automatic: AutomaticHttps | undefined,
-  deps: BalancerDeps,
-): Promise<{
-  redirect: RedirectListener | undefined;
-  certificates: readonly TlsCertificate[];
-  proxyPort: number;
-}> {
-  const acmeChallenge: AcmeChallengeHook | undefined = deps.acmeChallenge ??
-    (automatic === undefined ? undefined : (token: string) => automatic.challengeResponse(token));
-  let redirect: RedirectListener | undefined;
-  let proxyPort = config.port;
-  try {
-    if (config.port === 0 && config.tls.redirectHttp !== undefined) {
-      proxyPort = claimAddress(config.host, 0);
-    }
-    redirect = startRedirectListener(config, proxyPort, acmeChallenge);
-    const certificates = automatic === undefined
-      ? await loadCertificateFiles(config.tls.certFiles, config.tls.keyFiles)
-      : await automatic.firstCertificates(deps.signal);
-    return { redirect, certificates, proxyPort };
-  } catch (error) {
-    await redirect?.shutdown();
-    await automatic?.manager.stop();
-    throw error;
-  }
 }
 
 /** `http://host:port/` (or `https:`) for a bound address, with an IPv6 host in brackets. */
