@@ -11,11 +11,13 @@
  */
 import type { Logger } from "../shared/logger.ts";
 import type { Backend } from "../core/backend.ts";
-import { createHandler } from "./handler.ts";
+import { createHandler, type Handler } from "./handler.ts";
 import { inFlightLimitsOf } from "./admission.ts";
 import type { AttemptResult } from "../core/outlier.ts";
 import { SlowStart } from "../policies/slow_start.ts";
-import { AccessLog, type AccessLogSink, accessLogTarget, NO_ACCESS_LOG } from "./access_log.ts";
+import type { AccessLogSink } from "./access_log.ts";
+import { AccessLogs } from "./access_logs.ts";
+import { createListenerEventSink } from "./listener_events.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { createPolicy } from "../policies/registry.ts";
 import type { Pool } from "../core/pool.ts";
@@ -23,8 +25,7 @@ import { SharedState } from "../core/shared_state.ts";
 import { createUpstreamClient } from "./proxy.ts";
 import type { BalancerConfig } from "../config/settings.ts";
 import type { Clock } from "../shared/clock.ts";
-import { LogThrottle } from "../shared/log_throttle.ts";
-import { listenForReopen, type SignalApi } from "../process/signals.ts";
+import type { SignalApi } from "../process/signals.ts";
 import { createHttp1Client, type Http1Client } from "../upstream/http1.ts";
 import { OpenWebSockets } from "./websocket.ts";
 import { RawUpgrades } from "./upgrade_tunnel.ts";
@@ -114,44 +115,6 @@ export interface DataPlaneDeps {
   readonly certificates?: readonly TlsCertificate[];
 }
 
-/** A running data plane. */
-export interface DataPlane {
-  /** The listener serving now. */
-  readonly listener: Listener;
-  /**
-   * Applies a new configuration to new requests: {@linkcode DataPlane.prepare}, then commit.
-   *
-   * @param config The new configuration.
-   * @param certificates The TLS certificates from now on. Default: the ones in use.
-   * @returns The old listener's shutdown, when it was replaced.
-   * @throws {Error} When the new address cannot be bound; nothing changed then.
-   */
-  configure(
-    config: BalancerConfig,
-    certificates?: readonly TlsCertificate[],
-  ): Promise<void> | undefined;
-  /**
-   * The first half of a reload, the half that can fail: binds a new listener when the address
-   * or server mode changed, and changes nothing else. Several isolates all prepare before any
-   * commits, so a reload is applied everywhere or nowhere.
-   *
-   * New certificates bind a TLS socket beside the serving one (`listener.ts`); connections
-   * open on the old one carry on.
-   *
-   * @param config The new configuration.
-   * @param certificates The TLS certificates from now on (an empty list serves plain HTTP).
-   *   Default: the ones in use.
-   * @returns The change, ready to commit (swap the listener and the request path) or abort
-   *   (close the new listener).
-   * @throws {Error} When the new address cannot be bound, naming it; nothing changed then.
-   */
-  prepare(config: BalancerConfig, certificates?: readonly TlsCertificate[]): PreparedChange;
-  /** Stops accepting and lets open requests finish; resolves when they have. */
-  shutdown(): Promise<void>;
-  /** Closes every connection and upstream client at once; resolves when the access log is. */
-  close(): Promise<void>;
-}
-
 /** A reload a data plane has prepared: the new listener, if any, is bound and not serving. */
 export interface PreparedChange {
   /**
@@ -172,7 +135,8 @@ interface Upstreams {
 }
 
 /**
- * Starts a data plane: builds the handler and binds the listener.
+ * Starts a data plane: builds the handler and binds the listener; the same as
+ * {@linkcode DataPlane.start}.
  *
  * @param config The validated configuration.
  * @param deps Pool, metrics, clock and loggers.
@@ -180,77 +144,278 @@ interface Upstreams {
  * @throws {Error} When the address cannot be bound, naming it.
  */
 export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): DataPlane {
-  const { pool, metrics, clock, logger } = deps;
-  // Outlives reloads: the rotation, the queue and the retry budget carry over.
-  const shared = deps.shared ?? SharedState.create();
-  const accessLogs = new AccessLogs(deps, metrics, clock);
-  accessLogs.configure(config);
-  // Every set of clients ever made: one replaced by a reload still serves its requests in
-  // flight, so all are closed at the end.
-  const upstreamSets: Upstreams[] = [createUpstreams(config, clock)];
-  const closeUpstreams = () => {
-    for (const { client, http1 } of upstreamSets) {
+  return DataPlane.start(config, deps);
+}
+
+/**
+ * A running data plane: the listener serving now, the request path it serves with (rebuilt by
+ * each reload), and what outlives reloads (upstream clients still in use, open WebSockets, slow
+ * start, the access log).
+ */
+export class DataPlane {
+  readonly #deps: DataPlaneDeps;
+  /** Outlives reloads: the rotation, the queue and the retry budget carry over. */
+  readonly #shared: SharedState;
+  readonly #accessLogs: AccessLogs;
+  /**
+   * Every set of clients ever made: one replaced by a reload still serves its requests in
+   * flight, so all are closed at the end.
+   */
+  readonly #upstreamSets: Upstreams[] = [];
+  /** The clients new requests use. */
+  #upstreams: Upstreams;
+  /** Outlives reloads: sockets opened under an old configuration stay open and listed. */
+  readonly #openWebSockets = new OpenWebSockets();
+  /** Handshakes the listener read itself, by the request it built (outlives reloads too). */
+  readonly #rawUpgrades = new RawUpgrades();
+  /** Outlives reloads too: a backend ramping up keeps ramping under a new policy. */
+  readonly #slowStart: SlowStart;
+  /** On with OTEL_DENO=true (Deno's exporter); read once per isolate. */
+  readonly #tracing = createRequestTracing();
+  /** Requests refused with their body unread: the listener closes their connections. */
+  readonly #closeAfterResponse = new WeakSet<Request>();
+  /** Requests answered while their upload went on: the listener closes them after a linger. */
+  readonly #lingerAfterResponse = new WeakSet<Request>();
+  /** Requests that came over HTTP/2, for the access log. */
+  readonly #http2Requests = new WeakSet<Request>();
+  readonly #onEvent: (event: ListenerEvent) => void;
+  /** Listeners a reload replaced, finishing their connections. */
+  readonly #retiring = new Set<Promise<void>>();
+  #current: BalancerConfig;
+  #certificates: readonly TlsCertificate[];
+  #handler: Handler;
+  /** One indirection, so a reload swaps the request path under an unchanged listener. */
+  #serve: RequestHandler;
+  #listener: Listener;
+
+  private constructor(config: BalancerConfig, deps: DataPlaneDeps) {
+    this.#deps = deps;
+    this.#shared = deps.shared ?? SharedState.create();
+    this.#accessLogs = new AccessLogs(deps, deps.metrics, deps.clock);
+    this.#accessLogs.configure(config);
+    this.#upstreams = this.#addUpstreams(config);
+    this.#slowStart = new SlowStart(deps.clock, this.#shared.timeDeltaMs);
+    this.#current = config;
+    this.#certificates = deps.certificates ?? [];
+    this.#handler = this.#buildHandler(config);
+    this.#serve = serveWith(() => this.#handler, config, this.#certificates);
+    this.#onEvent = createListenerEventSink(deps.logger, deps.metrics, deps.clock);
+    try {
+      this.#listener = this.#bind(config, this.#certificates);
+    } catch (error) {
+      this.#closeUpstreams();
+      void this.#accessLogs.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Starts a data plane: builds the handler and binds the listener.
+   *
+   * @param config The validated configuration.
+   * @param deps Pool, metrics, clock and loggers.
+   * @returns The data plane, serving.
+   * @throws {Error} When the address cannot be bound, naming it.
+   */
+  static start(config: BalancerConfig, deps: DataPlaneDeps): DataPlane {
+    return new DataPlane(config, deps);
+  }
+
+  /** The listener serving now. */
+  get listener(): Listener {
+    return this.#listener;
+  }
+
+  /**
+   * Applies a new configuration to new requests: {@linkcode DataPlane.prepare}, then commit.
+   *
+   * @param config The new configuration.
+   * @param certificates The TLS certificates from now on. Default: the ones in use.
+   * @returns The old listener's shutdown, when it was replaced.
+   * @throws {Error} When the new address cannot be bound; nothing changed then.
+   */
+  configure(
+    config: BalancerConfig,
+    certificates?: readonly TlsCertificate[],
+  ): Promise<void> | undefined {
+    return this.prepare(config, certificates).commit();
+  }
+
+  /**
+   * The first half of a reload, the half that can fail: binds a new listener when the address
+   * or server mode changed, and changes nothing else. Several isolates all prepare before any
+   * commits, so a reload is applied everywhere or nowhere.
+   *
+   * New certificates bind a TLS socket beside the serving one (`listener.ts`); connections
+   * open on the old one carry on.
+   *
+   * @param next The new configuration.
+   * @param nextCertificates The TLS certificates from now on (an empty list serves plain
+   *   HTTP). Default: the ones in use.
+   * @returns The change, ready to commit (swap the listener and the request path) or abort
+   *   (close the new listener).
+   * @throws {Error} When the new address cannot be bound, naming it; nothing changed then.
+   */
+  prepare(
+    next: BalancerConfig,
+    nextCertificates: readonly TlsCertificate[] = this.#certificates,
+  ): PreparedChange {
+    const current = this.#current;
+    // A new address, server mode or scheme needs a new listener; timeouts and the connection
+    // limit apply in place (a second bind of the same port would fail without SO_REUSEPORT).
+    // Port 0 in a reload keeps the port held (as with workers).
+    const isPortChanged = next.port !== 0 && next.port !== this.#listener.addr.port;
+    const isListenerChanged = next.host !== current.host || isPortChanged ||
+      next.websocket !== current.websocket ||
+      (nextCertificates.length === 0) !== (this.#certificates.length === 0);
+    const nextListener = isListenerChanged ? this.#bind(next, nextCertificates) : undefined;
+    // Same listener, new certificates: a new TLS socket beside the serving one.
+    const certificateChange = !isListenerChanged && nextCertificates.length > 0 &&
+        !isSameCertificates(nextCertificates, this.#certificates)
+      ? this.#listener.prepareCertificates(nextCertificates)
+      : undefined;
+    let isSettled = false;
+    return {
+      commit: () => {
+        if (isSettled) return undefined;
+        isSettled = true;
+        certificateChange?.commit();
+        return this.#apply(next, nextListener, nextCertificates);
+      },
+      abort: () => {
+        if (isSettled) return;
+        isSettled = true;
+        nextListener?.close();
+        certificateChange?.abort();
+      },
+    };
+  }
+
+  /** Stops accepting and lets open requests finish; resolves when they have. */
+  async shutdown(): Promise<void> {
+    await Promise.all([this.#listener.shutdown(), ...this.#retiring]);
+    await this.#accessLogs.close();
+  }
+
+  /** Closes every connection and upstream client at once; resolves when the access log is. */
+  close(): Promise<void> {
+    // What a drain left open: WebSockets get 1001 Going Away, not a dropped connection.
+    this.#openWebSockets.closeAll(1001);
+    this.#listener.close();
+    this.#closeUpstreams();
+    return this.#accessLogs.close();
+  }
+
+  /** Swaps in a prepared configuration (and its listener, when one was bound). */
+  #apply(
+    next: BalancerConfig,
+    nextListener: Listener | undefined,
+    nextCertificates: readonly TlsCertificate[],
+  ): Promise<void> | undefined {
+    const current = this.#current;
+    if (nextListener === undefined) {
+      this.#listener.reconfigure(next);
+    }
+    this.#certificates = nextCertificates;
+    const isClientChanged = next.proxy.maxIdlePerHost !== current.proxy.maxIdlePerHost ||
+      next.proxy.keepAliveTimeoutMs !== current.proxy.keepAliveTimeoutMs ||
+      next.proxy.upstream !== current.proxy.upstream ||
+      next.proxy.connectTimeoutMs !== current.proxy.connectTimeoutMs;
+    if (isClientChanged) this.#upstreams = this.#addUpstreams(next);
+    this.#accessLogs.configure(next);
+    this.#handler = this.#buildHandler(next);
+    this.#serve = serveWith(() => this.#handler, next, nextCertificates);
+    this.#current = next;
+    if (nextListener === undefined) return undefined;
+    const old = this.#listener;
+    this.#listener = nextListener;
+    const closing = old.shutdown();
+    this.#retiring.add(closing);
+    void closing.finally(() => this.#retiring.delete(closing));
+    return closing;
+  }
+
+  /** Makes the upstream clients of a configuration, closed with the data plane. */
+  #addUpstreams(config: BalancerConfig): Upstreams {
+    const upstreams = createUpstreams(config, this.#deps.clock);
+    this.#upstreamSets.push(upstreams);
+    return upstreams;
+  }
+
+  #closeUpstreams(): void {
+    for (const { client, http1 } of this.#upstreamSets) {
       client.close();
       http1?.close();
     }
-  };
-  // Every attempt's outcome: a backend's own answer is counted (its 5xx for /status and the
-  // dashboard), then passive health hears it.
-  const onAttempt = (backend: Backend, result: AttemptResult): void => {
+  }
+
+  /**
+   * Every attempt's outcome: a backend's own answer is counted (its 5xx for /status and the
+   * dashboard), then passive health hears it.
+   */
+  readonly #onAttempt = (backend: Backend, result: AttemptResult): void => {
     if (typeof result === "number") backend.recordResponse(result);
-    deps.onAttempt?.(backend, result);
+    this.#deps.onAttempt?.(backend, result);
   };
-  // Outlives reloads: sockets opened under an old configuration stay open and listed.
-  const openWebSockets = new OpenWebSockets();
-  // Handshakes the listener read itself, by the request it built (outlives reloads too).
-  const rawUpgrades = new RawUpgrades();
-  // Outlives reloads too: a backend ramping up keeps ramping under a new policy.
-  const slowStart = new SlowStart(clock, shared.timeDeltaMs);
-  // On with OTEL_DENO=true (Deno's exporter); read once per isolate.
-  const tracing = createRequestTracing();
-  // What every request path of this data plane shares, one pool or a route's pool alike.
-  const handlerDeps = (c: BalancerConfig, upstreams: Upstreams) => ({
-    shared,
-    onAttempt,
-    client: upstreams.client,
-    ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
-    logger: deps.proxyLogger,
-    tracing,
-    metrics,
-    onBodyTimeout: () => metrics.recordEvent("body-timeout"),
-    webSockets: { isEnabled: c.websocket === "on", open: openWebSockets, raw: rawUpgrades },
-    closeAfterResponse,
-    lingerAfterResponse,
-    http2Requests,
-    isTls: certificates.length > 0,
-    clock,
-  });
-  const buildPoolHandler = (c: BalancerConfig, upstreams: Upstreams) =>
-    createHandler({
-      ...handlerDeps(c, upstreams),
-      settings: c,
+
+  /** What every request path of this data plane shares, one pool or a route's pool alike. */
+  #handlerDeps(c: BalancerConfig) {
+    const upstreams = this.#upstreams;
+    const { metrics, clock } = this.#deps;
+    return {
+      shared: this.#shared,
+      onAttempt: this.#onAttempt,
+      client: upstreams.client,
+      ...(upstreams.http1 === undefined ? {} : { fetch: upstreamFetch(upstreams.http1) }),
+      logger: this.#deps.proxyLogger,
+      tracing: this.#tracing,
+      metrics,
+      onBodyTimeout: () => metrics.recordEvent("body-timeout"),
+      webSockets: {
+        isEnabled: c.websocket === "on",
+        open: this.#openWebSockets,
+        raw: this.#rawUpgrades,
+      },
+      closeAfterResponse: this.#closeAfterResponse,
+      lingerAfterResponse: this.#lingerAfterResponse,
+      http2Requests: this.#http2Requests,
+      isTls: this.#certificates.length > 0,
+      clock,
+    };
+  }
+
+  /**
+   * The request path of a configuration. With a route table each route gets its pool's
+   * handler, built as the one-pool handler is with the pool's own settings over a view of the
+   * balancer's pool (`routed_handlers.ts`).
+   */
+  #buildHandler(c: BalancerConfig): Handler {
+    const { pool, metrics, clock } = this.#deps;
+    const slowStart = this.#slowStart;
+    if (c.routes.length === 0) {
+      return createHandler({
+        ...this.#handlerDeps(c),
+        settings: c,
+        pool,
+        policy: createPolicy(c.policy, c, {
+          random: Math.random,
+          weightOf: slowStart.weigher(c.slowStartMs),
+          rotation: this.#shared.rotation,
+        }),
+        accessLog: this.#accessLogs.sink,
+        inFlightLimits: inFlightLimitsOf(c),
+      });
+    }
+    return buildRouter(c, {
       pool,
-      policy: createPolicy(c.policy, c, {
-        random: Math.random,
-        weightOf: slowStart.weigher(c.slowStartMs),
-        rotation: shared.rotation,
-      }),
-      accessLog: accessLogs.sink,
-      inFlightLimits: inFlightLimitsOf(c),
-    });
-  // With a route table each route gets its pool's handler, built as the one-pool handler is
-  // with the pool's own settings over a view of the balancer's pool (`routed_handlers.ts`).
-  const buildHandler = (c: BalancerConfig, upstreams: Upstreams) =>
-    c.routes.length === 0 ? buildPoolHandler(c, upstreams) : buildRouter(c, {
-      pool,
-      shared,
+      shared: this.#shared,
       metrics,
       clock,
-      accessLog: accessLogs.sink,
-      closeAfterResponse,
+      accessLog: this.#accessLogs.sink,
+      closeAfterResponse: this.#closeAfterResponse,
       build: (poolConfig, view, rotation, accessLog, rewriteTarget) =>
         createHandler({
-          ...handlerDeps(c, upstreams),
+          ...this.#handlerDeps(c),
           // A route's pool has its own response timeout and retries.
           settings: {
             ...c,
@@ -270,33 +435,29 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
           }),
         }),
     });
-  let current = config;
-  let certificates: readonly TlsCertificate[] = deps.certificates ?? [];
-  // Requests refused with their body unread: the listener closes their connections.
-  const closeAfterResponse = new WeakSet<Request>();
-  // Requests answered while their upload went on: the listener closes them after a linger.
-  const lingerAfterResponse = new WeakSet<Request>();
-  // Requests that came over HTTP/2, for the access log.
-  const http2Requests = new WeakSet<Request>();
-  let handler = buildHandler(config, upstreamSets[0] as Upstreams);
-  // One indirection, so a reload swaps the request path under an unchanged listener.
-  let serve: RequestHandler = serveWith(() => handler, config, certificates);
-  const onEvent = createListenerEventSink(logger, metrics, clock);
-  const bind = (c: BalancerConfig, certs: readonly TlsCertificate[]): Listener => {
+  }
+
+  /**
+   * Binds a listener for a configuration, serving whatever request path is current.
+   *
+   * @throws {Error} When the address cannot be bound, naming it.
+   */
+  #bind(c: BalancerConfig, certificates: readonly TlsCertificate[]): Listener {
+    const { logger, clock } = this.#deps;
     try {
       return listen({
         hostname: c.host,
         port: c.port,
-        reusePort: deps.reusePort ?? false,
+        reusePort: this.#deps.reusePort ?? false,
         settings: c,
-        ...(c.websocket === "on" ? { rawUpgrades } : {}),
-        openConnections: shared.connections,
-        closeAfterResponse,
-        lingerAfterResponse,
-        http2Requests,
-        ...(certs.length === 0 ? {} : { tls: { certificates: certs } }),
+        ...(c.websocket === "on" ? { rawUpgrades: this.#rawUpgrades } : {}),
+        openConnections: this.#shared.connections,
+        closeAfterResponse: this.#closeAfterResponse,
+        lingerAfterResponse: this.#lingerAfterResponse,
+        http2Requests: this.#http2Requests,
+        ...(certificates.length === 0 ? {} : { tls: { certificates } }),
         clock,
-        onEvent,
+        onEvent: this.#onEvent,
         // The handler answers every failure itself; this only catches what escapes it.
         onError: (error) => {
           // A response body cut because its backend failed mid-way: logged and counted by
@@ -305,178 +466,11 @@ export function startDataPlane(config: BalancerConfig, deps: DataPlaneDeps): Dat
           logger.error("Unhandled error in request handler", { error });
           return new Response("Internal error\n", { status: 500 });
         },
-      }, (request, info) => serve(request, info));
+      }, (request, info) => this.#serve(request, info));
     } catch (cause) {
       const detail = errorText(cause);
       throw new Error(`Cannot listen on ${c.host}:${c.port}: ${detail}`, { cause });
     }
-  };
-  let listener: Listener;
-  try {
-    listener = bind(config, certificates);
-  } catch (error) {
-    closeUpstreams();
-    void accessLogs.close();
-    throw error;
-  }
-  const retiring = new Set<Promise<void>>();
-  /** Swaps in a prepared configuration (and its listener, when one was bound). */
-  const apply = (
-    next: BalancerConfig,
-    nextListener: Listener | undefined,
-    nextCertificates: readonly TlsCertificate[],
-  ) => {
-    if (nextListener === undefined) {
-      listener.reconfigure(next);
-    }
-    certificates = nextCertificates;
-    const isClientChanged = next.proxy.maxIdlePerHost !== current.proxy.maxIdlePerHost ||
-      next.proxy.keepAliveTimeoutMs !== current.proxy.keepAliveTimeoutMs ||
-      next.proxy.upstream !== current.proxy.upstream ||
-      next.proxy.connectTimeoutMs !== current.proxy.connectTimeoutMs;
-    if (isClientChanged) upstreamSets.push(createUpstreams(next, clock));
-    accessLogs.configure(next);
-    handler = buildHandler(next, upstreamSets[upstreamSets.length - 1] as Upstreams);
-    serve = serveWith(() => handler, next, nextCertificates);
-    current = next;
-    if (nextListener === undefined) return undefined;
-    const old = listener;
-    listener = nextListener;
-    const closing = old.shutdown();
-    retiring.add(closing);
-    void closing.finally(() => retiring.delete(closing));
-    return closing;
-  };
-  const prepare = (
-    next: BalancerConfig,
-    nextCertificates: readonly TlsCertificate[] = certificates,
-  ): PreparedChange => {
-    // A new address, server mode or scheme needs a new listener; timeouts and the connection
-    // limit apply in place (a second bind of the same port would fail without SO_REUSEPORT).
-    // Port 0 in a reload keeps the port held (as with workers).
-    const isPortChanged = next.port !== 0 && next.port !== listener.addr.port;
-    const isListenerChanged = next.host !== current.host || isPortChanged ||
-      next.websocket !== current.websocket ||
-      (nextCertificates.length === 0) !== (certificates.length === 0);
-    const nextListener = isListenerChanged ? bind(next, nextCertificates) : undefined;
-    // Same listener, new certificates: a new TLS socket beside the serving one.
-    const certificateChange = !isListenerChanged && nextCertificates.length > 0 &&
-        !isSameCertificates(nextCertificates, certificates)
-      ? listener.prepareCertificates(nextCertificates)
-      : undefined;
-    let isSettled = false;
-    return {
-      commit() {
-        if (isSettled) return undefined;
-        isSettled = true;
-        certificateChange?.commit();
-        return apply(next, nextListener, nextCertificates);
-      },
-      abort() {
-        if (isSettled) return;
-        isSettled = true;
-        nextListener?.close();
-        certificateChange?.abort();
-      },
-    };
-  };
-
-  return {
-    get listener() {
-      return listener;
-    },
-    prepare,
-    configure: (next, nextCertificates) => prepare(next, nextCertificates).commit(),
-    async shutdown() {
-      await Promise.all([listener.shutdown(), ...retiring]);
-      await accessLogs.close();
-    },
-    close() {
-      // What a drain left open: WebSockets get 1001 Going Away, not a dropped connection.
-      openWebSockets.closeAll(1001);
-      listener.close();
-      closeUpstreams();
-      return accessLogs.close();
-    },
-  };
-}
-
-/**
- * The data plane's access log: the one `accessLog` configures (rebuilt when a reload changes
- * its path or format), reopened on SIGHUP or SIGUSR1. Every isolate listens for both itself, so
- * with `--workers N` each reopens its own file handle (signals reach every isolate of the
- * process).
- */
-class AccessLogs {
-  readonly #deps: DataPlaneDeps;
-  readonly #metrics: Metrics;
-  readonly #clock: Clock;
-  #log: AccessLog | undefined;
-  #sink: AccessLogSink = NO_ACCESS_LOG;
-  #key = "";
-  readonly #retired = new Set<Promise<void>>();
-  #reopen: Disposable | undefined;
-
-  constructor(deps: DataPlaneDeps, metrics: Metrics, clock: Clock) {
-    this.#deps = deps;
-    this.#metrics = metrics;
-    this.#clock = clock;
-  }
-
-  /** The sink the handler writes to now. */
-  get sink(): AccessLogSink {
-    return this.#sink;
-  }
-
-  /** Builds the log `config` asks for, unless it is the one already open. */
-  configure(config: BalancerConfig): void {
-    if (this.#deps.accessLog !== undefined) {
-      this.#sink = this.#deps.accessLog;
-      return;
-    }
-    const { path, format } = config.accessLog;
-    const key = `${format} ${path}`;
-    if (key === this.#key) return;
-    this.#key = key;
-    this.#retire();
-    if (path === "off") {
-      this.#sink = NO_ACCESS_LOG;
-      return;
-    }
-    const log = new AccessLog({
-      format,
-      target: accessLogTarget(path),
-      logger: this.#deps.proxyLogger,
-      onEvent: (event) => this.#metrics.recordEvent(event),
-      clock: this.#clock,
-    });
-    this.#log = log;
-    this.#sink = log;
-    if (path !== "-") {
-      this.#reopen = listenForReopen(
-        () => log.reopen(),
-        this.#deps.signals === undefined ? {} : { api: this.#deps.signals },
-      );
-    }
-  }
-
-  /** Writes what is buffered and closes every log. */
-  async close(): Promise<void> {
-    this.#retire();
-    this.#sink = NO_ACCESS_LOG;
-    await Promise.all(this.#retired);
-  }
-
-  /** Closes the current log in the background (a reload replaced it, or the plane stops). */
-  #retire(): void {
-    this.#reopen?.[Symbol.dispose]();
-    this.#reopen = undefined;
-    const old = this.#log;
-    this.#log = undefined;
-    if (old === undefined) return;
-    const closing = old.close();
-    this.#retired.add(closing);
-    void closing.finally(() => this.#retired.delete(closing));
   }
 }
 
@@ -524,76 +518,4 @@ function upstreamFetch(http1: Http1Client): typeof fetch {
     typeof input === "string" && input.startsWith("http:")
       ? http1.fetch(input, init)
       : fetch(input, init);
-}
-
-/**
- * Turns listener events into metrics and log records; floods (descriptor exhaustion, broken
- * client connections) are logged at most once a second with a count of the rest.
- */
-function createListenerEventSink(
-  logger: Logger,
-  metrics: Metrics,
-  clock: Clock,
-): (event: ListenerEvent) => void {
-  const throttle = new LogThrottle({ intervalMs: 1_000, clock });
-  return (event) => {
-    switch (event.kind) {
-      case "accept-error": {
-        metrics.recordEvent(event.isFdExhausted ? "accept-fd-exhausted" : "accept-error");
-        const suppressed = throttle.take(event.isFdExhausted ? "fd" : "accept");
-        if (suppressed === undefined) return;
-        logger.warn(
-          event.isFdExhausted
-            ? "Out of file descriptors accepting connections; retrying"
-            : "Accepting a connection failed; retrying",
-          { error: messageOf(event.error), suppressed },
-        );
-        return;
-      }
-      case "timeout":
-        metrics.recordEvent(`${event.timeout}-timeout`);
-        return;
-      case "handshake-failed": {
-        // Scanners and old clients fail handshakes all day: counted, logged at debug level.
-        metrics.recordEvent("handshake-failed");
-        const suppressed = throttle.take("handshake");
-        if (suppressed === undefined) return;
-        logger.debug("TLS handshake failed", { error: messageOf(event.error), suppressed });
-        return;
-      }
-      case "connection-error": {
-        metrics.recordEvent("connection-error");
-        const suppressed = throttle.take("connection");
-        if (suppressed === undefined) return;
-        // A client that resets or stops reading is routine (load generators do it at the end of
-        // every run); malformed framing and the like are worth a line at the default level.
-        const isRoutine = event.error instanceof Deno.errors.ConnectionReset ||
-          event.error instanceof Deno.errors.BrokenPipe;
-        const properties = { error: messageOf(event.error), suppressed };
-        if (isRoutine) logger.debug("Client connection failed", properties);
-        else logger.info("Client connection failed", properties);
-        return;
-      }
-      case "websocket-unavailable":
-        logger.warn("WebSocket upgrades will be answered 501", { detail: event.detail });
-        return;
-      case "degraded":
-        logger.warn("Serving without connection timeouts", { detail: event.detail });
-        return;
-      case "connection-refused": {
-        metrics.recordEvent("connection-refused");
-        const suppressed = throttle.take("refused");
-        if (suppressed === undefined) return;
-        logger.warn("Connection limit reached; refusing connections with 503", {
-          limit: event.limit,
-          suppressed,
-        });
-        return;
-      }
-    }
-  };
-}
-
-function messageOf(error: unknown): string {
-  return errorText(error);
 }
