@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
+import type { Logger } from "../shared/logger.ts";
 import { AccessLog, type AccessLogSink, accessLogTarget, NO_ACCESS_LOG } from "./access_log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { BalancerConfig } from "../config/settings.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
+import type { Logger } from "../shared/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Clock } from "../shared/clock.ts";
 import { LogThrottle } from "../shared/log_throttle.ts";
