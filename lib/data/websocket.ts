@@ -456,7 +456,13 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     const running = runTunnel(raw.conn, tunnel, added);
     const relay = { close: () => running.close() };
     open.add(relay);
+    // The request's signal is the client connection's: when the listener aborts it (a drain, a
+    // close), both sides go, or a pump blocked writing to a backend that stopped reading would
+    // keep the tunnel, and the drain waiting for it, open for good.
+    request.signal.addEventListener("abort", relay.close, { once: true });
+    if (request.signal.aborted) relay.close();
     void running.finished.then((closedBy) => {
+      request.signal.removeEventListener("abort", relay.close);
       open.delete(relay);
       closed(
         request,
