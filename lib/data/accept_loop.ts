@@ -288,8 +288,9 @@ export class AcceptLoop implements Listener {
       backoffMs = ACCEPT_BACKOFF_MIN_MS;
       const maxConnections = this.#settings.limits.maxConnections;
       if (!this.#openConnections.tryAcquire(maxConnections)) {
+        // Over TLS a 503 would need the handshake the limit exists to avoid.
         if (this.#options.tls === undefined) void this.#refuser.refuse(conn);
-        else this.#closeUnfinished(conn, undefined); // a 503 would need the handshake the limit exists to avoid
+        else this.#closeUnfinished(conn, undefined);
         this.#onEvent({ kind: "connection-refused", limit: maxConnections });
         continue;
       }
