@@ -202,7 +202,9 @@ export const SETTINGS = {
       metavar: "DURATION",
       section: "TLS",
       help: "Time a client has, from connecting, to complete its TLS handshake (a handshake " +
-        "timeout); then the connection is closed.",
+        "timeout); then the connection is closed. Its socket is freed at once only on Linux " +
+        "with --allow-ffi (the tasks and the binary grant it); otherwise it stays open until the " +
+        "client sends or leaves, and the listener logs that it is degraded.",
     } satisfies Setting<number>,
     redirectHttp: {
       kind: text(

@@ -127,6 +127,7 @@ export class AcceptLoop implements Listener {
         onEvent({ kind: "websocket-unavailable", detail: opened.reason });
       }
     }
+    if (options.tls !== undefined) this.#peek = this.#openHandshakeCloser();
     const clock = options.clock ?? systemClock;
     this.#clock = clock;
     this.#socket = bindSocket(options, options.port, options.tls?.certificates);
@@ -224,6 +225,27 @@ export class AcceptLoop implements Listener {
     this.#pipe?.close();
   }
 
+  /** TLS: what frees the socket of a handshake that never finishes (`socket_peek.ts`). */
+  #openHandshakeCloser(): SocketPeek | undefined {
+    const opened = openSocketPeek();
+    if (opened.ok) return opened.peek;
+    this.#onEvent({
+      kind: "degraded",
+      detail: `TLS handshake timeout cannot free the socket (${opened.reason}): a client that ` +
+        "never finishes its handshake holds a descriptor until it sends or leaves",
+    });
+    return undefined;
+  }
+
+  /**
+   * Closes a TLS connection whose handshake has not finished (or was refused before one). Deno
+   * keeps the socket of an unfinished handshake after `close()`: it is shut down first.
+   */
+  #closeUnfinished(conn: Deno.Conn, fd: number | undefined): void {
+    this.#peek?.shutdown(conn, fd);
+    closeQuietly(conn);
+  }
+
   /** Deno leaves TCP_NODELAY off on TLS connections (`process/tcp_nodelay.ts`). */
   #noDelay(): void {
     if (this.#options.tls === undefined) return;
@@ -266,8 +288,9 @@ export class AcceptLoop implements Listener {
       backoffMs = ACCEPT_BACKOFF_MIN_MS;
       const maxConnections = this.#settings.limits.maxConnections;
       if (!this.#openConnections.tryAcquire(maxConnections)) {
+        // Over TLS a 503 would need the handshake the limit exists to avoid.
         if (this.#options.tls === undefined) void this.#refuser.refuse(conn);
-        else closeQuietly(conn); // a 503 would need the handshake the limit exists to avoid
+        else this.#closeUnfinished(conn, undefined);
         this.#onEvent({ kind: "connection-refused", limit: maxConnections });
         continue;
       }
@@ -285,7 +308,8 @@ export class AcceptLoop implements Listener {
   #forget(connection: Connection, fd: number | undefined): void {
     if (this.#connections.delete(connection)) this.#openConnections.release();
     connection.clearDeadline();
-    if (fd !== undefined) this.#peek?.release(fd);
+    const claimed = fd ?? connection.fd;
+    if (claimed !== undefined) this.#peek?.release(claimed);
   }
 
   /**
@@ -295,28 +319,32 @@ export class AcceptLoop implements Listener {
   async #handshakeThenServe(conn: Deno.TlsConn): Promise<void> {
     const connection = new Connection();
     this.#connections.add(connection);
+    connection.fd = this.#peek?.claim(conn);
+    // No request yet: a shutdown() closes it as it closes a connection still being sniffed.
+    connection.isSniffing = true;
     let isTimedOut = false;
     const deadline = this.#deadlines.handshake(
       connection,
       this.#settings.tls.handshakeTimeoutMs,
       () => {
         isTimedOut = true;
-        closeQuietly(conn);
+        this.#closeUnfinished(conn, connection.fd);
       },
     );
     // A close() or shutdown() during the handshake ends it too.
-    const onAbort = () => closeQuietly(conn);
+    const onAbort = () => this.#closeUnfinished(conn, connection.fd);
     connection.abort.signal.addEventListener("abort", onAbort, { once: true });
     let alpn: string | null;
     try {
       alpn = (await conn.handshake()).alpnProtocol;
     } catch (error) {
+      this.#closeUnfinished(conn, connection.fd);
       this.#forget(connection, undefined);
-      closeQuietly(conn);
       if (isTimedOut) this.#onEvent({ kind: "timeout", timeout: "handshake" });
       else if (!connection.abort.signal.aborted) this.#onEvent({ kind: "handshake-failed", error });
       return;
     } finally {
+      connection.isSniffing = false;
       this.#deadlines.handshakeDone(deadline);
       connection.abort.signal.removeEventListener("abort", onAbort);
     }

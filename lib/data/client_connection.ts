@@ -48,8 +48,13 @@ export class Connection {
   isShutDown = false;
   /** Closing after an early answer: no further request is served. */
   isLingering = false;
-  /** Whether the listener is still looking at its first bytes (no server yet). */
+  /**
+   * Whether the listener is still in its TLS handshake or looking at its first bytes (no
+   * server yet).
+   */
   isSniffing = false;
+  /** A TLS connection's descriptor, when found (to end a handshake that never finishes). */
+  fd: number | undefined;
   /** For a connection the listener serves itself (a handshake, a tunnel): when it is closed. */
   finished: Promise<void> | undefined;
 

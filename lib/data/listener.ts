@@ -72,7 +72,10 @@ export function listen(options: ListenOptions, handler: RequestHandler): Listene
   const serveOnConnection = findServeOnConnection();
   if (serveOnConnection !== undefined) return new AcceptLoop(options, handler, serveOnConnection);
   const onEvent = options.onEvent ?? (() => {});
-  onEvent({ kind: "degraded", detail: "Deno.serve has no per-connection server" });
+  onEvent({
+    kind: "degraded",
+    detail: "Deno.serve has no per-connection server: serving without connection timeouts",
+  });
   return fallbackListen(options, handler, onEvent, options.onError ?? defaultOnError);
 }
 

@@ -68,7 +68,7 @@ export function createListenerEventSink(
         logger.warn("WebSocket upgrades will be answered 501", { detail: event.detail });
         return;
       case "degraded":
-        logger.warn("Serving without connection timeouts", { detail: event.detail });
+        logger.warn("Listener degraded", { detail: event.detail });
         return;
       case "connection-refused": {
         metrics.recordEvent("connection-refused");

@@ -1,11 +1,15 @@
 /**
  * Looking at an accepted connection's first bytes without taking them, so the listener can tell
- * a WebSocket handshake from a plain request before Deno's HTTP server reads the connection.
+ * a WebSocket handshake from a plain request before Deno's HTTP server reads the connection;
+ * and shutting down the socket of a TLS connection whose handshake never finished, which Deno
+ * 2.9.6 keeps open after `close()` until the client sends or leaves (its pending handshake read
+ * holds the socket: a client that stays silent would hold a descriptor however short the
+ * handshake timeout). `shutdown(2)` ends that read, and Deno then lets the socket go.
  *
  * Deno 2.9.6 gives a `Deno.Conn` no descriptor and no peek, so this goes through libc by FFI
  * (Linux only, `--allow-ffi`):
  * - the descriptor: Deno 2.9.6 keeps it on an accepted connection under an internal symbol
- *   (`Deno[Deno.internal].core.internalFdSymbol`). It is trusted only once its addresses
+ *   (`Deno[Deno.internal].core.internalFdSymbol`), not on a `Deno.TlsConn`. It is trusted only once its addresses
  *   (`getpeername`, `getsockname`) match the connection's `remoteAddr` and `localAddr`, the TCP
  *   four-tuple, which no two open sockets share. Without it (another Deno), candidates are
  *   asked for their addresses: `accept(2)` hands out the lowest free descriptor, so from the
@@ -28,6 +32,7 @@ const EFD_CLOEXEC = 0x80000;
 const F_GETFD = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
+const SHUT_RDWR = 2;
 /** The longest one `poll(2)` waits, so a stuck wake never holds the process for long. */
 const POLL_MAX_MS = 1_000;
 /** Unknown descriptors in a row that turn out closed before the search stops looking up. */
@@ -42,6 +47,7 @@ const SYMBOLS = {
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32"], result: "i32" },
 } as const;
 
@@ -86,6 +92,16 @@ export interface SocketPeek {
    * @param fd The descriptor waited on.
    */
   cancelWait(fd: number): void;
+  /**
+   * Shuts a connection's socket down both ways (`shutdown(2)`, `SHUT_RDWR`): its client sees the
+   * close, and a read pending on it ends. Call it before the connection is closed.
+   *
+   * @param conn The connection.
+   * @param fd Its descriptor from {@linkcode SocketPeek.claim}, if it has one: used when it
+   *   still is the connection's, else the descriptor is searched for as `claim` does.
+   * @returns Whether a socket was shut down.
+   */
+  shutdown(conn: Deno.Conn, fd: number | undefined): boolean;
   /** Ends every wait and closes the library. Idempotent. */
   close(): void;
 }
@@ -214,6 +230,21 @@ class LibcSocketPeek implements SocketPeek {
     if (resolve === undefined) return;
     this.#waiters.delete(fd);
     resolve("cancelled");
+  }
+
+  shutdown(conn: Deno.Conn, fd: number | undefined): boolean {
+    if (this.#isClosed) return false;
+    const peer = expectedAddress(conn.remoteAddr);
+    const local = expectedAddress(conn.localAddr);
+    if (peer === undefined || local === undefined) return false;
+    // Checked again right before the call: a descriptor closed meanwhile may be someone else's.
+    let target = fd !== undefined && this.#matches(fd, peer, local) === "match" ? fd : undefined;
+    if (target === undefined) {
+      target = this.claim(conn);
+      if (target === undefined) return false;
+      this.release(target);
+    }
+    return this.#libc.shutdown(target, SHUT_RDWR) === 0;
   }
 
   close(): void {
