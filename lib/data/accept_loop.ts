@@ -12,7 +12,12 @@ import { type Clock, systemClock } from "../shared/clock.ts";
 import { isFdExhaustion } from "../shared/fd_exhaustion.ts";
 import { pickCertificate, type TlsCertificate } from "../shared/tls_certificate.ts";
 import { setListenerNoDelay } from "../process/tcp_nodelay.ts";
-import { Connection, ConnectionDeadlines, type ConnectionServer } from "./client_connection.ts";
+import {
+  type AbortHook,
+  Connection,
+  ConnectionDeadlines,
+  type ConnectionServer,
+} from "./client_connection.ts";
 import { ConnectionRefuser } from "./connection_limit.ts";
 import { serveRawHandshake, Sniffer } from "./connection_sniffer.ts";
 import type {
@@ -43,7 +48,7 @@ const LINGERING_RESPONSE = () => new Response(null, { status: 400 });
 /** Deno's per-connection server, as `Deno.serve` uses it. */
 export type ServeOnConnection = (
   conn: Deno.Conn,
-  signal: AbortSignal,
+  signal: AbortHook,
   handler: RequestHandler,
   onError: (error: unknown) => Response,
   onListen: () => void,
@@ -198,7 +203,7 @@ export class AcceptLoop implements Listener {
       this.#deadlines.endLingering(this.#connections);
       await Promise.all(this.#accepting);
       // A tunnel has no requests to finish: a drain ends it (its client sees the close).
-      for (const c of this.#connections) if (c.finished !== undefined) c.abort.abort();
+      for (const c of this.#connections) if (c.finished !== undefined) c.close();
       await Promise.all(
         [...this.#connections].map((c) =>
           c.finished ?? c.server?.shutdown().then(() => {
@@ -218,7 +223,7 @@ export class AcceptLoop implements Listener {
     this.#deadlines.endLingering(this.#connections);
     // Aborting a connection Deno already closed makes its abort listener throw.
     for (const connection of this.#connections) {
-      if (!connection.isShutDown) connection.abort.abort();
+      if (!connection.isShutDown) connection.close();
     }
     this.#peek?.close();
     this.#pipe?.close();
@@ -306,7 +311,7 @@ export class AcceptLoop implements Listener {
     );
     // A close() or shutdown() during the handshake ends it too.
     const onAbort = () => closeQuietly(conn);
-    connection.abort.signal.addEventListener("abort", onAbort, { once: true });
+    connection.signal.addEventListener("abort", onAbort, { once: true });
     let alpn: string | null;
     try {
       alpn = (await conn.handshake()).alpnProtocol;
@@ -314,13 +319,14 @@ export class AcceptLoop implements Listener {
       this.#forget(connection, undefined);
       closeQuietly(conn);
       if (isTimedOut) this.#onEvent({ kind: "timeout", timeout: "handshake" });
-      else if (!connection.abort.signal.aborted) this.#onEvent({ kind: "handshake-failed", error });
+      else if (!connection.isClosed) this.#onEvent({ kind: "handshake-failed", error });
       return;
     } finally {
       this.#deadlines.handshakeDone(deadline);
-      connection.abort.signal.removeEventListener("abort", onAbort);
+      connection.signal.removeEventListener("abort", onAbort);
+      connection.dropSignal();
     }
-    if (connection.abort.signal.aborted || this.#isClosing) {
+    if (connection.isClosed || this.#isClosing) {
       this.#forget(connection, undefined);
       closeQuietly(conn);
       return;
@@ -370,13 +376,14 @@ export class AcceptLoop implements Listener {
     rawUpgrades: RawUpgrades,
   ): void {
     connection.isSniffing = true;
-    void readFirstBytes(conn, connection.abort.signal).then((first) => {
+    void readFirstBytes(conn, connection.signal).then((first) => {
       connection.isSniffing = false;
       if (first.kind === "closed") {
         closeQuietly(conn);
         return this.#forget(connection, undefined);
       }
       if (first.kind === "other") {
+        connection.dropSignal();
         return this.#serveHttp(
           conn,
           connection,
@@ -408,7 +415,7 @@ export class AcceptLoop implements Listener {
       if (connection.inFlight === 0) connection.current = undefined;
       if (!connection.isH2 && request !== undefined && closeAfterResponse?.has(request) === true) {
         // Deno would keep the connection open waiting for the unread body.
-        connection.abort.abort();
+        connection.close();
         return;
       }
       if (connection.isLingering) return;
@@ -419,7 +426,7 @@ export class AcceptLoop implements Listener {
       if (connection.inFlight > 0 || this.#isClosing) return;
       const keepAliveTimeoutMs = this.#settings.client.keepAliveTimeoutMs;
       if (keepAliveTimeoutMs <= 0) {
-        connection.abort.abort();
+        connection.close();
         return;
       }
       this.#deadlines.awaitNextHead(connection, keepAliveTimeoutMs);
@@ -427,7 +434,7 @@ export class AcceptLoop implements Listener {
     const onRequest: RequestHandler = (request, info) => {
       if (connection.isLingering) {
         // Bytes after an early answer are the rest of an upload, never a request.
-        connection.abort.abort();
+        connection.close();
         return LINGERING_RESPONSE();
       }
       connection.inFlight++;
@@ -439,13 +446,13 @@ export class AcceptLoop implements Listener {
     };
     const done = () => this.#forget(connection, fd);
     try {
-      const signal = connection.abort.signal;
-      const server = serve(conn, signal, onRequest, this.#onError, noop);
+      // The connection is the signal: Deno's server registers its forced close on it.
+      const server = serve(conn, connection, onRequest, this.#onError, noop);
       connection.server = server;
       server.finished.then(done, (error) => {
         done();
         // A forced close (timeout, shutdown) is ours, not the client's error.
-        if (!connection.abort.signal.aborted) this.#onEvent({ kind: "connection-error", error });
+        if (!connection.isClosed) this.#onEvent({ kind: "connection-error", error });
       });
     } catch (error) {
       done();
@@ -461,7 +468,7 @@ export class AcceptLoop implements Listener {
     this.#refuser.close();
     // Connections still showing no request are idle: close them as Deno's server does.
     for (const connection of this.#connections) {
-      if (connection.isSniffing) connection.abort.abort();
+      if (connection.isSniffing) connection.close();
     }
     closeQuietly(this.#socket);
   }
