@@ -206,7 +206,7 @@ export class AcceptLoop implements Listener {
       for (const c of this.#connections) if (c.finished !== undefined) c.close();
       await Promise.all(
         [...this.#connections].map((c) =>
-          c.finished ?? c.server?.shutdown().then(() => {
+          c.finished ?? c.shutdownServer?.().then(() => {
             c.isShutDown = true;
           }, noop)
         ),
@@ -401,64 +401,78 @@ export class AcceptLoop implements Listener {
     });
   }
 
+  /**
+   * Hands the connection to Deno's server. What an idle connection keeps alive here is one
+   * closure context (this listener and the connection) and the three closures Deno holds:
+   * the request handler and the two reactions to `finished`; the rest lives on `connection`.
+   */
   #serveHttp(
     conn: Deno.Conn,
     connection: Connection,
     fd: number | undefined,
     serve: ServeOnConnection = this.#serveOnConnection,
   ): void {
-    const { closeAfterResponse, lingerAfterResponse, http2Requests } = this.#options;
-    const finished = () => {
-      connection.inFlight--;
-      const request = connection.current;
-      // An idle connection keeps nothing of its last request (headers, URL, signal).
-      if (connection.inFlight === 0) connection.current = undefined;
-      if (!connection.isH2 && request !== undefined && closeAfterResponse?.has(request) === true) {
-        // Deno would keep the connection open waiting for the unread body.
-        connection.close();
-        return;
-      }
-      if (connection.isLingering) return;
-      if (request !== undefined && lingerAfterResponse?.has(request) === true) {
-        this.#deadlines.linger(connection);
-        return;
-      }
-      if (connection.inFlight > 0 || this.#isClosing) return;
-      const keepAliveTimeoutMs = this.#settings.client.keepAliveTimeoutMs;
-      if (keepAliveTimeoutMs <= 0) {
-        connection.close();
-        return;
-      }
-      this.#deadlines.awaitNextHead(connection, keepAliveTimeoutMs);
-    };
-    const onRequest: RequestHandler = (request, info) => {
-      if (connection.isLingering) {
-        // Bytes after an early answer are the rest of an upload, never a request.
-        connection.close();
-        return LINGERING_RESPONSE();
-      }
-      connection.inFlight++;
-      connection.current = request;
-      connection.clearDeadline();
-      info.completed.then(finished, finished);
-      if (connection.isH2) http2Requests?.add(request);
-      return this.#handler(request, info);
-    };
-    const done = () => this.#forget(connection, fd);
+    connection.peekFd = fd;
+    const onRequest: RequestHandler = (request, info) => this.#onRequest(connection, request, info);
     try {
       // The connection is the signal: Deno's server registers its forced close on it.
       const server = serve(conn, connection, onRequest, this.#onError, noop);
-      connection.server = server;
-      server.finished.then(done, (error) => {
-        done();
+      connection.shutdownServer = server.shutdown;
+      server.finished.then(() => this.#forget(connection, connection.peekFd), (error) => {
+        this.#forget(connection, connection.peekFd);
         // A forced close (timeout, shutdown) is ours, not the client's error.
         if (!connection.isClosed) this.#onEvent({ kind: "connection-error", error });
       });
     } catch (error) {
-      done();
+      this.#forget(connection, fd);
       this.#onEvent({ kind: "connection-error", error });
       closeQuietly(conn);
     }
+  }
+
+  #onRequest(
+    connection: Connection,
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response | Promise<Response> {
+    if (connection.isLingering) {
+      // Bytes after an early answer are the rest of an upload, never a request.
+      connection.close();
+      return LINGERING_RESPONSE();
+    }
+    connection.inFlight++;
+    connection.current = request;
+    connection.clearDeadline();
+    // A closure per request, not one kept per idle connection.
+    const finished = () => this.#requestFinished(connection);
+    info.completed.then(finished, finished);
+    if (connection.isH2) this.#options.http2Requests?.add(request);
+    return this.#handler(request, info);
+  }
+
+  #requestFinished(connection: Connection): void {
+    const { closeAfterResponse, lingerAfterResponse } = this.#options;
+    connection.inFlight--;
+    const request = connection.current;
+    // An idle connection keeps nothing of its last request (headers, URL, signal).
+    if (connection.inFlight === 0) connection.current = undefined;
+    if (!connection.isH2 && request !== undefined && closeAfterResponse?.has(request) === true) {
+      // Deno would keep the connection open waiting for the unread body.
+      connection.close();
+      return;
+    }
+    if (connection.isLingering) return;
+    if (request !== undefined && lingerAfterResponse?.has(request) === true) {
+      this.#deadlines.linger(connection);
+      return;
+    }
+    if (connection.inFlight > 0 || this.#isClosing) return;
+    const keepAliveTimeoutMs = this.#settings.client.keepAliveTimeoutMs;
+    if (keepAliveTimeoutMs <= 0) {
+      connection.close();
+      return;
+    }
+    this.#deadlines.awaitNextHead(connection, keepAliveTimeoutMs);
   }
 
   #stop(): void {

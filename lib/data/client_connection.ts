@@ -53,8 +53,14 @@ export class Connection implements AbortHook {
   /** Deno's server's forced close, once it has registered it. */
   #closeServer: (() => void) | undefined;
   #isClosed = false;
-  /** Deno's server for it, once it has one. */
-  server: ConnectionServer | undefined;
+  /**
+   * Deno's server's graceful shutdown, once it has one. Only the function is kept, not the
+   * server object (with its address and `ref`/`unref` closures, about 0.5 KB): Deno's
+   * `shutdown` works on its closure alone, not on `this`.
+   */
+  shutdownServer: ConnectionServer["shutdown"] | undefined;
+  /** Its descriptor when the listener peeks at it (`socket_peek.ts`), released on close. */
+  peekFd: number | undefined;
   /** Requests being answered. */
   inFlight = 0;
   /** The request being answered (HTTP/1.1 answers one at a time). */
