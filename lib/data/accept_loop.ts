@@ -12,7 +12,12 @@ import { type Clock, systemClock } from "../shared/clock.ts";
 import { isFdExhaustion } from "../shared/fd_exhaustion.ts";
 import { pickCertificate, type TlsCertificate } from "../shared/tls_certificate.ts";
 import { setListenerNoDelay } from "../process/tcp_nodelay.ts";
-import { Connection, ConnectionDeadlines, type ConnectionServer } from "./client_connection.ts";
+import {
+  type AbortHook,
+  Connection,
+  ConnectionDeadlines,
+  type ConnectionServer,
+} from "./client_connection.ts";
 import { ConnectionRefuser } from "./connection_limit.ts";
 import { serveRawHandshake, Sniffer } from "./connection_sniffer.ts";
 import type {
@@ -43,7 +48,7 @@ const LINGERING_RESPONSE = () => new Response(null, { status: 400 });
 /** Deno's per-connection server, as `Deno.serve` uses it. */
 export type ServeOnConnection = (
   conn: Deno.Conn,
-  signal: AbortSignal,
+  signal: AbortHook,
   handler: RequestHandler,
   onError: (error: unknown) => Response,
   onListen: () => void,
@@ -199,10 +204,10 @@ export class AcceptLoop implements Listener {
       this.#deadlines.endLingering(this.#connections);
       await Promise.all(this.#accepting);
       // A tunnel has no requests to finish: a drain ends it (its client sees the close).
-      for (const c of this.#connections) if (c.finished !== undefined) c.abort.abort();
+      for (const c of this.#connections) if (c.finished !== undefined) c.close();
       await Promise.all(
         [...this.#connections].map((c) =>
-          c.finished ?? c.server?.shutdown().then(() => {
+          c.finished ?? c.shutdownServer?.().then(() => {
             c.isShutDown = true;
           }, noop)
         ),
@@ -219,7 +224,7 @@ export class AcceptLoop implements Listener {
     this.#deadlines.endLingering(this.#connections);
     // Aborting a connection Deno already closed makes its abort listener throw.
     for (const connection of this.#connections) {
-      if (!connection.isShutDown) connection.abort.abort();
+      if (!connection.isShutDown) connection.close();
     }
     this.#peek?.close();
     this.#pipe?.close();
@@ -333,7 +338,7 @@ export class AcceptLoop implements Listener {
     );
     // A close() or shutdown() during the handshake ends it too.
     const onAbort = () => this.#closeUnfinished(conn, connection.fd);
-    connection.abort.signal.addEventListener("abort", onAbort, { once: true });
+    connection.signal.addEventListener("abort", onAbort, { once: true });
     let alpn: string | null;
     try {
       alpn = (await conn.handshake()).alpnProtocol;
@@ -341,14 +346,15 @@ export class AcceptLoop implements Listener {
       this.#closeUnfinished(conn, connection.fd);
       this.#forget(connection, undefined);
       if (isTimedOut) this.#onEvent({ kind: "timeout", timeout: "handshake" });
-      else if (!connection.abort.signal.aborted) this.#onEvent({ kind: "handshake-failed", error });
+      else if (!connection.isClosed) this.#onEvent({ kind: "handshake-failed", error });
       return;
     } finally {
       connection.isSniffing = false;
       this.#deadlines.handshakeDone(deadline);
-      connection.abort.signal.removeEventListener("abort", onAbort);
+      connection.signal.removeEventListener("abort", onAbort);
+      connection.dropSignal();
     }
-    if (connection.abort.signal.aborted || this.#isClosing) {
+    if (connection.isClosed || this.#isClosing) {
       this.#forget(connection, undefined);
       closeQuietly(conn);
       return;
@@ -398,13 +404,14 @@ export class AcceptLoop implements Listener {
     rawUpgrades: RawUpgrades,
   ): void {
     connection.isSniffing = true;
-    void readFirstBytes(conn, connection.abort.signal).then((first) => {
+    void readFirstBytes(conn, connection.signal).then((first) => {
       connection.isSniffing = false;
       if (first.kind === "closed") {
         closeQuietly(conn);
         return this.#forget(connection, undefined);
       }
       if (first.kind === "other") {
+        connection.dropSignal();
         return this.#serveHttp(
           conn,
           connection,
@@ -422,64 +429,78 @@ export class AcceptLoop implements Listener {
     });
   }
 
+  /**
+   * Hands the connection to Deno's server. What an idle connection keeps alive here is one
+   * closure context (this listener and the connection) and the three closures Deno holds:
+   * the request handler and the two reactions to `finished`; the rest lives on `connection`.
+   */
   #serveHttp(
     conn: Deno.Conn,
     connection: Connection,
     fd: number | undefined,
     serve: ServeOnConnection = this.#serveOnConnection,
   ): void {
-    const { closeAfterResponse, lingerAfterResponse, http2Requests } = this.#options;
-    const finished = () => {
-      connection.inFlight--;
-      const request = connection.current;
-      // An idle connection keeps nothing of its last request (headers, URL, signal).
-      if (connection.inFlight === 0) connection.current = undefined;
-      if (!connection.isH2 && request !== undefined && closeAfterResponse?.has(request) === true) {
-        // Deno would keep the connection open waiting for the unread body.
-        connection.abort.abort();
-        return;
-      }
-      if (connection.isLingering) return;
-      if (request !== undefined && lingerAfterResponse?.has(request) === true) {
-        this.#deadlines.linger(connection);
-        return;
-      }
-      if (connection.inFlight > 0 || this.#isClosing) return;
-      const keepAliveTimeoutMs = this.#settings.client.keepAliveTimeoutMs;
-      if (keepAliveTimeoutMs <= 0) {
-        connection.abort.abort();
-        return;
-      }
-      this.#deadlines.awaitNextHead(connection, keepAliveTimeoutMs);
-    };
-    const onRequest: RequestHandler = (request, info) => {
-      if (connection.isLingering) {
-        // Bytes after an early answer are the rest of an upload, never a request.
-        connection.abort.abort();
-        return LINGERING_RESPONSE();
-      }
-      connection.inFlight++;
-      connection.current = request;
-      connection.clearDeadline();
-      info.completed.then(finished, finished);
-      if (connection.isH2) http2Requests?.add(request);
-      return this.#handler(request, info);
-    };
-    const done = () => this.#forget(connection, fd);
+    connection.peekFd = fd;
+    const onRequest: RequestHandler = (request, info) => this.#onRequest(connection, request, info);
     try {
-      const signal = connection.abort.signal;
-      const server = serve(conn, signal, onRequest, this.#onError, noop);
-      connection.server = server;
-      server.finished.then(done, (error) => {
-        done();
+      // The connection is the signal: Deno's server registers its forced close on it.
+      const server = serve(conn, connection, onRequest, this.#onError, noop);
+      connection.shutdownServer = server.shutdown;
+      server.finished.then(() => this.#forget(connection, connection.peekFd), (error) => {
+        this.#forget(connection, connection.peekFd);
         // A forced close (timeout, shutdown) is ours, not the client's error.
-        if (!connection.abort.signal.aborted) this.#onEvent({ kind: "connection-error", error });
+        if (!connection.isClosed) this.#onEvent({ kind: "connection-error", error });
       });
     } catch (error) {
-      done();
+      this.#forget(connection, fd);
       this.#onEvent({ kind: "connection-error", error });
       closeQuietly(conn);
     }
+  }
+
+  #onRequest(
+    connection: Connection,
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response | Promise<Response> {
+    if (connection.isLingering) {
+      // Bytes after an early answer are the rest of an upload, never a request.
+      connection.close();
+      return LINGERING_RESPONSE();
+    }
+    connection.inFlight++;
+    connection.current = request;
+    connection.clearDeadline();
+    // A closure per request, not one kept per idle connection.
+    const finished = () => this.#requestFinished(connection);
+    info.completed.then(finished, finished);
+    if (connection.isH2) this.#options.http2Requests?.add(request);
+    return this.#handler(request, info);
+  }
+
+  #requestFinished(connection: Connection): void {
+    const { closeAfterResponse, lingerAfterResponse } = this.#options;
+    connection.inFlight--;
+    const request = connection.current;
+    // An idle connection keeps nothing of its last request (headers, URL, signal).
+    if (connection.inFlight === 0) connection.current = undefined;
+    if (!connection.isH2 && request !== undefined && closeAfterResponse?.has(request) === true) {
+      // Deno would keep the connection open waiting for the unread body.
+      connection.close();
+      return;
+    }
+    if (connection.isLingering) return;
+    if (request !== undefined && lingerAfterResponse?.has(request) === true) {
+      this.#deadlines.linger(connection);
+      return;
+    }
+    if (connection.inFlight > 0 || this.#isClosing) return;
+    const keepAliveTimeoutMs = this.#settings.client.keepAliveTimeoutMs;
+    if (keepAliveTimeoutMs <= 0) {
+      connection.close();
+      return;
+    }
+    this.#deadlines.awaitNextHead(connection, keepAliveTimeoutMs);
   }
 
   #stop(): void {
@@ -489,7 +510,7 @@ export class AcceptLoop implements Listener {
     this.#refuser.close();
     // Connections still showing no request are idle: close them as Deno's server does.
     for (const connection of this.#connections) {
-      if (connection.isSniffing) connection.abort.abort();
+      if (connection.isSniffing) connection.close();
     }
     closeQuietly(this.#socket);
   }

@@ -28,12 +28,39 @@ export interface ConnectionServer {
   shutdown(): Promise<void>;
 }
 
+/**
+ * What Deno's per-connection server takes as its `signal`: it only registers one `abort`
+ * listener (`op_http_cancel`, the forced close), so a {@linkcode Connection} is enough and an
+ * idle connection holds no `AbortController` (an `AbortSignal` with one listener is about
+ * 770 bytes of heap in Deno 2.9.6).
+ */
+export interface AbortHook {
+  /** Whether the connection was closed (as `AbortSignal.aborted`). */
+  readonly aborted: boolean;
+  /**
+   * Registers the listener {@linkcode Connection.close} calls.
+   *
+   * @param type Always `"abort"`.
+   * @param listener Closes Deno's server for the connection.
+   */
+  addEventListener(type: "abort", listener: () => void): void;
+}
+
 /** One client connection's state. */
-export class Connection {
-  /** Aborting it closes the connection. */
-  readonly abort: AbortController = new AbortController();
-  /** Deno's server for it, once it has one. */
-  server: ConnectionServer | undefined;
+export class Connection implements AbortHook {
+  /** Made on first use of {@linkcode Connection.signal}; dropped by `dropSignal`. */
+  #controller: AbortController | undefined;
+  /** Deno's server's forced close, once it has registered it. */
+  #closeServer: (() => void) | undefined;
+  #isClosed = false;
+  /**
+   * Deno's server's graceful shutdown, once it has one. Only the function is kept, not the
+   * server object (with its address and `ref`/`unref` closures, about 0.5 KB): Deno's
+   * `shutdown` works on its closure alone, not on `this`.
+   */
+  shutdownServer: ConnectionServer["shutdown"] | undefined;
+  /** Its descriptor when the listener peeks at it (`socket_peek.ts`), released on close. */
+  peekFd: number | undefined;
   /** Requests being answered. */
   inFlight = 0;
   /** The request being answered (HTTP/1.1 answers one at a time). */
@@ -57,6 +84,56 @@ export class Connection {
   fd: number | undefined;
   /** For a connection the listener serves itself (a handshake, a tunnel): when it is closed. */
   finished: Promise<void> | undefined;
+
+  /** Whether {@linkcode Connection.close} was called. */
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  /** See {@linkcode AbortHook.aborted}. */
+  get aborted(): boolean {
+    return this.#isClosed;
+  }
+
+  /**
+   * Aborts when the connection is closed. Made on first use: the phases before Deno's server
+   * (TLS handshake, sniffing) and the connections the listener serves itself use it.
+   */
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#isClosed) this.#controller.abort();
+    }
+    return this.#controller.signal;
+  }
+
+  /**
+   * Forgets the signal once the phase that used it is over and nothing listens to it any more
+   * (the sniffer handed the connection to Deno's server), so an idle connection holds none.
+   */
+  dropSignal(): void {
+    if (!this.#isClosed) this.#controller = undefined;
+  }
+
+  /** See {@linkcode AbortHook.addEventListener}. */
+  addEventListener(_type: "abort", listener: () => void): void {
+    if (!this.#isClosed) {
+      this.#closeServer = listener;
+      return;
+    }
+    // Deno registers the listener before its server exists: close it once it does.
+    queueMicrotask(() => closeServer(listener));
+  }
+
+  /** Closes the connection: aborts the signal and closes Deno's server at once. Idempotent. */
+  close(): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    const closeDenoServer = this.#closeServer;
+    this.#closeServer = undefined;
+    this.#controller?.abort();
+    if (closeDenoServer !== undefined) closeServer(closeDenoServer);
+  }
 
   /** Cancels the pending deadline, if any. */
   clearDeadline(): void {
@@ -181,12 +258,21 @@ export class ConnectionDeadlines {
     connection.deadlineQueue = undefined;
     if (connection.inFlight > 0) return;
     this.#onEvent({ kind: "timeout", timeout });
-    connection.abort.abort();
+    connection.close();
   }
 }
 
 function endLinger(connection: Connection): void {
   connection.deadline = undefined;
   connection.deadlineQueue = undefined;
-  connection.abort.abort();
+  connection.close();
+}
+
+/** Calls Deno's forced close, which throws when its server is already gone. */
+function closeServer(listener: () => void): void {
+  try {
+    listener();
+  } catch {
+    // Closed already (finished, or shut down gracefully).
+  }
 }

@@ -73,14 +73,14 @@ export class Sniffer {
   /** Starts looking; the actions say what came of it. */
   start(): void {
     this.#connection.isSniffing = true;
-    this.#connection.abort.signal.addEventListener("abort", this.#onAbort, { once: true });
+    this.#connection.signal.addEventListener("abort", this.#onAbort, { once: true });
     void this.#run();
   }
 
   readonly #onAbort = () => this.#peek.cancelWait(this.#fd);
 
   async #run(): Promise<void> {
-    const signal = this.#connection.abort.signal;
+    const signal = this.#connection.signal;
     let delayMs = 1;
     let wasReadable = false;
     try {
@@ -115,11 +115,12 @@ export class Sniffer {
 
   #stop(): void {
     this.#connection.isSniffing = false;
-    this.#connection.abort.signal.removeEventListener("abort", this.#onAbort);
+    this.#connection.signal.removeEventListener("abort", this.#onAbort);
   }
 
   #handOver(): void {
     this.#stop();
+    this.#connection.dropSignal();
     this.#actions.handOver();
   }
 
@@ -184,7 +185,7 @@ export async function serveRawHandshake(
       // Already closed.
     }
   };
-  connection.abort.signal.addEventListener("abort", closeConn, { once: true });
+  connection.signal.addEventListener("abort", closeConn, { once: true });
   try {
     // Exactly the head: bytes after it (early frames) stay for the tunnel.
     const bytes = new Uint8Array(head.length);
@@ -195,7 +196,7 @@ export async function serveRawHandshake(
     }
     let request: Request;
     try {
-      request = handshakeRequest(head, connection.abort.signal, serving.isTls === true);
+      request = handshakeRequest(head, connection.signal, serving.isTls === true);
     } catch {
       await writeRawResponse(conn, new Response("Bad request\n", { status: 400 }));
       return;
@@ -228,9 +229,9 @@ export async function serveRawHandshake(
     }
     completed.resolve();
   } catch (error) {
-    if (!connection.abort.signal.aborted) onEvent({ kind: "connection-error", error });
+    if (!connection.isClosed) onEvent({ kind: "connection-error", error });
   } finally {
-    connection.abort.signal.removeEventListener("abort", closeConn);
+    connection.signal.removeEventListener("abort", closeConn);
     closeConn();
   }
 }

@@ -22,6 +22,7 @@
  *
  * @module
  */
+import type { AbortHook } from "./client_connection.ts";
 
 /** A handler as the listener gives it to Deno's server. */
 export type PipedHandler = (
@@ -40,7 +41,7 @@ export interface PipedServer {
 /** Deno's per-connection server (as the listener declares it). */
 export type ServeOnConnection = (
   conn: Deno.Conn,
-  signal: AbortSignal,
+  signal: AbortHook,
   handler: PipedHandler,
   onError: (error: unknown) => Response,
   onListen: () => void,
