@@ -101,7 +101,7 @@ const TARGETS: readonly TargetSpec[] = [
     label: "bare 6-line `Deno.serve` + `fetch` proxy",
     start: startBareDenoProxy,
   },
-  ours("ours", "ours, defaults (access log to a file)", []),
+  ours("ours", "ours `--workers 1` (access log to a file)", []),
   ours(
     "ours-auto",
     "ours, no flags (`--workers auto`, access log to stdout, here /dev/null)",
