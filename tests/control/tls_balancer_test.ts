@@ -4,7 +4,7 @@ import { loadCertificateFiles } from "../../lib/control/certificates.ts";
 import { parseBalancerArgs } from "../../lib/config/config.ts";
 import { FakeClock } from "../support/fake_clock.ts";
 import { startServer } from "../support/servers.ts";
-import { curl, makeTestCa, presentedCn } from "../support/tls.ts";
+import { curl, makeTestCa, presentedCn, run } from "../support/tls.ts";
 
 /** A backend that answers with the forwarding headers it received. */
 function startEchoBackend() {
@@ -164,4 +164,34 @@ Deno.test("loadCertificateFiles() names what is wrong with a file", async () => 
     Error,
     `Cannot read --tls-cert "${ca.dir}/missing.pem"`,
   );
+});
+
+Deno.test("HTTPS balancer: HTTP/2 advertises its stream and header-list limits, and a header list over them is 431 that reaches no backend", async () => {
+  await using ca = await makeTestCa();
+  const leaf = await ca.issue(["shop.test"]);
+  let reached = 0;
+  await using backend = startServer((request) => {
+    // Health probes aside.
+    if (request.headers.has("x-small") || request.headers.has("x-big")) reached++;
+    return new Response("ok");
+  });
+  await using balancer = await startTlsBalancer([
+    "--backend",
+    backend.url.href,
+    "--tls-cert",
+    leaf.certFile,
+    "--tls-key",
+    leaf.keyFile,
+  ]);
+  const url = `https://127.0.0.1:${balancer.url.port}/`;
+  // nghttp (nghttp2-client) prints the frames it receives, the server's SETTINGS first.
+  const small = await run("nghttp", ["-nv", "-H", `x-small: ${"a".repeat(8_000)}`, url]);
+  assertEquals(small.code, 0, small.stderr);
+  assertStringIncludes(small.stdout, "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):200");
+  assertStringIncludes(small.stdout, "SETTINGS_MAX_HEADER_LIST_SIZE(0x06):16384");
+  assertStringIncludes(small.stdout, ":status: 200");
+  assertEquals(reached, 1);
+  const big = await run("nghttp", ["-nv", "-H", `x-big: ${"a".repeat(40_000)}`, url]);
+  assertStringIncludes(big.stdout, ":status: 431");
+  assertEquals(reached, 1, "the oversized request reached the backend");
 });
