@@ -1,6 +1,6 @@
 /**
  * One isolate's data plane: the request handler built from a configuration, the upstream
- * clients it sends with, and the listener it serves on. The control plane (`server.ts`) runs
+ * clients it sends with, and the listener it serves on. The control plane (`control/balancer.ts`) runs
  * one in its own isolate with `--workers 1`, and each data-plane worker runs one with more.
  * A reload calls {@linkcode DataPlane.prepare} (which binds a new listener when the address or
  * server mode changed, and may fail) and then commits it: the handler is swapped under the
