@@ -440,14 +440,14 @@ export class AcceptLoop implements Listener {
     fd: number | undefined,
     serve: ServeOnConnection = this.#serveOnConnection,
   ): void {
-    connection.peekFd = fd;
+    if (fd !== undefined) connection.fd = fd;
     const onRequest: RequestHandler = (request, info) => this.#onRequest(connection, request, info);
     try {
       // The connection is the signal: Deno's server registers its forced close on it.
       const server = serve(conn, connection, onRequest, this.#onError, noop);
       connection.shutdownServer = server.shutdown;
-      server.finished.then(() => this.#forget(connection, connection.peekFd), (error) => {
-        this.#forget(connection, connection.peekFd);
+      server.finished.then(() => this.#forget(connection, undefined), (error) => {
+        this.#forget(connection, undefined);
         // A forced close (timeout, shutdown) is ours, not the client's error.
         if (!connection.isClosed) this.#onEvent({ kind: "connection-error", error });
       });

@@ -59,8 +59,6 @@ export class Connection implements AbortHook {
    * `shutdown` works on its closure alone, not on `this`.
    */
   shutdownServer: ConnectionServer["shutdown"] | undefined;
-  /** Its descriptor when the listener peeks at it (`socket_peek.ts`), released on close. */
-  peekFd: number | undefined;
   /** Requests being answered. */
   inFlight = 0;
   /** The request being answered (HTTP/1.1 answers one at a time). */
@@ -80,7 +78,10 @@ export class Connection implements AbortHook {
    * server yet).
    */
   isSniffing = false;
-  /** A TLS connection's descriptor, when found (to end a handshake that never finishes). */
+  /**
+   * Its descriptor, when the listener found it (`socket_peek.ts`): a plain connection's to peek
+   * at its first bytes, a TLS one's to end a handshake that never finishes. Released on close.
+   */
   fd: number | undefined;
   /** For a connection the listener serves itself (a handshake, a tunnel): when it is closed. */
   finished: Promise<void> | undefined;
