@@ -204,7 +204,11 @@ export async function serveRawHandshake(
     let tunnelClosed: Promise<void> | undefined;
     const client: RawClient = {
       conn,
-      take() {
+      take(options) {
+        // A tunnel closes the connection itself on abort, after its close frames.
+        if (options?.closesOnAbort === true) {
+          connection.signal.removeEventListener("abort", closeConn);
+        }
         const { promise, resolve } = Promise.withResolvers<void>();
         tunnelClosed = promise;
         return resolve;

@@ -6,7 +6,8 @@
  *
  * Flow control is TCP's: each direction reads a chunk only once the previous one is written, so
  * a side that stops reading stops the other side's sender (its kernel buffers fill) and the
- * balancer holds at most one chunk per direction.
+ * balancer holds at most one chunk per direction. The running tunnel, and how a drain ends it
+ * with close frames, is `byte_tunnel.ts`.
  *
  * The listener reads the handshake itself (`listener.ts`) and registers the connection in
  * {@linkcode RawUpgrades} under the `Request` it builds for the handler, so the request goes
@@ -28,9 +29,12 @@ export interface RawClient {
   /**
    * Takes the connection for a tunnel: the listener then leaves it alone until `done`.
    *
+   * @param options `closesOnAbort`: the taker closes the connection itself when the listener
+   * aborts it (a drain), as a tunnel does after its close frames. Default: the listener closes
+   * it at once.
    * @returns Call once the tunnel has closed both connections.
    */
-  take(): () => void;
+  take(options?: { readonly closesOnAbort?: boolean }): () => void;
 }
 
 /** The connections the listener read a handshake from, by the request it built. */
@@ -263,84 +267,6 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.length + b.length);
   out.set(a);
   out.set(b, a.length);
-  return out;
-}
-
-/** A running tunnel. */
-export interface RunningTunnel {
-  /** Resolves once both connections are closed, naming who ended it first. */
-  readonly finished: Promise<"client" | "backend">;
-  /** Closes both connections at once. */
-  close(): void;
-}
-
-/**
- * Joins the client and the backend: writes the backend's head to the client (with `added`
- * fields before its blank line) and its early bytes, then copies bytes both ways until both
- * directions end. A direction that ends (EOF) half-closes the other side; an error on either
- * closes both.
- *
- * @param client The client connection, its handshake read.
- * @param backend The backend side, its `101` read.
- * @param added Header fields for the client (request ID, the policy's), appended to the head.
- * @returns The running tunnel.
- */
-export function runTunnel(
-  client: Deno.Conn,
-  backend: BackendTunnel,
-  added: ReadonlyArray<readonly [string, string]>,
-): RunningTunnel {
-  let firstEnd: "client" | "backend" | undefined;
-  let isClosed = false;
-  const close = () => {
-    if (isClosed) return;
-    isClosed = true;
-    closeQuietly(client);
-    closeQuietly(backend.conn);
-  };
-  const pump = async (from: Deno.Conn, to: Deno.Conn, side: "client" | "backend") => {
-    const buffer = new Uint8Array(CHUNK_BYTES);
-    try {
-      for (;;) {
-        const n = await from.read(buffer);
-        if (n === null) break;
-        await writeAll(to, buffer.subarray(0, n));
-      }
-      firstEnd ??= side;
-      await to.closeWrite();
-    } catch {
-      firstEnd ??= side;
-      close();
-    }
-  };
-  const start = async (): Promise<"client" | "backend"> => {
-    try {
-      await writeAll(client, withFields(backend.head, added));
-      if (backend.early.length > 0) await writeAll(client, backend.early);
-    } catch {
-      close();
-      return "client";
-    }
-    await Promise.all([
-      pump(client, backend.conn, "client"),
-      pump(backend.conn, client, "backend"),
-    ]);
-    close();
-    return firstEnd ?? "client";
-  };
-  return { finished: start(), close };
-}
-
-/** The head with `added` fields inserted before its blank line. */
-function withFields(head: Uint8Array, added: ReadonlyArray<readonly [string, string]>): Uint8Array {
-  if (added.length === 0) return head;
-  let text = "";
-  for (const [name, value] of added) text += `${name}: ${value}\r\n`;
-  const extra = encoder.encode(text);
-  const out = new Uint8Array(head.length + extra.length);
-  out.set(head.subarray(0, head.length - 2));
-  out.set(extra, head.length - 2);
-  out.set(head.subarray(head.length - 2), head.length - 2 + extra.length);
   return out;
 }
 

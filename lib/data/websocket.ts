@@ -46,7 +46,9 @@
  * `denolb_websockets_open`; one access record is written when it closes (status 101, the
  * socket's whole life as the duration). Every open relay is in an {@linkcode OpenWebSockets}
  * registry that outlives reloads, so the data plane can close them all with 1001 when a drain
- * runs out of time.
+ * runs out of time. A byte tunnel is ended by the drain itself (the listener aborts its client
+ * connection): with a close frame, 1001 Going Away, to each side at a frame boundary, then the
+ * TCP close, within a grace of 1 s (`byte_tunnel.ts`), so a browser sees 1001 rather than 1006.
  *
  * @module
  */
@@ -77,8 +79,8 @@ import {
   type RawClient,
   type RawUpgrades,
   relayAnswer,
-  runTunnel,
 } from "./upgrade_tunnel.ts";
+import { runTunnel } from "./byte_tunnel.ts";
 
 export { OpenWebSockets } from "./websocket_relay.ts";
 
@@ -452,17 +454,22 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     added.push(["x-request-id", facts.requestId]);
     metrics.recordRequest(backend, 101, clock.now() - facts.started);
     metrics.recordWebSocketOpened();
-    const done = raw.take();
-    const running = runTunnel(raw.conn, tunnel, added);
-    const relay = { close: () => running.close() };
-    open.add(relay);
-    // The request's signal is the client connection's: when the listener aborts it (a drain, a
-    // close), both sides go, or a pump blocked writing to a backend that stopped reading would
+    const done = raw.take({ closesOnAbort: true });
+    const running = runTunnel(raw.conn, tunnel, { added, clock });
+    // A drain ends the tunnel with 1001 Going Away to both sides (`byte_tunnel.ts`), within a
+    // bounded grace: a pump blocked writing to a backend that stopped reading would otherwise
     // keep the tunnel, and the drain waiting for it, open for good.
-    request.signal.addEventListener("abort", relay.close, { once: true });
-    if (request.signal.aborted) relay.close();
+    const relay = {
+      close: (code: number, reason: string) => running.closeGracefully(code, reason),
+    };
+    // The request's signal is the client connection's: the listener aborts it on a drain or a
+    // close.
+    const onAbort = () => running.closeGracefully();
+    open.add(relay);
+    request.signal.addEventListener("abort", onAbort, { once: true });
+    if (request.signal.aborted) onAbort();
     void running.finished.then((closedBy) => {
-      request.signal.removeEventListener("abort", relay.close);
+      request.signal.removeEventListener("abort", onAbort);
       open.delete(relay);
       closed(
         request,

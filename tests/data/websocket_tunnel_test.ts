@@ -251,6 +251,157 @@ Deno.test("websocket tunnel: a drain closes a tunnel whose backend stopped readi
   listener.close();
 });
 
+/** The 101 a raw backend answers with. */
+const SWITCHING = new TextEncoder().encode(
+  "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
+    "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+);
+
+/**
+ * A raw backend for one connection: reads the handshake, answers 101, runs `script`, then
+ * records every byte it receives until EOF (or a reset) and closes.
+ */
+function startRawBackend(script: (conn: Deno.Conn) => Promise<void> = () => Promise.resolve()) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const received = (async () => {
+    const conn = await listener.accept();
+    const buffer = new Uint8Array(65_536);
+    let head = "";
+    while (!head.includes("\r\n\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error("the balancer closed before its handshake");
+      head += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    await conn.write(SWITCHING);
+    await script(conn);
+    const got = await readAll(conn);
+    conn.close();
+    return got;
+  })();
+  return {
+    url: new URL(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`),
+    /** Every byte the backend got after its 101, up to EOF. */
+    received,
+    [Symbol.asyncDispose]: async () => {
+      listener.close();
+      await received.catch(() => {});
+    },
+  };
+}
+
+/** Reads until EOF (a reset counts as one). */
+async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: number[] = [];
+  const buffer = new Uint8Array(65_536);
+  try {
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      for (let i = 0; i < n; i++) chunks.push(buffer[i] as number);
+    }
+  } catch {
+    // A reset ends it too.
+  }
+  return Uint8Array.from(chunks);
+}
+
+/** Opens a raw client tunnel and reads exactly the 101's head. */
+async function openRawClient(port: number): Promise<Deno.Conn> {
+  const client = await Deno.connect({ hostname: "127.0.0.1", port });
+  await client.write(HANDSHAKE);
+  let head = "";
+  const byte = new Uint8Array(1);
+  while (!head.endsWith("\r\n\r\n")) {
+    const n = await within("the 101", client.read(byte));
+    assert(n !== null, `closed after ${JSON.stringify(head)}`);
+    head += String.fromCharCode(byte[0] as number);
+  }
+  assert(head.startsWith("HTTP/1.1 101"), head);
+  return client;
+}
+
+/** Reads exactly `count` bytes. */
+async function readExactly(conn: Deno.Conn, count: number): Promise<Uint8Array> {
+  const out = new Uint8Array(count);
+  for (let at = 0; at < count;) {
+    const n = await conn.read(out.subarray(at));
+    assert(n !== null, `EOF after ${at} of ${count} bytes`);
+    at += n;
+  }
+  return out;
+}
+
+/** The payload of a masked frame with a 7-bit length, unmasked. */
+function unmaskedPayload(frame: Uint8Array): number[] {
+  assert((frame[1] as number) & 0x80, "the frame is not masked");
+  const length = (frame[1] as number) & 0x7f;
+  const key = frame.subarray(2, 6);
+  return [...frame.subarray(6, 6 + length)].map((b, i) => b ^ (key[i % 4] as number));
+}
+
+Deno.test("websocket tunnel: a drain sends 1001 Going Away to both sides of an idle tunnel, then closes", async () => {
+  await using backend = startRawBackend();
+  await using lb = await startPlane([backend.url], ["--health-interval", "1h"]);
+  const client = await openRawClient(lb.port);
+  // The drain waits for the tunnel; the client reads what it gets meanwhile and, at EOF, closes
+  // as a browser does after a close frame.
+  const [got] = await Promise.all([
+    within("the client's EOF", readAll(client).finally(() => client.close())),
+    within("the drain", lb.plane.shutdown()),
+  ]);
+  // To the client: an unmasked close frame, 1001 and no reason, then EOF.
+  assertEquals([...got], [0x88, 0x02, 0x03, 0xe9]);
+  // To the backend: one masked close frame whose payload is 1001, then EOF.
+  const frame = await within("the backend's EOF", backend.received);
+  assertEquals([frame.length, frame[0], frame[1]], [8, 0x88, 0x82]);
+  assertEquals(unmaskedPayload(frame), [0x03, 0xe9]);
+  assertEquals(lb.pool.inFlight, 0);
+});
+
+Deno.test("websocket tunnel: a drain in the middle of a backend's frame puts no close frame inside it", async () => {
+  // A 1 MiB binary frame, of which the backend sends the header and 100 000 payload bytes.
+  const header = Uint8Array.of(0x82, 127, 0, 0, 0, 0, 0, 0x10, 0, 0);
+  const part = new Uint8Array(100_000).fill(0x62);
+  await using backend = startRawBackend(async (conn) => {
+    await conn.write(header);
+    for (let at = 0; at < part.length;) at += await conn.write(part.subarray(at));
+  });
+  await using lb = await startPlane([backend.url], ["--health-interval", "1h"]);
+  const client = await openRawClient(lb.port);
+  // All of it went through the tunnel before the drain.
+  const before = await within(
+    "the frame's start",
+    readExactly(client, header.length + part.length),
+  );
+  assertEquals(before.subarray(0, header.length), header);
+  const [after] = await Promise.all([
+    within("the client's EOF", readAll(client).finally(() => client.close())),
+    within("the drain", lb.plane.shutdown()),
+  ]);
+  // Nothing after the partial frame: a close frame there would be read as its payload.
+  assertEquals(after.length, 0);
+  // The other direction was at a boundary: the backend got its close frame.
+  const frame = await within("the backend's EOF", backend.received);
+  assertEquals(unmaskedPayload(frame), [0x03, 0xe9]);
+});
+
+Deno.test("websocket tunnel: a drain after a whole frame sends the close frame right after it", async () => {
+  await using backend = startRawBackend(async (conn) => {
+    // A text frame "hi", in two writes (header and payload apart).
+    await conn.write(Uint8Array.of(0x81, 0x02));
+    await conn.write(Uint8Array.of(0x68, 0x69));
+  });
+  await using lb = await startPlane([backend.url], ["--health-interval", "1h"]);
+  const client = await openRawClient(lb.port);
+  assertEquals([...await within("the frame", readExactly(client, 4))], [0x81, 0x02, 0x68, 0x69]);
+  const [after] = await Promise.all([
+    within("the client's EOF", readAll(client).finally(() => client.close())),
+    within("the drain", lb.plane.shutdown()),
+  ]);
+  assertEquals([...after], [0x88, 0x02, 0x03, 0xe9]);
+  await within("the backend's EOF", backend.received);
+});
+
 Deno.test("websocket tunnel: a slowloris connection is cut at --header-timeout while the same listener serves WebSocket", async () => {
   await using backend = startEchoBackend();
   await using lb = await startPlane([backend.url], ["--header-timeout", "300ms"]);
