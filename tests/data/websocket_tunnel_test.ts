@@ -110,28 +110,74 @@ async function readUntilClosed(conn: Deno.Conn, limitMs: number): Promise<number
   }
 }
 
+/** The 101 a raw backend answers with. */
+const SWITCHING = new TextEncoder().encode(
+  "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
+    "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+);
+
+/**
+ * Accepts the balancer's connection on a raw backend, reads the handshake's head and answers
+ * 101.
+ *
+ * @returns The connection and how many bytes came after the head (early frames).
+ */
+async function acceptUpgrade(listener: Deno.Listener): Promise<{ conn: Deno.Conn; early: number }> {
+  const conn = await listener.accept();
+  const buffer = new Uint8Array(65_536);
+  let head = "";
+  while (!head.includes("\r\n\r\n")) {
+    const n = await conn.read(buffer);
+    if (n === null) throw new Error("the balancer closed before its handshake");
+    head += new TextDecoder().decode(buffer.subarray(0, n));
+  }
+  await conn.write(SWITCHING);
+  return { conn, early: head.length - (head.indexOf("\r\n\r\n") + 4) };
+}
+
+/** A client connection through the balancer whose handshake got the backend's 101. */
+async function openTunnel(port: number): Promise<Deno.Conn> {
+  const client = await Deno.connect({ hostname: "127.0.0.1", port });
+  await client.write(HANDSHAKE);
+  const head = new Uint8Array(4096);
+  const n = await within("the 101", client.read(head));
+  assert(n !== null && new TextDecoder().decode(head.subarray(0, n)).startsWith("HTTP/1.1 101"));
+  return client;
+}
+
+/**
+ * Writes 256 KiB chunks (the tunnel does not care what) until one write stalls for 500 ms.
+ *
+ * @returns The bytes written, and the stalled write.
+ */
+async function writeUntilStalled(
+  client: Deno.Conn,
+): Promise<{ sent: number; pending: Promise<number> }> {
+  const chunk = new Uint8Array(256 * 1024).fill(0x61);
+  let sent = 0;
+  for (;;) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<"stalled">((resolve) => {
+      timer = setTimeout(() => resolve("stalled"), 500);
+    });
+    const pending = client.write(chunk);
+    const written = await Promise.race([pending, stalled]);
+    clearTimeout(timer);
+    if (written === "stalled") return { sent, pending };
+    sent += written;
+    assertLess(sent, 256 * 1024 * 1024, "the client was never slowed down");
+  }
+}
+
 Deno.test("websocket tunnel: a backend that stops reading slows the client down, with no cut and bounded memory", async () => {
   // A raw backend: it answers the handshake 101, then reads nothing until told to.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const resume = Promise.withResolvers<void>();
   const received = Promise.withResolvers<number>();
   const backendDone = (async () => {
-    const conn = await listener.accept();
-    const buffer = new Uint8Array(65_536);
-    let head = "";
-    while (!head.includes("\r\n\r\n")) {
-      const n = await conn.read(buffer);
-      if (n === null) return;
-      head += new TextDecoder().decode(buffer.subarray(0, n));
-    }
-    const early = head.length - (head.indexOf("\r\n\r\n") + 4);
-    await conn.write(
-      new TextEncoder().encode(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
-          "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
-      ),
-    );
+    const { conn, early } = await acceptUpgrade(listener);
     await resume.promise;
+    const buffer = new Uint8Array(65_536);
     let total = early;
     for (;;) {
       const n = await conn.read(buffer);
@@ -143,13 +189,7 @@ Deno.test("websocket tunnel: a backend that stops reading slows the client down,
   })();
   const backendUrl = new URL(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`);
   await using lb = await startPlane([backendUrl], ["--health-interval", "1h"]);
-  const client = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
-  await client.write(HANDSHAKE);
-  const head = new Uint8Array(4096);
-  const n = await within("the 101", client.read(head));
-  assert(n !== null && new TextDecoder().decode(head.subarray(0, n)).startsWith("HTTP/1.1 101"));
-  // The client writes (the tunnel does not care what) until a write stalls for 500 ms.
-  const chunk = new Uint8Array(256 * 1024).fill(0x61);
+  const client = await openTunnel(lb.port);
   // This isolate's memory (the data plane runs here): the process's RSS would also count the
   // tests that share the process.
   const isolateMemory = () => {
@@ -157,20 +197,7 @@ Deno.test("websocket tunnel: a backend that stops reading slows the client down,
     return usage.heapUsed + usage.external;
   };
   const memoryBefore = isolateMemory();
-  let sent = 0;
-  let pending: Promise<number>;
-  for (;;) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stalled = new Promise<"stalled">((resolve) => {
-      timer = setTimeout(() => resolve("stalled"), 500);
-    });
-    pending = client.write(chunk);
-    const written = await Promise.race([pending, stalled]);
-    clearTimeout(timer);
-    if (written === "stalled") break;
-    sent += written;
-    assertLess(sent, 256 * 1024 * 1024, "the client was never slowed down");
-  }
+  let { sent, pending } = await writeUntilStalled(client);
   // What it could send is what the kernel buffers hold (and one chunk per direction here).
   assertLess(sent, 64 * 1024 * 1024);
   assertLess(isolateMemory() - memoryBefore, 64 * 1024 * 1024);
@@ -187,52 +214,19 @@ Deno.test("websocket tunnel: a backend that stops reading slows the client down,
 
 Deno.test("websocket tunnel: a drain closes a tunnel whose backend stopped reading while the client still writes", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const backendConn = Promise.withResolvers<Deno.Conn>();
-  const backendDone = (async () => {
-    const conn = await listener.accept();
-    backendConn.resolve(conn);
-    const buffer = new Uint8Array(65_536);
-    let head = "";
-    while (!head.includes("\r\n\r\n")) {
-      const n = await conn.read(buffer);
-      if (n === null) return;
-      head += new TextDecoder().decode(buffer.subarray(0, n));
-    }
-    await conn.write(
-      new TextEncoder().encode(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
-          "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
-      ),
-    );
-  })();
+  const backend = acceptUpgrade(listener);
   const backendUrl = new URL(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`);
   await using lb = await startPlane([backendUrl], ["--health-interval", "1h"]);
-  const client = await Deno.connect({ hostname: "127.0.0.1", port: lb.port });
-  await client.write(HANDSHAKE);
-  const head = new Uint8Array(4096);
-  const n = await within("the 101", client.read(head));
-  assert(n !== null && new TextDecoder().decode(head.subarray(0, n)).startsWith("HTTP/1.1 101"));
-  await within("the backend's 101 to be sent", backendDone);
-  // The client writes until the kernel buffers are full: the tunnel's pump is then blocked in
-  // a write to the backend, which reads nothing.
-  const chunk = new Uint8Array(256 * 1024).fill(0x61);
-  let pending: Promise<number> | undefined;
-  for (;;) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stalled = new Promise<"stalled">((resolve) => {
-      timer = setTimeout(() => resolve("stalled"), 500);
-    });
-    pending = client.write(chunk);
-    const written = await Promise.race([pending, stalled]);
-    clearTimeout(timer);
-    if (written === "stalled") break;
-  }
-  pending?.catch(() => {});
+  const client = await openTunnel(lb.port);
+  const { conn } = await within("the backend's 101 to be sent", backend);
+  // The client fills the kernel buffers: the tunnel's pump is then blocked in a write to the
+  // backend, which reads nothing.
+  const { pending } = await writeUntilStalled(client);
+  pending.catch(() => {});
   // The drain ends the tunnel, both sides: it does not wait for the backend to read.
   await within("the drain", lb.plane.shutdown());
   assertEquals(lb.pool.inFlight, 0, "the tunnel still counts");
   // The backend sees its side closed once it reads what was buffered.
-  const conn = await backendConn.promise;
   const buffer = new Uint8Array(1 << 20);
   await within(
     "the backend's side to close",
@@ -251,12 +245,6 @@ Deno.test("websocket tunnel: a drain closes a tunnel whose backend stopped readi
   listener.close();
 });
 
-/** The 101 a raw backend answers with. */
-const SWITCHING = new TextEncoder().encode(
-  "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
-    "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
-);
-
 /**
  * A raw backend for one connection: reads the handshake, answers 101, runs `script`, then
  * records every byte it receives until EOF (or a reset) and closes.
@@ -264,15 +252,7 @@ const SWITCHING = new TextEncoder().encode(
 function startRawBackend(script: (conn: Deno.Conn) => Promise<void> = () => Promise.resolve()) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const received = (async () => {
-    const conn = await listener.accept();
-    const buffer = new Uint8Array(65_536);
-    let head = "";
-    while (!head.includes("\r\n\r\n")) {
-      const n = await conn.read(buffer);
-      if (n === null) throw new Error("the balancer closed before its handshake");
-      head += new TextDecoder().decode(buffer.subarray(0, n));
-    }
-    await conn.write(SWITCHING);
+    const { conn } = await acceptUpgrade(listener);
     await script(conn);
     const got = await readAll(conn);
     conn.close();
