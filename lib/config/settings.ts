@@ -171,7 +171,7 @@ export const SETTINGS = {
       "--max-connections still apply; wss too, over TLS. Plain HTTP needs Linux and " +
       "--allow-ffi (the tasks and the binary grant it); without them, and with off, upgrade " +
       "requests are answered 501. Over TLS, off serves HTTP/1.1 without the local pipe the " +
-      "listener otherwise hands it to Deno's server through (~13% of its throughput).",
+      "listener otherwise hands it to Deno's server through (13 to 24% of its throughput).",
   } satisfies Setting<"on" | "off">,
   tls: {
     certFiles: {

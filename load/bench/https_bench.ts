@@ -13,7 +13,9 @@
  * Each peer runs one worker/process where it has the setting (nginx `worker_processes 1`, ours
  * `--workers 1`); HAProxy and Caddy use their defaults (one thread per core). On a 2-core machine
  * the load generator, the proxy and the backends share the cores: only the ratios of one run
- * mean anything, not the absolute rates.
+ * mean anything, not the absolute rates. The `ws-off` row is ours with `--websocket off`: with
+ * WebSocket on (the default) a TLS HTTP/1.1 connection reaches Deno's server through the
+ * listener's local pipe, and the two rows show what that costs.
  *
  * @module
  */
@@ -66,9 +68,15 @@ async function makeCertificate(directory: string): Promise<Tls> {
   return { cert, key, combined };
 }
 
-async function startOurs(backends: readonly number[], tls: Tls): Promise<HttpsPeer> {
+async function startOurs(
+  backends: readonly number[],
+  tls: Tls,
+  name = "denolb",
+  extra: readonly string[] = [],
+): Promise<HttpsPeer> {
   const port = freePort();
   const process = await startOurBalancer(port, backends, [
+    ...extra,
     "--workers",
     "1",
     "--access-log",
@@ -80,7 +88,7 @@ async function startOurs(backends: readonly number[], tls: Tls): Promise<HttpsPe
     "--tls-key",
     tls.key,
   ]);
-  return { name: "denolb", port, stop: () => process.stop() };
+  return { name, port, stop: () => process.stop() };
 }
 
 async function startNginxTls(
@@ -218,6 +226,8 @@ if (import.meta.main) {
   await Deno.chmod(tls.key, 0o644); // nginx's worker reads it as another user
   const starters: Array<[string, () => Promise<HttpsPeer>]> = [
     ["denolb", () => startOurs(backends.ports, tls)],
+    // WebSocket on (the default) sends TLS HTTP/1.1 through the listener's local pipe (wss).
+    ["ws-off", () => startOurs(backends.ports, tls, "ws-off", ["--websocket", "off"])],
     ["nginx", () => startNginxTls(`${directory}/peer`, backends.ports, tls)],
     ["haproxy", () => startHaproxyTls(directory, backends.ports, tls)],
     ["caddy", () => startCaddyTls(directory, backends.ports, tls)],
