@@ -37,9 +37,9 @@
  * server through a per-listener local pipe (`local_pipe.ts`: Deno's server takes only a native
  * connection, a JS wrapper is refused with `TypeError: expected i32`), the handler still seeing
  * the client's address and an `https://` URL. An `h2` connection goes to Deno's server directly
- * (browsers open HTTP/1.1 for a WebSocket; Deno offers no RFC 8441). Measured with `wrk -c20` and `-c50`
- * over TLS (one isolate, 2 shared cores): the pipe costs HTTP/1.1 13 to 24% of its requests per
- * second against `--websocket off`, which serves TLS HTTP/1.1 directly as before.
+ * (browsers open HTTP/1.1 for a WebSocket; Deno offers no RFC 8441). Measured with `wrk -c20`
+ * and `-c50` over TLS (one isolate, 2 shared cores): the pipe costs HTTP/1.1 13 to 24% of its
+ * requests per second against `--websocket off`, which serves TLS HTTP/1.1 directly as before.
  *
  * `serveHttpOnConnection` is internal to Deno (`Deno[Deno.internal]`); Deno 2.9.6 is pinned and
  * a test fails if it goes away. Without it the listener falls back to plain `Deno.serve` and
