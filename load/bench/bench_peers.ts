@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { freePort, startNginx } from "./bench_support.ts";
+import { freePort, haproxyHead, nginxPass, nginxUpstream, startNginx } from "./bench_support.ts";
 import { spawnCaddy, spawnWatched, startOurBalancer } from "./bench_processes.ts";
 
 /** A balancer running for the benchmark. */
@@ -76,20 +76,8 @@ export async function startNginxPeer(
   const port = freePort();
   const nginx = await startNginx(
     directory,
-    `  upstream pool {
-${backendPorts.map((p) => `    server 127.0.0.1:${p};`).join("\n")}
-    keepalive 64;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://pool;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }
-  }`,
+    `${nginxUpstream("pool", backendPorts)}
+  server { listen 127.0.0.1:${port}; location / { ${nginxPass("http://pool")} } }`,
     [port],
   );
   return {
@@ -115,16 +103,7 @@ export async function startHaproxyPeer(
   const config = `${directory}/haproxy.cfg`;
   await Deno.writeTextFile(
     config,
-    `global
-  maxconn 4096
-defaults
-  mode http
-  option forwardfor
-  timeout connect 5s
-  timeout client 50s
-  timeout server 50s
-  timeout http-keep-alive 10s
-frontend fe
+    `${haproxyHead()}frontend fe
   bind 127.0.0.1:${port}
   default_backend be
 backend be

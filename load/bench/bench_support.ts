@@ -253,3 +253,61 @@ export function median(values: readonly number[]): number {
     ? sorted[middle] ?? 0
     : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
+
+/**
+ * The peers' common configuration, written once: what every benchmark gives nginx and HAProxy in
+ * front of the backends.
+ */
+
+/**
+ * An nginx `upstream` block over backends on 127.0.0.1, round-robin, with idle keep-alive
+ * connections.
+ *
+ * @param name The upstream's name.
+ * @param ports The backends' ports.
+ * @param keepalive Idle connections nginx keeps to them.
+ * @returns The block, indented for the `http` context.
+ */
+export function nginxUpstream(name: string, ports: readonly number[], keepalive = 64): string {
+  return `  upstream ${name} { ${ports.map((p) => `server 127.0.0.1:${p};`).join(" ")} ` +
+    `keepalive ${keepalive}; }`;
+}
+
+/**
+ * The directives of an nginx `location` that proxies to `target` over kept-alive HTTP/1.1, the
+ * client's Host kept, `X-Forwarded-For` appended.
+ *
+ * @param target What `proxy_pass` names: `http://pool`, `http://b/`.
+ * @returns The directives, on one line.
+ */
+export function nginxPass(target: string): string {
+  return `proxy_pass ${target}; proxy_http_version 1.1; proxy_set_header Connection ""; ` +
+    `proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`;
+}
+
+/**
+ * HAProxy's `global` and `defaults` sections: HTTP mode, `option forwardfor`, the usual
+ * timeouts.
+ *
+ * @param extra.global Lines added to `global`.
+ * @param extra.defaults Lines added to `defaults`.
+ * @returns The sections, each line ending in a newline.
+ */
+export function haproxyHead(
+  extra: { readonly global?: readonly string[]; readonly defaults?: readonly string[] } = {},
+): string {
+  const lines = [
+    "global",
+    "  maxconn 4096",
+    ...(extra.global ?? []).map((line) => `  ${line}`),
+    "defaults",
+    "  mode http",
+    "  option forwardfor",
+    "  timeout connect 5s",
+    "  timeout client 50s",
+    "  timeout server 50s",
+    ...(extra.defaults ?? []).map((line) => `  ${line}`),
+    "  timeout http-keep-alive 10s",
+  ];
+  return lines.map((line) => `${line}\n`).join("");
+}

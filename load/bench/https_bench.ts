@@ -21,7 +21,16 @@
  */
 import { parseDuration } from "../../lib/shared/duration.ts";
 import { parseArgs } from "../../lib/shared/std.ts";
-import { freePort, runTool, startNginx, writeLine, writeStaticSite } from "./bench_support.ts";
+import {
+  freePort,
+  haproxyHead,
+  nginxPass,
+  nginxUpstream,
+  runTool,
+  startNginx,
+  writeLine,
+  writeStaticSite,
+} from "./bench_support.ts";
 import { startNginxBackends, startOurBalancer } from "./bench_processes.ts";
 import { spawnCaddy, spawnWatched } from "./bench_processes.ts";
 
@@ -99,22 +108,13 @@ async function startNginxTls(
   const port = freePort();
   const nginx = await startNginx(
     directory,
-    `  upstream pool {
-${backends.map((p) => `    server 127.0.0.1:${p};`).join("\n")}
-    keepalive 64;
-  }
+    `${nginxUpstream("pool", backends)}
   server {
     listen 127.0.0.1:${port} ssl http2;
     ssl_certificate ${tls.cert};
     ssl_certificate_key ${tls.key};
     ssl_protocols TLSv1.2 TLSv1.3;
-    location / {
-      proxy_pass http://pool;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-Proto https;
-    }
+    location / { ${nginxPass("http://pool")} proxy_set_header X-Forwarded-Proto https; }
   }`,
     [port],
   );
@@ -130,17 +130,7 @@ async function startHaproxyTls(
   const config = `${directory}/haproxy.cfg`;
   await Deno.writeTextFile(
     config,
-    `global
-  maxconn 4096
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  option forwardfor
-  timeout connect 5s
-  timeout client 50s
-  timeout server 50s
-  timeout http-keep-alive 10s
-frontend fe
+    `${haproxyHead({ global: ["ssl-default-bind-options ssl-min-ver TLSv1.2"] })}frontend fe
   bind 127.0.0.1:${port} ssl crt ${tls.combined} alpn h2,http/1.1
   http-request set-header X-Forwarded-Proto https
   default_backend be

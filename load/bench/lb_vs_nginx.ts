@@ -28,6 +28,8 @@ import {
   type Measurement,
   measureWrk,
   median,
+  nginxPass,
+  nginxUpstream,
   startNginx,
   waitForPort,
   writeLine,
@@ -103,20 +105,8 @@ async function main(args: readonly string[]): Promise<void> {
   const nginxPort = freePort();
   const proxy = await startNginx(
     directory,
-    `  upstream pool {
-${backendPorts.map((p) => `    server 127.0.0.1:${p};`).join("\n")}
-    keepalive 64;
-  }
-  server {
-    listen 127.0.0.1:${nginxPort};
-    location / {
-      proxy_pass http://pool;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }
-  }`,
+    `${nginxUpstream("pool", backendPorts)}
+  server { listen 127.0.0.1:${nginxPort}; location / { ${nginxPass("http://pool")} } }`,
     [nginxPort],
   );
   const shapes = [

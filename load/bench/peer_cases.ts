@@ -37,7 +37,15 @@ import {
   startRawBackend,
 } from "./raw_backend.ts";
 import { RawConnection, type RawReadOutcome } from "./raw_http.ts";
-import { freePort, startNginx, waitForPort, writeLine } from "./bench_support.ts";
+import {
+  freePort,
+  haproxyHead,
+  nginxPass,
+  nginxUpstream,
+  startNginx,
+  waitForPort,
+  writeLine,
+} from "./bench_support.ts";
 import { errorText } from "../../lib/shared/error_text.ts";
 
 const REPO = new URL("../../", import.meta.url);
@@ -322,16 +330,12 @@ async function startNginxPeer(directory: string, backendPort: number): Promise<P
   await Deno.chmod(directory, 0o755); // nginx's worker runs as another user
   const nginx = await startNginx(
     directory,
-    `  upstream raw { server 127.0.0.1:${backendPort}; keepalive 8; }
+    `${nginxUpstream("raw", [backendPort], 8)}
   server {
     listen 127.0.0.1:${port};
     location / {
-      proxy_pass http://raw;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
+      ${nginxPass("http://raw")}
       proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto $scheme;
     }
   }`,
@@ -345,17 +349,7 @@ async function startHaproxyPeer(directory: string, backendPort: number): Promise
   const config = `${directory}/haproxy.cfg`;
   await Deno.writeTextFile(
     config,
-    `global
-  maxconn 4096
-defaults
-  mode http
-  option forwardfor
-  timeout connect 5s
-  timeout client 50s
-  timeout server 50s
-  timeout http-request 5s
-  timeout http-keep-alive 10s
-frontend fe
+    `${haproxyHead({ defaults: ["timeout http-request 5s"] })}frontend fe
   bind 127.0.0.1:${port}
   http-request set-header X-Forwarded-Proto http
   default_backend be

@@ -24,7 +24,10 @@ import { parseDuration } from "../../lib/shared/duration.ts";
 import { parseArgs } from "../../lib/shared/std.ts";
 import {
   freePort,
+  haproxyHead,
   median,
+  nginxPass,
+  nginxUpstream,
   runTool,
   startNginx,
   writeLine,
@@ -54,52 +57,40 @@ const ROUTES: readonly unknown[] = [
 
 function nginxRouted(port: number, [a, b, c]: readonly number[]): string {
   const upstream = (name: string, p: number | undefined) =>
-    `  upstream ${name} { server 127.0.0.1:${p}; keepalive 64; }`;
-  const pass = (to: string) =>
-    `proxy_pass ${to}; proxy_http_version 1.1; proxy_set_header Connection ""; ` +
-    `proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`;
+    nginxUpstream(name, p === undefined ? [] : [p]);
   return [
     upstream("a", a),
     upstream("b", b),
     upstream("c", c),
     `  server { listen 127.0.0.1:${port}; server_name admin.example.com; location / { ${
-      pass("http://a")
+      nginxPass("http://a")
     } } }`,
     `  server { listen 127.0.0.1:${port}; server_name *.static.example.com; location / { ${
-      pass("http://c")
+      nginxPass("http://c")
     } } }`,
     `  server {
     listen 127.0.0.1:${port} default_server;
-    location = /login { ${pass("http://a")} }
-    location = /api/v2 { if ($request_method = POST) { proxy_pass http://b; } ${pass("http://b/")} }
-    location /api/ { ${pass("http://b/")} }
-    location /images/ { ${pass("http://c")} }
+    location = /login { ${nginxPass("http://a")} }
+    location = /api/v2 { if ($request_method = POST) { proxy_pass http://b; } ${
+      nginxPass("http://b/")
+    } }
+    location /api/ { ${nginxPass("http://b/")} }
+    location /images/ { ${nginxPass("http://c")} }
     location = /old { return 301 /new; }
-    location /app/ { ${pass("http://c/")} }
-    location / { if ($http_x_canary = "1") { proxy_pass http://b; } ${pass("http://a")} }
+    location /app/ { ${nginxPass("http://c/")} }
+    location / { if ($http_x_canary = "1") { proxy_pass http://b; } ${nginxPass("http://a")} }
   }`,
   ].join("\n");
 }
 
 function nginxPlain(port: number, backend: number): string {
-  return `  upstream pool { server 127.0.0.1:${backend}; keepalive 64; }
-  server { listen 127.0.0.1:${port}; location / { proxy_pass http://pool; proxy_http_version 1.1;
-    proxy_set_header Connection ""; proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; } }`;
+  return `${nginxUpstream("pool", [backend])}
+  server { listen 127.0.0.1:${port}; location / { ${nginxPass("http://pool")} } }`;
 }
 
 function haproxyConfig(port: number, ports: readonly number[], isRouted: boolean): string {
   const [a, b, c] = ports;
-  const head = `global
-  maxconn 4096
-defaults
-  mode http
-  option forwardfor
-  timeout connect 5s
-  timeout client 50s
-  timeout server 50s
-  timeout http-keep-alive 10s
-frontend fe
+  const head = `${haproxyHead()}frontend fe
   bind 127.0.0.1:${port}
 `;
   if (!isRouted) return `${head}  default_backend c\nbackend c\n  server c 127.0.0.1:${c}\n`;
